@@ -1,0 +1,156 @@
+// Package config defines ferry's TOML configuration schema and loads it.
+//
+// Load reads a file, decodes it strictly (unknown keys are errors), applies
+// defaults and validates it. Every error it returns names the file, line,
+// column and key path, and all problems found are reported at once:
+//
+//	cfg, err := config.Load("ferry.toml")
+//	if err != nil {
+//		fmt.Fprintln(os.Stderr, err) // ferry.toml:12:1: listener[0].lisen: unknown key
+//	}
+//
+// Plugin settings are kept undecoded: each plugin's factory decodes its own
+// table strictly with PluginConfig.Decode, which reports positions in the
+// original file too. The package does not open sockets or build plugins.
+package config
+
+import "time"
+
+// Config is a whole ferry configuration.
+type Config struct {
+	// File is the path the configuration was read from ("<embedded>" for the
+	// built-in default). It is not a TOML key.
+	File string `toml:"-"`
+
+	Log       Log            `toml:"log"`
+	Defaults  Defaults       `toml:"defaults"`
+	Listeners []Listener     `toml:"listener"`
+	Upstreams []Upstream     `toml:"upstream"`
+	Routes    []Route        `toml:"route"`
+	Plugins   []PluginConfig `toml:"-"` // decoded from [[plugin]] by Load
+}
+
+// Log configures ferry's own log output (stderr).
+type Log struct {
+	// Level is debug, info, warn or error. Default info.
+	Level string `toml:"level"`
+	// Format is console (human, coloured on a terminal) or json. Default console.
+	Format string `toml:"format"`
+}
+
+// Defaults apply to every listener that does not set its own value.
+type Defaults struct {
+	// HandshakeTimeout bounds the time a client gets, from accept, to name its
+	// target. Default 10s.
+	HandshakeTimeout Duration `toml:"handshake_timeout"`
+	// DialTimeout bounds a dial to the target or first upstream. Default 10s.
+	DialTimeout Duration `toml:"dial_timeout"`
+	// IdleTimeout closes a channel with no bytes either way for this long.
+	// Default 5m; "0s" disables it.
+	IdleTimeout Duration `toml:"idle_timeout"`
+	// DrainTimeout is how long live channels may finish on shutdown. Default 30s.
+	DrainTimeout Duration `toml:"drain_timeout"`
+	// BufferSize is the read size of the copy loops that run plugin data
+	// hooks. Default 32KiB.
+	BufferSize Size `toml:"buffer_size"`
+}
+
+// Listener is one listening socket and what it serves.
+type Listener struct {
+	// Name identifies the listener in logs; unique. Default "listener-N".
+	Name string `toml:"name"`
+	// Listen is host:port; IPv6 as "[::1]:8080". Required.
+	Listen string `toml:"listen"`
+	// Protocols lists what the listener detects per connection: any of http,
+	// socks5, socks4; or exactly ["tcp"] with Target set. Default all three.
+	Protocols []string `toml:"protocols"`
+	// Target is the fixed destination of a tcp listener (host:port).
+	Target string `toml:"target"`
+	// ProxyProtocol is off, optional or required (PROXY protocol v1/v2 from
+	// a load balancer). Default off.
+	ProxyProtocol string `toml:"proxy_protocol"`
+	// TrustedProxies lists CIDRs allowed to send a PROXY header.
+	TrustedProxies []CIDR `toml:"trusted_proxies"`
+	// Plugins names [[plugin]] instances, run in this order.
+	Plugins []string `toml:"plugins"`
+	// MaxConnections caps concurrent connections; 0 means unlimited.
+	// Default 10000.
+	MaxConnections *int `toml:"max_connections"`
+
+	// Per-listener overrides of [defaults], with the same units and limits;
+	// nil (key absent) means the [defaults] value. An explicit "0s"
+	// idle_timeout disables the idle timeout for this listener only.
+	HandshakeTimeout *Duration `toml:"handshake_timeout"`
+	DialTimeout      *Duration `toml:"dial_timeout"`
+	IdleTimeout      *Duration `toml:"idle_timeout"`
+	BufferSize       *Size     `toml:"buffer_size"`
+}
+
+// Upstream is a parent proxy or a group of them (implemented by the routing
+// layer; parsed and checked here). It has either URL or Members.
+type Upstream struct {
+	// Name identifies the upstream for routes, via and members; unique.
+	// Required.
+	Name string `toml:"name"`
+	// URL is "direct" or scheme://[user:pass@]host:port with scheme socks5,
+	// socks5h (the proxy resolves names), http or https.
+	URL string `toml:"url"`
+	// Via names another upstream to reach this one through (a chain).
+	// Only for an upstream with a URL; chains must not loop.
+	Via string `toml:"via"`
+	// SendProxyProtocol is off, v1 or v2: send a PROXY header carrying the
+	// client's address to this upstream. Default off.
+	SendProxyProtocol string `toml:"send_proxy_protocol"`
+	// Members makes this upstream a group of other upstreams.
+	Members []string `toml:"members"`
+	// Strategy picks a group member: failover, round-robin, random or
+	// least-connections. Default failover; only for groups.
+	Strategy string `toml:"strategy"`
+}
+
+// Route sends matching destinations to an upstream, or rejects them.
+type Route struct {
+	// Match lists host names, *.domain wildcards, IP addresses and CIDRs.
+	// Required.
+	Match []string `toml:"match"`
+	// Upstream names the [[upstream]] to use. Exactly one of Upstream and
+	// Reject is set.
+	Upstream string `toml:"upstream"`
+	// Reject refuses matching destinations.
+	Reject bool `toml:"reject"`
+}
+
+// Effective returns the listener's timeouts and sizes with defaults applied.
+func (c *Config) Effective(l *Listener) Settings {
+	s := Settings{
+		HandshakeTimeout: c.Defaults.HandshakeTimeout.D(),
+		DialTimeout:      c.Defaults.DialTimeout.D(),
+		IdleTimeout:      c.Defaults.IdleTimeout.D(),
+		BufferSize:       int(c.Defaults.BufferSize),
+	}
+	if l.HandshakeTimeout != nil {
+		s.HandshakeTimeout = l.HandshakeTimeout.D()
+	}
+	if l.DialTimeout != nil {
+		s.DialTimeout = l.DialTimeout.D()
+	}
+	if l.IdleTimeout != nil {
+		s.IdleTimeout = l.IdleTimeout.D()
+	}
+	if l.BufferSize != nil {
+		s.BufferSize = int(*l.BufferSize)
+	}
+	if l.MaxConnections != nil {
+		s.MaxConnections = *l.MaxConnections
+	}
+	return s
+}
+
+// Settings are a listener's resolved knobs.
+type Settings struct {
+	HandshakeTimeout time.Duration
+	DialTimeout      time.Duration
+	IdleTimeout      time.Duration // 0: no idle timeout
+	BufferSize       int
+	MaxConnections   int // 0: unlimited
+}

@@ -1,0 +1,118 @@
+package config
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2"
+)
+
+// PluginConfig is one [[plugin]] table. Its own keys stay undecoded until
+// the plugin's factory calls Decode with its options struct.
+type PluginConfig struct {
+	// Name is the instance name listeners refer to; unique. Required.
+	Name string
+	// Type is the registered plugin type. Default: Name.
+	Type string
+
+	file  string         // the configuration file
+	path  string         // key path of the table, like "plugin[2]"
+	table map[string]any // the keys other than name and type
+	idx   *index         // positions in the whole file
+}
+
+// Decode fills v, a pointer to the plugin's options struct, from the
+// table's keys other than name and type. It is strict: an unknown key or a
+// value of the wrong type is an error. Fields of v that the table does not
+// set keep their value, so v may hold the defaults. Errors are a *Error
+// whose problems carry the position in the original file:
+//
+//	ferry.toml:31:1: plugin[1].max_bytes: unknown key
+//
+// Duration, Size and CIDR fields get the same checks as ferry's own keys,
+// except that a negative Size given as a TOML integer must be rejected by
+// the plugin.
+func (p *PluginConfig) Decode(v any) error {
+	data, err := toml.Marshal(p.table)
+	if err != nil {
+		return p.WrapError(fmt.Errorf("encode options: %w", err))
+	}
+	var generic map[string]any
+	if err := toml.Unmarshal(data, &generic); err != nil {
+		return p.WrapError(fmt.Errorf("decode options: %w", err))
+	}
+	sub, err := buildIndex(data)
+	if err != nil {
+		return p.WrapError(fmt.Errorf("index options: %w", err))
+	}
+	res := decodeStrict(data, sub, generic, v)
+	if len(res.problems) == 0 {
+		return nil
+	}
+	if p.idx == nil {
+		errs := make([]error, len(res.problems))
+		for i, pr := range res.problems {
+			errs[i] = errors.New(pr.path + ": " + pr.msg)
+		}
+		return fmt.Errorf("plugin %s: %w", p.Name, errors.Join(errs...))
+	}
+	e := &Error{}
+	for _, pr := range res.problems {
+		key := p.path
+		off := -1
+		if pr.path != "" {
+			key = subKey(p.path, pr.path)
+			off = p.idx.offsetOf(key, pr.atValue)
+		}
+		if off < 0 {
+			off = p.idx.offsetOf(p.path, false)
+		}
+		line, col := p.idx.lineCol(off)
+		e.Problems = append(e.Problems, Problem{File: p.file, Line: line, Col: col, Key: key, Msg: pr.msg})
+	}
+	sortProblems(e.Problems)
+	return e
+}
+
+// Where returns the table's position and key path, "ferry.toml:29:1:
+// plugin[1]", to prefix errors about the plugin that have no key of their
+// own. For a PluginConfig not read from a file it is "plugin NAME".
+func (p *PluginConfig) Where() string {
+	if p.idx == nil {
+		return "plugin " + p.Name
+	}
+	line, col := p.idx.lineCol(p.idx.offsetOf(p.path, false))
+	return fmt.Sprintf("%s:%d:%d: %s", p.file, line, col, p.path)
+}
+
+// WrapError gives a factory's error a position. A *Error passes as it is.
+// An error that reads "key: problem", where key is one of the table's keys
+// (as plugins.Registration asks), points at that key; any other error
+// points at the table's header. nil stays nil.
+func (p *PluginConfig) WrapError(err error) error {
+	var ce *Error
+	if err == nil || errors.As(err, &ce) {
+		return err
+	}
+	if p.idx == nil {
+		return fmt.Errorf("plugin %s: %w", p.Name, err)
+	}
+	key, msg := p.path, err.Error()
+	if k, rest, ok := strings.Cut(msg, ": "); ok && k != "" && p.idx.has(subKey(p.path, k)) {
+		key, msg = subKey(p.path, k), rest
+	}
+	line, col := p.idx.lineCol(p.idx.offsetOf(key, false))
+	return &Error{Problems: []Problem{{File: p.file, Line: line, Col: col, Key: key, Msg: msg}}}
+}
+
+// subKey joins a key path relative to a table to the table's path.
+func subKey(table, rel string) string {
+	if rel == "" {
+		return table
+	}
+	if strings.HasPrefix(rel, "[") {
+		return table + rel
+	}
+	return table + "." + rel
+}

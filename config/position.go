@@ -1,0 +1,418 @@
+package config
+
+import (
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/pelletier/go-toml/v2/unstable"
+)
+
+// index records where every key of one TOML document is, by its full path:
+// "log.level", "listener[1].name", "plugin[0].max_bytes",
+// "listener[0].trusted_proxies[2]". Arrays of tables and arrays (also of
+// inline tables) are numbered from 0, in document order. Keys that are not
+// bare are quoted: `a."b.c"`.
+//
+// It serves three purposes: semantic errors found after decoding get the
+// position of their key; a decode error's position is mapped back to its
+// full key path; and the bytes of a bad key-value can be blanked out so the
+// decoder can go on and report the remaining problems too.
+type index struct {
+	data    []byte
+	lines   []int // offset of the first byte of each line
+	entries map[string]*entry
+	order   []*entry       // document order
+	counts  map[string]int // length of each array of tables
+}
+
+// entry is one key, table header or array element. Offsets are in bytes
+// from the start of the document.
+type entry struct {
+	path     string
+	key      int // the key, the header's key, or the array element
+	val      int // the value; -1 for table headers
+	valEnd   int // end of a scalar value; -1 if unknown
+	implicit bool
+
+	// start and end delimit the bytes the entry covers, for mapping an
+	// offset back to a path; end == start when not mappable.
+	start, end int
+	// blankStart and blankEnd delimit the whole top-level expression (or
+	// table section) holding the entry, whose path is blankPath. Blanking
+	// those bytes removes the entry and keeps every other position.
+	blankStart, blankEnd int
+	blankPath            string
+}
+
+// buildIndex walks data with go-toml's parser. It returns the parser's
+// error, if any, with the index built so far.
+func buildIndex(data []byte) (*index, error) {
+	x := newIndex(data)
+	var p unstable.Parser
+	p.Reset(data)
+	table := ""
+	var section *entry // the open [table], whose section ends at the next header
+	for p.NextExpression() {
+		e := p.Expression()
+		switch e.Kind {
+		case unstable.Table, unstable.ArrayTable:
+			start := x.headerStart(e)
+			if section != nil {
+				section.blankEnd = start
+				section = nil
+			}
+			var h *entry
+			table, h = x.header(e, start)
+			if e.Kind == unstable.Table {
+				section = h
+			}
+		case unstable.KeyValue:
+			s, end := int(e.Raw.Offset), int(e.Raw.Offset+e.Raw.Length)
+			x.keyValue(table, e, s, end, "")
+		}
+	}
+	return x, p.Error()
+}
+
+// newIndex returns an empty index of data.
+func newIndex(data []byte) *index {
+	x := &index{data: data, entries: map[string]*entry{}, counts: map[string]int{}}
+	x.lines = append(x.lines, 0)
+	for i, c := range data {
+		if c == '\n' {
+			x.lines = append(x.lines, i+1)
+		}
+	}
+	return x
+}
+
+// add records e unless an explicit entry already has its path.
+func (x *index) add(e *entry) *entry {
+	if old, ok := x.entries[e.path]; ok && (!old.implicit || e.implicit) {
+		return old
+	}
+	x.entries[e.path] = e
+	x.order = append(x.order, e)
+	return e
+}
+
+// headerStart is the offset of the '[' that opens the table header e.
+func (x *index) headerStart(e *unstable.Node) int {
+	it := e.Key()
+	if !it.Next() {
+		return 0
+	}
+	s := int(it.Node().Raw.Offset)
+	for s > 0 && (x.data[s-1] == ' ' || x.data[s-1] == '\t' || x.data[s-1] == '[') {
+		s--
+	}
+	return s
+}
+
+// header records a [table] or [[array table]] header starting at start and
+// returns the table's path and entry.
+func (x *index) header(e *unstable.Node, start int) (string, *entry) {
+	path := ""
+	first, end := -1, -1
+	it := e.Key()
+	for it.Next() {
+		k := it.Node()
+		off := int(k.Raw.Offset)
+		if first < 0 {
+			first = off
+		}
+		end = int(k.Raw.Offset + k.Raw.Length)
+		path = joinKey(path, string(k.Data))
+		if it.IsLast() {
+			break
+		}
+		x.add(&entry{path: path, key: off, val: -1, valEnd: -1, implicit: true, start: off, end: off})
+		if n, ok := x.counts[path]; ok && n > 0 {
+			path += "[" + strconv.Itoa(n-1) + "]"
+		}
+	}
+	h := &entry{path: path, key: first, val: -1, valEnd: -1, start: first, end: end}
+	if e.Kind == unstable.ArrayTable {
+		x.add(&entry{path: path, key: first, val: -1, valEnd: -1, start: first, end: first})
+		n := x.counts[path]
+		x.counts[path] = n + 1
+		path += "[" + strconv.Itoa(n) + "]"
+		h.path = path
+	} else {
+		h.blankStart, h.blankEnd, h.blankPath = start, len(x.data), path
+	}
+	return path, x.add(h)
+}
+
+// keyValue records the key-value kv under the table prefix. exprStart and
+// exprEnd delimit the top-level expression holding it, whose path is
+// exprPath ("" for kv itself).
+func (x *index) keyValue(prefix string, kv *unstable.Node, exprStart, exprEnd int, exprPath string) {
+	path := prefix
+	first, keyEnd := -1, -1
+	var implicit []*entry
+	it := kv.Key()
+	for it.Next() {
+		k := it.Node()
+		off := int(k.Raw.Offset)
+		if first < 0 {
+			first = off
+		}
+		keyEnd = int(k.Raw.Offset + k.Raw.Length)
+		path = joinKey(path, string(k.Data))
+		if !it.IsLast() {
+			implicit = append(implicit, &entry{path: path, key: off, val: -1, valEnd: -1, implicit: true, start: off, end: off})
+		}
+	}
+	if exprPath == "" {
+		exprPath = path
+	}
+	for _, e := range implicit {
+		e.blankStart, e.blankEnd, e.blankPath = exprStart, exprEnd, exprPath
+		x.add(e)
+	}
+	v := kv.Value()
+	vs, ve := x.valueStart(v, keyEnd), -1
+	if isScalar(v) {
+		ve = int(v.Raw.Offset + v.Raw.Length)
+	}
+	x.add(&entry{path: path, key: first, val: vs, valEnd: ve,
+		start: int(kv.Raw.Offset), end: int(kv.Raw.Offset + kv.Raw.Length),
+		blankStart: exprStart, blankEnd: exprEnd, blankPath: exprPath})
+	x.value(path, v, vs, exprStart, exprEnd, exprPath)
+}
+
+// value records the elements of arrays and the keys of inline tables.
+func (x *index) value(path string, v *unstable.Node, start, exprStart, exprEnd int, exprPath string) {
+	switch v.Kind {
+	case unstable.Array:
+		i := 0
+		next := x.skipFiller(start + 1) // where the next element starts, if known
+		for it := v.Children(); it.Next(); {
+			c := it.Node()
+			if c.Kind == unstable.Comment {
+				continue
+			}
+			p := path + "[" + strconv.Itoa(i) + "]"
+			e := &entry{path: p, key: start, val: start, valEnd: -1,
+				blankStart: exprStart, blankEnd: exprEnd, blankPath: exprPath}
+			if c.Raw.Length > 0 {
+				e.key, e.val = int(c.Raw.Offset), int(c.Raw.Offset)
+				e.start, e.end = e.key, int(c.Raw.Offset+c.Raw.Length)
+			} else if next >= 0 {
+				e.key, e.val = next, next
+			}
+			if isScalar(c) {
+				e.valEnd = e.end
+				next = x.skipFiller(e.end)
+			} else {
+				next = -1
+			}
+			x.add(e)
+			x.value(p, c, e.val, exprStart, exprEnd, exprPath)
+			i++
+		}
+	case unstable.InlineTable:
+		for it := v.Children(); it.Next(); {
+			if c := it.Node(); c.Kind == unstable.KeyValue {
+				x.keyValue(path, c, exprStart, exprEnd, exprPath)
+			}
+		}
+	}
+}
+
+func isScalar(v *unstable.Node) bool {
+	return v.Kind != unstable.Array && v.Kind != unstable.InlineTable && v.Raw.Length > 0
+}
+
+// valueStart is the offset of the value v, whose key ends at keyEnd. Array
+// nodes carry no position, so it is found after the '='.
+func (x *index) valueStart(v *unstable.Node, keyEnd int) int {
+	if v.Raw.Length > 0 {
+		return int(v.Raw.Offset)
+	}
+	i := keyEnd
+	for i < len(x.data) && (x.data[i] == ' ' || x.data[i] == '\t' || x.data[i] == '=') {
+		i++
+	}
+	return i
+}
+
+// skipFiller skips whitespace, newlines, commas and comments inside an
+// array from offset i.
+func (x *index) skipFiller(i int) int {
+	for i < len(x.data) {
+		switch x.data[i] {
+		case ' ', '\t', '\r', '\n', ',':
+			i++
+		case '#':
+			for i < len(x.data) && x.data[i] != '\n' {
+				i++
+			}
+		default:
+			return i
+		}
+	}
+	return i
+}
+
+// has reports whether the document sets path.
+func (x *index) has(path string) bool {
+	_, ok := x.entries[path]
+	return ok
+}
+
+// lookup returns the entry of path or of its nearest recorded ancestor.
+func (x *index) lookup(path string) (*entry, bool) {
+	for p := path; p != ""; p = parentKey(p) {
+		if e, ok := x.entries[p]; ok {
+			return e, p == path
+		}
+	}
+	return nil, false
+}
+
+// offsetOf returns where path is: its value when atValue and the document
+// has one, else its key. For a path the document does not set, it returns
+// the nearest enclosing table's header, and -1 when there is none.
+func (x *index) offsetOf(path string, atValue bool) int {
+	e, exact := x.lookup(path)
+	switch {
+	case e == nil:
+		return -1
+	case exact && atValue && e.val >= 0:
+		return e.val
+	}
+	return e.key
+}
+
+// entryAt returns the innermost entry covering offset off, or nil.
+func (x *index) entryAt(off int) *entry {
+	var best *entry
+	for _, e := range x.order {
+		if e.start <= off && off < e.end && (best == nil || e.end-e.start <= best.end-best.start) {
+			best = e
+		}
+	}
+	return best
+}
+
+// lineCol converts an offset to a 1-based line and byte column.
+func (x *index) lineCol(off int) (line, col int) {
+	if off < 0 {
+		return 1, 1
+	}
+	if off > len(x.data) {
+		off = len(x.data)
+	}
+	i := sort.Search(len(x.lines), func(i int) bool { return x.lines[i] > off }) - 1
+	return i + 1, off - x.lines[i] + 1
+}
+
+// offset converts a 1-based line and column to an offset.
+func (x *index) offset(line, col int) int {
+	if line < 1 || line > len(x.lines) {
+		return -1
+	}
+	off := x.lines[line-1] + col - 1
+	if off < 0 || off > len(x.data) {
+		return -1
+	}
+	return off
+}
+
+// raw returns the source text of a scalar value, or "" when unknown.
+func (x *index) raw(path string) string {
+	e, ok := x.entries[path]
+	if !ok || e.val < 0 || e.valEnd < e.val || e.valEnd > len(x.data) {
+		return ""
+	}
+	return string(x.data[e.val:e.valEnd])
+}
+
+// joinKey appends the key name to path, quoting it unless it is bare.
+func joinKey(path, name string) string {
+	seg := name
+	if !isBareKey(name) {
+		seg = strconv.Quote(name)
+	}
+	if path == "" {
+		return seg
+	}
+	return path + "." + seg
+}
+
+func isBareKey(s string) bool {
+	if s == "" {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// indexKey appends an array index to path.
+func indexKey(path string, i int) string {
+	return path + "[" + strconv.Itoa(i) + "]"
+}
+
+// parentKey strips the last part (a key or an index) from path.
+func parentKey(path string) string {
+	last := 0 // start of the last part, including its '.' or '['
+	for i := 0; i < len(path); {
+		switch path[i] {
+		case '"':
+			q, err := strconv.QuotedPrefix(path[i:])
+			if err != nil {
+				return ""
+			}
+			i += len(q)
+		case '.', '[':
+			last = i
+			i++
+		default:
+			i++
+		}
+	}
+	return path[:last]
+}
+
+// isUnder reports whether path is prefix or inside it.
+func isUnder(path, prefix string) bool {
+	if !strings.HasPrefix(path, prefix) {
+		return false
+	}
+	rest := path[len(prefix):]
+	return rest == "" || rest[0] == '.' || rest[0] == '['
+}
+
+// stripIndexes removes array indexes from path: "a[1].b" -> "a.b".
+func stripIndexes(path string) string {
+	var b strings.Builder
+	for i := 0; i < len(path); {
+		switch path[i] {
+		case '"':
+			q, err := strconv.QuotedPrefix(path[i:])
+			if err != nil {
+				b.WriteString(path[i:])
+				return b.String()
+			}
+			b.WriteString(q)
+			i += len(q)
+		case '[':
+			for i < len(path) && path[i] != ']' {
+				i++
+			}
+			i++
+		default:
+			b.WriteByte(path[i])
+			i++
+		}
+	}
+	return b.String()
+}

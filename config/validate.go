@@ -1,0 +1,465 @@
+package config
+
+import (
+	"fmt"
+	"net"
+	"net/netip"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"ferry/plugins"
+)
+
+// Limits of buffer_size.
+const (
+	MinBufferSize = 512
+	MaxBufferSize = 16 * MiB
+)
+
+// validate records every semantic problem of c, whose defaults are
+// applied, each at the position of its key.
+func (l *loader) validate(c *Config) {
+	l.oneOf("log.level", c.Log.Level, "debug", "info", "warn", "error")
+	l.oneOf("log.format", c.Log.Format, "console", "json")
+
+	d := c.Defaults
+	l.positive("defaults.handshake_timeout", d.HandshakeTimeout)
+	l.positive("defaults.dial_timeout", d.DialTimeout)
+	l.notNegative("defaults.idle_timeout", d.IdleTimeout)
+	l.notNegative("defaults.drain_timeout", d.DrainTimeout)
+	l.bufferSize("defaults.buffer_size", d.BufferSize)
+
+	instances := map[string]bool{}
+	for _, p := range c.Plugins {
+		instances[p.Name] = true
+	}
+	l.listeners(c.Listeners, instances)
+	l.checkPlugins(c.Plugins)
+	upstreams := l.upstreams(c.Upstreams)
+	l.routes(c.Routes, upstreams)
+}
+
+func (l *loader) listeners(ls []Listener, instances map[string]bool) {
+	if len(ls) == 0 {
+		l.errorf("listener", "missing: at least one [[listener]] is required")
+	}
+	names := map[string]int{}
+	addrs := map[string]int{}
+	for i, ln := range ls {
+		p := indexKey("listener", i)
+		if j, dup := names[ln.Name]; dup {
+			l.errorf(p+".name", "duplicate name %q (also listener[%d])", ln.Name, j)
+		} else {
+			names[ln.Name] = i
+		}
+
+		switch err := checkListen(ln.Listen); {
+		case ln.Listen == "":
+			l.errorf(p+".listen", `missing: set the address to listen on, like "127.0.0.1:8080"`)
+		case err != nil:
+			l.errorf(p+".listen", "%v", err)
+		case strings.HasSuffix(ln.Listen, ":0"):
+			// Each gets its own free port: not a duplicate.
+		default:
+			if j, dup := addrs[ln.Listen]; dup {
+				l.errorf(p+".listen", "duplicate address %q (also listener[%d])", ln.Listen, j)
+			} else {
+				addrs[ln.Listen] = i
+			}
+		}
+
+		l.protocols(p, ln)
+
+		l.oneOf(p+".proxy_protocol", ln.ProxyProtocol, "off", "optional", "required")
+		if (ln.ProxyProtocol == "optional" || ln.ProxyProtocol == "required") && len(ln.TrustedProxies) == 0 {
+			l.errorf(p+".trusted_proxies", "missing: proxy_protocol = %q needs the addresses of the load balancers allowed to send a PROXY header", ln.ProxyProtocol)
+		}
+
+		seen := map[string]bool{}
+		for j, name := range ln.Plugins {
+			pj := indexKey(p+".plugins", j)
+			switch {
+			case !instances[name]:
+				l.errorf(pj, "no [[plugin]] named %q", name)
+			case seen[name]:
+				l.errorf(pj, "plugin %q is listed twice", name)
+			}
+			seen[name] = true
+		}
+
+		if ln.MaxConnections != nil && *ln.MaxConnections < 0 {
+			l.errorf(p+".max_connections", "must not be negative (0 means unlimited)")
+		}
+		if ln.HandshakeTimeout != nil {
+			l.positive(p+".handshake_timeout", *ln.HandshakeTimeout)
+		}
+		if ln.DialTimeout != nil {
+			l.positive(p+".dial_timeout", *ln.DialTimeout)
+		}
+		if ln.IdleTimeout != nil {
+			l.notNegative(p+".idle_timeout", *ln.IdleTimeout)
+		}
+		if ln.BufferSize != nil {
+			l.bufferSize(p+".buffer_size", *ln.BufferSize)
+		}
+	}
+}
+
+// protocols checks a listener's protocols and target.
+func (l *loader) protocols(p string, ln Listener) {
+	tcp := false
+	seen := map[string]bool{}
+	for j, proto := range ln.Protocols {
+		pj := indexKey(p+".protocols", j)
+		switch proto {
+		case "http", "socks5", "socks4":
+		case "tcp":
+			tcp = true
+		default:
+			l.errorf(pj, "unknown protocol %q: want http, socks5, socks4, or tcp alone", proto)
+			continue
+		}
+		if seen[proto] {
+			l.errorf(pj, "%q is listed twice", proto)
+		}
+		seen[proto] = true
+	}
+	switch {
+	case tcp && len(ln.Protocols) > 1:
+		l.errorf(p+".protocols", `"tcp" forwards to a fixed target and cannot be combined with other protocols`)
+	case tcp && ln.Target == "":
+		l.errorf(p+".target", `missing: a tcp listener needs target = "host:port"`)
+	case tcp:
+		if err := checkHostPort(ln.Target, false, 1); err != nil {
+			l.errorf(p+".target", "%v", err)
+		}
+	case ln.Target != "":
+		l.errorf(p+".target", `only a tcp listener has a target: set protocols = ["tcp"]`)
+	}
+}
+
+func (l *loader) checkPlugins(ps []PluginConfig) {
+	names := map[string]int{}
+	for i, pc := range ps {
+		p := indexKey("plugin", i)
+		if pc.Name == "" {
+			l.errorf(p+".name", "missing: every [[plugin]] needs a name, which listeners use in plugins = [...]")
+			continue
+		}
+		if j, dup := names[pc.Name]; dup {
+			l.errorf(p+".name", "duplicate name %q (also plugin[%d])", pc.Name, j)
+		} else {
+			names[pc.Name] = i
+		}
+		if _, ok := plugins.Lookup(pc.Type); !ok {
+			key := p + ".type"
+			if !l.x.has(key) {
+				key = p + ".name"
+			}
+			l.errorf(key, "unknown plugin type %q (%s)", pc.Type, knownTypes())
+		}
+	}
+}
+
+// knownTypes lists the compiled-in plugin types for messages.
+func knownTypes() string {
+	regs := plugins.Registered()
+	if len(regs) == 0 {
+		return "no plugin types are compiled in"
+	}
+	names := make([]string, len(regs))
+	for i, r := range regs {
+		names[i] = r.Type
+	}
+	return "known types: " + strings.Join(names, ", ")
+}
+
+// upstreams checks the [[upstream]] tables and returns their names.
+func (l *loader) upstreams(us []Upstream) map[string]int {
+	names := map[string]int{}
+	for i, u := range us {
+		p := indexKey("upstream", i)
+		if u.Name == "" {
+			l.errorf(p+".name", "missing: every [[upstream]] needs a name, which routes and via use")
+		} else if j, dup := names[u.Name]; dup {
+			l.errorf(p+".name", "duplicate name %q (also upstream[%d])", u.Name, j)
+		} else {
+			names[u.Name] = i
+		}
+	}
+	for i, u := range us {
+		p := indexKey("upstream", i)
+		group := len(u.Members) > 0
+		switch {
+		case u.URL != "" && group:
+			l.errorf(p+".members", "set url (one proxy) or members (a group), not both")
+		case u.URL == "" && !group:
+			l.errorf(p+".url", `missing: set url (like "socks5://10.0.0.1:1080") or members (a group)`)
+		case u.URL != "":
+			if err := checkUpstreamURL(u.URL); err != nil {
+				l.errorf(p+".url", "%v", err)
+			}
+		}
+		if u.Via != "" {
+			if _, ok := names[u.Via]; !ok {
+				l.errorf(p+".via", "no [[upstream]] named %q", u.Via)
+			} else if group {
+				l.errorf(p+".via", "a group has no via of its own: set via on its members")
+			}
+		}
+		l.oneOf(p+".send_proxy_protocol", u.SendProxyProtocol, "off", "v1", "v2")
+		if group {
+			l.oneOf(p+".strategy", u.Strategy, "failover", "round-robin", "random", "least-connections")
+		} else if u.Strategy != "" {
+			l.errorf(p+".strategy", "only a group (members) has a strategy")
+		}
+		seen := map[string]bool{}
+		for j, m := range u.Members {
+			pj := indexKey(p+".members", j)
+			switch _, ok := names[m]; {
+			case !ok:
+				l.errorf(pj, "no [[upstream]] named %q", m)
+			case seen[m]:
+				l.errorf(pj, "%q is listed twice", m)
+			}
+			seen[m] = true
+		}
+	}
+	l.loops(us, names)
+	return names
+}
+
+// loops reports chains of via and members that come back to where they
+// started: "via loop: a -> b -> a".
+func (l *loader) loops(us []Upstream, names map[string]int) {
+	type edge struct {
+		to  int
+		key string // the key that makes the edge
+		via bool
+	}
+	edges := make([][]edge, len(us))
+	for i, u := range us {
+		if j, ok := names[u.Via]; ok && len(u.Members) == 0 && names[u.Name] == i {
+			edges[i] = append(edges[i], edge{j, indexKey("upstream", i) + ".via", true})
+		}
+		for k, m := range u.Members {
+			if j, ok := names[m]; ok && names[u.Name] == i {
+				edges[i] = append(edges[i], edge{j, indexKey(indexKey("upstream", i)+".members", k), false})
+			}
+		}
+	}
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := make([]int, len(us))
+	var stack []int      // upstreams on the current path
+	var stackEdge []edge // stackEdge[k] leads from stack[k] to stack[k+1]
+	var visit func(i int)
+	visit = func(i int) {
+		color[i] = grey
+		stack = append(stack, i)
+		for _, e := range edges[i] {
+			switch color[e.to] {
+			case white:
+				stackEdge = append(stackEdge, e)
+				visit(e.to)
+				stackEdge = stackEdge[:len(stackEdge)-1]
+			case grey:
+				start := 0
+				for stack[start] != e.to {
+					start++
+				}
+				allVia, allMembers := e.via, !e.via
+				chain := []string{}
+				for k := start; k < len(stack); k++ {
+					chain = append(chain, us[stack[k]].Name)
+					if k < len(stack)-1 {
+						allVia = allVia && stackEdge[k].via
+						allMembers = allMembers && !stackEdge[k].via
+					}
+				}
+				chain = append(chain, us[e.to].Name)
+				kind := "upstream loop"
+				switch {
+				case allVia:
+					kind = "via loop"
+				case allMembers:
+					kind = "members loop"
+				}
+				l.errorf(e.key, "%s: %s", kind, strings.Join(chain, " -> "))
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[i] = black
+	}
+	for i := range us {
+		if color[i] == white {
+			visit(i)
+		}
+	}
+}
+
+func (l *loader) routes(rs []Route, upstreams map[string]int) {
+	for i, r := range rs {
+		p := indexKey("route", i)
+		if len(r.Match) == 0 {
+			l.errorf(p+".match", `missing: list the destinations, like ["*.corp.example", "10.0.0.0/8"]`)
+		}
+		for j, m := range r.Match {
+			pj := indexKey(p+".match", j)
+			switch {
+			case m == "" || strings.ContainsAny(m, " \t\r\n"):
+				l.errorf(pj, "invalid pattern %q: want a host name, *.domain, an IP or a CIDR", m)
+			case strings.Contains(m, "/"):
+				if _, err := ParseCIDR(m); err != nil {
+					l.errorf(pj, "%v", err)
+				}
+			}
+		}
+		switch {
+		case r.Upstream != "" && r.Reject:
+			l.errorf(p+".reject", "set upstream or reject = true, not both")
+		case r.Upstream == "" && !r.Reject:
+			l.errorf(p+".upstream", `missing: set upstream = "NAME" or reject = true`)
+		case r.Upstream != "":
+			if _, ok := upstreams[r.Upstream]; !ok {
+				l.errorf(p+".upstream", "no [[upstream]] named %q", r.Upstream)
+			}
+		}
+	}
+}
+
+// oneOf checks that v is one of the allowed values.
+func (l *loader) oneOf(path, v string, allowed ...string) {
+	for _, a := range allowed {
+		if v == a {
+			return
+		}
+	}
+	l.errorf(path, "unknown value %q: want %s", v, orList(allowed))
+}
+
+// orList formats ["a", "b", "c"] as `"a", "b" or "c"`.
+func orList(words []string) string {
+	q := make([]string, len(words))
+	for i, w := range words {
+		q[i] = strconv.Quote(w)
+	}
+	if len(q) == 1 {
+		return q[0]
+	}
+	return strings.Join(q[:len(q)-1], ", ") + " or " + q[len(q)-1]
+}
+
+func (l *loader) positive(path string, d Duration) {
+	if d <= 0 {
+		l.errorf(path, "must be greater than 0")
+	}
+}
+
+func (l *loader) notNegative(path string, d Duration) {
+	if d < 0 {
+		l.errorf(path, "must not be negative")
+	}
+}
+
+func (l *loader) bufferSize(path string, s Size) {
+	if s < MinBufferSize || s > MaxBufferSize {
+		l.errorf(path, "%s is out of range: want %s to %s", s, Size(MinBufferSize), Size(MaxBufferSize))
+	}
+}
+
+// checkListen checks a listen address: host:port where host is an IP, a
+// host name or empty (all interfaces), and port is 0 to 65535.
+func checkListen(addr string) error {
+	return checkHostPort(addr, true, 0)
+}
+
+// checkHostPort checks "host:port"; IPv6 hosts are bracketed.
+func checkHostPort(addr string, emptyHost bool, minPort int) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf(`invalid address %q: want host:port, like "127.0.0.1:8080" or "[::1]:8080"`, addr)
+	}
+	if err := checkPort(port, minPort); err != nil {
+		return fmt.Errorf("invalid address %q: %w", addr, err)
+	}
+	if host == "" && !emptyHost {
+		return fmt.Errorf("invalid address %q: missing host", addr)
+	}
+	if host != "" && !validHost(host) {
+		return fmt.Errorf("invalid address %q: %q is neither an IP address nor a host name", addr, host)
+	}
+	return nil
+}
+
+func checkPort(port string, min int) error {
+	n, err := strconv.Atoi(port)
+	if err != nil || port[0] == '+' || port[0] == '-' {
+		return fmt.Errorf("port %q is not a number", port)
+	}
+	if n < min || n > 65535 {
+		return fmt.Errorf("port %d is out of range %d-65535", n, min)
+	}
+	return nil
+}
+
+// validHost accepts an IP address (IPv6 possibly with a zone) or a DNS
+// host name (letters, digits, '-' and '_' in dot-separated labels).
+func validHost(h string) bool {
+	if _, err := netip.ParseAddr(h); err == nil {
+		return true
+	}
+	h = strings.TrimSuffix(h, ".")
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	for _, label := range strings.Split(h, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+	}
+	return true
+}
+
+// checkUpstreamURL checks an upstream's url: "direct", or
+// socks5|socks5h|http|https://[user:pass@]host:port. Messages leave out
+// the URL, which may hold a password.
+func checkUpstreamURL(s string) error {
+	if s == "direct" || s == "direct://" {
+		return nil
+	}
+	if !strings.Contains(s, "://") {
+		return fmt.Errorf(`missing scheme: want "direct" or scheme://host:port with scheme socks5, socks5h, http or https`)
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return fmt.Errorf(`invalid URL: want "direct" or scheme://host:port with scheme socks5, socks5h, http or https`)
+	}
+	switch u.Scheme {
+	case "socks5", "socks5h", "http", "https":
+	case "direct":
+		return fmt.Errorf(`"direct" takes no address`)
+	default:
+		return fmt.Errorf("unknown scheme %q: want direct, socks5, socks5h, http or https", u.Scheme)
+	}
+	if u.Opaque != "" || u.Host == "" {
+		return fmt.Errorf("missing host:port after %s://", u.Scheme)
+	}
+	if u.Path != "" && u.Path != "/" || u.RawQuery != "" || u.Fragment != "" {
+		return fmt.Errorf("a proxy URL has no path, query or fragment")
+	}
+	if err := checkHostPort(u.Host, false, 1); err != nil {
+		return fmt.Errorf("%s URL: %w", u.Scheme, err)
+	}
+	return nil
+}

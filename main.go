@@ -1,0 +1,212 @@
+// Command ferry is a forward proxy server: HTTP CONNECT, plain HTTP
+// proxying, SOCKS5 and SOCKS4/4a on one port, plain TCP forwarding, and a
+// chain of compiled-in plugins per listener.
+//
+//	ferry run                 # embedded default: 127.0.0.1:8080, all protocols
+//	ferry run -c ferry.toml   # from a file
+//	ferry check -c ferry.toml # validate a file
+//	ferry plugins             # list compiled-in plugins
+//
+// This file is the CLI only: it loads the config, builds the server and
+// waits for a signal.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"runtime"
+	"runtime/debug"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rs/zerolog"
+	"github.com/urfave/cli/v2"
+
+	"ferry/config"
+	"ferry/plugins"
+	_ "ferry/plugins/all"
+	"ferry/server"
+)
+
+// version is set at build time: -ldflags "-X main.version=v1.2.3".
+var version = "dev"
+
+func main() {
+	if err := newApp(os.Stdout, os.Stderr).Run(os.Args); err != nil {
+		var ec cli.ExitCoder
+		if errors.As(err, &ec) {
+			if msg := ec.Error(); msg != "" {
+				fmt.Fprintln(os.Stderr, msg)
+			}
+			os.Exit(ec.ExitCode())
+		}
+		fmt.Fprintln(os.Stderr, "ferry:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp(stdout, stderr io.Writer) *cli.App {
+	configFlag := &cli.StringFlag{Name: "config", Aliases: []string{"c"}, Usage: "TOML configuration `FILE` (default: the embedded configuration)"}
+	return &cli.App{
+		Name:      "ferry",
+		Usage:     "a forward proxy: HTTP CONNECT, plain HTTP, SOCKS5, SOCKS4/4a and TCP forwarding, with plugins",
+		Version:   versionString(),
+		Writer:    stdout,
+		ErrWriter: stderr,
+		// Errors are printed once by main, with their exit code.
+		ExitErrHandler: func(*cli.Context, error) {},
+		Commands: []*cli.Command{
+			{
+				Name:  "run",
+				Usage: "run the proxy until SIGINT or SIGTERM",
+				Description: "Without -c, ferry runs its embedded configuration: one listener on 127.0.0.1:8080\n" +
+					"speaking HTTP proxy, SOCKS5 and SOCKS4 on the same port, dialing targets directly,\n" +
+					"with an access log on stderr. Flags override the file.",
+				Flags: []cli.Flag{
+					configFlag,
+					&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "listen on `ADDR` (host:port) instead of the configured listeners; repeatable, each a copy of the first listener"},
+					&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error"},
+					&cli.StringFlag{Name: "log-format", Usage: "`FORMAT`: console or json"},
+				},
+				Action: func(c *cli.Context) error { return runCmd(c, stderr) },
+			},
+			{
+				Name:      "check",
+				Usage:     "validate a configuration file and exit",
+				ArgsUsage: " ",
+				Description: "Loads the file as `ferry run` would, including every plugin's own settings,\n" +
+					"without opening sockets. Prints a summary and exits 0, or prints each problem\n" +
+					"as FILE:LINE:COL: key: message and exits 1.",
+				Flags: []cli.Flag{configFlag},
+				Action: func(c *cli.Context) error {
+					cfg, err := loadConfig(c.String("config"))
+					if err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+					srv, err := server.New(cfg, zerolog.Nop())
+					if err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+					srv.Close()
+					fmt.Fprintln(stdout, cfg.Summary())
+					return nil
+				},
+			},
+			{
+				Name:  "plugins",
+				Usage: "list the compiled-in plugin types",
+				Action: func(c *cli.Context) error {
+					for _, r := range plugins.Registered() {
+						fmt.Fprintf(stdout, "%-12s %s\n", r.Type, r.Description)
+					}
+					return nil
+				},
+			},
+			{
+				Name:  "version",
+				Usage: "print the version",
+				Action: func(c *cli.Context) error {
+					fmt.Fprintln(stdout, "ferry", versionString())
+					return nil
+				},
+			},
+		},
+	}
+}
+
+func versionString() string {
+	v := version
+	if bi, ok := debug.ReadBuildInfo(); ok && v == "dev" {
+		for _, s := range bi.Settings {
+			if s.Key == "vcs.revision" && len(s.Value) >= 12 {
+				v += "+" + s.Value[:12]
+			}
+		}
+	}
+	return v + " (" + runtime.Version() + ")"
+}
+
+func loadConfig(path string) (*config.Config, error) {
+	if path == "" {
+		return config.Default()
+	}
+	return config.Load(path)
+}
+
+func runCmd(c *cli.Context, stderr io.Writer) error {
+	cfg, err := loadConfig(c.String("config"))
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	if addrs := c.StringSlice("listen"); len(addrs) > 0 {
+		if err := cfg.OverrideListen(addrs); err != nil {
+			return cli.Exit(err.Error(), 1)
+		}
+	}
+	if v := c.String("log-level"); v != "" {
+		cfg.Log.Level = v
+	}
+	if v := c.String("log-format"); v != "" {
+		cfg.Log.Format = v
+	}
+	log, err := newLogger(stderr, cfg.Log)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+
+	srv, err := server.New(cfg, log)
+	if err != nil {
+		return cli.Exit(err.Error(), 1)
+	}
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	if err := srv.Start(); err != nil {
+		srv.Close()
+		return cli.Exit(err.Error(), 1)
+	}
+	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("ferry started")
+
+	sig := <-sigs
+	drain := cfg.Defaults.DrainTimeout.D()
+	log.Info().Str("signal", sig.String()).Stringer("drain_timeout", drain).Msg("shutting down: no new connections, draining")
+	go func() {
+		// A second signal skips the drain.
+		<-sigs
+		log.Warn().Msg("second signal: closing all connections now")
+		srv.Abort()
+	}()
+	sum := srv.Shutdown(drain)
+	log.Info().Int64("drained", sum.Drained).Int64("forced", sum.Forced).
+		Stringer("took", sum.Took.Round(time.Millisecond)).Msg("ferry stopped")
+	return nil
+}
+
+// newLogger builds ferry's logger; it is passed down, never global.
+func newLogger(w io.Writer, lc config.Log) (zerolog.Logger, error) {
+	level, err := zerolog.ParseLevel(strings.ToLower(lc.Level))
+	if err != nil || lc.Level == "" {
+		return zerolog.Nop(), fmt.Errorf("log level %q: want debug, info, warn or error", lc.Level)
+	}
+	switch lc.Format {
+	case "json":
+	case "console":
+		w = zerolog.ConsoleWriter{Out: w, TimeFormat: time.RFC3339Nano, NoColor: !isTerminal(w)}
+	default:
+		return zerolog.Nop(), fmt.Errorf("log format %q: want console or json", lc.Format)
+	}
+	return zerolog.New(w).Level(level).With().Timestamp().Logger(), nil
+}
+
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	if !ok {
+		return false
+	}
+	st, err := f.Stat()
+	return err == nil && st.Mode()&os.ModeCharDevice != 0
+}

@@ -1,0 +1,163 @@
+package plugins
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+)
+
+// HookError is an error or panic inside a plugin hook, tagged with the
+// plugin's name once, at the boundary.
+type HookError struct {
+	Plugin string
+	Hook   string
+	Err    error
+	// Stack is set when the hook panicked.
+	Stack []byte
+}
+
+func (e *HookError) Error() string {
+	return fmt.Sprintf("plugin %s: %s: %v", e.Plugin, e.Hook, e.Err)
+}
+
+func (e *HookError) Unwrap() error { return e.Err }
+
+// Chain is a listener's plugins, sorted by the hooks they implement once,
+// so the relay never type-asserts per chunk. A nil *Chain has no hooks.
+type Chain struct {
+	plugins    []Plugin
+	connectors []Plugin // implement Connector, config order
+	readers    []Plugin // implement Reader, config order
+	writers    []Plugin // implement Writer, reverse order
+	closers    []Plugin // implement Closer, reverse order
+}
+
+// NewChain orders ps (config order) into a Chain.
+func NewChain(ps []Plugin) *Chain {
+	c := &Chain{plugins: ps}
+	for _, p := range ps {
+		if _, ok := p.(Connector); ok {
+			c.connectors = append(c.connectors, p)
+		}
+		if _, ok := p.(Reader); ok {
+			c.readers = append(c.readers, p)
+		}
+	}
+	for i := len(ps) - 1; i >= 0; i-- {
+		p := ps[i]
+		if _, ok := p.(Writer); ok {
+			c.writers = append(c.writers, p)
+		}
+		if _, ok := p.(Closer); ok {
+			c.closers = append(c.closers, p)
+		}
+	}
+	return c
+}
+
+// Plugins returns the chain's plugins in config order.
+func (c *Chain) Plugins() []Plugin {
+	if c == nil {
+		return nil
+	}
+	return c.plugins
+}
+
+// HasReaders reports whether any plugin sees client-to-upstream data.
+func (c *Chain) HasReaders() bool { return c != nil && len(c.readers) > 0 }
+
+// HasWriters reports whether any plugin sees upstream-to-client data.
+func (c *Chain) HasWriters() bool { return c != nil && len(c.writers) > 0 }
+
+// recoverHook turns a panic in plugin p's hook into a *HookError in *err.
+func recoverHook(p Plugin, hook string, err *error) {
+	if r := recover(); r != nil {
+		*err = &HookError{Plugin: p.Name(), Hook: hook, Err: fmt.Errorf("panic: %v", r), Stack: debug.Stack()}
+	}
+}
+
+// Connect runs OnConnect hooks in order; the first error stops them. A
+// plugin's *RejectError keeps its code; the error is wrapped in a
+// *HookError naming the plugin.
+func (c *Chain) Connect(ctx context.Context, s *Session) error {
+	if c == nil {
+		return nil
+	}
+	for _, p := range c.connectors {
+		if err := callConnect(ctx, p, s); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func callConnect(ctx context.Context, p Plugin, s *Session) (err error) {
+	defer recoverHook(p, "OnConnect", &err)
+	if e := p.(Connector).OnConnect(ctx, s); e != nil {
+		return &HookError{Plugin: p.Name(), Hook: "OnConnect", Err: e}
+	}
+	return nil
+}
+
+// Read passes a client chunk through the Reader hooks.
+func (c *Chain) Read(s *Session, b []byte) ([]byte, error) {
+	if c == nil {
+		return b, nil
+	}
+	return c.run(c.readers, "OnRead", s, b)
+}
+
+// Write passes an upstream chunk through the Writer hooks.
+func (c *Chain) Write(s *Session, b []byte) ([]byte, error) {
+	if c == nil {
+		return b, nil
+	}
+	return c.run(c.writers, "OnWrite", s, b)
+}
+
+func (c *Chain) run(hooks []Plugin, hook string, s *Session, b []byte) (out []byte, err error) {
+	var cur Plugin
+	defer func() {
+		if r := recover(); r != nil {
+			out = nil
+			err = &HookError{Plugin: cur.Name(), Hook: hook, Err: fmt.Errorf("panic: %v", r), Stack: debug.Stack()}
+		}
+	}()
+	for _, cur = range hooks {
+		if hook == "OnRead" {
+			b, err = cur.(Reader).OnRead(s, b)
+		} else {
+			b, err = cur.(Writer).OnWrite(s, b)
+		}
+		if err != nil {
+			if err == ErrClose {
+				return nil, err
+			}
+			return nil, &HookError{Plugin: cur.Name(), Hook: hook, Err: err}
+		}
+		if len(b) == 0 {
+			// Held or dropped: later hooks see nothing of it.
+			return b, nil
+		}
+	}
+	return b, nil
+}
+
+// Close runs OnClose hooks in reverse config order. A panicking hook is
+// reported through onPanic and does not stop the others.
+func (c *Chain) Close(s *Session, st Stats, onPanic func(error)) {
+	if c == nil {
+		return
+	}
+	for _, p := range c.closers {
+		if err := callClose(p, s, st); err != nil && onPanic != nil {
+			onPanic(err)
+		}
+	}
+}
+
+func callClose(p Plugin, s *Session, st Stats) (err error) {
+	defer recoverHook(p, "OnClose", &err)
+	p.(Closer).OnClose(s, st)
+	return nil
+}

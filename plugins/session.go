@@ -1,0 +1,126 @@
+package plugins
+
+import (
+	"errors"
+	"net"
+	"net/http"
+	"sync"
+
+	"github.com/rs/zerolog"
+)
+
+// Session is one client connection's request and the channel that serves
+// it. Server fills it before OnConnect; Connectors may change Target and
+// Upstream. For plain HTTP proxying every request is its own Session.
+type Session struct {
+	// ID is unique within the process; every log line about the channel
+	// carries it.
+	ID string
+	// Listener is the name of the listener that accepted the client.
+	Listener string
+	// Client is the client's address: the PROXY protocol source when a
+	// trusted load balancer sent one, else the TCP peer.
+	Client net.Addr
+	// Protocol is "http" (plain proxying), "connect", "socks5", "socks4" or
+	// "tcp".
+	Protocol string
+	// Target is the destination as host:port; host may be a name.
+	Target string
+	// User is the authenticated user name, if any.
+	User string
+	// Upstream names the upstream chosen for the dial; empty means the
+	// route table (or direct) decides.
+	Upstream string
+	// Request is the client's HTTP request (CONNECT or plain) with its
+	// original headers, nil for SOCKS and tcp. Connectors may read it (for
+	// example Proxy-Authorization); the body must not be touched.
+	Request *http.Request
+	// Status is the HTTP status ferry sent the client for plain HTTP and
+	// CONNECT sessions, 0 for others.
+	Status int
+	// Log is the channel's logger; it carries the channel id.
+	Log zerolog.Logger
+
+	mu     sync.Mutex
+	values map[any]any
+	link   Link
+}
+
+// Value returns the per-channel value stored under key, or nil. Use an
+// unexported key type, as with context.Context.
+func (s *Session) Value(key any) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.values[key]
+}
+
+// SetValue stores per-channel state under key. Safe for concurrent use.
+func (s *Session) SetValue(key, v any) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.values == nil {
+		s.values = make(map[any]any)
+	}
+	s.values[key] = v
+}
+
+// LoadOrStore returns the value under key, storing v first if there is
+// none: the way for hooks running on both directions at once to share one
+// per-channel value.
+func (s *Session) LoadOrStore(key, v any) any {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if old, ok := s.values[key]; ok {
+		return old
+	}
+	if s.values == nil {
+		s.values = make(map[any]any)
+	}
+	s.values[key] = v
+	return v
+}
+
+// ErrNotConnected is returned by SendUpstream and SendClient before the
+// channel runs or after it has ended.
+var ErrNotConnected = errors.New("channel not connected")
+
+// Link is what the relay gives a Session once both sides are connected, so
+// hooks can inject bytes. Plugins do not implement it.
+type Link interface {
+	// SendUpstream writes p to the upstream, bypassing Reader hooks.
+	SendUpstream(p []byte) error
+	// SendClient writes p to the client, bypassing Writer hooks.
+	SendClient(p []byte) error
+}
+
+// Attach connects s to its relay; nil detaches. Called by the relay only.
+func (s *Session) Attach(l Link) {
+	s.mu.Lock()
+	s.link = l
+	s.mu.Unlock()
+}
+
+func (s *Session) currentLink() Link {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.link
+}
+
+// SendUpstream injects p toward the upstream, after any bytes already
+// written that way and before later ones. It bypasses Reader hooks.
+func (s *Session) SendUpstream(p []byte) error {
+	l := s.currentLink()
+	if l == nil {
+		return ErrNotConnected
+	}
+	return l.SendUpstream(p)
+}
+
+// SendClient injects p toward the client. It bypasses Writer hooks.
+func (s *Session) SendClient(p []byte) error {
+	l := s.currentLink()
+	if l == nil {
+		return ErrNotConnected
+	}
+	return l.SendClient(p)
+}

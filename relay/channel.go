@@ -1,0 +1,292 @@
+// Package relay joins two connections and copies bytes between them, and
+// builds the dialers that reach targets.
+//
+//	ch := &relay.Channel{Client: c, Upstream: up, Session: s, Chain: chain,
+//		Buffers: pool, IdleTimeout: 5 * time.Minute}
+//	res := ch.Run(ctx) // returns when both directions are done
+//
+// A Channel runs the plugin data hooks on each chunk when the chain has
+// them; without hooks it hands the copy to io.Copy between the two TCP
+// sockets, which lets the kernel splice, and learns idleness from the
+// kernel's TCP_INFO instead of counting bytes. It propagates half-closes,
+// enforces the idle timeout and ends both sides on the first error or when
+// ctx is cancelled.
+//
+// The package does not parse proxy handshakes (server does) and does not
+// call OnConnect or OnClose hooks: the caller owns the session's lifecycle.
+package relay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"time"
+
+	"ferry/plugins"
+)
+
+// Channel is one client joined to one upstream. Set the fields, then call
+// Run once.
+type Channel struct {
+	Client, Upstream net.Conn
+	// Session is handed to the hooks and can inject bytes while Run runs.
+	Session *plugins.Session
+	// Chain holds the listener's plugins; nil means none.
+	Chain *plugins.Chain
+	// Buffers supplies read buffers for the hooked copy; if nil, a pool of
+	// DefaultBufferSize buffers is made for this channel.
+	Buffers *BufferPool
+	// IdleTimeout ends the channel after no bytes either way for this
+	// long; zero disables it.
+	IdleTimeout time.Duration
+	// ClientPending are bytes already read from the client (past its
+	// handshake) that go upstream first, through the Reader hooks.
+	// UpstreamPending are the same for the way back.
+	ClientPending, UpstreamPending []byte
+
+	start    time.Time
+	lastNano atomic.Int64 // last user-space activity, ns since start
+	up, down atomic.Int64 // bytes delivered each way
+
+	upMu, downMu sync.Mutex // serialise hook output with injected bytes
+
+	timerMu   sync.Mutex
+	idleTimer *time.Timer
+	fast      bool
+
+	firstEOF atomic.Int32 // the side whose orderly close came first
+	endOnce  sync.Once
+	reason   plugins.CloseReason
+	err      error
+}
+
+// Result is how a channel ended.
+type Result struct {
+	// Up and Down count bytes delivered to the upstream and to the client.
+	Up, Down int64
+	Reason   plugins.CloseReason
+	// Err is the error behind Reason; nil for orderly ends.
+	Err error
+}
+
+// Run copies both ways until both sides are done, then closes both
+// connections. It returns after every goroutine it started has exited.
+func (c *Channel) Run(ctx context.Context) Result {
+	c.start = time.Now()
+	if c.Buffers == nil {
+		c.Buffers = NewBufferPool(0)
+	}
+	stop := context.AfterFunc(ctx, func() { c.end(plugins.ReasonShutdown, nil) })
+	defer stop()
+
+	hooked := c.Chain.HasReaders() || c.Chain.HasWriters()
+	// Without kernel activity data every byte must pass through user space
+	// so that the idle watchdog sees it.
+	c.fast = !hooked && (c.IdleTimeout <= 0 || kernelActivityAvailable(c.Client, c.Upstream))
+
+	if c.IdleTimeout > 0 {
+		c.timerMu.Lock()
+		c.idleTimer = time.AfterFunc(c.IdleTimeout, c.checkIdle)
+		c.timerMu.Unlock()
+		defer func() {
+			c.timerMu.Lock()
+			c.idleTimer.Stop()
+			c.idleTimer = nil
+			c.timerMu.Unlock()
+		}()
+	}
+	if c.Session != nil {
+		c.Session.Attach(c)
+		defer c.Session.Attach(nil)
+	}
+
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c.clientToUpstream()
+	}()
+	c.upstreamToClient()
+	<-done
+
+	c.end(plugins.CloseReason(c.firstEOF.Load()), nil)
+	return Result{Up: c.up.Load(), Down: c.down.Load(), Reason: c.reason, Err: c.err}
+}
+
+// end records the first reason the channel ends for and closes both sides,
+// which unblocks both copy loops.
+func (c *Channel) end(r plugins.CloseReason, err error) {
+	c.endOnce.Do(func() {
+		c.reason, c.err = r, err
+		c.Client.Close()
+		c.Upstream.Close()
+	})
+}
+
+// Named so that goroutine dumps say which way a stuck copy goes.
+func (c *Channel) clientToUpstream() {
+	err := c.copy(c.Upstream, c.Client, c.ClientPending, &c.upMu, &c.up,
+		c.fast && !c.Chain.HasReaders(), c.Chain.HasReaders(), c.Chain.Read)
+	c.finishDirection(err, c.Upstream, plugins.ReasonClientClosed, plugins.ReasonUpstreamClosed, "from client to upstream")
+}
+
+func (c *Channel) upstreamToClient() {
+	err := c.copy(c.Client, c.Upstream, c.UpstreamPending, &c.downMu, &c.down,
+		c.fast && !c.Chain.HasWriters(), c.Chain.HasWriters(), c.Chain.Write)
+	c.finishDirection(err, c.Client, plugins.ReasonUpstreamClosed, plugins.ReasonClientClosed, "from upstream to client")
+}
+
+type closeWriter interface{ CloseWrite() error }
+
+// readError and writeError tell which side of a copy failed.
+type readError struct{ error }
+type writeError struct{ error }
+
+func (e readError) Unwrap() error  { return e.error }
+func (e writeError) Unwrap() error { return e.error }
+
+// finishDirection half-closes dst after an orderly EOF from src, or ends
+// the whole channel on an error. srcReason names src's side, dstReason
+// dst's.
+func (c *Channel) finishDirection(err error, dst net.Conn, srcReason, dstReason plugins.CloseReason, dir string) {
+	var he *plugins.HookError
+	switch {
+	case err == nil:
+		c.firstEOF.CompareAndSwap(0, int32(srcReason))
+		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
+			return
+		}
+		c.end(srcReason, nil)
+	case errors.Is(err, plugins.ErrClose):
+		c.end(plugins.ReasonPluginClosed, nil)
+	case errors.As(err, &he):
+		c.end(plugins.ReasonPluginError, err)
+	case isPeerGone(err):
+		var we writeError
+		if errors.As(err, &we) {
+			c.end(dstReason, fmt.Errorf("%s: %w", dir, err))
+		} else {
+			c.end(srcReason, fmt.Errorf("%s: %w", dir, err))
+		}
+	default:
+		c.end(plugins.ReasonError, fmt.Errorf("%s: %w", dir, err))
+	}
+}
+
+// isPeerGone reports errors that mean the other end went away, which are
+// ordinary endings for a proxy rather than faults.
+func isPeerGone(err error) bool {
+	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
+type hookFunc func(*plugins.Session, []byte) ([]byte, error)
+
+// copy moves bytes from src to dst until EOF (nil) or an error.
+func (c *Channel) copy(dst, src net.Conn, pending []byte, mu *sync.Mutex, count *atomic.Int64, fast, hooked bool, hook hookFunc) error {
+	if len(pending) > 0 {
+		if err := c.deliver(dst, pending, mu, count, hooked, hook); err != nil {
+			return err
+		}
+	}
+	if fast {
+		// io.Copy between two *net.TCPConn splices in the kernel.
+		n, err := io.Copy(dst, src)
+		count.Add(n)
+		return err
+	}
+	bufp := c.Buffers.Get()
+	defer c.Buffers.Put(bufp)
+	buf := *bufp
+	for {
+		n, rerr := src.Read(buf)
+		if n > 0 {
+			c.lastNano.Store(int64(time.Since(c.start)))
+			if err := c.deliver(dst, buf[:n], mu, count, hooked, hook); err != nil {
+				return err
+			}
+		}
+		if rerr == io.EOF {
+			return nil
+		}
+		if rerr != nil {
+			return readError{rerr}
+		}
+	}
+}
+
+func (c *Channel) deliver(dst net.Conn, p []byte, mu *sync.Mutex, count *atomic.Int64, hooked bool, hook hookFunc) error {
+	if hooked {
+		var err error
+		if p, err = hook(c.Session, p); err != nil {
+			return err
+		}
+		if len(p) == 0 {
+			return nil
+		}
+	}
+	mu.Lock()
+	n, err := dst.Write(p)
+	mu.Unlock()
+	count.Add(int64(n))
+	if err != nil {
+		return writeError{err}
+	}
+	return nil
+}
+
+// SendUpstream implements plugins.Link.
+func (c *Channel) SendUpstream(p []byte) error {
+	return c.inject(c.Upstream, p, &c.upMu, &c.up)
+}
+
+// SendClient implements plugins.Link.
+func (c *Channel) SendClient(p []byte) error {
+	return c.inject(c.Client, p, &c.downMu, &c.down)
+}
+
+func (c *Channel) inject(dst net.Conn, p []byte, mu *sync.Mutex, count *atomic.Int64) error {
+	mu.Lock()
+	n, err := dst.Write(p)
+	mu.Unlock()
+	count.Add(int64(n))
+	c.lastNano.Store(int64(time.Since(c.start)))
+	if err != nil {
+		return fmt.Errorf("inject: %w", err)
+	}
+	return nil
+}
+
+var _ plugins.Link = (*Channel)(nil)
+
+// checkIdle runs from the idle timer: it ends the channel if nothing moved
+// for IdleTimeout, or re-arms for the time left.
+func (c *Channel) checkIdle() {
+	idle := c.sinceActivity()
+	if idle >= c.IdleTimeout {
+		c.end(plugins.ReasonIdleTimeout, nil)
+		return
+	}
+	c.timerMu.Lock()
+	if c.idleTimer != nil {
+		c.idleTimer.Reset(c.IdleTimeout - idle)
+	}
+	c.timerMu.Unlock()
+}
+
+// sinceActivity is the time since the last byte moved either way.
+func (c *Channel) sinceActivity() time.Duration {
+	since := time.Since(c.start) - time.Duration(c.lastNano.Load())
+	if c.fast {
+		for _, conn := range []net.Conn{c.Client, c.Upstream} {
+			if d, ok := kernelSinceActivity(conn); ok && d < since {
+				since = d
+			}
+		}
+	}
+	return since
+}

@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The one test entry point: installs what the tests need on a fresh Debian
+# machine (as root, via apt-get), checks formatting and vet, runs every test
+# with the race detector (the end-to-end tests in test/ included), then
+# fuzzes each fuzz target for a bounded time.
+#
+#   scripts/test.sh                 # everything
+#   FUZZTIME=0 scripts/test.sh      # skip fuzzing
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# Debian packages the tests drive as real peers and clients.
+packages=(curl ca-certificates)
+
+missing=()
+for p in "${packages[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	echo "== installing: ${missing[*]}"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+go version
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "gofmt would change:"; echo "$unformatted"; exit 1
+fi
+
+echo "== go vet"
+go vet ./...
+
+echo "== go test -race"
+go test -race -count=1 -timeout 20m ./...
+
+fuzztime=${FUZZTIME:-15s}
+if [ "$fuzztime" != "0" ]; then
+	echo "== fuzz ($fuzztime per target)"
+	# Each package's Fuzz functions, one at a time (go test -fuzz takes one).
+	for pkg in $(go list ./...); do
+		dir=$(go list -f '{{.Dir}}' "$pkg")
+		for fn in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
+			echo "-- $pkg $fn"
+			go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" "$pkg"
+		done
+	done
+fi
+echo "== all tests passed"

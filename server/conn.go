@@ -1,0 +1,216 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+
+	"ferry/plugins"
+	"ferry/relay"
+)
+
+// conn is one accepted client connection.
+type conn struct {
+	l     *listener
+	c     net.Conn
+	rc    *rollingConn // c, as br reads it
+	br    *bufio.Reader
+	start time.Time
+}
+
+// handshakeBufSize bounds what the handshake buffers: an HTTP request head
+// or a SOCKS request fits; bytes past it wait in the socket.
+const handshakeBufSize = 4 << 10
+
+func (h *conn) serve() {
+	defer h.c.Close()
+	if h.l.set.HandshakeTimeout > 0 {
+		h.c.SetDeadline(h.start.Add(h.l.set.HandshakeTimeout))
+	}
+	h.rc = &rollingConn{Conn: h.c}
+	h.br = bufio.NewReaderSize(h.rc, handshakeBufSize)
+	if h.l.tcpTarget != "" {
+		h.tunnel(h.newSession("tcp", h.l.tcpTarget), nopReplier{})
+		return
+	}
+	first, err := h.br.Peek(1)
+	if err != nil {
+		h.debugHandshake("", err)
+		return
+	}
+	switch {
+	case first[0] == 0x05 && h.l.socks5:
+		h.serveSOCKS5()
+	case first[0] == 0x04 && h.l.socks4:
+		h.serveSOCKS4()
+	case h.l.http && isTokenByte(first[0]):
+		h.serveHTTP()
+	default:
+		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Hex("first_byte", first).
+			Msg("handshake: protocol not recognised or not enabled")
+	}
+}
+
+// debugHandshake logs a handshake that ended without a request. These are
+// scanners, health checks and impatient clients: debug, not warnings.
+func (h *conn) debugHandshake(proto string, err error) {
+	ev := h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Str("proto", proto)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		ev.Msg("handshake timeout")
+		return
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		ev.Msg("client closed during handshake")
+		return
+	}
+	ev.Err(err).Msg("handshake failed")
+}
+
+func (h *conn) newSession(proto, target string) *plugins.Session {
+	id := h.l.srv.nextID()
+	return &plugins.Session{
+		ID:       id,
+		Listener: h.l.cfg.Name,
+		Client:   h.c.RemoteAddr(),
+		Protocol: proto,
+		Target:   target,
+		Log:      h.l.log.With().Str("id", id).Logger(),
+	}
+}
+
+// replier answers the client in its protocol once the dial is decided.
+type replier interface {
+	// fail tells the client the request failed with code. Errors writing
+	// it do not matter: the connection closes next.
+	fail(s *plugins.Session, code plugins.Code, err error)
+	// ok tells the client its tunnel is open; bound is the local address of
+	// the upstream connection.
+	ok(s *plugins.Session, bound net.Addr) error
+}
+
+type nopReplier struct{}
+
+func (nopReplier) fail(*plugins.Session, plugins.Code, error) {}
+func (nopReplier) ok(*plugins.Session, net.Addr) error        { return nil }
+
+// tunnel runs a session that becomes a byte stream: CONNECT, SOCKS, tcp.
+func (h *conn) tunnel(s *plugins.Session, r replier) {
+	st := plugins.Stats{Start: h.start}
+	defer func() { h.finish(s, &st) }()
+
+	ctx := h.l.srv.hardCtx
+	up, code, err := h.connect(ctx, s)
+	if err != nil {
+		r.fail(s, code, err)
+		st.Reason, st.Err = reasonFor(err), err
+		return
+	}
+	if err := r.ok(s, up.LocalAddr()); err != nil {
+		up.Close()
+		st.Reason, st.Err = plugins.ReasonClientClosed, fmt.Errorf("reply to client: %w", err)
+		return
+	}
+	h.c.SetDeadline(time.Time{})
+	ch := relay.Channel{
+		Client:        h.c,
+		Upstream:      up,
+		Session:       s,
+		Chain:         h.l.chain,
+		Buffers:       h.l.buffers,
+		IdleTimeout:   h.l.set.IdleTimeout,
+		ClientPending: h.takeBuffered(),
+	}
+	res := ch.Run(ctx)
+	st.Up, st.Down, st.Reason, st.Err = res.Up, res.Down, res.Reason, res.Err
+}
+
+// errDial marks dial failures apart from plugin rejections.
+type dialError struct {
+	target string
+	err    error
+}
+
+func (e *dialError) Error() string { return fmt.Sprintf("dial %s: %v", e.target, e.err) }
+func (e *dialError) Unwrap() error { return e.err }
+
+// connect runs the OnConnect hooks, then dials the (possibly rewritten)
+// target within dial_timeout. On failure it returns what to tell the
+// client.
+func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, plugins.Code, error) {
+	if err := h.l.chain.Connect(ctx, s); err != nil {
+		return nil, plugins.CodeOf(err), err
+	}
+	if h.l.srv.drainCtx.Err() != nil {
+		// A request that finished its handshake during shutdown is not
+		// started: the drain is for channels already running.
+		return nil, plugins.CodeGeneral, errShuttingDown
+	}
+	dctx, cancel := context.WithTimeout(ctx, h.l.set.DialTimeout)
+	defer cancel()
+	up, err := h.l.srv.dialerFor(s).DialContext(dctx, "tcp", s.Target)
+	if err != nil {
+		return nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
+	}
+	return up, 0, nil
+}
+
+var errShuttingDown = errors.New("server shutting down")
+
+func reasonFor(err error) plugins.CloseReason {
+	var de *dialError
+	switch {
+	case errors.As(err, &de):
+		return plugins.ReasonDialFailed
+	case errors.Is(err, errShuttingDown):
+		return plugins.ReasonShutdown
+	}
+	var he *plugins.HookError
+	if errors.As(err, &he) {
+		var re *plugins.RejectError
+		if errors.As(err, &re) {
+			return plugins.ReasonRejected
+		}
+		return plugins.ReasonPluginError
+	}
+	return plugins.ReasonError
+}
+
+// takeBuffered returns a copy of the bytes the handshake reader holds past
+// the request, which belong to the tunnel.
+func (h *conn) takeBuffered() []byte {
+	n := h.br.Buffered()
+	if n == 0 {
+		return nil
+	}
+	b, _ := h.br.Peek(n)
+	out := append([]byte(nil), b...)
+	h.br.Discard(n)
+	return out
+}
+
+// finish completes a session: close hooks, then one error line for
+// failures of ferry or a plugin (the access line is the log plugin's).
+func (h *conn) finish(s *plugins.Session, st *plugins.Stats) {
+	st.Duration = time.Since(st.Start)
+	h.l.chain.Close(s, *st, func(err error) {
+		s.Log.Error().Err(err).Msg("plugin panicked in OnClose")
+	})
+	var he *plugins.HookError
+	if errors.As(st.Err, &he) && st.Reason != plugins.ReasonRejected {
+		ev := s.Log.Error().Err(st.Err).Str("plugin", he.Plugin)
+		if he.Stack != nil {
+			ev = ev.Bytes("stack", he.Stack)
+		}
+		ev.Msg("channel ended by plugin failure")
+	}
+}
+
+// isTokenByte reports whether b can start an HTTP method.
+func isTokenByte(b byte) bool {
+	return b >= 'A' && b <= 'Z' || b >= 'a' && b <= 'z'
+}

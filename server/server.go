@@ -1,0 +1,272 @@
+// Package server runs ferry's listeners: it accepts connections, reads each
+// client's proxy handshake (HTTP CONNECT, plain HTTP, SOCKS5, SOCKS4/4a, or
+// a fixed tcp target), runs the listener's plugins, dials the target and
+// hands both connections to a relay.Channel.
+//
+//	srv, err := server.New(cfg, logger) // builds plugins; opens nothing
+//	if err := srv.Start(); err != nil { ... }
+//	<-signal
+//	srv.Shutdown(drainTimeout) // stop accepting, drain, close
+//
+// It does not parse configuration (package config) or copy bytes (package
+// relay).
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"ferry/config"
+	"ferry/plugins"
+	"ferry/relay"
+)
+
+// Server is a set of listeners sharing plugins and services.
+type Server struct {
+	cfg       *config.Config
+	log       zerolog.Logger
+	services  *plugins.Services
+	instances []plugins.Plugin
+	listeners []*listener
+
+	// drainCtx ends when shutdown begins: accept loops stop and idle
+	// keep-alive clients are let go. hardCtx ends when the drain time is
+	// up: every live channel is closed.
+	drainCtx    context.Context
+	drainCancel context.CancelFunc
+	hardCtx     context.Context
+	hardCancel  context.CancelFunc
+
+	conns     sync.WaitGroup
+	accepts   sync.WaitGroup
+	idPrefix  string
+	idCounter atomic.Uint64
+	started   bool
+	closeOnce sync.Once
+
+	// dialHook replaces every dial when set (tests only).
+	dialHook atomic.Pointer[dialFunc]
+}
+
+// New builds every plugin instance and listener from cfg without opening
+// sockets, so it also serves `ferry check`. Call Close if Start is never
+// called.
+func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
+	if err := unsupported(cfg); err != nil {
+		return nil, err
+	}
+	s := &Server{cfg: cfg, log: log, services: plugins.NewServices()}
+	s.drainCtx, s.drainCancel = context.WithCancel(context.Background())
+	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
+	var b [3]byte
+	_, _ = rand.Read(b[:])
+	s.idPrefix = hex.EncodeToString(b[:])
+
+	byName := make(map[string]plugins.Plugin)
+	for i := range cfg.Plugins {
+		pc := &cfg.Plugins[i]
+		reg, ok := plugins.Lookup(pc.Type)
+		if !ok {
+			s.Close()
+			return nil, fmt.Errorf("plugin %s: unknown type %q", pc.Name, pc.Type)
+		}
+		env := plugins.NewEnv(pc.Name, log.With().Str("plugin", pc.Name).Logger(), s.services, pc.Decode)
+		p, err := reg.New(env)
+		if err != nil {
+			s.Close()
+			var ce *config.Error
+			if errors.As(err, &ce) {
+				return nil, err
+			}
+			return nil, pc.WrapError(err)
+		}
+		s.instances = append(s.instances, p)
+		byName[pc.Name] = p
+	}
+	for i := range cfg.Listeners {
+		lc := cfg.Listeners[i]
+		var ps []plugins.Plugin
+		for _, name := range lc.Plugins {
+			p, ok := byName[name]
+			if !ok {
+				s.Close()
+				return nil, fmt.Errorf("listener %s: no plugin instance %q", lc.Name, name)
+			}
+			ps = append(ps, p)
+		}
+		s.listeners = append(s.listeners, newListener(s, lc, cfg.Effective(&lc), plugins.NewChain(ps)))
+	}
+	return s, nil
+}
+
+// Start starts the services, then opens every listener and serves them.
+// If any step fails, what was started is stopped again.
+func (s *Server) Start() error {
+	if err := s.services.Start(s.hardCtx); err != nil {
+		return err
+	}
+	for _, l := range s.listeners {
+		if err := l.open(); err != nil {
+			for _, o := range s.listeners {
+				o.closeListener()
+			}
+			_ = s.services.Stop(context.Background())
+			return err
+		}
+	}
+	s.started = true
+	for _, l := range s.listeners {
+		s.accepts.Add(1)
+		go l.acceptLoop()
+	}
+	return nil
+}
+
+// Addrs returns the bound address of each listener, in config order (useful
+// with port 0).
+func (s *Server) Addrs() []net.Addr {
+	out := make([]net.Addr, 0, len(s.listeners))
+	for _, l := range s.listeners {
+		if l.ln != nil {
+			out = append(out, l.ln.Addr())
+		}
+	}
+	return out
+}
+
+// ShutdownSummary says how a shutdown went.
+type ShutdownSummary struct {
+	// Drained counts connections that finished by themselves during the
+	// drain; Forced those still open when the drain time ran out.
+	Drained, Forced int64
+	Took            time.Duration
+}
+
+// Shutdown stops accepting at once, lets live connections finish for up to
+// drain, then closes the rest, waits for every connection goroutine, stops
+// services and closes plugins.
+func (s *Server) Shutdown(drain time.Duration) ShutdownSummary {
+	start := time.Now()
+	s.drainCancel()
+	for _, l := range s.listeners {
+		l.closeListener()
+	}
+	s.accepts.Wait()
+	live := s.activeConns()
+
+	done := make(chan struct{})
+	go func() {
+		s.conns.Wait()
+		close(done)
+	}()
+	var forced int64
+	timer := time.NewTimer(drain)
+	select {
+	case <-done:
+		timer.Stop()
+	case <-timer.C:
+		forced = s.activeConns()
+		s.hardCancel()
+		<-done
+	}
+	s.Close()
+	return ShutdownSummary{Drained: live - forced, Forced: forced, Took: time.Since(start)}
+}
+
+// Abort ends the drain of a running Shutdown now: live channels close at
+// once.
+func (s *Server) Abort() { s.hardCancel() }
+
+// Close stops services and closes plugin instances. Shutdown calls it;
+// call it directly only for a server that was never started.
+func (s *Server) Close() error {
+	var errs []error
+	s.closeOnce.Do(func() {
+		s.drainCancel()
+		s.hardCancel()
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		errs = append(errs, s.services.Stop(ctx))
+		for i := len(s.instances) - 1; i >= 0; i-- {
+			if c, ok := s.instances[i].(interface{ Close() error }); ok {
+				if err := c.Close(); err != nil {
+					errs = append(errs, fmt.Errorf("close plugin %s: %w", s.instances[i].Name(), err))
+				}
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
+func (s *Server) activeConns() int64 {
+	var n int64
+	for _, l := range s.listeners {
+		n += l.active.Load()
+	}
+	return n
+}
+
+// nextID returns a channel id unique within this process.
+func (s *Server) nextID() string {
+	return s.idPrefix + "-" + strconv.FormatUint(s.idCounter.Add(1), 36)
+}
+
+// Stats are counters for tests and the summary log.
+type Stats struct {
+	Active, Accepted, RefusedOverLimit int64
+}
+
+// Stats sums the listeners' counters.
+func (s *Server) Stats() Stats {
+	var st Stats
+	for _, l := range s.listeners {
+		st.Active += l.active.Load()
+		st.Accepted += l.accepted.Load()
+		st.RefusedOverLimit += l.refused.Load()
+	}
+	return st
+}
+
+// dialerFor returns the dialer for a session. Upstream proxies and routes
+// plug in here.
+func (s *Server) dialerFor(*plugins.Session) relay.Dialer {
+	if f := s.dialHook.Load(); f != nil {
+		return *f
+	}
+	return relay.Direct()
+}
+
+type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
+
+func (f dialFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
+	return f(ctx, network, addr)
+}
+
+// unsupported refuses settings the config accepts but this build cannot
+// honour yet: ignoring a parent proxy or a PROXY header would send traffic
+// somewhere the operator did not intend.
+func unsupported(cfg *config.Config) error {
+	var errs []error
+	if len(cfg.Upstreams) > 0 {
+		errs = append(errs, fmt.Errorf("%s: upstream %s: dialing through upstream proxies is not supported yet", cfg.File, cfg.Upstreams[0].Name))
+	}
+	if len(cfg.Routes) > 0 {
+		errs = append(errs, fmt.Errorf("%s: route: routes are not supported yet", cfg.File))
+	}
+	for _, l := range cfg.Listeners {
+		if l.ProxyProtocol != "" && l.ProxyProtocol != "off" {
+			errs = append(errs, fmt.Errorf("%s: listener %s: proxy_protocol %q is not supported yet", cfg.File, l.Name, l.ProxyProtocol))
+		}
+	}
+	return errors.Join(errs...)
+}

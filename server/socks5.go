@@ -1,0 +1,142 @@
+package server
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"net/netip"
+	"strconv"
+
+	"ferry/plugins"
+)
+
+// SOCKS5 (RFC 1928) constants.
+const (
+	socks5Version      = 0x05
+	socks5NoAuth       = 0x00
+	socks5NoAcceptable = 0xFF
+	socks5CmdConnect   = 0x01
+	socks5AtypIPv4     = 0x01
+	socks5AtypDomain   = 0x03
+	socks5AtypIPv6     = 0x04
+
+	socks5RepCmdNotSupported  = 0x07
+	socks5RepAtypNotSupported = 0x08
+)
+
+// serveSOCKS5 reads the greeting and request, answering protocol errors
+// with the RFC's codes.
+func (h *conn) serveSOCKS5() {
+	var buf [256]byte
+	// Greeting: VER NMETHODS METHODS...
+	if _, err := io.ReadFull(h.br, buf[:2]); err != nil {
+		h.debugHandshake("socks5", err)
+		return
+	}
+	methods := buf[1]
+	if _, err := io.ReadFull(h.br, buf[:methods]); err != nil {
+		h.debugHandshake("socks5", err)
+		return
+	}
+	offered := false
+	for _, m := range buf[:methods] {
+		if m == socks5NoAuth {
+			offered = true
+		}
+	}
+	if !offered {
+		h.c.Write([]byte{socks5Version, socks5NoAcceptable})
+		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Msg("socks5: no acceptable auth method")
+		return
+	}
+	if _, err := h.c.Write([]byte{socks5Version, socks5NoAuth}); err != nil {
+		return
+	}
+
+	// Request: VER CMD RSV ATYP DST.ADDR DST.PORT
+	if _, err := io.ReadFull(h.br, buf[:4]); err != nil {
+		h.debugHandshake("socks5", err)
+		return
+	}
+	if buf[0] != socks5Version {
+		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Msg("socks5: bad request version")
+		return
+	}
+	cmd, atyp := buf[1], buf[3]
+	var host string
+	switch atyp {
+	case socks5AtypIPv4, socks5AtypIPv6:
+		n := 4
+		if atyp == socks5AtypIPv6 {
+			n = 16
+		}
+		if _, err := io.ReadFull(h.br, buf[:n]); err != nil {
+			h.debugHandshake("socks5", err)
+			return
+		}
+		a, _ := netip.AddrFromSlice(buf[:n])
+		host = a.String()
+	case socks5AtypDomain:
+		if _, err := io.ReadFull(h.br, buf[:1]); err != nil {
+			h.debugHandshake("socks5", err)
+			return
+		}
+		n := int(buf[0])
+		if _, err := io.ReadFull(h.br, buf[:n]); err != nil {
+			h.debugHandshake("socks5", err)
+			return
+		}
+		host = string(buf[:n])
+		if n == 0 {
+			socks5Reply(h.c, plugins.CodeHostUnreachable.SOCKS5Reply(), nil)
+			return
+		}
+	default:
+		socks5Reply(h.c, socks5RepAtypNotSupported, nil)
+		return
+	}
+	if _, err := io.ReadFull(h.br, buf[:2]); err != nil {
+		h.debugHandshake("socks5", err)
+		return
+	}
+	port := binary.BigEndian.Uint16(buf[:2])
+	if cmd != socks5CmdConnect {
+		// BIND and UDP ASSOCIATE are not served.
+		socks5Reply(h.c, socks5RepCmdNotSupported, nil)
+		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Uint8("cmd", cmd).Msg("socks5: command not supported")
+		return
+	}
+	s := h.newSession("socks5", net.JoinHostPort(host, strconv.Itoa(int(port))))
+	h.tunnel(s, socks5Replier{h})
+}
+
+type socks5Replier struct{ h *conn }
+
+func (r socks5Replier) fail(_ *plugins.Session, code plugins.Code, _ error) {
+	socks5Reply(r.h.c, code.SOCKS5Reply(), nil)
+}
+
+func (r socks5Replier) ok(_ *plugins.Session, bound net.Addr) error {
+	return socks5Reply(r.h.c, 0x00, bound)
+}
+
+// socks5Reply writes VER REP RSV ATYP BND.ADDR BND.PORT; a nil bound sends
+// 0.0.0.0:0 as RFC 1928 allows for failures.
+func socks5Reply(w io.Writer, rep byte, bound net.Addr) error {
+	b := make([]byte, 0, 22)
+	b = append(b, socks5Version, rep, 0x00)
+	ap := netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
+	if ta, ok := bound.(*net.TCPAddr); ok {
+		ap = ta.AddrPort()
+	}
+	a := ap.Addr().Unmap()
+	if a.Is4() {
+		b = append(b, socks5AtypIPv4)
+	} else {
+		b = append(b, socks5AtypIPv6)
+	}
+	b = append(b, a.AsSlice()...)
+	b = binary.BigEndian.AppendUint16(b, ap.Port())
+	_, err := w.Write(b)
+	return err
+}
