@@ -21,6 +21,9 @@ type conn struct {
 	rc    *rollingConn // c, as br reads it
 	br    *bufio.Reader
 	start time.Time
+	// linger: an error answer was written while the client may still be
+	// sending; close gently so the answer is not lost to a reset.
+	linger bool
 }
 
 // handshakeBufSize bounds what the handshake buffers: an HTTP request head
@@ -28,11 +31,16 @@ type conn struct {
 const handshakeBufSize = 4 << 10
 
 func (h *conn) serve() {
-	defer h.c.Close()
+	defer func() {
+		if h.linger {
+			lingerClose(h.c)
+		}
+		h.c.Close()
+	}()
 	if h.l.set.HandshakeTimeout > 0 {
 		h.c.SetDeadline(h.start.Add(h.l.set.HandshakeTimeout))
 	}
-	h.rc = &rollingConn{Conn: h.c}
+	h.rc = &rollingConn{Conn: h.c, budget: -1}
 	h.br = bufio.NewReaderSize(h.rc, handshakeBufSize)
 	if h.l.tcpTarget != "" {
 		h.tunnel(h.newSession("tcp", h.l.tcpTarget), nopReplier{})
@@ -55,6 +63,27 @@ func (h *conn) serve() {
 			Msg("handshake: protocol not recognised or not enabled")
 	}
 }
+
+// lingerClose sends FIN, then reads and discards what the client still
+// sends for a short while. Closing a socket with unread input makes the
+// kernel send a reset, which can destroy the answer before the client
+// reads it.
+func lingerClose(c net.Conn) {
+	cw, ok := c.(closeWriter)
+	if !ok || cw.CloseWrite() != nil {
+		return
+	}
+	c.SetReadDeadline(time.Now().Add(lingerTime))
+	io.CopyN(io.Discard, c, lingerBytes)
+}
+
+// lingerTime and lingerBytes bound lingerClose.
+const (
+	lingerTime  = 500 * time.Millisecond
+	lingerBytes = 4 << 20
+)
+
+type closeWriter interface{ CloseWrite() error }
 
 // debugHandshake logs a handshake that ended without a request. These are
 // scanners, health checks and impatient clients: debug, not warnings.

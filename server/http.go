@@ -29,10 +29,15 @@ func (h *conn) serveHTTP() {
 		if n > 0 && !fw.waitNextRequest() {
 			return
 		}
+		h.rc.budget = maxHeadBytes
 		req, err := http.ReadRequest(h.br)
+		h.rc.budget = -1
 		if err != nil {
-			if n == 0 && !isQuietEnd(err) {
-				writeHTTPError(h.c, http.StatusBadRequest, "malformed request", nil)
+			switch {
+			case errors.Is(err, errHeadTooLarge):
+				h.httpError(http.StatusRequestHeaderFieldsTooLarge, "request head over 1 MiB", nil)
+			case n == 0 && !isQuietEnd(err):
+				h.httpError(http.StatusBadRequest, "malformed request", nil)
 			}
 			h.debugHandshake("http", err)
 			return
@@ -57,7 +62,7 @@ func isQuietEnd(err error) bool {
 func (h *conn) serveCONNECT(req *http.Request) {
 	target := req.RequestURI
 	if _, port, err := net.SplitHostPort(target); err != nil || port == "" {
-		writeHTTPError(h.c, http.StatusBadRequest, "CONNECT needs host:port", nil)
+		h.httpError(http.StatusBadRequest, "CONNECT needs host:port", nil)
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Str("target", target).Msg("http: bad CONNECT target")
 		return
 	}
@@ -70,13 +75,20 @@ type connectReplier struct{ h *conn }
 
 func (r connectReplier) fail(s *plugins.Session, code plugins.Code, err error) {
 	s.Status = code.HTTPStatus()
-	writeHTTPError(r.h.c, s.Status, code.String(), err)
+	r.h.httpError(s.Status, code.String(), err)
 }
 
 func (r connectReplier) ok(s *plugins.Session, _ net.Addr) error {
 	s.Status = http.StatusOK
 	_, err := io.WriteString(r.h.c, "HTTP/1.1 200 Connection established\r\n\r\n")
 	return err
+}
+
+// httpError answers with an error and marks the connection to close
+// gently: the client may still be sending a body ferry will not read.
+func (h *conn) httpError(status int, msg string, cause error) {
+	h.linger = true
+	writeHTTPError(h.c, status, msg, cause)
 }
 
 // writeHTTPError answers with status and a short text body, and asks the
@@ -139,7 +151,7 @@ func (f *httpForwarder) waitNextRequest() bool {
 func (f *httpForwarder) forward(req *http.Request) (keepAlive bool) {
 	h := f.h
 	if !req.URL.IsAbs() || req.URL.Scheme != "http" || req.URL.Host == "" {
-		writeHTTPError(h.c, http.StatusBadRequest, "ferry is a proxy: send an absolute http:// URL, or CONNECT", nil)
+		h.httpError(http.StatusBadRequest, "ferry is a proxy: send an absolute http:// URL, or CONNECT", nil)
 		return false
 	}
 	target := req.URL.Host
@@ -156,7 +168,7 @@ func (f *httpForwarder) forward(req *http.Request) (keepAlive bool) {
 	up, reused, code, err := f.upstreamFor(s)
 	if err != nil {
 		s.Status = code.HTTPStatus()
-		writeHTTPError(h.c, s.Status, code.String(), err)
+		h.httpError(s.Status, code.String(), err)
 		st.Reason, st.Err = reasonFor(err), err
 		return false
 	}
@@ -187,7 +199,7 @@ func (f *httpForwarder) forward(req *http.Request) (keepAlive bool) {
 		}
 		st.Err = fmt.Errorf("request to %s: %w", s.Target, err)
 		s.Status = code.HTTPStatus()
-		writeHTTPError(h.c, s.Status, code.String(), nil)
+		h.httpError(s.Status, code.String(), nil)
 		st.Up, st.Down = link.up.Load(), link.down.Load()
 		f.closeUpstream()
 		return false
@@ -292,7 +304,7 @@ func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error)
 		return nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
 	}
 	f.up = up
-	rc := &rollingConn{Conn: up}
+	rc := &rollingConn{Conn: up, budget: -1}
 	rc.d.Store(int64(h.l.set.IdleTimeout))
 	f.upBr = bufio.NewReaderSize(rc, h.l.set.BufferSize)
 	f.upTarget, f.upVia = s.Target, s.Upstream
@@ -464,15 +476,36 @@ func (w *hookWriter) Write(p []byte) (int, error) {
 
 // rollingConn renews the read deadline before every read while d > 0, so
 // a transfer that keeps moving never times out and a stalled one does
-// after d.
+// after d. While budget is armed, reads beyond it fail: that bounds what
+// a client can make ferry buffer for one request head.
 type rollingConn struct {
 	net.Conn
-	d atomic.Int64 // time.Duration
+	d      atomic.Int64 // time.Duration
+	budget int64        // bytes left to read; < 0: unlimited
 }
+
+// errHeadTooLarge ends a connection whose request head exceeds
+// maxHeadBytes.
+var errHeadTooLarge = errors.New("request head too large")
+
+// maxHeadBytes bounds an HTTP request head (request line and headers),
+// as net/http's server does by default.
+const maxHeadBytes = 1 << 20
 
 func (c *rollingConn) Read(p []byte) (int, error) {
 	if d := time.Duration(c.d.Load()); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(d))
+	}
+	if c.budget >= 0 {
+		if c.budget == 0 {
+			return 0, errHeadTooLarge
+		}
+		if int64(len(p)) > c.budget {
+			p = p[:c.budget]
+		}
+		n, err := c.Conn.Read(p)
+		c.budget -= int64(n)
+		return n, err
 	}
 	return c.Conn.Read(p)
 }

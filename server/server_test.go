@@ -161,11 +161,16 @@ plugins = ["log"]
 name = "log"
 `
 
-// echoServer accepts connections on loopback and echoes them, closing its
-// write side after the client's EOF.
+// echoServer accepts connections on IPv4 loopback and echoes them,
+// closing its write side after the client's EOF.
 func echoServer(t *testing.T) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	return echoServerOn(t, "127.0.0.1:0")
+}
+
+func echoServerOn(t *testing.T, addr string) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -333,7 +338,7 @@ func TestSOCKS5IPv6(t *testing.T) {
 	}
 	ln.Close()
 	f := start(t, strings.Replace(basicConfig, `listen = "127.0.0.1:0"`, `listen = "[::1]:0"`, 1))
-	echo := echoServer6(t)
+	echo := echoServerOn(t, "[::1]:0")
 	_, port := splitPort(t, echo)
 	c := dial(t, f.addr)
 	c.Write(socks5Request("::1", port, 1))
@@ -341,24 +346,6 @@ func TestSOCKS5IPv6(t *testing.T) {
 		t.Fatalf("REP: got %#x, want 0", got)
 	}
 	echoCheck(t, c)
-}
-
-func echoServer6(t *testing.T) string {
-	ln, err := net.Listen("tcp", "[::1]:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() { defer c.Close(); io.Copy(c, c) }()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 func TestSOCKS5NoAcceptableMethod(t *testing.T) {
@@ -506,6 +493,7 @@ func TestHTTPErrors(t *testing.T) {
 		{"origin form", "GET /x HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"https scheme", "GET https://127.0.0.1/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"garbage", "HELLO\r\n\r\n", 400},
+		{"head too large", "GET http://127.0.0.1/ HTTP/1.1\r\nX: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", 431},
 		{"refused", "GET http://" + closedPort(t) + "/ HTTP/1.1\r\nHost: a\r\n\r\n", 502},
 	}
 	for _, tt := range tests {
