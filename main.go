@@ -130,11 +130,19 @@ func versionString() string {
 	return v + " (" + runtime.Version() + ")"
 }
 
+// loadConfig loads path, or the embedded default when path is empty.
+// When the file has problems, the plugins' own settings are checked too,
+// so that every problem is reported at once.
 func loadConfig(path string) (*config.Config, error) {
 	if path == "" {
 		return config.Default()
 	}
-	return config.Load(path)
+	cfg, err := config.Load(path)
+	var ce *config.Error
+	if errors.As(err, &ce) && ce.Partial != nil {
+		return nil, config.Join(err, server.CheckPlugins(ce.Partial))
+	}
+	return cfg, err
 }
 
 func runCmd(c *cli.Context, stderr io.Writer) error {

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"errors"
 	"fmt"
 	"sort"
 	"strings"
@@ -15,6 +16,46 @@ import (
 //	}
 type Error struct {
 	Problems []Problem
+	// Partial is the configuration as far as it decoded, when the file
+	// parsed and only values or rules were wrong, so that a caller can
+	// check more of it (plugin settings) and report everything at once.
+	// Nil otherwise. It must not be run.
+	Partial *Config
+}
+
+// Join merges errors into one: when every non-nil error is an *Error, the
+// result is one *Error with all their problems in order; otherwise the
+// errors are joined as errors.Join does. Nil when all are nil.
+func Join(errs ...error) error {
+	var all []Problem
+	var partial *Config
+	var rest []error
+	for _, err := range errs {
+		if err == nil {
+			continue
+		}
+		var ce *Error
+		if errors.As(err, &ce) {
+			all = append(all, ce.Problems...)
+			if partial == nil {
+				partial = ce.Partial
+			}
+			continue
+		}
+		rest = append(rest, err)
+	}
+	if len(all) == 0 && len(rest) == 0 {
+		return nil
+	}
+	var merged error
+	if len(all) > 0 {
+		sortProblems(all)
+		merged = &Error{Problems: all, Partial: partial}
+	}
+	if len(rest) == 0 {
+		return merged
+	}
+	return errors.Join(append([]error{merged}, rest...)...)
 }
 
 // Problem is one mistake in a configuration file.

@@ -83,7 +83,11 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	if len(l.problems) > 0 {
 		sortProblems(l.problems)
-		return nil, &Error{Problems: l.problems}
+		e := &Error{Problems: l.problems}
+		if res.complete {
+			e.Partial = cfg
+		}
+		return nil, e
 	}
 	return cfg, nil
 }

@@ -72,26 +72,15 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	_, _ = rand.Read(b[:])
 	s.idPrefix = hex.EncodeToString(b[:])
 
+	names, instances, err := buildPlugins(cfg, log, s.services)
 	byName := make(map[string]plugins.Plugin)
-	for i := range cfg.Plugins {
-		pc := &cfg.Plugins[i]
-		reg, ok := plugins.Lookup(pc.Type)
-		if !ok {
-			s.Close()
-			return nil, fmt.Errorf("plugin %s: unknown type %q", pc.Name, pc.Type)
-		}
-		env := plugins.NewEnv(pc.Name, log.With().Str("plugin", pc.Name).Logger(), s.services, pc.Decode)
-		p, err := reg.New(env)
-		if err != nil {
-			s.Close()
-			var ce *config.Error
-			if errors.As(err, &ce) {
-				return nil, err
-			}
-			return nil, pc.WrapError(err)
-		}
-		s.instances = append(s.instances, p)
-		byName[pc.Name] = p
+	for i, p := range instances {
+		byName[names[i]] = p
+	}
+	s.instances = instances
+	if err != nil {
+		s.Close()
+		return nil, err
 	}
 	for i := range cfg.Listeners {
 		lc := cfg.Listeners[i]
@@ -107,6 +96,53 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		s.listeners = append(s.listeners, newListener(s, lc, cfg.Effective(&lc), plugins.NewChain(ps)))
 	}
 	return s, nil
+}
+
+// buildPlugins creates every [[plugin]] instance of cfg. It goes on past a
+// failing one so that all problems are reported at once; on error the
+// instances built are returned too, in config order, for the caller to
+// close.
+func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services) (names []string, out []plugins.Plugin, err error) {
+	var errs []error
+	for i := range cfg.Plugins {
+		pc := &cfg.Plugins[i]
+		reg, ok := plugins.Lookup(pc.Type)
+		if !ok {
+			// config validation reports unknown types with their position.
+			errs = append(errs, pc.WrapError(fmt.Errorf("unknown plugin type %q", pc.Type)))
+			continue
+		}
+		env := plugins.NewEnv(pc.Name, log.With().Str("plugin", pc.Name).Logger(), svcs, pc.Decode)
+		p, err := reg.New(env)
+		if err != nil {
+			errs = append(errs, pc.WrapError(err))
+			continue
+		}
+		names = append(names, pc.Name)
+		out = append(out, p)
+	}
+	return names, out, config.Join(errs...)
+}
+
+// CheckPlugins builds and closes every plugin instance of cfg with known
+// type, returning all their problems. For `ferry check` on a file whose
+// other problems stop it from being built whole (config.Error.Partial).
+func CheckPlugins(cfg *config.Config) error {
+	var known []config.PluginConfig
+	for _, pc := range cfg.Plugins {
+		if _, ok := plugins.Lookup(pc.Type); ok {
+			known = append(known, pc)
+		}
+	}
+	c := *cfg
+	c.Plugins = known
+	_, built, err := buildPlugins(&c, zerolog.Nop(), plugins.NewServices())
+	for _, p := range built {
+		if cl, ok := p.(interface{ Close() error }); ok {
+			cl.Close()
+		}
+	}
+	return err
 }
 
 // Start starts the services, then opens every listener and serves them.
@@ -177,6 +213,10 @@ func (s *Server) Shutdown(drain time.Duration) ShutdownSummary {
 	case <-timer.C:
 		forced = s.activeConns()
 		s.hardCancel()
+		<-done
+	case <-s.hardCtx.Done(): // Abort
+		timer.Stop()
+		forced = s.activeConns()
 		<-done
 	}
 	s.Close()
