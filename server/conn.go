@@ -154,6 +154,9 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 		IdleTimeout:   h.l.set.IdleTimeout,
 		ClientPending: h.takeBuffered(),
 	}
+	// The tunnel reads the socket directly from here on: let the
+	// handshake buffer go, which matters for many idle tunnels.
+	h.br, h.rc = nil, nil
 	res := ch.Run(ctx)
 	st.Up, st.Down, st.Reason, st.Err = res.Up, res.Down, res.Reason, res.Err
 }
