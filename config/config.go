@@ -71,6 +71,13 @@ type Listener struct {
 	ProxyProtocol string `toml:"proxy_protocol"`
 	// TrustedProxies lists CIDRs allowed to send a PROXY header.
 	TrustedProxies []CIDR `toml:"trusted_proxies"`
+	// SendProxyProtocol, on a tcp listener, writes a PROXY header (v1 or
+	// v2) with the client's address to the target before any payload.
+	// Default off.
+	SendProxyProtocol string `toml:"send_proxy_protocol"`
+	// PassTLVs lists TLV types received in the load balancer's PROXY
+	// header to forward in the v2 header sent to the target.
+	PassTLVs []TLVType `toml:"pass_tlvs"`
 	// Plugins names [[plugin]] instances, run in this order.
 	Plugins []string `toml:"plugins"`
 	// MaxConnections caps concurrent connections; 0 means unlimited.
@@ -101,6 +108,9 @@ type Upstream struct {
 	// SendProxyProtocol is off, v1 or v2: send a PROXY header carrying the
 	// client's address to this upstream. Default off.
 	SendProxyProtocol string `toml:"send_proxy_protocol"`
+	// PassTLVs lists TLV types of a received PROXY header to forward in
+	// the v2 header sent to this upstream.
+	PassTLVs []TLVType `toml:"pass_tlvs"`
 	// Members makes this upstream a group of other upstreams.
 	Members []string `toml:"members"`
 	// Strategy picks a group member: failover, round-robin, random or

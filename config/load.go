@@ -221,6 +221,9 @@ func (l *loader) applyDefaults(c *Config) {
 		if len(ln.Protocols) == 0 {
 			ln.Protocols = DefaultProtocols()
 		}
+		if ln.SendProxyProtocol == "" {
+			ln.SendProxyProtocol = "off"
+		}
 		if ln.ProxyProtocol == "" {
 			ln.ProxyProtocol = "off"
 		}

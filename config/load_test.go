@@ -35,7 +35,7 @@ func TestParseValid(t *testing.T) {
 					Log:      Log{Level: "info", Format: "console"},
 					Defaults: Defaults{HandshakeTimeout: Duration(10 * time.Second), DialTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute), DrainTimeout: Duration(30 * time.Second), BufferSize: 32 * KiB},
 					Listeners: []Listener{{Name: "listener-0", Listen: "127.0.0.1:8080", Protocols: []string{"http", "socks5", "socks4"},
-						ProxyProtocol: "off", MaxConnections: ptr(10000)}},
+						ProxyProtocol: "off", SendProxyProtocol: "off", MaxConnections: ptr(10000)}},
 				}
 				if !reflect.DeepEqual(*c, want) {
 					t.Fatalf("got %+v,\nwant %+v", *c, want)
@@ -481,5 +481,35 @@ func TestSummary(t *testing.T) {
 	want := "test.toml: ok: 2 listeners (main 127.0.0.1:8080 http,socks5,socks4; fwd 127.0.0.1:9000 tcp->db:5432), 1 plugin, 0 upstreams, 0 routes"
 	if got := c.Summary(); got != want {
 		t.Fatalf("Summary: got\n%s\nwant\n%s", got, want)
+	}
+}
+
+func TestProxyProtocolSettings(t *testing.T) {
+	const head = "[[listener]]\nlisten = \"127.0.0.1:1\"\n"
+	tests := []struct {
+		name, src, want string
+	}{
+		{"tcp sends v2 with tlvs", "[[listener]]\nlisten = \"127.0.0.1:1\"\nprotocols = [\"tcp\"]\ntarget = \"127.0.0.1:2\"\nproxy_protocol = \"required\"\ntrusted_proxies = [\"127.0.0.1\"]\nsend_proxy_protocol = \"v2\"\npass_tlvs = [\"alpn\", \"0xE0\", 5]\n", ""},
+		{"send on a proxy listener", head + "send_proxy_protocol = \"v1\"\n", "test.toml:3:1: listener[0].send_proxy_protocol: only a tcp listener sends a PROXY header to its target; proxy listeners set it on an [[upstream]]"},
+		{"bad send value", head + "protocols = [\"tcp\"]\ntarget = \"127.0.0.1:2\"\nsend_proxy_protocol = \"v3\"\n", `test.toml:5:1: listener[0].send_proxy_protocol: unknown value "v3": want "off", "v1" or "v2"`},
+		{"tlvs need v2", head + "protocols = [\"tcp\"]\ntarget = \"127.0.0.1:2\"\nsend_proxy_protocol = \"v1\"\npass_tlvs = [\"alpn\"]\n", `test.toml:6:1: listener[0].pass_tlvs: TLVs travel only in a v2 header: set send_proxy_protocol = "v2"`},
+		{"bad tlv name", head + "protocols = [\"tcp\"]\ntarget = \"127.0.0.1:2\"\nsend_proxy_protocol = \"v2\"\npass_tlvs = [\"alpm\"]\n", `invalid TLV type "alpm"`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, err := Parse("test.toml", []byte(tt.src))
+			if tt.want == "" {
+				if err != nil {
+					t.Fatalf("got error %v, want none", err)
+				}
+				if got := cfg.Listeners[0].PassTLVs; len(got) != 3 || got[0] != 1 || got[1] != 0xE0 || got[2] != 5 {
+					t.Fatalf("pass_tlvs: got %v, want [1 224 5]", got)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+		})
 	}
 }

@@ -168,3 +168,38 @@ func (c CIDR) MarshalText() ([]byte, error) {
 	}
 	return []byte(c.String()), nil
 }
+
+// TLVType is a PROXY protocol v2 TLV type: a number 0-255, or one of the
+// spec's names as a string: "alpn", "authority", "crc32c", "noop",
+// "unique_id", "ssl", "netns" (or a number in a string, "0xE0").
+type TLVType uint8
+
+var tlvNames = map[string]TLVType{
+	"alpn": 0x01, "authority": 0x02, "crc32c": 0x03, "noop": 0x04,
+	"unique_id": 0x05, "ssl": 0x20, "netns": 0x30,
+}
+
+// UnmarshalText parses a TLV name or number.
+func (t *TLVType) UnmarshalText(text []byte) error {
+	s := strings.ToLower(strings.TrimSpace(string(text)))
+	if v, ok := tlvNames[s]; ok {
+		*t = v
+		return nil
+	}
+	n, err := strconv.ParseUint(s, 0, 8)
+	if err != nil {
+		return fmt.Errorf("invalid TLV type %q: want 0-255 or one of alpn, authority, crc32c, noop, unique_id, ssl, netns", string(text))
+	}
+	*t = TLVType(n)
+	return nil
+}
+
+// MarshalText writes the type's name, or its number.
+func (t TLVType) MarshalText() ([]byte, error) {
+	for name, v := range tlvNames {
+		if v == t {
+			return []byte(name), nil
+		}
+	}
+	return []byte(strconv.Itoa(int(t))), nil
+}

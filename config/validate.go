@@ -75,6 +75,12 @@ func (l *loader) listeners(ls []Listener, instances map[string]bool) {
 		if (ln.ProxyProtocol == "optional" || ln.ProxyProtocol == "required") && len(ln.TrustedProxies) == 0 {
 			l.errorf(p+".trusted_proxies", "missing: proxy_protocol = %q needs the addresses of the load balancers allowed to send a PROXY header", ln.ProxyProtocol)
 		}
+		l.oneOf(p+".send_proxy_protocol", ln.SendProxyProtocol, "off", "v1", "v2")
+		isTCP := len(ln.Protocols) == 1 && ln.Protocols[0] == "tcp"
+		if ln.SendProxyProtocol != "off" && !isTCP {
+			l.errorf(p+".send_proxy_protocol", `only a tcp listener sends a PROXY header to its target; proxy listeners set it on an [[upstream]]`)
+		}
+		l.passTLVs(p, ln.PassTLVs, ln.SendProxyProtocol)
 
 		seen := map[string]bool{}
 		for j, name := range ln.Plugins {
@@ -209,6 +215,7 @@ func (l *loader) upstreams(us []Upstream) map[string]int {
 			}
 		}
 		l.oneOf(p+".send_proxy_protocol", u.SendProxyProtocol, "off", "v1", "v2")
+		l.passTLVs(p, u.PassTLVs, u.SendProxyProtocol)
 		if group {
 			l.oneOf(p+".strategy", u.Strategy, "failover", "round-robin", "random", "least-connections")
 		} else if u.Strategy != "" {
@@ -462,4 +469,12 @@ func checkUpstreamURL(s string) error {
 		return fmt.Errorf("%s URL: %w", u.Scheme, err)
 	}
 	return nil
+}
+
+// passTLVs checks that forwarded TLVs go out in a header that can carry
+// them.
+func (l *loader) passTLVs(p string, tlvs []TLVType, send string) {
+	if len(tlvs) > 0 && send != "v2" {
+		l.errorf(p+".pass_tlvs", `TLVs travel only in a v2 header: set send_proxy_protocol = "v2"`)
+	}
 }

@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/rs/zerolog"
+
+	"ferry/proxyproto"
 )
 
 // Session is one client connection's request and the channel that serves
@@ -21,6 +23,12 @@ type Session struct {
 	// Client is the client's address: the PROXY protocol source when a
 	// trusted load balancer sent one, else the TCP peer.
 	Client net.Addr
+	// Peer is the socket's remote address: the load balancer when a PROXY
+	// header named the client, else the same as Client.
+	Peer net.Addr
+	// ProxyHeader is the PROXY protocol header the load balancer sent, with
+	// its TLVs (ALPN, authority, SSL, unique id...); nil when none came.
+	ProxyHeader *proxyproto.Header
 	// Protocol is "http" (plain proxying), "connect", "socks5", "socks4" or
 	// "tcp".
 	Protocol string

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"ferry/plugins"
+	"ferry/proxyproto"
 	"ferry/relay"
 )
 
@@ -21,14 +22,19 @@ type conn struct {
 	rc    *rollingConn // c, as br reads it
 	br    *bufio.Reader
 	start time.Time
+	// peer is the socket's remote address; client is who the connection
+	// is for: the peer, or the source of a trusted PROXY header.
+	peer, client net.Addr
+	proxyHeader  *proxyproto.Header
 	// linger: an error answer was written while the client may still be
 	// sending; close gently so the answer is not lost to a reset.
 	linger bool
 }
 
-// handshakeBufSize bounds what the handshake buffers: an HTTP request head
-// or a SOCKS request fits; bytes past it wait in the socket.
-const handshakeBufSize = 4 << 10
+// handshakeBufSize bounds what the handshake buffers: an HTTP request
+// line, a SOCKS request or a PROXY header (up to its 4 KiB default limit)
+// fits; bytes past it wait in the socket.
+const handshakeBufSize = proxyproto.DefaultMaxHeaderLen
 
 func (h *conn) serve() {
 	defer func() {
@@ -42,6 +48,11 @@ func (h *conn) serve() {
 	}
 	h.rc = &rollingConn{Conn: h.c, budget: -1}
 	h.br = bufio.NewReaderSize(h.rc, handshakeBufSize)
+	h.peer = h.c.RemoteAddr()
+	h.client = h.peer
+	if h.l.proxyMode != ppOff && !h.readProxyHeader() {
+		return
+	}
 	if h.l.tcpTarget != "" {
 		h.tunnel(h.newSession("tcp", h.l.tcpTarget), nopReplier{})
 		return
@@ -103,12 +114,14 @@ func (h *conn) debugHandshake(proto string, err error) {
 func (h *conn) newSession(proto, target string) *plugins.Session {
 	id := h.l.srv.nextID()
 	return &plugins.Session{
-		ID:       id,
-		Listener: h.l.cfg.Name,
-		Client:   h.c.RemoteAddr(),
-		Protocol: proto,
-		Target:   target,
-		Log:      h.l.log.With().Str("id", id).Logger(),
+		ID:          id,
+		Listener:    h.l.cfg.Name,
+		Client:      h.client,
+		Peer:        h.peer,
+		ProxyHeader: h.proxyHeader,
+		Protocol:    proto,
+		Target:      target,
+		Log:         h.l.log.With().Str("id", id).Logger(),
 	}
 }
 
@@ -187,6 +200,10 @@ func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, plugi
 	up, err := h.l.srv.dialerFor(s).DialContext(dctx, "tcp", s.Target)
 	if err != nil {
 		return nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
+	}
+	if err := h.sendProxyHeader(up); err != nil {
+		up.Close()
+		return nil, plugins.CodeGeneral, &dialError{target: s.Target, err: err}
 	}
 	return up, 0, nil
 }

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -27,6 +28,11 @@ type listener struct {
 	http, socks5, socks4 bool
 	tcpTarget            string
 
+	proxyMode int            // ppOff, ppOptional, ppRequired
+	trusted   []netip.Prefix // peers allowed to send a PROXY header
+	sendProxy int            // PROXY version sent to a tcp target; 0: none
+	passTLVs  []byte         // TLV types forwarded in that header
+
 	ln net.Listener
 
 	active, accepted, refused atomic.Int64
@@ -47,6 +53,17 @@ func newListener(s *Server, lc config.Listener, set config.Settings, chain *plug
 	}
 	if slices.Contains(lc.Protocols, "tcp") {
 		l.tcpTarget = lc.Target
+	}
+	l.proxyMode = proxyMode(lc.ProxyProtocol)
+	l.trusted = prefixes(lc.TrustedProxies)
+	switch lc.SendProxyProtocol {
+	case "v1":
+		l.sendProxy = 1
+	case "v2":
+		l.sendProxy = 2
+	}
+	for _, t := range lc.PassTLVs {
+		l.passTLVs = append(l.passTLVs, byte(t))
 	}
 	return l
 }

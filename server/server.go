@@ -303,10 +303,5 @@ func unsupported(cfg *config.Config) error {
 	if len(cfg.Routes) > 0 {
 		errs = append(errs, fmt.Errorf("%s: route: routes are not supported yet", cfg.File))
 	}
-	for _, l := range cfg.Listeners {
-		if l.ProxyProtocol != "" && l.ProxyProtocol != "off" {
-			errs = append(errs, fmt.Errorf("%s: listener %s: proxy_protocol %q is not supported yet", cfg.File, l.Name, l.ProxyProtocol))
-		}
-	}
 	return errors.Join(errs...)
 }

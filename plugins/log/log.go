@@ -81,6 +81,7 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 		Str("id", s.ID).
 		Str("listener", s.Listener).
 		Str("client", addrString(s.Client)).
+		Str("peer", addrString(s.Peer)).
 		Str("proto", s.Protocol).
 		Str("target", s.Target).
 		Str("upstream", upstream)
