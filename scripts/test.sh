@@ -9,8 +9,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# Debian packages the tests drive as real peers and clients.
-packages=(curl ca-certificates)
+# Debian packages the tests drive as real peers and clients: curl as the
+# client; haproxy in front of ferry and nginx behind it for PROXY protocol.
+packages=(curl ca-certificates haproxy nginx-light)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -53,6 +53,8 @@ type Server struct {
 	idCounter atomic.Uint64
 	started   bool
 	closeOnce sync.Once
+	abortOnce sync.Once
+	forced    atomic.Int64 // connections still open when the drain ended
 
 	// dialHook replaces every dial when set (tests only).
 	dialHook atomic.Pointer[dialFunc]
@@ -205,27 +207,31 @@ func (s *Server) Shutdown(drain time.Duration) ShutdownSummary {
 		s.conns.Wait()
 		close(done)
 	}()
-	var forced int64
 	timer := time.NewTimer(drain)
 	select {
 	case <-done:
 		timer.Stop()
 	case <-timer.C:
-		forced = s.activeConns()
-		s.hardCancel()
+		s.Abort()
 		<-done
 	case <-s.hardCtx.Done(): // Abort
 		timer.Stop()
-		forced = s.activeConns()
 		<-done
 	}
+	forced := s.forced.Load()
 	s.Close()
 	return ShutdownSummary{Drained: live - forced, Forced: forced, Took: time.Since(start)}
 }
 
 // Abort ends the drain of a running Shutdown now: live channels close at
 // once.
-func (s *Server) Abort() { s.hardCancel() }
+func (s *Server) Abort() {
+	s.abortOnce.Do(func() {
+		// Count before cancelling: those still open now are the forced.
+		s.forced.Store(s.activeConns())
+		s.hardCancel()
+	})
+}
 
 // Close stops services and closes plugin instances. Shutdown calls it;
 // call it directly only for a server that was never started.
