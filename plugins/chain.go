@@ -2,7 +2,10 @@ package plugins
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/netip"
 	"runtime/debug"
 )
 
@@ -30,6 +33,10 @@ type Chain struct {
 	readers    []Plugin // implement Reader, config order
 	writers    []Plugin // implement Writer, reverse order
 	closers    []Plugin // implement Closer, reverse order
+	auths      []Plugin // implement Authenticator, config order
+	dialChecks []Plugin // implement DialChecker, config order
+	httpReqs   []Plugin // implement HTTPRequester, config order
+	realm      string
 }
 
 // NewChain orders ps (config order) into a Chain.
@@ -42,6 +49,21 @@ func NewChain(ps []Plugin) *Chain {
 		if _, ok := p.(Reader); ok {
 			c.readers = append(c.readers, p)
 		}
+		if _, ok := p.(Authenticator); ok {
+			c.auths = append(c.auths, p)
+			if r, ok := p.(Realmer); ok && c.realm == "" {
+				c.realm = r.Realm()
+			}
+		}
+		if _, ok := p.(DialChecker); ok {
+			c.dialChecks = append(c.dialChecks, p)
+		}
+		if _, ok := p.(HTTPRequester); ok {
+			c.httpReqs = append(c.httpReqs, p)
+		}
+	}
+	if c.realm == "" {
+		c.realm = "ferry"
 	}
 	for i := len(ps) - 1; i >= 0; i-- {
 		p := ps[i]
@@ -61,6 +83,95 @@ func (c *Chain) Plugins() []Plugin {
 		return nil
 	}
 	return c.plugins
+}
+
+// RequiresAuth reports whether clients must authenticate.
+func (c *Chain) RequiresAuth() bool { return c != nil && len(c.auths) > 0 }
+
+// Realm is the realm of HTTP 407 challenges.
+func (c *Chain) Realm() string {
+	if c == nil {
+		return "ferry"
+	}
+	return c.realm
+}
+
+// HasDialCheckers reports whether direct dials must be checked per address.
+func (c *Chain) HasDialCheckers() bool { return c != nil && len(c.dialChecks) > 0 }
+
+// Authenticate runs the Authenticators in order until one admits the
+// client. When none does, the first refusal is returned, as a *HookError
+// wrapping a *RejectError with CodeAuthRequired unless the plugin chose
+// another code.
+func (c *Chain) Authenticate(ctx context.Context, s *Session, user, password string) error {
+	if c == nil || len(c.auths) == 0 {
+		return nil
+	}
+	var first error
+	for _, p := range c.auths {
+		err := callAuth(ctx, p, s, user, password)
+		if err == nil {
+			return nil
+		}
+		if first == nil {
+			first = err
+		}
+	}
+	return first
+}
+
+func callAuth(ctx context.Context, p Plugin, s *Session, user, password string) (err error) {
+	defer recoverHook(p, "Authenticate", &err)
+	if e := p.(Authenticator).Authenticate(ctx, s, user, password); e != nil {
+		var re *RejectError
+		if !errors.As(e, &re) {
+			e = &RejectError{Code: CodeAuthRequired, Msg: "authentication failed", Err: e}
+		}
+		return &HookError{Plugin: p.Name(), Hook: "Authenticate", Err: e}
+	}
+	return nil
+}
+
+// CheckDial runs the DialCheckers on one resolved address.
+func (c *Chain) CheckDial(s *Session, addr netip.AddrPort) error {
+	if c == nil {
+		return nil
+	}
+	for _, p := range c.dialChecks {
+		if err := callDialCheck(p, s, addr); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func callDialCheck(p Plugin, s *Session, addr netip.AddrPort) (err error) {
+	defer recoverHook(p, "OnDial", &err)
+	if e := p.(DialChecker).OnDial(s, addr); e != nil {
+		return &HookError{Plugin: p.Name(), Hook: "OnDial", Err: e}
+	}
+	return nil
+}
+
+// HTTPRequest runs the HTTPRequesters on a plain HTTP request.
+func (c *Chain) HTTPRequest(s *Session, req *http.Request) error {
+	if c == nil {
+		return nil
+	}
+	for _, p := range c.httpReqs {
+		if err := callHTTPRequest(p, s, req); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func callHTTPRequest(p Plugin, s *Session, req *http.Request) (err error) {
+	defer recoverHook(p, "OnHTTPRequest", &err)
+	if e := p.(HTTPRequester).OnHTTPRequest(s, req); e != nil {
+		return &HookError{Plugin: p.Name(), Hook: "OnHTTPRequest", Err: e}
+	}
+	return nil
 }
 
 // HasReaders reports whether any plugin sees client-to-upstream data.

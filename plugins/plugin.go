@@ -29,6 +29,8 @@ package plugins
 
 import (
 	"context"
+	"net/http"
+	"net/netip"
 	"time"
 )
 
@@ -69,6 +71,45 @@ type Writer interface {
 // rejected or whose dial failed.
 type Closer interface {
 	OnClose(s *Session, st Stats)
+}
+
+// Authenticator checks the credentials a client offers: SOCKS5
+// username/password (RFC 1929) and HTTP Proxy-Authorization Basic. A
+// listener whose chain has one requires credentials: its SOCKS5 handshake
+// offers only method 0x02, SOCKS4 (which has no password) is refused, and
+// HTTP requests without valid credentials get 407. Authenticators run in
+// config order before OnConnect; the first that returns nil admits the
+// client and ferry sets s.User. An error refuses it; the error should not
+// repeat the password.
+type Authenticator interface {
+	Authenticate(ctx context.Context, s *Session, user, password string) error
+}
+
+// Realmer names the realm of the 407 challenge (Proxy-Authenticate: Basic
+// realm="..."). The first Authenticator that implements it decides;
+// default "ferry".
+type Realmer interface {
+	Realm() string
+}
+
+// DialChecker sees every address a direct dial is about to connect to,
+// after name resolution, so a rule on destination addresses cannot be
+// bypassed with a name that resolves somewhere else (DNS rebinding). It is
+// called once per address tried, in config order; an error refuses that
+// address, and a *RejectError's code reaches the client when no address
+// is left. Dials through upstream proxies resolve names at the proxy and
+// are not checked here.
+type DialChecker interface {
+	OnDial(s *Session, addr netip.AddrPort) error
+}
+
+// HTTPRequester sees each plain HTTP request (not CONNECT) after OnConnect
+// and before it is sent upstream, in config order, with hop-by-hop and
+// Proxy-* headers already removed. It may change the headers, method or
+// URL path (not the target: that is s.Target, fixed by OnConnect). An
+// error refuses the request like OnConnect's.
+type HTTPRequester interface {
+	OnHTTPRequest(s *Session, req *http.Request) error
 }
 
 // Stats describe a finished channel.

@@ -26,6 +26,8 @@ type conn struct {
 	// is for: the peer, or the source of a trusted PROXY header.
 	peer, client net.Addr
 	proxyHeader  *proxyproto.Header
+	// user authenticated in the SOCKS5 handshake.
+	user string
 	// linger: an error answer was written while the client may still be
 	// sending; close gently so the answer is not lost to a reset.
 	linger bool
@@ -187,7 +189,7 @@ func (e *dialError) Unwrap() error { return e.err }
 // target within dial_timeout. On failure it returns what to tell the
 // client.
 func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, plugins.Code, error) {
-	if err := h.l.chain.Connect(ctx, s); err != nil {
+	if err := h.admit(ctx, s); err != nil {
 		return nil, plugins.CodeOf(err), err
 	}
 	if h.l.srv.drainCtx.Err() != nil {
@@ -197,7 +199,7 @@ func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, plugi
 	}
 	dctx, cancel := context.WithTimeout(ctx, h.l.set.DialTimeout)
 	defer cancel()
-	up, err := h.l.srv.dialerFor(s).DialContext(dctx, "tcp", s.Target)
+	up, err := h.l.dialerFor(s).DialContext(dctx, "tcp", s.Target)
 	if err != nil {
 		return nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
 	}
@@ -210,9 +212,28 @@ func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, plugi
 
 var errShuttingDown = errors.New("server shutting down")
 
+// admit authenticates an HTTP client when the listener requires it (SOCKS5
+// clients did in their handshake), then runs the OnConnect hooks.
+func (h *conn) admit(ctx context.Context, s *plugins.Session) error {
+	if h.l.chain.RequiresAuth() && s.Request != nil {
+		user, pass, ok := proxyBasicAuth(s.Request)
+		if !ok {
+			return &plugins.RejectError{Code: plugins.CodeAuthRequired, Msg: "proxy authentication required"}
+		}
+		if err := h.l.chain.Authenticate(ctx, s, user, pass); err != nil {
+			return err
+		}
+		s.User = user
+	}
+	return h.l.chain.Connect(ctx, s)
+}
+
 func reasonFor(err error) plugins.CloseReason {
 	var de *dialError
+	var re *plugins.RejectError
 	switch {
+	case errors.As(err, &re):
+		return plugins.ReasonRejected
 	case errors.As(err, &de):
 		return plugins.ReasonDialFailed
 	case errors.Is(err, errShuttingDown):
@@ -220,10 +241,6 @@ func reasonFor(err error) plugins.CloseReason {
 	}
 	var he *plugins.HookError
 	if errors.As(err, &he) {
-		var re *plugins.RejectError
-		if errors.As(err, &re) {
-			return plugins.ReasonRejected
-		}
 		return plugins.ReasonPluginError
 	}
 	return plugins.ReasonError

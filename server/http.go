@@ -3,12 +3,14 @@ package server
 import (
 	"bufio"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"os"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -88,19 +90,19 @@ func (r connectReplier) ok(s *plugins.Session, _ net.Addr) error {
 // gently: the client may still be sending a body ferry will not read.
 func (h *conn) httpError(status int, msg string, cause error) {
 	h.linger = true
-	writeHTTPError(h.c, status, msg, cause)
+	writeHTTPError(h.c, status, msg, cause, h.l.chain.Realm())
 }
 
 // writeHTTPError answers with status and a short text body, and asks the
 // client to close: after an error ferry does not trust what follows.
-func writeHTTPError(w io.Writer, status int, msg string, cause error) {
+func writeHTTPError(w io.Writer, status int, msg string, cause error, realm string) {
 	body := fmt.Sprintf("%d %s: %s\n", status, http.StatusText(status), msg)
 	if re := (*plugins.RejectError)(nil); errors.As(cause, &re) && re.Msg != "" {
 		body = fmt.Sprintf("%d %s: %s\n", status, http.StatusText(status), re.Msg)
 	}
 	var extra string
 	if status == http.StatusProxyAuthRequired {
-		extra = "Proxy-Authenticate: Basic realm=\"ferry\"\r\n"
+		extra = "Proxy-Authenticate: Basic realm=" + strconv.Quote(realm) + "\r\n"
 	}
 	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		status, http.StatusText(status), extra, len(body), body)
@@ -177,6 +179,13 @@ func (f *httpForwarder) forward(req *http.Request) (keepAlive bool) {
 	defer s.Attach(nil)
 
 	upgrade := prepareOutgoing(req.Header)
+	if err := h.l.chain.HTTPRequest(s, req); err != nil {
+		code := plugins.CodeOf(err)
+		s.Status = code.HTTPStatus()
+		h.httpError(s.Status, code.String(), err)
+		st.Reason, st.Err = reasonFor(err), err
+		return false
+	}
 	if req.Header.Get("Expect") == "100-continue" {
 		// Answer it here: ferry forwards the body as soon as it comes.
 		req.Header.Del("Expect")
@@ -281,7 +290,7 @@ func (f *httpForwarder) upgradeTunnel(s *plugins.Session, st *plugins.Stats, lin
 // target: the kept-alive one when it goes to the same place, else a new
 // dial.
 func (f *httpForwarder) upstreamFor(s *plugins.Session) (net.Conn, bool, plugins.Code, error) {
-	if err := f.h.l.chain.Connect(f.h.l.srv.hardCtx, s); err != nil {
+	if err := f.h.admit(f.h.l.srv.hardCtx, s); err != nil {
 		return nil, false, plugins.CodeOf(err), err
 	}
 	if f.up != nil && f.upTarget == s.Target && f.upVia == s.Upstream {
@@ -299,7 +308,7 @@ func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error)
 	}
 	ctx, cancel := context.WithTimeout(h.l.srv.hardCtx, h.l.set.DialTimeout)
 	defer cancel()
-	up, err := h.l.srv.dialerFor(s).DialContext(ctx, "tcp", s.Target)
+	up, err := h.l.dialerFor(s).DialContext(ctx, "tcp", s.Target)
 	if err != nil {
 		return nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
 	}
@@ -508,4 +517,20 @@ func (c *rollingConn) Read(p []byte) (int, error) {
 		return n, err
 	}
 	return c.Conn.Read(p)
+}
+
+// proxyBasicAuth returns the credentials of a Proxy-Authorization: Basic
+// header.
+func proxyBasicAuth(req *http.Request) (user, pass string, ok bool) {
+	v := req.Header.Get("Proxy-Authorization")
+	scheme, cred, found := strings.Cut(v, " ")
+	if !found || !strings.EqualFold(scheme, "Basic") {
+		return "", "", false
+	}
+	raw, err := base64.StdEncoding.DecodeString(strings.TrimSpace(cred))
+	if err != nil {
+		return "", "", false
+	}
+	user, pass, ok = strings.Cut(string(raw), ":")
+	return user, pass, ok
 }

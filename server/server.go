@@ -19,9 +19,11 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -283,13 +285,25 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// dialerFor returns the dialer for a session. Upstream proxies and routes
-// plug in here.
-func (s *Server) dialerFor(*plugins.Session) relay.Dialer {
-	if f := s.dialHook.Load(); f != nil {
+// dialerFor returns the dialer for a session: direct, with the chain's
+// DialCheckers vetting every resolved address before connecting. Upstream
+// proxies and routes plug in here.
+func (l *listener) dialerFor(s *plugins.Session) relay.Dialer {
+	if f := l.srv.dialHook.Load(); f != nil {
 		return *f
 	}
-	return relay.Direct()
+	if !l.chain.HasDialCheckers() {
+		return relay.Direct()
+	}
+	d := relay.Direct().(*net.Dialer)
+	d.Control = func(network, address string, _ syscall.RawConn) error {
+		ap, err := netip.ParseAddrPort(address)
+		if err != nil {
+			return fmt.Errorf("check dial address %q: %w", address, err)
+		}
+		return l.chain.CheckDial(s, ap)
+	}
+	return d
 }
 
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)

@@ -203,6 +203,10 @@ func httpServer(t *testing.T) string {
 			http.Error(w, "proxy header leaked", 500)
 			return
 		}
+		if u := r.Header.Get("X-Ferry-User"); r.URL.Path == "/ok" && u != "alice" {
+			http.Error(w, "bad X-Ferry-User", 500)
+			return
+		}
 		body, _ := io.ReadAll(r.Body)
 		fmt.Fprintf(w, "%s %s %d", r.Host, r.URL.RequestURI(), len(body))
 	})}

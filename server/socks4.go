@@ -50,6 +50,12 @@ func (h *conn) serveSOCKS4() {
 		}
 		host = name
 	}
+	if h.l.chain.RequiresAuth() {
+		// SOCKS4's USERID carries no password: it cannot authenticate.
+		socks4Reply(h.c, socks4Rejected)
+		h.l.log.Debug().Str("client", h.client.String()).Msg("socks4: refused, listener requires authentication")
+		return
+	}
 	if cmd != socks4CmdConnect {
 		socks4Reply(h.c, socks4Rejected)
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Uint8("cmd", cmd).Msg("socks4: command not supported")

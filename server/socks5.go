@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 
 	"ferry/plugins"
@@ -14,6 +15,7 @@ import (
 const (
 	socks5Version      = 0x05
 	socks5NoAuth       = 0x00
+	socks5UserPass     = 0x02
 	socks5NoAcceptable = 0xFF
 	socks5CmdConnect   = 0x01
 	socks5AtypIPv4     = 0x01
@@ -38,18 +40,20 @@ func (h *conn) serveSOCKS5() {
 		h.debugHandshake("socks5", err)
 		return
 	}
-	offered := false
-	for _, m := range buf[:methods] {
-		if m == socks5NoAuth {
-			offered = true
-		}
+	// A listener with an authenticator accepts username/password only.
+	want := byte(socks5NoAuth)
+	if h.l.chain.RequiresAuth() {
+		want = socks5UserPass
 	}
-	if !offered {
+	if !slices.Contains(buf[:methods], want) {
 		h.c.Write([]byte{socks5Version, socks5NoAcceptable})
-		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Msg("socks5: no acceptable auth method")
+		h.l.log.Debug().Str("client", h.client.String()).Msg("socks5: no acceptable auth method")
 		return
 	}
-	if _, err := h.c.Write([]byte{socks5Version, socks5NoAuth}); err != nil {
+	if _, err := h.c.Write([]byte{socks5Version, want}); err != nil {
+		return
+	}
+	if want == socks5UserPass && !h.socks5Auth() {
 		return
 	}
 
@@ -139,4 +143,44 @@ func socks5Reply(w io.Writer, rep byte, bound net.Addr) error {
 	b = binary.BigEndian.AppendUint16(b, ap.Port())
 	_, err := w.Write(b)
 	return err
+}
+
+// socks5Auth runs the username/password subnegotiation (RFC 1929):
+// VER=1 ULEN UNAME PLEN PASSWD, answered VER=1 STATUS (0 success). A
+// failure is answered and the connection closed, as the RFC requires.
+func (h *conn) socks5Auth() bool {
+	var buf [256]byte
+	if _, err := io.ReadFull(h.br, buf[:2]); err != nil {
+		h.debugHandshake("socks5", err)
+		return false
+	}
+	if buf[0] != 0x01 {
+		h.l.log.Debug().Str("client", h.client.String()).Msg("socks5: bad auth subnegotiation version")
+		return false
+	}
+	user := make([]byte, buf[1])
+	if _, err := io.ReadFull(h.br, user); err != nil {
+		h.debugHandshake("socks5", err)
+		return false
+	}
+	if _, err := io.ReadFull(h.br, buf[:1]); err != nil {
+		h.debugHandshake("socks5", err)
+		return false
+	}
+	pass := make([]byte, buf[0])
+	if _, err := io.ReadFull(h.br, pass); err != nil {
+		h.debugHandshake("socks5", err)
+		return false
+	}
+	// The session does not exist yet: authenticate a provisional one that
+	// carries who is asking.
+	probe := h.newSession("socks5", "")
+	if err := h.l.chain.Authenticate(h.l.srv.hardCtx, probe, string(user), string(pass)); err != nil {
+		h.c.Write([]byte{0x01, 0x01})
+		probe.Log.Debug().Err(err).Str("user", string(user)).Msg("socks5: authentication failed")
+		return false
+	}
+	h.user = string(user)
+	_, err := h.c.Write([]byte{0x01, 0x00})
+	return err == nil
 }
