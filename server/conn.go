@@ -123,6 +123,7 @@ func (h *conn) newSession(proto, target string) *plugins.Session {
 		ProxyHeader: h.proxyHeader,
 		Protocol:    proto,
 		Target:      target,
+		User:        h.user,
 		Log:         h.l.log.With().Str("id", id).Logger(),
 	}
 }

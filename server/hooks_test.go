@@ -175,6 +175,7 @@ func TestAuthSOCKS(t *testing.T) {
 				t.Fatalf("reply: %x %v", r, err)
 			}
 			echoCheck(t, c)
+			c.Close() // ends the channel: its access line follows
 		})
 	}
 	t.Run("socks4 refused", func(t *testing.T) {
@@ -185,7 +186,14 @@ func TestAuthSOCKS(t *testing.T) {
 			t.Fatalf("got %x %v, want 5b", r, err)
 		}
 	})
-	waitFor(t, func() bool { return strings.Contains(f.logs.String(), `"user":"alice"`) })
+	defer func() {
+		if t.Failed() {
+			t.Log(f.logs.String())
+		}
+	}()
+	waitFor(t, func() bool {
+		return strings.Contains(f.logs.String(), `"proto":"socks5","target":"`+echo+`","upstream":"direct","user":"alice"`)
+	})
 }
 
 func TestDialCheckAndHTTPRequestHooks(t *testing.T) {

@@ -173,8 +173,9 @@ func (h *conn) socks5Auth() bool {
 		return false
 	}
 	// The session does not exist yet: authenticate a provisional one that
-	// carries who is asking.
-	probe := h.newSession("socks5", "")
+	// carries who is asking (no id: it never becomes a channel).
+	probe := &plugins.Session{Listener: h.l.cfg.Name, Client: h.client, Peer: h.peer,
+		ProxyHeader: h.proxyHeader, Protocol: "socks5", Log: h.l.log}
 	if err := h.l.chain.Authenticate(h.l.srv.hardCtx, probe, string(user), string(pass)); err != nil {
 		h.c.Write([]byte{0x01, 0x01})
 		probe.Log.Debug().Err(err).Str("user", string(user)).Msg("socks5: authentication failed")

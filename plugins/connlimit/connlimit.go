@@ -1,0 +1,253 @@
+// Package connlimit caps how many channels one client address, and one
+// user, may have open at once.
+//
+//	[[plugin]]
+//	name = "limits"
+//	type = "connlimit"
+//	per_client = 100 # open channels per client address; 0: unlimited
+//	per_user = 20    # open channels per authenticated user; 0: unlimited
+//
+// OnConnect counts the channel against its client address (the PROXY
+// protocol source when a load balancer sent one) and its user (s.User, set
+// by an authenticating plugin; channels without one are not counted per
+// user), and refuses it with plugins.CodeForbidden (HTTP 403, SOCKS5 0x02)
+// when either is at its limit; refusals are logged as warnings, at most
+// once per warnEvery. OnClose gives back what OnConnect counted, and only
+// that: it also runs for channels that an earlier plugin, or this one,
+// refused. Counters live in the instance, so listeners that share it share
+// the limits, and a counter that drops to zero is deleted.
+//
+// The package does not limit connections per listener (max_connections
+// does), does not group IPv6 clients by prefix, and, since every plain
+// HTTP request is its own channel, counts plain HTTP requests in flight,
+// not the keep-alive connections that carry them.
+package connlimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"ferry/plugins"
+)
+
+func init() {
+	plugins.Register(plugins.Registration{
+		Type:        "connlimit",
+		Description: "caps concurrent channels per client address and per user",
+		New:         New,
+	})
+}
+
+// Config is the plugin's TOML table. At least one limit must be set.
+type Config struct {
+	// PerClient caps the channels one client address may have open at
+	// once. Zero (the default): unlimited.
+	PerClient int `toml:"per_client"`
+	// PerUser caps the channels one authenticated user may have open at
+	// once; channels without a user are not counted. Zero (the default):
+	// unlimited.
+	PerUser int `toml:"per_user"`
+}
+
+// warnEvery is how often, at most, a refusal is logged.
+const warnEvery = 10 * time.Second
+
+// Plugin counts open channels.
+type Plugin struct {
+	name      string
+	log       zerolog.Logger
+	perClient int
+	perUser   int
+	now       func() time.Time
+
+	mu      sync.Mutex
+	clients map[netip.Addr]int
+	users   map[string]int
+	warn    logGate
+}
+
+var (
+	_ plugins.Connector = (*Plugin)(nil)
+	_ plugins.Closer    = (*Plugin)(nil)
+)
+
+// New builds an instance from its config table.
+func New(env plugins.Env) (plugins.Plugin, error) {
+	var cfg Config
+	if err := env.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	switch {
+	case cfg.PerClient < 0:
+		return nil, errors.New("per_client: must not be negative (0 means unlimited)")
+	case cfg.PerUser < 0:
+		return nil, errors.New("per_user: must not be negative (0 means unlimited)")
+	case cfg.PerClient == 0 && cfg.PerUser == 0:
+		return nil, errors.New("no limit set: give per_client or per_user")
+	}
+	return &Plugin{
+		name:      env.Name,
+		log:       env.Log,
+		perClient: cfg.PerClient,
+		perUser:   cfg.PerUser,
+		now:       time.Now,
+		clients:   make(map[netip.Addr]int),
+		users:     make(map[string]int),
+		warn:      logGate{period: warnEvery},
+	}, nil
+}
+
+// Name implements plugins.Plugin.
+func (p *Plugin) Name() string { return p.name }
+
+// countedKey keys what an instance counted for a channel; the instance is
+// part of it so that two connlimit instances on one listener keep apart.
+type countedKey struct{ p *Plugin }
+
+// counted is what OnConnect counted, for OnClose to give back exactly
+// that, whatever later plugins do to the session.
+type counted struct {
+	client netip.Addr // invalid: not counted per client
+	user   string
+	byUser bool
+}
+
+// OnConnect implements plugins.Connector: it counts the channel, or
+// refuses it when its client or user has no room left.
+func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
+	key := countedKey{p}
+	if s.Value(key) != nil {
+		return nil // the instance is listed twice: count the channel once
+	}
+	var c counted
+	if p.perClient > 0 {
+		c.client, _ = clientAddr(s.Client)
+	}
+	if p.perUser > 0 && s.User != "" {
+		c.user, c.byUser = s.User, true
+	}
+	if err := p.take(c); err != nil {
+		if ok, suppressed := p.warn.pass(p.now()); ok {
+			p.log.Warn().Str("id", s.ID).Str("listener", s.Listener).Str("client", addrString(s.Client)).
+				Str("user", s.User).Str("target", s.Target).Int("suppressed", suppressed).Err(err).
+				Msg("connection limit reached")
+		}
+		return plugins.Reject(plugins.CodeForbidden, err.Error())
+	}
+	s.SetValue(key, &c)
+	return nil
+}
+
+// take counts c in both scopes, or in neither when one is full.
+func (p *Plugin) take(c counted) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.client.IsValid() && p.clients[c.client] >= p.perClient {
+		return fmt.Errorf("client %s has %d channels open, the limit", c.client, p.perClient)
+	}
+	if c.byUser && p.users[c.user] >= p.perUser {
+		return fmt.Errorf("user %s has %d channels open, the limit", c.user, p.perUser)
+	}
+	if c.client.IsValid() {
+		p.clients[c.client]++
+	}
+	if c.byUser {
+		p.users[c.user]++
+	}
+	return nil
+}
+
+// OnClose implements plugins.Closer: it gives back what OnConnect counted
+// for the channel, if anything.
+func (p *Plugin) OnClose(s *plugins.Session, _ plugins.Stats) {
+	key := countedKey{p}
+	c, _ := s.Value(key).(*counted)
+	if c == nil {
+		return
+	}
+	s.SetValue(key, nil)
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c.client.IsValid() {
+		if p.clients[c.client]--; p.clients[c.client] <= 0 {
+			delete(p.clients, c.client)
+		}
+	}
+	if c.byUser {
+		if p.users[c.user]--; p.users[c.user] <= 0 {
+			delete(p.users, c.user)
+		}
+	}
+}
+
+// open returns the channels counted for a client address and a user.
+func (p *Plugin) open(client netip.Addr, user string) (int, int) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.clients[client], p.users[user]
+}
+
+// clientAddr is the IP address of a session's client, without port or
+// zone, an IPv4-mapped IPv6 address as IPv4.
+func clientAddr(a net.Addr) (netip.Addr, bool) {
+	var ip netip.Addr
+	switch a := a.(type) {
+	case nil:
+		return ip, false
+	case *net.TCPAddr:
+		if a == nil {
+			return ip, false
+		}
+		ip, _ = netip.AddrFromSlice(a.IP)
+	default:
+		host, _, err := net.SplitHostPort(a.String())
+		if err != nil {
+			host = a.String()
+		}
+		ip, _ = netip.ParseAddr(host)
+	}
+	if !ip.IsValid() {
+		return ip, false
+	}
+	return ip.Unmap().WithZone(""), true
+}
+
+func addrString(a net.Addr) string {
+	if ip, ok := clientAddr(a); ok {
+		return ip.String()
+	}
+	if a == nil {
+		return ""
+	}
+	return a.String()
+}
+
+// logGate lets one warning through per period and counts the others, so
+// that a flood of refusals writes one line per period, not one each.
+type logGate struct {
+	period     time.Duration
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+// pass reports whether a warning may be logged at now and, if so, how
+// many were held back since the last one.
+func (g *logGate) pass(now time.Time) (ok bool, suppressed int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now.Before(g.next) {
+		g.suppressed++
+		return false, 0
+	}
+	suppressed, g.suppressed = g.suppressed, 0
+	g.next = now.Add(g.period)
+	return true, suppressed
+}

@@ -1,0 +1,436 @@
+// Package ratelimit slows channels down to configured bandwidths, each
+// direction separately, per channel, per client address and per user, and
+// limits how fast one client address may open new channels.
+//
+//	[[plugin]]
+//	name = "slow"
+//	type = "ratelimit"
+//	channel = { up = "1MiB", down = "1MiB", burst = "256KiB" } # bytes per second
+//	client = { down = "10MiB" }                    # all channels of one address
+//	user = { down = "5MiB" }                       # all channels of one user
+//	new_connections = { per_client = 10, burst = 20 } # per second, per address
+//
+// Bandwidth limits delay data and never drop it: OnRead (client to
+// upstream, "up") and OnWrite (upstream to client, "down") wait until every
+// limiter that applies to the channel allows the chunk's bytes, in pieces
+// no larger than the smallest burst, then pass the chunk on unchanged. A
+// chunk is one read of up to the listener's buffer_size and goes on whole,
+// so at rates far below buffer_size per second data arrives in lumps.
+// Shared limiters (client, user) are created on first use and forgotten
+// once no channel uses them and they have refilled, so the tables stay as
+// small as the set of recently active clients and users.
+//
+// A wait ends early when the channel ends: the hooks have no context, so
+// every probeEvery of waiting they write zero bytes toward the side they
+// deliver to (Session.SendUpstream/SendClient), which fails once the relay
+// has closed the connection; the wait then gives its reserved bytes back
+// and returns plugins.ErrClose. The same probe keeps a throttled channel
+// from looking idle to the relay's idle timeout.
+//
+// Excess new connections are refused with plugins.CodeForbidden (HTTP 403,
+// SOCKS5 0x02), a warning logged at most once per warnEvery.
+//
+// The package does not shape by target or port, does not group IPv6
+// clients by prefix, and for plain HTTP proxying limits each request (its
+// own channel), not the keep-alive connection that carries it.
+package ratelimit
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"ferry/config"
+	"ferry/plugins"
+)
+
+func init() {
+	plugins.Register(plugins.Registration{
+		Type:        "ratelimit",
+		Description: "bandwidth limits per channel, client and user, each way; new-connection rate per client",
+		New:         New,
+	})
+}
+
+// Config is the plugin's TOML table. At least one limit must be set.
+type Config struct {
+	// Channel limits each channel on its own (each request, for plain
+	// HTTP proxying).
+	Channel Bandwidth `toml:"channel"`
+	// Client limits all channels of one client address together (the
+	// PROXY protocol source when a load balancer sent one).
+	Client Bandwidth `toml:"client"`
+	// User limits all channels of one authenticated user together;
+	// channels without a user are not limited by it.
+	User Bandwidth `toml:"user"`
+	// NewConnections limits how fast one client address opens channels.
+	NewConnections NewConnections `toml:"new_connections"`
+}
+
+// Bandwidth is one scope's limits, in bytes per second.
+type Bandwidth struct {
+	// Up is the rate from the client to the upstream, in bytes per
+	// second. Zero (the default): not limited.
+	Up config.Size `toml:"up"`
+	// Down is the rate from the upstream to the client, in bytes per
+	// second. Zero (the default): not limited.
+	Down config.Size `toml:"down"`
+	// Burst is how many bytes may pass at once after a quiet spell, for
+	// each direction; a limiter starts with its burst available. Default:
+	// one second's worth of each direction's rate. Must be positive.
+	Burst *config.Size `toml:"burst"`
+}
+
+// NewConnections limits the rate of new channels per client address.
+type NewConnections struct {
+	// PerClient is how many channels one client address may open per
+	// Interval, on average. Zero (the default): not limited.
+	PerClient int `toml:"per_client"`
+	// Interval is the time PerClient is counted over. Default 1s; must be
+	// positive.
+	Interval *config.Duration `toml:"interval"`
+	// Burst is how many channels a client may open at once after a quiet
+	// spell. Default: PerClient. Must be positive.
+	Burst *int `toml:"burst"`
+}
+
+// Timings of the plugin.
+const (
+	// probeEvery bounds how long a wait goes without checking that its
+	// channel still runs: a hook ends at most this long after its channel.
+	probeEvery = 100 * time.Millisecond
+	// sweepEvery is how often, at most, a shared table drops limiters
+	// that are unused and full.
+	sweepEvery = 10 * time.Second
+	// warnEvery is how often, at most, a refusal is logged.
+	warnEvery = 10 * time.Second
+)
+
+// Plugin holds one instance's limits and shared limiters. New returns it
+// wrapped in a type with only the data hooks its limits need, so that an
+// instance that limits one direction, or only new connections, leaves the
+// rest of the relay's copy alone.
+type Plugin struct {
+	name    string
+	log     zerolog.Logger
+	channel rates
+	// clients, users and conns are nil when their scope has no limit.
+	clients, users *table
+	conns          *table
+	up, down       bool // some scope limits that direction
+
+	now   func() time.Time
+	sleep func(time.Duration)
+	warn  logGate
+}
+
+// reader, writer and readWriter are Plugin with the data hooks its limits
+// need.
+type (
+	reader     struct{ *Plugin }
+	writer     struct{ *Plugin }
+	readWriter struct{ *Plugin }
+)
+
+var (
+	_ plugins.Connector = (*Plugin)(nil)
+	_ plugins.Closer    = (*Plugin)(nil)
+	_ plugins.Reader    = reader{}
+	_ plugins.Writer    = writer{}
+	_ plugins.Reader    = readWriter{}
+	_ plugins.Writer    = readWriter{}
+)
+
+// New builds an instance from its config table.
+func New(env plugins.Env) (plugins.Plugin, error) {
+	var cfg Config
+	if err := env.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	p, err := build(env.Name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	p.log = env.Log
+	switch {
+	case p.up && p.down:
+		return readWriter{p}, nil
+	case p.up:
+		return reader{p}, nil
+	case p.down:
+		return writer{p}, nil
+	}
+	return p, nil
+}
+
+// build validates cfg and makes the instance.
+func build(name string, cfg Config) (*Plugin, error) {
+	p := &Plugin{name: name, log: zerolog.Nop(), now: time.Now, sleep: time.Sleep,
+		warn: logGate{period: warnEvery}}
+	var err error
+	if p.channel, err = resolve("channel", cfg.Channel); err != nil {
+		return nil, err
+	}
+	client, err := resolve("client", cfg.Client)
+	if err != nil {
+		return nil, err
+	}
+	user, err := resolve("user", cfg.User)
+	if err != nil {
+		return nil, err
+	}
+	if client.any() {
+		p.clients = newTable(client.newBucket)
+	}
+	if user.any() {
+		p.users = newTable(user.newBucket)
+	}
+	nc := cfg.NewConnections
+	switch {
+	case nc.PerClient < 0:
+		return nil, errors.New("new_connections.per_client: must not be negative (0 means unlimited)")
+	case nc.PerClient == 0 && nc.Burst != nil:
+		return nil, errors.New("new_connections.burst: has no effect without new_connections.per_client")
+	case nc.PerClient == 0 && nc.Interval != nil:
+		return nil, errors.New("new_connections.interval: has no effect without new_connections.per_client")
+	case nc.Burst != nil && *nc.Burst <= 0:
+		return nil, errors.New("new_connections.burst: must be positive")
+	case nc.Interval != nil && *nc.Interval <= 0:
+		return nil, errors.New("new_connections.interval: must be positive")
+	}
+	if nc.PerClient > 0 {
+		interval := time.Second
+		if nc.Interval != nil {
+			interval = nc.Interval.D()
+		}
+		burst := nc.PerClient
+		if nc.Burst != nil {
+			burst = *nc.Burst
+		}
+		limit := rate.Limit(float64(nc.PerClient) / interval.Seconds())
+		p.conns = newTable(func() *bucket { return &bucket{conn: rate.NewLimiter(limit, burst)} })
+	}
+	p.up = p.channel.up > 0 || client.up > 0 || user.up > 0
+	p.down = p.channel.down > 0 || client.down > 0 || user.down > 0
+	if !p.up && !p.down && p.conns == nil {
+		return nil, errors.New("no limit set: give channel, client or user an up or down rate, or new_connections a per_client rate")
+	}
+	return p, nil
+}
+
+// rates are one scope's limits: bytes per second and bursts in bytes for
+// each direction; a zero rate leaves that direction unlimited.
+type rates struct {
+	up, down           int64
+	upBurst, downBurst int
+}
+
+func resolve(scope string, b Bandwidth) (rates, error) {
+	r := rates{up: int64(b.Up), down: int64(b.Down)}
+	if b.Burst != nil {
+		switch {
+		case *b.Burst <= 0:
+			return r, fmt.Errorf("%s.burst: must be positive", scope)
+		case r.up == 0 && r.down == 0:
+			return r, fmt.Errorf("%s.burst: has no effect without %s.up or %s.down", scope, scope, scope)
+		}
+	}
+	r.upBurst, r.downBurst = burstFor(r.up, b.Burst), burstFor(r.down, b.Burst)
+	return r, nil
+}
+
+// burstFor is the burst of a direction with rate bytes per second: the
+// configured one, else one second's worth.
+func burstFor(bytesPerSec int64, burst *config.Size) int {
+	if burst != nil {
+		return int(*burst)
+	}
+	return int(bytesPerSec)
+}
+
+func (r rates) any() bool { return r.up > 0 || r.down > 0 }
+
+// limiters makes new limiters for r; nil for an unlimited direction.
+func (r rates) limiters() (up, down *rate.Limiter) {
+	if r.up > 0 {
+		up = rate.NewLimiter(rate.Limit(r.up), r.upBurst)
+	}
+	if r.down > 0 {
+		down = rate.NewLimiter(rate.Limit(r.down), r.downBurst)
+	}
+	return up, down
+}
+
+func (r rates) newBucket() *bucket {
+	up, down := r.limiters()
+	return &bucket{up: up, down: down}
+}
+
+// Name implements plugins.Plugin.
+func (p *Plugin) Name() string { return p.name }
+
+// base returns the instance under its wrapper.
+func (p *Plugin) base() *Plugin { return p }
+
+// sessionKey keys a channel's state; the instance is part of it so that
+// two ratelimit instances on one listener keep apart.
+type sessionKey struct{ p *Plugin }
+
+// channelState is what one channel holds of an instance.
+type channelState struct {
+	clientKey, userKey string
+	client, user       *bucket // nil: not held
+	up, down           flow
+}
+
+// OnConnect implements plugins.Connector: it refuses a client over its
+// new-connection rate and sets up the channel's limiters.
+func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
+	key := sessionKey{p}
+	if s.Value(key) != nil {
+		return nil // the instance is listed twice: its limits apply once
+	}
+	now := p.now()
+	addr, hasAddr := clientAddr(s.Client)
+	if p.conns != nil && hasAddr && !p.conns.allow(addr.String(), now) {
+		if ok, suppressed := p.warn.pass(now); ok {
+			p.log.Warn().Str("id", s.ID).Str("listener", s.Listener).Str("client", addr.String()).
+				Str("user", s.User).Str("target", s.Target).Int("suppressed", suppressed).
+				Msg("new connection rate exceeded")
+		}
+		return plugins.Reject(plugins.CodeForbidden, "too many new connections from "+addr.String())
+	}
+	st := &channelState{}
+	var up, down []*rate.Limiter
+	if p.channel.any() {
+		u, d := p.channel.limiters()
+		up, down = appendLimiter(up, u), appendLimiter(down, d)
+	}
+	if p.clients != nil && hasAddr {
+		st.clientKey = addr.String()
+		st.client = p.clients.acquire(st.clientKey, now)
+		up, down = appendLimiter(up, st.client.up), appendLimiter(down, st.client.down)
+	}
+	if p.users != nil && s.User != "" {
+		st.userKey = s.User
+		st.user = p.users.acquire(st.userKey, now)
+		up, down = appendLimiter(up, st.user.up), appendLimiter(down, st.user.down)
+	}
+	st.up, st.down = newFlow(up), newFlow(down)
+	s.SetValue(key, st)
+	return nil
+}
+
+func appendLimiter(ls []*rate.Limiter, l *rate.Limiter) []*rate.Limiter {
+	if l == nil {
+		return ls
+	}
+	return append(ls, l)
+}
+
+// OnClose implements plugins.Closer: the channel lets go of the shared
+// limiters it held. Channels this instance did not set up are ignored.
+func (p *Plugin) OnClose(s *plugins.Session, _ plugins.Stats) {
+	key := sessionKey{p}
+	st, _ := s.Value(key).(*channelState)
+	if st == nil {
+		return
+	}
+	s.SetValue(key, nil)
+	now := p.now()
+	if st.client != nil {
+		p.clients.release(st.clientKey, st.client, now)
+	}
+	if st.user != nil {
+		p.users.release(st.userKey, st.user, now)
+	}
+}
+
+// OnRead implements plugins.Reader for instances that limit up.
+func (r reader) OnRead(s *plugins.Session, b []byte) ([]byte, error) { return r.read(s, b) }
+
+// OnWrite implements plugins.Writer for instances that limit down.
+func (w writer) OnWrite(s *plugins.Session, b []byte) ([]byte, error) { return w.write(s, b) }
+
+// OnRead implements plugins.Reader.
+func (rw readWriter) OnRead(s *plugins.Session, b []byte) ([]byte, error) { return rw.read(s, b) }
+
+// OnWrite implements plugins.Writer.
+func (rw readWriter) OnWrite(s *plugins.Session, b []byte) ([]byte, error) { return rw.write(s, b) }
+
+func (p *Plugin) read(s *plugins.Session, b []byte) ([]byte, error) {
+	st, _ := s.Value(sessionKey{p}).(*channelState)
+	if st == nil {
+		return b, nil
+	}
+	if err := p.wait(&st.up, len(b), s.SendUpstream); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+func (p *Plugin) write(s *plugins.Session, b []byte) ([]byte, error) {
+	st, _ := s.Value(sessionKey{p}).(*channelState)
+	if st == nil {
+		return b, nil
+	}
+	if err := p.wait(&st.down, len(b), s.SendClient); err != nil {
+		return nil, err
+	}
+	return b, nil
+}
+
+// clientAddr is the IP address of a session's client, without port or
+// zone, an IPv4-mapped IPv6 address as IPv4.
+func clientAddr(a net.Addr) (netip.Addr, bool) {
+	var ip netip.Addr
+	switch a := a.(type) {
+	case nil:
+		return ip, false
+	case *net.TCPAddr:
+		if a == nil {
+			return ip, false
+		}
+		ip, _ = netip.AddrFromSlice(a.IP)
+	default:
+		host, _, err := net.SplitHostPort(a.String())
+		if err != nil {
+			host = a.String()
+		}
+		ip, _ = netip.ParseAddr(host)
+	}
+	if !ip.IsValid() {
+		return ip, false
+	}
+	return ip.Unmap().WithZone(""), true
+}
+
+// logGate lets one warning through per period and counts the others, so
+// that a flood of refusals writes one line per period, not one each.
+type logGate struct {
+	period     time.Duration
+	mu         sync.Mutex
+	next       time.Time
+	suppressed int
+}
+
+// pass reports whether a warning may be logged at now and, if so, how
+// many were held back since the last one.
+func (g *logGate) pass(now time.Time) (ok bool, suppressed int) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if now.Before(g.next) {
+		g.suppressed++
+		return false, 0
+	}
+	suppressed, g.suppressed = g.suppressed, 0
+	g.next = now.Add(g.period)
+	return true, suppressed
+}

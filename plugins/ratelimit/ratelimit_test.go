@@ -1,0 +1,537 @@
+package ratelimit
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"net"
+	"net/netip"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/rs/zerolog"
+	"golang.org/x/time/rate"
+
+	"ferry/config"
+	"ferry/plugins"
+)
+
+// load builds an instance from the plugin table's own keys, as ferry
+// does, with log as its logger.
+func load(t *testing.T, opts string, log zerolog.Logger) (plugins.Plugin, error) {
+	t.Helper()
+	src := "[[listener]]\nlisten = \"127.0.0.1:0\"\nplugins = [\"p\"]\n\n[[plugin]]\nname = \"p\"\ntype = \"ratelimit\"\n" + opts
+	cfg, err := config.Parse("test.toml", []byte(src))
+	if err != nil {
+		t.Fatalf("parse config: %v", err)
+	}
+	pc := &cfg.Plugins[0]
+	p, err := New(plugins.NewEnv(pc.Name, log, plugins.NewServices(), pc.Decode))
+	return p, pc.WrapError(err)
+}
+
+// mustLoad is load for valid tables; the instance runs on clock c.
+func mustLoad(t *testing.T, opts string, c *fakeClock, log zerolog.Logger) *Plugin {
+	t.Helper()
+	pl, err := load(t, opts, log)
+	if err != nil {
+		t.Fatalf("load %q: %v", opts, err)
+	}
+	p := pl.(interface{ base() *Plugin }).base()
+	if c != nil {
+		p.now, p.sleep = c.Now, c.Sleep
+	}
+	return p
+}
+
+// fakeClock is a clock whose Sleep moves Now on at once.
+type fakeClock struct {
+	mu    sync.Mutex
+	t     time.Time
+	slept time.Duration
+	steps int
+	max   time.Duration // longest single sleep
+}
+
+func newClock() *fakeClock { return &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
+
+func (c *fakeClock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.t
+}
+
+func (c *fakeClock) Sleep(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+	c.slept += d
+	c.steps++
+	c.max = max(c.max, d)
+}
+
+func (c *fakeClock) Advance(d time.Duration) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.t = c.t.Add(d)
+}
+
+func session(id, client, user string) *plugins.Session {
+	return &plugins.Session{ID: id, Listener: "test", Client: net.TCPAddrFromAddrPort(netip.MustParseAddrPort(client)),
+		User: user, Target: "example.test:443", Protocol: "connect"}
+}
+
+// link is a plugins.Link that fails once closed, like a relay's closed
+// connection.
+type link struct {
+	closed atomic.Bool
+	probes atomic.Int64
+}
+
+func (l *link) send(p []byte) error {
+	l.probes.Add(1)
+	if l.closed.Load() {
+		return net.ErrClosed
+	}
+	return nil
+}
+func (l *link) SendUpstream(p []byte) error { return l.send(p) }
+func (l *link) SendClient(p []byte) error   { return l.send(p) }
+
+func TestConfig(t *testing.T) {
+	tests := []struct {
+		name string
+		opts string
+		// wantErr is a substring of the error; empty: valid.
+		wantErr                string
+		wantReader, wantWriter bool
+	}{
+		{name: "channel down", opts: `channel = { down = "1MiB" }`, wantWriter: true},
+		{name: "channel both with burst", opts: `channel = { up = "1MiB", down = "1MiB", burst = "256KiB" }`, wantReader: true, wantWriter: true},
+		{name: "client up", opts: `client = { up = "10MiB" }`, wantReader: true},
+		{name: "user down", opts: `user = { down = 5000000 }`, wantWriter: true},
+		{name: "new connections only", opts: `new_connections = { per_client = 10, burst = 20 }`},
+		{name: "new connections per minute", opts: `new_connections = { per_client = 60, interval = "1m" }`},
+		{name: "sub-table", opts: "[plugin.channel]\ndown = \"1KiB\"\n", wantWriter: true},
+		{name: "zero rates", opts: `channel = { up = "0B", down = 0 }`, wantErr: "no limit set"},
+		{name: "nothing", opts: "", wantErr: "no limit set"},
+		{name: "burst without rate", opts: `channel = { burst = "1KiB" }`, wantErr: "plugin[0].channel.burst: has no effect without"},
+		{name: "zero burst", opts: `client = { down = "1MiB", burst = 0 }`, wantErr: "plugin[0].client.burst: must be positive"},
+		{name: "negative rate", opts: `user = { down = -5 }`, wantErr: "user.down: invalid size -5: must not be negative"},
+		{name: "bad size", opts: `channel = { down = "1 MiB/s" }`, wantErr: "channel.down: invalid size"},
+		{name: "unknown key", opts: `channel = { dwn = "1MiB" }`, wantErr: "plugin[0].channel.dwn: unknown key"},
+		{name: "unknown scope", opts: `target = { down = "1MiB" }`, wantErr: "plugin[0].target: unknown key"},
+		{name: "negative per_client", opts: `new_connections = { per_client = -1 }`, wantErr: "new_connections.per_client: must not be negative"},
+		{name: "zero connection burst", opts: `new_connections = { per_client = 1, burst = 0 }`, wantErr: "new_connections.burst: must be positive"},
+		{name: "zero interval", opts: `new_connections = { per_client = 1, interval = "0s" }`, wantErr: "new_connections.interval: must be positive"},
+		{name: "interval without rate", opts: `new_connections = { interval = "1s" }`, wantErr: "new_connections.interval: has no effect"},
+		{name: "bare interval", opts: `new_connections = { per_client = 1, interval = 5 }`, wantErr: "must be a string with a unit"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, err := load(t, tt.opts, zerolog.Nop())
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("got error %v, want one containing %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatalf("got error %v, want none", err)
+			}
+			_, isReader := p.(plugins.Reader)
+			_, isWriter := p.(plugins.Writer)
+			if isReader != tt.wantReader || isWriter != tt.wantWriter {
+				t.Errorf("got reader %v, writer %v, want %v, %v", isReader, isWriter, tt.wantReader, tt.wantWriter)
+			}
+			if p.Name() != "p" {
+				t.Errorf("got name %q, want p", p.Name())
+			}
+		})
+	}
+}
+
+// TestWait checks how long each chunk waits on a fake clock: limiters
+// start full, pieces never exceed the smallest burst, and the slowest
+// limiter sets the pace.
+func TestWait(t *testing.T) {
+	type lim struct {
+		rate  float64
+		burst int
+	}
+	tests := []struct {
+		name   string
+		lims   []lim
+		chunks []int
+		want   time.Duration // total sleep
+	}{
+		{name: "within the burst", lims: []lim{{1000, 1000}}, chunks: []int{1000}, want: 0},
+		{name: "three bursts in one chunk", lims: []lim{{1000, 1000}}, chunks: []int{3000}, want: 2 * time.Second},
+		{name: "small burst, pieces", lims: []lim{{1000, 100}}, chunks: []int{1000}, want: 900 * time.Millisecond},
+		{name: "many chunks", lims: []lim{{1 << 20, 64 << 10}}, chunks: []int{32 << 10, 32 << 10, 32 << 10, 32 << 10, 32 << 10}, want: 93750 * time.Microsecond},
+		{name: "slowest of two", lims: []lim{{1000, 1000}, {500, 200}}, chunks: []int{1000}, want: 1600 * time.Millisecond},
+		{name: "no limiters", lims: nil, chunks: []int{1 << 20}, want: 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClock()
+			p := &Plugin{now: c.Now, sleep: c.Sleep}
+			var ls []*rate.Limiter
+			for _, l := range tt.lims {
+				ls = append(ls, rate.NewLimiter(rate.Limit(l.rate), l.burst))
+			}
+			f := newFlow(ls)
+			lk := &link{}
+			for _, n := range tt.chunks {
+				if err := p.wait(&f, n, lk.SendClient); err != nil {
+					t.Fatalf("wait(%d): got error %v, want none", n, err)
+				}
+			}
+			if d := c.slept - tt.want; d < -time.Millisecond || d > time.Millisecond {
+				t.Errorf("slept %v, want %v", c.slept, tt.want)
+			}
+			if c.max > probeEvery {
+				t.Errorf("longest sleep %v, want at most probeEvery (%v)", c.max, probeEvery)
+			}
+			if want := int64(c.slept / probeEvery); lk.probes.Load() < want-1 {
+				t.Errorf("got %d probes in %v of waiting, want about one per %v", lk.probes.Load(), c.slept, probeEvery)
+			}
+		})
+	}
+}
+
+// TestWaitEndsWithChannel: a wait stops at the first failed probe, returns
+// ErrClose and gives its reserved bytes back; a session without a link
+// keeps waiting.
+func TestWaitEndsWithChannel(t *testing.T) {
+	tests := []struct {
+		name      string
+		probe     func(calls int) error
+		wantErr   error
+		wantSlept time.Duration
+	}{
+		{name: "closed at once", probe: func(int) error { return net.ErrClosed }, wantErr: plugins.ErrClose, wantSlept: probeEvery},
+		{name: "closed after a second", probe: func(n int) error {
+			if n > 10 {
+				return net.ErrClosed
+			}
+			return nil
+		}, wantErr: plugins.ErrClose, wantSlept: 11 * probeEvery},
+		{name: "not connected", probe: func(int) error { return plugins.ErrNotConnected }, wantSlept: 9 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClock()
+			p := &Plugin{now: c.Now, sleep: c.Sleep}
+			l := rate.NewLimiter(100, 100)
+			f := newFlow([]*rate.Limiter{l})
+			calls := 0
+			err := p.wait(&f, 1000, func([]byte) error { calls++; return tt.probe(calls) })
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got error %v, want %v", err, tt.wantErr)
+			}
+			if c.slept != tt.wantSlept {
+				t.Errorf("slept %v, want %v", c.slept, tt.wantSlept)
+			}
+			if tt.wantErr != nil {
+				// The piece being waited for is given back: the limiter
+				// holds what refilled meanwhile, not a debt.
+				if got := l.TokensAt(c.Now()); got < 0 {
+					t.Errorf("tokens after abort: got %.1f, want the reservation given back (>= 0)", got)
+				}
+			}
+		})
+	}
+}
+
+// TestHookReturnsWhenChannelCloses runs a wait of about ten seconds on the
+// real clock and closes the link: the hook must return soon after.
+func TestHookReturnsWhenChannelCloses(t *testing.T) {
+	pl, err := load(t, `channel = { down = "1KiB" }`, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	w := pl.(plugins.Writer)
+	s := session("1", "192.0.2.1:1000", "")
+	if err := pl.(plugins.Connector).OnConnect(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	lk := &link{}
+	s.Attach(lk)
+	chunk := bytes.Repeat([]byte("x"), 11<<10) // 1 KiB at once, then 10 s
+	done := make(chan error, 1)
+	go func() {
+		_, err := w.OnWrite(s, chunk)
+		done <- err
+	}()
+	time.Sleep(300 * time.Millisecond)
+	closed := time.Now()
+	lk.closed.Store(true)
+	select {
+	case err := <-done:
+		if !errors.Is(err, plugins.ErrClose) {
+			t.Errorf("got error %v, want ErrClose", err)
+		}
+		// probeEvery plus generous scheduling slack on a loaded machine.
+		if d := time.Since(closed); d > 3*time.Second {
+			t.Errorf("hook returned %v after the channel closed, want about %v", d, probeEvery)
+		}
+	case <-time.After(8 * time.Second):
+		t.Fatal("hook still blocked 8s after the channel closed")
+	}
+	pl.(plugins.Closer).OnClose(s, plugins.Stats{})
+}
+
+// TestDataUnchanged: the hooks pass the chunk through as it is.
+func TestDataUnchanged(t *testing.T) {
+	c := newClock()
+	p := mustLoad(t, `channel = { up = "1KiB", down = "1KiB" }`+"\n"+`client = { up = "2KiB" }`, c, zerolog.Nop())
+	s := session("1", "192.0.2.1:1000", "")
+	if err := p.OnConnect(context.Background(), s); err != nil {
+		t.Fatal(err)
+	}
+	in := bytes.Repeat([]byte("0123456789"), 1000)
+	rw := readWriter{p}
+	for _, tt := range []struct {
+		name string
+		hook func(*plugins.Session, []byte) ([]byte, error)
+	}{{"up", rw.OnRead}, {"down", rw.OnWrite}} {
+		out, err := tt.hook(s, in)
+		if err != nil || !bytes.Equal(out, in) {
+			t.Errorf("%s: got %d bytes, error %v, want the %d bytes unchanged", tt.name, len(out), err, len(in))
+		}
+	}
+	// 10000 bytes each way; up at 1 KiB/s (the client's 2 KiB/s is
+	// looser) after a 1 KiB burst, down the same.
+	want := 2 * time.Duration(float64(10000-1024)/1024*float64(time.Second))
+	if d := c.slept - want; d < -time.Millisecond || d > time.Millisecond {
+		t.Errorf("slept %v, want %v", c.slept, want)
+	}
+	p.OnClose(s, plugins.Stats{})
+}
+
+// TestSharedScopes: channels of one client (and of one user) share one
+// limiter; the tables forget buckets once unused and refilled.
+func TestSharedScopes(t *testing.T) {
+	c := newClock()
+	p := mustLoad(t, `client = { down = "100B", burst = "1000B" }`+"\n"+`user = { down = "500B", burst = "500B" }`, c, zerolog.Nop())
+	a1 := session("1", "192.0.2.1:1000", "alice")
+	a2 := session("2", "192.0.2.1:1001", "alice")
+	b := session("3", "[2001:db8::1%eth0]:1000", "")
+	for _, s := range []*plugins.Session{a1, a2, b} {
+		if err := p.OnConnect(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := p.clients.len(); got != 2 {
+		t.Errorf("client buckets: got %d, want 2", got)
+	}
+	if got := p.users.len(); got != 1 {
+		t.Errorf("user buckets: got %d, want 1 (sessions without a user are not counted)", got)
+	}
+	// The user's 500 B burst goes to a1; a2 then waits a second for the
+	// user's rate, the client's burst covering both.
+	for _, s := range []*plugins.Session{a1, a2} {
+		if _, err := p.write(s, make([]byte, 500)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if want := time.Second; c.slept != want {
+		t.Errorf("two channels of one user: slept %v, want %v", c.slept, want)
+	}
+	p.OnClose(a1, plugins.Stats{})
+	if got := p.users.len(); got != 1 {
+		t.Errorf("user buckets with a2 open: got %d, want 1", got)
+	}
+	p.OnClose(a2, plugins.Stats{})
+	p.OnClose(b, plugins.Stats{})
+	// b sent nothing: its bucket was full and went at once. The others
+	// are kept until they have refilled and a sweep runs.
+	if got := p.clients.len(); got != 1 {
+		t.Errorf("client buckets after close: got %d, want 1 (a's, not yet refilled)", got)
+	}
+	c.Advance(sweepEvery + 2*time.Second)
+	other := session("4", "198.51.100.1:1000", "bob")
+	if err := p.OnConnect(context.Background(), other); err != nil {
+		t.Fatal(err)
+	}
+	p.OnClose(other, plugins.Stats{})
+	if got := p.clients.len(); got != 0 {
+		t.Errorf("client buckets after the sweep: got %d, want 0", got)
+	}
+	if got := p.users.len(); got != 0 {
+		t.Errorf("user buckets after the sweep: got %d, want 0", got)
+	}
+}
+
+// TestOnCloseWithoutConnect: OnClose also runs for channels an earlier
+// plugin rejected, which this instance never set up.
+func TestOnCloseWithoutConnect(t *testing.T) {
+	p := mustLoad(t, `client = { down = "1000B" }`, newClock(), zerolog.Nop())
+	held := session("1", "192.0.2.1:1000", "")
+	if err := p.OnConnect(context.Background(), held); err != nil {
+		t.Fatal(err)
+	}
+	p.OnClose(session("2", "192.0.2.1:1001", ""), plugins.Stats{Reason: plugins.ReasonRejected})
+	p.write(held, make([]byte, 1000)) // empty the bucket so that it stays
+	if got := p.clients.len(); got != 1 {
+		t.Fatalf("client buckets: got %d, want 1", got)
+	}
+	p.OnClose(held, plugins.Stats{})
+	p.OnClose(held, plugins.Stats{}) // twice: the second is ignored
+	b := p.clients.m["192.0.2.1"]
+	if b == nil || b.users != 0 {
+		t.Fatalf("bucket after close: got %+v, want one with no users", b)
+	}
+}
+
+func TestNewConnections(t *testing.T) {
+	c := newClock()
+	var logBuf bytes.Buffer
+	p := mustLoad(t, `new_connections = { per_client = 2, burst = 3 }`, c, zerolog.New(&logBuf))
+	steps := []struct {
+		advance time.Duration
+		client  string
+		wantErr bool
+	}{
+		{0, "192.0.2.1:1", false},
+		{0, "192.0.2.1:2", false},
+		{0, "192.0.2.1:3", false},
+		{0, "192.0.2.1:4", true}, // burst of 3 used
+		{0, "192.0.2.1:5", true},
+		{0, "[::ffff:192.0.2.1]:6", true}, // the same address, mapped
+		{0, "192.0.2.2:1", false},         // another client
+		{500 * time.Millisecond, "192.0.2.1:7", false},
+		{0, "192.0.2.1:8", true},
+		{warnEvery, "192.0.2.1:9", false},
+		{0, "192.0.2.1:10", false},
+		{0, "192.0.2.1:11", false},
+		{0, "192.0.2.1:12", true},
+	}
+	for i, st := range steps {
+		c.Advance(st.advance)
+		s := session("s", st.client, "")
+		err := p.OnConnect(context.Background(), s)
+		if (err != nil) != st.wantErr {
+			t.Fatalf("step %d (%s): got error %v, want error %v", i, st.client, err, st.wantErr)
+		}
+		if err != nil && plugins.CodeOf(err) != plugins.CodeForbidden {
+			t.Errorf("step %d: got code %v, want forbidden", i, plugins.CodeOf(err))
+		}
+		p.OnClose(s, plugins.Stats{})
+	}
+	// Five refusals: one line at once, one warnEvery later counting the
+	// three held back.
+	lines := strings.Split(strings.TrimSpace(logBuf.String()), "\n")
+	if len(lines) != 2 {
+		t.Fatalf("got %d warning lines, want 2:\n%s", len(lines), logBuf.String())
+	}
+	for i, want := range []string{`"suppressed":0`, `"suppressed":3`} {
+		if !strings.Contains(lines[i], want) || !strings.Contains(lines[i], `"client":"192.0.2.1"`) {
+			t.Errorf("line %d: got %s, want client 192.0.2.1 and %s", i, lines[i], want)
+		}
+	}
+	c.Advance(sweepEvery + 2*time.Second)
+	p.OnConnect(context.Background(), session("s", "203.0.113.1:1", ""))
+	if got := p.conns.len(); got != 1 {
+		t.Errorf("connection buckets after the sweep: got %d, want 1 (the new client's)", got)
+	}
+}
+
+// TestTwoInstances: each instance keeps its own state in the session.
+func TestTwoInstances(t *testing.T) {
+	c := newClock()
+	a := mustLoad(t, `client = { down = "1000B" }`, c, zerolog.Nop())
+	b := mustLoad(t, `client = { down = "1000B" }`, c, zerolog.Nop())
+	s := session("1", "192.0.2.1:1000", "")
+	for _, p := range []*Plugin{a, b} {
+		if err := p.OnConnect(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		p.write(s, make([]byte, 1000))
+	}
+	if c.slept != 0 {
+		t.Errorf("slept %v, want 0: each instance has its own full bucket", c.slept)
+	}
+	a.OnClose(s, plugins.Stats{})
+	if a.clients.m["192.0.2.1"].users != 0 || b.clients.m["192.0.2.1"].users != 1 {
+		t.Errorf("after closing a: got users %d and %d, want 0 and 1",
+			a.clients.m["192.0.2.1"].users, b.clients.m["192.0.2.1"].users)
+	}
+	b.OnClose(s, plugins.Stats{})
+}
+
+// TestConcurrent opens, uses and closes channels from many goroutines on
+// shared buckets; run with -race. Afterwards nothing is held.
+func TestConcurrent(t *testing.T) {
+	pl, err := load(t, `channel = { up = "1GiB", down = "1GiB" }`+"\n"+
+		`client = { up = "1GiB", down = "1GiB" }`+"\n"+`user = { down = "1GiB" }`+"\n"+
+		`new_connections = { per_client = 1000000 }`, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	rw := pl.(readWriter)
+	var wg sync.WaitGroup
+	for i := range 16 {
+		wg.Go(func() {
+			for j := range 50 {
+				s := session("s", "192.0.2."+string(rune('1'+i%3))+":1000", []string{"", "alice", "bob"}[j%3])
+				if err := rw.OnConnect(context.Background(), s); err != nil {
+					t.Error(err)
+					return
+				}
+				var inner sync.WaitGroup
+				inner.Go(func() { rw.OnRead(s, make([]byte, 4096)) })
+				rw.OnWrite(s, make([]byte, 4096))
+				inner.Wait()
+				rw.OnClose(s, plugins.Stats{})
+			}
+		})
+	}
+	wg.Wait()
+	later := time.Now().Add(time.Hour)
+	for name, tb := range map[string]*table{"clients": rw.clients, "users": rw.users} {
+		tb.mu.Lock()
+		for k, b := range tb.m {
+			if b.users != 0 {
+				t.Errorf("%s[%s]: got %d users after all closed, want 0", name, k, b.users)
+			}
+		}
+		tb.sweepLocked(later)
+		n := len(tb.m)
+		tb.mu.Unlock()
+		if n != 0 {
+			t.Errorf("%s: got %d buckets after a sweep an hour later, want 0", name, n)
+		}
+	}
+}
+
+func TestClientAddr(t *testing.T) {
+	var nilTCP *net.TCPAddr
+	tests := []struct {
+		name   string
+		addr   net.Addr
+		want   string
+		wantOK bool
+	}{
+		{"ipv4", &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 1}, "192.0.2.1", true},
+		{"ipv4 4-byte", &net.TCPAddr{IP: net.IPv4(192, 0, 2, 1).To4(), Port: 1}, "192.0.2.1", true},
+		{"mapped", net.TCPAddrFromAddrPort(netip.MustParseAddrPort("[::ffff:192.0.2.1]:1")), "192.0.2.1", true},
+		{"ipv6 zone", &net.TCPAddr{IP: net.ParseIP("fe80::1"), Zone: "eth0", Port: 1}, "fe80::1", true},
+		{"udp", &net.UDPAddr{IP: net.ParseIP("2001:db8::1"), Port: 1}, "2001:db8::1", true},
+		{"unix", &net.UnixAddr{Name: "/run/x", Net: "unix"}, "", false},
+		{"nil", nil, "", false},
+		{"typed nil", nilTCP, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := clientAddr(tt.addr)
+			if ok != tt.wantOK || (ok && got.String() != tt.want) {
+				t.Errorf("got %v, %v, want %s, %v", got, ok, tt.want, tt.wantOK)
+			}
+		})
+	}
+}

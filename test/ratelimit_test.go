@@ -1,0 +1,120 @@
+package test
+
+import (
+	"context"
+	"testing"
+	"time"
+)
+
+// TestRatelimitDownload sends 8 MiB through a channel limited to 1 MiB/s
+// down: it arrives intact and takes about 7 s (the first MiB is the
+// bucket's burst). The window is wide: a loaded machine may be slower,
+// never much faster.
+func TestRatelimitDownload(t *testing.T) {
+	t.Parallel()
+	const (
+		size    = 8 << 20
+		timeout = time.Minute
+	)
+	target, ends := newBulkTarget(t, size, 8, false)
+	f := startFerry(t, pluginConfig("type = \"ratelimit\"\nchannel = { down = \"1MiB\" }"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := dialCONNECT(ctx, f.addr, target.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadlineAfter(c, timeout)
+	start := time.Now()
+	if err := c.CloseWrite(); err != nil { // nothing to upload
+		t.Fatal(err)
+	}
+	got, err := receive(c)
+	elapsed := time.Since(start)
+	if err != nil {
+		t.Fatalf("receive: %v", err)
+	}
+	var end bulkEnd
+	select {
+	case end = <-ends:
+	case <-ctx.Done():
+		t.Fatal("target did not finish")
+	}
+	if end.err != nil {
+		t.Errorf("target: %v", end.err)
+	}
+	if got.n != size || got != end.sent {
+		t.Errorf("client got %v, target sent %v (want %d bytes)", got, end.sent, size)
+	}
+	t.Logf("8 MiB at 1 MiB/s down took %v", elapsed)
+	if elapsed < 5*time.Second || elapsed > 20*time.Second {
+		t.Errorf("download took %v, want about 7s (between 5s and 20s)", elapsed)
+	}
+	l := f.waitLine(t, "access", byTarget(target.addr))
+	if n, _ := l.num("down"); n != size {
+		t.Errorf("access down = %d, want %d", n, size)
+	}
+}
+
+// TestRatelimitCloseEndsWait: a client that goes away in the middle of a
+// throttled download ends its channel at once, although the chunk ferry
+// is holding back (a 32 KiB read, of which the 1 KiB burst is allowed at
+// once) would take half a minute at 1 KiB/s.
+func TestRatelimitCloseEndsWait(t *testing.T) {
+	t.Parallel()
+	target, _ := newBulkTarget(t, 1<<20, 9, false)
+	f := startFerry(t, pluginConfig("type = \"ratelimit\"\nchannel = { down = \"1KiB\" }"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := dialCONNECT(ctx, f.addr, target.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	time.Sleep(time.Second) // the target has sent; ferry holds a chunk back
+	c.SetLinger(0)          // reset, as a killed client would
+	c.Close()
+	closed := time.Now()
+	l := f.waitLine(t, "access", byTarget(target.addr))
+	elapsed := time.Since(closed)
+	t.Logf("channel ended %v after the client went away (reason %q, %d bytes down)", elapsed, l.str("reason"), int64(l["down"].(float64)))
+	if elapsed > 5*time.Second {
+		t.Errorf("channel ended %v after the client went away, want well under 5s", elapsed)
+	}
+}
+
+// TestRatelimitNewConnections: with one new connection per minute per
+// client, the second is refused: 403 for CONNECT, REP 0x02 for SOCKS5.
+func TestRatelimitNewConnections(t *testing.T) {
+	t.Parallel()
+	target := newEchoTarget(t)
+	f := startFerry(t, pluginConfig("type = \"ratelimit\"\nnew_connections = { per_client = 1, interval = \"1m\" }"), nil)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	c, err := dialSOCKS5(ctx, f.addr, target.addr)
+	if err != nil {
+		t.Fatalf("first tunnel: %v", err)
+	}
+	defer c.Close()
+	if err := echo(c, "first\n"); err != nil {
+		t.Fatalf("first tunnel: %v", err)
+	}
+	tests := []struct {
+		name string
+		ask  refusal
+		want string
+	}{
+		{"connect", askCONNECT, "403"},
+		{"socks5", askSOCKS5, "REP 0x02"},
+	}
+	for _, tt := range tests {
+		if got := ask(t, f.addr, target.addr, tt.ask); got != tt.want {
+			t.Errorf("%s after the first: got %s, want %s", tt.name, got, tt.want)
+		}
+	}
+	w := f.waitLine(t, "new connection rate exceeded", nil)
+	if w.str("level") != "warn" || w.str("client") != "127.0.0.1" {
+		t.Errorf("warning line: got %v, want level warn and client 127.0.0.1", w)
+	}
+}
