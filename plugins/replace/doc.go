@@ -1,0 +1,34 @@
+// Package replace is a plugin that rewrites channel data: literal byte
+// strings or regular expressions, client to upstream ("up", OnRead),
+// upstream to client ("down", OnWrite) or both, for plaintext protocols.
+//
+//	[[plugin]]
+//	name = "rewrite"
+//	type = "replace"
+//	max_match = "4KiB"    # longest regexp match found across reads
+//	flush_after = "50ms"  # quiet time before a held tail is sent
+//
+//	[[plugin.rule]]
+//	direction = "down"
+//	find = "Server: nginx"
+//	replace = "Server: ferry"
+//
+//	[[plugin.rule]]
+//	direction = "up"
+//	regexp = 'User-Agent: [^\r\n]*'
+//	replace = "User-Agent: ferry"
+//
+// A match may span reads: each rule keeps, per channel and direction, the
+// tail of what it has seen that could still begin a match (at most
+// len(find)-1 bytes, or max_match-1 for a regexp) and sends the rest on.
+// When no bytes come for flush_after, the held tail is rewritten as if
+// the stream ended there and sent with Session.SendUpstream or
+// SendClient. So that the flush can never overtake earlier output, the
+// plugin writes all of its output for a direction itself, under one lock:
+// plugins after it in that direction do not see it (see README.md).
+//
+// It does not understand protocols: it does not fix Content-Length after
+// a change of length, decompress, or see inside TLS. Bytes held when the
+// sender closes its side are lost, as the relay half-closes at once. For
+// plain HTTP proxying each chunk is rewritten on its own.
+package replace

@@ -1,0 +1,341 @@
+package replace
+
+import (
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"ferry/config"
+	"ferry/plugins"
+)
+
+func init() {
+	plugins.Register(plugins.Registration{
+		Type:        "replace",
+		Description: "rewrites bytes or regexp matches in channel data, client to upstream and back, across reads",
+		New:         New,
+	})
+}
+
+// Defaults and bounds of the settings.
+const (
+	DefaultMaxMatch   = 4 << 10
+	DefaultFlushAfter = 50 * time.Millisecond
+	// maxMaxMatch bounds what one regexp rule may hold per channel and
+	// direction.
+	maxMaxMatch = 1 << 20
+	// minMaxMatch keeps at least a whole UTF-8 encoding in view.
+	minMaxMatch = 4
+)
+
+// Config is the plugin's TOML table.
+type Config struct {
+	// MaxMatch is the longest regexp match guaranteed to be found when it
+	// spans reads, and so the most a regexp rule holds back per channel and
+	// direction (minus one byte). Longer matches may be missed or cut
+	// short. Literal rules need no bound. Default 4KiB; 4B to 1MiB.
+	MaxMatch *config.Size `toml:"max_match"`
+	// FlushAfter is how long a held tail waits for more bytes before it is
+	// sent as it is. Default 50ms. Zero turns the timer off: output then
+	// passes through the plugins after this one, and a held tail waits for
+	// the next read however long that takes.
+	FlushAfter *config.Duration `toml:"flush_after"`
+	// Rules apply in order, each to the output of the one before.
+	// At least one.
+	Rules []Rule `toml:"rule"`
+}
+
+// Rule is one replacement.
+type Rule struct {
+	// Direction is "up" (client to upstream), "down" (upstream to client)
+	// or "both". Required.
+	Direction string `toml:"direction"`
+	// Find is a literal byte string to replace. Set Find or Regexp.
+	Find string `toml:"find"`
+	// Regexp is an RE2 expression (Go syntax) to replace; no ^, $, \A,
+	// \z, \b, \B, and it must not match the empty string.
+	Regexp string `toml:"regexp"`
+	// Replace is what each match becomes; empty deletes matches. For a
+	// Regexp, $1, ${1} and ${name} expand to submatches and $$ is a $.
+	Replace string `toml:"replace"`
+}
+
+// Plugin rewrites channel data. New returns it wrapped so that it
+// implements only the hooks of the directions its rules use: a direction
+// without rules keeps the kernel splice path.
+type Plugin struct {
+	name       string
+	up, down   []*rule
+	flushAfter time.Duration
+}
+
+// The wrappers New returns.
+type (
+	upHooks   struct{ *Plugin }
+	downHooks struct{ *Plugin }
+	bothHooks struct{ *Plugin }
+)
+
+var (
+	_ plugins.Reader = upHooks{}
+	_ plugins.Closer = upHooks{}
+	_ plugins.Writer = downHooks{}
+	_ plugins.Closer = downHooks{}
+	_ plugins.Reader = bothHooks{}
+	_ plugins.Writer = bothHooks{}
+	_ plugins.Closer = bothHooks{}
+)
+
+// New builds an instance from its config table.
+func New(env plugins.Env) (plugins.Plugin, error) {
+	var cfg Config
+	if err := env.Decode(&cfg); err != nil {
+		return nil, err
+	}
+	p, err := newPlugin(env.Name, cfg)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case len(p.up) > 0 && len(p.down) > 0:
+		return bothHooks{p}, nil
+	case len(p.up) > 0:
+		return upHooks{p}, nil
+	default:
+		return downHooks{p}, nil
+	}
+}
+
+func newPlugin(name string, cfg Config) (*Plugin, error) {
+	maxMatch := int64(DefaultMaxMatch)
+	if cfg.MaxMatch != nil {
+		maxMatch = int64(*cfg.MaxMatch)
+	}
+	if maxMatch < minMaxMatch || maxMatch > maxMaxMatch {
+		return nil, fmt.Errorf("max_match: must be between %dB and %s", minMaxMatch, config.Size(maxMaxMatch))
+	}
+	p := &Plugin{name: name, flushAfter: DefaultFlushAfter}
+	if cfg.FlushAfter != nil {
+		p.flushAfter = cfg.FlushAfter.D()
+	}
+	if len(cfg.Rules) == 0 {
+		return nil, errors.New("rule: add at least one [[plugin.rule]]")
+	}
+	for i, rc := range cfg.Rules {
+		r, err := compileRule(rc, int(maxMatch))
+		if err != nil {
+			// One error: the server gives the position of its key only
+			// to the first line of an error.
+			return nil, fmt.Errorf("rule[%d].%w", i, err)
+		}
+		if r.up {
+			p.up = append(p.up, r)
+		}
+		if r.down {
+			p.down = append(p.down, r)
+		}
+	}
+	return p, nil
+}
+
+// Name implements plugins.Plugin.
+func (p *Plugin) Name() string { return p.name }
+
+// OnRead implements plugins.Reader.
+func (h upHooks) OnRead(s *plugins.Session, b []byte) ([]byte, error) {
+	return h.rewrite(s, up, b)
+}
+
+// OnWrite implements plugins.Writer.
+func (h downHooks) OnWrite(s *plugins.Session, b []byte) ([]byte, error) {
+	return h.rewrite(s, down, b)
+}
+
+// OnRead implements plugins.Reader.
+func (h bothHooks) OnRead(s *plugins.Session, b []byte) ([]byte, error) {
+	return h.rewrite(s, up, b)
+}
+
+// OnWrite implements plugins.Writer.
+func (h bothHooks) OnWrite(s *plugins.Session, b []byte) ([]byte, error) {
+	return h.rewrite(s, down, b)
+}
+
+// direction is a way through the channel.
+type direction uint8
+
+const (
+	up direction = iota
+	down
+)
+
+func (d direction) String() string {
+	if d == up {
+		return "up"
+	}
+	return "down"
+}
+
+// stateKey finds one instance's state for one direction in a Session.
+type stateKey struct {
+	p   *Plugin
+	dir direction
+}
+
+// stream is the per-channel, per-direction state: one stage per rule,
+// each holding the bytes that may still begin a match. mu orders
+// everything this plugin sends that way: the hook's output and the
+// timer's flush.
+type stream struct {
+	mu     sync.Mutex
+	stages []stage
+	gen    uint64      // counts hook calls; a timer flushes only its own generation
+	timer  *time.Timer // pending flush, nil if none
+	closed bool
+}
+
+type stage struct {
+	r    *rule
+	held []byte
+}
+
+func (p *Plugin) stream(s *plugins.Session, d direction) *stream {
+	key := stateKey{p, d}
+	if v := s.Value(key); v != nil {
+		return v.(*stream)
+	}
+	rules := p.up
+	if d == down {
+		rules = p.down
+	}
+	st := &stream{stages: make([]stage, len(rules))}
+	for i, r := range rules {
+		st.stages[i].r = r
+	}
+	return s.LoadOrStore(key, st).(*stream)
+}
+
+// push runs b through every stage and returns what may go on. With final,
+// the stages hold nothing back.
+func (st *stream) push(b []byte, final bool) []byte {
+	for i := range st.stages {
+		b = st.stages[i].push(b, final)
+	}
+	return b
+}
+
+func (sg *stage) push(in []byte, final bool) []byte {
+	w := in
+	if len(sg.held) > 0 {
+		w = make([]byte, 0, len(sg.held)+len(in))
+		w = append(append(w, sg.held...), in...)
+	}
+	out, cut := sg.r.apply(w, final)
+	// w is in (not ours to keep) or a fresh copy: never sg.held's array.
+	sg.held = append(sg.held[:0], w[cut:]...)
+	return out
+}
+
+// holding reports whether any stage holds bytes.
+func (st *stream) holding() bool {
+	for i := range st.stages {
+		if len(st.stages[i].held) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// rewrite is both hooks. For plain HTTP proxying each request is its own
+// session whose link goes away when the response ends, so nothing can be
+// held there: each chunk is rewritten on its own.
+func (p *Plugin) rewrite(s *plugins.Session, d direction, b []byte) ([]byte, error) {
+	rules := p.up
+	if d == down {
+		rules = p.down
+	}
+	if s.Protocol == "http" {
+		for _, r := range rules {
+			b, _ = r.apply(b, true)
+		}
+		return b, nil
+	}
+
+	st := p.stream(s, d)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.gen++
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
+	out := st.push(b, false)
+	if p.flushAfter <= 0 {
+		return out, nil
+	}
+	if st.holding() && !st.closed {
+		gen := st.gen
+		st.timer = time.AfterFunc(p.flushAfter, func() { p.flush(s, d, st, gen) })
+	}
+	if len(out) == 0 {
+		return nil, nil
+	}
+	// Sent here, under st.mu, so that a flush can never overtake it.
+	if err := send(s, d, out); err != nil {
+		// The relay's own write then fails the same way and ends the
+		// channel with its usual close reason (a write error on a socket
+		// is final, so a part written twice cannot reach the peer).
+		// Without a link (not expected for tunnels) the bytes simply go
+		// on.
+		return out, nil
+	}
+	return nil, nil
+}
+
+// flush runs from the timer: no bytes came for flushAfter, so the held
+// tails are rewritten as if the stream ended there and sent.
+func (p *Plugin) flush(s *plugins.Session, d direction, st *stream, gen uint64) {
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.closed || st.gen != gen {
+		return // a later hook call took over, or the channel ended
+	}
+	st.timer = nil
+	out := st.push(nil, true)
+	if len(out) == 0 {
+		return
+	}
+	if err := send(s, d, out); err != nil {
+		s.Log.Debug().Err(err).Str("plugin", p.name).Str("dir", d.String()).
+			Int("bytes", len(out)).Msg("replace: held bytes not delivered")
+	}
+}
+
+func send(s *plugins.Session, d direction, b []byte) error {
+	if d == up {
+		return s.SendUpstream(b)
+	}
+	return s.SendClient(b)
+}
+
+// OnClose implements plugins.Closer: it stops pending flushes.
+func (p *Plugin) OnClose(s *plugins.Session, _ plugins.Stats) {
+	for _, d := range []direction{up, down} {
+		v := s.Value(stateKey{p, d})
+		if v == nil {
+			continue
+		}
+		st := v.(*stream)
+		st.mu.Lock()
+		st.closed = true
+		if st.timer != nil {
+			st.timer.Stop()
+			st.timer = nil
+		}
+		for i := range st.stages {
+			st.stages[i].held = nil
+		}
+		st.mu.Unlock()
+	}
+}
