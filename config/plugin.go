@@ -89,8 +89,18 @@ func (p *PluginConfig) Where() string {
 // WrapError gives a factory's error a position. A *Error passes as it is.
 // An error that reads "key: problem", where key is one of the table's keys
 // (as plugins.Registration asks), points at that key; any other error
-// points at the table's header. nil stays nil.
+// points at the table's header. A joined error (errors.Join) is wrapped
+// part by part, so a factory reports all its problems at once. nil stays
+// nil.
 func (p *PluginConfig) WrapError(err error) error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		parts := j.Unwrap()
+		wrapped := make([]error, len(parts))
+		for i, e := range parts {
+			wrapped[i] = p.WrapError(e)
+		}
+		return Join(wrapped...)
+	}
 	var ce *Error
 	if err == nil || errors.As(err, &ce) {
 		return err

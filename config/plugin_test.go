@@ -196,3 +196,16 @@ func TestPluginDecodeStructShapes(t *testing.T) {
 		t.Fatalf("Decode: got\n%v\nwant\n%s", err, want)
 	}
 }
+
+func TestWrapErrorJoined(t *testing.T) {
+	cfg, err := Parse("t.toml", []byte("[[listener]]\nlisten = \"127.0.0.1:1\"\nplugins = [\"p\"]\n[[plugin]]\nname = \"p\"\ntype = \"log\"\nfile = \"x\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pc := &cfg.Plugins[0]
+	got := pc.WrapError(errors.Join(errors.New("file: no such directory"), errors.New("something else")))
+	want := "t.toml:4:3: plugin[0]: something else\nt.toml:7:1: plugin[0].file: no such directory"
+	if got == nil || got.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", got, want)
+	}
+}

@@ -210,6 +210,61 @@ func callConnect(ctx context.Context, p Plugin, s *Session) (err error) {
 	return nil
 }
 
+// ReadEnd ends the client's stream: each Reader in order gets what the
+// earlier ones released, then, if it is a ReadEnder, releases what it
+// holds. The result goes upstream.
+func (c *Chain) ReadEnd(s *Session) ([]byte, error) {
+	if c == nil {
+		return nil, nil
+	}
+	return c.end(c.readers, "OnReadEnd", s)
+}
+
+// WriteEnd is ReadEnd for the way back.
+func (c *Chain) WriteEnd(s *Session) ([]byte, error) {
+	if c == nil {
+		return nil, nil
+	}
+	return c.end(c.writers, "OnWriteEnd", s)
+}
+
+func (c *Chain) end(hooks []Plugin, hook string, s *Session) (out []byte, err error) {
+	var cur Plugin
+	defer func() {
+		if r := recover(); r != nil {
+			out = nil
+			err = &HookError{Plugin: cur.Name(), Hook: hook, Err: fmt.Errorf("panic: %v", r), Stack: debug.Stack()}
+		}
+	}()
+	var pending []byte
+	for _, cur = range hooks {
+		var extra []byte
+		if hook == "OnReadEnd" {
+			if len(pending) > 0 {
+				pending, err = cur.(Reader).OnRead(s, pending)
+			}
+			if e, ok := cur.(ReadEnder); ok && err == nil {
+				extra, err = e.OnReadEnd(s)
+			}
+		} else {
+			if len(pending) > 0 {
+				pending, err = cur.(Writer).OnWrite(s, pending)
+			}
+			if e, ok := cur.(WriteEnder); ok && err == nil {
+				extra, err = e.OnWriteEnd(s)
+			}
+		}
+		if err != nil {
+			if err == ErrClose {
+				return nil, err
+			}
+			return nil, &HookError{Plugin: cur.Name(), Hook: hook, Err: err}
+		}
+		pending = append(pending, extra...)
+	}
+	return pending, nil
+}
+
 // Read passes a client chunk through the Reader hooks.
 func (c *Chain) Read(s *Session, b []byte) ([]byte, error) {
 	if c == nil {

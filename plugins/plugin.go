@@ -66,6 +66,21 @@ type Writer interface {
 	OnWrite(s *Session, p []byte) ([]byte, error)
 }
 
+// ReadEnder is told when the client has finished sending (its stream
+// toward the upstream reached EOF, or, for plain HTTP, the request was
+// written): the last chance to release bytes a Reader held back. What it
+// returns passes through the later Readers and goes upstream before the
+// half-close. It runs once per session, in config order, after OnRead.
+type ReadEnder interface {
+	OnReadEnd(s *Session) ([]byte, error)
+}
+
+// WriteEnder is ReadEnder for the way back: the upstream finished
+// sending (or the plain HTTP response was written).
+type WriteEnder interface {
+	OnWriteEnd(s *Session) ([]byte, error)
+}
+
 // Closer sees a channel end, once, after both sides are closed, in reverse
 // config order (like defers). It also runs for channels that a Connector
 // rejected or whose dial failed.

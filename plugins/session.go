@@ -1,6 +1,7 @@
 package plugins
 
 import (
+	"context"
 	"errors"
 	"net"
 	"net/http"
@@ -39,6 +40,10 @@ type Session struct {
 	// Upstream names the upstream chosen for the dial; empty means the
 	// route table (or direct) decides.
 	Upstream string
+	// UpstreamAddr is the remote address of the dialed connection (the
+	// target's resolved address, or the first upstream proxy's), set once
+	// the dial succeeded; nil before.
+	UpstreamAddr net.Addr
 	// Request is the client's HTTP request (CONNECT or plain) with its
 	// original headers, nil for SOCKS and tcp. Connectors may read it (for
 	// example Proxy-Authorization); the body must not be touched.
@@ -52,6 +57,27 @@ type Session struct {
 	mu     sync.Mutex
 	values map[any]any
 	link   Link
+	ctx    context.Context
+}
+
+// Context ends when the session's channel ends (or the server stops).
+// Hooks that wait, such as rate limits, wait on it so that nothing stays
+// blocked after the connection is gone.
+func (s *Session) Context() context.Context {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.ctx == nil {
+		return context.Background()
+	}
+	return s.ctx
+}
+
+// BindContext sets what Context returns. Called by the server and relay
+// only.
+func (s *Session) BindContext(ctx context.Context) {
+	s.mu.Lock()
+	s.ctx = ctx
+	s.mu.Unlock()
 }
 
 // Value returns the per-channel value stored under key, or nil. Use an

@@ -59,7 +59,8 @@ type Channel struct {
 	idleTimer *time.Timer
 	fast      bool
 
-	firstEOF atomic.Int32 // the side whose orderly close came first
+	cancel   context.CancelFunc // ends the session's context
+	firstEOF atomic.Int32       // the side whose orderly close came first
 	endOnce  sync.Once
 	reason   plugins.CloseReason
 	err      error
@@ -83,6 +84,14 @@ func (c *Channel) Run(ctx context.Context) Result {
 	}
 	stop := context.AfterFunc(ctx, func() { c.end(plugins.ReasonShutdown, nil) })
 	defer stop()
+	// The session's context ends with the channel, so hooks that wait
+	// (rate limits) wake when it closes.
+	chCtx, cancel := context.WithCancel(ctx)
+	c.cancel = cancel
+	defer cancel()
+	if c.Session != nil {
+		c.Session.BindContext(chCtx)
+	}
 
 	hooked := c.Chain.HasReaders() || c.Chain.HasWriters()
 	// Without kernel activity data every byte must pass through user space
@@ -124,19 +133,22 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 		c.reason, c.err = r, err
 		c.Client.Close()
 		c.Upstream.Close()
+		if c.cancel != nil {
+			c.cancel()
+		}
 	})
 }
 
 // Named so that goroutine dumps say which way a stuck copy goes.
 func (c *Channel) clientToUpstream() {
 	err := c.copy(c.Upstream, c.Client, c.ClientPending, &c.upMu, &c.up,
-		c.fast && !c.Chain.HasReaders(), c.Chain.HasReaders(), c.Chain.Read)
+		c.fast && !c.Chain.HasReaders(), c.Chain.HasReaders(), c.Chain.Read, c.Chain.ReadEnd)
 	c.finishDirection(err, c.Upstream, plugins.ReasonClientClosed, plugins.ReasonUpstreamClosed, "from client to upstream")
 }
 
 func (c *Channel) upstreamToClient() {
 	err := c.copy(c.Client, c.Upstream, c.UpstreamPending, &c.downMu, &c.down,
-		c.fast && !c.Chain.HasWriters(), c.Chain.HasWriters(), c.Chain.Write)
+		c.fast && !c.Chain.HasWriters(), c.Chain.HasWriters(), c.Chain.Write, c.Chain.WriteEnd)
 	c.finishDirection(err, c.Client, plugins.ReasonUpstreamClosed, plugins.ReasonClientClosed, "from upstream to client")
 }
 
@@ -186,8 +198,10 @@ func isPeerGone(err error) bool {
 
 type hookFunc func(*plugins.Session, []byte) ([]byte, error)
 
+type endFunc func(*plugins.Session) ([]byte, error)
+
 // copy moves bytes from src to dst until EOF (nil) or an error.
-func (c *Channel) copy(dst, src net.Conn, pending []byte, mu *sync.Mutex, count *atomic.Int64, fast, hooked bool, hook hookFunc) error {
+func (c *Channel) copy(dst, src net.Conn, pending []byte, mu *sync.Mutex, count *atomic.Int64, fast, hooked bool, hook hookFunc, end endFunc) error {
 	if len(pending) > 0 {
 		if err := c.deliver(dst, pending, mu, count, hooked, hook); err != nil {
 			return err
@@ -211,7 +225,15 @@ func (c *Channel) copy(dst, src net.Conn, pending []byte, mu *sync.Mutex, count 
 			}
 		}
 		if rerr == io.EOF {
-			return nil
+			if !hooked {
+				return nil
+			}
+			// Last call for bytes the hooks held back.
+			rest, err := end(c.Session)
+			if err != nil {
+				return err
+			}
+			return c.deliver(dst, rest, mu, count, false, nil)
 		}
 		if rerr != nil {
 			return readError{rerr}
@@ -220,6 +242,9 @@ func (c *Channel) copy(dst, src net.Conn, pending []byte, mu *sync.Mutex, count 
 }
 
 func (c *Channel) deliver(dst net.Conn, p []byte, mu *sync.Mutex, count *atomic.Int64, hooked bool, hook hookFunc) error {
+	if len(p) == 0 {
+		return nil
+	}
 	if hooked {
 		var err error
 		if p, err = hook(c.Session, p); err != nil {

@@ -251,3 +251,51 @@ func TestDialCode(t *testing.T) {
 		})
 	}
 }
+
+// holdAll keeps every client byte until the client's stream ends.
+type holdAll struct{}
+
+type holdAllKey struct{}
+
+func (holdAll) Name() string { return "holdall" }
+func (holdAll) OnRead(s *plugins.Session, p []byte) ([]byte, error) {
+	held, _ := s.Value(holdAllKey{}).([]byte)
+	s.SetValue(holdAllKey{}, append(held, p...))
+	return nil, nil
+}
+func (holdAll) OnReadEnd(s *plugins.Session) ([]byte, error) {
+	held, _ := s.Value(holdAllKey{}).([]byte)
+	return append(held, "<end>"...), nil
+}
+
+type upperReader struct{}
+
+func (upperReader) Name() string { return "upper-reader" }
+func (upperReader) OnRead(_ *plugins.Session, p []byte) ([]byte, error) {
+	return bytes.ToUpper(p), nil
+}
+
+// TestChannelReadEnd: bytes held until EOF are released by OnReadEnd,
+// pass through the later Readers, and reach the upstream before its FIN.
+func TestChannelReadEnd(t *testing.T) {
+	client, target, ch := setup(t, holdAll{}, upperReader{})
+	done := runAsync(ch, context.Background())
+	client.Write([]byte("one "))
+	client.Write([]byte("two"))
+	client.(*net.TCPConn).CloseWrite()
+	got, err := io.ReadAll(target)
+	if err != nil || string(got) != "ONE TWO<END>" {
+		t.Fatalf("target got %q (%v), want ONE TWO<END>", got, err)
+	}
+	ctx := ch.Session.Context() // bound by Run, which is under way
+	if ctx.Err() != nil {
+		t.Fatal("session context ended while the channel runs")
+	}
+	target.Close()
+	<-done
+	select {
+	case <-ctx.Done():
+	case <-time.After(2 * time.Second):
+		t.Fatal("session context still open after the channel ended")
+	}
+}

@@ -115,7 +115,7 @@ func (h *conn) debugHandshake(proto string, err error) {
 
 func (h *conn) newSession(proto, target string) *plugins.Session {
 	id := h.l.srv.nextID()
-	return &plugins.Session{
+	s := &plugins.Session{
 		ID:          id,
 		Listener:    h.l.cfg.Name,
 		Client:      h.client,
@@ -126,6 +126,8 @@ func (h *conn) newSession(proto, target string) *plugins.Session {
 		User:        h.user,
 		Log:         h.l.log.With().Str("id", id).Logger(),
 	}
+	s.BindContext(h.l.srv.hardCtx)
+	return s
 }
 
 // replier answers the client in its protocol once the dial is decided.
@@ -208,6 +210,7 @@ func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, plugi
 		up.Close()
 		return nil, plugins.CodeGeneral, &dialError{target: s.Target, err: err}
 	}
+	s.UpstreamAddr = up.RemoteAddr()
 	return up, 0, nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/netip"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"ferry/plugins"
@@ -227,5 +228,45 @@ func TestDialCheckAndHTTPRequestHooks(t *testing.T) {
 	resp, err = http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != 403 {
 		t.Fatalf("forbidden path: got %v %v, want 403", resp, err)
+	}
+}
+
+// onceDial admits the first dial check and refuses every later one.
+type onceDial struct {
+	name  string
+	calls atomic.Int32
+}
+
+func (o *onceDial) Name() string { return o.name }
+func (o *onceDial) OnDial(*plugins.Session, netip.AddrPort) error {
+	if o.calls.Add(1) > 1 {
+		return plugins.Reject(plugins.CodeForbidden, "second dial check")
+	}
+	return nil
+}
+
+// TestDialCheckOnReusedConnection: a plain HTTP request that reuses a
+// kept-alive upstream connection is still checked against its address.
+func TestDialCheckOnReusedConnection(t *testing.T) {
+	web := httpServer(t)
+	o := &onceDial{name: "once"}
+	f := start(t, basicConfig)
+	// Swap the listener's chain for one with the checker before any
+	// connection: the factory route needs a registered type, which this
+	// one-off does not merit.
+	f.srv.listeners[0].chain = plugins.NewChain([]plugins.Plugin{o})
+	c := dial(t, f.addr)
+	br := bufio.NewReader(c)
+	for i, want := range []int{200, 403} {
+		fmt.Fprintf(c, "GET http://%s/r%d HTTP/1.1\r\nHost: x\r\n\r\n", web, i)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != want {
+			t.Fatalf("request %d: got %d, want %d", i, resp.StatusCode, want)
+		}
 	}
 }

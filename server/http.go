@@ -116,6 +116,7 @@ type httpForwarder struct {
 	upBr     *bufio.Reader
 	upTarget string
 	upVia    string
+	upUser   string
 }
 
 func (f *httpForwarder) closeUpstream() {
@@ -162,8 +163,11 @@ func (f *httpForwarder) forward(req *http.Request) (keepAlive bool) {
 	}
 	s := h.newSession("http", target)
 	s.Request = req
+	// The request's context ends with its exchange.
+	reqCtx, cancel := context.WithCancel(h.l.srv.hardCtx)
+	s.BindContext(reqCtx)
 	st := plugins.Stats{Start: time.Now()}
-	defer func() { h.finish(s, &st) }()
+	defer func() { cancel(); h.finish(s, &st) }()
 
 	// Hooks of this request's session see its bytes; the body is read as
 	// it is sent, so a slow body is bounded by the rolling idle deadline.
@@ -242,6 +246,9 @@ func (f *httpForwarder) forward(req *http.Request) (keepAlive bool) {
 	if err == nil {
 		err = bw.Flush()
 	}
+	if err == nil {
+		err = downW.end()
+	}
 	st.Up, st.Down = link.up.Load(), link.down.Load()
 	if err != nil {
 		var he *plugins.HookError
@@ -293,7 +300,15 @@ func (f *httpForwarder) upstreamFor(s *plugins.Session) (net.Conn, bool, plugins
 	if err := f.h.admit(f.h.l.srv.hardCtx, s); err != nil {
 		return nil, false, plugins.CodeOf(err), err
 	}
-	if f.up != nil && f.upTarget == s.Target && f.upVia == s.Upstream {
+	if f.up != nil && f.upTarget == s.Target && f.upVia == s.Upstream && f.upUser == s.User {
+		// A reused connection skips the dial, not the dial checks: rules
+		// on destination addresses still see where it goes.
+		if ta, ok := f.up.RemoteAddr().(*net.TCPAddr); ok && f.h.l.chain.HasDialCheckers() {
+			if err := f.h.l.chain.CheckDial(s, ta.AddrPort()); err != nil {
+				return nil, false, plugins.CodeOf(err), err
+			}
+		}
+		s.UpstreamAddr = f.up.RemoteAddr()
 		return f.up, true, 0, nil
 	}
 	f.closeUpstream()
@@ -316,7 +331,8 @@ func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error)
 	rc := &rollingConn{Conn: up, budget: -1}
 	rc.d.Store(int64(h.l.set.IdleTimeout))
 	f.upBr = bufio.NewReaderSize(rc, h.l.set.BufferSize)
-	f.upTarget, f.upVia = s.Target, s.Upstream
+	f.upTarget, f.upVia, f.upUser = s.Target, s.Upstream, s.User
+	s.UpstreamAddr = up.RemoteAddr()
 	return up, 0, nil
 }
 
@@ -351,6 +367,9 @@ func (f *httpForwarder) tryRoundTrip(req *http.Request, w *hookWriter) (*http.Re
 		return nil, err
 	}
 	if err := bw.Flush(); err != nil {
+		return nil, err
+	}
+	if err := w.end(); err != nil {
 		return nil, err
 	}
 	for {
@@ -481,6 +500,31 @@ func (w *hookWriter) Write(p []byte) (int, error) {
 		}
 	}
 	return len(p), nil
+}
+
+// end releases what the direction's hooks held back (ReadEnder,
+// WriteEnder) once the message is written.
+func (w *hookWriter) end() error {
+	var rest []byte
+	var err error
+	if w.toUpstream {
+		if !w.chain.HasReaders() {
+			return nil
+		}
+		rest, err = w.chain.ReadEnd(w.s)
+	} else {
+		if !w.chain.HasWriters() {
+			return nil
+		}
+		rest, err = w.chain.WriteEnd(w.s)
+	}
+	if err != nil || len(rest) == 0 {
+		return err
+	}
+	if w.toUpstream {
+		return w.link.SendUpstream(rest)
+	}
+	return w.link.SendClient(rest)
 }
 
 // rollingConn renews the read deadline before every read while d > 0, so

@@ -3,6 +3,13 @@
 package all
 
 import (
+	_ "ferry/plugins/acl"
+	_ "ferry/plugins/auth"
+	_ "ferry/plugins/capture"
+	_ "ferry/plugins/connlimit"
+	_ "ferry/plugins/headers"
 	_ "ferry/plugins/hexdump"
 	_ "ferry/plugins/log"
+	_ "ferry/plugins/ratelimit"
+	_ "ferry/plugins/replace"
 )

@@ -1,0 +1,212 @@
+package test
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+// aclConfig is jsonConfig with an acl instance ahead of the log plugin;
+// acl is the body of its [[plugin]] table.
+func aclConfig(acl string) func(addr string) string {
+	return func(addr string) string {
+		return fmt.Sprintf(`[log]
+level = "info"
+format = "json"
+
+[[listener]]
+name = "e2e"
+listen = %q
+protocols = ["http", "socks5", "socks4"]
+plugins = ["acl", "log"]
+
+[[plugin]]
+name = "acl"
+%s
+
+[[plugin]]
+name = "log"
+`, addr, acl)
+	}
+}
+
+// curlResult is what a curl run that may fail produced.
+type curlResult struct {
+	stdout, stderr string
+	code           int
+}
+
+// curlMayFail runs curl like curl does, but returns its exit code instead
+// of failing the test when curl fails.
+func curlMayFail(t *testing.T, args ...string) curlResult {
+	t.Helper()
+	path := needCurl(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, path, append([]string{"-sS", "--max-time", "20"}, args...)...)
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch strings.ToLower(name) {
+		case "http_proxy", "https_proxy", "all_proxy", "no_proxy", "socks_proxy":
+			continue
+		}
+		cmd.Env = append(cmd.Env, kv)
+	}
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	res := curlResult{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		res.code = ee.ExitCode()
+	default:
+		t.Fatalf("curl %q: %v\nstderr: %s", args, err, res.stderr)
+	}
+	return res
+}
+
+// TestACLPrivateDestinations: with deny_private_destinations, a name that
+// resolves to 127.0.0.1 is refused at dial time, through HTTP and SOCKS5
+// alike, and so is the address itself.
+func TestACLPrivateDestinations(t *testing.T) {
+	t.Parallel()
+	needCurl(t)
+	web := newHTTPTarget(t)
+	webPort := web.Listener.Addr().(*net.TCPAddr).Port
+	localhost := net.JoinHostPort("localhost", strconv.Itoa(webPort))
+	f := startFerry(t, aclConfig(`default = "allow"
+deny_private_destinations = true`), nil)
+
+	tests := []struct {
+		name   string
+		args   []string
+		target string
+		// wantCode is curl's exit code; wantStatus the HTTP status when
+		// curl gets one.
+		wantCode   int
+		wantStatus string
+	}{
+		{
+			name:       "http name",
+			args:       []string{"-x", "http://" + f.addr, "-o", "/dev/null", "-w", "%{http_code}", "http://" + localhost + "/"},
+			target:     localhost,
+			wantStatus: "403",
+		},
+		{
+			name:       "http address",
+			args:       []string{"-x", "http://" + f.addr, "-o", "/dev/null", "-w", "%{http_code}", "http://" + web.Listener.Addr().String() + "/"},
+			target:     web.Listener.Addr().String(),
+			wantStatus: "403",
+		},
+		{
+			name:     "socks5 hostname",
+			args:     []string{"--socks5-hostname", f.addr, "http://" + localhost + "/"},
+			target:   localhost,
+			wantCode: 97, // CURLE_PROXY: the SOCKS5 reply was a failure
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			res := curlMayFail(t, tt.args...)
+			t.Logf("curl exit %d, stdout %q, stderr %q", res.code, res.stdout, res.stderr)
+			if tt.wantStatus != "" && res.stdout != tt.wantStatus {
+				t.Errorf("HTTP status %q, want %q (curl exit %d, %s)", res.stdout, tt.wantStatus, res.code, res.stderr)
+			}
+			if tt.wantCode != 0 {
+				// Older curls say 7 (couldn't connect) for a SOCKS refusal;
+				// the reply code is in the message either way.
+				if res.code != tt.wantCode && res.code != 7 {
+					t.Errorf("curl exit %d, want %d; stderr: %s", res.code, tt.wantCode, res.stderr)
+				}
+				if !strings.Contains(res.stderr, "(2)") && !strings.Contains(res.stderr, "not allowed") {
+					t.Errorf("curl stderr does not report SOCKS5 reply 2 (not allowed): %s", res.stderr)
+				}
+			}
+			if strings.Contains(res.stdout, targetBody) {
+				t.Errorf("the target's body came through: %q", res.stdout)
+			}
+			l := f.waitLine(t, "access", byTarget(tt.target))
+			if got := l.str("reason"); got != "rejected" {
+				t.Errorf("access reason = %q, want rejected: %v", got, l)
+			}
+			if got := l.str("error"); !strings.Contains(got, "deny_private_destinations") {
+				t.Errorf("access error = %q, want it to name deny_private_destinations", got)
+			}
+		})
+	}
+	denied := f.lines("acl denied", nil)
+	if len(denied) == 0 {
+		t.Fatalf("no acl denied line; stderr:\n%s", f.stderr.String())
+	}
+	for _, l := range denied {
+		if l.str("level") != "info" || l.str("rule") != "deny_private_destinations" || l.str("client") == "" || l.str("target") == "" {
+			t.Errorf("acl denied line lacks level, rule, client or target: %v", l)
+		}
+	}
+}
+
+// TestACLDomainRules: a domain rule lets one name through and the default
+// refuses another, in HTTP and SOCKS5.
+func TestACLDomainRules(t *testing.T) {
+	t.Parallel()
+	needCurl(t)
+	web := newHTTPTarget(t)
+	port := strconv.Itoa(web.Listener.Addr().(*net.TCPAddr).Port)
+	allowed := net.JoinHostPort("localhost", port)
+	// Denied by rule[0] before any lookup: the name need not exist.
+	blocked := net.JoinHostPort("ads.blocked.test", port)
+	// Denied by default.
+	other := net.JoinHostPort("other.test", port)
+	f := startFerry(t, aclConfig(`default = "deny"
+
+[[plugin.rule]]
+action = "deny"
+domain = ["*.blocked.test"]
+
+[[plugin.rule]]
+action = "allow"
+domain = [".localhost"]
+port = [`+port+`]`), nil)
+
+	if got := curl(t, "-x", "http://"+f.addr, "http://"+allowed+"/"); got != targetBody {
+		t.Errorf("allowed name over HTTP: body %q, want %q", got, targetBody)
+	}
+	if got := curl(t, "--socks5-hostname", f.addr, "http://"+allowed+"/"); got != targetBody {
+		t.Errorf("allowed name over SOCKS5: body %q, want %q", got, targetBody)
+	}
+	for _, target := range []string{blocked, other} {
+		res := curlMayFail(t, "-x", "http://"+f.addr, "-o", "/dev/null", "-w", "%{http_code}", "http://"+target+"/")
+		if res.stdout != "403" {
+			t.Errorf("%s over HTTP: status %q, want 403 (curl exit %d, %s)", target, res.stdout, res.code, res.stderr)
+		}
+		res = curlMayFail(t, "--socks5-hostname", f.addr, "http://"+target+"/")
+		if res.code == 0 || !strings.Contains(res.stderr, "(2)") {
+			t.Errorf("%s over SOCKS5: curl exit %d, stderr %q, want SOCKS5 reply 2 (not allowed)", target, res.code, res.stderr)
+		}
+	}
+	for target, wantRule := range map[string]string{blocked: "rule[0]", other: "default"} {
+		l := f.waitLine(t, "access", byTarget(target))
+		if got := l.str("reason"); got != "rejected" {
+			t.Errorf("access reason for %s = %q, want rejected", target, got)
+		}
+		d := f.waitLine(t, "acl denied", func(l logLine) bool { return l.str("target") == target })
+		if got := d.str("rule"); got != wantRule {
+			t.Errorf("acl denied %s by %q, want %q", target, got, wantRule)
+		}
+	}
+	for _, l := range f.lines("access", byTarget(allowed)) {
+		if got := l.str("reason"); got == "rejected" {
+			t.Errorf("allowed request rejected: %v", l)
+		}
+	}
+}
