@@ -3,6 +3,8 @@ package plugins
 import (
 	"context"
 	"errors"
+	"net"
+	"net/netip"
 	"slices"
 	"strings"
 	"testing"
@@ -194,5 +196,32 @@ func TestServices(t *testing.T) {
 	want = []string{"start ok", "start bad", "stop ok"}
 	if !slices.Equal(log, want) {
 		t.Fatalf("after failed start: got %v, want %v", log, want)
+	}
+}
+
+func TestClientIP(t *testing.T) {
+	var nilTCP *net.TCPAddr
+	tests := []struct {
+		name   string
+		addr   net.Addr
+		want   string
+		wantOK bool
+	}{
+		{"ipv4", &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 1}, "192.0.2.1", true},
+		{"mapped", net.TCPAddrFromAddrPort(netip.MustParseAddrPort("[::ffff:192.0.2.1]:1")), "192.0.2.1", true},
+		{"ipv6 zone", &net.TCPAddr{IP: net.ParseIP("fe80::1"), Zone: "eth0", Port: 1}, "fe80::1", true},
+		{"udp", &net.UDPAddr{IP: net.ParseIP("2001:db8::1"), Port: 1}, "2001:db8::1", true},
+		{"unix", &net.UnixAddr{Name: "/run/x", Net: "unix"}, "", false},
+		{"nil", nil, "", false},
+		{"typed nil", nilTCP, "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := (&Session{Client: tt.addr}).ClientIP()
+			ok := got.IsValid()
+			if ok != tt.wantOK || (ok && got.String() != tt.want) {
+				t.Errorf("got %v, %v, want %s, %v", got, ok, tt.want, tt.wantOK)
+			}
+		})
 	}
 }

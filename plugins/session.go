@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"net/netip"
 	"sync"
 
 	"github.com/rs/zerolog"
@@ -78,6 +79,30 @@ func (s *Session) BindContext(ctx context.Context) {
 	s.mu.Lock()
 	s.ctx = ctx
 	s.mu.Unlock()
+}
+
+// ClientIP is the client's IP address (IPv4-mapped addresses as IPv4,
+// no zone), or the zero Addr when Client is not an IP address.
+func (s *Session) ClientIP() netip.Addr {
+	var ip netip.Addr
+	switch a := s.Client.(type) {
+	case *net.TCPAddr:
+		if a != nil {
+			ip, _ = netip.AddrFromSlice(a.IP)
+		}
+	case *net.UDPAddr:
+		if a != nil {
+			ip, _ = netip.AddrFromSlice(a.IP)
+		}
+	case nil:
+	default:
+		host, _, err := net.SplitHostPort(a.String())
+		if err != nil {
+			host = a.String()
+		}
+		ip, _ = netip.ParseAddr(host)
+	}
+	return ip.Unmap().WithZone("")
 }
 
 // Value returns the per-channel value stored under key, or nil. Use an

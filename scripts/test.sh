@@ -10,8 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive as real peers and clients: curl as the
-# client; haproxy in front of ferry and nginx behind it for PROXY protocol.
-packages=(curl ca-certificates haproxy nginx-light)
+# client; haproxy in front of ferry and nginx behind it for PROXY protocol;
+# tshark to read the capture plugin's pcapng files.
+packages=(curl ca-certificates haproxy nginx-light tshark)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -194,29 +194,11 @@ func (p *Plugin) open(client netip.Addr, user string) (int, int) {
 	return p.clients[client], p.users[user]
 }
 
-// clientAddr is the IP address of a session's client, without port or
-// zone, an IPv4-mapped IPv6 address as IPv4.
+// clientAddr is the IP address of a client address (see
+// Session.ClientIP); ok is false when it has none.
 func clientAddr(a net.Addr) (netip.Addr, bool) {
-	var ip netip.Addr
-	switch a := a.(type) {
-	case nil:
-		return ip, false
-	case *net.TCPAddr:
-		if a == nil {
-			return ip, false
-		}
-		ip, _ = netip.AddrFromSlice(a.IP)
-	default:
-		host, _, err := net.SplitHostPort(a.String())
-		if err != nil {
-			host = a.String()
-		}
-		ip, _ = netip.ParseAddr(host)
-	}
-	if !ip.IsValid() {
-		return ip, false
-	}
-	return ip.Unmap().WithZone(""), true
+	ip := (&plugins.Session{Client: a}).ClientIP()
+	return ip, ip.IsValid()
 }
 
 func addrString(a net.Addr) string {

@@ -304,29 +304,3 @@ func TestConcurrent(t *testing.T) {
 		t.Errorf("got %v and %v, want empty maps", p.clients, p.users)
 	}
 }
-
-func TestClientAddr(t *testing.T) {
-	var nilTCP *net.TCPAddr
-	tests := []struct {
-		name   string
-		addr   net.Addr
-		want   string
-		wantOK bool
-	}{
-		{"ipv4", &net.TCPAddr{IP: net.ParseIP("192.0.2.1"), Port: 1}, "192.0.2.1", true},
-		{"mapped", net.TCPAddrFromAddrPort(netip.MustParseAddrPort("[::ffff:192.0.2.1]:1")), "192.0.2.1", true},
-		{"ipv6 zone", &net.TCPAddr{IP: net.ParseIP("fe80::1"), Zone: "eth0", Port: 1}, "fe80::1", true},
-		{"udp", &net.UDPAddr{IP: net.ParseIP("2001:db8::1"), Port: 1}, "2001:db8::1", true},
-		{"unix", &net.UnixAddr{Name: "/run/x", Net: "unix"}, "", false},
-		{"nil", nil, "", false},
-		{"typed nil", nilTCP, "", false},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			got, ok := clientAddr(tt.addr)
-			if ok != tt.wantOK || (ok && got.String() != tt.want) {
-				t.Errorf("got %v, %v, want %s, %v", got, ok, tt.want, tt.wantOK)
-			}
-		})
-	}
-}

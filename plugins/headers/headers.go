@@ -16,9 +16,7 @@ package headers
 
 import (
 	"fmt"
-	"net"
 	"net/http"
-	"net/netip"
 	"sort"
 	"strconv"
 
@@ -135,7 +133,7 @@ func (p *Plugin) OnHTTPRequest(s *plugins.Session, req *http.Request) error {
 		appendList(req.Header, "Via", strconv.Itoa(req.ProtoMajor)+"."+strconv.Itoa(req.ProtoMinor)+" "+p.via)
 	}
 	if p.forward {
-		if ip := clientIP(s.Client); ip.IsValid() {
+		if ip := s.ClientIP(); ip.IsValid() {
 			appendList(req.Header, "X-Forwarded-For", ip.String())
 		}
 	}
@@ -155,11 +153,4 @@ func appendList(h http.Header, name, v string) {
 		joined += p + ", "
 	}
 	h.Set(name, joined+v)
-}
-
-func clientIP(a net.Addr) netip.Addr {
-	if ta, ok := a.(*net.TCPAddr); ok {
-		return ta.AddrPort().Addr().Unmap()
-	}
-	return netip.Addr{}
 }
