@@ -70,7 +70,10 @@ type Writer interface {
 // toward the upstream reached EOF, or, for plain HTTP, the request was
 // written): the last chance to release bytes a Reader held back. What it
 // returns passes through the later Readers and goes upstream before the
-// half-close. It runs once per session, in config order, after OnRead.
+// half-close. It runs in config order, after OnRead, once per stream end:
+// for plain HTTP once per message, again when a bodiless request is
+// retried on a fresh upstream connection (its bytes pass the Readers
+// again), and once more for the tunnel after a 101 upgrade.
 type ReadEnder interface {
 	OnReadEnd(s *Session) ([]byte, error)
 }

@@ -82,16 +82,16 @@ func (c *Channel) Run(ctx context.Context) Result {
 	if c.Buffers == nil {
 		c.Buffers = NewBufferPool(0)
 	}
-	stop := context.AfterFunc(ctx, func() { c.end(plugins.ReasonShutdown, nil) })
-	defer stop()
 	// The session's context ends with the channel, so hooks that wait
-	// (rate limits) wake when it closes.
+	// (rate limits) wake when it closes. Set before anything can call end.
 	chCtx, cancel := context.WithCancel(ctx)
 	c.cancel = cancel
 	defer cancel()
 	if c.Session != nil {
 		c.Session.BindContext(chCtx)
 	}
+	stop := context.AfterFunc(ctx, func() { c.end(plugins.ReasonShutdown, nil) })
+	defer stop()
 
 	hooked := c.Chain.HasReaders() || c.Chain.HasWriters()
 	// Without kernel activity data every byte must pass through user space

@@ -351,6 +351,11 @@ func (f *httpForwarder) roundTrip(req *http.Request, w *hookWriter, reused bool)
 		if !reused || attempt > 0 || hasBody || errors.As(err, &he) {
 			return nil, err
 		}
+		// Whatever the Readers still hold belongs to the failed attempt:
+		// let them release it into nothing before the request is resent.
+		if w.chain.HasReaders() {
+			w.chain.ReadEnd(w.s)
+		}
 		f.closeUpstream()
 		up, _, err := f.dial(w.s)
 		if err != nil {

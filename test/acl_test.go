@@ -1,15 +1,21 @@
 package test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -208,5 +214,117 @@ port = [`+port+`]`), nil)
 		if got := l.str("reason"); got == "rejected" {
 			t.Errorf("allowed request rejected: %v", l)
 		}
+	}
+}
+
+// TestACLUserOnKeptAliveConnection: plain HTTP requests of one client
+// connection to one destination share an upstream connection, and a rule
+// on user and destination address still decides each of them. admin's
+// second request reuses the connection of the first and is checked again
+// on its address; bob's, next on the same client connection, is refused
+// and never reaches the target.
+func TestACLUserOnKeptAliveConnection(t *testing.T) {
+	t.Parallel()
+	var conns atomic.Int32 // connections the target accepted
+	web := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		io.WriteString(w, targetBody)
+	}))
+	web.Config.ConnState = func(_ net.Conn, st http.ConnState) {
+		if st == http.StateNew {
+			conns.Add(1)
+		}
+	}
+	web.Start()
+	t.Cleanup(web.Close)
+	// A name: the verdict waits for the address, which only a dial (or
+	// the check of a reused connection) knows.
+	target := net.JoinHostPort("localhost", strconv.Itoa(web.Listener.Addr().(*net.TCPAddr).Port))
+	f := startFerry(t, func(addr string) string {
+		return fmt.Sprintf(`[log]
+level = "debug"
+format = "json"
+
+[[listener]]
+name = "e2e"
+listen = %q
+protocols = ["http"]
+plugins = ["auth", "acl", "log"]
+
+[[plugin]]
+name = "auth"
+
+[plugin.users]
+admin = "plain:admin-pass"
+bob = "plain:bob-pass"
+
+[[plugin]]
+name = "acl"
+default = "allow"
+rule = [
+  { action = "allow", user = ["admin"], dest = ["127.0.0.0/8", "::1"] },
+  { action = "deny", dest = ["127.0.0.0/8", "::1"] },
+]
+
+[[plugin]]
+name = "log"
+`, addr)
+	}, nil)
+
+	c, err := net.Dial("tcp", f.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	deadlineAfter(c, 30*time.Second)
+	br := bufio.NewReader(c)
+	tests := []struct {
+		user, path string
+		wantStatus int
+		wantConns  int32 // connections the target has seen after it
+	}{
+		{user: "admin", path: "/first", wantStatus: http.StatusOK, wantConns: 1},
+		{user: "admin", path: "/again", wantStatus: http.StatusOK, wantConns: 1},
+		{user: "bob", path: "/bob", wantStatus: http.StatusForbidden, wantConns: 1},
+	}
+	for i, tt := range tests {
+		cred := base64.StdEncoding.EncodeToString([]byte(tt.user + ":" + tt.user + "-pass"))
+		fmt.Fprintf(c, "GET http://%s%s HTTP/1.1\r\nHost: %s\r\nProxy-Authorization: Basic %s\r\n\r\n", target, tt.path, target, cred)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d (%s %s): %v", i+1, tt.user, tt.path, err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.wantStatus {
+			t.Fatalf("request %d (%s %s): status %d, want %d; body %q", i+1, tt.user, tt.path, resp.StatusCode, tt.wantStatus, body)
+		}
+		if resp.StatusCode == http.StatusOK && string(body) != targetBody {
+			t.Errorf("request %d: body %q, want %q", i+1, body, targetBody)
+		}
+		if got := conns.Load(); got != tt.wantConns {
+			t.Errorf("after request %d (%s %s): the target saw %d connections, want %d", i+1, tt.user, tt.path, got, tt.wantConns)
+		}
+	}
+
+	// Every request was decided on an address: admin's second one, which
+	// was not dialed, too.
+	var access []logLine
+	waitFor(t, func() bool { access = f.lines("access", byTarget(target)); return len(access) == len(tests) })
+	for i, l := range access {
+		id, user := l.str("id"), tests[i].user
+		onAddr := func(d logLine) bool { return d.str("id") == id && d.str("addr") != "" }
+		if len(f.lines("acl allowed", onAddr))+len(f.lines("acl denied", onAddr)) == 0 {
+			t.Errorf("request %d (%s): no acl verdict on an address for session %s", i+1, user, id)
+		}
+		if l.str("user") != user {
+			t.Errorf("request %d: access line user %q, want %q", i+1, l.str("user"), user)
+		}
+	}
+	if got := access[2].str("reason"); got != "rejected" {
+		t.Errorf("bob's access reason = %q, want rejected", got)
+	}
+	d := f.waitLine(t, "acl denied", func(l logLine) bool { return l.str("user") == "bob" })
+	if d.str("rule") != "rule[1]" || d.str("addr") == "" {
+		t.Errorf("acl denied bob by %q at %q, want rule[1] at an address", d.str("rule"), d.str("addr"))
 	}
 }

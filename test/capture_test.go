@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -82,11 +83,11 @@ type followed struct {
 	up, down     []byte // bytes from node 0 and from node 1
 }
 
-// followRaw runs tshark -z follow,tcp,raw,0 on file: every segment's
-// bytes in hex, one line each, the target's indented by a tab.
-func followRaw(t *testing.T, path, file string) followed {
+// followRaw runs tshark -z follow,tcp,raw,STREAM on file: every
+// segment's bytes in hex, one line each, the target's indented by a tab.
+func followRaw(t *testing.T, path, file string, stream int) followed {
 	t.Helper()
-	out := tshark(t, path, "-r", file, "-q", "-z", "follow,tcp,raw,0")
+	out := tshark(t, path, "-r", file, "-q", "-z", fmt.Sprintf("follow,tcp,raw,%d", stream))
 	var f followed
 	body := false
 	sc := bufio.NewScanner(strings.NewReader(out))
@@ -114,7 +115,7 @@ func followRaw(t *testing.T, path, file string) followed {
 		}
 	}
 	if f.node0 == "" || f.node1 == "" {
-		t.Fatalf("tshark follow found no stream 0:\n%.2000s", out)
+		t.Fatalf("tshark follow found no stream %d:\n%.2000s", stream, out)
 	}
 	return f
 }
@@ -122,7 +123,9 @@ func followRaw(t *testing.T, path, file string) followed {
 // checkCaptureClean runs tshark with IP and TCP checksum validation and
 // fails on a bad checksum, a malformed packet, an expert warning or error,
 // or a TCP analysis flag (retransmission, lost segment, unseen ACK...):
-// a synthetic capture should look like a perfect connection.
+// a synthetic capture should look like a perfect connection. The one flag
+// allowed is "port numbers reused": the plain HTTP requests of one client
+// connection are consecutive connections between the same ends.
 func checkCaptureClean(t *testing.T, path, file string) {
 	t.Helper()
 	validate := []string{"-o", "tcp.check_checksum:TRUE", "-o", "ip.check_checksum:TRUE"}
@@ -132,6 +135,7 @@ func checkCaptureClean(t *testing.T, path, file string) {
 	}
 	for _, line := range strings.Split(list, "\n") {
 		l := strings.ReplaceAll(line, "[TCP segment of a reassembled PDU]", "")
+		l = strings.ReplaceAll(l, "[TCP Port numbers reused]", "")
 		for _, bad := range []string{"INCORRECT", "Malformed", "[TCP ", "Bad", "Unknown"} {
 			if strings.Contains(l, bad) {
 				t.Errorf("tshark flags a packet (%q):\n%s", bad, line)
@@ -142,6 +146,50 @@ func checkCaptureClean(t *testing.T, path, file string) {
 	if strings.Contains(expert, "Errors") || strings.Contains(expert, "Warns") {
 		t.Errorf("tshark expert info has warnings or errors:\n%s", expert)
 	}
+}
+
+// tsharkTrace returns TCP stream n of file as tshark reads it, in the
+// form of the capture package's tests: "c10" for 10 bytes from the client
+// (consecutive segments from one side merged), "T" for the target's FIN,
+// separated by spaces.
+func tsharkTrace(t *testing.T, path, file string, n int) string {
+	t.Helper()
+	out := tshark(t, path, "-r", file, "-Y", fmt.Sprintf("tcp.stream == %d", n),
+		"-T", "fields", "-e", "tcp.srcport", "-e", "tcp.len", "-e", "tcp.flags.fin")
+	var trace []string
+	var client string
+	run, runFrom := 0, ""
+	flush := func() {
+		if run > 0 {
+			trace = append(trace, fmt.Sprintf("%s%d", runFrom, run))
+		}
+		run, runFrom = 0, ""
+	}
+	for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Split(line, "\t")
+		if len(f) != 3 {
+			t.Fatalf("tshark fields line %q, want port, length, FIN", line)
+		}
+		if client == "" {
+			client = f[0] // the SYN
+		}
+		from := "t"
+		if f[0] == client {
+			from = "c"
+		}
+		if size, _ := strconv.Atoi(f[1]); size > 0 {
+			if from != runFrom {
+				flush()
+			}
+			run, runFrom = run+size, from
+		}
+		if fin := strings.ToLower(f[2]); fin == "1" || fin == "true" {
+			flush()
+			trace = append(trace, strings.ToUpper(from))
+		}
+	}
+	flush()
+	return strings.Join(trace, " ")
 }
 
 // comments returns the packet comments of file, one per line.
@@ -173,15 +221,19 @@ func TestCapture(t *testing.T) {
 		target string
 		// wantNode1 checks the target's address as the capture shows it.
 		wantNode1 func(ap netip.AddrPort) bool
-		needV6    bool
+		// wantComment is in a packet comment; %PORT% is the target's port.
+		wantComment string
+		needV6      bool
 	}{
 		{
 			name: "connect ipv4", dial: dialCONNECT, listen: "127.0.0.1:0", target: "127.0.0.1:%PORT%",
 			wantNode1: func(ap netip.AddrPort) bool { return ap.Addr() == netip.MustParseAddr("127.0.0.1") },
 		},
 		{
+			// Shown at the address ferry connected to, named in a comment.
 			name: "socks5 name", dial: dialSOCKS5, listen: "127.0.0.1:0", target: "localhost:%PORT%",
-			wantNode1: func(ap netip.AddrPort) bool { return netip.MustParsePrefix("198.18.0.0/15").Contains(ap.Addr()) },
+			wantNode1:   func(ap netip.AddrPort) bool { return ap.Addr() == netip.MustParseAddr("127.0.0.1") },
+			wantComment: "(connected to 127.0.0.1:%PORT%)",
 		},
 		{
 			name: "connect ipv6 target", dial: dialCONNECT, listen: "[::1]:0", target: "[::1]:%PORT%", needV6: true,
@@ -256,7 +308,7 @@ func TestCapture(t *testing.T) {
 				t.Fatalf("ferry exited %d after SIGTERM, want 0", code)
 			}
 
-			fw := followRaw(t, ts, file)
+			fw := followRaw(t, ts, file, 0)
 			if !bytes.Equal(fw.up, req) {
 				t.Errorf("capture, client to target: %d bytes, want exactly the %d relayed", len(fw.up), len(req))
 			}
@@ -278,10 +330,16 @@ func TestCapture(t *testing.T) {
 				}
 			}
 			checkCaptureClean(t, ts, file)
+			// The target half-closed first, after its answer; the client
+			// closed once it had read it all.
+			if got, want := tsharkTrace(t, ts, file, 0), fmt.Sprintf("c%d t%d T C", len(req), len(resp)); got != want {
+				t.Errorf("capture, as tshark reads it: %q, want %q", got, want)
+			}
 
 			cs := comments(t, ts, file)
 			for _, want := range []string{"target " + asked, "closed: upstream closed",
-				fmt.Sprintf("%d bytes client to target, %d target to client", len(req), len(resp))} {
+				fmt.Sprintf("%d bytes client to target, %d target to client", len(req), len(resp)),
+				strings.ReplaceAll(tt.wantComment, "%PORT%", port)} {
 				if !strings.Contains(cs, want) {
 					t.Errorf("packet comments lack %q:\n%s", want, cs)
 				}
@@ -305,7 +363,7 @@ func TestCaptureCurl(t *testing.T) {
 	if code := f.stop(t); code != 0 {
 		t.Fatalf("ferry exited %d after SIGTERM, want 0", code)
 	}
-	fw := followRaw(t, ts, file)
+	fw := followRaw(t, ts, file, 0)
 	if !bytes.Contains(fw.up, []byte("GET ")) || !bytes.Contains(fw.up, []byte("/capture-me HTTP/1.1\r\n")) {
 		t.Errorf("capture, client to target: no GET of /capture-me in %q", fw.up)
 	}
@@ -327,4 +385,128 @@ func readAll(t *testing.T, r io.Reader) []byte {
 		t.Fatal(err)
 	}
 	return b
+}
+
+// TestCaptureHTTPSessions checks the plain HTTP sessions of one client
+// connection: each request is its own connection in the capture, closed
+// by the client's FIN when the request has been sent and the target's when
+// the response has; a request that upgrades becomes a tunnel whose ends
+// are those of the streams.
+func TestCaptureHTTPSessions(t *testing.T) {
+	t.Parallel()
+	ts := needTshark(t)
+
+	t.Run("keep-alive", func(t *testing.T) {
+		t.Parallel()
+		web := newHTTPTarget(t)
+		file := filepath.Join(t.TempDir(), "ferry.pcapng")
+		f := startFerry(t, captureConfig(file), nil)
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		deadlineAfter(c, 30*time.Second)
+		br := bufio.NewReader(c)
+		paths := []string{"/one", "/two"}
+		for _, p := range paths {
+			fmt.Fprintf(c, "GET %s%s HTTP/1.1\r\nHost: %s\r\n\r\n", web.URL, p, web.Listener.Addr())
+			resp, err := http.ReadResponse(br, nil)
+			if err != nil {
+				t.Fatalf("GET %s: %v", p, err)
+			}
+			body, err := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if err != nil || string(body) != targetBody || resp.Close {
+				t.Fatalf("GET %s: body %q, %v, close %v; want %q on a kept-alive connection", p, body, err, resp.Close, targetBody)
+			}
+		}
+		c.Close()
+		// The access lines follow capture's OnClose.
+		waitFor(t, func() bool { return len(f.lines("access", byTarget(web.Listener.Addr().String()))) == len(paths) })
+		if code := f.stop(t); code != 0 {
+			t.Fatalf("ferry exited %d after SIGTERM, want 0", code)
+		}
+
+		checkCaptureClean(t, ts, file)
+		var client string
+		for i, p := range paths {
+			fw := followRaw(t, ts, file, i)
+			if !bytes.HasPrefix(fw.up, []byte("GET "+p+" HTTP/1.1\r\n")) || !bytes.HasSuffix(fw.down, []byte(targetBody)) {
+				t.Errorf("stream %d: %q then %q, want GET %s and its response", i, fw.up, fw.down, p)
+			}
+			if i == 0 {
+				client = fw.node0
+			} else if fw.node0 != client {
+				t.Errorf("stream %d: client %s, want %s, the same client connection", i, fw.node0, client)
+			}
+			if fw.node1 != web.Listener.Addr().String() {
+				t.Errorf("stream %d: target %s, want %s", i, fw.node1, web.Listener.Addr())
+			}
+			want := fmt.Sprintf("c%d C t%d T", len(fw.up), len(fw.down))
+			if got := tsharkTrace(t, ts, file, i); got != want {
+				t.Errorf("stream %d: %q, want %q", i, got, want)
+			}
+		}
+	})
+
+	t.Run("upgrade", func(t *testing.T) {
+		t.Parallel()
+		// The target switches to an echo of lines on request.
+		target := newTCPTarget(t, func(c *net.TCPConn) {
+			deadlineAfter(c, 30*time.Second)
+			br := bufio.NewReader(c)
+			req, err := http.ReadRequest(br)
+			if err != nil || req.Header.Get("Upgrade") != "echo" {
+				io.WriteString(c, "HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+				return
+			}
+			io.WriteString(c, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+			io.Copy(c, br)
+		})
+		file := filepath.Join(t.TempDir(), "ferry.pcapng")
+		f := startFerry(t, captureConfig(file), nil)
+		c, err := net.Dial("tcp", f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		deadlineAfter(c, 30*time.Second)
+		fmt.Fprintf(c, "GET http://%s/echo HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", target.addr, target.addr)
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
+			t.Fatalf("upgrade: %v, %v; want 101", resp, err)
+		}
+		io.WriteString(c, "ping\n")
+		if line, err := br.ReadString('\n'); line != "ping\n" {
+			t.Fatalf("echo: got %q, %v; want ping", line, err)
+		}
+		c.(*net.TCPConn).CloseWrite()
+		if rest, err := io.ReadAll(br); err != nil || len(rest) > 0 {
+			t.Fatalf("after the client's end: %q, %v; want EOF", rest, err)
+		}
+		c.Close()
+		f.waitLine(t, "access", byTarget(target.addr))
+		if code := f.stop(t); code != 0 {
+			t.Fatalf("ferry exited %d after SIGTERM, want 0", code)
+		}
+
+		checkCaptureClean(t, ts, file)
+		fw := followRaw(t, ts, file, 0)
+		if !bytes.HasPrefix(fw.up, []byte("GET /echo HTTP/1.1\r\n")) || !bytes.HasSuffix(fw.up, []byte("\r\n\r\nping\n")) {
+			t.Errorf("client to target: %q, want the request, then ping", fw.up)
+		}
+		if !bytes.HasPrefix(fw.down, []byte("HTTP/1.1 101 Switching Protocols\r\n")) || !bytes.HasSuffix(fw.down, []byte("\r\n\r\nping\n")) {
+			t.Errorf("target to client: %q, want the 101 response, then ping", fw.down)
+		}
+		// Neither side ended with the request or the 101 response: the
+		// client's FIN comes when it half-closed the tunnel, the target's
+		// after.
+		head := len(fw.down) - len("ping\n")
+		want := fmt.Sprintf("c%d t%d c5 t5 C T", len(fw.up)-len("ping\n"), head)
+		if got := tsharkTrace(t, ts, file, 0); got != want {
+			t.Errorf("capture, as tshark reads it: %q, want %q", got, want)
+		}
+	})
 }

@@ -28,21 +28,20 @@
 // connected to (each one, when a name has several): the verdict is the
 // one first-match over all rules gives with the address known, so
 // dest = ["10.0.0.0/8"] cannot be bypassed with a name that resolves into
-// it. Dials through upstream proxies resolve at the proxy and are not
-// checked at dial time.
+// it. ferry runs OnDial for a plain HTTP request served on a reused
+// upstream connection too, with that connection's address. Dials through
+// upstream proxies resolve at the proxy and are not checked at dial time.
 //
-// The plugin does not resolve names itself (except in one case, see
-// OnHTTPRequest), reload its domain files, or look inside TLS.
+// The plugin does not resolve names itself, reload its domain files, or
+// look inside TLS.
 package acl
 
 import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/netip"
 	"strconv"
-	"time"
 
 	"github.com/rs/zerolog"
 
@@ -65,7 +64,6 @@ type ACL struct {
 	denyPrivate bool
 	rules       []rule
 	needIP      bool // some rule has a dest condition
-	byUser      bool // some rule has a user condition
 }
 
 type rule struct {
@@ -74,21 +72,13 @@ type rule struct {
 }
 
 var (
-	_ plugins.Plugin        = (*ACL)(nil)
-	_ plugins.Connector     = (*ACL)(nil)
-	_ plugins.DialChecker   = (*ACL)(nil)
-	_ plugins.HTTPRequester = (*ACL)(nil)
+	_ plugins.Plugin      = (*ACL)(nil)
+	_ plugins.Connector   = (*ACL)(nil)
+	_ plugins.DialChecker = (*ACL)(nil)
 )
 
 // Name implements plugins.Plugin.
 func (p *ACL) Name() string { return p.name }
-
-// Session keys. pendingKey: OnConnect left the verdict to the resolved
-// address. dialedKey: OnDial saw an address for this session.
-type (
-	pendingKey struct{}
-	dialedKey  struct{}
-)
 
 // noRule is verdict.rule when the default decided.
 const noRule = -1
@@ -179,7 +169,6 @@ func (p *ACL) OnConnect(_ context.Context, s *plugins.Session) error {
 	}
 	v := p.decide(q)
 	if v.pending {
-		s.SetValue(pendingKey{}, true)
 		p.fields(s.Log.Debug(), s, v.by(), netip.Addr{}).Msg("acl verdict waits for the resolved address")
 		return nil
 	}
@@ -187,11 +176,10 @@ func (p *ACL) OnConnect(_ context.Context, s *plugins.Session) error {
 }
 
 // OnDial implements plugins.DialChecker: it refuses private addresses and
-// decides the rules again with the address about to be connected to.
+// decides the rules again with the address about to be connected to, or,
+// for a plain HTTP request on a reused upstream connection, the address
+// that connection goes to.
 func (p *ACL) OnDial(s *plugins.Session, ap netip.AddrPort) error {
-	if p.byUser {
-		s.SetValue(dialedKey{}, true) // for OnHTTPRequest
-	}
 	a := ap.Addr().Unmap().WithZone("")
 	if p.denyPrivate {
 		if err := p.checkPrivate(s, a); err != nil {
@@ -207,39 +195,6 @@ func (p *ACL) OnDial(s *plugins.Session, ap netip.AddrPort) error {
 	}
 	q.IP, q.Port = a, ap.Port()
 	return p.apply(s, p.decide(q), a)
-}
-
-// resolveTimeout bounds the lookup of OnHTTPRequest.
-const resolveTimeout = 5 * time.Second
-
-// OnHTTPRequest implements plugins.HTTPRequester. For plain HTTP, ferry
-// reuses the upstream connection of the previous request on the same
-// client connection when the target is the same, and then does not dial,
-// so OnDial does not run. The earlier request's dial was checked with the
-// same target, client and listener; only the user can differ. So when
-// rules have user conditions and this request's verdict was left to the
-// address, the name is resolved here and every address must be allowed.
-func (p *ACL) OnHTTPRequest(s *plugins.Session, _ *http.Request) error {
-	if !p.byUser || s.Value(pendingKey{}) == nil || s.Value(dialedKey{}) != nil {
-		return nil
-	}
-	q, err := p.query(s)
-	if err != nil {
-		return p.refuse(s, "bad target", err.Error(), netip.Addr{})
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), resolveTimeout)
-	defer cancel()
-	addrs, err := net.DefaultResolver.LookupNetIP(ctx, "ip", q.Host)
-	if err != nil {
-		return p.refuse(s, "unresolvable target of a reused connection", err.Error(), netip.Addr{})
-	}
-	for _, a := range addrs {
-		q.IP = a.Unmap().WithZone("")
-		if err := p.apply(s, p.decide(q), q.IP); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // checkPrivate refuses a when it is a private destination.

@@ -64,14 +64,24 @@ func (r req) session() *plugins.Session {
 	return s
 }
 
-// outcome summarizes a hook's answer: "allow", "deny", or for OnConnect
-// "pending" when the verdict waits for the address.
-func outcome(t *testing.T, s *plugins.Session, err error) string {
+// connect runs OnConnect on s and summarizes its answer: "allow",
+// "deny", or "pending" when it let the request through because the
+// verdict waits for the address, which OnDial decides.
+func connect(t *testing.T, p *ACL, s *plugins.Session) string {
 	t.Helper()
+	err := p.OnConnect(context.Background(), s)
 	if err == nil {
-		if s != nil && s.Value(pendingKey{}) != nil {
+		if q, qerr := p.query(s); qerr == nil && p.decide(q).pending {
 			return "pending"
 		}
+	}
+	return outcome(t, err)
+}
+
+// outcome summarizes a hook's answer: "allow" or "deny".
+func outcome(t *testing.T, err error) string {
+	t.Helper()
+	if err == nil {
 		return "allow"
 	}
 	if c := plugins.CodeOf(err); c != plugins.CodeForbidden {
@@ -145,13 +155,13 @@ listener = ["kiosk"]
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			s := tt.req.session()
-			if got := outcome(t, s, p.OnConnect(context.Background(), s)); got != tt.connect {
+			if got := connect(t, p, s); got != tt.connect {
 				t.Errorf("OnConnect: got %s, want %s", got, tt.connect)
 			}
 			for addr, want := range tt.dial {
 				_, port, _ := splitTarget(s.Target)
 				ap := netip.AddrPortFrom(netip.MustParseAddr(addr), port)
-				if got := outcome(t, nil, p.OnDial(s, ap)); got != want {
+				if got := outcome(t, p.OnDial(s, ap)); got != want {
 					t.Errorf("OnDial(%s): got %s, want %s", ap, got, want)
 				}
 			}
@@ -264,13 +274,13 @@ rule = [ { action = "deny" } ]`,
 		t.Run(tt.name, func(t *testing.T) {
 			p := newACL(t, tt.config)
 			s := req{target: tt.target}.session()
-			if got := outcome(t, s, p.OnConnect(context.Background(), s)); got != tt.connect {
+			if got := connect(t, p, s); got != tt.connect {
 				t.Errorf("OnConnect: got %s, want %s", got, tt.connect)
 			}
 			for addr, want := range tt.dial {
 				_, port, _ := splitTarget(s.Target)
 				ap := netip.AddrPortFrom(netip.MustParseAddr(addr), port)
-				if got := outcome(t, nil, p.OnDial(s, ap)); got != want {
+				if got := outcome(t, p.OnDial(s, ap)); got != want {
 					t.Errorf("OnDial(%s): got %s, want %s", ap, got, want)
 				}
 			}
@@ -293,24 +303,24 @@ func TestDenyPrivate(t *testing.T) {
 	for _, a := range private {
 		addr := netip.MustParseAddr(a)
 		s := req{target: "name.example:80"}.session()
-		if got := outcome(t, s, p.OnConnect(context.Background(), s)); got != "allow" {
+		if got := connect(t, p, s); got != "allow" {
 			t.Errorf("OnConnect(name): got %s, want allow (the name is checked at dial)", got)
 		}
-		if got := outcome(t, nil, p.OnDial(s, netip.AddrPortFrom(addr, 80))); got != "deny" {
+		if got := outcome(t, p.OnDial(s, netip.AddrPortFrom(addr, 80))); got != "deny" {
 			t.Errorf("OnDial(%s): got %s, want deny", a, got)
 		}
 		// An IP literal target is refused at once.
 		lit := req{target: net.JoinHostPort(a, "80")}.session()
-		if got := outcome(t, lit, p.OnConnect(context.Background(), lit)); got != "deny" {
+		if got := connect(t, p, lit); got != "deny" {
 			t.Errorf("OnConnect(%s): got %s, want deny", lit.Target, got)
 		}
 	}
 	for _, a := range public {
 		s := req{target: net.JoinHostPort(a, "443")}.session()
-		if got := outcome(t, s, p.OnConnect(context.Background(), s)); got != "allow" {
+		if got := connect(t, p, s); got != "allow" {
 			t.Errorf("OnConnect(%s): got %s, want allow", s.Target, got)
 		}
-		if got := outcome(t, nil, p.OnDial(s, netip.AddrPortFrom(netip.MustParseAddr(a), 443))); got != "allow" {
+		if got := outcome(t, p.OnDial(s, netip.AddrPortFrom(netip.MustParseAddr(a), 443))); got != "allow" {
 			t.Errorf("OnDial(%s): got %s, want allow", a, got)
 		}
 	}
@@ -321,11 +331,11 @@ deny_private_destinations = true
 rule = [ { action = "allow", domain = ["localhost"] } ]
 `)
 	s := req{target: "localhost:80"}.session()
-	if got := outcome(t, s, p.OnConnect(context.Background(), s)); got != "allow" {
+	if got := connect(t, p, s); got != "allow" {
 		t.Errorf("OnConnect(localhost): got %s, want allow", got)
 	}
 	err := p.OnDial(s, netip.MustParseAddrPort("127.0.0.1:80"))
-	if got := outcome(t, nil, err); got != "deny" {
+	if got := outcome(t, err); got != "deny" {
 		t.Fatalf("OnDial(127.0.0.1): got %s, want deny", got)
 	}
 	if want := "acl: denied by deny_private_destinations: 127.0.0.1 is in 127.0.0.0/8, loopback"; err.Error() != want {
@@ -360,41 +370,6 @@ rule = [
 	}
 	if n := strings.Count(line, "\n"); n != 1 {
 		t.Errorf("got %d lines at info, want 1 (allowed requests log at debug):\n%s", n, line)
-	}
-}
-
-// TestHTTPReuse covers plain HTTP requests served on a reused upstream
-// connection, for which OnDial does not run.
-func TestHTTPReuse(t *testing.T) {
-	if _, err := net.DefaultResolver.LookupNetIP(context.Background(), "ip4", "localhost"); err != nil {
-		t.Skipf("localhost does not resolve: %v", err)
-	}
-	p := newACL(t, `default = "allow"
-rule = [
-  { action = "allow", user = ["admin"], dest = ["127.0.0.0/8", "::1"] },
-  { action = "deny", dest = ["127.0.0.0/8", "::1"] },
-]`)
-	// admin's request dialed and was allowed; bob's then reuses it.
-	bob := req{target: "localhost:80", user: "bob"}.session()
-	bob.Protocol = "http"
-	if got := outcome(t, bob, p.OnConnect(context.Background(), bob)); got != "pending" {
-		t.Fatalf("OnConnect: got %s, want pending", got)
-	}
-	if got := outcome(t, nil, p.OnHTTPRequest(bob, nil)); got != "deny" {
-		t.Errorf("OnHTTPRequest on a reused connection: got %s, want deny", got)
-	}
-	admin := req{target: "localhost:80", user: "admin"}.session()
-	if got := outcome(t, admin, p.OnConnect(context.Background(), admin)); got != "pending" {
-		t.Fatalf("OnConnect: got %s, want pending", got)
-	}
-	if got := outcome(t, nil, p.OnHTTPRequest(admin, nil)); got != "allow" {
-		t.Errorf("OnHTTPRequest for admin: got %s, want allow", got)
-	}
-	// After a dial of its own, the request was checked by OnDial.
-	bob = req{target: "localhost:80", user: "bob"}.session()
-	p.OnConnect(context.Background(), bob)
-	if got := outcome(t, nil, p.OnDial(bob, netip.MustParseAddrPort("127.0.0.1:80"))); got != "deny" {
-		t.Errorf("OnDial: got %s, want deny", got)
 	}
 }
 
@@ -512,7 +487,7 @@ rule = [ { action = "deny", domain_file = %q } ]
 		"www.example.com:443":                "allow",
 	} {
 		s := req{target: target}.session()
-		if got := outcome(t, s, p.OnConnect(context.Background(), s)); got != want {
+		if got := connect(t, p, s); got != want {
 			t.Errorf("OnConnect(%s): got %s, want %s", target, got, want)
 		}
 	}

@@ -104,9 +104,6 @@ func build(env plugins.Env, cfg Config) (*ACL, error) {
 		if r.NeedsIP() {
 			p.needIP = true
 		}
-		if len(r.User) > 0 {
-			p.byUser = true
-		}
 		p.rules = append(p.rules, rule{action: rc.Action, m: r})
 	}
 	if len(errs) > 0 {

@@ -14,26 +14,28 @@
 // Each channel becomes one TCP connection from the client's address to the
 // target's: a three-way handshake when its first byte passes, data
 // segments with consistent sequence and acknowledgment numbers and valid
-// checksums, each chunk acknowledged by the other end, and a FIN exchange
-// when the channel ends, opened by the side that closed first. A target
-// given as a name gets a stable stand-in address from the benchmarking
-// ranges (198.18.0.0/15, 2001:2::/48); packet comments carry the channel
-// id, listener, protocol, real client and target, and how the channel
-// ended.
+// checksums, each chunk acknowledged by the other end, each side's FIN
+// when its stream ends (OnReadEnd, OnWriteEnd: a half-close shows where it
+// happened), and the FINs still missing when the channel closes. A target
+// given as a name is shown at the address ferry connected to
+// (Session.UpstreamAddr), or, when there is none, at a stable stand-in
+// address from the benchmarking ranges (198.18.0.0/15, 2001:2::/48);
+// packet comments carry the channel id, listener, protocol, real client
+// and target name, and how the channel ended.
 //
 // It records what passes through its place in the listener's chain:
 // listed first it sees the client's side of the plugins, listed last the
 // target's. It does not see bytes other plugins inject with SendUpstream
 // or SendClient, nor the proxy handshake (CONNECT, SOCKS) itself, and it
-// does not capture real packets: there are no retransmissions, no
-// timings of the network, and a half-close shows up only when the channel
-// ends. Channels that carried no data and failed (rejected, dial failed)
-// are not written. Like every plugin with data hooks it turns off the
-// kernel splice fast path for its listener.
+// does not capture real packets: there are no retransmissions and no
+// timings of the network. Channels that carried no data and failed
+// (rejected, dial failed) are not written. Like every plugin with data
+// hooks it turns off the kernel splice fast path for its listener.
 package capture
 
 import (
 	"fmt"
+	"net/http"
 	"path/filepath"
 	"time"
 
@@ -84,9 +86,11 @@ type Plugin struct {
 }
 
 var (
-	_ plugins.Reader = (*Plugin)(nil)
-	_ plugins.Writer = (*Plugin)(nil)
-	_ plugins.Closer = (*Plugin)(nil)
+	_ plugins.Reader     = (*Plugin)(nil)
+	_ plugins.Writer     = (*Plugin)(nil)
+	_ plugins.ReadEnder  = (*Plugin)(nil)
+	_ plugins.WriteEnder = (*Plugin)(nil)
+	_ plugins.Closer     = (*Plugin)(nil)
 )
 
 // New builds an instance from its config table. It opens nothing: the
@@ -183,7 +187,60 @@ func (p *Plugin) record(s *plugins.Session, d side, b []byte) {
 	st.data(f, now, d, b, p.limit)
 }
 
-// OnClose implements plugins.Closer: it writes the FIN exchange.
+// OnReadEnd implements plugins.ReadEnder: the client has finished
+// sending, and its FIN is written now, where it happened.
+func (p *Plugin) OnReadEnd(s *plugins.Session) ([]byte, error) {
+	p.end(s, fromClient)
+	return nil, nil
+}
+
+// OnWriteEnd implements plugins.WriteEnder: the target has finished
+// sending.
+func (p *Plugin) OnWriteEnd(s *plugins.Session) ([]byte, error) {
+	p.end(s, fromTarget)
+	return nil, nil
+}
+
+// end writes the FIN of end d when its stream ends. In a plain HTTP
+// session the end of a request or response message is the end of that
+// side, except around an upgrade: the end of a request that asks to
+// upgrade is held until the response says whether a tunnel follows, and
+// a 101 response ends neither side (the tunnel's own ends come later).
+func (p *Plugin) end(s *plugins.Session, d side) {
+	st := p.stream(s)
+	f := p.file
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if !f.writable() {
+		return
+	}
+	now := time.Now()
+	st.open(f, now)
+	if s.Protocol == "http" && !st.upgraded {
+		switch {
+		case d == fromClient && upgradeRequested(s.Request):
+			st.heldEnd = true
+			return
+		case d == fromTarget && s.Status == http.StatusSwitchingProtocols:
+			st.upgraded, st.heldEnd = true, false
+			return
+		case d == fromTarget && st.heldEnd:
+			st.heldEnd = false
+			st.finish(f, now, fromClient)
+		}
+	}
+	st.finish(f, now, d)
+}
+
+// upgradeRequested reports whether a plain HTTP request, as sent
+// upstream, asks to switch protocols.
+func upgradeRequested(req *http.Request) bool {
+	return req != nil && req.Header.Get("Upgrade") != ""
+}
+
+// OnClose implements plugins.Closer: it writes the FINs not written yet
+// (a channel that ended on an error, a reset, a timeout) and the last ACK,
+// with a comment that says how the channel ended.
 func (p *Plugin) OnClose(s *plugins.Session, stats plugins.Stats) {
 	st, _ := s.Value(streamKey{p}).(*stream)
 	if st == nil {
@@ -192,6 +249,7 @@ func (p *Plugin) OnClose(s *plugins.Session, stats plugins.Stats) {
 		}
 		st = newStream(s)
 	}
+	// When neither side ended, a guess at which one went first.
 	first := fromClient
 	if stats.Reason == plugins.ReasonUpstreamClosed {
 		first = fromTarget

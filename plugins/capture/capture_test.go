@@ -5,8 +5,10 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
+	"net/http"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -178,6 +180,8 @@ func TestAddresses(t *testing.T) {
 	tests := []struct {
 		name           string
 		client, target string
+		dialed         string // s.UpstreamAddr; "": nil
+		upstream       string // s.Upstream
 		wantClient     string // "" : check the prefix instead
 		wantTarget     string
 		clientPrefix   string
@@ -205,10 +209,33 @@ func TestAddresses(t *testing.T) {
 		{name: "no client address", target: "192.0.2.9:80",
 			clientPrefix: "198.18.0.0/15", wantTarget: "192.0.2.9:80",
 			introHas: []string{"client unknown", "client shown as 198.1"}},
+		{name: "name, connected", client: "127.0.0.1:40000", target: "localhost:8080", dialed: "127.0.0.1:8080",
+			wantClient: "127.0.0.1:40000", wantTarget: "127.0.0.1:8080",
+			introHas: []string{"target localhost:8080 (connected to 127.0.0.1:8080)"}},
+		{name: "name, connected over ipv6, ipv4 client", client: "127.0.0.1:40000", target: "www.example:443", dialed: "[2001:db8::7]:443",
+			wantClient: "[::ffff:127.0.0.1]:40000", wantTarget: "[2001:db8::7]:443",
+			introHas: []string{"target www.example:443 (connected to [2001:db8::7]:443)"}},
+		{name: "name, connected to a mapped address", client: "[::1]:40000", target: "www.example:443", dialed: "[::ffff:192.0.2.7]:443",
+			wantClient: "[::1]:40000", wantTarget: "[::ffff:192.0.2.7]:443"},
+		{name: "name, through a named upstream", client: "127.0.0.1:40000", target: "www.example:443", dialed: "192.0.2.1:443", upstream: "corp",
+			wantClient: "127.0.0.1:40000", targetPrefix: "198.18.0.0/15",
+			introHas: []string{"target www.example:443 (a name: shown as 198.1"}},
+		{name: "name, connected to another port", client: "127.0.0.1:40000", target: "www.example:443", dialed: "192.0.2.1:3128",
+			wantClient: "127.0.0.1:40000", targetPrefix: "198.18.0.0/15",
+			introHas: []string{"target www.example:443 (a name: shown as 198.1"}},
+		{name: "address target keeps its address", client: "127.0.0.1:40000", target: "192.0.2.9:80", dialed: "192.0.2.10:80",
+			wantClient: "127.0.0.1:40000", wantTarget: "192.0.2.9:80"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			s := session("abc-1", tt.client, tt.target)
+			withDial := func(s *plugins.Session) *plugins.Session {
+				if tt.dialed != "" {
+					s.UpstreamAddr = net.TCPAddrFromAddrPort(netip.MustParseAddrPort(tt.dialed))
+				}
+				s.Upstream = tt.upstream
+				return s
+			}
+			s := withDial(session("abc-1", tt.client, tt.target))
 			st := newStream(s)
 			got := [2]netip.AddrPort{st.ends[0], st.ends[1]}
 			for i, c := range []struct{ want, prefix string }{{tt.wantClient, tt.clientPrefix}, {tt.wantTarget, tt.targetPrefix}} {
@@ -230,7 +257,7 @@ func TestAddresses(t *testing.T) {
 					t.Errorf("intro %q lacks %q", st.intro, w)
 				}
 			}
-			if again := newStream(session("abc-2", tt.client, tt.target)); again.ends[1] != st.ends[1] {
+			if again := newStream(withDial(session("abc-2", tt.client, tt.target))); again.ends[1] != st.ends[1] {
 				t.Errorf("target address not stable: %v then %v", st.ends[1], again.ends[1])
 			}
 		})
@@ -299,6 +326,138 @@ func TestSequenceNumbers(t *testing.T) {
 			if len(c.comments) != 2 || !strings.Contains(c.comments[0], "ferry channel chan-1, listener main, connect") ||
 				!strings.Contains(c.comments[1], "closed: "+tt.reason.String()) {
 				t.Errorf("comments %q, want the channel's description and how it closed", c.comments)
+			}
+		})
+	}
+}
+
+// steps drives p's hooks for s from a script of space-separated steps,
+// in order: "c10" 10 bytes from the client (OnRead), "t10" from the
+// target (OnWrite), "C" the client's stream ends (OnReadEnd), "T" the
+// target's (OnWriteEnd), "s101" the session's HTTP status becomes 101.
+// It returns the bytes each way, including those the capture must leave
+// out.
+func steps(t *testing.T, p *Plugin, s *plugins.Session, script string) (up, down []byte) {
+	t.Helper()
+	for _, st := range strings.Fields(script) {
+		var n int
+		if len(st) > 1 {
+			if _, err := fmt.Sscan(st[1:], &n); err != nil {
+				t.Fatalf("step %q: %v", st, err)
+			}
+		}
+		var err error
+		switch st[0] {
+		case 'c':
+			up = append(up, pattern(true, len(up), n)...)
+			if _, err = p.OnRead(s, up[len(up)-n:]); err != nil {
+				t.Fatalf("OnRead: %v", err)
+			}
+		case 't':
+			down = append(down, pattern(false, len(down), n)...)
+			if _, err = p.OnWrite(s, down[len(down)-n:]); err != nil {
+				t.Fatalf("OnWrite: %v", err)
+			}
+		case 'C':
+			var rest []byte
+			if rest, err = p.OnReadEnd(s); err != nil || len(rest) > 0 {
+				t.Fatalf("OnReadEnd: %d bytes, %v; want none, nil", len(rest), err)
+			}
+		case 'T':
+			var rest []byte
+			if rest, err = p.OnWriteEnd(s); err != nil || len(rest) > 0 {
+				t.Fatalf("OnWriteEnd: %d bytes, %v; want none, nil", len(rest), err)
+			}
+		case 's':
+			s.Status = n
+		default:
+			t.Fatalf("unknown step %q", st)
+		}
+	}
+	return up, down
+}
+
+// TestEnds checks that each side's FIN is written when its stream ends,
+// in the order the ends happened, and that OnClose writes what is still
+// missing, with the closing comment.
+func TestEnds(t *testing.T) {
+	reset := errors.New("read: connection reset by peer")
+	tests := []struct {
+		name     string
+		protocol string // default "connect"
+		upgrade  bool   // a plain HTTP request that asks to upgrade
+		script   string
+		stats    plugins.Stats
+		// wantTrace is the connection read back (see conversation.trace).
+		wantTrace string
+		// wantCommentOnFIN: the closing comment is on a FIN (OnClose wrote
+		// one), else on the last ACK.
+		wantCommentOnFIN bool
+		wantLate         int // bytes left out after their side's FIN
+	}{
+		{name: "target ends first", script: "c10 t20 T C",
+			stats: plugins.Stats{Reason: plugins.ReasonUpstreamClosed}, wantTrace: "c10 t20 T C"},
+		{name: "client ends first", script: "c10 t20 C T",
+			stats: plugins.Stats{Reason: plugins.ReasonClientClosed}, wantTrace: "c10 t20 C T"},
+		{name: "half-close: the target sends on after the client's end", script: "c10 C t20 t5 T",
+			stats: plugins.Stats{Reason: plugins.ReasonClientClosed}, wantTrace: "c10 C t25 T"},
+		{name: "the reason does not reorder real ends", script: "c10 C t20 T",
+			stats: plugins.Stats{Reason: plugins.ReasonUpstreamClosed}, wantTrace: "c10 C t20 T"},
+		{name: "client ended, then a reset", script: "c10 C t5",
+			stats:     plugins.Stats{Reason: plugins.ReasonUpstreamClosed, Err: reset},
+			wantTrace: "c10 C t5 T", wantCommentOnFIN: true},
+		{name: "no end before an error: the reason guesses", script: "c10 t5",
+			stats:     plugins.Stats{Reason: plugins.ReasonUpstreamClosed, Err: reset},
+			wantTrace: "c10 t5 T C", wantCommentOnFIN: true},
+		{name: "ends without data", script: "T C",
+			stats: plugins.Stats{Reason: plugins.ReasonUpstreamClosed}, wantTrace: "T C"},
+		{name: "an end hook called twice writes one FIN", script: "c3 C C t4 T T",
+			stats: plugins.Stats{Reason: plugins.ReasonClientClosed}, wantTrace: "c3 C t4 T"},
+		{name: "http request and response", protocol: "http", script: "c30 C s200 t40 T",
+			stats: plugins.Stats{Reason: plugins.ReasonCompleted}, wantTrace: "c30 C t40 T"},
+		{name: "http request sent again on a new connection", protocol: "http", script: "c30 C c30 C s200 t40 T",
+			stats: plugins.Stats{Reason: plugins.ReasonCompleted}, wantTrace: "c30 C t40 T", wantLate: 30},
+		{name: "http upgrade: the tunnel's ends count", protocol: "http", upgrade: true,
+			script: "c30 C s101 t40 T c5 t6 c7 T t0 C",
+			stats:  plugins.Stats{Reason: plugins.ReasonUpstreamClosed}, wantTrace: "c30 t40 c5 t6 c7 T C"},
+		{name: "http upgrade refused: the request's end waits for the response", protocol: "http", upgrade: true,
+			script: "c30 C s200 t40 T",
+			stats:  plugins.Stats{Reason: plugins.ReasonCompleted}, wantTrace: "c30 t40 C T"},
+		{name: "http upgrade without a response", protocol: "http", upgrade: true, script: "c30 C",
+			stats:     plugins.Stats{Reason: plugins.ReasonUpstreamClosed, Err: io.ErrUnexpectedEOF},
+			wantTrace: "c30 C T", wantCommentOnFIN: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			path := filepath.Join(t.TempDir(), "c.pcapng")
+			p, stop := startCapture(t, Config{File: path, MaxBytes: size(0)})
+			s := session("end-1", "127.0.0.1:40000", "127.0.0.1:8080")
+			if tt.protocol != "" {
+				s.Protocol = tt.protocol
+			}
+			if tt.upgrade {
+				s.Request = &http.Request{Header: http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}}}
+			}
+			up, down := steps(t, p, s, tt.script)
+			p.OnClose(s, tt.stats)
+			stop()
+
+			c := follow(t, tcpPackets(t, readCapture(t, path)), nil)
+			if c.trace != tt.wantTrace {
+				t.Errorf("got %q, want %q", c.trace, tt.wantTrace)
+			}
+			if want := up[:len(up)-tt.wantLate]; !bytes.Equal(c.up, want) || !bytes.Equal(c.down, down) {
+				t.Errorf("payload: got %d bytes up, %d down; want %d and %d, the same bytes", len(c.up), len(c.down), len(want), len(down))
+			}
+			if len(c.comments) != 2 || !strings.Contains(c.comments[1], "closed: "+tt.stats.Reason.String()) {
+				t.Fatalf("comments %q, want the channel's description and how it closed", c.comments)
+			}
+			onLast := len(c.last.comments) == 1 && c.last.comments[0] == c.comments[1]
+			if onLast == tt.wantCommentOnFIN {
+				t.Errorf("closing comment on the last ACK: %v, want %v", onLast, !tt.wantCommentOnFIN)
+			}
+			if got := strings.Contains(c.comments[1], fmt.Sprintf("; %d bytes sent after their side's FIN", tt.wantLate)); got != (tt.wantLate > 0) {
+				t.Errorf("closing comment %q: mentions %d late bytes %v, want %v", c.comments[1], tt.wantLate, got, tt.wantLate > 0)
 			}
 		})
 	}
@@ -653,8 +812,8 @@ func TestClosedWithoutData(t *testing.T) {
 }
 
 // TestConcurrentChannels runs many channels at once, each with its two
-// directions on their own goroutines as the relay does; every connection
-// in the shared file must still be consistent.
+// directions (data, then the end) on their own goroutines as the relay
+// does; every connection in the shared file must still be consistent.
 func TestConcurrentChannels(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.pcapng")
 	p, stop := startCapture(t, Config{File: path, MaxBytes: size(0)})
@@ -672,12 +831,14 @@ func TestConcurrentChannels(t *testing.T) {
 					results[i].up = append(results[i].up, b...)
 					p.OnRead(s, b)
 				}
+				p.OnReadEnd(s)
 			})
 			for j := range chunks {
 				b := pattern(false, len(results[i].down), 1000+j*101)
 				results[i].down = append(results[i].down, b...)
 				p.OnWrite(s, b)
 			}
+			p.OnWriteEnd(s)
 			inner.Wait()
 			p.OnClose(s, plugins.Stats{Reason: plugins.ReasonClientClosed})
 		})

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 )
@@ -270,6 +271,12 @@ type conversation struct {
 	firstFIN       netip.AddrPort
 	gaps           [2]int // bytes skipped in sequence space (client, target)
 	packets        int
+	// trace lists its data and FINs in order: "c10" for 10 bytes from the
+	// client (consecutive segments from one side merged), "T" for the
+	// target's FIN, separated by spaces.
+	trace string
+	// last is the connection's last packet.
+	last tcpPacket
 }
 
 // follow checks the packets of the connection whose SYN comes from client
@@ -294,6 +301,14 @@ func follow(t *testing.T, ps []tcpPacket, client *netip.AddrPort) conversation {
 	var next [2]uint32 // expected sequence number from client, target
 	var seen [2]bool
 	var fin [2]bool
+	var trace []string
+	run, runSide := 0, -1 // data bytes of the current trace entry
+	flush := func() {
+		if run > 0 {
+			trace = append(trace, fmt.Sprintf("%c%d", "ct"[runSide], run))
+		}
+		run, runSide = 0, -1
+	}
 	done := false
 	for i := start; i < len(ps) && !done; i++ {
 		p := ps[i]
@@ -344,6 +359,9 @@ func follow(t *testing.T, ps []tcpPacket, client *netip.AddrPort) conversation {
 			c.gaps[d] += gap
 			next[d] = p.seq
 		}
+		if fin[d] && (len(p.payload) > 0 || p.flags&flagFIN != 0) {
+			t.Fatalf("packet %d (side %d): data or FIN after its FIN", i+1, d)
+		}
 		if len(p.payload) > maxSegment {
 			t.Fatalf("packet %d: %d bytes of payload, more than %d", i+1, len(p.payload), maxSegment)
 		}
@@ -353,7 +371,15 @@ func follow(t *testing.T, ps []tcpPacket, client *netip.AddrPort) conversation {
 			c.down = append(c.down, p.payload...)
 		}
 		next[d] += uint32(len(p.payload))
+		if len(p.payload) > 0 {
+			if runSide != d {
+				flush()
+			}
+			run, runSide = run+len(p.payload), d
+		}
 		if p.flags&flagFIN != 0 {
+			flush()
+			trace = append(trace, string("CT"[d]))
 			if !fin[0] && !fin[1] {
 				c.firstFIN = p.src
 			}
@@ -362,8 +388,11 @@ func follow(t *testing.T, ps []tcpPacket, client *netip.AddrPort) conversation {
 		}
 		if fin[0] && fin[1] && p.flags&flagFIN == 0 && len(p.payload) == 0 {
 			done = true // the last ACK
+			c.last = p
 		}
 	}
+	flush()
+	c.trace = strings.Join(trace, " ")
 	if !done {
 		t.Fatalf("connection from %v has no complete FIN exchange", c.client)
 	}

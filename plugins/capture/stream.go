@@ -34,13 +34,21 @@ type stream struct {
 	gen   uint64 // file generation whose packets already carry intro
 
 	opened, closed bool
-	seen           [2]int64 // data bytes that passed each way
-	recorded       int64    // data bytes written, both ways
+	fin            [2]bool // each end's FIN is written
+	lastFIN        side    // the end whose FIN came last
+	// heldEnd: a plain HTTP request that asks to upgrade has ended; its
+	// FIN waits for the response. upgraded: a 101 response made the
+	// session a tunnel, whose ends are the streams' own.
+	heldEnd, upgraded bool
+	seen              [2]int64 // data bytes that passed each way
+	recorded          int64    // data bytes written, both ways
+	late              int64    // data bytes that came after their end's FIN
 }
 
 // newStream derives the addresses of s's synthetic connection. The client
-// is s.Client; the target is s.Target when its host is an IP address,
-// else a stable address made from the name, in 198.18.0.0/15 (IPv4) or
+// is s.Client; the target is s.Target when its host is an IP address, else
+// the address ferry connected to (s.UpstreamAddr, see dialedAddr), else a
+// stable address made from the name, in 198.18.0.0/15 (IPv4) or
 // 2001:2::/48 (IPv6), the ranges reserved for benchmarks that no real
 // host uses. When the two families differ, the IPv4 side is written as an
 // IPv4-mapped IPv6 address.
@@ -65,7 +73,11 @@ func newStream(s *plugins.Session) *stream {
 	port, _ := strconv.ParseUint(portStr, 10, 16)
 	ip, err := netip.ParseAddr(host)
 	named := err != nil
-	if named {
+	dialed, known := dialedAddr(s, uint16(port))
+	switch {
+	case named && known:
+		ip = dialed.Addr()
+	case named:
 		ip = fakeAddr(host, !client.Addr().Is4())
 	}
 	ip = ip.Unmap().WithZone("")
@@ -82,7 +94,10 @@ func newStream(s *plugins.Session) *stream {
 		fmt.Fprintf(&b, " (user %s)", s.User)
 	}
 	fmt.Fprintf(&b, ", target %s", s.Target)
-	if named {
+	switch {
+	case named && known:
+		fmt.Fprintf(&b, " (connected to %s)", dialed)
+	case named:
 		fmt.Fprintf(&b, " (a name: shown as %s)", target)
 	}
 	if !clientKnown {
@@ -90,6 +105,21 @@ func newStream(s *plugins.Session) *stream {
 	}
 	st.intro = commentText(b.String())
 	return st
+}
+
+// dialedAddr is the address ferry connected to for s when that is the
+// target itself. A dial through an upstream proxy reaches the proxy: when
+// s names an upstream, or the connection went to another port than the
+// target's, the address is not the target's.
+func dialedAddr(s *plugins.Session, port uint16) (netip.AddrPort, bool) {
+	if s.UpstreamAddr == nil || s.Upstream != "" {
+		return netip.AddrPort{}, false
+	}
+	ap, ok := addrPortOf(s.UpstreamAddr)
+	if !ok || ap.Port() != port {
+		return netip.AddrPort{}, false
+	}
+	return ap, true
 }
 
 // maxComment bounds a packet comment: a CONNECT target or an error text
@@ -184,8 +214,15 @@ func (st *stream) open(f *fileService, ts time.Time) {
 // bytes, the last one with PSH, and the other end's acknowledgment. Past
 // limit bytes recorded (both ways together; 0: no limit) data is not
 // written, but the sequence numbers still count it, so the readers see
-// the gap.
+// the gap. Data after d's FIN has no place in the connection and is only
+// counted: a plain HTTP request sent again on a new upstream connection
+// after the first one failed, or a tunnel after a 101 response the
+// request did not ask for.
 func (st *stream) data(f *fileService, ts time.Time, d side, p []byte, limit int64) {
+	if st.closed || st.fin[d] {
+		st.late += int64(len(p))
+		return
+	}
 	st.seen[d] += int64(len(p))
 	n := len(p)
 	if limit > 0 {
@@ -206,19 +243,46 @@ func (st *stream) data(f *fileService, ts time.Time, d side, p []byte, limit int
 	st.next[d] += uint32(len(p) - n)
 }
 
-// close writes the FIN exchange, first from end first, with a comment on
-// the first FIN that says how the channel ended.
+// finish writes end d's FIN, once, when its stream ends, and the other
+// end's ACK of it. When the other end has finished too, that ACK is the
+// connection's last packet: close writes it, with the closing comment.
+func (st *stream) finish(f *fileService, ts time.Time, d side) {
+	if st.closed || st.fin[d] {
+		return
+	}
+	st.fin[d], st.lastFIN = true, d
+	st.send(f, ts, d, flagFIN|flagACK, nil, nil, nil)
+	if !st.fin[d.other()] {
+		st.send(f, ts, d.other(), flagACK, nil, nil, nil)
+	}
+}
+
+// close ends the connection when the channel has closed: the FINs not
+// written yet (first's first, when neither end finished; the client's,
+// when its end was held) and the ACK of the last FIN. The first packet it
+// writes carries comment, which says how the channel ended.
 func (st *stream) close(f *fileService, ts time.Time, first side, comment string) {
 	if st.closed {
 		return
 	}
 	st.closed = true
-	st.send(f, ts, first, flagFIN|flagACK, nil, nil, []string{comment})
-	st.send(f, ts, first.other(), flagFIN|flagACK, nil, nil, nil)
-	st.send(f, ts, first, flagACK, nil, nil, nil)
+	if st.heldEnd {
+		first = fromClient
+	}
+	comments := []string{comment}
+	for _, d := range []side{first, first.other()} {
+		if st.fin[d] {
+			continue
+		}
+		// Its FIN|ACK also acknowledges a FIN the other end sent.
+		st.fin[d], st.lastFIN = true, d
+		st.send(f, ts, d, flagFIN|flagACK, nil, nil, comments)
+		comments = nil
+	}
+	st.send(f, ts, st.lastFIN.other(), flagACK, nil, nil, comments)
 }
 
-// summary is the comment on a stream's first FIN.
+// summary is the comment on the first packet close writes.
 func (st *stream) summary(stats plugins.Stats, limit int64) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "ferry channel %s closed: %s", st.id, stats.Reason)
@@ -228,6 +292,9 @@ func (st *stream) summary(stats plugins.Stats, limit int64) string {
 	fmt.Fprintf(&b, "; %d bytes client to target, %d target to client", st.seen[fromClient], st.seen[fromTarget])
 	if seen := st.seen[fromClient] + st.seen[fromTarget]; seen > st.recorded {
 		fmt.Fprintf(&b, "; max_bytes %d reached, %d bytes not recorded", limit, seen-st.recorded)
+	}
+	if st.late > 0 {
+		fmt.Fprintf(&b, "; %d bytes sent after their side's FIN not recorded", st.late)
 	}
 	return commentText(b.String())
 }

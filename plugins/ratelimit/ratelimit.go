@@ -20,12 +20,16 @@
 // once no channel uses them and they have refilled, so the tables stay as
 // small as the set of recently active clients and users.
 //
-// A wait ends early when the channel ends: the hooks have no context, so
-// every probeEvery of waiting they write zero bytes toward the side they
-// deliver to (Session.SendUpstream/SendClient), which fails once the relay
-// has closed the connection; the wait then gives its reserved bytes back
-// and returns plugins.ErrClose. The same probe keeps a throttled channel
-// from looking idle to the relay's idle timeout.
+// A wait ends as soon as the channel ends: it sleeps on a timer and on
+// the channel's context (Session.Context), which the relay cancels when
+// it closes the channel; the wait then gives its reserved bytes back and
+// returns plugins.ErrClose. Nothing polls. After each piece it waited
+// for, it writes zero bytes toward the side it delivers to
+// (Session.SendUpstream or SendClient), which keeps a throttled channel
+// from looking idle to the relay's idle timeout; when that write fails,
+// the wait ends too. That covers plain HTTP proxying, where a request's
+// context ends only with its exchange: a client that goes away in the
+// middle of a throttled response is noticed after the piece in progress.
 //
 // Excess new connections are refused with plugins.CodeForbidden (HTTP 403,
 // SOCKS5 0x02), a warning logged at most once per warnEvery.
@@ -103,9 +107,6 @@ type NewConnections struct {
 
 // Timings of the plugin.
 const (
-	// probeEvery bounds how long a wait goes without checking that its
-	// channel still runs: a hook ends at most this long after its channel.
-	probeEvery = 100 * time.Millisecond
 	// sweepEvery is how often, at most, a shared table drops limiters
 	// that are unused and full.
 	sweepEvery = 10 * time.Second
@@ -126,8 +127,10 @@ type Plugin struct {
 	conns          *table
 	up, down       bool // some scope limits that direction
 
-	now   func() time.Time
-	sleep func(time.Duration)
+	now func() time.Time
+	// sleep waits for a duration or until the context ends; tests
+	// replace it, with now, by a fake clock.
+	sleep func(context.Context, time.Duration) error
 	warn  logGate
 }
 
@@ -172,7 +175,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 
 // build validates cfg and makes the instance.
 func build(name string, cfg Config) (*Plugin, error) {
-	p := &Plugin{name: name, log: zerolog.Nop(), now: time.Now, sleep: time.Sleep,
+	p := &Plugin{name: name, log: zerolog.Nop(), now: time.Now, sleep: sleep,
 		warn: logGate{period: warnEvery}}
 	var err error
 	if p.channel, err = resolve("channel", cfg.Channel); err != nil {
@@ -370,7 +373,7 @@ func (p *Plugin) read(s *plugins.Session, b []byte) ([]byte, error) {
 	if st == nil {
 		return b, nil
 	}
-	if err := p.wait(&st.up, len(b), s.SendUpstream); err != nil {
+	if err := p.wait(s.Context(), &st.up, len(b), s.SendUpstream); err != nil {
 		return nil, err
 	}
 	return b, nil
@@ -381,7 +384,7 @@ func (p *Plugin) write(s *plugins.Session, b []byte) ([]byte, error) {
 	if st == nil {
 		return b, nil
 	}
-	if err := p.wait(&st.down, len(b), s.SendClient); err != nil {
+	if err := p.wait(s.Context(), &st.down, len(b), s.SendClient); err != nil {
 		return nil, err
 	}
 	return b, nil

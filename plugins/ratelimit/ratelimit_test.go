@@ -47,13 +47,16 @@ func mustLoad(t *testing.T, opts string, c *fakeClock, log zerolog.Logger) *Plug
 	return p
 }
 
-// fakeClock is a clock whose Sleep moves Now on at once.
+// fakeClock is a clock whose Sleep moves Now on at once. With cancel set,
+// it calls cancel once cancelAt of sleeping has passed, in the middle of
+// the sleep that crosses it, as a channel ending during a wait would.
 type fakeClock struct {
-	mu    sync.Mutex
-	t     time.Time
-	slept time.Duration
-	steps int
-	max   time.Duration // longest single sleep
+	mu       sync.Mutex
+	t        time.Time
+	slept    time.Duration
+	steps    int
+	cancelAt time.Duration
+	cancel   context.CancelFunc
 }
 
 func newClock() *fakeClock { return &fakeClock{t: time.Date(2025, 1, 1, 0, 0, 0, 0, time.UTC)} }
@@ -64,13 +67,23 @@ func (c *fakeClock) Now() time.Time {
 	return c.t
 }
 
-func (c *fakeClock) Sleep(d time.Duration) {
+func (c *fakeClock) Sleep(ctx context.Context, d time.Duration) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	c.steps++
+	if c.cancel != nil && c.slept+d >= c.cancelAt {
+		d = c.cancelAt - c.slept
+		c.t = c.t.Add(d)
+		c.slept += d
+		c.cancel()
+		return ctx.Err()
+	}
 	c.t = c.t.Add(d)
 	c.slept += d
-	c.steps++
-	c.max = max(c.max, d)
+	return nil
 }
 
 func (c *fakeClock) Advance(d time.Duration) {
@@ -84,15 +97,16 @@ func session(id, client, user string) *plugins.Session {
 		User: user, Target: "example.test:443", Protocol: "connect"}
 }
 
-// link is a plugins.Link that fails once closed, like a relay's closed
-// connection.
+// link is a plugins.Link that counts the writes a hook makes through it
+// (the zero-byte touches that mark a throttled channel active) and fails
+// once closed, like a relay's closed connection.
 type link struct {
-	closed atomic.Bool
-	probes atomic.Int64
+	closed  atomic.Bool
+	touches atomic.Int64
 }
 
 func (l *link) send(p []byte) error {
-	l.probes.Add(1)
+	l.touches.Add(1)
 	if l.closed.Load() {
 		return net.ErrClosed
 	}
@@ -156,7 +170,8 @@ func TestConfig(t *testing.T) {
 
 // TestWait checks how long each chunk waits on a fake clock: limiters
 // start full, pieces never exceed the smallest burst, and the slowest
-// limiter sets the pace.
+// limiter sets the pace. Each sleep is one piece's, followed by one touch
+// and no other write.
 func TestWait(t *testing.T) {
 	type lim struct {
 		rate  float64
@@ -186,50 +201,57 @@ func TestWait(t *testing.T) {
 			f := newFlow(ls)
 			lk := &link{}
 			for _, n := range tt.chunks {
-				if err := p.wait(&f, n, lk.SendClient); err != nil {
+				if err := p.wait(context.Background(), &f, n, lk.SendClient); err != nil {
 					t.Fatalf("wait(%d): got error %v, want none", n, err)
 				}
 			}
 			if d := c.slept - tt.want; d < -time.Millisecond || d > time.Millisecond {
 				t.Errorf("slept %v, want %v", c.slept, tt.want)
 			}
-			if c.max > probeEvery {
-				t.Errorf("longest sleep %v, want at most probeEvery (%v)", c.max, probeEvery)
-			}
-			if want := int64(c.slept / probeEvery); lk.probes.Load() < want-1 {
-				t.Errorf("got %d probes in %v of waiting, want about one per %v", lk.probes.Load(), c.slept, probeEvery)
+			if got, want := lk.touches.Load(), int64(c.steps); got != want {
+				t.Errorf("got %d touches, want one per sleep (%d)", got, want)
 			}
 		})
 	}
 }
 
-// TestWaitEndsWithChannel: a wait stops at the first failed probe, returns
-// ErrClose and gives its reserved bytes back; a session without a link
-// keeps waiting.
+// TestWaitEndsWithChannel: a wait stops when its context ends, before or
+// during a sleep, or when the touch after a piece finds the connection
+// closed; it returns ErrClose and gives its reserved bytes back. A context
+// that never ends and a session without a link let it finish.
 func TestWaitEndsWithChannel(t *testing.T) {
 	tests := []struct {
-		name      string
-		probe     func(calls int) error
+		name string
+		// cancelAt is when, in sleeping time, the channel ends; negative:
+		// before the wait starts; zero: never.
+		cancelAt time.Duration
+		// touchErr is what writes through the link return.
+		touchErr  error
 		wantErr   error
 		wantSlept time.Duration
 	}{
-		{name: "closed at once", probe: func(int) error { return net.ErrClosed }, wantErr: plugins.ErrClose, wantSlept: probeEvery},
-		{name: "closed after a second", probe: func(n int) error {
-			if n > 10 {
-				return net.ErrClosed
-			}
-			return nil
-		}, wantErr: plugins.ErrClose, wantSlept: 11 * probeEvery},
-		{name: "not connected", probe: func(int) error { return plugins.ErrNotConnected }, wantSlept: 9 * time.Second},
+		// The burst's 100 bytes go at once; each later piece waits 1s.
+		{name: "ended before", cancelAt: -1, wantErr: plugins.ErrClose, wantSlept: 0},
+		{name: "ended during a sleep", cancelAt: 1500 * time.Millisecond, wantErr: plugins.ErrClose, wantSlept: 1500 * time.Millisecond},
+		{name: "connection gone", touchErr: net.ErrClosed, wantErr: plugins.ErrClose, wantSlept: time.Second},
+		{name: "not connected", touchErr: plugins.ErrNotConnected, wantSlept: 9 * time.Second},
+		{name: "never ended", wantSlept: 9 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			c := newClock()
 			p := &Plugin{now: c.Now, sleep: c.Sleep}
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			switch {
+			case tt.cancelAt < 0:
+				cancel()
+			case tt.cancelAt > 0:
+				c.cancelAt, c.cancel = tt.cancelAt, cancel
+			}
 			l := rate.NewLimiter(100, 100)
 			f := newFlow([]*rate.Limiter{l})
-			calls := 0
-			err := p.wait(&f, 1000, func([]byte) error { calls++; return tt.probe(calls) })
+			err := p.wait(ctx, &f, 1000, func([]byte) error { return tt.touchErr })
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("got error %v, want %v", err, tt.wantErr)
 			}
@@ -248,7 +270,9 @@ func TestWaitEndsWithChannel(t *testing.T) {
 }
 
 // TestHookReturnsWhenChannelCloses runs a wait of about ten seconds on the
-// real clock and closes the link: the hook must return soon after.
+// real clock and ends the session's context, as the relay does when the
+// channel closes: the hook must return at once, having written nothing
+// meanwhile (no probing).
 func TestHookReturnsWhenChannelCloses(t *testing.T) {
 	pl, err := load(t, `channel = { down = "1KiB" }`, zerolog.Nop())
 	if err != nil {
@@ -259,6 +283,9 @@ func TestHookReturnsWhenChannelCloses(t *testing.T) {
 	if err := pl.(plugins.Connector).OnConnect(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	s.BindContext(ctx)
 	lk := &link{}
 	s.Attach(lk)
 	chunk := bytes.Repeat([]byte("x"), 11<<10) // 1 KiB at once, then 10 s
@@ -269,15 +296,21 @@ func TestHookReturnsWhenChannelCloses(t *testing.T) {
 	}()
 	time.Sleep(300 * time.Millisecond)
 	closed := time.Now()
-	lk.closed.Store(true)
+	cancel() // the link stays open: the context alone ends the wait
 	select {
 	case err := <-done:
+		d := time.Since(closed)
+		t.Logf("hook returned %v after the channel closed", d)
 		if !errors.Is(err, plugins.ErrClose) {
 			t.Errorf("got error %v, want ErrClose", err)
 		}
-		// probeEvery plus generous scheduling slack on a loaded machine.
-		if d := time.Since(closed); d > 3*time.Second {
-			t.Errorf("hook returned %v after the channel closed, want about %v", d, probeEvery)
+		// Generous scheduling slack on a loaded machine: a wake-up, not a
+		// period of polling.
+		if d > time.Second {
+			t.Errorf("hook returned %v after the channel closed, want at once", d)
+		}
+		if n := lk.touches.Load(); n != 0 {
+			t.Errorf("got %d writes through the link during one piece's wait, want none", n)
 		}
 	case <-time.After(8 * time.Second):
 		t.Fatal("hook still blocked 8s after the channel closed")

@@ -1,6 +1,7 @@
 package ratelimit
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"time"
@@ -31,15 +32,21 @@ func newFlow(lims []*rate.Limiter) flow {
 // wait returns once every limiter of f has granted n bytes. It reserves
 // them in pieces of at most f.piece (a limiter cannot grant more than its
 // burst at once) and sleeps until the slowest limiter allows each piece.
-// Every probeEvery of sleeping it calls probe, a zero-byte write toward
-// the side the bytes go to; when that fails the channel has ended, and
-// wait gives back the piece it holds and returns plugins.ErrClose.
-func (p *Plugin) wait(f *flow, n int, probe func([]byte) error) error {
+//
+// The sleep ends early when ctx ends, the channel's context (see
+// plugins.Session.Context): wait then gives back the piece it holds and
+// returns plugins.ErrClose. After each piece it had to sleep for, it calls
+// touch, a zero-byte write toward the side the bytes go to, because the
+// relay's idle timeout counts only bytes that move and a channel held
+// back by its limit must not look idle. When that write fails the
+// connection is gone although ctx has not ended (a plain HTTP request's
+// context ends only with its exchange, after the hooks return), and wait
+// returns plugins.ErrClose too.
+func (p *Plugin) wait(ctx context.Context, f *flow, n int, touch func([]byte) error) error {
 	if len(f.lims) == 0 {
 		return nil
 	}
 	var held [3]*rate.Reservation
-	lastProbe := p.now()
 	for n > 0 {
 		piece := min(n, f.piece)
 		now := p.now()
@@ -55,16 +62,13 @@ func (p *Plugin) wait(f *flow, n int, probe func([]byte) error) error {
 			rs = append(rs, r)
 			delay = max(delay, r.DelayFrom(now))
 		}
-		for delay > 0 {
-			step := min(delay, probeEvery)
-			p.sleep(step)
-			delay -= step
-			if now := p.now(); now.Sub(lastProbe) >= probeEvery {
-				lastProbe = now
-				if !alive(probe(nil)) {
-					cancelAll(rs, now)
-					return plugins.ErrClose
-				}
+		if delay > 0 {
+			if err := p.sleep(ctx, delay); err != nil {
+				cancelAll(rs, p.now())
+				return plugins.ErrClose
+			}
+			if gone(touch(nil)) {
+				return plugins.ErrClose
 			}
 		}
 		n -= piece
@@ -72,10 +76,26 @@ func (p *Plugin) wait(f *flow, n int, probe func([]byte) error) error {
 	return nil
 }
 
-// alive reads a probe's result: an error other than ErrNotConnected (no
-// link to probe through: keep waiting) means the connection is closed.
-func alive(err error) bool {
-	return err == nil || errors.Is(err, plugins.ErrNotConnected)
+// sleep waits for d or until ctx ends, whichever comes first, and returns
+// ctx's error in the second case.
+func sleep(ctx context.Context, d time.Duration) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// gone reads a touch's result: an error other than ErrNotConnected (no
+// link to write through) means the connection is closed.
+func gone(err error) bool {
+	return err != nil && !errors.Is(err, plugins.ErrNotConnected)
 }
 
 // cancelAll gives back reservations whose bytes will not be sent, so that

@@ -21,14 +21,22 @@
 // A match may span reads: each rule keeps, per channel and direction, the
 // tail of what it has seen that could still begin a match (at most
 // len(find)-1 bytes, or max_match-1 for a regexp) and sends the rest on.
-// When no bytes come for flush_after, the held tail is rewritten as if
-// the stream ended there and sent with Session.SendUpstream or
-// SendClient. So that the flush can never overtake earlier output, the
-// plugin writes all of its output for a direction itself, under one lock:
-// plugins after it in that direction do not see it (see README.md).
+// When the direction ends (OnReadEnd, OnWriteEnd: the sender closed its
+// side, or a plain HTTP request or response was written), the held tail
+// is rewritten as the end of the stream and goes out before the
+// half-close, after everything else.
 //
-// It does not understand protocols: it does not fix Content-Length after
-// a change of length, decompress, or see inside TLS. Bytes held when the
-// sender closes its side are lost, as the relay half-closes at once. For
-// plain HTTP proxying each chunk is rewritten on its own.
+// When no bytes come for flush_after, the held tail is also rewritten as
+// if the stream ended there and sent with Session.SendUpstream or
+// SendClient, for interactive protocols whose other side waits for it.
+// So that the flush can never overtake earlier output, the plugin then
+// writes all of its output for a direction itself, under one lock:
+// plugins after it in that direction do not see it. With flush_after =
+// "0s" there is no timer and output, the end-of-stream tail included,
+// passes through the plugins after this one (see README.md).
+//
+// It does not understand protocols: it does not fix Content-Length or
+// chunk sizes after a change of length, decompress, or see inside TLS.
+// For plain HTTP proxying each request and each response is a stream of
+// its own, without the timer: its end releases the tail.
 package replace

@@ -3,6 +3,7 @@ package replace
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"sync"
 	"time"
 
@@ -37,9 +38,13 @@ type Config struct {
 	// short. Literal rules need no bound. Default 4KiB; 4B to 1MiB.
 	MaxMatch *config.Size `toml:"max_match"`
 	// FlushAfter is how long a held tail waits for more bytes before it is
-	// sent as it is. Default 50ms. Zero turns the timer off: output then
-	// passes through the plugins after this one, and a held tail waits for
-	// the next read however long that takes.
+	// sent as it is. Default 50ms; the plugin then sends all of its output
+	// itself, so plugins after it in a direction do not see that
+	// direction's data. Zero turns the timer off: output passes through
+	// the plugins after this one, and a held tail waits for the next read
+	// or the end of the stream, however long that takes. Either way a
+	// held tail is released when its direction ends. Plain HTTP messages
+	// (not upgraded connections) never use the timer.
 	FlushAfter *config.Duration `toml:"flush_after"`
 	// Rules apply in order, each to the output of the one before.
 	// At least one.
@@ -78,13 +83,17 @@ type (
 )
 
 var (
-	_ plugins.Reader = upHooks{}
-	_ plugins.Closer = upHooks{}
-	_ plugins.Writer = downHooks{}
-	_ plugins.Closer = downHooks{}
-	_ plugins.Reader = bothHooks{}
-	_ plugins.Writer = bothHooks{}
-	_ plugins.Closer = bothHooks{}
+	_ plugins.Reader     = upHooks{}
+	_ plugins.ReadEnder  = upHooks{}
+	_ plugins.Closer     = upHooks{}
+	_ plugins.Writer     = downHooks{}
+	_ plugins.WriteEnder = downHooks{}
+	_ plugins.Closer     = downHooks{}
+	_ plugins.Reader     = bothHooks{}
+	_ plugins.ReadEnder  = bothHooks{}
+	_ plugins.Writer     = bothHooks{}
+	_ plugins.WriteEnder = bothHooks{}
+	_ plugins.Closer     = bothHooks{}
 )
 
 // New builds an instance from its config table.
@@ -162,6 +171,18 @@ func (h bothHooks) OnWrite(s *plugins.Session, b []byte) ([]byte, error) {
 	return h.rewrite(s, down, b)
 }
 
+// OnReadEnd implements plugins.ReadEnder.
+func (h upHooks) OnReadEnd(s *plugins.Session) ([]byte, error) { return h.end(s, up) }
+
+// OnWriteEnd implements plugins.WriteEnder.
+func (h downHooks) OnWriteEnd(s *plugins.Session) ([]byte, error) { return h.end(s, down) }
+
+// OnReadEnd implements plugins.ReadEnder.
+func (h bothHooks) OnReadEnd(s *plugins.Session) ([]byte, error) { return h.end(s, up) }
+
+// OnWriteEnd implements plugins.WriteEnder.
+func (h bothHooks) OnWriteEnd(s *plugins.Session) ([]byte, error) { return h.end(s, down) }
+
 // direction is a way through the channel.
 type direction uint8
 
@@ -185,12 +206,12 @@ type stateKey struct {
 
 // stream is the per-channel, per-direction state: one stage per rule,
 // each holding the bytes that may still begin a match. mu orders
-// everything this plugin sends that way: the hook's output and the
-// timer's flush.
+// everything this plugin sends that way: the hook's output, the timer's
+// flush and the end of the stream.
 type stream struct {
 	mu     sync.Mutex
 	stages []stage
-	gen    uint64      // counts hook calls; a timer flushes only its own generation
+	gen    uint64      // counts hook calls and ends; a timer flushes only its own generation
 	timer  *time.Timer // pending flush, nil if none
 	closed bool
 }
@@ -247,50 +268,87 @@ func (st *stream) holding() bool {
 	return false
 }
 
-// rewrite is both hooks. For plain HTTP proxying each request is its own
-// session whose link goes away when the response ends, so nothing can be
-// held there: each chunk is rewritten on its own.
-func (p *Plugin) rewrite(s *plugins.Session, d direction, b []byte) ([]byte, error) {
-	rules := p.up
-	if d == down {
-		rules = p.down
+// timed reports whether held tails of s wait for the flush timer. Not
+// for plain HTTP messages: each one ends its stream, so its tail goes out
+// at its end anyway, and ferry passes a response on in buffer_size pieces
+// (net/http does not flush response chunks), so a timer would add little.
+// Output there is returned, written by the server like the rest of the
+// message (with its idle write deadline), and seen by the plugins after
+// this one. A connection upgraded
+// from plain HTTP (status 101) is a tunnel and has the timer.
+func (p *Plugin) timed(s *plugins.Session) bool {
+	if p.flushAfter <= 0 {
+		return false
 	}
-	if s.Protocol == "http" {
-		for _, r := range rules {
-			b, _ = r.apply(b, true)
-		}
-		return b, nil
-	}
+	return s.Protocol != "http" || s.Status == http.StatusSwitchingProtocols
+}
 
+// rewrite is OnRead and OnWrite. Without the timer it returns its output
+// to the relay, to pass through the plugins after it. With the timer it
+// sends the output itself, under st.mu, so that a flush can never
+// overtake it, and returns nothing.
+func (p *Plugin) rewrite(s *plugins.Session, d direction, b []byte) ([]byte, error) {
 	st := p.stream(s, d)
 	st.mu.Lock()
 	defer st.mu.Unlock()
-	st.gen++
-	if st.timer != nil {
-		st.timer.Stop()
-		st.timer = nil
-	}
+	st.stopTimer()
 	out := st.push(b, false)
-	if p.flushAfter <= 0 {
+	if !p.timed(s) {
 		return out, nil
 	}
 	if st.holding() && !st.closed {
 		gen := st.gen
 		st.timer = time.AfterFunc(p.flushAfter, func() { p.flush(s, d, st, gen) })
 	}
-	if len(out) == 0 {
-		return nil, nil
+	return p.sendLocked(s, d, out), nil
+}
+
+// end is OnReadEnd and OnWriteEnd: the direction's stream ended (the
+// sender closed its side, or a plain HTTP message was written), so the
+// held tails are rewritten as the end of the stream. The relay writes
+// what end returns, after the plugins that follow, before it
+// half-closes; with the timer, end sends it itself like rewrite.
+func (p *Plugin) end(s *plugins.Session, d direction) ([]byte, error) {
+	v := s.Value(stateKey{p, d})
+	if v == nil {
+		return nil, nil // nothing came this way
 	}
-	// Sent here, under st.mu, so that a flush can never overtake it.
+	st := v.(*stream)
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	st.stopTimer()
+	out := st.push(nil, true)
+	if !p.timed(s) {
+		return out, nil
+	}
+	return p.sendLocked(s, d, out), nil
+}
+
+// sendLocked sends out the way d goes, with st.mu held, and returns what
+// the relay must write instead: nothing, unless sending failed.
+func (p *Plugin) sendLocked(s *plugins.Session, d direction, out []byte) []byte {
+	if len(out) == 0 {
+		return nil
+	}
 	if err := send(s, d, out); err != nil {
 		// The relay's own write then fails the same way and ends the
 		// channel with its usual close reason (a write error on a socket
 		// is final, so a part written twice cannot reach the peer).
-		// Without a link (not expected for tunnels) the bytes simply go
-		// on.
-		return out, nil
+		// Without a link (not expected while the channel runs) the bytes
+		// simply go on.
+		return out
 	}
-	return nil, nil
+	return nil
+}
+
+// stopTimer cancels a pending flush: a hook call or the end takes over.
+// st.mu must be held; a flush already waiting for it sees gen changed.
+func (st *stream) stopTimer() {
+	st.gen++
+	if st.timer != nil {
+		st.timer.Stop()
+		st.timer = nil
+	}
 }
 
 // flush runs from the timer: no bytes came for flushAfter, so the held
@@ -299,7 +357,7 @@ func (p *Plugin) flush(s *plugins.Session, d direction, st *stream, gen uint64) 
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.closed || st.gen != gen {
-		return // a later hook call took over, or the channel ended
+		return // a later hook call or the end took over, or the channel ended
 	}
 	st.timer = nil
 	out := st.push(nil, true)

@@ -2,8 +2,12 @@ package replace
 
 import (
 	"bytes"
+	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math/rand/v2"
+	"net"
 	"strings"
 	"sync"
 	"testing"
@@ -14,6 +18,7 @@ import (
 
 	"ferry/config"
 	"ferry/plugins"
+	"ferry/relay"
 )
 
 func sizePtr(n int) *config.Size {
@@ -92,9 +97,14 @@ func TestHooksByDirection(t *testing.T) {
 			}
 			_, isR := p.(plugins.Reader)
 			_, isW := p.(plugins.Writer)
+			_, isRE := p.(plugins.ReadEnder)
+			_, isWE := p.(plugins.WriteEnder)
 			_, isC := p.(plugins.Closer)
 			if isR != tt.wantRead || isW != tt.wantWrit || !isC || p.Name() != "rw" {
 				t.Fatalf("got reader=%v writer=%v closer=%v name=%q, want %v %v true rw", isR, isW, isC, p.Name(), tt.wantRead, tt.wantWrit)
+			}
+			if isRE != isR || isWE != isW {
+				t.Fatalf("got read ender=%v write ender=%v, want them with the reader (%v) and writer (%v)", isRE, isWE, isR, isW)
 			}
 		})
 	}
@@ -236,16 +246,230 @@ func TestFlushOffHoldsUntilNextRead(t *testing.T) {
 	}
 }
 
-func TestPlainHTTPHoldsNothing(t *testing.T) {
-	p := testPlugin(t, 20*time.Millisecond, Rule{Direction: "down", Find: "nginx", Replace: "ferry"})
-	s := newSession("http", newFakeLink())
-	for _, tt := range []struct{ in, want string }{
-		{"Server: nginx\r\nX: ngi", "Server: ferry\r\nX: ngi"},
-		{"nx", "nx"},
-	} {
-		out, err := p.rewrite(s, down, []byte(tt.in))
-		if err != nil || string(out) != tt.want {
-			t.Fatalf("got %q, %v, want %q", out, err, tt.want)
+// endHook calls the end hook of direction d, as the relay does at EOF.
+func endHook(p *Plugin, s *plugins.Session, d direction) ([]byte, error) {
+	if d == up {
+		return upHooks{p}.OnReadEnd(s)
+	}
+	return downHooks{p}.OnWriteEnd(s)
+}
+
+// TestEndReleasesHeldTail: when a direction ends, the held tail is
+// rewritten as the end of the stream (a match in progress counts as it
+// stands) and released: returned to the relay with the timer off, sent
+// through the link with it on. Nothing is held afterwards, and a stream
+// that goes on after an end (an upgraded plain HTTP connection) starts
+// afresh.
+func TestEndReleasesHeldTail(t *testing.T) {
+	rules := []Rule{
+		{Direction: "down", Find: "Server: nginx", Replace: "Server: ferry"},
+		{Direction: "up", Regexp: `pass(word)?: \S+`, Replace: "pass: ***"},
+	}
+	tests := []struct {
+		name     string
+		flush    time.Duration
+		d        direction
+		in       []string
+		wantOut  string // what the hooks passed on before the end
+		wantTail string // what the end released
+	}{
+		{name: "literal prefix, timer off", d: down, in: []string{"ready> Serv"}, wantOut: "ready> ", wantTail: "Serv"},
+		{name: "regexp in progress, timer off", d: up, in: []string{"user bob pass", "word: hun"}, wantOut: "user bob ", wantTail: "pass: ***"},
+		{name: "literal prefix, timer on", flush: time.Hour, d: down, in: []string{"ready> Serv"}, wantOut: "ready> ", wantTail: "Serv"},
+		{name: "regexp in progress, timer on", flush: time.Hour, d: up, in: []string{"user bob pass", "word: hun"}, wantOut: "user bob ", wantTail: "pass: ***"},
+		{name: "nothing held", d: down, in: []string{"Server: nginx\r\n"}, wantOut: "Server: ferry\r\n", wantTail: ""},
+		{name: "nothing came", d: up, wantTail: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := testPlugin(t, tt.flush, rules...)
+			l := newFakeLink()
+			s := newSession("tcp", l)
+			for _, in := range tt.in {
+				deliver(t, p, s, l, tt.d, []byte(in))
+			}
+			if got := l.got(tt.d); got != tt.wantOut {
+				t.Fatalf("before the end: got %q, want %q", got, tt.wantOut)
+			}
+			tail, err := endHook(p, s, tt.d)
+			if err != nil {
+				t.Fatalf("end: %v", err)
+			}
+			if tt.flush > 0 && len(tail) > 0 {
+				t.Errorf("timer on: end returned %q, want it sent through the link", tail)
+			}
+			l.write(tt.d, tail)
+			if got := l.got(tt.d); got != tt.wantOut+tt.wantTail {
+				t.Errorf("after the end: got %q, want %q", got, tt.wantOut+tt.wantTail)
+			}
+			if tail, _ := endHook(p, s, tt.d); len(tail) > 0 {
+				t.Errorf("a second end released %q, want nothing", tail)
+			}
+			// The stream goes on afresh: what was held is not prepended.
+			deliver(t, p, s, l, tt.d, []byte("nginx\n"))
+			if got := l.got(tt.d); got != tt.wantOut+tt.wantTail+"nginx\n" {
+				t.Errorf("after more bytes: got %q, want %q", got, tt.wantOut+tt.wantTail+"nginx\n")
+			}
+			p.OnClose(s, plugins.Stats{})
+		})
+	}
+}
+
+// TestEndStopsFlush: the end releases the tail at once and the timer does
+// not send it again.
+func TestEndStopsFlush(t *testing.T) {
+	const flush = 50 * time.Millisecond
+	p := testPlugin(t, flush, Rule{Direction: "up", Find: "abc", Replace: "X"})
+	l := newFakeLink()
+	s := newSession("tcp", l)
+	deliver(t, p, s, l, up, []byte("1ab"))
+	if _, err := endHook(p, s, up); err != nil {
+		t.Fatal(err)
+	}
+	if got := l.got(up); got != "1ab" {
+		t.Fatalf("at the end: got %q, want 1ab", got)
+	}
+	time.Sleep(3 * flush)
+	if got := l.got(up); got != "1ab" {
+		t.Fatalf("after flush_after: got %q, want 1ab once", got)
+	}
+}
+
+// TestPlainHTTPMessages: a plain HTTP message is a stream of its own: a
+// match split between two writes of it is found, and its tail is
+// released by the end of the message. Messages do not use the timer: the
+// hooks return their output for the server to write. A connection
+// upgraded from plain HTTP (101) is a tunnel and does.
+func TestPlainHTTPMessages(t *testing.T) {
+	const flush = 20 * time.Millisecond
+	tests := []struct {
+		name     string
+		flush    time.Duration
+		status   int
+		wantSent bool // output and tail sent through the link by the plugin
+	}{
+		{name: "timer off", flush: 0},
+		{name: "timer set", flush: flush},
+		{name: "upgraded", flush: flush, status: 101, wantSent: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p := testPlugin(t, tt.flush, Rule{Direction: "down", Find: "nginx", Replace: "ferry"})
+			l := newFakeLink()
+			s := newSession("http", l)
+			s.Status = tt.status
+			var returned bytes.Buffer
+			for _, in := range []string{"Server: ng", "inx\r\n\r\nbody ngi"} {
+				out, err := p.rewrite(s, down, []byte(in))
+				if err != nil {
+					t.Fatal(err)
+				}
+				returned.Write(out)
+			}
+			time.Sleep(3 * flush)
+			const held = "Server: ferry\r\n\r\nbody "
+			if tt.wantSent {
+				if got := l.got(down); got != held+"ngi" {
+					t.Fatalf("upgraded: the plugin sent %q, want %q (the tail by the timer)", got, held+"ngi")
+				}
+				return
+			}
+			if got := l.got(down); got != "" {
+				t.Fatalf("the plugin sent %q itself, want nothing", got)
+			}
+			if got := returned.String(); got != held {
+				t.Fatalf("returned %q before the end, want %q", got, held)
+			}
+			tail, err := endHook(p, s, down)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(tail) != "ngi" {
+				t.Fatalf("end returned %q, want ngi", tail)
+			}
+		})
+	}
+}
+
+// recorder is a data plugin that notes what reaches it, each way.
+type recorder struct {
+	mu       sync.Mutex
+	up, down bytes.Buffer
+}
+
+func (*recorder) Name() string { return "recorder" }
+
+func (r *recorder) OnRead(_ *plugins.Session, b []byte) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.up.Write(b)
+	return b, nil
+}
+
+func (r *recorder) OnWrite(_ *plugins.Session, b []byte) ([]byte, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.down.Write(b)
+	return b, nil
+}
+
+func (r *recorder) got(d direction) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if d == up {
+		return r.up.String()
+	}
+	return r.down.String()
+}
+
+// TestEndThroughChain: with the timer off, what replace releases at the
+// end passes through the plugins after it (for down, those listed before
+// it), like the rest of its output; with the timer on they see nothing of
+// the direction.
+func TestEndThroughChain(t *testing.T) {
+	for _, flush := range []time.Duration{0, time.Hour} {
+		for _, d := range []direction{up, down} {
+			t.Run(fmt.Sprintf("%s flush_after %v", d, flush), func(t *testing.T) {
+				pl, err := New(decodeEnv(t, fmt.Sprintf("flush_after = %q\nrule = [{direction = %q, find = \"Server: nginx\", replace = \"Server: ferry\"}]", flush, d)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				rec := &recorder{}
+				ps := []plugins.Plugin{pl, rec} // up: replace, then rec
+				if d == down {
+					ps = []plugins.Plugin{rec, pl} // down runs in reverse
+				}
+				chain := plugins.NewChain(ps)
+				l := newFakeLink()
+				s := newSession("tcp", l)
+				run, end := chain.Read, chain.ReadEnd
+				if d == down {
+					run, end = chain.Write, chain.WriteEnd
+				}
+				for _, in := range []string{"Server: ngi", "nx\r\nok Se"} {
+					out, err := run(s, []byte(in))
+					if err != nil {
+						t.Fatal(err)
+					}
+					l.write(d, out)
+				}
+				out, err := end(s)
+				if err != nil {
+					t.Fatal(err)
+				}
+				l.write(d, out)
+				const want = "Server: ferry\r\nok Se"
+				if got := l.got(d); got != want {
+					t.Errorf("delivered %q, want %q", got, want)
+				}
+				wantSeen := want
+				if flush > 0 {
+					wantSeen = ""
+				}
+				if got := rec.got(d); got != wantSeen {
+					t.Errorf("the later plugin saw %q, want %q", got, wantSeen)
+				}
+			})
 		}
 	}
 }
@@ -282,8 +506,9 @@ func TestSendFailureReturnsBytes(t *testing.T) {
 
 // TestConcurrentDirections drives many channels, each with a reader and a
 // writer goroutine and pauses around flush_after, so hook calls and timer
-// flushes interleave. Every byte must arrive once and in order: undoing
-// the replacements gives back the input. Run with -race.
+// flushes interleave, and ends each direction, racing a last flush. Every
+// byte must have arrived once and in order when the end hook returns:
+// undoing the replacements gives back the input. Run with -race.
 func TestConcurrentDirections(t *testing.T) {
 	const flush = 2 * time.Millisecond
 	p := testPlugin(t, flush,
@@ -320,21 +545,142 @@ func TestConcurrentDirections(t *testing.T) {
 						time.Sleep(time.Duration(rng.IntN(4)) * flush / 2)
 					}
 				}
+				out, err := endHook(p, c.s, d)
+				if err != nil {
+					t.Errorf("end: %v", err)
+					return
+				}
+				if len(out) > 0 {
+					c.l.write(d, out)
+				}
 			})
 		}
 	}
 	wg.Wait()
 	for i, c := range chans {
 		for _, d := range []direction{up, down} {
-			want := string(c.inputs[d])
-			deadline := time.Now().Add(5 * time.Second)
-			for undo.Replace(c.l.got(d)) != want {
-				if time.Now().After(deadline) {
-					t.Fatalf("channel %d %s: got %q, which does not undo to the input %q", i, d, c.l.got(d), want)
-				}
-				time.Sleep(5 * time.Millisecond)
+			if got, want := c.l.got(d), string(c.inputs[d]); undo.Replace(got) != want {
+				t.Fatalf("channel %d %s: got %q, which does not undo to the input %q", i, d, got, want)
 			}
 		}
 		p.OnClose(c.s, plugins.Stats{})
+	}
+}
+
+// tcpPair returns both ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (a, b *net.TCPConn) {
+	t.Helper()
+	ln, err := net.ListenTCP("tcp", &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	accepted := make(chan *net.TCPConn, 1)
+	go func() {
+		c, _ := ln.AcceptTCP()
+		accepted <- c
+	}()
+	a, err = net.DialTCP("tcp", nil, ln.Addr().(*net.TCPAddr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b = <-accepted
+	if b == nil {
+		t.Fatal("accept failed")
+	}
+	t.Cleanup(func() { a.Close(); b.Close() })
+	return a, b
+}
+
+// sendThenClose writes parts with a pause between them, so that they
+// arrive as separate reads, then half-closes c.
+func sendThenClose(c *net.TCPConn, parts ...string) error {
+	for i, p := range parts {
+		if i > 0 {
+			time.Sleep(20 * time.Millisecond)
+		}
+		if _, err := io.WriteString(c, p); err != nil {
+			return err
+		}
+	}
+	return c.CloseWrite()
+}
+
+// TestEndOverRelay runs a real relay.Channel over loopback TCP: each side
+// sends bytes whose last ones could begin a match, then half-closes. The
+// held tail must reach the other side before the FIN (a match in
+// progress rewritten as the end of the stream), with the timer off and
+// with a timer far too long to be what released it. With the timer off,
+// the plugin after replace sees the tail too.
+func TestEndOverRelay(t *testing.T) {
+	const (
+		upWant   = "GET / HTTP/1.1\r\nUser-Agent: ferry"
+		downWant = "HTTP/1.1 200 OK\r\nServer: ferry\r\n\r\nready> Serv"
+	)
+	for _, flush := range []string{"0s", "1h"} {
+		t.Run("flush_after "+flush, func(t *testing.T) {
+			pl, err := New(decodeEnv(t, `flush_after = "`+flush+`"
+[[rule]]
+direction = "up"
+regexp = 'User-Agent: [^\r\n]*'
+replace = "User-Agent: ferry"
+[[rule]]
+direction = "down"
+find = "Server: nginx"
+replace = "Server: ferry"
+`))
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := &recorder{}
+			client, chClient := tcpPair(t)
+			chUpstream, target := tcpPair(t)
+			for _, c := range []*net.TCPConn{client, target} {
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+			}
+			s := &plugins.Session{ID: "t1", Protocol: "tcp", Log: zerolog.Nop()}
+			// Up runs replace, then rec; down runs rec, then replace.
+			ch := &relay.Channel{Client: chClient, Upstream: chUpstream, Session: s,
+				Chain: plugins.NewChain([]plugins.Plugin{pl, rec})}
+			done := make(chan relay.Result, 1)
+			go func() { done <- ch.Run(context.Background()) }()
+
+			start := time.Now()
+			var wg sync.WaitGroup
+			var upGot, downGot []byte
+			var upErr, downErr error
+			wg.Go(func() { upGot, upErr = io.ReadAll(target) })
+			wg.Go(func() { downGot, downErr = io.ReadAll(client) })
+			if err := sendThenClose(client, "GET / HTTP/1.1\r\nUser-Agent: cu", "rl/8.5"); err != nil {
+				t.Fatal(err)
+			}
+			if err := sendThenClose(target, "HTTP/1.1 200 OK\r\nServer: ng", "inx\r\n\r\nready> Serv"); err != nil {
+				t.Fatal(err)
+			}
+			wg.Wait()
+			// ReadAll ends at the FIN: whatever came after it is not here.
+			if upErr != nil || string(upGot) != upWant {
+				t.Errorf("target got %q (%v) before the FIN, want %q", upGot, upErr, upWant)
+			}
+			if downErr != nil || string(downGot) != downWant {
+				t.Errorf("client got %q (%v) before the FIN, want %q", downGot, downErr, downWant)
+			}
+			t.Logf("both ways through in %v", time.Since(start))
+			res := <-done
+			if res.Up != int64(len(upWant)) || res.Down != int64(len(downWant)) {
+				t.Errorf("counted up %d, down %d, want %d, %d", res.Up, res.Down, len(upWant), len(downWant))
+			}
+			if res.Reason != plugins.ReasonClientClosed && res.Reason != plugins.ReasonUpstreamClosed {
+				t.Errorf("close reason %v (%v), want an orderly close", res.Reason, res.Err)
+			}
+			wantSeen := upWant
+			if flush != "0s" {
+				wantSeen = ""
+			}
+			if got := rec.got(up); got != wantSeen {
+				t.Errorf("the plugin after replace saw %q going up, want %q", got, wantSeen)
+			}
+			pl.(plugins.Closer).OnClose(s, plugins.Stats{})
+		})
 	}
 }
