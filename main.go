@@ -65,7 +65,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Usage: "run the proxy until SIGINT or SIGTERM",
 				Description: "Without -c, ferry runs its embedded configuration: one listener on 127.0.0.1:8080\n" +
 					"speaking HTTP proxy, SOCKS5 and SOCKS4 on the same port, dialing targets directly,\n" +
-					"with an access log on stderr. Flags override the file.",
+					"with an access log on stderr. Flags override the file.\n\n" +
+					"SIGHUP reloads the file: unchanged listen addresses keep their sockets, new\n" +
+					"connections get the new listeners and plugins, live ones are not cut, and a\n" +
+					"file with problems is refused with the running configuration kept.\n" +
+					"SIGINT or SIGTERM drain for drain_timeout and exit; a second one ends the drain.",
 				Flags: []cli.Flag{
 					configFlag,
 					&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "listen on `ADDR` (host:port) instead of the configured listeners; repeatable, each a copy of the first listener"},
@@ -146,20 +150,9 @@ func loadConfig(path string) (*config.Config, error) {
 }
 
 func runCmd(c *cli.Context, stderr io.Writer) error {
-	cfg, err := loadConfig(c.String("config"))
+	cfg, err := runConfig(c)
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
-	}
-	if addrs := c.StringSlice("listen"); len(addrs) > 0 {
-		if err := cfg.OverrideListen(addrs); err != nil {
-			return cli.Exit(err.Error(), 1)
-		}
-	}
-	if v := c.String("log-level"); v != "" {
-		cfg.Log.Level = v
-	}
-	if v := c.String("log-format"); v != "" {
-		cfg.Log.Format = v
 	}
 	log, err := newLogger(stderr, cfg.Log)
 	if err != nil {
@@ -171,7 +164,7 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 		return cli.Exit(err.Error(), 1)
 	}
 	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
 	defer signal.Stop(sigs)
 	if err := srv.Start(); err != nil {
 		srv.Close()
@@ -179,12 +172,33 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 	}
 	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("ferry started")
 
-	sig := <-sigs
+	var sig os.Signal
+	for sig = range sigs {
+		if sig != syscall.SIGHUP {
+			break
+		}
+		// Reload: the file again, with the same flags on top. Log
+		// settings apply at the next start.
+		next, err := runConfig(c)
+		if err == nil {
+			err = srv.Reload(next)
+		}
+		if err != nil {
+			log.Error().Str("error", err.Error()).Msg("reload failed: the running configuration stays")
+			continue
+		}
+		cfg = next
+		log.Info().Str("config", cfg.File).Int("listeners", len(cfg.Listeners)).Int("plugins", len(cfg.Plugins)).Msg("configuration reloaded")
+	}
 	drain := cfg.Defaults.DrainTimeout.D()
 	log.Info().Str("signal", sig.String()).Stringer("drain_timeout", drain).Msg("shutting down: no new connections, draining")
 	go func() {
 		// A second signal skips the drain.
-		<-sigs
+		for s := range sigs {
+			if s != syscall.SIGHUP {
+				break
+			}
+		}
 		log.Warn().Msg("second signal: closing all connections now")
 		srv.Abort()
 	}()
@@ -192,6 +206,27 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 	log.Info().Int64("drained", sum.Drained).Int64("forced", sum.Forced).
 		Stringer("took", sum.Took.Round(time.Millisecond)).Msg("ferry stopped")
 	return nil
+}
+
+// runConfig loads the configuration `ferry run` was asked for, with its
+// flags applied on top.
+func runConfig(c *cli.Context) (*config.Config, error) {
+	cfg, err := loadConfig(c.String("config"))
+	if err != nil {
+		return nil, err
+	}
+	if addrs := c.StringSlice("listen"); len(addrs) > 0 {
+		if err := cfg.OverrideListen(addrs); err != nil {
+			return nil, err
+		}
+	}
+	if v := c.String("log-level"); v != "" {
+		cfg.Log.Level = v
+	}
+	if v := c.String("log-format"); v != "" {
+		cfg.Log.Format = v
+	}
+	return cfg, nil
 }
 
 // newLogger builds ferry's logger; it is passed down, never global.

@@ -254,7 +254,7 @@ func TestDialCheckOnReusedConnection(t *testing.T) {
 	// Swap the listener's chain for one with the checker before any
 	// connection: the factory route needs a registered type, which this
 	// one-off does not merit.
-	f.srv.listeners[0].chain = plugins.NewChain([]plugins.Plugin{o})
+	f.srv.gen.listeners[0].chain = plugins.NewChain([]plugins.Plugin{o})
 	c := dial(t, f.addr)
 	br := bufio.NewReader(c)
 	for i, want := range []int{200, 403} {

@@ -6,6 +6,8 @@ import (
 	"net"
 	"net/netip"
 	"slices"
+	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -16,9 +18,13 @@ import (
 	"ferry/relay"
 )
 
-// listener is one listening socket and the settings of its connections.
+// listener is one [[listener]] of one configuration generation: how the
+// connections its socket accepts are served. A reload makes new listeners
+// and hands them the sockets whose address did not change.
 type listener struct {
 	srv     *Server
+	gen     *generation
+	sock    *socket // set when the listener starts serving
 	cfg     config.Listener
 	set     config.Settings
 	chain   *plugins.Chain
@@ -32,16 +38,12 @@ type listener struct {
 	trusted   []netip.Prefix // peers allowed to send a PROXY header
 	sendProxy int            // PROXY version sent to a tcp target; 0: none
 	passTLVs  []byte         // TLV types forwarded in that header
-
-	ln net.Listener
-
-	active, accepted, refused atomic.Int64
-	lastRefusalLog            atomic.Int64 // unix nanos
 }
 
-func newListener(s *Server, lc config.Listener, set config.Settings, chain *plugins.Chain) *listener {
+func newListener(s *Server, gen *generation, lc config.Listener, set config.Settings, chain *plugins.Chain) *listener {
 	l := &listener{
 		srv:     s,
+		gen:     gen,
 		cfg:     lc,
 		set:     set,
 		chain:   chain,
@@ -68,62 +70,98 @@ func newListener(s *Server, lc config.Listener, set config.Settings, chain *plug
 	return l
 }
 
-func (l *listener) open() error {
+// socket is a listening socket. It outlives configuration generations:
+// a reload that keeps the address keeps the socket, so no connection
+// attempt is refused, and only swaps the listener that serves it.
+type socket struct {
+	ln   net.Listener
+	addr string // as configured
+
+	mu  sync.RWMutex
+	cur *listener
+
+	active, accepted, refused atomic.Int64
+	lastRefusalLog            atomic.Int64 // unix nanos
+}
+
+// reusable reports whether a new configuration's listen address may take
+// over this socket: the same string, and not a port-0 request for a fresh
+// port.
+func (k *socket) reusable(listen string) bool {
+	return k.addr == listen && !strings.HasSuffix(listen, ":0")
+}
+
+func openSocket(l *listener) (*socket, error) {
 	ln, err := net.Listen("tcp", l.cfg.Listen)
 	if err != nil {
-		return fmt.Errorf("listener %s: %w", l.cfg.Name, err)
+		return nil, fmt.Errorf("listener %s: %w", l.cfg.Name, err)
 	}
-	l.ln = ln
-	ev := l.log.Info().Str("addr", ln.Addr().String()).Strs("protocols", l.cfg.Protocols)
+	return &socket{ln: ln, addr: l.cfg.Listen}, nil
+}
+
+// serveWith makes l the listener of k's new connections.
+func (k *socket) serveWith(l *listener) {
+	k.mu.Lock()
+	k.cur = l
+	l.sock = k
+	k.mu.Unlock()
+	ev := l.log.Info().Str("addr", k.ln.Addr().String()).Strs("protocols", l.cfg.Protocols)
 	if l.tcpTarget != "" {
 		ev = ev.Str("target", l.tcpTarget)
 	}
 	ev.Msg("listening")
-	return nil
 }
 
-func (l *listener) closeListener() {
-	if l.ln != nil {
-		l.ln.Close()
-	}
-}
-
-// acceptLoop serves until the listener is closed. Temporary accept errors
+// acceptLoop serves until the socket is closed. Temporary accept errors
 // (out of file descriptors, say) back off instead of spinning.
-func (l *listener) acceptLoop() {
-	defer l.srv.accepts.Done()
+func (k *socket) acceptLoop(s *Server) {
+	defer s.accepts.Done()
 	var backoff time.Duration
 	for {
-		c, err := l.ln.Accept()
+		c, err := k.ln.Accept()
 		if err != nil {
-			if errors.Is(err, net.ErrClosed) || l.srv.drainCtx.Err() != nil {
+			if errors.Is(err, net.ErrClosed) || s.drainCtx.Err() != nil {
 				return
 			}
 			backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-			l.log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
+			k.current().log.Warn().Err(err).Dur("retry_in", backoff).Msg("accept failed")
 			time.Sleep(backoff)
 			continue
 		}
 		backoff = 0
-		l.accepted.Add(1)
-		if max := int64(l.set.MaxConnections); max > 0 && l.active.Load() >= max {
+		k.accepted.Add(1)
+		// The read lock orders this connection's registration with its
+		// generation before a reload retires that generation.
+		k.mu.RLock()
+		l := k.cur
+		if max := int64(l.set.MaxConnections); max > 0 && k.active.Load() >= max {
+			k.mu.RUnlock()
 			l.refuse(c)
 			continue
 		}
-		l.active.Add(1)
-		l.srv.conns.Add(1)
+		k.active.Add(1)
+		s.conns.Add(1)
+		l.gen.conns.Add(1)
+		k.mu.RUnlock()
 		go l.serve(c)
 	}
+}
+
+func (k *socket) current() *listener {
+	k.mu.RLock()
+	defer k.mu.RUnlock()
+	return k.cur
 }
 
 // refuse closes a connection over the listener's limit at once. The log
 // is throttled to a line a second so a flood cannot flood the log too.
 func (l *listener) refuse(c net.Conn) {
 	c.Close()
-	n := l.refused.Add(1)
+	k := l.sock
+	n := k.refused.Add(1)
 	now := time.Now().UnixNano()
-	last := l.lastRefusalLog.Load()
-	if now-last >= int64(time.Second) && l.lastRefusalLog.CompareAndSwap(last, now) {
+	last := k.lastRefusalLog.Load()
+	if now-last >= int64(time.Second) && k.lastRefusalLog.CompareAndSwap(last, now) {
 		l.log.Warn().Int("max_connections", l.set.MaxConnections).Int64("refused_total", n).
 			Str("client", c.RemoteAddr().String()).Msg("connection refused: listener at max_connections")
 	}
@@ -131,7 +169,8 @@ func (l *listener) refuse(c net.Conn) {
 
 func (l *listener) serve(c net.Conn) {
 	defer l.srv.conns.Done()
-	defer l.active.Add(-1)
+	defer l.gen.conns.Done()
+	defer l.sock.active.Add(-1)
 	h := &conn{l: l, c: c, start: time.Now()}
 	h.serve()
 }

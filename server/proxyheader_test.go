@@ -55,7 +55,7 @@ func init() {
 }
 
 func seenPlugin(f *fixture) *seen {
-	for _, l := range f.srv.listeners {
+	for _, l := range f.srv.gen.listeners {
 		for _, p := range l.chain.Plugins() {
 			if s, ok := p.(*seen); ok {
 				return s

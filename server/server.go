@@ -20,6 +20,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -35,11 +36,13 @@ import (
 
 // Server is a set of listeners sharing plugins and services.
 type Server struct {
-	cfg       *config.Config
-	log       zerolog.Logger
-	services  *plugins.Services
-	instances []plugins.Plugin
-	listeners []*listener
+	log zerolog.Logger
+
+	// mu guards gen and sockets, which Start, Reload and Shutdown change.
+	mu      sync.Mutex
+	gen     *generation // the configuration new connections get
+	sockets []*socket   // open sockets, in the current config's order
+	retired sync.WaitGroup
 
 	// drainCtx ends when shutdown begins: accept loops stop and idle
 	// keep-alive clients are let go. hardCtx ends when the drain time is
@@ -53,7 +56,6 @@ type Server struct {
 	accepts   sync.WaitGroup
 	idPrefix  string
 	idCounter atomic.Uint64
-	started   bool
 	closeOnce sync.Once
 	abortOnce sync.Once
 	forced    atomic.Int64 // connections still open when the drain ended
@@ -62,29 +64,71 @@ type Server struct {
 	dialHook atomic.Pointer[dialFunc]
 }
 
+// generation is what one configuration built: its plugin instances,
+// services and listeners. Connections keep the generation they were
+// accepted under until they end; a reload retires the old generation,
+// which is closed when its last connection is gone.
+type generation struct {
+	cfg       *config.Config
+	services  *plugins.Services
+	instances []plugins.Plugin
+	listeners []*listener
+	conns     sync.WaitGroup
+	closeOnce sync.Once
+}
+
+// close stops the generation's services and closes its plugins.
+func (g *generation) close() error {
+	var errs []error
+	g.closeOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		errs = append(errs, g.services.Stop(ctx))
+		for i := len(g.instances) - 1; i >= 0; i-- {
+			if c, ok := g.instances[i].(interface{ Close() error }); ok {
+				if err := c.Close(); err != nil {
+					errs = append(errs, fmt.Errorf("close plugin %s: %w", g.instances[i].Name(), err))
+				}
+			}
+		}
+	})
+	return errors.Join(errs...)
+}
+
 // New builds every plugin instance and listener from cfg without opening
 // sockets, so it also serves `ferry check`. Call Close if Start is never
 // called.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
-	if err := unsupported(cfg); err != nil {
-		return nil, err
-	}
-	s := &Server{cfg: cfg, log: log, services: plugins.NewServices()}
+	s := &Server{log: log}
 	s.drainCtx, s.drainCancel = context.WithCancel(context.Background())
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	var b [3]byte
 	_, _ = rand.Read(b[:])
 	s.idPrefix = hex.EncodeToString(b[:])
+	gen, err := s.build(cfg)
+	if err != nil {
+		return nil, err
+	}
+	s.gen = gen
+	return s, nil
+}
 
-	names, instances, err := buildPlugins(cfg, log, s.services)
+// build makes a generation from cfg: plugin instances (not started) and
+// listeners (without sockets).
+func (s *Server) build(cfg *config.Config) (*generation, error) {
+	if err := unsupported(cfg); err != nil {
+		return nil, err
+	}
+	g := &generation{cfg: cfg, services: plugins.NewServices()}
+	names, instances, err := buildPlugins(cfg, s.log, g.services)
+	g.instances = instances
+	if err != nil {
+		g.close()
+		return nil, err
+	}
 	byName := make(map[string]plugins.Plugin)
 	for i, p := range instances {
 		byName[names[i]] = p
-	}
-	s.instances = instances
-	if err != nil {
-		s.Close()
-		return nil, err
 	}
 	for i := range cfg.Listeners {
 		lc := cfg.Listeners[i]
@@ -92,14 +136,14 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 		for _, name := range lc.Plugins {
 			p, ok := byName[name]
 			if !ok {
-				s.Close()
+				g.close()
 				return nil, fmt.Errorf("listener %s: no plugin instance %q", lc.Name, name)
 			}
 			ps = append(ps, p)
 		}
-		s.listeners = append(s.listeners, newListener(s, lc, cfg.Effective(&lc), plugins.NewChain(ps)))
+		g.listeners = append(g.listeners, newListener(s, g, lc, cfg.Effective(&lc), plugins.NewChain(ps)))
 	}
-	return s, nil
+	return g, nil
 }
 
 // buildPlugins creates every [[plugin]] instance of cfg. It goes on past a
@@ -152,34 +196,119 @@ func CheckPlugins(cfg *config.Config) error {
 // Start starts the services, then opens every listener and serves them.
 // If any step fails, what was started is stopped again.
 func (s *Server) Start() error {
-	if err := s.services.Start(s.hardCtx); err != nil {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.gen.services.Start(s.hardCtx); err != nil {
 		return err
 	}
-	for _, l := range s.listeners {
-		if err := l.open(); err != nil {
-			for _, o := range s.listeners {
-				o.closeListener()
+	socks, err := s.socketsFor(s.gen, nil)
+	if err != nil {
+		_ = s.gen.services.Stop(context.Background())
+		return err
+	}
+	s.serve(s.gen, socks, socks)
+	return nil
+}
+
+// socketsFor returns a socket for each listener of g: an old one with the
+// same address, or a new one. On error the new ones are closed again.
+func (s *Server) socketsFor(g *generation, old []*socket) ([]*socket, error) {
+	out := make([]*socket, len(g.listeners))
+	var opened []*socket
+	for i, l := range g.listeners {
+		for _, k := range old {
+			if k.reusable(l.cfg.Listen) {
+				out[i] = k
+				break
 			}
-			_ = s.services.Stop(context.Background())
-			return err
+		}
+		if out[i] != nil {
+			continue
+		}
+		k, err := openSocket(l)
+		if err != nil {
+			for _, o := range opened {
+				o.ln.Close()
+			}
+			return nil, err
+		}
+		opened = append(opened, k)
+		out[i] = k
+	}
+	return out, nil
+}
+
+// serve points each socket at its listener of g and starts accept loops
+// on the sockets in fresh.
+func (s *Server) serve(g *generation, socks, fresh []*socket) {
+	for i, l := range g.listeners {
+		socks[i].serveWith(l)
+	}
+	for _, k := range fresh {
+		s.accepts.Add(1)
+		go k.acceptLoop(s)
+	}
+	s.gen, s.sockets = g, socks
+}
+
+// Reload switches to cfg without dropping anyone: sockets whose address is
+// unchanged keep accepting throughout, new connections get cfg's
+// listeners, plugins and services, removed listeners stop accepting, and
+// live connections finish under the configuration they started with,
+// whose plugins and services are closed after the last of them. If cfg
+// cannot be applied, nothing changes and the error says why.
+func (s *Server) Reload(cfg *config.Config) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.drainCtx.Err() != nil {
+		return errors.New("reload: server is shutting down")
+	}
+	g, err := s.build(cfg)
+	if err != nil {
+		return err
+	}
+	if err := g.services.Start(s.hardCtx); err != nil {
+		g.close()
+		return err
+	}
+	socks, err := s.socketsFor(g, s.sockets)
+	if err != nil {
+		g.close()
+		return err
+	}
+	var fresh []*socket
+	for _, k := range socks {
+		if !slices.Contains(s.sockets, k) {
+			fresh = append(fresh, k)
 		}
 	}
-	s.started = true
-	for _, l := range s.listeners {
-		s.accepts.Add(1)
-		go l.acceptLoop()
+	for _, k := range s.sockets {
+		if !slices.Contains(socks, k) {
+			k.ln.Close() // its accept loop ends
+			k.current().log.Info().Str("addr", k.ln.Addr().String()).Msg("listener removed")
+		}
 	}
+	old := s.gen
+	s.serve(g, socks, fresh)
+	s.retired.Add(1)
+	go func() {
+		defer s.retired.Done()
+		old.conns.Wait()
+		if err := old.close(); err != nil {
+			s.log.Warn().Err(err).Msg("closing the previous configuration's plugins")
+		}
+	}()
 	return nil
 }
 
 // Addrs returns the bound address of each listener, in config order (useful
 // with port 0).
 func (s *Server) Addrs() []net.Addr {
-	out := make([]net.Addr, 0, len(s.listeners))
-	for _, l := range s.listeners {
-		if l.ln != nil {
-			out = append(out, l.ln.Addr())
-		}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]net.Addr, 0, len(s.sockets))
+	for _, k := range s.sockets {
+		out = append(out, k.ln.Addr())
 	}
 	return out
 }
@@ -197,10 +326,12 @@ type ShutdownSummary struct {
 // services and closes plugins.
 func (s *Server) Shutdown(drain time.Duration) ShutdownSummary {
 	start := time.Now()
+	s.mu.Lock()
 	s.drainCancel()
-	for _, l := range s.listeners {
-		l.closeListener()
+	for _, k := range s.sockets {
+		k.ln.Close()
 	}
+	s.mu.Unlock()
 	s.accepts.Wait()
 	live := s.activeConns()
 
@@ -235,33 +366,25 @@ func (s *Server) Abort() {
 	})
 }
 
-// Close stops services and closes plugin instances. Shutdown calls it;
-// call it directly only for a server that was never started.
+// Close stops services and closes plugin instances, of the current
+// configuration and of retired ones once their connections are gone.
+// Shutdown calls it; call it directly only for a server that was never
+// started.
 func (s *Server) Close() error {
-	var errs []error
+	var err error
 	s.closeOnce.Do(func() {
 		s.drainCancel()
 		s.hardCancel()
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		errs = append(errs, s.services.Stop(ctx))
-		for i := len(s.instances) - 1; i >= 0; i-- {
-			if c, ok := s.instances[i].(interface{ Close() error }); ok {
-				if err := c.Close(); err != nil {
-					errs = append(errs, fmt.Errorf("close plugin %s: %w", s.instances[i].Name(), err))
-				}
-			}
-		}
+		s.retired.Wait()
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		err = s.gen.close()
 	})
-	return errors.Join(errs...)
+	return err
 }
 
 func (s *Server) activeConns() int64 {
-	var n int64
-	for _, l := range s.listeners {
-		n += l.active.Load()
-	}
-	return n
+	return s.Stats().Active
 }
 
 // nextID returns a channel id unique within this process.
@@ -274,13 +397,15 @@ type Stats struct {
 	Active, Accepted, RefusedOverLimit int64
 }
 
-// Stats sums the listeners' counters.
+// Stats sums the sockets' counters.
 func (s *Server) Stats() Stats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
 	var st Stats
-	for _, l := range s.listeners {
-		st.Active += l.active.Load()
-		st.Accepted += l.accepted.Load()
-		st.RefusedOverLimit += l.refused.Load()
+	for _, k := range s.sockets {
+		st.Active += k.active.Load()
+		st.Accepted += k.accepted.Load()
+		st.RefusedOverLimit += k.refused.Load()
 	}
 	return st
 }
