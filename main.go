@@ -12,20 +12,24 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"os"
 	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
+	"sync"
 	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
+	"ferry/admin"
 	"ferry/config"
 	"ferry/plugins"
 	_ "ferry/plugins/all"
@@ -163,32 +167,68 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 	if err != nil {
 		return cli.Exit(err.Error(), 1)
 	}
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	if err := srv.Start(); err != nil {
-		srv.Close()
-		return cli.Exit(err.Error(), 1)
-	}
-	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("ferry started")
 
-	var sig os.Signal
-	for sig = range sigs {
-		if sig != syscall.SIGHUP {
-			break
-		}
-		// Reload: the file again, with the same flags on top. Log
-		// settings apply at the next start.
+	// reload re-reads the file, with the same flags on top, and applies
+	// it; SIGHUP and POST /reload share it, one at a time. Log and admin
+	// settings apply at the next start.
+	var reloadMu sync.Mutex
+	reload := func() error {
+		reloadMu.Lock()
+		defer reloadMu.Unlock()
 		next, err := runConfig(c)
 		if err == nil {
 			err = srv.Reload(next)
 		}
 		if err != nil {
 			log.Error().Str("error", err.Error()).Msg("reload failed: the running configuration stays")
-			continue
+			return err
 		}
 		cfg = next
 		log.Info().Str("config", cfg.File).Int("listeners", len(cfg.Listeners)).Int("plugins", len(cfg.Plugins)).Msg("configuration reloaded")
+		return nil
+	}
+	var adm *admin.Admin
+	var admLn net.Listener
+	if cfg.Admin.Listen != "" {
+		adm = admin.New(srv, cfg.Admin, reload, log.With().Str("component", "admin").Logger())
+		srv.SetObserver(adm)
+		if admLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
+			srv.Close()
+			return cli.Exit(fmt.Sprintf("admin: %v", err), 1)
+		}
+	}
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
+	defer signal.Stop(sigs)
+	if err := srv.Start(); err != nil {
+		if admLn != nil {
+			admLn.Close()
+		}
+		srv.Close()
+		return cli.Exit(err.Error(), 1)
+	}
+	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("ferry started")
+	if adm != nil {
+		log.Info().Str("addr", admLn.Addr().String()).Bool("auth", cfg.Admin.Token != "").Bool("pprof", cfg.Admin.Pprof).Msg("admin listening")
+		go func() {
+			if err := adm.Serve(admLn); err != nil {
+				log.Error().Err(err).Msg("admin server stopped")
+			}
+		}()
+		reload = adm.Reload // counts SIGHUP reloads too
+	}
+
+	var sig os.Signal
+	for sig = range sigs {
+		if sig != syscall.SIGHUP {
+			break
+		}
+		_ = reload() // it logs
+	}
+	reloadMu.Lock() // cfg is read below; no reload runs from here on
+	if adm != nil {
+		adm.SetStopping()
 	}
 	drain := cfg.Defaults.DrainTimeout.D()
 	log.Info().Str("signal", sig.String()).Stringer("drain_timeout", drain).Msg("shutting down: no new connections, draining")
@@ -203,6 +243,14 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 		srv.Abort()
 	}()
 	sum := srv.Shutdown(drain)
+	reloadMu.Unlock()
+	if adm != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		if err := adm.Shutdown(ctx); err != nil {
+			log.Warn().Err(err).Msg("admin shutdown")
+		}
+		cancel()
+	}
 	log.Info().Int64("drained", sum.Drained).Int64("forced", sum.Forced).
 		Stringer("took", sum.Took.Round(time.Millisecond)).Msg("ferry stopped")
 	return nil

@@ -27,7 +27,20 @@ type Config struct {
 	Listeners []Listener     `toml:"listener"`
 	Upstreams []Upstream     `toml:"upstream"`
 	Routes    []Route        `toml:"route"`
+	Admin     Admin          `toml:"admin"`
 	Plugins   []PluginConfig `toml:"-"` // decoded from [[plugin]] by Load
+}
+
+// Admin configures the admin HTTP service: metrics, health, live channels
+// and reload. It is read at start only; a reload does not move it.
+type Admin struct {
+	// Listen is host:port for the admin service. Default empty: off.
+	Listen string `toml:"listen"`
+	// Token, when set, is required as "Authorization: Bearer TOKEN" on
+	// every endpoint but /healthz. Default empty: no authentication.
+	Token string `toml:"token"`
+	// Pprof serves net/http/pprof under /debug/pprof/. Default false.
+	Pprof bool `toml:"pprof"`
 }
 
 // Log configures ferry's own log output (stderr).

@@ -75,6 +75,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		Listeners: doc.Listeners,
 		Upstreams: doc.Upstreams,
 		Routes:    doc.Routes,
+		Admin:     doc.Admin,
 	}
 	if res.complete {
 		cfg.Plugins = l.plugins(doc.Plugins)
@@ -99,6 +100,7 @@ type document struct {
 	Listeners []Listener       `toml:"listener"`
 	Upstreams []Upstream       `toml:"upstream"`
 	Routes    []Route          `toml:"route"`
+	Admin     Admin            `toml:"admin"`
 	Plugins   []map[string]any `toml:"plugin"`
 }
 

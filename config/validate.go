@@ -38,6 +38,11 @@ func (l *loader) validate(c *Config) {
 	l.checkPlugins(c.Plugins)
 	upstreams := l.upstreams(c.Upstreams)
 	l.routes(c.Routes, upstreams)
+	if c.Admin.Listen != "" {
+		if err := checkListen(c.Admin.Listen); err != nil {
+			l.errorf("admin.listen", "%v", err)
+		}
+	}
 }
 
 func (l *loader) listeners(ls []Listener, instances map[string]bool) {

@@ -130,11 +130,14 @@ const (
 	ReasonError
 	// ReasonCompleted: a plain HTTP request whose response was delivered.
 	ReasonCompleted
+	// ReasonAdminClosed: an operator ended the channel through the admin
+	// service.
+	ReasonAdminClosed
 )
 
 var reasonNames = [...]string{"unknown", "client closed", "upstream closed",
 	"idle timeout", "dial failed", "rejected", "plugin closed", "plugin error",
-	"shutdown", "error", "completed"}
+	"shutdown", "error", "completed", "closed by admin"}
 
 func (r CloseReason) String() string {
 	if int(r) < len(reasonNames) {

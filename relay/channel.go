@@ -53,14 +53,20 @@ type Channel struct {
 	lastNano atomic.Int64 // last user-space activity, ns since start
 	up, down atomic.Int64 // bytes delivered each way
 
+	// On the spliced path io.Copy counts only when it returns; for live
+	// counts Bytes asks the kernel how much each socket has sent since
+	// these bases (-1: unknown).
+	kernelUp, kernelDown atomic.Int64
+	kernelCounts         atomic.Bool
+
 	upMu, downMu sync.Mutex // serialise hook output with injected bytes
 
 	timerMu   sync.Mutex
 	idleTimer *time.Timer
 	fast      bool
 
-	cancel   context.CancelFunc // ends the session's context
-	firstEOF atomic.Int32       // the side whose orderly close came first
+	cancel   atomic.Pointer[context.CancelFunc] // ends the session's context; Close may read it before Run sets it
+	firstEOF atomic.Int32                       // the side whose orderly close came first
 	endOnce  sync.Once
 	reason   plugins.CloseReason
 	err      error
@@ -85,7 +91,7 @@ func (c *Channel) Run(ctx context.Context) Result {
 	// The session's context ends with the channel, so hooks that wait
 	// (rate limits) wake when it closes. Set before anything can call end.
 	chCtx, cancel := context.WithCancel(ctx)
-	c.cancel = cancel
+	c.cancel.Store(&cancel)
 	defer cancel()
 	if c.Session != nil {
 		c.Session.BindContext(chCtx)
@@ -97,6 +103,15 @@ func (c *Channel) Run(ctx context.Context) Result {
 	// Without kernel activity data every byte must pass through user space
 	// so that the idle watchdog sees it.
 	c.fast = !hooked && (c.IdleTimeout <= 0 || kernelActivityAvailable(c.Client, c.Upstream))
+	if c.fast {
+		bu, okU := kernelBytesAcked(c.Upstream)
+		bd, okD := kernelBytesAcked(c.Client)
+		if okU && okD {
+			c.kernelUp.Store(bu)
+			c.kernelDown.Store(bd)
+			c.kernelCounts.Store(true)
+		}
+	}
 
 	if c.IdleTimeout > 0 {
 		c.timerMu.Lock()
@@ -133,10 +148,35 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 		c.reason, c.err = r, err
 		c.Client.Close()
 		c.Upstream.Close()
-		if c.cancel != nil {
-			c.cancel()
+		if cancel := c.cancel.Load(); cancel != nil {
+			(*cancel)()
 		}
 	})
+}
+
+// Bytes returns the bytes delivered so far to the upstream and to the
+// client. It is safe to call from any goroutine while Run runs.
+// On the spliced path, while a copy runs, the counts come from the kernel
+// (bytes the peer acknowledged), at the cost of two getsockopt calls.
+func (c *Channel) Bytes() (up, down int64) {
+	up, down = c.up.Load(), c.down.Load()
+	if c.kernelCounts.Load() {
+		if n, ok := kernelBytesAcked(c.Upstream); ok {
+			up = max(up, n-c.kernelUp.Load())
+		}
+		if n, ok := kernelBytesAcked(c.Client); ok {
+			down = max(down, n-c.kernelDown.Load())
+		}
+	}
+	return up, down
+}
+
+// Close ends the channel with plugins.ReasonAdminClosed, unless it has
+// already ended for another reason. It is safe to call from any goroutine,
+// before or while Run runs; Run still returns only after both copies are
+// done.
+func (c *Channel) Close() {
+	c.end(plugins.ReasonAdminClosed, nil)
 }
 
 // Named so that goroutine dumps say which way a stuck copy goes.

@@ -12,3 +12,5 @@ import (
 func kernelActivityAvailable(...net.Conn) bool { return false }
 
 func kernelSinceActivity(net.Conn) (time.Duration, bool) { return 0, false }
+
+func kernelBytesAcked(net.Conn) (int64, bool) { return 0, false }

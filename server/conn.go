@@ -72,6 +72,7 @@ func (h *conn) serve() {
 	case h.l.http && isTokenByte(first[0]):
 		h.serveHTTP()
 	default:
+		h.l.srv.obs.Handshake("unknown", "error")
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Hex("first_byte", first).
 			Msg("handshake: protocol not recognised or not enabled")
 	}
@@ -101,6 +102,11 @@ type closeWriter interface{ CloseWrite() error }
 // debugHandshake logs a handshake that ended without a request. These are
 // scanners, health checks and impatient clients: debug, not warnings.
 func (h *conn) debugHandshake(proto string, err error) {
+	if proto == "" {
+		h.l.srv.obs.Handshake("unknown", handshakeOutcome(err))
+	} else {
+		h.l.srv.obs.Handshake(proto, handshakeOutcome(err))
+	}
 	ev := h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Str("proto", proto)
 	if errors.Is(err, os.ErrDeadlineExceeded) {
 		ev.Msg("handshake timeout")
@@ -152,6 +158,7 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 
 	ctx := h.l.srv.hardCtx
 	up, code, err := h.connect(ctx, s)
+	h.l.srv.obs.Handshake(s.Protocol, handshakeOutcome(err))
 	if err != nil {
 		r.fail(s, code, err)
 		st.Reason, st.Err = reasonFor(err), err
@@ -175,7 +182,9 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 	// The tunnel reads the socket directly from here on: let the
 	// handshake buffer go, which matters for many idle tunnels.
 	h.br, h.rc = nil, nil
+	untrack := h.l.srv.track(s, &ch)
 	res := ch.Run(ctx)
+	untrack()
 	st.Up, st.Down, st.Reason, st.Err = res.Up, res.Down, res.Reason, res.Err
 }
 
@@ -202,7 +211,9 @@ func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, plugi
 	}
 	dctx, cancel := context.WithTimeout(ctx, h.l.set.DialTimeout)
 	defer cancel()
+	t0 := time.Now()
 	up, err := h.l.dialerFor(s).DialContext(dctx, "tcp", s.Target)
+	h.l.srv.obs.Dialed(upstreamName(s), time.Since(t0), dialResult(err))
 	if err != nil {
 		return nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
 	}
@@ -270,6 +281,12 @@ func (h *conn) finish(s *plugins.Session, st *plugins.Stats) {
 	h.l.chain.Close(s, *st, func(err error) {
 		s.Log.Error().Err(err).Msg("plugin panicked in OnClose")
 	})
+	end := ChannelEnd{Listener: s.Listener, Protocol: s.Protocol, Reason: st.Reason, Up: st.Up, Down: st.Down}
+	var rhe *plugins.HookError
+	if st.Reason == plugins.ReasonRejected && errors.As(st.Err, &rhe) {
+		end.Plugin, end.Code = rhe.Plugin, plugins.CodeOf(st.Err)
+	}
+	h.l.srv.obs.ChannelClosed(end)
 	var he *plugins.HookError
 	if errors.As(st.Err, &he) && st.Reason != plugins.ReasonRejected {
 		ev := s.Log.Error().Err(st.Err).Str("plugin", he.Plugin)

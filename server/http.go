@@ -172,6 +172,7 @@ func (f *httpForwarder) forward(req *http.Request) (keepAlive bool) {
 	// Hooks of this request's session see its bytes; the body is read as
 	// it is sent, so a slow body is bounded by the rolling idle deadline.
 	up, reused, code, err := f.upstreamFor(s)
+	h.l.srv.obs.Handshake(s.Protocol, handshakeOutcome(err))
 	if err != nil {
 		s.Status = code.HTTPStatus()
 		h.httpError(s.Status, code.String(), err)
@@ -287,7 +288,9 @@ func (f *httpForwarder) upgradeTunnel(s *plugins.Session, st *plugins.Stats, lin
 		IdleTimeout: h.l.set.IdleTimeout, ClientPending: h.takeBuffered(), UpstreamPending: upPending,
 	}
 	s.Attach(nil)
+	untrack := h.l.srv.track(s, &ch)
 	res := ch.Run(h.l.srv.hardCtx)
+	untrack()
 	st.Up += res.Up
 	st.Down += res.Down
 	st.Reason, st.Err = res.Reason, res.Err
@@ -323,7 +326,9 @@ func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error)
 	}
 	ctx, cancel := context.WithTimeout(h.l.srv.hardCtx, h.l.set.DialTimeout)
 	defer cancel()
+	t0 := time.Now()
 	up, err := h.l.dialerFor(s).DialContext(ctx, "tcp", s.Target)
+	h.l.srv.obs.Dialed(upstreamName(s), time.Since(t0), dialResult(err))
 	if err != nil {
 		return nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
 	}

@@ -136,9 +136,11 @@ func (k *socket) acceptLoop(s *Server) {
 		l := k.cur
 		if max := int64(l.set.MaxConnections); max > 0 && k.active.Load() >= max {
 			k.mu.RUnlock()
+			s.obs.ConnRefused(l.cfg.Name, "max_connections")
 			l.refuse(c)
 			continue
 		}
+		s.obs.ConnAccepted(l.cfg.Name)
 		k.active.Add(1)
 		s.conns.Add(1)
 		l.gen.conns.Add(1)

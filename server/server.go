@@ -60,6 +60,11 @@ type Server struct {
 	abortOnce sync.Once
 	forced    atomic.Int64 // connections still open when the drain ended
 
+	obs Observer // never nil; set before Start
+
+	chMu     sync.Mutex
+	channels map[string]*liveChannel // live relays by session id
+
 	// dialHook replaces every dial when set (tests only).
 	dialHook atomic.Pointer[dialFunc]
 }
@@ -99,7 +104,7 @@ func (g *generation) close() error {
 // sockets, so it also serves `ferry check`. Call Close if Start is never
 // called.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
-	s := &Server{log: log}
+	s := &Server{log: log, obs: nopObserver{}}
 	s.drainCtx, s.drainCancel = context.WithCancel(context.Background())
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	var b [3]byte

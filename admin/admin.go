@@ -1,0 +1,268 @@
+// Package admin serves ferry's admin HTTP service: Prometheus metrics,
+// health and readiness, the live channel list with a way to close one,
+// configuration reload and, when enabled, pprof.
+//
+//	a := admin.New(srv, cfg.Admin, reload, log)
+//	srv.SetObserver(a) // before srv.Start
+//	ln, _ := net.Listen("tcp", cfg.Admin.Listen)
+//	go a.Serve(ln)
+//	...
+//	a.Shutdown(ctx)
+//
+// It keeps its metrics in its own prometheus.Registry, never the global
+// one. It does not open the listener (the caller does) and does not move
+// with a reload: admin settings apply at the next start.
+package admin
+
+import (
+	"context"
+	"crypto/subtle"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/pprof"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rs/zerolog"
+
+	"ferry/config"
+	"ferry/server"
+)
+
+// Admin is the admin service. It is an http.Handler and a server.Observer.
+type Admin struct {
+	srv    *server.Server
+	cfg    config.Admin
+	reload func() error
+	log    zerolog.Logger
+
+	mux      *http.ServeMux
+	handler  http.Handler
+	reg      *prometheus.Registry
+	hs       *http.Server
+	stopping atomic.Bool
+
+	accepted   *prometheus.CounterVec
+	refused    *prometheus.CounterVec
+	handshakes *prometheus.CounterVec
+	dials      *prometheus.HistogramVec
+	bytes      *prometheus.CounterVec
+	closed     *prometheus.CounterVec
+	rejections *prometheus.CounterVec
+	reloads    *prometheus.CounterVec
+	bytesUp    prometheus.Counter
+	bytesDown  prometheus.Counter
+}
+
+var _ server.Observer = (*Admin)(nil)
+var _ http.Handler = (*Admin)(nil)
+
+// New builds the service for srv. reload re-reads and applies the
+// configuration; POST /reload calls it, through Reload. A nil reload
+// makes POST /reload answer 501.
+func New(srv *server.Server, cfg config.Admin, reload func() error, log zerolog.Logger) *Admin {
+	a := &Admin{srv: srv, cfg: cfg, reload: reload, log: log, reg: prometheus.NewRegistry()}
+	a.accepted = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_connections_accepted_total", Help: "TCP connections accepted, per listener."}, []string{"listener"})
+	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_connections_refused_total", Help: "Connections closed at once, per listener and reason."}, []string{"listener", "reason"})
+	a.handshakes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_handshakes_total", Help: "Client requests by protocol and outcome (ok, timeout, error, rejected, dial_failed)."}, []string{"protocol", "outcome"})
+	a.dials = prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name: "ferry_dial_duration_seconds", Help: "Time to connect to a target, per upstream and result.",
+		Buckets: []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10}}, []string{"upstream", "result"})
+	a.bytes = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_bytes_total", Help: "Bytes delivered by finished sessions: up to upstreams, down to clients."}, []string{"direction"})
+	a.closed = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_channels_closed_total", Help: "Finished sessions (tunnels and plain HTTP requests) by close reason."}, []string{"reason"})
+	a.rejections = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_plugin_rejections_total", Help: "Sessions a plugin refused, by plugin instance and code."}, []string{"plugin", "code"})
+	a.reloads = prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "ferry_reloads_total", Help: "Configuration reloads by result (ok, error)."}, []string{"result"})
+	a.bytesUp, a.bytesDown = a.bytes.WithLabelValues("up"), a.bytes.WithLabelValues("down")
+	a.reloads.WithLabelValues("ok")
+	a.reloads.WithLabelValues("error")
+	a.reg.MustRegister(a.accepted, a.refused, a.handshakes, a.dials, a.bytes, a.closed, a.rejections, a.reloads,
+		activeCollector{srv},
+		collectors.NewGoCollector(),
+		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+
+	m := http.NewServeMux()
+	m.Handle("GET /metrics", promhttp.HandlerFor(a.reg, promhttp.HandlerOpts{Registry: a.reg}))
+	m.HandleFunc("GET /healthz", a.healthz)
+	m.HandleFunc("GET /readyz", a.readyz)
+	m.HandleFunc("GET /channels", a.channels)
+	m.HandleFunc("DELETE /channels/{id}", a.closeChannel)
+	m.HandleFunc("POST /channels/{id}/close", a.closeChannel)
+	m.HandleFunc("POST /reload", a.postReload)
+	if cfg.Pprof {
+		m.HandleFunc("/debug/pprof/", pprof.Index)
+		m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
+		m.HandleFunc("/debug/pprof/profile", pprof.Profile)
+		m.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+		m.HandleFunc("/debug/pprof/trace", pprof.Trace)
+	}
+	a.mux = m
+	a.handler = a.authenticate(m)
+	return a
+}
+
+// ServeHTTP implements http.Handler.
+func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
+
+// Serve serves on ln until Shutdown; it returns nil after Shutdown.
+func (a *Admin) Serve(ln net.Listener) error {
+	a.hs = &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
+	err := a.hs.Serve(ln)
+	if errors.Is(err, http.ErrServerClosed) {
+		return nil
+	}
+	return err
+}
+
+// Shutdown marks the service not ready and stops serving, waiting for
+// requests in flight until ctx ends.
+func (a *Admin) Shutdown(ctx context.Context) error {
+	a.stopping.Store(true)
+	if a.hs == nil {
+		return nil
+	}
+	return a.hs.Shutdown(ctx)
+}
+
+// SetStopping makes /readyz answer 503 from now on: call it when the
+// server starts shutting down.
+func (a *Admin) SetStopping() { a.stopping.Store(true) }
+
+// authenticate requires the bearer token, when one is set, on every path
+// but /healthz.
+func (a *Admin) authenticate(next http.Handler) http.Handler {
+	if a.cfg.Token == "" {
+		return next
+	}
+	want := []byte("Bearer " + a.cfg.Token)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="ferry admin"`)
+			http.Error(w, "unauthorized", http.StatusUnauthorized)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (a *Admin) healthz(w http.ResponseWriter, _ *http.Request) {
+	fmt.Fprintln(w, "ok")
+}
+
+func (a *Admin) readyz(w http.ResponseWriter, _ *http.Request) {
+	if a.stopping.Load() || !a.srv.Ready() {
+		http.Error(w, "not ready", http.StatusServiceUnavailable)
+		return
+	}
+	fmt.Fprintln(w, "ready")
+}
+
+func (a *Admin) channels(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(a.srv.Channels())
+}
+
+func (a *Admin) closeChannel(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	if !a.srv.CloseChannel(id) {
+		http.Error(w, fmt.Sprintf("no live channel %q", id), http.StatusNotFound)
+		return
+	}
+	a.log.Info().Str("id", id).Str("remote", r.RemoteAddr).Msg("channel closed by admin")
+	fmt.Fprintln(w, "closed")
+}
+
+func (a *Admin) postReload(w http.ResponseWriter, _ *http.Request) {
+	if a.reload == nil {
+		http.Error(w, "reload is not available", http.StatusNotImplemented)
+		return
+	}
+	if err := a.Reload(); err != nil {
+		status := http.StatusInternalServerError
+		var ce *config.Error
+		if errors.As(err, &ce) {
+			status = http.StatusBadRequest
+		}
+		http.Error(w, err.Error(), status)
+		return
+	}
+	fmt.Fprintln(w, "reloaded")
+}
+
+// Reload calls the reload function and counts its result in
+// ferry_reloads_total. Use it for SIGHUP too, so both are counted.
+func (a *Admin) Reload() error {
+	err := a.reload()
+	if err != nil {
+		a.reloads.WithLabelValues("error").Inc()
+	} else {
+		a.reloads.WithLabelValues("ok").Inc()
+	}
+	return err
+}
+
+// ConnAccepted implements server.Observer.
+func (a *Admin) ConnAccepted(listener string) { a.accepted.WithLabelValues(listener).Inc() }
+
+// ConnRefused implements server.Observer.
+func (a *Admin) ConnRefused(listener, reason string) {
+	a.refused.WithLabelValues(listener, reason).Inc()
+}
+
+// Handshake implements server.Observer.
+func (a *Admin) Handshake(protocol, outcome string) {
+	a.handshakes.WithLabelValues(protocol, outcome).Inc()
+}
+
+// Dialed implements server.Observer.
+func (a *Admin) Dialed(upstream string, d time.Duration, result string) {
+	a.dials.WithLabelValues(upstream, result).Observe(d.Seconds())
+}
+
+// ChannelClosed implements server.Observer.
+func (a *Admin) ChannelClosed(e server.ChannelEnd) {
+	a.bytesUp.Add(float64(e.Up))
+	a.bytesDown.Add(float64(e.Down))
+	a.closed.WithLabelValues(label(e.Reason.String())).Inc()
+	if e.Plugin != "" {
+		a.rejections.WithLabelValues(e.Plugin, label(e.Code.String())).Inc()
+	}
+}
+
+// label turns "client closed" into "client_closed".
+func label(s string) string { return strings.ReplaceAll(s, " ", "_") }
+
+// activeCollector reports each listener's open connections at scrape
+// time, so listeners a reload adds or removes come and go.
+type activeCollector struct{ srv *server.Server }
+
+var activeDesc = prometheus.NewDesc("ferry_connections_active",
+	"Open client connections, per listener.", []string{"listener"}, nil)
+
+func (c activeCollector) Describe(ch chan<- *prometheus.Desc) { ch <- activeDesc }
+
+func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
+	seen := map[string]bool{}
+	for _, ls := range c.srv.ListenerStats() {
+		if seen[ls.Name] {
+			continue // two sockets cannot share a name, but a Desc must not repeat
+		}
+		seen[ls.Name] = true
+		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(ls.Active), ls.Name)
+	}
+}

@@ -1,0 +1,121 @@
+package server
+
+import (
+	"slices"
+	"strings"
+	"time"
+
+	"ferry/plugins"
+	"ferry/relay"
+)
+
+// ChannelInfo describes a live channel: a CONNECT, SOCKS or tcp tunnel or
+// an upgraded (101) HTTP connection, from the moment its relay starts.
+type ChannelInfo struct {
+	ID       string `json:"id"`
+	Listener string `json:"listener"`
+	Protocol string `json:"protocol"`
+	Client   string `json:"client"`
+	User     string `json:"user,omitempty"`
+	Target   string `json:"target"`
+	// Upstream is the upstream's name, "direct" without one;
+	// UpstreamAddr the dialed address.
+	Upstream     string `json:"upstream"`
+	UpstreamAddr string `json:"upstream_addr,omitempty"`
+	// Up and Down are bytes delivered so far to the upstream and to the
+	// client.
+	Up      int64     `json:"up"`
+	Down    int64     `json:"down"`
+	Started time.Time `json:"started"`
+}
+
+type liveChannel struct {
+	info ChannelInfo // without byte counts
+	ch   *relay.Channel
+}
+
+// track registers ch as live until the returned func is called.
+func (s *Server) track(sess *plugins.Session, ch *relay.Channel) (untrack func()) {
+	info := ChannelInfo{
+		ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol,
+		User: sess.User, Target: sess.Target, Upstream: upstreamName(sess), Started: time.Now(),
+	}
+	if sess.Client != nil {
+		info.Client = sess.Client.String()
+	}
+	if sess.UpstreamAddr != nil {
+		info.UpstreamAddr = sess.UpstreamAddr.String()
+	}
+	s.chMu.Lock()
+	if s.channels == nil {
+		s.channels = make(map[string]*liveChannel)
+	}
+	s.channels[sess.ID] = &liveChannel{info: info, ch: ch}
+	s.chMu.Unlock()
+	return func() {
+		s.chMu.Lock()
+		delete(s.channels, sess.ID)
+		s.chMu.Unlock()
+	}
+}
+
+// Channels returns the live channels, oldest first, with their byte
+// counts so far.
+func (s *Server) Channels() []ChannelInfo {
+	s.chMu.Lock()
+	out := make([]ChannelInfo, 0, len(s.channels))
+	for _, lc := range s.channels {
+		info := lc.info
+		info.Up, info.Down = lc.ch.Bytes()
+		out = append(out, info)
+	}
+	s.chMu.Unlock()
+	slices.SortFunc(out, func(a, b ChannelInfo) int {
+		if c := a.Started.Compare(b.Started); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	return out
+}
+
+// CloseChannel ends the live channel id with plugins.ReasonAdminClosed and
+// reports whether there was one.
+func (s *Server) CloseChannel(id string) bool {
+	s.chMu.Lock()
+	lc, ok := s.channels[id]
+	s.chMu.Unlock()
+	if ok {
+		lc.ch.Close()
+	}
+	return ok
+}
+
+// ListenerStats are one listening socket's counters.
+type ListenerStats struct {
+	// Name is the listener currently serving the socket.
+	Name, Addr                string
+	Active, Accepted, Refused int64
+}
+
+// ListenerStats returns each open socket's counters, in config order.
+func (s *Server) ListenerStats() []ListenerStats {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make([]ListenerStats, 0, len(s.sockets))
+	for _, k := range s.sockets {
+		out = append(out, ListenerStats{
+			Name: k.current().cfg.Name, Addr: k.ln.Addr().String(),
+			Active: k.active.Load(), Accepted: k.accepted.Load(), Refused: k.refused.Load(),
+		})
+	}
+	return out
+}
+
+// Ready reports whether the server is serving: started, with its
+// listeners open, and not shutting down.
+func (s *Server) Ready() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.drainCtx.Err() == nil && len(s.sockets) > 0
+}
