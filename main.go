@@ -114,6 +114,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					return nil
 				},
 			},
+			healthCommand(stdout),
 			{
 				Name:  "version",
 				Usage: "print the version",
