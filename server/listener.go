@@ -15,6 +15,7 @@ import (
 
 	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/throttle"
 	"ferry/relay"
 )
 
@@ -81,7 +82,7 @@ type socket struct {
 	cur *listener
 
 	active, accepted, refused atomic.Int64
-	lastRefusalLog            atomic.Int64 // unix nanos
+	refusalLog                throttle.Gate
 }
 
 // reusable reports whether a new configuration's listen address may take
@@ -161,11 +162,10 @@ func (l *listener) refuse(c net.Conn) {
 	c.Close()
 	k := l.sock
 	n := k.refused.Add(1)
-	now := time.Now().UnixNano()
-	last := k.lastRefusalLog.Load()
-	if now-last >= int64(time.Second) && k.lastRefusalLog.CompareAndSwap(last, now) {
+	if ok, suppressed := k.refusalLog.Pass(time.Now()); ok {
 		l.log.Warn().Int("max_connections", l.set.MaxConnections).Int64("refused_total", n).
-			Str("client", c.RemoteAddr().String()).Msg("connection refused: listener at max_connections")
+			Int("suppressed", suppressed).Str("client", c.RemoteAddr().String()).
+			Msg("connection refused: listener at max_connections")
 	}
 }
 

@@ -35,6 +35,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"ferry/plugins"
+	"ferry/plugins/pkg/throttle"
 )
 
 func init() {
@@ -70,7 +71,7 @@ type Plugin struct {
 	mu      sync.Mutex
 	clients map[netip.Addr]int
 	users   map[string]int
-	warn    logGate
+	warn    throttle.Gate
 }
 
 var (
@@ -100,7 +101,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		now:       time.Now,
 		clients:   make(map[netip.Addr]int),
 		users:     make(map[string]int),
-		warn:      logGate{period: warnEvery},
+		warn:      throttle.Gate{Period: warnEvery},
 	}, nil
 }
 
@@ -134,7 +135,7 @@ func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
 		c.user, c.byUser = s.User, true
 	}
 	if err := p.take(c); err != nil {
-		if ok, suppressed := p.warn.pass(p.now()); ok {
+		if ok, suppressed := p.warn.Pass(p.now()); ok {
 			p.log.Warn().Str("id", s.ID).Str("listener", s.Listener).Str("client", addrString(s.Client)).
 				Str("user", s.User).Str("target", s.Target).Int("suppressed", suppressed).Err(err).
 				Msg("connection limit reached")
@@ -209,27 +210,4 @@ func addrString(a net.Addr) string {
 		return ""
 	}
 	return a.String()
-}
-
-// logGate lets one warning through per period and counts the others, so
-// that a flood of refusals writes one line per period, not one each.
-type logGate struct {
-	period     time.Duration
-	mu         sync.Mutex
-	next       time.Time
-	suppressed int
-}
-
-// pass reports whether a warning may be logged at now and, if so, how
-// many were held back since the last one.
-func (g *logGate) pass(now time.Time) (ok bool, suppressed int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if now.Before(g.next) {
-		g.suppressed++
-		return false, 0
-	}
-	suppressed, g.suppressed = g.suppressed, 0
-	g.next = now.Add(g.period)
-	return true, suppressed
 }

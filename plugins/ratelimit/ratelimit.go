@@ -45,7 +45,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"sync"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -53,6 +52,7 @@ import (
 
 	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/throttle"
 )
 
 func init() {
@@ -131,7 +131,7 @@ type Plugin struct {
 	// sleep waits for a duration or until the context ends; tests
 	// replace it, with now, by a fake clock.
 	sleep func(context.Context, time.Duration) error
-	warn  logGate
+	warn  throttle.Gate
 }
 
 // reader, writer and readWriter are Plugin with the data hooks its limits
@@ -176,7 +176,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 // build validates cfg and makes the instance.
 func build(name string, cfg Config) (*Plugin, error) {
 	p := &Plugin{name: name, log: zerolog.Nop(), now: time.Now, sleep: sleep,
-		warn: logGate{period: warnEvery}}
+		warn: throttle.Gate{Period: warnEvery}}
 	var err error
 	if p.channel, err = resolve("channel", cfg.Channel); err != nil {
 		return nil, err
@@ -303,7 +303,7 @@ func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
 	now := p.now()
 	addr, hasAddr := clientAddr(s.Client)
 	if p.conns != nil && hasAddr && !p.conns.allow(addr.String(), now) {
-		if ok, suppressed := p.warn.pass(now); ok {
+		if ok, suppressed := p.warn.Pass(now); ok {
 			p.log.Warn().Str("id", s.ID).Str("listener", s.Listener).Str("client", addr.String()).
 				Str("user", s.User).Str("target", s.Target).Int("suppressed", suppressed).
 				Msg("new connection rate exceeded")
@@ -390,50 +390,9 @@ func (p *Plugin) write(s *plugins.Session, b []byte) ([]byte, error) {
 	return b, nil
 }
 
-// clientAddr is the IP address of a session's client, without port or
-// zone, an IPv4-mapped IPv6 address as IPv4.
+// clientAddr is the IP address of a client address (see
+// Session.ClientIP); ok is false when it has none.
 func clientAddr(a net.Addr) (netip.Addr, bool) {
-	var ip netip.Addr
-	switch a := a.(type) {
-	case nil:
-		return ip, false
-	case *net.TCPAddr:
-		if a == nil {
-			return ip, false
-		}
-		ip, _ = netip.AddrFromSlice(a.IP)
-	default:
-		host, _, err := net.SplitHostPort(a.String())
-		if err != nil {
-			host = a.String()
-		}
-		ip, _ = netip.ParseAddr(host)
-	}
-	if !ip.IsValid() {
-		return ip, false
-	}
-	return ip.Unmap().WithZone(""), true
-}
-
-// logGate lets one warning through per period and counts the others, so
-// that a flood of refusals writes one line per period, not one each.
-type logGate struct {
-	period     time.Duration
-	mu         sync.Mutex
-	next       time.Time
-	suppressed int
-}
-
-// pass reports whether a warning may be logged at now and, if so, how
-// many were held back since the last one.
-func (g *logGate) pass(now time.Time) (ok bool, suppressed int) {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	if now.Before(g.next) {
-		g.suppressed++
-		return false, 0
-	}
-	suppressed, g.suppressed = g.suppressed, 0
-	g.next = now.Add(g.period)
-	return true, suppressed
+	ip := (&plugins.Session{Client: a}).ClientIP()
+	return ip, ip.IsValid()
 }
