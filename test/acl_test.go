@@ -2,17 +2,12 @@ package test
 
 import (
 	"bufio"
-	"bytes"
-	"context"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -42,43 +37,6 @@ name = "acl"
 name = "log"
 `, addr, acl)
 	}
-}
-
-// curlResult is what a curl run that may fail produced.
-type curlResult struct {
-	stdout, stderr string
-	code           int
-}
-
-// curlMayFail runs curl like curl does, but returns its exit code instead
-// of failing the test when curl fails.
-func curlMayFail(t *testing.T, args ...string) curlResult {
-	t.Helper()
-	path := needCurl(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, append([]string{"-sS", "--max-time", "20"}, args...)...)
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch strings.ToLower(name) {
-		case "http_proxy", "https_proxy", "all_proxy", "no_proxy", "socks_proxy":
-			continue
-		}
-		cmd.Env = append(cmd.Env, kv)
-	}
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	err := cmd.Run()
-	res := curlResult{stdout: stdout.String(), stderr: stderr.String()}
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case errors.As(err, &ee) && ctx.Err() == nil:
-		res.code = ee.ExitCode()
-	default:
-		t.Fatalf("curl %q: %v\nstderr: %s", args, err, res.stderr)
-	}
-	return res
 }
 
 // TestACLPrivateDestinations: with deny_private_destinations, a name that

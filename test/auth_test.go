@@ -1,12 +1,7 @@
 package test
 
 import (
-	"bytes"
-	"context"
-	"errors"
 	"fmt"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -54,38 +49,6 @@ func htpasswdLine(t *testing.T, user, password string) string {
 		t.Fatal(err)
 	}
 	return user + ":$2y$" + string(h[4:]) + "\n"
-}
-
-// curlExit runs curl like curl does but returns its exit code instead of
-// failing the test when it is not 0.
-func curlExit(t *testing.T, args ...string) (stdout string, code int) {
-	t.Helper()
-	path := needCurl(t)
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	cmd := exec.CommandContext(ctx, path, append([]string{"-sS", "--max-time", "20"}, args...)...)
-	for _, kv := range os.Environ() {
-		name, _, _ := strings.Cut(kv, "=")
-		switch strings.ToLower(name) {
-		case "http_proxy", "https_proxy", "all_proxy", "no_proxy", "socks_proxy":
-			continue
-		}
-		cmd.Env = append(cmd.Env, kv)
-	}
-	var out, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &out, &stderr
-	err := cmd.Run()
-	var ee *exec.ExitError
-	switch {
-	case err == nil:
-	case ctx.Err() != nil:
-		t.Fatalf("curl %q did not end within 30s", args)
-	case errors.As(err, &ee):
-		code = ee.ExitCode()
-	default:
-		t.Fatalf("run curl %q: %v", args, err)
-	}
-	return out.String(), code
 }
 
 // Curl exit codes for a proxy that refuses the client.

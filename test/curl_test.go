@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"net"
 	"os"
 	"os/exec"
@@ -28,10 +29,17 @@ func needCurl(t *testing.T) string {
 	return ""
 }
 
-// curl runs curl with args and returns its stdout. Proxy variables are
-// removed from its environment: NO_PROXY=127.0.0.1, common on CI machines,
-// would make curl bypass ferry.
-func curl(t *testing.T, args ...string) string {
+// curlResult is what one curl run produced.
+type curlResult struct {
+	stdout, stderr string
+	code           int // curl's exit code
+}
+
+// curlMayFail runs curl with args and returns what it printed and its exit
+// code, failing the test only when curl could not run or timed out. Proxy
+// variables are removed from its environment: NO_PROXY=127.0.0.1, common
+// on CI machines, would make curl bypass ferry.
+func curlMayFail(t *testing.T, args ...string) curlResult {
 	t.Helper()
 	path := needCurl(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -47,10 +55,34 @@ func curl(t *testing.T, args ...string) string {
 	}
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("curl %q: %v\nstderr: %s", args, err, stderr.String())
+	err := cmd.Run()
+	res := curlResult{stdout: stdout.String(), stderr: stderr.String()}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee) && ctx.Err() == nil:
+		res.code = ee.ExitCode()
+	default:
+		t.Fatalf("curl %q: %v\nstderr: %s", args, err, res.stderr)
 	}
-	return stdout.String()
+	return res
+}
+
+// curl runs curl with args and returns its stdout; curl must succeed.
+func curl(t *testing.T, args ...string) string {
+	t.Helper()
+	res := curlMayFail(t, args...)
+	if res.code != 0 {
+		t.Fatalf("curl %q: exit %d\nstderr: %s", args, res.code, res.stderr)
+	}
+	return res.stdout
+}
+
+// curlExit runs curl and returns its stdout and exit code.
+func curlExit(t *testing.T, args ...string) (stdout string, code int) {
+	t.Helper()
+	res := curlMayFail(t, args...)
+	return res.stdout, res.code
 }
 
 // TestCurl drives ferry with curl in each proxy protocol and checks the
