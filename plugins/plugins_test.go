@@ -225,3 +225,19 @@ func TestClientIP(t *testing.T) {
 		})
 	}
 }
+
+func TestEnvPath(t *testing.T) {
+	tests := []struct{ dir, in, want string }{
+		{"/etc/ferry", "users", "/etc/ferry/users"},
+		{"/etc/ferry", "lists/ads.txt", "/etc/ferry/lists/ads.txt"},
+		{"/etc/ferry", "/var/lib/users", "/var/lib/users"},
+		{"/etc/ferry", "", ""},
+		{"", "users", "users"},
+	}
+	for _, tt := range tests {
+		env := Env{ConfigDir: tt.dir}
+		if got := env.Path(tt.in); got != tt.want {
+			t.Errorf("Path(%q) in %q: got %q, want %q", tt.in, tt.dir, got, tt.want)
+		}
+	}
+}

@@ -2,6 +2,7 @@ package plugins
 
 import (
 	"fmt"
+	"path/filepath"
 	"sort"
 	"sync"
 
@@ -30,7 +31,20 @@ type Env struct {
 	// Services holds the shared components of this server; a factory may
 	// Provide one and keep it.
 	Services *Services
-	decode   func(v any) error
+	// ConfigDir is the directory of the configuration file; empty for the
+	// embedded default. Relative paths in plugin settings are relative to
+	// it (see Path), as an operator reading the file expects.
+	ConfigDir string
+	decode    func(v any) error
+}
+
+// Path resolves a path from the plugin's settings: absolute paths and
+// empty ones stay as they are, relative ones are taken from ConfigDir.
+func (e Env) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) || e.ConfigDir == "" {
+		return p
+	}
+	return filepath.Join(e.ConfigDir, p)
 }
 
 // NewEnv is used by the server (and tests) to hand a factory its config.

@@ -20,8 +20,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -166,6 +168,7 @@ func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services
 			continue
 		}
 		env := plugins.NewEnv(pc.Name, log.With().Str("plugin", pc.Name).Logger(), svcs, pc.Decode)
+		env.ConfigDir = configDir(cfg.File)
 		p, err := reg.New(env)
 		if err != nil {
 			errs = append(errs, pc.WrapError(err))
@@ -454,4 +457,13 @@ func unsupported(cfg *config.Config) error {
 		errs = append(errs, fmt.Errorf("%s: route: routes are not supported yet", cfg.File))
 	}
 	return errors.Join(errs...)
+}
+
+// configDir is the directory relative plugin paths start from: the config
+// file's, or none for the embedded default.
+func configDir(file string) string {
+	if file == "" || strings.HasPrefix(file, "<") {
+		return ""
+	}
+	return filepath.Dir(file)
 }

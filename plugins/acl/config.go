@@ -42,8 +42,8 @@ type RuleConfig struct {
 	// (the name and names under it). IP literal destinations never match.
 	Domain []match.Domain `toml:"domain"`
 	// DomainFile is a file of patterns, one per line or hosts-file lines,
-	// added to Domain. Relative paths are relative to ferry's working
-	// directory. Loaded once, when the plugin is built.
+	// added to Domain. Relative paths are relative to the configuration
+	// file's directory. Loaded once, when the plugin is built.
 	DomainFile string `toml:"domain_file"`
 	// Dest lists destination CIDRs or addresses, matched against the IP
 	// literal or, for a name, against each address it resolves to.
@@ -134,7 +134,7 @@ func compile(env plugins.Env, rc RuleConfig) (*match.Rule, error) {
 		return r, nil
 	}
 	start := time.Now()
-	n, err := r.Domain.LoadFile(rc.DomainFile)
+	n, err := r.Domain.LoadFile(env.Path(rc.DomainFile))
 	if err != nil {
 		return r, err
 	}

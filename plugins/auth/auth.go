@@ -75,7 +75,7 @@ type Config struct {
 	// Htpasswd is a file of "user:hash" lines with bcrypt hashes (htpasswd
 	// -B). It must exist and parse when ferry starts; later changes are
 	// picked up without a restart. A user may not be in both Users and the
-	// file. Relative paths are from ferry's working directory.
+	// file. Relative paths are from the config file's directory.
 	Htpasswd string `toml:"htpasswd"`
 	// ReloadInterval is how often the file's modification time and size
 	// are checked. Default 2s; at least 100ms; "0s" never re-reads it. Only
@@ -143,7 +143,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		name:    env.Name,
 		realm:   cfg.Realm,
 		log:     env.Log,
-		path:    cfg.Htpasswd,
+		path:    env.Path(cfg.Htpasswd),
 		inline:  inline,
 		cache:   newCache(cacheSize),
 		compare: bcrypt.CompareHashAndPassword,

@@ -127,7 +127,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 			return nil, fmt.Errorf("rotate_keep: needs rotate_size")
 		}
 	}
-	path := filepath.Clean(cfg.File)
+	path := filepath.Clean(env.Path(cfg.File))
 	svc, err := env.Services.Provide("capture-file:"+path, func() (plugins.Service, error) {
 		return newFileService(path, rotateSize, keep, env.Log), nil
 	})

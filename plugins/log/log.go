@@ -57,8 +57,9 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	}
 	p := &Plugin{name: env.Name, log: env.Log}
 	if cfg.File != "" {
-		svc, err := env.Services.Provide("log-file:"+cfg.File, func() (plugins.Service, error) {
-			return &fileService{path: cfg.File}, nil
+		path := env.Path(cfg.File)
+		svc, err := env.Services.Provide("log-file:"+path, func() (plugins.Service, error) {
+			return &fileService{path: path}, nil
 		})
 		if err != nil {
 			return nil, err
