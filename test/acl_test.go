@@ -15,28 +15,10 @@ import (
 	"time"
 )
 
-// aclConfig is jsonConfig with an acl instance ahead of the log plugin;
-// acl is the body of its [[plugin]] table.
+// aclConfig is the e2e listener with an acl instance ahead of the log
+// plugin; acl is the body of its [[plugin]] table.
 func aclConfig(acl string) func(addr string) string {
-	return func(addr string) string {
-		return fmt.Sprintf(`[log]
-level = "info"
-format = "json"
-
-[[listener]]
-name = "e2e"
-listen = %q
-protocols = ["http", "socks5", "socks4"]
-plugins = ["acl", "log"]
-
-[[plugin]]
-name = "acl"
-%s
-
-[[plugin]]
-name = "log"
-`, addr, acl)
-	}
+	return chainConfig([]string{"acl", "log"}, "[[plugin]]\nname = \"acl\"\n"+acl+"\n\n[[plugin]]\nname = \"log\"\n")
 }
 
 // TestACLPrivateDestinations: with deny_private_destinations, a name that

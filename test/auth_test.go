@@ -10,22 +10,11 @@ import (
 	"golang.org/x/crypto/bcrypt"
 )
 
-// authConfig is a JSON-logging listener on addr serving http, socks5 and
-// socks4 behind the auth plugin: users from the htpasswd file at path,
-// polled every 100ms, and an inline plain-text user dev.
+// authConfig is the e2e listener behind the auth plugin: users from the
+// htpasswd file at path, polled every 100ms, and an inline plain-text
+// user dev.
 func authConfig(path string) func(addr string) string {
-	return func(addr string) string {
-		return fmt.Sprintf(`[log]
-level = "info"
-format = "json"
-
-[[listener]]
-name = "e2e"
-listen = %q
-protocols = ["http", "socks5", "socks4"]
-plugins = ["auth", "log"]
-
-[[plugin]]
+	return chainConfig([]string{"auth", "log"}, fmt.Sprintf(`[[plugin]]
 name = "auth"
 realm = "e2e realm"
 htpasswd = %q
@@ -36,8 +25,7 @@ dev = "plain:dev-pass"
 
 [[plugin]]
 name = "log"
-`, addr, path)
-	}
+`, path))
 }
 
 // htpasswdLine is "user:hash" with a bcrypt hash at the lowest cost, in

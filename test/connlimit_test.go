@@ -10,29 +10,10 @@ import (
 	"time"
 )
 
-// pluginConfig is a JSON-logging listener on addr serving every proxy
-// protocol with the log plugin and then the plugin table given, whose
-// name is "limit".
+// pluginConfig is the e2e listener with the log plugin and then the
+// plugin table given, whose name is "limit".
 func pluginConfig(table string) func(addr string) string {
-	return func(addr string) string {
-		return fmt.Sprintf(`[log]
-level = "info"
-format = "json"
-
-[[listener]]
-name = "e2e"
-listen = %q
-protocols = ["http", "socks5", "socks4"]
-plugins = ["log", "limit"]
-
-[[plugin]]
-name = "log"
-
-[[plugin]]
-name = "limit"
-%s
-`, addr, table)
-	}
+	return chainConfig([]string{"log", "limit"}, "[[plugin]]\nname = \"log\"\n\n[[plugin]]\nname = \"limit\"\n"+table+"\n")
 }
 
 // newEchoTarget starts a target that echoes what it reads until EOF.

@@ -127,6 +127,34 @@ name = "log"
 `, extraDefaults, addr)
 }
 
+// chainConfig returns a config maker for startFerry: one JSON-logging
+// listener "e2e" serving every proxy protocol with the plugin chain given,
+// followed by tables, the [[plugin]] tables of that chain.
+func chainConfig(chain []string, tables string) func(addr string) string {
+	return func(addr string) string {
+		return fmt.Sprintf(`[log]
+level = "info"
+format = "json"
+
+[[listener]]
+name = "e2e"
+listen = %q
+protocols = ["http", "socks5", "socks4"]
+plugins = [%s]
+
+%s`, addr, quoteList(chain), tables)
+	}
+}
+
+// quoteList renders names as the inside of a TOML array.
+func quoteList(names []string) string {
+	q := make([]string, len(names))
+	for i, n := range names {
+		q[i] = strconv.Quote(n)
+	}
+	return strings.Join(q, ", ")
+}
+
 // withJSON returns a config maker for startFerry: jsonConfig with
 // extraDefaults.
 func withJSON(extraDefaults string) func(addr string) string {
