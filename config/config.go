@@ -14,7 +14,12 @@
 // original file too. The package does not open sockets or build plugins.
 package config
 
-import "time"
+import (
+	"crypto/x509"
+	"time"
+
+	"ferry/plugins/pkg/match"
+)
 
 // Config is a whole ferry configuration.
 type Config struct {
@@ -106,18 +111,28 @@ type Listener struct {
 	BufferSize       *Size     `toml:"buffer_size"`
 }
 
-// Upstream is a parent proxy or a group of them (implemented by the routing
-// layer; parsed and checked here). It has either URL or Members.
+// Upstream is a parent proxy, a chain of them (via) or a group of them
+// (members). It has either URL or Members.
 type Upstream struct {
 	// Name identifies the upstream for routes, via and members; unique.
-	// Required.
+	// "direct" is reserved for the built-in direct dial. Required.
 	Name string `toml:"name"`
 	// URL is "direct" or scheme://[user:pass@]host:port with scheme socks5,
-	// socks5h (the proxy resolves names), http or https.
+	// socks5h (an alias: the target name is always sent unresolved), http
+	// (CONNECT) or https (CONNECT over TLS).
 	URL string `toml:"url"`
 	// Via names another upstream to reach this one through (a chain).
 	// Only for an upstream with a URL; chains must not loop.
 	Via string `toml:"via"`
+	// CAFile, for https, is a PEM file of CAs the parent's certificate must
+	// chain to instead of the system roots; relative to the config file.
+	CAFile string `toml:"ca_file"`
+	// InsecureSkipVerify, for https, accepts any certificate from the
+	// parent. Default false.
+	InsecureSkipVerify bool `toml:"insecure_skip_verify"`
+	// HealthCheck probes the upstream periodically by dialing a target
+	// through it; a group skips members found down.
+	HealthCheck *HealthCheck `toml:"health_check"`
 	// SendProxyProtocol is off, v1 or v2: send a PROXY header carrying the
 	// client's address to this upstream. Default off.
 	SendProxyProtocol string `toml:"send_proxy_protocol"`
@@ -129,19 +144,51 @@ type Upstream struct {
 	// Strategy picks a group member: failover, round-robin, random or
 	// least-connections. Default failover; only for groups.
 	Strategy string `toml:"strategy"`
+
+	// RootCAs holds CAFile's certificates once loaded; nil means the
+	// system roots.
+	RootCAs *x509.CertPool `toml:"-"`
 }
 
-// Route sends matching destinations to an upstream, or rejects them.
-type Route struct {
-	// Match lists host names, *.domain wildcards, IP addresses and CIDRs.
-	// Required.
-	Match []string `toml:"match"`
-	// Upstream names the [[upstream]] to use. Exactly one of Upstream and
-	// Reject is set.
-	Upstream string `toml:"upstream"`
-	// Reject refuses matching destinations.
-	Reject bool `toml:"reject"`
+// HealthCheck is an upstream's periodic probe.
+type HealthCheck struct {
+	// Interval between probes. Required.
+	Interval Duration `toml:"interval"`
+	// Target is the host:port dialed through the upstream. Required.
+	Target string `toml:"target"`
+	// Timeout bounds one probe. Default the smaller of interval and 5s.
+	Timeout Duration `toml:"timeout"`
 }
+
+// Route sends matching requests to an upstream, or rejects them. Every
+// condition it sets must hold; each holds when any of its entries does.
+// A route that sets no condition matches every request.
+type Route struct {
+	// Match lists destination host names ("example.com"), wildcards
+	// ("*.example.com": names under it; ".example.com": the name and names
+	// under it), IP addresses and CIDRs. A name destination is resolved to
+	// match a CIDR only when the route needs it.
+	Match []string `toml:"match"`
+	// Port lists destination ports and ranges: 443, "8000-8999".
+	Port []match.PortRange `toml:"port"`
+	// Client lists client CIDRs or addresses.
+	Client []match.Prefix `toml:"client"`
+	// User lists authenticated user names.
+	User []string `toml:"user"`
+	// Listener lists listener names.
+	Listener []string `toml:"listener"`
+	// Upstream names the [[upstream]] to use, or "direct". Exactly one of
+	// Upstream and Reject is set.
+	Upstream string `toml:"upstream"`
+	// Reject refuses matching requests (HTTP 403, SOCKS not allowed).
+	Reject bool `toml:"reject"`
+
+	// Rule is the compiled condition, set by Load.
+	Rule *match.Rule `toml:"-"`
+}
+
+// Direct is the reserved upstream name of the direct dial.
+const Direct = "direct"
 
 // Effective returns the listener's timeouts and sizes with defaults applied.
 func (c *Config) Effective(l *Listener) Settings {

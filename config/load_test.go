@@ -311,10 +311,18 @@ func TestParseErrors(t *testing.T) {
 		{name: "members loop", src: l0 + "[[upstream]]\nname = \"g\"\nmembers = [\"h\"]\n[[upstream]]\nname = \"h\"\nmembers = [\"g\"]\n", want: `test.toml:8:12: upstream[1].members[0]: members loop: g -> h -> g`},
 
 		// Routes.
-		{name: "route without match", src: l0 + "[[route]]\nreject = true\n", want: `test.toml:3:3: route[0].match: missing: list the destinations, like ["*.corp.example", "10.0.0.0/8"]`},
+		{name: "route empty match", src: l0 + "[[route]]\nmatch = []\nreject = true\n", want: `test.toml:4:1: route[0].match: empty: list destinations, or leave match out to match every destination`},
+		{name: "route after catch-all", src: l0 + "[[route]]\nreject = true\n[[route]]\nmatch = [\"a\"]\nreject = true\n", want: `test.toml:5:3: route[1]: unreachable: route[0] before it matches every request`},
+		{name: "route bad port", src: l0 + "[[route]]\nport = [\"9-1\"]\nreject = true\n", want: `test.toml:4:9: route[0].port[0]: invalid port range "9-1": 9 is above 1`},
+		{name: "route bad client", src: l0 + "[[route]]\nclient = [\"10.0.0.300\"]\nreject = true\n", want: `test.toml:4:11: route[0].client[0]: invalid CIDR "10.0.0.300": want an address or a prefix, like "10.0.0.0/8" or "::1"`},
+		{name: "upstream named direct", src: l0 + "[[upstream]]\nname = \"direct\"\nurl = \"socks5://10.0.0.1:1080\"\n", want: `test.toml:4:1: upstream[0].name: "direct" is reserved for the direct dial: choose another name`},
+		{name: "ca_file on socks5", src: l0 + "[[upstream]]\nname = \"u\"\nurl = \"socks5://10.0.0.1:1080\"\nca_file = \"ca.pem\"\n", want: `test.toml:6:1: upstream[0].ca_file: only an https upstream has TLS settings`},
+		{name: "ca_file missing", src: l0 + "[[upstream]]\nname = \"u\"\nurl = \"https://10.0.0.1:443\"\nca_file = \"/nonexistent/ca.pem\"\n", want: `test.toml:6:1: upstream[0].ca_file: open /nonexistent/ca.pem: no such file or directory`},
+		{name: "health_check without target", src: l0 + "[[upstream]]\nname = \"u\"\nurl = \"socks5://10.0.0.1:1080\"\nhealth_check = { interval = \"1s\" }\n", want: `test.toml:6:1: upstream[0].health_check.target: missing: set the host:port to dial through the upstream, like "example.com:443"`},
+		{name: "health_check on group", src: l0 + "[[upstream]]\nname = \"u\"\nurl = \"direct\"\n[[upstream]]\nname = \"g\"\nmembers = [\"u\"]\nhealth_check = { interval = \"1s\", target = \"a:1\" }\n", want: `test.toml:9:1: upstream[1].health_check: a group is as healthy as its members: set health_check on them`},
 		{name: "route bad CIDR", src: l0 + "[[route]]\nmatch = [\"10.0.0.0/40\"]\nreject = true\n", want: `test.toml:4:10: route[0].match[0]: invalid CIDR "10.0.0.0/40": want a prefix, like "10.0.0.0/8" or "fd00::/8"`},
-		{name: "route empty pattern", src: l0 + "[[route]]\nmatch = [\"\"]\nreject = true\n", want: `test.toml:4:10: route[0].match[0]: invalid pattern "": want a host name, *.domain, an IP or a CIDR`},
-		{name: "route neither upstream nor reject", src: l0 + "[[route]]\nmatch = [\"a\"]\n", want: `test.toml:3:3: route[0].upstream: missing: set upstream = "NAME" or reject = true`},
+		{name: "route empty pattern", src: l0 + "[[route]]\nmatch = [\"\"]\nreject = true\n", want: `test.toml:4:10: route[0].match[0]: invalid destination "": want a name, *.name, .name, an IP address or a CIDR`},
+		{name: "route neither upstream nor reject", src: l0 + "[[route]]\nmatch = [\"a\"]\n", want: `test.toml:3:3: route[0].upstream: missing: set upstream = "NAME" (or "direct") or reject = true`},
 		{name: "route both", src: l0 + "[[upstream]]\nname = \"u\"\nurl = \"direct\"\n[[route]]\nmatch = [\"a\"]\nupstream = \"u\"\nreject = true\n", want: `test.toml:9:1: route[0].reject: set upstream or reject = true, not both`},
 		{name: "route unknown upstream", src: l0 + "[[route]]\nmatch = [\"a\"]\nupstream = \"u\"\n", want: `test.toml:5:1: route[0].upstream: no [[upstream]] named "u"`},
 	}

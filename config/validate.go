@@ -1,14 +1,20 @@
 package config
 
 import (
+	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"time"
 
 	"ferry/plugins"
+	"ferry/plugins/pkg/match"
 )
 
 // Limits of buffer_size.
@@ -219,6 +225,13 @@ func (l *loader) upstreams(us []Upstream) map[string]int {
 				l.errorf(p+".via", "a group has no via of its own: set via on its members")
 			}
 		}
+		if u.Name == Direct && u.URL != Direct {
+			l.errorf(p+".name", `"direct" is reserved for the direct dial: choose another name`)
+		}
+		l.tlsSettings(p, &us[i])
+		if hc := u.HealthCheck; hc != nil {
+			l.healthCheck(p+".health_check", hc, group)
+		}
 		l.oneOf(p+".send_proxy_protocol", u.SendProxyProtocol, "off", "v1", "v2")
 		l.passTLVs(p, u.PassTLVs, u.SendProxyProtocol)
 		if group {
@@ -315,33 +328,72 @@ func (l *loader) loops(us []Upstream, names map[string]int) {
 }
 
 func (l *loader) routes(rs []Route, upstreams map[string]int) {
-	for i, r := range rs {
+	catchAll := -1
+	for i := range rs {
+		r := &rs[i]
 		p := indexKey("route", i)
-		if len(r.Match) == 0 {
-			l.errorf(p+".match", `missing: list the destinations, like ["*.corp.example", "10.0.0.0/8"]`)
+		if catchAll >= 0 {
+			l.errorf(p, "unreachable: route[%d] before it matches every request", catchAll)
 		}
-		for j, m := range r.Match {
-			pj := indexKey(p+".match", j)
-			switch {
-			case m == "" || strings.ContainsAny(m, " \t\r\n"):
-				l.errorf(pj, "invalid pattern %q: want a host name, *.domain, an IP or a CIDR", m)
-			case strings.Contains(m, "/"):
-				if _, err := ParseCIDR(m); err != nil {
-					l.errorf(pj, "%v", err)
-				}
-			}
+		if l.x.has(p+".match") && len(r.Match) == 0 {
+			l.errorf(p+".match", "empty: list destinations, or leave match out to match every destination")
+		}
+		r.Rule = l.routeRule(p, r)
+		if r.Rule != nil && !l.x.has(p+".match") && len(r.Port) == 0 && len(r.Client) == 0 &&
+			len(r.User) == 0 && len(r.Listener) == 0 && catchAll < 0 {
+			catchAll = i
 		}
 		switch {
 		case r.Upstream != "" && r.Reject:
 			l.errorf(p+".reject", "set upstream or reject = true, not both")
 		case r.Upstream == "" && !r.Reject:
-			l.errorf(p+".upstream", `missing: set upstream = "NAME" or reject = true`)
-		case r.Upstream != "":
+			l.errorf(p+".upstream", `missing: set upstream = "NAME" (or "direct") or reject = true`)
+		case r.Upstream != "" && r.Upstream != Direct:
 			if _, ok := upstreams[r.Upstream]; !ok {
 				l.errorf(p+".upstream", "no [[upstream]] named %q", r.Upstream)
 			}
 		}
 	}
+}
+
+// routeRule compiles a route's conditions; nil when an entry is bad,
+// which it reports at the entry.
+func (l *loader) routeRule(p string, r *Route) *match.Rule {
+	rule := &match.Rule{}
+	if len(r.Match) > 0 {
+		var err error
+		rule, err = match.Compile(match.Spec{Target: r.Match})
+		if err != nil {
+			for _, e := range splitJoined(err) {
+				var ee *match.EntryError
+				if errors.As(e, &ee) {
+					l.errorf(indexKey(p+".match", ee.Index), "%v", ee.Err)
+				} else {
+					l.errorf(p+".match", "%v", e)
+				}
+			}
+			return nil
+		}
+	}
+	rule.Port = r.Port
+	if len(r.Client) > 0 {
+		ps := make([]netip.Prefix, len(r.Client))
+		for i, c := range r.Client {
+			ps[i] = netip.Prefix(c)
+		}
+		rule.Client = match.NewPrefixes(ps...)
+	}
+	rule.User = r.User
+	rule.Listener = r.Listener
+	return rule
+}
+
+// splitJoined undoes errors.Join.
+func splitJoined(err error) []error {
+	if j, ok := err.(interface{ Unwrap() []error }); ok {
+		return j.Unwrap()
+	}
+	return []error{err}
 }
 
 // oneOf checks that v is one of the allowed values.
@@ -474,6 +526,62 @@ func checkUpstreamURL(s string) error {
 		return fmt.Errorf("%s URL: %w", u.Scheme, err)
 	}
 	return nil
+}
+
+// tlsSettings checks the https-only keys and loads ca_file.
+func (l *loader) tlsSettings(p string, u *Upstream) {
+	https := strings.HasPrefix(u.URL, "https://")
+	if u.InsecureSkipVerify && !https {
+		l.errorf(p+".insecure_skip_verify", "only an https upstream has TLS settings")
+	}
+	if u.CAFile == "" {
+		return
+	}
+	if !https {
+		l.errorf(p+".ca_file", "only an https upstream has TLS settings")
+		return
+	}
+	path := u.CAFile
+	if !filepath.IsAbs(path) && l.file != "" && !strings.HasPrefix(l.file, "<") {
+		path = filepath.Join(filepath.Dir(l.file), path)
+	}
+	pem, err := os.ReadFile(path)
+	if err != nil {
+		l.errorf(p+".ca_file", "%v", err)
+		return
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(pem) {
+		l.errorf(p+".ca_file", "%s: no PEM certificate found", path)
+		return
+	}
+	u.RootCAs = pool
+}
+
+// healthCheck checks a health_check table and fills in its timeout.
+func (l *loader) healthCheck(p string, hc *HealthCheck, group bool) {
+	if group {
+		l.errorf(p, "a group is as healthy as its members: set health_check on them")
+		return
+	}
+	if !l.x.has(p + ".interval") {
+		l.errorf(p+".interval", `missing: set how often to probe, like "10s"`)
+	} else {
+		l.positive(p+".interval", hc.Interval)
+	}
+	switch {
+	case hc.Target == "":
+		l.errorf(p+".target", `missing: set the host:port to dial through the upstream, like "example.com:443"`)
+	default:
+		if err := checkHostPort(hc.Target, false, 1); err != nil {
+			l.errorf(p+".target", "%v", err)
+		}
+	}
+	if !l.x.has(p + ".timeout") {
+		hc.Timeout = Duration(min(hc.Interval.D(), 5*time.Second))
+	} else {
+		l.positive(p+".timeout", hc.Timeout)
+	}
 }
 
 // passTLVs checks that forwarded TLVs go out in a header that can carry

@@ -6,7 +6,6 @@ import (
 	"net"
 	"os"
 	"syscall"
-	"time"
 
 	"golang.org/x/net/proxy"
 
@@ -18,18 +17,16 @@ import (
 // chains of them, compose as one shape.
 type Dialer = proxy.ContextDialer
 
-// Direct returns a dialer that connects straight to the target. The dial
-// deadline comes from the caller's context.
-func Direct() Dialer {
-	return &net.Dialer{KeepAlive: 30 * time.Second}
-}
-
 // DialCode maps a dial error to what the client is told: timeout, refused,
 // unreachable, or a general failure.
 func DialCode(err error) plugins.Code {
 	var re *plugins.RejectError
 	if errors.As(err, &re) {
 		return re.Code
+	}
+	var ue *UpstreamError
+	if errors.As(err, &ue) {
+		return ue.Code
 	}
 	var dnsErr *net.DNSError
 	switch {

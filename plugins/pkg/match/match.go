@@ -35,6 +35,7 @@ import (
 	"fmt"
 	"net/netip"
 	"slices"
+	"strings"
 )
 
 // Query is what a rule is matched against: one proxy request.
@@ -262,8 +263,13 @@ func Compile(s Spec) (*Rule, error) {
 		r.AnyTarget = true
 		var ps []netip.Prefix
 		for i, e := range s.Target {
-			if p, err := ParsePrefix(e); err == nil {
+			p, err := ParsePrefix(e)
+			if err == nil {
 				ps = append(ps, p)
+				continue
+			}
+			if strings.Contains(e, "/") {
+				bad("target", i, err) // meant as a CIDR: say what is wrong with it
 				continue
 			}
 			d, err := ParseDomain(e)

@@ -1,0 +1,55 @@
+package relay
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"slices"
+	"time"
+
+)
+
+// SendProxyHeader returns a dialer that writes a PROXY protocol header
+// (version 1 or 2) on every connection forward makes, before anything
+// else: placed between an upstream proxy's dialer and the dialer that
+// reaches the proxy, the header goes to the proxy ahead of its handshake.
+// The header is the context DialInfo's ProxyHeader, with only the TLV
+// types in pass; a dial without one sends nothing.
+func SendProxyHeader(forward Dialer, version int, pass []byte) Dialer {
+	return &proxyHeaderDialer{forward: forward, version: version, pass: pass}
+}
+
+type proxyHeaderDialer struct {
+	forward Dialer
+	version int
+	pass    []byte
+}
+
+func (d *proxyHeaderDialer) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+	c, err := d.forward.DialContext(ctx, network, address)
+	if err != nil {
+		return nil, err
+	}
+	info := dialInfoFrom(ctx)
+	if info == nil || info.ProxyHeader == nil {
+		return c, nil
+	}
+	hdr := *info.ProxyHeader
+	hdr.Version = d.version
+	hdr.TLVs = nil
+	for _, t := range info.ProxyHeader.TLVs {
+		if slices.Contains(d.pass, t.Type) {
+			hdr.TLVs = append(hdr.TLVs, t)
+		}
+	}
+	if dl, ok := ctx.Deadline(); ok {
+		c.SetWriteDeadline(dl)
+	}
+	_, err = hdr.WriteTo(c)
+	c.SetWriteDeadline(time.Time{})
+	if err != nil {
+		c.Close()
+		return nil, fmt.Errorf("send PROXY header to %s: %w", address, err)
+	}
+	return c, nil
+}
