@@ -6,7 +6,6 @@ import (
 	"net"
 	"slices"
 	"time"
-
 )
 
 // SendProxyHeader returns a dialer that writes a PROXY protocol header
