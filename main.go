@@ -77,6 +77,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Flags: []cli.Flag{
 					configFlag,
 					&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "listen on `ADDR` (host:port) instead of the configured listeners; repeatable, each a copy of the first listener"},
+					&cli.StringSliceFlag{Name: "upstream", Aliases: []string{"u"}, Usage: "send requests no route matches through the proxy at `URL` (socks5://, http://, https://, with user:pass@ if needed); repeat for a chain, first hop first"},
 					&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error"},
 					&cli.StringFlag{Name: "log-format", Usage: "`FORMAT`: console or json"},
 				},
@@ -268,6 +269,9 @@ func runConfig(c *cli.Context) (*config.Config, error) {
 		if err := cfg.OverrideListen(addrs); err != nil {
 			return nil, err
 		}
+	}
+	if err := cfg.DefaultChain(c.StringSlice("upstream")); err != nil {
+		return nil, err
 	}
 	if v := c.String("log-level"); v != "" {
 		cfg.Log.Level = v

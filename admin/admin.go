@@ -90,7 +90,7 @@ func New(srv *server.Server, cfg config.Admin, reload func() error, log zerolog.
 	a.reloads.WithLabelValues("ok")
 	a.reloads.WithLabelValues("error")
 	a.reg.MustRegister(a.accepted, a.refused, a.handshakes, a.dials, a.bytes, a.closed, a.rejections, a.reloads,
-		activeCollector{srv},
+		activeCollector{srv}, upstreamCollector{srv},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -99,6 +99,7 @@ func New(srv *server.Server, cfg config.Admin, reload func() error, log zerolog.
 	m.HandleFunc("GET /healthz", a.healthz)
 	m.HandleFunc("GET /readyz", a.readyz)
 	m.HandleFunc("GET /channels", a.channels)
+	m.HandleFunc("GET /upstreams", a.upstreams)
 	m.HandleFunc("DELETE /channels/{id}", a.closeChannel)
 	m.HandleFunc("POST /channels/{id}/close", a.closeChannel)
 	m.HandleFunc("POST /reload", a.postReload)
@@ -175,6 +176,13 @@ func (a *Admin) channels(w http.ResponseWriter, _ *http.Request) {
 	enc := json.NewEncoder(w)
 	enc.SetIndent("", "  ")
 	enc.Encode(a.srv.Channels())
+}
+
+func (a *Admin) upstreams(w http.ResponseWriter, _ *http.Request) {
+	w.Header().Set("Content-Type", "application/json")
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	enc.Encode(a.srv.Upstreams())
 }
 
 func (a *Admin) closeChannel(w http.ResponseWriter, r *http.Request) {
@@ -264,5 +272,32 @@ func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		seen[ls.Name] = true
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(ls.Active), ls.Name)
+	}
+}
+
+// upstreamCollector reports the current configuration's upstreams at
+// scrape time, so upstreams a reload removes disappear.
+type upstreamCollector struct{ srv *server.Server }
+
+var (
+	upstreamUpDesc = prometheus.NewDesc("ferry_upstream_up",
+		"1 while the upstream is up, 0 while it is marked down (failed dials or health checks).", []string{"upstream"}, nil)
+	upstreamActiveDesc = prometheus.NewDesc("ferry_upstream_active_connections",
+		"Open connections that groups made through the upstream.", []string{"upstream"}, nil)
+)
+
+func (c upstreamCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- upstreamUpDesc
+	ch <- upstreamActiveDesc
+}
+
+func (c upstreamCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, u := range c.srv.Upstreams() {
+		up := 0.0
+		if u.Up {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(upstreamUpDesc, prometheus.GaugeValue, up, u.Name)
+		ch <- prometheus.MustNewConstMetric(upstreamActiveDesc, prometheus.GaugeValue, float64(u.Active), u.Name)
 	}
 }

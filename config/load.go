@@ -11,6 +11,8 @@ import (
 
 	"github.com/pelletier/go-toml/v2"
 	"github.com/pelletier/go-toml/v2/unstable"
+
+	"ferry/plugins/pkg/match"
 )
 
 // Defaults applied by Load to keys the file does not set.
@@ -286,6 +288,48 @@ func (c *Config) OverrideListen(addrs []string) error {
 		out[i] = l
 	}
 	c.Listeners = out
+	return nil
+}
+
+// DefaultChain makes the chain of proxy URLs given on the command line
+// (first hop first) the default route: requests no [[route]] matches go
+// through it. Its upstreams are named "cli1", "cli2"... in that order.
+func (c *Config) DefaultChain(urls []string) error {
+	if len(urls) == 0 {
+		return nil
+	}
+	var errs []error
+	for i, u := range urls {
+		if err := checkUpstreamURL(u); err != nil {
+			errs = append(errs, fmt.Errorf("--upstream #%d: %w", i+1, err))
+		} else if u == Direct || u == "direct://" {
+			errs = append(errs, fmt.Errorf("--upstream #%d: direct is already the default", i+1))
+		}
+	}
+	for i, r := range c.Routes {
+		if r.Rule != nil && len(r.Match) == 0 && len(r.Port) == 0 && len(r.Client) == 0 && len(r.User) == 0 && len(r.Listener) == 0 {
+			errs = append(errs, fmt.Errorf("--upstream: route[%d] in %s already matches every request", i, c.File))
+		}
+	}
+	taken := map[string]bool{}
+	for _, u := range c.Upstreams {
+		taken[u.Name] = true
+	}
+	var prev string
+	var added []Upstream
+	for i, u := range urls {
+		name := "cli" + strconv.Itoa(i+1)
+		if taken[name] {
+			errs = append(errs, fmt.Errorf("--upstream: the config already has an upstream named %q", name))
+		}
+		added = append(added, Upstream{Name: name, URL: u, Via: prev, SendProxyProtocol: "off"})
+		prev = name
+	}
+	if len(errs) > 0 {
+		return errors.Join(errs...)
+	}
+	c.Upstreams = append(c.Upstreams, added...)
+	c.Routes = append(c.Routes, Route{Upstream: prev, Rule: &match.Rule{}})
 	return nil
 }
 

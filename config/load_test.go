@@ -411,7 +411,7 @@ func TestExampleFile(t *testing.T) {
 		t.Fatalf("Load: got error\n%v", err)
 	}
 	want := "../ferry.example.toml: ok: 3 listeners (main 127.0.0.1:8080 http,socks5,socks4; main-v6 [::1]:8080 http,socks5,socks4; " +
-		"db 127.0.0.1:15432 tcp->db.internal.example:5432), 2 plugins, 0 upstreams, 0 routes"
+		"db 127.0.0.1:15432 tcp->db.internal.example:5432), 2 plugins, 3 upstreams, 2 routes"
 	if got := c.Summary(); got != want {
 		t.Fatalf("Summary: got\n%s\nwant\n%s", got, want)
 	}

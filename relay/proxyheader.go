@@ -3,9 +3,12 @@ package relay
 import (
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"slices"
 	"time"
+
+	"ferry/proxyproto"
 )
 
 // SendProxyHeader returns a dialer that writes a PROXY protocol header
@@ -33,22 +36,31 @@ func (d *proxyHeaderDialer) DialContext(ctx context.Context, network, address st
 	if info == nil || info.ProxyHeader == nil {
 		return c, nil
 	}
-	hdr := *info.ProxyHeader
-	hdr.Version = d.version
-	hdr.TLVs = nil
-	for _, t := range info.ProxyHeader.TLVs {
-		if slices.Contains(d.pass, t.Type) {
-			hdr.TLVs = append(hdr.TLVs, t)
-		}
-	}
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetWriteDeadline(dl)
 	}
-	_, err = hdr.WriteTo(c)
+	err = WriteProxyHeader(c, info.ProxyHeader, d.version, d.pass)
 	c.SetWriteDeadline(time.Time{})
 	if err != nil {
 		c.Close()
-		return nil, fmt.Errorf("send PROXY header to %s: %w", address, err)
+		return nil, fmt.Errorf("%s: %w", address, err)
 	}
 	return c, nil
+}
+
+// WriteProxyHeader writes base as a PROXY header of version (1 or 2) with
+// only the TLVs whose types are in pass.
+func WriteProxyHeader(w io.Writer, base *proxyproto.Header, version int, pass []byte) error {
+	hdr := *base
+	hdr.Version = version
+	hdr.TLVs = nil
+	for _, t := range base.TLVs {
+		if slices.Contains(pass, t.Type) {
+			hdr.TLVs = append(hdr.TLVs, t)
+		}
+	}
+	if _, err := hdr.WriteTo(w); err != nil {
+		return fmt.Errorf("send PROXY header: %w", err)
+	}
+	return nil
 }

@@ -22,6 +22,9 @@ type ChannelInfo struct {
 	// UpstreamAddr the dialed address.
 	Upstream     string `json:"upstream"`
 	UpstreamAddr string `json:"upstream_addr,omitempty"`
+	// Chain is the upstream proxies traversed ("tiny>dante"), empty for
+	// a direct dial.
+	Chain string `json:"chain,omitempty"`
 	// Up and Down are bytes delivered so far to the upstream and to the
 	// client.
 	Up      int64     `json:"up"`
@@ -38,7 +41,7 @@ type liveChannel struct {
 func (s *Server) track(sess *plugins.Session, ch *relay.Channel) (untrack func()) {
 	info := ChannelInfo{
 		ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol,
-		User: sess.User, Target: sess.Target, Upstream: upstreamName(sess), Started: time.Now(),
+		User: sess.User, Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamChain, Started: time.Now(),
 	}
 	if sess.Client != nil {
 		info.Client = sess.Client.String()

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/netip"
 	"os"
 	"time"
 
@@ -157,13 +158,14 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 	defer func() { h.finish(s, &st) }()
 
 	ctx := h.l.srv.hardCtx
-	up, code, err := h.connect(ctx, s)
+	up, info, code, err := h.connect(ctx, s)
 	h.l.srv.obs.Handshake(s.Protocol, handshakeOutcome(err))
 	if err != nil {
 		r.fail(s, code, err)
 		st.Reason, st.Err = reasonFor(err), err
 		return
 	}
+	defer info.Release()
 	if err := r.ok(s, up.LocalAddr()); err != nil {
 		up.Close()
 		st.Reason, st.Err = plugins.ReasonClientClosed, fmt.Errorf("reply to client: %w", err)
@@ -197,38 +199,31 @@ type dialError struct {
 func (e *dialError) Error() string { return fmt.Sprintf("dial %s: %v", e.target, e.err) }
 func (e *dialError) Unwrap() error { return e.err }
 
-// connect runs the OnConnect hooks, then dials the (possibly rewritten)
-// target within dial_timeout. On failure it returns what to tell the
-// client.
-func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, plugins.Code, error) {
+// connect runs the OnConnect hooks and routes, then dials the (possibly
+// rewritten) target within dial_timeout. On failure it returns what to
+// tell the client. The DialInfo is to be released when the connection
+// ends.
+func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, *relay.DialInfo, plugins.Code, error) {
 	if err := h.admit(ctx, s); err != nil {
-		return nil, plugins.CodeOf(err), err
+		return nil, nil, plugins.CodeOf(err), err
 	}
-	if h.l.srv.drainCtx.Err() != nil {
-		// A request that finished its handshake during shutdown is not
-		// started: the drain is for channels already running.
-		return nil, plugins.CodeGeneral, errShuttingDown
-	}
-	dctx, cancel := context.WithTimeout(ctx, h.l.set.DialTimeout)
-	defer cancel()
-	t0 := time.Now()
-	up, err := h.l.dialerFor(s).DialContext(dctx, "tcp", s.Target)
-	h.l.srv.obs.Dialed(upstreamName(s), time.Since(t0), dialResult(err))
+	up, info, code, err := h.dialTarget(ctx, s)
 	if err != nil {
-		return nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
+		return nil, nil, code, err
 	}
 	if err := h.sendProxyHeader(up); err != nil {
 		up.Close()
-		return nil, plugins.CodeGeneral, &dialError{target: s.Target, err: err}
+		info.Release()
+		return nil, nil, plugins.CodeGeneral, &dialError{target: s.Target, err: err}
 	}
-	s.UpstreamAddr = up.RemoteAddr()
-	return up, 0, nil
+	return up, info, 0, nil
 }
 
 var errShuttingDown = errors.New("server shutting down")
 
 // admit authenticates an HTTP client when the listener requires it (SOCKS5
-// clients did in their handshake), then runs the OnConnect hooks.
+// clients did in their handshake), runs the OnConnect hooks, then picks
+// the upstream by the routes unless a plugin chose one.
 func (h *conn) admit(ctx context.Context, s *plugins.Session) error {
 	if h.l.chain.RequiresAuth() && s.Request != nil {
 		user, pass, ok := proxyBasicAuth(s.Request)
@@ -240,7 +235,74 @@ func (h *conn) admit(ctx context.Context, s *plugins.Session) error {
 		}
 		s.User = user
 	}
-	return h.l.chain.Connect(ctx, s)
+	s.Upstream = ""
+	if err := h.l.chain.Connect(ctx, s); err != nil {
+		return err
+	}
+	if s.Upstream != "" {
+		if _, ok := h.l.gen.ups.nodes[s.Upstream]; !ok {
+			return fmt.Errorf("a plugin chose upstream %q, which the config does not have", s.Upstream)
+		}
+		return nil
+	}
+	rctx, cancel := context.WithTimeout(ctx, h.l.set.DialTimeout)
+	defer cancel()
+	name, pinned, err := h.l.gen.ups.route(rctx, s)
+	if err != nil {
+		return err
+	}
+	s.Upstream = name
+	if len(pinned) > 0 {
+		s.SetValue(pinnedKey{}, pinnedAddrs{target: s.Target, ips: pinned})
+	}
+	return nil
+}
+
+// pinnedKey holds the addresses a route resolved the target to.
+type pinnedKey struct{}
+
+type pinnedAddrs struct {
+	target string
+	ips    []netip.Addr
+}
+
+// dialTarget dials the session's target through its upstream within
+// dial_timeout.
+func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *relay.DialInfo, plugins.Code, error) {
+	if h.l.srv.drainCtx.Err() != nil {
+		// A request that finished its handshake during shutdown is not
+		// started: the drain is for channels already running.
+		return nil, nil, plugins.CodeGeneral, errShuttingDown
+	}
+	var d relay.Dialer
+	if f := h.l.srv.dialHook.Load(); f != nil {
+		d = *f
+	} else if n, ok := h.l.gen.ups.nodes[upstreamName(s)]; ok {
+		d = n
+	} else {
+		return nil, nil, plugins.CodeGeneral, fmt.Errorf("no upstream %q", s.Upstream)
+	}
+	info := &relay.DialInfo{ProxyHeader: h.clientHeader()}
+	if h.l.chain.HasDialCheckers() {
+		info.CheckDial = func(ap netip.AddrPort) error { return h.l.chain.CheckDial(s, ap) }
+	}
+	if p, ok := s.Value(pinnedKey{}).(pinnedAddrs); ok && p.target == s.Target {
+		info.Pinned = p.ips
+		info.PinnedHost, _, _ = net.SplitHostPort(p.target)
+	}
+	dctx, cancel := context.WithTimeout(relay.WithDialInfo(ctx, info), h.l.set.DialTimeout)
+	defer cancel()
+	t0 := time.Now()
+	up, err := d.DialContext(dctx, "tcp", s.Target)
+	h.l.srv.obs.Dialed(upstreamName(s), time.Since(t0), dialResult(err))
+	s.UpstreamChain = info.Chain()
+	if err != nil {
+		info.Release()
+		h.l.gen.ups.logFailure(s, err)
+		return nil, nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
+	}
+	s.UpstreamAddr = up.RemoteAddr()
+	return up, info, 0, nil
 }
 
 func reasonFor(err error) plugins.CloseReason {

@@ -117,12 +117,14 @@ type httpForwarder struct {
 	upTarget string
 	upVia    string
 	upUser   string
+	upInfo   *relay.DialInfo
 }
 
 func (f *httpForwarder) closeUpstream() {
 	if f.up != nil {
 		f.up.Close()
-		f.up, f.upBr = nil, nil
+		f.upInfo.Release()
+		f.up, f.upBr, f.upInfo = nil, nil, nil
 	}
 }
 
@@ -281,8 +283,9 @@ func (f *httpForwarder) upgradeTunnel(s *plugins.Session, st *plugins.Stats, lin
 		b, _ := f.upBr.Peek(n)
 		upPending = append(upPending, b...)
 	}
-	up := f.up
-	f.up, f.upBr = nil, nil // the channel owns and closes it now
+	up, info := f.up, f.upInfo
+	f.up, f.upBr, f.upInfo = nil, nil, nil // the channel owns and closes it now
+	defer info.Release()
 	ch := relay.Channel{
 		Client: h.c, Upstream: up, Session: s, Chain: h.l.chain, Buffers: h.l.buffers,
 		IdleTimeout: h.l.set.IdleTimeout, ClientPending: h.takeBuffered(), UpstreamPending: upPending,
@@ -306,12 +309,13 @@ func (f *httpForwarder) upstreamFor(s *plugins.Session) (net.Conn, bool, plugins
 	if f.up != nil && f.upTarget == s.Target && f.upVia == s.Upstream && f.upUser == s.User {
 		// A reused connection skips the dial, not the dial checks: rules
 		// on destination addresses still see where it goes.
-		if ta, ok := f.up.RemoteAddr().(*net.TCPAddr); ok && f.h.l.chain.HasDialCheckers() {
+		if ta, ok := f.up.RemoteAddr().(*net.TCPAddr); ok && f.h.l.chain.HasDialCheckers() && f.upInfo.Chain() == "" {
 			if err := f.h.l.chain.CheckDial(s, ta.AddrPort()); err != nil {
 				return nil, false, plugins.CodeOf(err), err
 			}
 		}
 		s.UpstreamAddr = f.up.RemoteAddr()
+		s.UpstreamChain = f.upInfo.Chain()
 		return f.up, true, 0, nil
 	}
 	f.closeUpstream()
@@ -321,23 +325,15 @@ func (f *httpForwarder) upstreamFor(s *plugins.Session) (net.Conn, bool, plugins
 
 func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error) {
 	h := f.h
-	if h.l.srv.drainCtx.Err() != nil {
-		return nil, plugins.CodeGeneral, errShuttingDown
-	}
-	ctx, cancel := context.WithTimeout(h.l.srv.hardCtx, h.l.set.DialTimeout)
-	defer cancel()
-	t0 := time.Now()
-	up, err := h.l.dialerFor(s).DialContext(ctx, "tcp", s.Target)
-	h.l.srv.obs.Dialed(upstreamName(s), time.Since(t0), dialResult(err))
+	up, info, code, err := h.dialTarget(h.l.srv.hardCtx, s)
 	if err != nil {
-		return nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
+		return nil, code, err
 	}
-	f.up = up
+	f.up, f.upInfo = up, info
 	rc := &rollingConn{Conn: up, budget: -1}
 	rc.d.Store(int64(h.l.set.IdleTimeout))
 	f.upBr = bufio.NewReaderSize(rc, h.l.set.BufferSize)
 	f.upTarget, f.upVia, f.upUser = s.Target, s.Upstream, s.User
-	s.UpstreamAddr = up.RemoteAddr()
 	return up, 0, nil
 }
 

@@ -5,6 +5,7 @@ import (
 	"os"
 	"time"
 
+	"ferry/config"
 	"ferry/plugins"
 	"ferry/relay"
 )
@@ -80,6 +81,10 @@ func dialResult(err error) string {
 	if err == nil {
 		return "ok"
 	}
+	var ue *relay.UpstreamError
+	if errors.As(err, &ue) && ue.Stage == relay.StageAuth {
+		return "auth_failed"
+	}
 	switch relay.DialCode(err) {
 	case plugins.CodeTimeout:
 		return "timeout"
@@ -94,7 +99,7 @@ func dialResult(err error) string {
 // upstreamName is the upstream label of a session's dial.
 func upstreamName(s *plugins.Session) string {
 	if s.Upstream == "" {
-		return "direct"
+		return config.Direct
 	}
 	return s.Upstream
 }

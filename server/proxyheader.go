@@ -2,13 +2,12 @@ package server
 
 import (
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"slices"
 
 	"ferry/config"
 	"ferry/proxyproto"
+	"ferry/relay"
 )
 
 // PROXY protocol modes of a listener.
@@ -101,15 +100,20 @@ func (h *conn) proxyRefused(why string, err error) {
 }
 
 // sendProxyHeader writes the PROXY header a tcp listener's target expects,
-// before any payload: the original client (from the balancer's header when
-// one came) and the address it connected to, plus the TLVs pass_tlvs
-// names.
+// before any payload, with the TLVs pass_tlvs names.
 func (h *conn) sendProxyHeader(up net.Conn) error {
 	if h.l.sendProxy == 0 {
 		return nil
 	}
+	return relay.WriteProxyHeader(up, h.clientHeader(), h.l.sendProxy, h.l.passTLVs)
+}
+
+// clientHeader is the PROXY header ferry sends onward for this connection:
+// the original client (from the balancer's header when one came) and the
+// address it connected to, with every TLV the balancer sent (the sender
+// keeps those it is told to pass).
+func (h *conn) clientHeader() *proxyproto.Header {
 	hdr := &proxyproto.Header{
-		Version:     h.l.sendProxy,
 		Command:     proxyproto.Proxy,
 		Source:      h.client,
 		Destination: h.c.LocalAddr(),
@@ -118,14 +122,7 @@ func (h *conn) sendProxyHeader(up net.Conn) error {
 		if in.Destination != nil && in.Command == proxyproto.Proxy {
 			hdr.Destination = in.Destination
 		}
-		for _, t := range in.TLVs {
-			if slices.Contains(h.l.passTLVs, t.Type) {
-				hdr.TLVs = append(hdr.TLVs, t)
-			}
-		}
+		hdr.TLVs = in.TLVs
 	}
-	if _, err := hdr.WriteTo(up); err != nil {
-		return fmt.Errorf("send PROXY header: %w", err)
-	}
-	return nil
+	return hdr
 }

@@ -19,21 +19,18 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"ferry/config"
 	"ferry/plugins"
-	"ferry/relay"
 )
 
 // Server is a set of listeners sharing plugins and services.
@@ -80,6 +77,7 @@ type generation struct {
 	services  *plugins.Services
 	instances []plugins.Plugin
 	listeners []*listener
+	ups       *upstreams
 	conns     sync.WaitGroup
 	closeOnce sync.Once
 }
@@ -88,6 +86,9 @@ type generation struct {
 func (g *generation) close() error {
 	var errs []error
 	g.closeOnce.Do(func() {
+		if g.ups != nil {
+			g.ups.stop()
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
 		errs = append(errs, g.services.Stop(ctx))
@@ -123,10 +124,11 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 // build makes a generation from cfg: plugin instances (not started) and
 // listeners (without sockets).
 func (s *Server) build(cfg *config.Config) (*generation, error) {
-	if err := unsupported(cfg); err != nil {
+	ups, err := buildUpstreams(cfg, s.log)
+	if err != nil {
 		return nil, err
 	}
-	g := &generation{cfg: cfg, services: plugins.NewServices()}
+	g := &generation{cfg: cfg, services: plugins.NewServices(), ups: ups}
 	names, instances, err := buildPlugins(cfg, s.log, g.services)
 	g.instances = instances
 	if err != nil {
@@ -214,6 +216,7 @@ func (s *Server) Start() error {
 		_ = s.gen.services.Stop(context.Background())
 		return err
 	}
+	s.gen.ups.start()
 	s.serve(s.gen, socks, socks)
 	return nil
 }
@@ -297,6 +300,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		}
 	}
 	old := s.gen
+	g.ups.start()
 	s.serve(g, socks, fresh)
 	s.retired.Add(1)
 	go func() {
@@ -418,45 +422,10 @@ func (s *Server) Stats() Stats {
 	return st
 }
 
-// dialerFor returns the dialer for a session: direct, with the chain's
-// DialCheckers vetting every resolved address before connecting. Upstream
-// proxies and routes plug in here.
-func (l *listener) dialerFor(s *plugins.Session) relay.Dialer {
-	if f := l.srv.dialHook.Load(); f != nil {
-		return *f
-	}
-	if !l.chain.HasDialCheckers() {
-		return relay.Direct()
-	}
-	d := relay.Direct().(*net.Dialer)
-	d.Control = func(network, address string, _ syscall.RawConn) error {
-		ap, err := netip.ParseAddrPort(address)
-		if err != nil {
-			return fmt.Errorf("check dial address %q: %w", address, err)
-		}
-		return l.chain.CheckDial(s, ap)
-	}
-	return d
-}
-
 type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 func (f dialFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	return f(ctx, network, addr)
-}
-
-// unsupported refuses settings the config accepts but this build cannot
-// honour yet: ignoring a parent proxy or a PROXY header would send traffic
-// somewhere the operator did not intend.
-func unsupported(cfg *config.Config) error {
-	var errs []error
-	if len(cfg.Upstreams) > 0 {
-		errs = append(errs, fmt.Errorf("%s: upstream %s: dialing through upstream proxies is not supported yet", cfg.File, cfg.Upstreams[0].Name))
-	}
-	if len(cfg.Routes) > 0 {
-		errs = append(errs, fmt.Errorf("%s: route: routes are not supported yet", cfg.File))
-	}
-	return errors.Join(errs...)
 }
 
 // configDir is the directory relative plugin paths start from: the config
