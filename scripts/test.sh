@@ -11,8 +11,11 @@ cd "$(dirname "$0")/.."
 
 # Debian packages the tests drive as real peers and clients: curl as the
 # client; haproxy in front of ferry and nginx behind it for PROXY protocol;
-# tshark to read the capture plugin's pcapng files.
-packages=(curl ca-certificates haproxy nginx-light tshark)
+# tshark to read the capture plugin's pcapng files; dante-server and
+# microsocks (SOCKS5), tinyproxy and squid (HTTP CONNECT, squid also over
+# TLS and with Basic auth) as the parent proxies ferry's upstreams,
+# chains, groups and routes go through.
+packages=(curl ca-certificates haproxy nginx-light tshark dante-server microsocks tinyproxy squid)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -15,10 +15,11 @@ import (
 )
 
 // TestReloadSIGHUP: 50 transfers run while SIGHUP applies a config that
-// adds a plugin and a listener. Every transfer completes intact, a
-// connection loop on the unchanged listener sees no refusal, new
-// connections get the new plugin, the added listener serves; then a broken
-// file is refused with its position logged and nothing changes.
+// adds a plugin and a listener and changes a route. Every transfer
+// completes intact, a connection loop on the unchanged listener sees no
+// refusal, new connections get the new plugin and route, the added
+// listener serves; then a broken file is refused with its position logged
+// and nothing changes.
 func TestReloadSIGHUP(t *testing.T) {
 	t.Parallel()
 	const transfers, size = 50, 1 << 20
@@ -31,6 +32,9 @@ func TestReloadSIGHUP(t *testing.T) {
 		c.CloseWrite()
 	})
 	denied := newTCPTarget(t, func(c *net.TCPConn) {})
+	// routed is rejected by a route before the reload, dialed after it.
+	routed := newTCPTarget(t, func(c *net.TCPConn) {})
+	_, routedPort, _ := net.SplitHostPort(routed.addr)
 	added := freeAddr(t)
 	path := filepath.Join(t.TempDir(), "ferry.toml")
 	write := func(body string) {
@@ -48,7 +52,10 @@ listen = %q
 plugins = ["log"]
 [[plugin]]
 name = "log"
-`, addr)
+[[route]]
+port = [%s]
+reject = true
+`, addr, routedPort)
 	}
 	// Our own file (not startFerry's), so the test can rewrite it.
 	f := startFerry(t, nil, func(addr string) []string {
@@ -56,6 +63,11 @@ name = "log"
 		return []string{"-c", path}
 	})
 	_, deniedPort, _ := net.SplitHostPort(denied.addr)
+	ctx0, cancel0 := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel0()
+	if _, err := dialCONNECT(ctx0, f.addr, routed.addr); err == nil || !strings.Contains(err.Error(), "403") {
+		t.Fatalf("CONNECT to the rejected route before reload: got %v, want 403", err)
+	}
 
 	// Transfers under way.
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -122,7 +134,10 @@ default = "allow"
 rule = [{ action = "deny", port = [%s] }]
 [[plugin]]
 name = "log"
-`, f.addr, added, deniedPort))
+[[route]]
+port = [%s]
+upstream = "direct"
+`, f.addr, added, deniedPort, routedPort))
 	f.send(t, syscall.SIGHUP)
 	f.waitLine(t, "configuration reloaded", nil)
 	time.Sleep(100 * time.Millisecond)
@@ -135,6 +150,11 @@ name = "log"
 	// New connections get the acl; the added listener serves.
 	if _, err := dialCONNECT(ctx, f.addr, denied.addr); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("CONNECT to the denied port after reload: got %v, want 403", err)
+	}
+	if c, err := dialCONNECT(ctx, f.addr, routed.addr); err != nil {
+		t.Errorf("CONNECT to the changed route after reload: %v", err)
+	} else {
+		c.Close()
 	}
 	if c, err := dialCONNECT(ctx, added, target.addr); err != nil {
 		t.Errorf("CONNECT on the added listener: %v", err)
