@@ -28,7 +28,9 @@ type testPlugin struct {
 	name    string
 	reject  *plugins.RejectError
 	rewrite string
-	panicOn string // OnRead panics on chunks containing this
+	// upstream, when set, is chosen in OnConnect.
+	upstream string
+	panicOn  string // OnRead panics on chunks containing this
 	upper   bool   // OnWrite upper-cases data
 	mu      sync.Mutex
 	closed  []plugins.Stats
@@ -42,6 +44,9 @@ func (p *testPlugin) OnConnect(_ context.Context, s *plugins.Session) error {
 	}
 	if p.rewrite != "" {
 		s.Target = p.rewrite
+	}
+	if p.upstream != "" {
+		s.Upstream = p.upstream
 	}
 	return nil
 }
