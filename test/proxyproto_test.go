@@ -273,3 +273,60 @@ func waitFor(t *testing.T, cond func() bool) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+// TestUpstreamSendProxyProtocol: an [[upstream]] with send_proxy_protocol
+// gets a PROXY header ahead of its SOCKS5 or CONNECT handshake, also when
+// it sits behind another hop (via). The parent, a second ferry requiring
+// the header, logs the real client (curl bound to 127.0.0.5).
+func TestUpstreamSendProxyProtocol(t *testing.T) {
+	t.Parallel()
+	needCurl(t)
+	web := newHTTPTarget(t)
+	webAddr := web.Listener.Addr().String()
+	hop := startFerry(t, withJSON(""), nil)
+	for _, tt := range []struct{ name, scheme, version, via string }{
+		{"v1 to an HTTP parent", "http", "v1", ""},
+		{"v2 to a SOCKS5 parent", "socks5", "v2", ""},
+		{"v2 behind another hop", "socks5", "v2", "hop"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			parent := startFerry(t, proxyListenerConfig("required"), nil)
+			via := ""
+			if tt.via != "" {
+				via = fmt.Sprintf("via = %q", tt.via)
+			}
+			front := startFerry(t, func(addr string) string {
+				return jsonConfig(addr, "") + fmt.Sprintf(`
+[[upstream]]
+name = "hop"
+url = "http://%s"
+[[upstream]]
+name = "parent"
+url = "%s://%s"
+send_proxy_protocol = %q
+%s
+[[route]]
+upstream = "parent"
+`, hop.addr, tt.scheme, parent.addr, tt.version, via)
+			}, nil)
+			body := curl(t, "--interface", "127.0.0.5", "-x", "http://"+front.addr, "http://"+webAddr+"/")
+			if !strings.Contains(body, "hello") {
+				t.Fatalf("body: got %q", body)
+			}
+			line := parent.waitLine(t, "access", byTarget(webAddr))
+			if c := line.str("client"); !strings.HasPrefix(c, "127.0.0.5:") {
+				t.Errorf("parent's access line client: got %q, want 127.0.0.5:… (from ferry's PROXY header)", c)
+			}
+			if p := line.str("peer"); !strings.HasPrefix(p, "127.0.0.1:") {
+				t.Errorf("parent's access line peer: got %q, want 127.0.0.1:…", p)
+			}
+			wantChain := "parent"
+			if tt.via != "" {
+				wantChain = "hop>parent"
+			}
+			if got := front.waitLine(t, "access", byTarget(webAddr)).str("chain"); got != wantChain {
+				t.Errorf("front's access line chain: got %q, want %q", got, wantChain)
+			}
+		})
+	}
+}
