@@ -71,7 +71,13 @@ type fixture struct {
 // by httptest.
 func start(t *testing.T, cfg config.Admin, reload func() error) *fixture {
 	t.Helper()
-	c, err := config.Parse("test.toml", []byte(testConfig))
+	return startWith(t, testConfig, cfg, reload)
+}
+
+// startWith is start with another server config.
+func startWith(t *testing.T, src string, cfg config.Admin, reload func() error) *fixture {
+	t.Helper()
+	c, err := config.Parse("test.toml", []byte(src))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -274,22 +280,7 @@ func TestMetrics(t *testing.T) {
 
 func TestRefusedOverLimit(t *testing.T) {
 	src := strings.Replace(testConfig, `plugins = ["deny"]`, "plugins = [\"deny\"]\nmax_connections = 1", 1)
-	c, err := config.Parse("test.toml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	srv, err := server.New(c, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	adm := New(srv, config.Admin{}, nil, zerolog.Nop())
-	srv.SetObserver(adm)
-	if err := srv.Start(); err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Shutdown(time.Second)
-	f := &fixture{srv: srv, proxy: srv.Addrs()[0].String(), adm: adm, web: httptest.NewServer(adm)}
-	defer f.web.Close()
+	f := startWith(t, src, config.Admin{}, nil)
 
 	hold, code := connect(t, f.proxy, echoServer(t))
 	if code != 200 {
@@ -488,4 +479,53 @@ func TestServeShutdown(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatalf("Serve: got %v, want nil after Shutdown", err)
 	}
+}
+
+// TestUpstreamMetrics: a group member that fails a dial is marked down,
+// which /metrics and /upstreams show; the group itself stays up.
+func TestUpstreamMetrics(t *testing.T) {
+	dead, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := dead.Addr().String()
+	dead.Close()
+	f := startWith(t, testConfig+`
+[[upstream]]
+name = "dead"
+url = "socks5://`+deadAddr+`"
+[[upstream]]
+name = "pool"
+members = ["dead", "direct-member"]
+[[upstream]]
+name = "direct-member"
+url = "direct"
+[[route]]
+upstream = "pool"
+`, config.Admin{}, nil)
+	up := func(name string) float64 {
+		return value(f.scrape(t), "ferry_upstream_up", map[string]string{"upstream": name})
+	}
+	if up("dead") != 1 || up("pool") != 1 {
+		t.Fatalf("before any dial: dead %v, pool %v; want both up (1)", up("dead"), up("pool"))
+	}
+	c, code := connect(t, f.proxy, echoServer(t))
+	if code != 200 {
+		t.Fatalf("CONNECT through the group: got %d, want 200 (the second member)", code)
+	}
+	if up("dead") != 0 || up("pool") != 1 || up("direct-member") != 1 {
+		t.Errorf("after the failover: dead %v, pool %v, direct-member %v; want 0, 1, 1", up("dead"), up("pool"), up("direct-member"))
+	}
+	if got := value(f.scrape(t), "ferry_upstream_active_connections", map[string]string{"upstream": "direct-member"}); got != 1 {
+		t.Errorf("active connections through direct-member: got %v, want 1", got)
+	}
+	code, body := f.do(t, "GET", "/upstreams", "")
+	if code != 200 || !strings.Contains(body, `"name": "dead",
+    "up": false`) {
+		t.Errorf("GET /upstreams: %d %s", code, body)
+	}
+	c.Close()
+	waitFor(t, "the connection released", func() bool {
+		return value(f.scrape(t), "ferry_upstream_active_connections", map[string]string{"upstream": "direct-member"}) == 0
+	})
 }
