@@ -20,8 +20,9 @@ type Observer interface {
 	// "max_connections".
 	ConnRefused(listener, reason string)
 	// Handshake: a client's request on protocol ("http", "connect",
-	// "socks5", "socks4", "tcp"; "unknown" before detection) came to
-	// outcome: ok, timeout, error, rejected or dial_failed.
+	// "socks5", "socks4", "tcp"; "unknown" before detection;
+	// "proxy_protocol" for a PROXY header refused) came to outcome: ok,
+	// timeout, error, rejected or dial_failed.
 	Handshake(protocol, outcome string)
 	// Dialed: a dial through upstream ("direct" without one) took d;
 	// result is ok, timeout, refused, unreachable or error.

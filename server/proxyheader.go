@@ -92,6 +92,7 @@ func (h *conn) readProxyHeader() bool {
 }
 
 func (h *conn) proxyRefused(why string, err error) {
+	h.l.srv.obs.Handshake("proxy_protocol", "rejected")
 	ev := h.l.log.Warn().Str("peer", h.peer.String())
 	if err != nil {
 		ev = ev.Err(err)

@@ -181,6 +181,9 @@ func TestProxyProtocolAccept(t *testing.T) {
 					t.Fatalf("refused after %v, want within the 1s handshake timeout", d)
 				}
 				waitFor(t, func() bool { return strings.Contains(f.logs.String(), "connection refused") })
+				if n := f.obs.handshakes("proxy_protocol", "rejected"); n != 1 {
+					t.Errorf("handshakes proxy_protocol/rejected: got %d, want 1", n)
+				}
 				return
 			}
 			s := seenPlugin(f).last(t)

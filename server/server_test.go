@@ -103,6 +103,29 @@ type fixture struct {
 	srv  *Server
 	addr string
 	logs *syncBuffer
+	obs  *recObserver
+}
+
+// recObserver counts Handshake outcomes.
+type recObserver struct {
+	nopObserver
+	mu sync.Mutex
+	hs map[string]int // "protocol/outcome"
+}
+
+func (o *recObserver) Handshake(protocol, outcome string) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.hs == nil {
+		o.hs = map[string]int{}
+	}
+	o.hs[protocol+"/"+outcome]++
+}
+
+func (o *recObserver) handshakes(protocol, outcome string) int {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.hs[protocol+"/"+outcome]
 }
 
 type syncBuffer struct {
@@ -147,11 +170,13 @@ func start(t *testing.T, toml string, insts ...*testPlugin) *fixture {
 	if err != nil {
 		t.Fatalf("server.New: %v", err)
 	}
+	obs := &recObserver{}
+	srv.SetObserver(obs)
 	if err := srv.Start(); err != nil {
 		t.Fatalf("Start: %v", err)
 	}
 	t.Cleanup(func() { srv.Shutdown(time.Second) })
-	return &fixture{srv: srv, addr: srv.Addrs()[0].String(), logs: logs}
+	return &fixture{srv: srv, addr: srv.Addrs()[0].String(), logs: logs, obs: obs}
 }
 
 const basicConfig = `
