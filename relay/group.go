@@ -197,6 +197,9 @@ func (g *Group) DialContext(ctx context.Context, network, address string) (net.C
 		return nil, &UpstreamError{Upstream: g.Name, Stage: StageDown, Code: plugins.CodeGeneral,
 			Err: fmt.Errorf("every member is down: %s", strings.Join(out, ", "))}
 	}
+	if err := ctx.Err(); err != nil {
+		return nil, err // nothing to blame a member for
+	}
 	info := dialInfoFrom(ctx)
 	var failures []string
 	var last error
@@ -217,7 +220,11 @@ func (g *Group) DialContext(ctx context.Context, network, address string) (net.C
 			return c, nil
 		}
 		info.rewind(mark)
-		if !memberFailed(err) && !(isTimeout(err) && ctx.Err() == nil) {
+		// A plain error that timed out with time left overall is the
+		// member's share running out: the member's fault. An upstream
+		// answering that the target timed out is not.
+		shareTimedOut := !isUpstreamError(err) && isTimeout(err) && ctx.Err() == nil
+		if errors.Is(ctx.Err(), context.Canceled) || !memberFailed(err) && !shareTimedOut {
 			return nil, err // the target failed, or the client gave up
 		}
 		m.MarkDown(err)

@@ -67,10 +67,20 @@ func (d *httpConnectDialer) DialContext(ctx context.Context, network, address st
 func (d *httpConnectDialer) handshake(ctx context.Context, c net.Conn, target string) (net.Conn, error) {
 	if dl, ok := ctx.Deadline(); ok {
 		c.SetDeadline(dl)
-		defer c.SetDeadline(time.Time{})
 	}
-	stop := context.AfterFunc(ctx, func() { c.SetDeadline(time.Unix(1, 0)) })
-	defer stop()
+	// A cancelled dial ends the handshake at once. The deadline is cleared
+	// after the callback is stopped or has run, never before it.
+	fired := make(chan struct{})
+	stop := context.AfterFunc(ctx, func() {
+		c.SetDeadline(time.Unix(1, 0))
+		close(fired)
+	})
+	defer func() {
+		if !stop() {
+			<-fired
+		}
+		c.SetDeadline(time.Time{})
+	}()
 
 	conn := c
 	if d.tls != nil {

@@ -55,7 +55,7 @@ func WriteProxyHeader(w io.Writer, base *proxyproto.Header, version int, pass []
 	hdr.Version = version
 	hdr.TLVs = nil
 	for _, t := range base.TLVs {
-		if slices.Contains(pass, t.Type) {
+		if version == 2 && slices.Contains(pass, t.Type) { // v1 carries no TLVs
 			hdr.TLVs = append(hdr.TLVs, t)
 		}
 	}
