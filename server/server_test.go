@@ -31,9 +31,9 @@ type testPlugin struct {
 	// upstream, when set, is chosen in OnConnect.
 	upstream string
 	panicOn  string // OnRead panics on chunks containing this
-	upper   bool   // OnWrite upper-cases data
-	mu      sync.Mutex
-	closed  []plugins.Stats
+	upper    bool   // OnWrite upper-cases data
+	mu       sync.Mutex
+	closed   []plugins.Stats
 }
 
 func (p *testPlugin) Name() string { return p.name }
