@@ -1,6 +1,13 @@
 package relay
 
-import "sync"
+import (
+	"errors"
+	"io"
+	"net"
+	"os"
+	"sync"
+	"syscall"
+)
 
 // DefaultBufferSize is the read size when none is configured.
 const DefaultBufferSize = 32 << 10
@@ -31,3 +38,70 @@ func (b *BufferPool) Get() *[]byte { return b.pool.Get().(*[]byte) }
 
 // Put returns a buffer to the pool.
 func (b *BufferPool) Put(p *[]byte) { b.pool.Put(p) }
+
+// chunkReader reads src in chunks into buffers taken from the pool only
+// once src has data: waiting without a buffer is what keeps idle channels
+// cheap. Connections that are not sockets fall back to a plain Read.
+type chunkReader struct {
+	src  net.Conn
+	pool *BufferPool
+	rc   syscall.RawConn // nil: plain Read
+	fn   func(uintptr) bool
+
+	bufp *[]byte
+	n    int
+	err  error
+}
+
+func newChunkReader(src net.Conn, pool *BufferPool) *chunkReader {
+	r := &chunkReader{src: src, pool: pool}
+	if sc, ok := src.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			r.rc = rc
+			r.fn = r.read // bound once: a closure per read would allocate
+		}
+	}
+	return r
+}
+
+func (r *chunkReader) read(fd uintptr) bool {
+	r.bufp = r.pool.Get()
+	r.n, r.err = syscall.Read(int(fd), *r.bufp)
+	if r.err == syscall.EAGAIN {
+		r.pool.Put(r.bufp)
+		r.bufp = nil
+		return false
+	}
+	return true
+}
+
+// next returns the next chunk in a pooled buffer (nil when none was
+// needed); give the buffer back to the pool when done with it.
+func (r *chunkReader) next() (bufp *[]byte, n int, err error) {
+	if r.rc == nil {
+		bufp = r.pool.Get()
+		n, err = r.src.Read(*bufp)
+		return bufp, n, err
+	}
+	r.bufp, r.n, r.err = nil, 0, nil
+	err = r.rc.Read(r.fn)
+	if err == nil {
+		err = r.err
+	}
+	switch {
+	case err != nil:
+		return r.bufp, max(r.n, 0), wrapRead(err)
+	case r.n == 0:
+		return r.bufp, 0, io.EOF
+	}
+	return r.bufp, r.n, nil
+}
+
+// wrapRead gives a raw read error the shape net.Conn.Read would.
+func wrapRead(err error) error {
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
+	}
+	return err
+}

@@ -248,21 +248,32 @@ func (c *Channel) copy(dst, src net.Conn, pending []byte, mu *sync.Mutex, count 
 		}
 	}
 	if fast {
-		// io.Copy between two *net.TCPConn splices in the kernel.
+		// Splice in the kernel, with a pipe held only while bytes flow.
+		ok, err := spliceCopy(dst, src, func(n int) {
+			count.Add(int64(n))
+			c.lastNano.Store(int64(time.Since(c.start)))
+		})
+		if ok {
+			return err
+		}
 		n, err := io.Copy(dst, src)
 		count.Add(n)
 		return err
 	}
-	bufp := c.Buffers.Get()
-	defer c.Buffers.Put(bufp)
-	buf := *bufp
+	rd := newChunkReader(src, c.Buffers)
 	for {
-		n, rerr := src.Read(buf)
+		// A buffer is held only while a chunk is handled, not while the
+		// channel waits for one: idle channels cost no buffers.
+		bufp, n, rerr := rd.next()
 		if n > 0 {
 			c.lastNano.Store(int64(time.Since(c.start)))
-			if err := c.deliver(dst, buf[:n], mu, count, hooked, hook); err != nil {
+			err := c.deliver(dst, (*bufp)[:n], mu, count, hooked, hook)
+			c.Buffers.Put(bufp)
+			if err != nil {
 				return err
 			}
+		} else if bufp != nil {
+			c.Buffers.Put(bufp)
 		}
 		if rerr == io.EOF {
 			if !hooked {

@@ -1,0 +1,8 @@
+//go:build !linux
+
+package relay
+
+import "net"
+
+// spliceCopy is Linux only; elsewhere the caller copies with io.Copy.
+func spliceCopy(dst, src net.Conn, moved func(int)) (ok bool, err error) { return false, nil }
