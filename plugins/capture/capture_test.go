@@ -181,7 +181,7 @@ func TestAddresses(t *testing.T) {
 		name           string
 		client, target string
 		dialed         string // s.UpstreamAddr; "": nil
-		upstream       string // s.Upstream
+		chain          string // s.UpstreamChain
 		wantClient     string // "" : check the prefix instead
 		wantTarget     string
 		clientPrefix   string
@@ -217,7 +217,9 @@ func TestAddresses(t *testing.T) {
 			introHas: []string{"target www.example:443 (connected to [2001:db8::7]:443)"}},
 		{name: "name, connected to a mapped address", client: "[::1]:40000", target: "www.example:443", dialed: "[::ffff:192.0.2.7]:443",
 			wantClient: "[::1]:40000", wantTarget: "[::ffff:192.0.2.7]:443"},
-		{name: "name, through a named upstream", client: "127.0.0.1:40000", target: "www.example:443", dialed: "192.0.2.1:443", upstream: "corp",
+		{name: "name, dialed directly by a route", client: "127.0.0.1:40000", target: "www.example:443", dialed: "192.0.2.1:443",
+			wantClient: "127.0.0.1:40000", wantTarget: "192.0.2.1:443"},
+		{name: "name, through an upstream proxy", client: "127.0.0.1:40000", target: "www.example:443", dialed: "192.0.2.1:443", chain: "corp",
 			wantClient: "127.0.0.1:40000", targetPrefix: "198.18.0.0/15",
 			introHas: []string{"target www.example:443 (a name: shown as 198.1"}},
 		{name: "name, connected to another port", client: "127.0.0.1:40000", target: "www.example:443", dialed: "192.0.2.1:3128",
@@ -232,7 +234,12 @@ func TestAddresses(t *testing.T) {
 				if tt.dialed != "" {
 					s.UpstreamAddr = net.TCPAddrFromAddrPort(netip.MustParseAddrPort(tt.dialed))
 				}
-				s.Upstream = tt.upstream
+				s.UpstreamChain = tt.chain
+				if tt.chain != "" {
+					s.Upstream = tt.chain
+				} else {
+					s.Upstream = "direct"
+				}
 				return s
 			}
 			s := withDial(session("abc-1", tt.client, tt.target))
