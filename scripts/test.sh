@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # The one test entry point: installs what the tests need on a fresh Debian
 # machine (as root, via apt-get), checks formatting and vet, runs every test
-# with the race detector (the end-to-end tests in test/ included), then
-# fuzzes each fuzz target for a bounded time.
+# with the race detector (the end-to-end tests in test/ included), runs
+# every benchmark once as a smoke test, then fuzzes each fuzz target for a
+# bounded time.
 #
 #   scripts/test.sh                 # everything
 #   FUZZTIME=0 scripts/test.sh      # skip fuzzing
@@ -43,6 +44,9 @@ go vet ./...
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+
+echo "== benchmarks (smoke: each runs once; speed is not checked)"
+go test -run '^$' -bench . -benchtime 1x ./...
 
 fuzztime=${FUZZTIME:-15s}
 if [ "$fuzztime" != "0" ]; then
