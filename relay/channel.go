@@ -6,9 +6,8 @@
 //	res := ch.Run(ctx) // returns when both directions are done
 //
 // A Channel runs the plugin data hooks on each chunk when the chain has
-// them; without hooks it hands the copy to io.Copy between the two TCP
-// sockets, which lets the kernel splice, and learns idleness from the
-// kernel's TCP_INFO instead of counting bytes. It propagates half-closes,
+// them; without hooks it splices between the two TCP sockets in the
+// kernel, taking a pipe only while bytes flow. It propagates half-closes,
 // enforces the idle timeout and ends both sides on the first error or when
 // ctx is cancelled.
 //
@@ -53,12 +52,6 @@ type Channel struct {
 	lastNano atomic.Int64 // last user-space activity, ns since start
 	up, down atomic.Int64 // bytes delivered each way
 
-	// On the spliced path io.Copy counts only when it returns; for live
-	// counts Bytes asks the kernel how much each socket has sent since
-	// these bases (-1: unknown).
-	kernelUp, kernelDown atomic.Int64
-	kernelCounts         atomic.Bool
-
 	upMu, downMu sync.Mutex // serialise hook output with injected bytes
 
 	timerMu   sync.Mutex
@@ -100,18 +93,10 @@ func (c *Channel) Run(ctx context.Context) Result {
 	defer stop()
 
 	hooked := c.Chain.HasReaders() || c.Chain.HasWriters()
-	// Without kernel activity data every byte must pass through user space
-	// so that the idle watchdog sees it.
-	c.fast = !hooked && (c.IdleTimeout <= 0 || kernelActivityAvailable(c.Client, c.Upstream))
-	if c.fast {
-		bu, okU := kernelBytesAcked(c.Upstream)
-		bd, okD := kernelBytesAcked(c.Client)
-		if okU && okD {
-			c.kernelUp.Store(bu)
-			c.kernelDown.Store(bd)
-			c.kernelCounts.Store(true)
-		}
-	}
+	// The splice loop counts bytes and activity per chunk. io.Copy (for
+	// connections that cannot be spliced) reports nothing until it ends,
+	// so with an idle timeout those go through the counting copy.
+	c.fast = !hooked && (c.IdleTimeout <= 0 || spliceable(c.Client, c.Upstream))
 
 	if c.IdleTimeout > 0 {
 		c.timerMu.Lock()
@@ -156,19 +141,8 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 
 // Bytes returns the bytes delivered so far to the upstream and to the
 // client. It is safe to call from any goroutine while Run runs.
-// On the spliced path, while a copy runs, the counts come from the kernel
-// (bytes the peer acknowledged), at the cost of two getsockopt calls.
 func (c *Channel) Bytes() (up, down int64) {
-	up, down = c.up.Load(), c.down.Load()
-	if c.kernelCounts.Load() {
-		if n, ok := kernelBytesAcked(c.Upstream); ok {
-			up = max(up, n-c.kernelUp.Load())
-		}
-		if n, ok := kernelBytesAcked(c.Client); ok {
-			down = max(down, n-c.kernelDown.Load())
-		}
-	}
-	return up, down
+	return c.up.Load(), c.down.Load()
 }
 
 // Close ends the channel with plugins.ReasonAdminClosed, unless it has
@@ -205,14 +179,16 @@ func (e writeError) Unwrap() error { return e.error }
 // the whole channel on an error. srcReason names src's side, dstReason
 // dst's.
 func (c *Channel) finishDirection(err error, dst net.Conn, srcReason, dstReason plugins.CloseReason, dir string) {
-	var he *plugins.HookError
-	switch {
-	case err == nil:
+	if err == nil {
 		c.firstEOF.CompareAndSwap(0, int32(srcReason))
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
 			return
 		}
 		c.end(srcReason, nil)
+		return
+	}
+	var he *plugins.HookError // declared past the common case: it escapes
+	switch {
 	case errors.Is(err, plugins.ErrClose):
 		c.end(plugins.ReasonPluginClosed, nil)
 	case errors.As(err, &he):
@@ -356,13 +332,5 @@ func (c *Channel) checkIdle() {
 
 // sinceActivity is the time since the last byte moved either way.
 func (c *Channel) sinceActivity() time.Duration {
-	since := time.Since(c.start) - time.Duration(c.lastNano.Load())
-	if c.fast {
-		for _, conn := range []net.Conn{c.Client, c.Upstream} {
-			if d, ok := kernelSinceActivity(conn); ok && d < since {
-				since = d
-			}
-		}
-	}
-	return since
+	return time.Since(c.start) - time.Duration(c.lastNano.Load())
 }

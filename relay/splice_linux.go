@@ -17,6 +17,13 @@ import (
 // the copy runs, it takes a pipe from a shared pool only while bytes flow:
 // an idle tunnel holds its two sockets and nothing else. ok is false when
 // the connections cannot be spliced (the caller copies another way).
+// spliceable reports whether spliceCopy can join a and b.
+func spliceable(a, b net.Conn) bool {
+	_, okA := a.(*net.TCPConn)
+	_, okB := b.(*net.TCPConn)
+	return okA && okB
+}
+
 func spliceCopy(dst, src net.Conn, moved func(int)) (ok bool, err error) {
 	s, okS := src.(*net.TCPConn)
 	d, okD := dst.(*net.TCPConn)

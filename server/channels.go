@@ -1,6 +1,7 @@
 package server
 
 import (
+	"net"
 	"slices"
 	"strings"
 	"time"
@@ -32,34 +33,36 @@ type ChannelInfo struct {
 	Started time.Time `json:"started"`
 }
 
+// liveChannel is what Channels reports of a live relay. Addresses stay
+// net.Addr until asked for: formatting them for every tunnel would cost
+// allocations that only the admin API needs.
 type liveChannel struct {
-	info ChannelInfo // without byte counts
-	ch   *relay.Channel
+	info           ChannelInfo // without addresses and byte counts
+	client, upAddr net.Addr
+	ch             *relay.Channel
 }
 
-// track registers ch as live until the returned func is called.
-func (s *Server) track(sess *plugins.Session, ch *relay.Channel) (untrack func()) {
-	info := ChannelInfo{
-		ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol,
-		User: sess.User, Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamChain, Started: time.Now(),
-	}
-	if sess.Client != nil {
-		info.Client = sess.Client.String()
-	}
-	if sess.UpstreamAddr != nil {
-		info.UpstreamAddr = sess.UpstreamAddr.String()
+// track registers ch as live until untrack(sess.ID).
+func (s *Server) track(sess *plugins.Session, ch *relay.Channel) {
+	lc := &liveChannel{
+		info: ChannelInfo{
+			ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol, User: sess.User,
+			Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamChain, Started: time.Now(),
+		},
+		client: sess.Client, upAddr: sess.UpstreamAddr, ch: ch,
 	}
 	s.chMu.Lock()
 	if s.channels == nil {
 		s.channels = make(map[string]*liveChannel)
 	}
-	s.channels[sess.ID] = &liveChannel{info: info, ch: ch}
+	s.channels[sess.ID] = lc
 	s.chMu.Unlock()
-	return func() {
-		s.chMu.Lock()
-		delete(s.channels, sess.ID)
-		s.chMu.Unlock()
-	}
+}
+
+func (s *Server) untrack(id string) {
+	s.chMu.Lock()
+	delete(s.channels, id)
+	s.chMu.Unlock()
 }
 
 // Channels returns the live channels, oldest first, with their byte
@@ -69,6 +72,12 @@ func (s *Server) Channels() []ChannelInfo {
 	out := make([]ChannelInfo, 0, len(s.channels))
 	for _, lc := range s.channels {
 		info := lc.info
+		if lc.client != nil {
+			info.Client = lc.client.String()
+		}
+		if lc.upAddr != nil {
+			info.UpstreamAddr = lc.upAddr.String()
+		}
 		info.Up, info.Down = lc.ch.Bytes()
 		out = append(out, info)
 	}

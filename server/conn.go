@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"sync"
 	"time"
 
 	"ferry/plugins"
@@ -20,7 +21,8 @@ import (
 type conn struct {
 	l     *listener
 	c     net.Conn
-	rc    *rollingConn // c, as br reads it
+	rc    *rollingConn // c, as br reads it: &rcv while the handshake runs
+	rcv   rollingConn
 	br    *bufio.Reader
 	start time.Time
 	// peer is the socket's remote address; client is who the connection
@@ -32,6 +34,9 @@ type conn struct {
 	// linger: an error answer was written while the client may still be
 	// sending; close gently so the answer is not lost to a reset.
 	linger bool
+	// scratch holds SOCKS fields and replies: conn is on the heap anyway,
+	// where stack arrays passed to io functions would each be allocated.
+	scratch [256]byte
 }
 
 // handshakeBufSize bounds what the handshake buffers: an HTTP request
@@ -49,8 +54,11 @@ func (h *conn) serve() {
 	if h.l.set.HandshakeTimeout > 0 {
 		h.c.SetDeadline(h.start.Add(h.l.set.HandshakeTimeout))
 	}
-	h.rc = &rollingConn{Conn: h.c, budget: -1}
-	h.br = bufio.NewReaderSize(h.rc, handshakeBufSize)
+	h.rcv = rollingConn{Conn: h.c, budget: -1}
+	h.rc = &h.rcv
+	h.br = handshakeReaders.Get().(*bufio.Reader)
+	h.br.Reset(h.rc)
+	defer h.releaseReader()
 	h.peer = h.c.RemoteAddr()
 	h.client = h.peer
 	if h.l.proxyMode != ppOff && !h.readProxyHeader() {
@@ -76,6 +84,20 @@ func (h *conn) serve() {
 		h.l.srv.obs.Handshake("unknown", "error")
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Hex("first_byte", first).
 			Msg("handshake: protocol not recognised or not enabled")
+	}
+}
+
+// handshakeReaders recycles handshake buffers: a tunnel needs its buffer
+// only until the handshake is done.
+var handshakeReaders = sync.Pool{New: func() any { return bufio.NewReaderSize(nil, handshakeBufSize) }}
+
+// releaseReader gives the handshake buffer back; the conn must not read
+// through it afterwards.
+func (h *conn) releaseReader() {
+	if h.br != nil {
+		h.br.Reset(nil)
+		handshakeReaders.Put(h.br)
+		h.br, h.rc = nil, nil
 	}
 }
 
@@ -183,10 +205,10 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 	}
 	// The tunnel reads the socket directly from here on: let the
 	// handshake buffer go, which matters for many idle tunnels.
-	h.br, h.rc = nil, nil
-	untrack := h.l.srv.track(s, &ch)
+	h.releaseReader()
+	h.l.srv.track(s, &ch)
 	res := ch.Run(ctx)
-	untrack()
+	h.l.srv.untrack(s.ID)
 	st.Up, st.Down, st.Reason, st.Err = res.Up, res.Down, res.Reason, res.Err
 }
 
@@ -245,9 +267,7 @@ func (h *conn) admit(ctx context.Context, s *plugins.Session) error {
 		}
 		return nil
 	}
-	rctx, cancel := context.WithTimeout(ctx, h.l.set.DialTimeout)
-	defer cancel()
-	name, pinned, err := h.l.gen.ups.route(rctx, s)
+	name, pinned, err := h.l.gen.ups.route(ctx, s, h.l.set.DialTimeout)
 	if err != nil {
 		return err
 	}
@@ -282,7 +302,10 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *r
 	} else {
 		return nil, nil, plugins.CodeGeneral, fmt.Errorf("no upstream %q", s.Upstream)
 	}
-	info := &relay.DialInfo{ProxyHeader: h.clientHeader()}
+	info := &relay.DialInfo{}
+	if h.l.gen.ups.sendsHeader {
+		info.ProxyHeader = h.clientHeader()
+	}
 	if h.l.chain.HasDialCheckers() {
 		info.CheckDial = func(ap netip.AddrPort) error { return h.l.chain.CheckDial(s, ap) }
 	}
@@ -344,7 +367,11 @@ func (h *conn) finish(s *plugins.Session, st *plugins.Stats) {
 		s.Log.Error().Err(err).Msg("plugin panicked in OnClose")
 	})
 	end := ChannelEnd{Listener: s.Listener, Protocol: s.Protocol, Reason: st.Reason, Up: st.Up, Down: st.Down}
-	var rhe *plugins.HookError
+	if st.Err == nil {
+		h.l.srv.obs.ChannelClosed(end)
+		return
+	}
+	var rhe *plugins.HookError // past the common case: it escapes
 	if st.Reason == plugins.ReasonRejected && errors.As(st.Err, &rhe) {
 		end.Plugin, end.Code = rhe.Plugin, plugins.CodeOf(st.Err)
 	}

@@ -75,6 +75,10 @@ func (h *conn) serveCONNECT(req *http.Request) {
 
 type connectReplier struct{ h *conn }
 
+// connectEstablished is CONNECT's success answer, as bytes once: a string
+// written with io.WriteString would be copied per tunnel.
+var connectEstablished = []byte("HTTP/1.1 200 Connection established\r\n\r\n")
+
 func (r connectReplier) fail(s *plugins.Session, code plugins.Code, err error) {
 	s.Status = code.HTTPStatus()
 	r.h.httpError(s.Status, code.String(), err)
@@ -82,7 +86,7 @@ func (r connectReplier) fail(s *plugins.Session, code plugins.Code, err error) {
 
 func (r connectReplier) ok(s *plugins.Session, _ net.Addr) error {
 	s.Status = http.StatusOK
-	_, err := io.WriteString(r.h.c, "HTTP/1.1 200 Connection established\r\n\r\n")
+	_, err := r.h.c.Write(connectEstablished)
 	return err
 }
 
@@ -124,6 +128,7 @@ func (f *httpForwarder) closeUpstream() {
 	if f.up != nil {
 		f.up.Close()
 		f.upInfo.Release()
+		f.h.l.putReader(f.upBr)
 		f.up, f.upBr, f.upInfo = nil, nil, nil
 	}
 }
@@ -239,7 +244,8 @@ func (f *httpForwarder) forward(req *http.Request) (keepAlive bool) {
 	resp.Close = clientCloses
 
 	downW := &hookWriter{s: s, link: link, chain: h.l.chain, idle: idle}
-	bw := bufio.NewWriterSize(downW, h.l.set.BufferSize)
+	bw := h.l.getWriter(downW)
+	defer h.l.putWriter(bw)
 	if resp.StatusCode == http.StatusSwitchingProtocols && upgrade != "" {
 		resp.Header.Set("Connection", "Upgrade")
 		resp.Header.Set("Upgrade", upgrade)
@@ -269,6 +275,7 @@ func (f *httpForwarder) forward(req *http.Request) (keepAlive bool) {
 	}
 	st.Reason = plugins.ReasonCompleted
 	if upstreamCloses {
+		resp.Body.Close() // before its reader goes back to the pool
 		f.closeUpstream()
 	}
 	return !clientCloses
@@ -284,6 +291,7 @@ func (f *httpForwarder) upgradeTunnel(s *plugins.Session, st *plugins.Stats, lin
 		upPending = append(upPending, b...)
 	}
 	up, info := f.up, f.upInfo
+	h.l.putReader(f.upBr)
 	f.up, f.upBr, f.upInfo = nil, nil, nil // the channel owns and closes it now
 	defer info.Release()
 	ch := relay.Channel{
@@ -291,9 +299,9 @@ func (f *httpForwarder) upgradeTunnel(s *plugins.Session, st *plugins.Stats, lin
 		IdleTimeout: h.l.set.IdleTimeout, ClientPending: h.takeBuffered(), UpstreamPending: upPending,
 	}
 	s.Attach(nil)
-	untrack := h.l.srv.track(s, &ch)
+	h.l.srv.track(s, &ch)
 	res := ch.Run(h.l.srv.hardCtx)
-	untrack()
+	h.l.srv.untrack(s.ID)
 	st.Up += res.Up
 	st.Down += res.Down
 	st.Reason, st.Err = res.Reason, res.Err
@@ -332,7 +340,7 @@ func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error)
 	f.up, f.upInfo = up, info
 	rc := &rollingConn{Conn: up, budget: -1}
 	rc.d.Store(int64(h.l.set.IdleTimeout))
-	f.upBr = bufio.NewReaderSize(rc, h.l.set.BufferSize)
+	f.upBr = h.l.getReader(rc)
 	f.upTarget, f.upVia, f.upUser = s.Target, s.Upstream, s.User
 	return up, 0, nil
 }
@@ -368,7 +376,8 @@ func (f *httpForwarder) roundTrip(req *http.Request, w *hookWriter, reused bool)
 }
 
 func (f *httpForwarder) tryRoundTrip(req *http.Request, w *hookWriter) (*http.Response, error) {
-	bw := bufio.NewWriterSize(w, f.h.l.set.BufferSize)
+	bw := f.h.l.getWriter(w)
+	defer f.h.l.putWriter(bw)
 	if err := req.Write(bw); err != nil {
 		return nil, err
 	}

@@ -1,7 +1,9 @@
 package server
 
 import (
+	"bufio"
 	"errors"
+	"io"
 	"fmt"
 	"net"
 	"net/netip"
@@ -39,6 +41,40 @@ type listener struct {
 	trusted   []netip.Prefix // peers allowed to send a PROXY header
 	sendProxy int            // PROXY version sent to a tcp target; 0: none
 	passTLVs  []byte         // TLV types forwarded in that header
+
+	// readers and writers recycle plain HTTP's buffer_size buffers
+	// between requests and connections.
+	readers, writers sync.Pool
+}
+
+func (l *listener) getReader(r io.Reader) *bufio.Reader {
+	br, ok := l.readers.Get().(*bufio.Reader)
+	if !ok {
+		return bufio.NewReaderSize(r, l.set.BufferSize)
+	}
+	br.Reset(r)
+	return br
+}
+
+func (l *listener) putReader(br *bufio.Reader) {
+	if br != nil {
+		br.Reset(nil)
+		l.readers.Put(br)
+	}
+}
+
+func (l *listener) getWriter(w io.Writer) *bufio.Writer {
+	bw, ok := l.writers.Get().(*bufio.Writer)
+	if !ok {
+		return bufio.NewWriterSize(w, l.set.BufferSize)
+	}
+	bw.Reset(w)
+	return bw
+}
+
+func (l *listener) putWriter(bw *bufio.Writer) {
+	bw.Reset(nil)
+	l.writers.Put(bw)
 }
 
 func newListener(s *Server, gen *generation, lc config.Listener, set config.Settings, chain *plugins.Chain) *listener {

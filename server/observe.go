@@ -61,12 +61,13 @@ func (nopObserver) ChannelClosed(ChannelEnd)             {}
 // handshakeOutcome classifies the error that ended a request before its
 // channel started (nil: ok).
 func handshakeOutcome(err error) string {
+	if err == nil {
+		return "ok" // before the targets of errors.As, which escape
+	}
 	var de *dialError
 	var re *plugins.RejectError
 	var he *plugins.HookError
 	switch {
-	case err == nil:
-		return "ok"
 	case errors.As(err, &de):
 		return "dial_failed"
 	case errors.As(err, &re), errors.As(err, &he):

@@ -26,8 +26,8 @@ var errSOCKS4Field = errors.New("socks4: field too long")
 
 // serveSOCKS4 reads VN CD DSTPORT DSTIP USERID NUL [HOST NUL].
 func (h *conn) serveSOCKS4() {
-	var hdr [8]byte
-	if _, err := io.ReadFull(h.br, hdr[:]); err != nil {
+	hdr := h.scratch[:8] // a local array would escape through io.ReadFull
+	if _, err := io.ReadFull(h.br, hdr); err != nil {
 		h.debugHandshake("socks4", err)
 		return
 	}
@@ -36,28 +36,30 @@ func (h *conn) serveSOCKS4() {
 	ip := netip.AddrFrom4([4]byte(hdr[4:8]))
 	if _, err := readCString(h.br); err != nil { // USERID: not authenticated
 		h.debugHandshake("socks4", err)
-		socks4Reply(h.c, socks4Rejected)
+		h.socks4Reply(socks4Rejected)
 		return
 	}
-	host := ip.String()
+	var host string
 	// 0.0.0.x with x != 0 means SOCKS4a: the host name follows.
 	if b := ip.As4(); b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] != 0 {
 		name, err := readCString(h.br)
 		if err != nil || name == "" {
 			h.debugHandshake("socks4", err)
-			socks4Reply(h.c, socks4Rejected)
+			h.socks4Reply(socks4Rejected)
 			return
 		}
 		host = name
+	} else {
+		host = ip.String()
 	}
 	if h.l.chain.RequiresAuth() {
 		// SOCKS4's USERID carries no password: it cannot authenticate.
-		socks4Reply(h.c, socks4Rejected)
+		h.socks4Reply(socks4Rejected)
 		h.l.log.Debug().Str("client", h.client.String()).Msg("socks4: refused, listener requires authentication")
 		return
 	}
 	if cmd != socks4CmdConnect {
-		socks4Reply(h.c, socks4Rejected)
+		h.socks4Reply(socks4Rejected)
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Uint8("cmd", cmd).Msg("socks4: command not supported")
 		return
 	}
@@ -79,15 +81,14 @@ func readCString(br interface{ ReadSlice(byte) ([]byte, error) }) (string, error
 type socks4Replier struct{ h *conn }
 
 func (r socks4Replier) fail(*plugins.Session, plugins.Code, error) {
-	socks4Reply(r.h.c, socks4Rejected)
+	r.h.socks4Reply(socks4Rejected)
 }
 
 func (r socks4Replier) ok(*plugins.Session, net.Addr) error {
-	return socks4Reply(r.h.c, socks4Granted)
+	return r.h.socks4Reply(socks4Granted)
 }
 
 // socks4Reply writes VN=0 CD DSTPORT DSTIP; clients ignore the address.
-func socks4Reply(w io.Writer, cd byte) error {
-	_, err := w.Write([]byte{0x00, cd, 0, 0, 0, 0, 0, 0})
-	return err
+func (h *conn) socks4Reply(cd byte) error {
+	return h.write(0x00, cd, 0, 0, 0, 0, 0, 0)
 }

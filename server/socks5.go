@@ -29,7 +29,7 @@ const (
 // serveSOCKS5 reads the greeting and request, answering protocol errors
 // with the RFC's codes.
 func (h *conn) serveSOCKS5() {
-	var buf [256]byte
+	buf := h.scratch[:] // a local array would escape through io.ReadFull
 	// Greeting: VER NMETHODS METHODS...
 	if _, err := io.ReadFull(h.br, buf[:2]); err != nil {
 		h.debugHandshake("socks5", err)
@@ -46,11 +46,11 @@ func (h *conn) serveSOCKS5() {
 		want = socks5UserPass
 	}
 	if !slices.Contains(buf[:methods], want) {
-		h.c.Write([]byte{socks5Version, socks5NoAcceptable})
+		h.write(socks5Version, socks5NoAcceptable)
 		h.l.log.Debug().Str("client", h.client.String()).Msg("socks5: no acceptable auth method")
 		return
 	}
-	if _, err := h.c.Write([]byte{socks5Version, want}); err != nil {
+	if err := h.write(socks5Version, want); err != nil {
 		return
 	}
 	if want == socks5UserPass && !h.socks5Auth() {
@@ -92,11 +92,11 @@ func (h *conn) serveSOCKS5() {
 		}
 		host = string(buf[:n])
 		if n == 0 {
-			socks5Reply(h.c, plugins.CodeHostUnreachable.SOCKS5Reply(), nil)
+			h.socks5Reply(plugins.CodeHostUnreachable.SOCKS5Reply(), nil)
 			return
 		}
 	default:
-		socks5Reply(h.c, socks5RepAtypNotSupported, nil)
+		h.socks5Reply(socks5RepAtypNotSupported, nil)
 		return
 	}
 	if _, err := io.ReadFull(h.br, buf[:2]); err != nil {
@@ -106,7 +106,7 @@ func (h *conn) serveSOCKS5() {
 	port := binary.BigEndian.Uint16(buf[:2])
 	if cmd != socks5CmdConnect {
 		// BIND and UDP ASSOCIATE are not served.
-		socks5Reply(h.c, socks5RepCmdNotSupported, nil)
+		h.socks5Reply(socks5RepCmdNotSupported, nil)
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Uint8("cmd", cmd).Msg("socks5: command not supported")
 		return
 	}
@@ -117,18 +117,17 @@ func (h *conn) serveSOCKS5() {
 type socks5Replier struct{ h *conn }
 
 func (r socks5Replier) fail(_ *plugins.Session, code plugins.Code, _ error) {
-	socks5Reply(r.h.c, code.SOCKS5Reply(), nil)
+	r.h.socks5Reply(code.SOCKS5Reply(), nil)
 }
 
 func (r socks5Replier) ok(_ *plugins.Session, bound net.Addr) error {
-	return socks5Reply(r.h.c, 0x00, bound)
+	return r.h.socks5Reply(0x00, bound)
 }
 
 // socks5Reply writes VER REP RSV ATYP BND.ADDR BND.PORT; a nil bound sends
 // 0.0.0.0:0 as RFC 1928 allows for failures.
-func socks5Reply(w io.Writer, rep byte, bound net.Addr) error {
-	b := make([]byte, 0, 22)
-	b = append(b, socks5Version, rep, 0x00)
+func (h *conn) socks5Reply(rep byte, bound net.Addr) error {
+	b := append(h.scratch[:0], socks5Version, rep, 0x00)
 	ap := netip.AddrPortFrom(netip.IPv4Unspecified(), 0)
 	if ta, ok := bound.(*net.TCPAddr); ok {
 		ap = ta.AddrPort()
@@ -136,12 +135,22 @@ func socks5Reply(w io.Writer, rep byte, bound net.Addr) error {
 	a := ap.Addr().Unmap()
 	if a.Is4() {
 		b = append(b, socks5AtypIPv4)
+		a4 := a.As4()
+		b = append(b, a4[:]...)
 	} else {
 		b = append(b, socks5AtypIPv6)
+		a16 := a.As16()
+		b = append(b, a16[:]...)
 	}
-	b = append(b, a.AsSlice()...)
 	b = binary.BigEndian.AppendUint16(b, ap.Port())
-	_, err := w.Write(b)
+	_, err := h.c.Write(b)
+	return err
+}
+
+// write sends a few bytes to the client from the conn's scratch buffer
+// (a literal slice handed to Write would be allocated).
+func (h *conn) write(b ...byte) error {
+	_, err := h.c.Write(append(h.scratch[:0], b...))
 	return err
 }
 
@@ -149,7 +158,7 @@ func socks5Reply(w io.Writer, rep byte, bound net.Addr) error {
 // VER=1 ULEN UNAME PLEN PASSWD, answered VER=1 STATUS (0 success). A
 // failure is answered and the connection closed, as the RFC requires.
 func (h *conn) socks5Auth() bool {
-	var buf [256]byte
+	buf := h.scratch[:]
 	if _, err := io.ReadFull(h.br, buf[:2]); err != nil {
 		h.debugHandshake("socks5", err)
 		return false
@@ -177,11 +186,10 @@ func (h *conn) socks5Auth() bool {
 	probe := &plugins.Session{Listener: h.l.cfg.Name, Client: h.client, Peer: h.peer,
 		ProxyHeader: h.proxyHeader, Protocol: "socks5", Log: h.l.log}
 	if err := h.l.chain.Authenticate(h.l.srv.hardCtx, probe, string(user), string(pass)); err != nil {
-		h.c.Write([]byte{0x01, 0x01})
+		h.write(0x01, 0x01)
 		probe.Log.Debug().Err(err).Str("user", string(user)).Msg("socks5: authentication failed")
 		return false
 	}
 	h.user = string(user)
-	_, err := h.c.Write([]byte{0x01, 0x00})
-	return err == nil
+	return h.write(0x01, 0x00) == nil
 }

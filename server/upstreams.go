@@ -30,6 +30,9 @@ type upstreams struct {
 	gates  map[string]*throttle.Gate  // failure log lines, per upstream
 	routes []route
 	checks []healthCheck
+	// sendsHeader: some upstream sends a PROXY header, so dials carry the
+	// client's.
+	sendsHeader bool
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -118,6 +121,9 @@ func buildUpstreams(cfg *config.Config, log zerolog.Logger) (*upstreams, error) 
 		return n, nil
 	}
 	for _, uc := range cfg.Upstreams {
+		if uc.SendProxyProtocol == "v1" || uc.SendProxyProtocol == "v2" {
+			u.sendsHeader = true
+		}
 		if _, err := build(uc.Name, 0); err != nil {
 			return nil, err
 		}
@@ -218,9 +224,12 @@ func (hc healthCheck) run(ctx context.Context) {
 
 // route picks the session's upstream by the first route that matches it,
 // "direct" when none does. A route on destination addresses resolves a
-// name destination (once per session); the addresses are returned so a
-// direct dial goes where the route decided.
-func (u *upstreams) route(ctx context.Context, s *plugins.Session) (name string, pinned []netip.Addr, err error) {
+// name destination (once per session, within resolveTimeout); the
+// addresses are returned so a direct dial goes where the route decided.
+func (u *upstreams) route(ctx context.Context, s *plugins.Session, resolveTimeout time.Duration) (name string, pinned []netip.Addr, err error) {
+	if len(u.routes) == 0 {
+		return config.Direct, nil, nil
+	}
 	host, portStr, err := net.SplitHostPort(s.Target)
 	if err != nil {
 		return "", nil, fmt.Errorf("route: target %q: %w", s.Target, err)
@@ -233,7 +242,9 @@ func (u *upstreams) route(ctx context.Context, s *plugins.Session) (name string,
 		if res == match.NeedIP {
 			if !resolved {
 				resolved = true
-				pinned, err = net.DefaultResolver.LookupNetIP(ctx, "ip", host)
+				rctx, cancel := context.WithTimeout(ctx, resolveTimeout)
+				pinned, err = net.DefaultResolver.LookupNetIP(rctx, "ip", host)
+				cancel()
 				if err != nil {
 					s.Log.Debug().Err(err).Str("host", host).Msg("route: resolve failed; routes on addresses do not match")
 				}

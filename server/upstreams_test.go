@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rs/zerolog"
 
@@ -119,7 +120,7 @@ func TestRoutes(t *testing.T) {
 				Target: tt.target, User: tt.user, Listener: listener,
 				Client: &net.TCPAddr{IP: net.ParseIP(client), Port: 5000},
 			}
-			name, pinned, err := ups.route(context.Background(), s)
+			name, pinned, err := ups.route(context.Background(), s, 5*time.Second)
 			if tt.want == "reject" {
 				var re *plugins.RejectError
 				if !errors.As(err, &re) || re.Code != plugins.CodeForbidden {
@@ -165,12 +166,12 @@ upstream = "a"
 		t.Fatal(err)
 	}
 	s := &plugins.Session{Target: "no-such-host.invalid:443", Listener: "listener-0", Log: zerolog.Nop()}
-	name, _, err := ups.route(context.Background(), s)
+	name, _, err := ups.route(context.Background(), s, 5*time.Second)
 	if err != nil || name != "a" {
 		t.Fatalf("route = %q, %v; want the catch-all %q", name, err, "a")
 	}
 	s.Target = "127.0.0.1:443"
-	if _, _, err := ups.route(context.Background(), s); err == nil {
+	if _, _, err := ups.route(context.Background(), s, 5*time.Second); err == nil {
 		t.Fatal("127.0.0.1 not rejected by 0.0.0.0/0")
 	}
 }
