@@ -12,6 +12,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/rs/zerolog"
+
 	"ferry/plugins"
 	"ferry/proxyproto"
 	"ferry/relay"
@@ -153,11 +155,18 @@ func (h *conn) newSession(proto, target string) *plugins.Session {
 		Protocol:    proto,
 		Target:      target,
 		User:        h.user,
-		Log:         h.l.log.With().Str("id", id).Logger(),
+		Log:         h.l.log.Hook(idHook(id)),
 	}
 	s.BindContext(h.l.srv.hardCtx)
 	return s
 }
+
+// idHook adds the channel id to each event of a session's logger. A hook
+// costs a few words per session where With().Str() would set aside a
+// 500-byte context buffer for every tunnel, idle ones included.
+type idHook string
+
+func (id idHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) { e.Str("id", string(id)) }
 
 // replier answers the client in its protocol once the dial is decided.
 type replier interface {
