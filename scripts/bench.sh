@@ -1,0 +1,423 @@
+#!/usr/bin/env bash
+# Benchmarks ferry against Debian's proxies on loopback and writes
+# BENCHMARKS.md and BENCHMARKS.png (the chart) at the top of the repo.
+#
+#   scripts/bench.sh            # full run, about 5 minutes
+#   QUICK=1 scripts/bench.sh    # smoke run, about 1.5 minutes: smaller sizes, 2000 idle tunnels
+#
+# Each proxy runs alone, freshly started for each setup, pinned to core
+# PROXY_CPU (0) with taskset; the load tool (scripts/bench) runs on
+# TOOL_CPU (1) with its own target server. Setups:
+#   ferry CONNECT, SOCKS5 and tcp (fixed forward), access log on (log
+#     plugin, to a file): every mode;
+#   ferry+hook: the same with a no-op data plugin (replace with a rule
+#     that never matches, flush_after 0s), which takes the splice fast
+#     path away: throughput and ping-pong;
+#   haproxy: tcp fixed forward, splice forced both ways, tcplog to a file;
+#   tinyproxy and squid (no cache, no disk): CONNECT, access log to a file;
+#   dante and microsocks: SOCKS5 (dante logs to a file, microsocks to stdout, into a file).
+# Modes: idle (first, on the fresh process), connrate, pingpong, throughput.
+#
+# Environment (defaults full / QUICK=1):
+#   BYTES        bytes per throughput run, split among the streams  (4GiB / 512MiB)
+#   STREAMS      stream counts                                      (1,8)
+#   DURATION     connection-rate run                                (5s / 1s)
+#   CONCURRENCY  connection-rate clients                            (32)
+#   ROUNDS       ping-pong round trips                              (30000 / 5000)
+#   IDLE_N       idle tunnels                                       (9000 / 2000)
+#   HOLD         idle hold before measuring                         (3s / 1s)
+#   TIMEOUT      time cap of each measured run                      (60s / 20s)
+#   PEERS        peers to run: haproxy tinyproxy squid dante microsocks
+#   FERRY        ferry setups to run: connect socks5 tcp hook-connect hook-socks5 hook-tcp
+#   MODES        modes to run: idle connrate pingpong throughput
+#   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
+#   PORT_BASE    first of 10 loopback ports used (24100)
+#   PROXY_CPU, TOOL_CPU  cores (0, 1)
+#   KEEP=1       keep the work directory (configs, logs, results.jsonl)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+root=$(pwd)
+started=$SECONDS
+load_before=$(cut -d' ' -f1-3 /proc/loadavg)
+
+quick=${QUICK:-0}
+if [ "$quick" = 1 ]; then
+	d_bytes=512MiB d_duration=1s d_rounds=5000 d_idle=2000 d_hold=1s d_timeout=20s
+else
+	d_bytes=4GiB d_duration=5s d_rounds=30000 d_idle=9000 d_hold=3s d_timeout=60s
+fi
+BYTES=${BYTES:-$d_bytes}
+STREAMS=${STREAMS:-1,8}
+DURATION=${DURATION:-$d_duration}
+CONCURRENCY=${CONCURRENCY:-32}
+ROUNDS=${ROUNDS:-$d_rounds}
+IDLE_N=${IDLE_N:-$d_idle}
+HOLD=${HOLD:-$d_hold}
+TIMEOUT=${TIMEOUT:-$d_timeout}
+PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks}
+FERRY=${FERRY:-connect socks5 tcp hook-connect hook-socks5 hook-tcp}
+MODES=${MODES:-idle connrate pingpong throughput}
+OUT=${OUT:-$root/BENCHMARKS.md}
+PNG=${PNG:-$root/BENCHMARKS.png}
+PORT_BASE=${PORT_BASE:-24100}
+PROXY_CPU=${PROXY_CPU:-0}
+TOOL_CPU=${TOOL_CPU:-1}
+
+log() { echo "== $*" >&2; }
+die() { echo "bench.sh: $*" >&2; exit 1; }
+
+[ "$(uname -s)" = Linux ] || die "needs Linux (/proc, taskset)"
+[ "$(nproc)" -ge 2 ] || [ "$PROXY_CPU" != "$TOOL_CPU" ] || die "needs 2 cores to pin the proxy and the tool apart (set PROXY_CPU/TOOL_CPU)"
+command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
+
+# The peers, from Debian, installed when missing.
+declare -A pkg=([haproxy]=haproxy [tinyproxy]=tinyproxy [squid]=squid [dante]=dante-server [microsocks]=microsocks)
+missing=()
+for p in $PEERS; do
+	[ -n "${pkg[$p]:-}" ] || die "unknown peer $p"
+	dpkg-query -W -f='${Status}' "${pkg[$p]}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg[$p]}")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+	log "installing: ${missing[*]}"
+	sudo=""
+	[ "$(id -u)" -eq 0 ] || sudo="sudo"
+	$sudo apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Debian starts these as services on install; ours run on their own ports,
+# but a running service would take CPU during the measurements.
+for s in haproxy tinyproxy squid danted; do
+	if command -v systemctl >/dev/null && systemctl is-active --quiet "$s" 2>/dev/null; then
+		log "note: the $s service is running; it may disturb the measurements"
+	fi
+done
+
+# 9000 idle tunnels are 18000 sockets in the proxy and in the tool.
+hard=$(ulimit -Hn)
+if [ "$hard" = unlimited ]; then ulimit -n 1048576 2>/dev/null || true; else ulimit -n "$hard"; fi
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((2 * IDLE_N + 200)) ] ||
+	log "warning: open-file limit $(ulimit -n) is below 2×IDLE_N+200: the idle runs will fall short"
+
+work=$(mktemp -d /tmp/ferry-bench.XXXXXX)
+chmod 755 "$work"
+mkdir -m 777 "$work/peer" # squid and dante drop privileges and write here
+results=$work/results.jsonl
+: >"$results"
+notes=()
+
+pid=""
+stop_proxy() {
+	[ -n "$pid" ] || return 0
+	kill -TERM -- "-$pid" 2>/dev/null || true
+	for _ in $(seq 100); do
+		kill -0 "$pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL -- "-$pid" 2>/dev/null || true
+	wait "$pid" 2>/dev/null || true
+	pid=""
+}
+cleanup() {
+	stop_proxy
+	if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+port() { echo $((PORT_BASE + $1)); }
+target=127.0.0.1:$(port 0)
+for i in $(seq 0 9); do
+	if ss -Hltn "sport = :$(port "$i")" 2>/dev/null | grep -q .; then
+		die "port $(port "$i") is in use; set PORT_BASE"
+	fi
+done
+
+log "building ferry and the load tool in $work"
+ferry_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
+ferry_dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | awk '{print $NF}' | grep -v '^BENCHMARKS' | head -8 | tr '\n' ' ' | sed 's/ $//' || true)
+CGO_ENABLED=0 go build -o "$work/ferry" .
+go build -o "$work/bench" ./scripts/bench
+
+# start_proxy NAME ADDR CMD...: runs CMD on the proxy core in its own
+# session (so its children can be stopped with it) and waits until ADDR
+# accepts. Sets pid.
+start_proxy() {
+	local name=$1 addr=$2
+	shift 2
+	setsid taskset -c "$PROXY_CPU" "$@" >"$work/$name.out" 2>&1 &
+	pid=$!
+	local host=${addr%:*} p=${addr##*:}
+	for _ in $(seq 150); do
+		if ! kill -0 "$pid" 2>/dev/null; then
+			log "$name exited at start:"
+			tail -20 "$work/$name.out" >&2
+			pid=""
+			return 1
+		fi
+		if (exec 3<>"/dev/tcp/$host/$p") 2>/dev/null; then
+			sleep 0.3
+			return 0
+		fi
+		sleep 0.1
+	done
+	log "$name does not accept on $addr after 15s"
+	tail -20 "$work/$name.out" >&2
+	stop_proxy
+	return 1
+}
+
+# TIME_WAIT sockets from earlier runs: the tool makes the target close
+# first so that few hold ephemeral ports, but wait (bounded) if many pile up.
+drain_time_wait() {
+	for _ in $(seq 70); do
+		[ "$(ss -Htan state time-wait 2>/dev/null | wc -l)" -lt 100000 ] && return
+		sleep 1
+	done
+}
+
+# measure NAME VARIANT PROTO ADDR MODES...: runs the tool for each mode
+# against the running proxy (pid).
+measure() {
+	local name=$1 variant=$2 proto=$3 addr=$4
+	shift 4
+	local mode args
+	for mode in "$@"; do
+		case " $MODES " in *" $mode "*) ;; *) continue ;; esac
+		case $mode in
+		throughput) args=(-streams "$STREAMS" -bytes "$BYTES") ;;
+		connrate) args=(-duration "$DURATION" -concurrency "$CONCURRENCY") ;;
+		pingpong) args=(-rounds "$ROUNDS") ;;
+		idle) args=(-n "$IDLE_N" -hold "$HOLD") ;;
+		esac
+		if ! timeout 600 taskset -c "$TOOL_CPU" "$work/bench" -json -mode "$mode" -proxy "$addr" -proto "$proto" \
+			-target "$target" -pid "$pid" -name "$name" -variant "$variant" -timeout "$TIMEOUT" -max-time 9m \
+			"${args[@]}" >>"$results"; then
+			log "$name${variant:++$variant} $proto $mode: the tool reported a failure"
+		fi
+		if ! kill -0 "$pid" 2>/dev/null; then
+			log "$name exited during $mode"
+			notes+=("$name${variant:++$variant} $proto exited during $mode")
+			return 1
+		fi
+	done
+}
+
+# ferry: one file, four listeners; each setup gets a fresh process.
+cat >"$work/ferry.toml" <<EOF
+[log]
+level = "warn"
+format = "json"
+
+[defaults]
+idle_timeout = "10m"
+drain_timeout = "1s"
+
+[[listener]]
+name = "proxy"
+listen = "127.0.0.1:$(port 1)"
+protocols = ["http", "socks5"]
+plugins = ["access"]
+max_connections = 0
+
+[[listener]]
+name = "forward"
+listen = "127.0.0.1:$(port 2)"
+protocols = ["tcp"]
+target = "$target"
+plugins = ["access"]
+max_connections = 0
+
+[[listener]]
+name = "hook"
+listen = "127.0.0.1:$(port 3)"
+protocols = ["http", "socks5"]
+plugins = ["access", "noop"]
+max_connections = 0
+
+[[listener]]
+name = "hook-forward"
+listen = "127.0.0.1:$(port 4)"
+protocols = ["tcp"]
+target = "$target"
+plugins = ["access", "noop"]
+max_connections = 0
+
+[[plugin]]
+name = "access"
+type = "log"
+file = "$work/ferry-access.log"
+
+# A data hook that does nothing: the payload is zero bytes, the rule
+# never matches, and flush_after = "0s" returns the data to the relay.
+[[plugin]]
+name = "noop"
+type = "replace"
+flush_after = "0s"
+
+[[plugin.rule]]
+direction = "both"
+find = "ferry bench: never in the payload"
+replace = "-"
+EOF
+"$work/ferry" check -c "$work/ferry.toml" >/dev/null
+
+run_ferry() {
+	local setup=$1 variant="" proto addr modes=(idle connrate pingpong throughput)
+	case $setup in
+	connect | socks5) proto=$setup addr=127.0.0.1:$(port 1) ;;
+	tcp) proto=tcp addr=127.0.0.1:$(port 2) ;;
+	hook-connect | hook-socks5) variant=hook proto=${setup#hook-} addr=127.0.0.1:$(port 3) modes=(pingpong throughput) ;;
+	hook-tcp) variant=hook proto=tcp addr=127.0.0.1:$(port 4) modes=(pingpong throughput) ;;
+	*) die "unknown ferry setup $setup" ;;
+	esac
+	log "ferry${variant:++$variant} $proto"
+	drain_time_wait
+	rm -f "$work/ferry-access.log"
+	start_proxy ferry "$addr" "$work/ferry" run -c "$work/ferry.toml" || { notes+=("ferry did not start"); return; }
+	measure ferry "$variant" "$proto" "$addr" "${modes[@]}" || true
+	stop_proxy
+}
+
+run_peer() {
+	local peer=$1 addr proto
+	local dir=$work/peer
+	drain_time_wait
+	case $peer in
+	haproxy)
+		addr=127.0.0.1:$(port 5) proto=tcp
+		# maxconn and maxpipes fit 9000 tunnels in 20000 fds (haproxy
+		# reserves 2 fds a connection and 2 a pipe).
+		cat >"$dir/haproxy.cfg" <<EOF
+global
+    maxconn 9400
+    maxpipes 256
+    nbthread 1
+    log stdout format raw local0 info
+
+defaults
+    mode tcp
+    log global
+    option tcplog
+    option splice-request
+    option splice-response
+    maxconn 9400
+    timeout connect 10s
+    timeout client 10m
+    timeout server 10m
+
+frontend bench
+    bind $addr
+    default_backend target
+
+backend target
+    server target $target
+EOF
+		start_proxy haproxy "$addr" haproxy -db -f "$dir/haproxy.cfg" || { notes+=("haproxy did not start"); return; }
+		;;
+	tinyproxy)
+		addr=127.0.0.1:$(port 6) proto=connect
+		cat >"$dir/tinyproxy.conf" <<EOF
+Port $(port 6)
+Listen 127.0.0.1
+Allow 127.0.0.1
+Timeout 600
+MaxClients 10000
+LogFile "$dir/tinyproxy.log"
+LogLevel Connect
+EOF
+		start_proxy tinyproxy "$addr" tinyproxy -d -c "$dir/tinyproxy.conf" || { notes+=("tinyproxy did not start"); return; }
+		;;
+	squid)
+		addr=127.0.0.1:$(port 7) proto=connect
+		# No cache, no disk; CONNECT to any port from localhost.
+		cat >"$dir/squid.conf" <<EOF
+http_port $addr
+pid_filename $dir/squid.pid
+access_log stdio:$dir/squid-access.log
+cache_log $dir/squid-cache.log
+cache_store_log none
+coredump_dir $dir
+netdb_filename none
+cache deny all
+cache_mem 8 MB
+shutdown_lifetime 0 seconds
+pinger_enable off
+visible_hostname ferry-bench-squid
+cache_effective_user proxy
+max_filedescriptors $(ulimit -n)
+http_access allow localhost
+http_access deny all
+EOF
+		start_proxy squid "$addr" squid -N -f "$dir/squid.conf" || { notes+=("squid did not start"); return; }
+		;;
+	dante)
+		addr=127.0.0.1:$(port 8) proto=socks5
+		local users=""
+		[ "$(id -u)" -ne 0 ] || users=$'user.privileged: root\nuser.unprivileged: nobody'
+		cat >"$dir/danted.conf" <<EOF
+logoutput: $dir/danted.log
+internal: 127.0.0.1 port = $(port 8)
+external: 127.0.0.1
+clientmethod: none
+socksmethod: none
+$users
+client pass {
+	from: 127.0.0.0/8 to: 0.0.0.0/0
+	log: error connect disconnect
+}
+socks pass {
+	from: 127.0.0.0/8 to: 0.0.0.0/0
+	command: connect
+	log: error connect disconnect
+}
+EOF
+		start_proxy dante "$addr" danted -f "$dir/danted.conf" -p "$dir/danted.pid" || { notes+=("dante did not start"); return; }
+		;;
+	microsocks)
+		addr=127.0.0.1:$(port 9) proto=socks5
+		start_proxy microsocks "$addr" microsocks -i 127.0.0.1 -p "$(port 9)" || { notes+=("microsocks did not start"); return; }
+		;;
+	esac
+	log "$peer $proto"
+	measure "$peer" "" "$proto" "$addr" idle connrate pingpong throughput || true
+	stop_proxy
+}
+
+for setup in $FERRY; do run_ferry "$setup"; done
+for peer in $PEERS; do run_peer "$peer"; done
+
+elapsed=$((SECONDS - started))
+version() { "$@" 2>&1 | head -1 | tr -d '\r' || true; }
+{
+	echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
+	echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
+	echo "Memory: $(awk '/MemTotal/ {printf "%.1f GiB", $2/1048576}' /proc/meminfo)"
+	echo "OS: $(. /etc/os-release && echo "$PRETTY_NAME"), kernel $(uname -r)"
+	echo "Go: $(go version | cut -d' ' -f3-)"
+	echo "ferry: $("$work/ferry" version 2>&1 | head -1), built from commit $ferry_rev${ferry_dirty:+ with uncommitted changes to $ferry_dirty}"
+	for p in $PEERS; do
+		case $p in
+		haproxy) echo "haproxy: $(version haproxy -v)" ;;
+		tinyproxy) echo "tinyproxy: $(version tinyproxy -v)" ;;
+		squid) echo "squid: $(version squid -v)" ;;
+		dante) echo "dante: $(version danted -v)" ;;
+		microsocks) echo "microsocks: Debian package $(dpkg-query -W -f='${Version}' microsocks 2>/dev/null)" ;;
+		esac
+	done
+	echo "Pinning: proxy on core $PROXY_CPU, load tool and target on core $TOOL_CPU (taskset); open-file limit $(ulimit -n)"
+	if [ "$quick" = 1 ]; then
+		echo "Run: QUICK=1 (reduced sizes: a smoke run, not the reference figures)"
+	else
+		echo "Run: full"
+	fi
+	echo "Sizes: throughput $BYTES per run over streams $STREAMS; connection rate $DURATION with $CONCURRENCY clients; ping-pong $ROUNDS round trips; idle $IDLE_N tunnels held $HOLD; time cap $TIMEOUT per run"
+	echo "Run time: ${elapsed}s for the whole script (build included)"
+	echo "Load average before the run: $load_before (1, 5, 15 min; other work on the machine would disturb the figures)"
+	for n in "${notes[@]}"; do echo "Problem: $n"; done
+	echo "Reproduce: scripts/bench.sh$([ "$quick" = 1 ] && echo ' with QUICK=1')"
+} >"$work/meta.txt"
+
+link=$(realpath --relative-to="$(dirname "$OUT")" "$PNG" 2>/dev/null || basename "$PNG")
+"$work/bench" report -meta "$work/meta.txt" -png "$PNG" -png-link "$link" -idle-target 9000 "$results" >"$OUT.tmp"
+mv "$OUT.tmp" "$OUT"
+log "wrote $OUT and $PNG in ${elapsed}s"

@@ -1,0 +1,251 @@
+// Command bench is ferry's load tool: it measures a proxy on loopback
+// (ferry or another one) for throughput, new-tunnel rate, ping-pong
+// latency and the cost of idle tunnels, reading the proxy's CPU time,
+// memory and file descriptors from /proc, and turns the results into a
+// report with a chart.
+//
+//	bench -mode throughput|connrate|pingpong|idle -proxy ADDR -proto connect|socks5|tcp [-pid PID] [flags]
+//	bench report [-meta FILE] [-png FILE] results.jsonl > BENCHMARKS.md
+//
+// The tool runs its own target at the far end of the proxy (-target;
+// with -proto tcp, configure the proxy to forward to that address). Every
+// loop is bounded in count and in time, and the whole process exits after
+// -max-time whatever happens. scripts/bench.sh runs it against ferry and
+// Debian's proxies, the tool on one core and the proxy on the other.
+package main
+
+import (
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+)
+
+type config struct {
+	mode, proxy, proto, target string
+	pid                        int
+	name, variant              string
+	json                       bool
+
+	streams   []int
+	dirs      []string
+	bytes     int64
+	duration  time.Duration
+	count     int64
+	conc      int
+	rounds    int64
+	msg       int
+	warmup    int
+	n         int
+	openConc  int
+	hold      time.Duration
+	timeout   time.Duration
+	dialTO    time.Duration
+	settle    time.Duration
+	maxTime   time.Duration
+	echoBytes int
+}
+
+func main() {
+	if len(os.Args) > 1 && os.Args[1] == "report" {
+		os.Exit(runReport(os.Args[2:]))
+	}
+	os.Exit(runBench(os.Args[1:]))
+}
+
+func runBench(args []string) int {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	var c config
+	var streams, dirs, size string
+	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle")
+	fs.StringVar(&c.proxy, "proxy", "127.0.0.1:8080", "the proxy's address")
+	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target)")
+	fs.StringVar(&c.target, "target", "127.0.0.1:0", "address of the tool's own target server (fixed, for -proto tcp)")
+	fs.IntVar(&c.pid, "pid", 0, "the proxy's pid: its CPU time, RSS and fds (and those of its child processes) are read from /proc; 0: none")
+	fs.StringVar(&c.name, "name", "", "the proxy's name in the results (default: the command name of -pid)")
+	fs.StringVar(&c.variant, "variant", "", "a variant of the proxy's setup, in the results (e.g. hook)")
+	fs.BoolVar(&c.json, "json", false, "write one JSON line per result on stdout (the human lines go to stderr)")
+	fs.StringVar(&streams, "streams", "1,8", "throughput: numbers of parallel streams, one run each")
+	fs.StringVar(&dirs, "dirs", "up,down", "throughput: directions, one run each: up (client to target), down (target to client)")
+	fs.StringVar(&size, "bytes", "1GiB", "throughput: bytes per run, split among the streams")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "connrate: how long to open tunnels")
+	fs.Int64Var(&c.count, "count", 0, "connrate: stop after this many tunnels (0: -duration only)")
+	fs.IntVar(&c.conc, "concurrency", 32, "connrate: parallel clients")
+	fs.IntVar(&c.echoBytes, "echo", 16, "connrate and idle: bytes echoed through each tunnel")
+	fs.Int64Var(&c.rounds, "rounds", 20000, "pingpong: measured round trips")
+	fs.IntVar(&c.msg, "msg", 64, "pingpong: message size in bytes")
+	fs.IntVar(&c.warmup, "warmup", 500, "pingpong: round trips before measuring")
+	fs.IntVar(&c.n, "n", 9000, "idle: tunnels to open and hold")
+	fs.IntVar(&c.openConc, "open-concurrency", 32, "idle: parallel openers")
+	fs.DurationVar(&c.hold, "hold", 3*time.Second, "idle: how long to hold the tunnels idle before reading memory and fds")
+	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "time cap of each measured run (a throughput run, a ping-pong run, opening the idle tunnels)")
+	fs.DurationVar(&c.dialTO, "dial-timeout", 10*time.Second, "connect + handshake timeout per tunnel")
+	fs.DurationVar(&c.settle, "settle", 300*time.Millisecond, "pause before each /proc reading that starts or ends a measurement, so the proxy is done with what came before")
+	fs.DurationVar(&c.maxTime, "max-time", 15*time.Minute, "the tool exits (status 3) after this long, whatever it is doing")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: bench -mode MODE -proxy ADDR -proto PROTO [-pid PID] [flags]\n       bench report [-meta FILE] [-png FILE] results.jsonl\n\n")
+		fs.PrintDefaults()
+	}
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
+		return 2
+	}
+	var err error
+	if c.bytes, err = parseSize(size); err != nil || c.bytes <= 0 {
+		return fail("-bytes: %q", size)
+	}
+	for _, s := range strings.Split(streams, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 1024 {
+			return fail("-streams: %q", s)
+		}
+		c.streams = append(c.streams, n)
+	}
+	for _, d := range strings.Split(dirs, ",") {
+		d = strings.TrimSpace(d)
+		if d != "up" && d != "down" {
+			return fail("-dirs: %q, want up or down", d)
+		}
+		c.dirs = append(c.dirs, d)
+	}
+	switch c.proto {
+	case "connect", "socks5", "tcp":
+	default:
+		return fail("-proto: %q, want connect, socks5 or tcp", c.proto)
+	}
+	if c.conc < 1 || c.openConc < 1 || c.n < 1 || c.rounds < 1 || c.msg < 1 || c.msg > 2048 || c.echoBytes < 1 || c.echoBytes > 2048 {
+		return fail("-concurrency, -open-concurrency, -n, -rounds must be >= 1; -msg and -echo 1 to 2048")
+	}
+	if c.name == "" {
+		c.name = "proxy"
+		if c.pid > 0 {
+			c.name = procName(c.pid)
+		}
+	}
+	if c.pid > 0 {
+		if _, err := sample(c.pid, false); err != nil {
+			return fail("-pid: %v", err)
+		}
+	}
+
+	// The hard stop: nothing the tool does outlives -max-time.
+	time.AfterFunc(c.maxTime, func() {
+		fmt.Fprintf(os.Stderr, "bench: -max-time %v reached, exiting\n", c.maxTime)
+		os.Exit(3)
+	})
+	deadline := time.Now().Add(c.maxTime)
+
+	once := 0
+	if c.mode == "connrate" {
+		once = c.echoBytes
+	}
+	tg, err := startTarget(c.target, c.mode == "throughput", once, deadline)
+	if err != nil {
+		return fail("target: %v", err)
+	}
+	defer tg.close()
+	ap, err := netip.ParseAddrPort(tg.ln.Addr().String())
+	if err != nil {
+		return fail("target address: %v", err)
+	}
+	b := &bench{cfg: c, tg: tg, d: &dialer{proxy: c.proxy, proto: c.proto, target: ap, timeout: c.dialTO}}
+	b.human, b.out = io.Writer(os.Stdout), io.Discard
+	if c.json {
+		b.human, b.out = os.Stderr, os.Stdout
+	}
+	fmt.Fprintf(b.human, "# %s: %s via %s (%s), target %s, proxy pid %d\n", c.mode, c.name, c.proxy, c.proto, ap, c.pid)
+	switch c.mode {
+	case "throughput":
+		for _, s := range c.streams {
+			for _, d := range c.dirs {
+				b.emit(b.throughput(s, d))
+			}
+		}
+	case "connrate":
+		b.emit(b.connrate())
+	case "pingpong":
+		b.emit(b.pingpong())
+	case "idle":
+		b.emit(b.idle())
+	default:
+		return fail("-mode: %q, want throughput, connrate, pingpong or idle", c.mode)
+	}
+	if b.failed {
+		return 1
+	}
+	return 0
+}
+
+type bench struct {
+	cfg        config
+	tg         *target
+	d          *dialer
+	human, out io.Writer
+	failed     bool
+}
+
+func (b *bench) emit(r *Result) {
+	r.stamp()
+	r.Name, r.Variant, r.Proto, r.Mode = b.cfg.name, b.cfg.variant, b.cfg.proto, b.cfg.mode
+	if b.cfg.pid > 0 {
+		r.Process = procName(b.cfg.pid)
+	}
+	fmt.Fprintln(b.human, r.human())
+	if err := writeJSON(b.out, r); err != nil {
+		fmt.Fprintf(os.Stderr, "bench: write: %v\n", err)
+		b.failed = true
+	}
+	if r.Errors > 0 && (r.Bytes == 0 && r.Conns == 0 && r.Rounds == 0 && r.Tunnels == 0) {
+		b.failed = true
+	}
+}
+
+// meter is the start of a measurement: the proxy's and the tool's CPU.
+type meter struct {
+	p    procSample
+	self float64
+	t    time.Time
+}
+
+func (b *bench) start() meter {
+	p, _ := sample(b.cfg.pid, false)
+	return meter{p: p, self: selfCPU(), t: time.Now()}
+}
+
+// stop ends a measurement of elapsed wall time (the measured work, not
+// the settle pauses around it) and fills the common fields.
+func (b *bench) stop(m meter, elapsed time.Duration, r *Result) {
+	p, err := sample(b.cfg.pid, false)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
+	}
+	r.Seconds = elapsed.Seconds()
+	if b.cfg.pid > 0 && err == nil {
+		r.CPUSec = cpuSeconds(m.p, p)
+		r.Procs = p.procs
+	}
+	if r.Seconds > 0 {
+		r.ProxyCPU = 100 * r.CPUSec / r.Seconds
+		r.ToolCPU = 100 * (selfCPU() - m.self) / time.Since(m.t).Seconds()
+	}
+}
+
+func (r *Result) fail(err error) {
+	if r.Errors == 0 {
+		r.FirstError = err.Error()
+	}
+	r.Errors++
+}
+
+func isTimeout(err error) bool {
+	ne, ok := err.(net.Error)
+	return ok && ne.Timeout()
+}
