@@ -419,5 +419,7 @@ version() { "$@" 2>&1 | head -1 | tr -d '\r' || true; }
 
 link=$(realpath --relative-to="$(dirname "$OUT")" "$PNG" 2>/dev/null || basename "$PNG")
 "$work/bench" report -meta "$work/meta.txt" -png "$PNG" -png-link "$link" -idle-target 9000 "$results" >"$OUT.tmp"
+# The hand-written analysis of the targets not met follows the figures.
+[ -f "$root/scripts/bench/analysis.md" ] && cat "$root/scripts/bench/analysis.md" >>"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
 log "wrote $OUT and $PNG in ${elapsed}s"
