@@ -187,6 +187,12 @@ type Route struct {
 	Rule *match.Rule `toml:"-"`
 }
 
+// MatchesAll reports whether the route sets no condition: it takes every
+// request that reaches it.
+func (r *Route) MatchesAll() bool {
+	return len(r.Match) == 0 && len(r.Port) == 0 && len(r.Client) == 0 && len(r.User) == 0 && len(r.Listener) == 0
+}
+
 // Direct is the reserved upstream name of the direct dial.
 const Direct = "direct"
 

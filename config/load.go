@@ -306,8 +306,8 @@ func (c *Config) DefaultChain(urls []string) error {
 			errs = append(errs, fmt.Errorf("--upstream #%d: direct is already the default", i+1))
 		}
 	}
-	for i, r := range c.Routes {
-		if r.Rule != nil && len(r.Match) == 0 && len(r.Port) == 0 && len(r.Client) == 0 && len(r.User) == 0 && len(r.Listener) == 0 {
+	for i := range c.Routes {
+		if r := &c.Routes[i]; r.Rule != nil && r.MatchesAll() {
 			errs = append(errs, fmt.Errorf("--upstream: route[%d] in %s already matches every request", i, c.File))
 		}
 	}

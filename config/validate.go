@@ -339,8 +339,8 @@ func (l *loader) routes(rs []Route, upstreams map[string]int) {
 			l.errorf(p+".match", "empty: list destinations, or leave match out to match every destination")
 		}
 		r.Rule = l.routeRule(p, r)
-		if r.Rule != nil && !l.x.has(p+".match") && len(r.Port) == 0 && len(r.Client) == 0 &&
-			len(r.User) == 0 && len(r.Listener) == 0 && catchAll < 0 {
+		// An explicit empty match is reported above, not taken for a catch-all.
+		if r.Rule != nil && !l.x.has(p+".match") && r.MatchesAll() && catchAll < 0 {
 			catchAll = i
 		}
 		switch {

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"net/url"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -234,8 +235,8 @@ func (u *upstreams) route(ctx context.Context, s *plugins.Session, resolveTimeou
 	if err != nil {
 		return "", nil, fmt.Errorf("route: target %q: %w", s.Target, err)
 	}
-	port, _ := parsePort(portStr)
-	q := match.Query{Host: host, Port: port, Client: s.ClientIP(), User: s.User, Listener: s.Listener}
+	port, _ := strconv.ParseUint(portStr, 10, 16)
+	q := match.Query{Host: host, Port: uint16(port), Client: s.ClientIP(), User: s.User, Listener: s.Listener}
 	resolved := false
 	for _, r := range u.routes {
 		res := r.rule.Eval(q)
@@ -271,23 +272,6 @@ func (u *upstreams) route(ctx context.Context, s *plugins.Session, resolveTimeou
 		return r.upstream, pinned, nil
 	}
 	return config.Direct, pinned, nil
-}
-
-func parsePort(s string) (uint16, bool) {
-	var n uint32
-	if s == "" || len(s) > 5 {
-		return 0, false
-	}
-	for _, c := range s {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + uint32(c-'0')
-	}
-	if n > 65535 {
-		return 0, false
-	}
-	return uint16(n), true
 }
 
 // logFailure logs a dial that an upstream failed (not the target behind
