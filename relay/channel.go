@@ -47,6 +47,9 @@ type Channel struct {
 	// handshake) that go upstream first, through the Reader hooks.
 	// UpstreamPending are the same for the way back.
 	ClientPending, UpstreamPending []byte
+	// Parker, if set, takes the goroutines of spliced copies that have
+	// been idle for its After; nil keeps them waiting.
+	Parker *Parker
 
 	start    time.Time
 	lastNano atomic.Int64 // last user-space activity, ns since start
@@ -57,6 +60,12 @@ type Channel struct {
 	timerMu   sync.Mutex
 	idleTimer *time.Timer
 	fast      bool
+
+	done         func(Result)
+	stopShutdown func() bool
+	live         atomic.Int32 // copies not yet ended; a parked one counts
+	parkID       uint64
+	ending       atomic.Bool
 
 	cancel   atomic.Pointer[context.CancelFunc] // ends the session's context; Close may read it before Run sets it
 	firstEOF atomic.Int32                       // the side whose orderly close came first
@@ -75,9 +84,21 @@ type Result struct {
 }
 
 // Run copies both ways until both sides are done, then closes both
-// connections. It returns after every goroutine it started has exited.
+// connections. It returns after both copies have ended.
 func (c *Channel) Run(ctx context.Context) Result {
+	res := make(chan Result, 1)
+	c.Start(ctx, func(r Result) { res <- r })
+	return <-res
+}
+
+// Start copies both ways, one direction on the calling goroutine. It
+// returns when that direction has ended, or has parked (see Parker), so
+// possibly before the channel ends; done runs once, on whichever goroutine
+// ends the channel, after both copies have ended and both connections are
+// closed.
+func (c *Channel) Start(ctx context.Context, done func(Result)) {
 	c.start = time.Now()
+	c.done = done
 	if c.Buffers == nil {
 		c.Buffers = NewBufferPool(0)
 	}
@@ -85,45 +106,82 @@ func (c *Channel) Run(ctx context.Context) Result {
 	// (rate limits) wake when it closes. Set before anything can call end.
 	chCtx, cancel := context.WithCancel(ctx)
 	c.cancel.Store(&cancel)
-	defer cancel()
 	if c.Session != nil {
 		c.Session.BindContext(chCtx)
 	}
-	stop := context.AfterFunc(ctx, func() { c.end(plugins.ReasonShutdown, nil) })
-	defer stop()
+	c.stopShutdown = context.AfterFunc(ctx, func() { c.end(plugins.ReasonShutdown, nil) })
 
 	hooked := c.Chain.HasReaders() || c.Chain.HasWriters()
 	// The splice loop counts bytes and activity per chunk. io.Copy (for
 	// connections that cannot be spliced) reports nothing until it ends,
 	// so with an idle timeout those go through the counting copy.
 	c.fast = !hooked && (c.IdleTimeout <= 0 || spliceable(c.Client, c.Upstream))
+	if c.Parker != nil && c.fast && spliceable(c.Client, c.Upstream) {
+		c.parkID = c.Parker.nextID.Add(1)
+	} else {
+		c.Parker = nil
+	}
 
 	if c.IdleTimeout > 0 {
 		c.timerMu.Lock()
 		c.idleTimer = time.AfterFunc(c.IdleTimeout, c.checkIdle)
 		c.timerMu.Unlock()
-		defer func() {
-			c.timerMu.Lock()
-			c.idleTimer.Stop()
-			c.idleTimer = nil
-			c.timerMu.Unlock()
-		}()
 	}
 	if c.Session != nil {
 		c.Session.Attach(c)
-		defer c.Session.Attach(nil)
 	}
+	c.live.Store(2)
+	go c.run(dirUp)
+	c.run(dirDown)
+}
 
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		c.clientToUpstream()
-	}()
-	c.upstreamToClient()
-	<-done
+// The two directions of a channel.
+const (
+	dirUp   = 0 // client to upstream
+	dirDown = 1 // upstream to client
+)
 
+// run copies one direction until it ends or parks. The last direction to
+// end completes the channel.
+func (c *Channel) run(dir int) {
+	var err error
+	if dir == dirUp {
+		err = c.clientToUpstream()
+	} else {
+		err = c.upstreamToClient()
+	}
+	if err == errParked {
+		return // a new goroutine carries on when the socket wakes
+	}
+	if dir == dirUp {
+		c.finishDirection(err, c.Upstream, plugins.ReasonClientClosed, plugins.ReasonUpstreamClosed, "from client to upstream")
+	} else {
+		c.finishDirection(err, c.Client, plugins.ReasonUpstreamClosed, plugins.ReasonClientClosed, "from upstream to client")
+	}
+	if c.live.Add(-1) == 0 {
+		c.complete()
+	}
+}
+
+// resume carries on a parked direction; the Parker calls it on a new
+// goroutine.
+func (c *Channel) resume(dir int) { c.run(dir) }
+
+// complete ends the channel once both copies have ended and reports.
+func (c *Channel) complete() {
 	c.end(plugins.CloseReason(c.firstEOF.Load()), nil)
-	return Result{Up: c.up.Load(), Down: c.down.Load(), Reason: c.reason, Err: c.err}
+	if c.Session != nil {
+		c.Session.Attach(nil)
+	}
+	if c.IdleTimeout > 0 {
+		c.timerMu.Lock()
+		c.idleTimer.Stop()
+		c.idleTimer = nil
+		c.timerMu.Unlock()
+	}
+	c.stopShutdown()
+	(*c.cancel.Load())()
+	c.done(Result{Up: c.up.Load(), Down: c.down.Load(), Reason: c.reason, Err: c.err})
 }
 
 // end records the first reason the channel ends for and closes both sides,
@@ -135,6 +193,13 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 		c.Upstream.Close()
 		if cancel := c.cancel.Load(); cancel != nil {
 			(*cancel)()
+		}
+		// Parked copies have no goroutine to notice the closed sockets:
+		// wake them to finish.
+		c.ending.Store(true)
+		if c.Parker != nil {
+			c.Parker.unpark(c, dirUp)
+			c.Parker.unpark(c, dirDown)
 		}
 	})
 }
@@ -154,16 +219,18 @@ func (c *Channel) Close() {
 }
 
 // Named so that goroutine dumps say which way a stuck copy goes.
-func (c *Channel) clientToUpstream() {
-	err := c.copy(c.Upstream, c.Client, c.ClientPending, &c.upMu, &c.up,
+func (c *Channel) clientToUpstream() error {
+	pending := c.ClientPending
+	c.ClientPending = nil // delivered once, not again on a resume
+	return c.copy(dirUp, c.Upstream, c.Client, pending, &c.upMu, &c.up,
 		c.fast && !c.Chain.HasReaders(), c.Chain.HasReaders(), c.Chain.Read, c.Chain.ReadEnd)
-	c.finishDirection(err, c.Upstream, plugins.ReasonClientClosed, plugins.ReasonUpstreamClosed, "from client to upstream")
 }
 
-func (c *Channel) upstreamToClient() {
-	err := c.copy(c.Client, c.Upstream, c.UpstreamPending, &c.downMu, &c.down,
+func (c *Channel) upstreamToClient() error {
+	pending := c.UpstreamPending
+	c.UpstreamPending = nil
+	return c.copy(dirDown, c.Client, c.Upstream, pending, &c.downMu, &c.down,
 		c.fast && !c.Chain.HasWriters(), c.Chain.HasWriters(), c.Chain.Write, c.Chain.WriteEnd)
-	c.finishDirection(err, c.Client, plugins.ReasonUpstreamClosed, plugins.ReasonClientClosed, "from upstream to client")
 }
 
 type closeWriter interface{ CloseWrite() error }
@@ -217,7 +284,7 @@ type hookFunc func(*plugins.Session, []byte) ([]byte, error)
 type endFunc func(*plugins.Session) ([]byte, error)
 
 // copy moves bytes from src to dst until EOF (nil) or an error.
-func (c *Channel) copy(dst, src net.Conn, pending []byte, mu *sync.Mutex, count *atomic.Int64, fast, hooked bool, hook hookFunc, end endFunc) error {
+func (c *Channel) copy(dir int, dst, src net.Conn, pending []byte, mu *sync.Mutex, count *atomic.Int64, fast, hooked bool, hook hookFunc, end endFunc) error {
 	if len(pending) > 0 {
 		if err := c.deliver(dst, pending, mu, count, hooked, hook); err != nil {
 			return err
@@ -225,10 +292,14 @@ func (c *Channel) copy(dst, src net.Conn, pending []byte, mu *sync.Mutex, count 
 	}
 	if fast {
 		// Splice in the kernel, with a pipe held only while bytes flow.
+		var idle *idleWait
+		if c.Parker != nil {
+			idle = &idleWait{c: c, dir: dir}
+		}
 		ok, err := spliceCopy(dst, src, func(n int) {
 			count.Add(int64(n))
 			c.lastNano.Store(int64(time.Since(c.start)))
-		})
+		}, idle)
 		if ok {
 			return err
 		}

@@ -4,19 +4,15 @@ import (
 	"errors"
 	"io"
 	"net"
+	"os"
 	"runtime"
 	"sync"
 	"syscall"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
 
-// spliceCopy moves bytes from src to dst through a kernel pipe until src's
-// EOF (nil) or an error, calling moved after each chunk delivered. Unlike
-// io.Copy's splice, which keeps its pipe (two descriptors) for as long as
-// the copy runs, it takes a pipe from a shared pool only while bytes flow:
-// an idle tunnel holds its two sockets and nothing else. ok is false when
-// the connections cannot be spliced (the caller copies another way).
 // spliceable reports whether spliceCopy can join a and b.
 func spliceable(a, b net.Conn) bool {
 	_, okA := a.(*net.TCPConn)
@@ -24,7 +20,20 @@ func spliceable(a, b net.Conn) bool {
 	return okA && okB
 }
 
-func spliceCopy(dst, src net.Conn, moved func(int)) (ok bool, err error) {
+// spliceCopy moves bytes from src to dst through a kernel pipe until src's
+// EOF (nil) or an error, calling moved after each chunk delivered. Unlike
+// io.Copy's splice, which keeps its pipe (two descriptors) for as long as
+// the copy runs, it takes a pipe from a shared pool only while bytes flow:
+// an idle tunnel holds its two sockets and nothing else. ok is false when
+// the connections cannot be spliced (the caller copies another way).
+// Small chunks (after a small one, up to smallChunk) are read into a
+// pooled buffer and written instead: cheaper than two splices for a few
+// bytes, and haproxy does the same.
+//
+// With idle set, a copy whose source stays silent for the Parker's After
+// parks: it returns errParked, and the Parker resumes the direction on a
+// new goroutine when the source wakes.
+func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, err error) {
 	s, okS := src.(*net.TCPConn)
 	d, okD := dst.(*net.TCPConn)
 	if !okS || !okD {
@@ -40,12 +49,20 @@ func spliceCopy(dst, src net.Conn, moved func(int)) (ok bool, err error) {
 	}
 	// The callbacks are bound once per copy, not per chunk: a closure
 	// handed to RawConn escapes, and would allocate each time.
-	sp := &splicer{}
-	fill, drain := sp.fill, sp.drain
+	sp := &splicer{small: true}
+	fill, drain, send := sp.fill, sp.drain, sp.send
+	// The read deadline measures silence for parking: armed once per
+	// After, not per chunk, so a busy copy pays a timer reset per After.
+	var total, armedAt int64
+	armed := false
 	for {
-		sp.p, sp.n, sp.err = nil, 0, nil
-		// fill runs when the socket may have data; the pipe is taken
-		// inside it and handed back if there was none.
+		if idle != nil && !armed {
+			s.SetReadDeadline(time.Now().Add(idle.c.Parker.After))
+			armed, armedAt = true, total
+		}
+		sp.p, sp.buf, sp.n, sp.err = nil, nil, 0, nil
+		// fill runs when the socket may have data; the pipe or buffer is
+		// taken inside it and handed back if there was none.
 		rerr := srcRC.Read(fill)
 		if rerr == nil {
 			rerr = sp.err
@@ -54,6 +71,23 @@ func spliceCopy(dst, src net.Conn, moved func(int)) (ok bool, err error) {
 			if sp.p != nil {
 				putPipe(sp.p)
 			}
+			if sp.buf != nil {
+				smallBufs.Put(sp.buf)
+			}
+			if idle != nil && errors.Is(rerr, os.ErrDeadlineExceeded) {
+				armed = false
+				if total != armedAt {
+					continue // bytes moved since: not idle
+				}
+				s.SetReadDeadline(time.Time{})
+				if idle.c.Parker.park(idle.c, idle.dir, srcRC) {
+					return true, errParked
+				}
+				continue
+			}
+			if idle != nil {
+				s.SetReadDeadline(time.Time{})
+			}
 			if errors.Is(rerr, errNoPipe) {
 				// Out of descriptors for a pipe: copy through user space.
 				_, err := io.Copy(countingWriter{dst, moved}, readerOnly{src})
@@ -61,11 +95,37 @@ func spliceCopy(dst, src net.Conn, moved func(int)) (ok bool, err error) {
 			}
 			return true, readError{wrapSyscall("splice", rerr)}
 		}
+		if sp.buf != nil {
+			// A small chunk, read into a buffer: written back with one
+			// write, which for a few bytes costs less than two splices
+			// through a pipe.
+			n := sp.n
+			if n == 0 {
+				smallBufs.Put(sp.buf)
+				return true, nil // EOF
+			}
+			sp.left, sp.err = n, nil
+			werr := dstRC.Write(send)
+			if werr == nil {
+				werr = sp.err
+			}
+			full := n == len(*sp.buf)
+			smallBufs.Put(sp.buf)
+			if werr != nil {
+				return true, writeError{wrapSyscall("write", werr)}
+			}
+			// A full buffer means more is waiting: splice the next chunk.
+			sp.small = !full
+			total += int64(n)
+			moved(n)
+			continue
+		}
 		if sp.n == 0 {
 			putPipe(sp.p)
 			return true, nil // EOF
 		}
 		n := sp.n
+		sp.small = n < smallChunk
 		sp.left, sp.err = n, nil
 		werr := dstRC.Write(drain)
 		if werr == nil {
@@ -77,18 +137,53 @@ func spliceCopy(dst, src net.Conn, moved func(int)) (ok bool, err error) {
 			return true, writeError{wrapSyscall("splice", werr)}
 		}
 		putPipe(sp.p)
+		total += int64(n)
 		moved(n)
 	}
+}
+
+// idleWait is what a parkable copy needs to park.
+type idleWait struct {
+	c   *Channel
+	dir int
 }
 
 // splicer is one direction's state between RawConn callbacks.
 type splicer struct {
 	p       *pipe
+	buf     *[]byte
+	small   bool // the last chunk was small: read the next into a buffer
 	n, left int
 	err     error
 }
 
+// smallChunk is the size up to which chunks go through a buffer rather
+// than a pipe. Ping-pong traffic (requests, answers, keystrokes) stays
+// under it; a bulk transfer fills the buffer once and then splices.
+const smallChunk = 16 << 10
+
+// smallBufs holds the buffers for small chunks, taken only while a chunk
+// is handled.
+var smallBufs = sync.Pool{New: func() any {
+	b := make([]byte, smallChunk)
+	return &b
+}}
+
 func (sp *splicer) fill(fd uintptr) bool {
+	if sp.small {
+		sp.buf = smallBufs.Get().(*[]byte)
+		m, err := unix.Read(int(fd), *sp.buf)
+		for err == unix.EINTR {
+			m, err = unix.Read(int(fd), *sp.buf)
+		}
+		if err == unix.EAGAIN {
+			smallBufs.Put(sp.buf)
+			sp.buf = nil
+			return false
+		}
+		sp.n, sp.err = max(m, 0), err
+		return true
+	}
 	sp.p = getPipe()
 	if sp.p == nil {
 		sp.err = errNoPipe
@@ -101,6 +196,25 @@ func (sp *splicer) fill(fd uintptr) bool {
 		return false
 	}
 	sp.n, sp.err = int(m), err
+	return true
+}
+
+func (sp *splicer) send(fd uintptr) bool {
+	for sp.left > 0 {
+		off := sp.n - sp.left
+		m, err := unix.Write(int(fd), (*sp.buf)[off:sp.n])
+		if err == unix.EINTR {
+			continue
+		}
+		if err == unix.EAGAIN {
+			return false
+		}
+		if err != nil {
+			sp.err = err
+			return true
+		}
+		sp.left -= m
+	}
 	return true
 }
 

@@ -1,8 +1,10 @@
 package relay
 
 import (
+	"bytes"
 	"context"
 	"io"
+	"net"
 	"os"
 	"runtime"
 	"strings"
@@ -67,5 +69,39 @@ func TestIdleTunnelsHoldNoPipes(t *testing.T) {
 	}
 	for _, d := range done {
 		<-d
+	}
+}
+
+// Chunks of every size around the small-chunk limit arrive whole and in
+// order, whichever way (buffer or pipe) each goes.
+func TestSpliceCopyChunkSizes(t *testing.T) {
+	client, target, ch := setup(t)
+	done := runAsync(ch, context.Background())
+	sizes := []int{1, 64, smallChunk - 1, smallChunk, smallChunk + 1, 3 * smallChunk, 1 << 20, 7, smallChunk, 2}
+	var want bytes.Buffer
+	chunks := make([][]byte, len(sizes))
+	for i, n := range sizes {
+		chunks[i] = bytes.Repeat([]byte{byte('a' + i)}, n)
+		want.Write(chunks[i])
+	}
+	go func() {
+		for _, p := range chunks {
+			if _, err := client.Write(p); err != nil {
+				return
+			}
+			time.Sleep(2 * time.Millisecond) // let each arrive on its own
+		}
+		client.(*net.TCPConn).CloseWrite()
+	}()
+	got, err := io.ReadAll(target)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, want.Bytes()) {
+		t.Fatalf("got %d bytes, want %d, or out of order", len(got), want.Len())
+	}
+	target.Close()
+	if r := <-done; r.Up != int64(want.Len()) {
+		t.Fatalf("counted up %d, want %d", r.Up, want.Len())
 	}
 }

@@ -1,0 +1,35 @@
+//go:build !linux
+
+package relay
+
+import (
+	"errors"
+	"sync/atomic"
+	"syscall"
+	"time"
+)
+
+// Parker is Linux only; elsewhere idle copies keep their goroutines.
+type Parker struct {
+	After  time.Duration
+	nextID atomic.Uint64
+}
+
+// DefaultParkAfter is the wait before an idle copy parks.
+const DefaultParkAfter = 100 * time.Millisecond
+
+// NewParker reports that parking is not supported here.
+func NewParker(after time.Duration) (*Parker, error) {
+	return nil, errors.ErrUnsupported
+}
+
+// Close does nothing.
+func (p *Parker) Close() error { return nil }
+
+// Parked is always 0.
+func (p *Parker) Parked() int64 { return 0 }
+
+func (p *Parker) park(c *Channel, dir int, src syscall.RawConn) bool { return false }
+func (p *Parker) unpark(c *Channel, dir int)                         {}
+
+var errParked = errors.New("parked")
