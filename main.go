@@ -210,7 +210,8 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 		srv.Close()
 		return cli.Exit(err.Error(), 1)
 	}
-	log.Info().Str("version", versionString()).Str("config", cfg.File).Msg("ferry started")
+	log.Info().Str("version", versionString()).Str("config", cfg.File).
+		Int64("max_connections", srv.MaxConnections()).Msg("ferry started")
 	if adm != nil {
 		log.Info().Str("addr", admLn.Addr().String()).Bool("auth", cfg.Admin.Token != "").Bool("pprof", cfg.Admin.Pprof).Msg("admin listening")
 		go func() {

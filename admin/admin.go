@@ -90,7 +90,7 @@ func New(srv *server.Server, cfg config.Admin, reload func() error, log zerolog.
 	a.reloads.WithLabelValues("ok")
 	a.reloads.WithLabelValues("error")
 	a.reg.MustRegister(a.accepted, a.refused, a.handshakes, a.dials, a.bytes, a.closed, a.rejections, a.reloads,
-		activeCollector{srv}, upstreamCollector{srv},
+		activeCollector{srv}, upstreamCollector{srv}, parkedCollector{srv},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -273,6 +273,18 @@ func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
 		seen[ls.Name] = true
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(ls.Active), ls.Name)
 	}
+}
+
+// parkedCollector reports tunnel directions parked at scrape time.
+type parkedCollector struct{ srv *server.Server }
+
+var parkedDesc = prometheus.NewDesc("ferry_copies_parked",
+	"Tunnel directions idle without a goroutine (their socket waits in ferry's epoll set).", nil, nil)
+
+func (c parkedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- parkedDesc }
+
+func (c parkedCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(parkedDesc, prometheus.GaugeValue, float64(c.srv.Stats().Parked))
 }
 
 // upstreamCollector reports the current configuration's upstreams at

@@ -33,6 +33,7 @@ type Config struct {
 	Upstreams []Upstream     `toml:"upstream"`
 	Routes    []Route        `toml:"route"`
 	Admin     Admin          `toml:"admin"`
+	Limits    Limits         `toml:"limits"`
 	Plugins   []PluginConfig `toml:"-"` // decoded from [[plugin]] by Load
 }
 
@@ -46,6 +47,27 @@ type Admin struct {
 	Token string `toml:"token"`
 	// Pprof serves net/http/pprof under /debug/pprof/. Default false.
 	Pprof bool `toml:"pprof"`
+}
+
+// Limits bound what clients can make ferry hold, over all listeners.
+type Limits struct {
+	// MaxConnections caps concurrent client connections over all
+	// listeners; 0 means unlimited. Default (key absent): derived from the
+	// process's open-file limit at start, two descriptors per connection
+	// with a reserve, so that ferry refuses connections before it runs out
+	// of descriptors.
+	MaxConnections *int `toml:"max_connections"`
+	// MaxClientHandshakes caps the connections from one client address
+	// that have not finished their handshake, so one address cannot fill
+	// the accept path with slow handshakes; 0 means unlimited. Peers a
+	// listener trusts for the PROXY protocol are exempt. Default 64.
+	MaxClientHandshakes *int `toml:"max_client_handshakes"`
+	// MaxHeaderBytes bounds an HTTP request head (request line and
+	// headers); a larger one is answered 431. Default 64KiB.
+	MaxHeaderBytes Size `toml:"max_header_bytes"`
+	// MaxHeaders bounds the header fields of an HTTP request; more are
+	// answered 431. Default 100.
+	MaxHeaders int `toml:"max_headers"`
 }
 
 // Log configures ferry's own log output (stderr).

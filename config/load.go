@@ -23,6 +23,10 @@ const (
 	DefaultDrainTimeout     = 30 * time.Second
 	DefaultBufferSize       = 32 * KiB
 	DefaultMaxConnections   = 10000
+
+	DefaultMaxClientHandshakes = 64
+	DefaultMaxHeaderBytes      = 64 * KiB
+	DefaultMaxHeaders          = 100
 )
 
 // DefaultProtocols returns what a listener serves when it lists none:
@@ -78,6 +82,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		Upstreams: doc.Upstreams,
 		Routes:    doc.Routes,
 		Admin:     doc.Admin,
+		Limits:    doc.Limits,
 	}
 	if res.complete {
 		cfg.Plugins = l.plugins(doc.Plugins)
@@ -103,6 +108,7 @@ type document struct {
 	Upstreams []Upstream       `toml:"upstream"`
 	Routes    []Route          `toml:"route"`
 	Admin     Admin            `toml:"admin"`
+	Limits    Limits           `toml:"limits"`
 	Plugins   []map[string]any `toml:"plugin"`
 }
 
@@ -216,6 +222,17 @@ func (l *loader) applyDefaults(c *Config) {
 	}
 	if !l.x.has("defaults.buffer_size") {
 		d.BufferSize = DefaultBufferSize
+	}
+	lim := &c.Limits
+	if lim.MaxClientHandshakes == nil {
+		n := DefaultMaxClientHandshakes
+		lim.MaxClientHandshakes = &n
+	}
+	if !l.x.has("limits.max_header_bytes") {
+		lim.MaxHeaderBytes = DefaultMaxHeaderBytes
+	}
+	if !l.x.has("limits.max_headers") {
+		lim.MaxHeaders = DefaultMaxHeaders
 	}
 	for i := range c.Listeners {
 		ln := &c.Listeners[i]

@@ -36,6 +36,7 @@ func TestParseValid(t *testing.T) {
 					Defaults: Defaults{HandshakeTimeout: Duration(10 * time.Second), DialTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute), DrainTimeout: Duration(30 * time.Second), BufferSize: 32 * KiB},
 					Listeners: []Listener{{Name: "listener-0", Listen: "127.0.0.1:8080", Protocols: []string{"http", "socks5", "socks4"},
 						ProxyProtocol: "off", SendProxyProtocol: "off", MaxConnections: ptr(10000)}},
+					Limits: Limits{MaxClientHandshakes: ptr(64), MaxHeaderBytes: 64 * KiB, MaxHeaders: 100},
 				}
 				if !reflect.DeepEqual(*c, want) {
 					t.Fatalf("got %+v,\nwant %+v", *c, want)
@@ -283,6 +284,11 @@ func TestParseErrors(t *testing.T) {
 		{name: "unknown plugin instance", src: l0 + "plugins = [\"auth\"]\n", want: `test.toml:3:12: listener[0].plugins[0]: no [[plugin]] named "auth"`},
 		{name: "plugin listed twice", src: l0 + "plugins = [\"log\", \"log\"]\n[[plugin]]\nname = \"log\"\n", want: `test.toml:3:19: listener[0].plugins[1]: plugin "log" is listed twice`},
 		{name: "negative max_connections", src: l0 + "max_connections = -1\n", want: "test.toml:3:1: listener[0].max_connections: must not be negative (0 means unlimited)"},
+		{name: "negative limits.max_connections", src: l0 + "[limits]\nmax_connections = -5\n", want: "test.toml:4:1: limits.max_connections: must not be negative (0 means unlimited)"},
+		{name: "negative max_client_handshakes", src: l0 + "[limits]\nmax_client_handshakes = -1\n", want: "test.toml:4:1: limits.max_client_handshakes: must not be negative (0 means unlimited)"},
+		{name: "max_header_bytes too small", src: l0 + "[limits]\nmax_header_bytes = \"100B\"\n", want: "test.toml:4:1: limits.max_header_bytes: must be between 1KiB and 1MiB, got 100B"},
+		{name: "max_headers zero", src: l0 + "[limits]\nmax_headers = 0\n", want: "test.toml:4:1: limits.max_headers: must be between 1 and 10000, got 0"},
+		{name: "limits unknown key", src: l0 + "[limits]\nmax_header = 5\n", want: "test.toml:4:1: limits.max_header: unknown key"},
 
 		// Plugins.
 		{name: "plugin without name", src: l0 + "[[plugin]]\ntype = \"log\"\n", want: "test.toml:3:3: plugin[0].name: missing: every [[plugin]] needs a name, which listeners use in plugins = [...]"},

@@ -44,10 +44,32 @@ func (l *loader) validate(c *Config) {
 	l.checkPlugins(c.Plugins)
 	upstreams := l.upstreams(c.Upstreams)
 	l.routes(c.Routes, upstreams)
+	l.limits(c.Limits)
 	if c.Admin.Listen != "" {
 		if err := checkListen(c.Admin.Listen); err != nil {
 			l.errorf("admin.listen", "%v", err)
 		}
+	}
+}
+
+// Bounds of [limits] sizes.
+const (
+	MinHeaderBytes = 1 * KiB
+	MaxHeaderBytes = 1 * MiB
+)
+
+func (l *loader) limits(lim Limits) {
+	if lim.MaxConnections != nil && *lim.MaxConnections < 0 {
+		l.errorf("limits.max_connections", "must not be negative (0 means unlimited)")
+	}
+	if lim.MaxClientHandshakes != nil && *lim.MaxClientHandshakes < 0 {
+		l.errorf("limits.max_client_handshakes", "must not be negative (0 means unlimited)")
+	}
+	if lim.MaxHeaderBytes < MinHeaderBytes || lim.MaxHeaderBytes > MaxHeaderBytes {
+		l.errorf("limits.max_header_bytes", "must be between %v and %v, got %v", Size(MinHeaderBytes), Size(MaxHeaderBytes), lim.MaxHeaderBytes)
+	}
+	if lim.MaxHeaders < 1 || lim.MaxHeaders > 10000 {
+		l.errorf("limits.max_headers", "must be between 1 and 10000, got %d", lim.MaxHeaders)
 	}
 }
 

@@ -52,7 +52,10 @@ type Session struct {
 	UpstreamAddr net.Addr
 	// Request is the client's HTTP request (CONNECT or plain) with its
 	// original headers, nil for SOCKS and tcp. Connectors may read it (for
-	// example Proxy-Authorization); the body must not be touched.
+	// example Proxy-Authorization); the body must not be touched. For
+	// CONNECT it is dropped (nil) once the tunnel is open, so that idle
+	// tunnels do not keep header maps: a plugin that needs a header later
+	// copies it into a value (SetValue) in OnConnect.
 	Request *http.Request
 	// Status is the HTTP status ferry sent the client for plain HTTP and
 	// CONNECT sessions, 0 for others.

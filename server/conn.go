@@ -36,6 +36,11 @@ type conn struct {
 	// linger: an error answer was written while the client may still be
 	// sending; close gently so the answer is not lost to a reset.
 	linger bool
+	// handedOff: a channel took the connection over, and ends it.
+	handedOff bool
+	// hsIP is the address whose handshake count this connection holds
+	// until its handshake is done; invalid when it holds none.
+	hsIP netip.Addr
 	// scratch holds SOCKS fields and replies: conn is on the heap anyway,
 	// where stack arrays passed to io functions would each be allocated.
 	scratch [256]byte
@@ -47,7 +52,11 @@ type conn struct {
 const handshakeBufSize = proxyproto.DefaultMaxHeaderLen
 
 func (h *conn) serve() {
+	defer h.handshakeDone()
 	defer func() {
+		if h.handedOff {
+			return // the channel owns the connection now
+		}
 		if h.linger {
 			lingerClose(h.c)
 		}
@@ -145,6 +154,7 @@ func (h *conn) debugHandshake(proto string, err error) {
 }
 
 func (h *conn) newSession(proto, target string) *plugins.Session {
+	h.handshakeDone() // the client named its target
 	id := h.l.srv.nextID()
 	s := &plugins.Session{
 		ID:          id,
@@ -185,25 +195,25 @@ func (nopReplier) ok(*plugins.Session, net.Addr) error        { return nil }
 
 // tunnel runs a session that becomes a byte stream: CONNECT, SOCKS, tcp.
 func (h *conn) tunnel(s *plugins.Session, r replier) {
-	st := plugins.Stats{Start: h.start}
-	defer func() { h.finish(s, &st) }()
-
+	st := &plugins.Stats{Start: h.start}
 	ctx := h.l.srv.hardCtx
 	up, info, code, err := h.connect(ctx, s)
 	h.l.srv.obs.Handshake(s.Protocol, handshakeOutcome(err))
 	if err != nil {
 		r.fail(s, code, err)
 		st.Reason, st.Err = reasonFor(err), err
+		h.l.finish(s, st)
 		return
 	}
-	defer info.Release()
 	if err := r.ok(s, up.LocalAddr()); err != nil {
 		up.Close()
+		info.Release()
 		st.Reason, st.Err = plugins.ReasonClientClosed, fmt.Errorf("reply to client: %w", err)
+		h.l.finish(s, st)
 		return
 	}
 	h.c.SetDeadline(time.Time{})
-	ch := relay.Channel{
+	ch := &relay.Channel{
 		Client:        h.c,
 		Upstream:      up,
 		Session:       s,
@@ -211,14 +221,37 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 		Buffers:       h.l.buffers,
 		IdleTimeout:   h.l.set.IdleTimeout,
 		ClientPending: h.takeBuffered(),
+		Parker:        h.l.srv.parker,
 	}
 	// The tunnel reads the socket directly from here on: let the
 	// handshake buffer go, which matters for many idle tunnels.
 	h.releaseReader()
-	h.l.srv.track(s, &ch)
-	res := ch.Run(ctx)
-	h.l.srv.untrack(s.ID)
-	st.Up, st.Down, st.Reason, st.Err = res.Up, res.Down, res.Reason, res.Err
+	h.l.srv.track(s, ch)
+	// An open tunnel's request is not needed any more (see
+	// Session.Request); its header map is most of an idle tunnel's heap.
+	s.Request = nil
+	// The channel may outlive this goroutine (an idle one parks without
+	// any), so what follows its end runs when it ends, on whichever
+	// goroutine ends it. It holds the listener, not the conn with its
+	// handshake state.
+	h.handedOff = true
+	l := h.l
+	ch.Start(ctx, func(res relay.Result) {
+		l.srv.untrack(s.ID)
+		info.Release()
+		st.Up, st.Down, st.Reason, st.Err = res.Up, res.Down, res.Reason, res.Err
+		l.finish(s, st)
+		l.release()
+	})
+}
+
+// release ends a connection's accounting: the listener's count, the
+// generation's and the server's.
+func (l *listener) release() {
+	l.sock.active.Add(-1)
+	l.srv.active.Add(-1)
+	l.gen.conns.Done()
+	l.srv.conns.Done()
 }
 
 // errDial marks dial failures apart from plugin rejections.
@@ -370,21 +403,21 @@ func (h *conn) takeBuffered() []byte {
 
 // finish completes a session: close hooks, then one error line for
 // failures of ferry or a plugin (the access line is the log plugin's).
-func (h *conn) finish(s *plugins.Session, st *plugins.Stats) {
+func (l *listener) finish(s *plugins.Session, st *plugins.Stats) {
 	st.Duration = time.Since(st.Start)
-	h.l.chain.Close(s, *st, func(err error) {
+	l.chain.Close(s, *st, func(err error) {
 		s.Log.Error().Err(err).Msg("plugin panicked in OnClose")
 	})
 	end := ChannelEnd{Listener: s.Listener, Protocol: s.Protocol, Reason: st.Reason, Up: st.Up, Down: st.Down}
 	if st.Err == nil {
-		h.l.srv.obs.ChannelClosed(end)
+		l.srv.obs.ChannelClosed(end)
 		return
 	}
 	var rhe *plugins.HookError // past the common case: it escapes
 	if st.Reason == plugins.ReasonRejected && errors.As(st.Err, &rhe) {
 		end.Plugin, end.Code = rhe.Plugin, plugins.CodeOf(st.Err)
 	}
-	h.l.srv.obs.ChannelClosed(end)
+	l.srv.obs.ChannelClosed(end)
 	var he *plugins.HookError
 	if errors.As(st.Err, &he) && st.Reason != plugins.ReasonRejected {
 		ev := s.Log.Error().Err(st.Err).Str("plugin", he.Plugin)

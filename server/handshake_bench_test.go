@@ -119,7 +119,23 @@ func newBenchServer(b *testing.B, up net.Conn) *Server {
 	b.Cleanup(func() { srv.Close() })
 	dial := dialFunc(func(context.Context, string, string) (net.Conn, error) { return up, nil })
 	srv.dialHook.Store(&dial)
+	// Sockets as Start would give them, without opening any.
+	for _, l := range srv.gen.listeners {
+		l.sock = &socket{cur: l}
+	}
 	return srv
+}
+
+// benchServe serves h as the accept loop would, and waits until its
+// channel, which may end on another goroutine, has ended.
+func benchServe(h *conn) {
+	l := h.l
+	l.sock.active.Add(1)
+	l.srv.active.Add(1)
+	l.srv.conns.Add(1)
+	l.gen.conns.Add(1)
+	l.serve(h)
+	l.srv.conns.Wait()
 }
 
 func benchSOCKS4Request(ip [4]byte, port uint16, host string) []byte {
@@ -197,8 +213,7 @@ func BenchmarkHandshake(b *testing.B) {
 			for b.Loop() {
 				client.reset()
 				up.reset()
-				h := &conn{l: l, c: client, start: time.Now()}
-				h.serve()
+				benchServe(&conn{l: l, c: client})
 				if !bytes.HasPrefix(client.got(), c.want) {
 					b.Fatalf("client got %q, want a reply starting %q", client.got(), c.want)
 				}

@@ -31,13 +31,22 @@ func (h *conn) serveHTTP() {
 		if n > 0 && !fw.waitNextRequest() {
 			return
 		}
-		h.rc.budget = maxHeadBytes
+		lim := &h.l.gen.cfg.Limits
+		// What the reader already holds counts against the limit too.
+		h.rc.budget = max(int64(lim.MaxHeaderBytes)-int64(h.br.Buffered()), 0)
 		req, err := http.ReadRequest(h.br)
 		h.rc.budget = -1
+		if err == nil && headerFields(req.Header) > lim.MaxHeaders {
+			h.httpError(http.StatusRequestHeaderFieldsTooLarge,
+				fmt.Sprintf("more than %d header fields", lim.MaxHeaders), nil)
+			h.debugHandshake("http", errTooManyHeaders)
+			return
+		}
 		if err != nil {
 			switch {
 			case errors.Is(err, errHeadTooLarge):
-				h.httpError(http.StatusRequestHeaderFieldsTooLarge, "request head over 1 MiB", nil)
+				h.httpError(http.StatusRequestHeaderFieldsTooLarge,
+					fmt.Sprintf("request head over %v", lim.MaxHeaderBytes), nil)
 			case n == 0 && !isQuietEnd(err):
 				h.httpError(http.StatusBadRequest, "malformed request", nil)
 			}
@@ -63,7 +72,7 @@ func isQuietEnd(err error) bool {
 // serveCONNECT opens a tunnel to the request's authority.
 func (h *conn) serveCONNECT(req *http.Request) {
 	target := req.RequestURI
-	if _, port, err := net.SplitHostPort(target); err != nil || port == "" {
+	if host, port, err := net.SplitHostPort(target); err != nil || port == "" || host == "" {
 		h.httpError(http.StatusBadRequest, "CONNECT needs host:port", nil)
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Str("target", target).Msg("http: bad CONNECT target")
 		return
@@ -174,7 +183,7 @@ func (f *httpForwarder) forward(req *http.Request) (keepAlive bool) {
 	reqCtx, cancel := context.WithCancel(h.l.srv.hardCtx)
 	s.BindContext(reqCtx)
 	st := plugins.Stats{Start: time.Now()}
-	defer func() { cancel(); h.finish(s, &st) }()
+	defer func() { cancel(); h.l.finish(s, &st) }()
 
 	// Hooks of this request's session see its bytes; the body is read as
 	// it is sent, so a slow body is bounded by the rolling idle deadline.
@@ -552,13 +561,21 @@ type rollingConn struct {
 	budget int64        // bytes left to read; < 0: unlimited
 }
 
-// errHeadTooLarge ends a connection whose request head exceeds
-// maxHeadBytes.
-var errHeadTooLarge = errors.New("request head too large")
+// errHeadTooLarge ends a connection whose request head exceeds [limits]
+// max_header_bytes; errTooManyHeaders one with over max_headers fields.
+var (
+	errHeadTooLarge   = errors.New("request head too large")
+	errTooManyHeaders = errors.New("too many header fields")
+)
 
-// maxHeadBytes bounds an HTTP request head (request line and headers),
-// as net/http's server does by default.
-const maxHeadBytes = 1 << 20
+// headerFields counts header lines: a repeated name counts each time.
+func headerFields(h http.Header) int {
+	n := 0
+	for _, v := range h {
+		n += len(v)
+	}
+	return n
+}
 
 func (c *rollingConn) Read(p []byte) (int, error) {
 	if d := time.Duration(c.d.Load()); d > 0 {

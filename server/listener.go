@@ -173,16 +173,28 @@ func (k *socket) acceptLoop(s *Server) {
 		l := k.cur
 		if max := int64(l.set.MaxConnections); max > 0 && k.active.Load() >= max {
 			k.mu.RUnlock()
-			s.obs.ConnRefused(l.cfg.Name, "max_connections")
-			l.refuse(c)
+			l.refuse(c, "max_connections", "listener at max_connections", max)
+			continue
+		}
+		if max := l.gen.maxConns; max > 0 && s.active.Load() >= max {
+			k.mu.RUnlock()
+			l.refuse(c, "limits_max_connections", "server at [limits] max_connections", max)
+			continue
+		}
+		h := &conn{l: l, c: c}
+		if !l.admitHandshake(h) {
+			k.mu.RUnlock()
+			l.refuse(c, "max_client_handshakes", "client at [limits] max_client_handshakes",
+				int64(*l.gen.cfg.Limits.MaxClientHandshakes))
 			continue
 		}
 		s.obs.ConnAccepted(l.cfg.Name)
 		k.active.Add(1)
+		s.active.Add(1)
 		s.conns.Add(1)
 		l.gen.conns.Add(1)
 		k.mu.RUnlock()
-		go l.serve(c)
+		go l.serve(h)
 	}
 }
 
@@ -192,23 +204,24 @@ func (k *socket) current() *listener {
 	return k.cur
 }
 
-// refuse closes a connection over the listener's limit at once. The log
-// is throttled to a line a second so a flood cannot flood the log too.
-func (l *listener) refuse(c net.Conn) {
+// refuse closes a connection over a limit at once. The log is throttled
+// to a line a second per listener so a flood cannot flood the log too.
+func (l *listener) refuse(c net.Conn, reason, why string, limit int64) {
 	c.Close()
+	l.srv.obs.ConnRefused(l.cfg.Name, reason)
 	k := l.sock
 	n := k.refused.Add(1)
 	if ok, suppressed := k.refusalLog.Pass(time.Now()); ok {
-		l.log.Warn().Int("max_connections", l.set.MaxConnections).Int64("refused_total", n).
+		l.log.Warn().Str("reason", reason).Int64("limit", limit).Int64("refused_total", n).
 			Int("suppressed", suppressed).Str("client", c.RemoteAddr().String()).
-			Msg("connection refused: listener at max_connections")
+			Msg("connection refused: " + why)
 	}
 }
 
-func (l *listener) serve(c net.Conn) {
-	defer l.srv.conns.Done()
-	defer l.gen.conns.Done()
-	defer l.sock.active.Add(-1)
-	h := &conn{l: l, c: c, start: time.Now()}
+func (l *listener) serve(h *conn) {
+	h.start = time.Now()
 	h.serve()
+	if !h.handedOff {
+		l.release()
+	}
 }

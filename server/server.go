@@ -31,6 +31,7 @@ import (
 
 	"ferry/config"
 	"ferry/plugins"
+	"ferry/relay"
 )
 
 // Server is a set of listeners sharing plugins and services.
@@ -64,6 +65,14 @@ type Server struct {
 	chMu     sync.Mutex
 	channels map[string]*liveChannel // live relays by session id
 
+	// active counts client connections over all listeners.
+	active     atomic.Int64
+	handshakes handshakes
+
+	// parker takes the goroutines of idle tunnels; nil where the
+	// platform has none (they keep waiting in their goroutines).
+	parker *relay.Parker
+
 	// dialHook replaces every dial when set (tests only).
 	dialHook atomic.Pointer[dialFunc]
 }
@@ -80,6 +89,8 @@ type generation struct {
 	ups       *upstreams
 	conns     sync.WaitGroup
 	closeOnce sync.Once
+	// maxConns caps client connections over all listeners; 0: none.
+	maxConns int64
 }
 
 // close stops the generation's services and closes its plugins.
@@ -128,7 +139,7 @@ func (s *Server) build(cfg *config.Config) (*generation, error) {
 	if err != nil {
 		return nil, err
 	}
-	g := &generation{cfg: cfg, services: plugins.NewServices(), ups: ups}
+	g := &generation{cfg: cfg, services: plugins.NewServices(), ups: ups, maxConns: maxConnections(cfg)}
 	names, instances, err := buildPlugins(cfg, s.log, g.services)
 	g.instances = instances
 	if err != nil {
@@ -215,6 +226,11 @@ func (s *Server) Start() error {
 	if err != nil {
 		_ = s.gen.services.Stop(context.Background())
 		return err
+	}
+	if p, err := relay.NewParker(relay.DefaultParkAfter); err == nil {
+		s.parker = p
+	} else if !errors.Is(err, errors.ErrUnsupported) {
+		s.log.Warn().Err(err).Msg("idle tunnels keep their goroutines")
 	}
 	s.gen.ups.start()
 	s.serve(s.gen, socks, socks)
@@ -388,6 +404,11 @@ func (s *Server) Close() error {
 		s.drainCancel()
 		s.hardCancel()
 		s.retired.Wait()
+		if s.parker != nil {
+			// After the channels: every one has ended by now, parked or
+			// not, so none is left waiting on it.
+			s.parker.Close()
+		}
 		s.mu.Lock()
 		defer s.mu.Unlock()
 		err = s.gen.close()
@@ -407,6 +428,8 @@ func (s *Server) nextID() string {
 // Stats are counters for tests and the summary log.
 type Stats struct {
 	Active, Accepted, RefusedOverLimit int64
+	// Parked counts tunnel directions idle without a goroutine.
+	Parked int64
 }
 
 // Stats sums the sockets' counters.
@@ -419,6 +442,7 @@ func (s *Server) Stats() Stats {
 		st.Accepted += k.accepted.Load()
 		st.RefusedOverLimit += k.refused.Load()
 	}
+	st.Parked = s.parker.Parked()
 	return st
 }
 

@@ -43,7 +43,7 @@ func (h *conn) serveSOCKS4() {
 	// 0.0.0.x with x != 0 means SOCKS4a: the host name follows.
 	if b := ip.As4(); b[0] == 0 && b[1] == 0 && b[2] == 0 && b[3] != 0 {
 		name, err := readCString(h.br)
-		if err != nil || name == "" {
+		if err != nil || !validHostName(name) {
 			h.debugHandshake("socks4", err)
 			h.socks4Reply(socks4Rejected)
 			return

@@ -91,7 +91,7 @@ func (h *conn) serveSOCKS5() {
 			return
 		}
 		host = string(buf[:n])
-		if n == 0 {
+		if !validHostName(host) {
 			h.socks5Reply(plugins.CodeHostUnreachable.SOCKS5Reply(), nil)
 			return
 		}
@@ -192,4 +192,20 @@ func (h *conn) socks5Auth() bool {
 	}
 	h.user = string(user)
 	return h.write(0x01, 0x00) == nil
+}
+
+// validHostName reports whether a SOCKS client's host name is one: letters,
+// digits, '-', '_' and '.' (IDNs arrive in punycode). Anything else
+// (':', brackets, spaces) would make a target that is not host:port.
+func validHostName(s string) bool {
+	if s == "" || len(s) > 255 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '.' || c == '_') {
+			return false
+		}
+	}
+	return true
 }

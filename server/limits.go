@@ -1,0 +1,118 @@
+package server
+
+import (
+	"net"
+	"net/netip"
+	"sync"
+
+	"golang.org/x/sys/unix"
+
+	"ferry/config"
+)
+
+// autoMaxConnections is [limits] max_connections when the file leaves it
+// out: what the open-file limit allows at two descriptors a connection,
+// less a reserve for listeners, logs, upstream health checks and splice
+// pipes. Refusing a connection is better than failing accept with EMFILE,
+// which leaves the client waiting in the backlog.
+func autoMaxConnections() int {
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+		return 0
+	}
+	const reserve = 256
+	if lim.Cur <= 2*reserve {
+		return max(int(lim.Cur)/4, 1)
+	}
+	return int(lim.Cur-reserve) / 2
+}
+
+// maxConnections is the server-wide cap for cfg; 0 means none. Without
+// one in the file it follows the open-file limit at start and at each
+// reload.
+func maxConnections(cfg *config.Config) int64 {
+	if p := cfg.Limits.MaxConnections; p != nil {
+		return int64(*p)
+	}
+	return int64(autoMaxConnections())
+}
+
+// MaxConnections is the current cap on client connections over all
+// listeners; 0 means none.
+func (s *Server) MaxConnections() int64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.gen.maxConns
+}
+
+// handshakes counts, per client address, connections still in their
+// handshake.
+type handshakes struct {
+	mu sync.Mutex
+	n  map[netip.Addr]int32
+}
+
+// acquire counts a handshake for ip unless ip already has limit of them.
+func (h *handshakes) acquire(ip netip.Addr, limit int) bool {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.n == nil {
+		h.n = make(map[netip.Addr]int32)
+	}
+	if int(h.n[ip]) >= limit {
+		return false
+	}
+	h.n[ip]++
+	return true
+}
+
+func (h *handshakes) release(ip netip.Addr) {
+	h.mu.Lock()
+	if h.n[ip] <= 1 {
+		delete(h.n, ip)
+	} else {
+		h.n[ip]--
+	}
+	h.mu.Unlock()
+}
+
+// peerIP is the IP of a connection's remote address.
+func peerIP(c net.Conn) netip.Addr {
+	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+		ip, _ := netip.AddrFromSlice(ta.IP)
+		return ip.Unmap()
+	}
+	return netip.Addr{}
+}
+
+// admitHandshake counts c's handshake against its address's limit; false
+// means refuse it. Peers trusted for the PROXY protocol are load balancers
+// that carry many clients, and are not limited.
+func (l *listener) admitHandshake(h *conn) bool {
+	limit := *l.gen.cfg.Limits.MaxClientHandshakes
+	if limit == 0 {
+		return true
+	}
+	ip := peerIP(h.c)
+	if !ip.IsValid() {
+		return true
+	}
+	for _, p := range l.trusted {
+		if p.Contains(ip) {
+			return true
+		}
+	}
+	if !l.srv.handshakes.acquire(ip, limit) {
+		return false
+	}
+	h.hsIP = ip
+	return true
+}
+
+// handshakeDone releases the handshake's count, once.
+func (h *conn) handshakeDone() {
+	if h.hsIP.IsValid() {
+		h.l.srv.handshakes.release(h.hsIP)
+		h.hsIP = netip.Addr{}
+	}
+}
