@@ -51,13 +51,6 @@ go test -run '^$' -bench . -benchtime 1x ./...
 fuzztime=${FUZZTIME:-15s}
 if [ "$fuzztime" != "0" ]; then
 	echo "== fuzz ($fuzztime per target)"
-	# Each package's Fuzz functions, one at a time (go test -fuzz takes one).
-	for pkg in $(go list ./...); do
-		dir=$(go list -f '{{.Dir}}' "$pkg")
-		for fn in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
-			echo "-- $pkg $fn"
-			go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$fuzztime" "$pkg"
-		done
-	done
+	scripts/fuzz.sh "$fuzztime"
 fi
 echo "== all tests passed"
