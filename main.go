@@ -100,8 +100,12 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					if err != nil {
 						return cli.Exit(err.Error(), 1)
 					}
+					warnings := srv.Warnings()
 					srv.Close()
 					fmt.Fprintln(stdout, cfg.Summary())
+					for _, w := range warnings {
+						fmt.Fprintln(stdout, "warning:", w)
+					}
 					return nil
 				},
 			},

@@ -88,6 +88,23 @@ func (c *Chain) Plugins() []Plugin {
 // RequiresAuth reports whether clients must authenticate.
 func (c *Chain) RequiresAuth() bool { return c != nil && len(c.auths) > 0 }
 
+// RestrictsClients reports whether the chain keeps unknown clients out:
+// it authenticates, or a plugin says it limits clients.
+func (c *Chain) RestrictsClients() bool {
+	if c.RequiresAuth() {
+		return true
+	}
+	if c == nil {
+		return false
+	}
+	for _, p := range c.plugins {
+		if r, ok := p.(ClientRestrictor); ok && r.RestrictsClients() {
+			return true
+		}
+	}
+	return false
+}
+
 // Realm is the realm of HTTP 407 challenges.
 func (c *Chain) Realm() string {
 	if c == nil {

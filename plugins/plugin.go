@@ -121,6 +121,14 @@ type DialChecker interface {
 	OnDial(s *Session, addr netip.AddrPort) error
 }
 
+// ClientRestrictor is implemented by plugins that can keep unknown
+// clients out (an acl whose every allow needs a client address or user).
+// ferry warns at start about a listener reachable beyond loopback that
+// neither authenticates nor has such a plugin: an open proxy.
+type ClientRestrictor interface {
+	RestrictsClients() bool
+}
+
 // HTTPRequester sees each plain HTTP request (not CONNECT) after OnConnect
 // and before it is sent upstream, in config order, with hop-by-hop and
 // Proxy-* headers already removed. It may change the headers, method or

@@ -29,6 +29,9 @@ type DialInfo struct {
 	// about to connect to (the plugins' DialCheckers). Dials to upstream
 	// proxies are not checked: the proxy is not the destination.
 	CheckDial func(netip.AddrPort) error
+	// Refuse, if set, vets the same addresses before CheckDial: the
+	// server's own rules (no dials to ferry's own listeners).
+	Refuse func(netip.AddrPort) error
 	// Pinned are addresses the target's name was already resolved to (by
 	// a route that needed them): a direct dial to Host uses them instead of
 	// resolving again, so what was matched is what is dialed.
@@ -192,18 +195,26 @@ func Direct() Dialer {
 }
 
 // DirectTarget returns the dialer of a direct dial to the target: like
-// Direct, but it runs the context's DialInfo.CheckDial on each address
+// Direct, but it runs the context's DialInfo.Refuse and CheckDial on each address
 // and dials DialInfo.Pinned addresses instead of resolving again.
 func DirectTarget() Dialer {
 	d := &net.Dialer{KeepAlive: 30 * time.Second}
 	d.ControlContext = func(ctx context.Context, network, address string, _ syscall.RawConn) error {
 		info := dialInfoFrom(ctx)
-		if info == nil || info.CheckDial == nil {
+		if info == nil || info.CheckDial == nil && info.Refuse == nil {
 			return nil
 		}
 		ap, err := netip.ParseAddrPort(address)
 		if err != nil {
 			return fmt.Errorf("check dial address %q: %w", address, err)
+		}
+		if info.Refuse != nil {
+			if err := info.Refuse(ap); err != nil {
+				return err
+			}
+		}
+		if info.CheckDial == nil {
+			return nil
 		}
 		return info.CheckDial(ap)
 	}

@@ -19,6 +19,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -64,6 +65,12 @@ type Server struct {
 
 	chMu     sync.Mutex
 	channels map[string]*liveChannel // live relays by session id
+
+	// self is where the listeners accept, for refusing loops.
+	self atomic.Pointer[selfAddrs]
+	// refuse is refuseSelf as a func value made once: DialInfo takes it
+	// on every dial without an allocation.
+	refuse func(netip.AddrPort) error
 
 	// active counts client connections over all listeners.
 	active     atomic.Int64
@@ -119,6 +126,7 @@ func (g *generation) close() error {
 // called.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s := &Server{log: log, obs: nopObserver{}}
+	s.refuse = s.refuseSelf
 	s.drainCtx, s.drainCancel = context.WithCancel(context.Background())
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	var b [3]byte
@@ -276,6 +284,10 @@ func (s *Server) serve(g *generation, socks, fresh []*socket) {
 		go k.acceptLoop(s)
 	}
 	s.gen, s.sockets = g, socks
+	s.self.Store(newSelfAddrs(socks))
+	for _, w := range openProxyWarnings(g) {
+		s.log.Warn().Msg(w)
+	}
 }
 
 // Reload switches to cfg without dropping anyone: sockets whose address is

@@ -45,7 +45,16 @@ func dialCONNECT(ctx context.Context, proxyAddr, target string) (*bufConn, error
 // dialSOCKS5 opens a tunnel with golang.org/x/net/proxy's SOCKS5 client,
 // run over a connection the test owns so that CloseWrite stays available.
 func dialSOCKS5(ctx context.Context, proxyAddr, target string) (*bufConn, error) {
-	d, err := proxy.SOCKS5("tcp", proxyAddr, nil, proxy.Direct)
+	return dialSOCKS5With(ctx, proxyAddr, target, nil)
+}
+
+// dialSOCKS5Auth is dialSOCKS5 with RFC 1929 username/password.
+func dialSOCKS5Auth(ctx context.Context, proxyAddr, target, user, pass string) (*bufConn, error) {
+	return dialSOCKS5With(ctx, proxyAddr, target, &proxy.Auth{User: user, Password: pass})
+}
+
+func dialSOCKS5With(ctx context.Context, proxyAddr, target string, auth *proxy.Auth) (*bufConn, error) {
+	d, err := proxy.SOCKS5("tcp", proxyAddr, auth, proxy.Direct)
 	if err != nil {
 		return nil, err
 	}

@@ -75,10 +75,27 @@ var (
 	_ plugins.Plugin      = (*ACL)(nil)
 	_ plugins.Connector   = (*ACL)(nil)
 	_ plugins.DialChecker = (*ACL)(nil)
+
+	_ plugins.ClientRestrictor = (*ACL)(nil)
 )
 
 // Name implements plugins.Plugin.
 func (p *ACL) Name() string { return p.name }
+
+// RestrictsClients implements plugins.ClientRestrictor: with default deny
+// and a client or user condition on every allow rule, a client nobody
+// listed cannot use the proxy.
+func (p *ACL) RestrictsClients() bool {
+	if p.def != Deny {
+		return false
+	}
+	for _, r := range p.rules {
+		if r.action == Allow && r.m.Client == nil && len(r.m.User) == 0 {
+			return false
+		}
+	}
+	return true
+}
 
 // noRule is verdict.rule when the default decided.
 const noRule = -1
