@@ -120,6 +120,7 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				},
 			},
 			healthCommand(stdout),
+			caCommand(stdout),
 			{
 				Name:  "version",
 				Usage: "print the version",

@@ -36,6 +36,7 @@ type Chain struct {
 	auths      []Plugin // implement Authenticator, config order
 	dialChecks []Plugin // implement DialChecker, config order
 	httpReqs   []Plugin // implement HTTPRequester, config order
+	intercepts []Plugin // implement Interceptor, config order
 	realm      string
 }
 
@@ -60,6 +61,9 @@ func NewChain(ps []Plugin) *Chain {
 		}
 		if _, ok := p.(HTTPRequester); ok {
 			c.httpReqs = append(c.httpReqs, p)
+		}
+		if _, ok := p.(Interceptor); ok {
+			c.intercepts = append(c.intercepts, p)
 		}
 	}
 	if c.realm == "" {
@@ -168,6 +172,27 @@ func callDialCheck(p Plugin, s *Session, addr netip.AddrPort) (err error) {
 		return &HookError{Plugin: p.Name(), Hook: "OnDial", Err: e}
 	}
 	return nil
+}
+
+// HasInterceptors reports whether some plugin may take over tunnels.
+func (c *Chain) HasInterceptors() bool { return c != nil && len(c.intercepts) > 0 }
+
+// Intercept runs the Interceptors on an open tunnel, in config order.
+func (c *Chain) Intercept(ctx context.Context, s *Session, t *Tunnel) error {
+	if c == nil {
+		return nil
+	}
+	for _, p := range c.intercepts {
+		if err := callIntercept(ctx, p, s, t); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func callIntercept(ctx context.Context, p Plugin, s *Session, t *Tunnel) (err error) {
+	defer recoverHook(p, "Intercept", &err)
+	return p.(Interceptor).Intercept(ctx, s, t)
 }
 
 // HTTPRequest runs the HTTPRequesters on a plain HTTP request.

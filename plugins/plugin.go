@@ -29,6 +29,7 @@ package plugins
 
 import (
 	"context"
+	"net"
 	"net/http"
 	"net/netip"
 	"time"
@@ -119,6 +120,29 @@ type Realmer interface {
 // are not checked here.
 type DialChecker interface {
 	OnDial(s *Session, addr netip.AddrPort) error
+}
+
+// Interceptor may take over an open tunnel's byte streams after the
+// client was told the tunnel is open and the upstream is connected, and
+// before the relay starts: to terminate TLS on both sides (mitm), for
+// example. Interceptors run in config order; each sees what the previous
+// one left in t. A plugin that does not take the tunnel leaves t as it
+// is, except that bytes it read from t.Client must be put back in
+// t.ClientPending. Replacing the connections costs the kernel splice
+// path, so take only what is in scope. An error ends the tunnel
+// (reason "plugin error" for a HookError, else "error"): the plugin logs
+// why. Only byte-stream tunnels (CONNECT, SOCKS, tcp) are offered.
+type Interceptor interface {
+	Intercept(ctx context.Context, s *Session, t *Tunnel) error
+}
+
+// Tunnel is an open tunnel as an Interceptor gets it.
+type Tunnel struct {
+	// Client and Upstream are the two ends ferry relays between.
+	Client, Upstream net.Conn
+	// ClientPending are bytes already read from Client, which go
+	// upstream first (through the data hooks).
+	ClientPending []byte
 }
 
 // ClientRestrictor is implemented by plugins that can keep unknown

@@ -57,6 +57,10 @@ type Session struct {
 	// tunnels do not keep header maps: a plugin that needs a header later
 	// copies it into a value (SetValue) in OnConnect.
 	Request *http.Request
+	// Intercepted is the server name whose TLS an Interceptor terminated
+	// on both sides (mitm), so that later data hooks see plaintext; empty
+	// when the tunnel is relayed as it is.
+	Intercepted string
 	// Status is the HTTP status ferry sent the client for plain HTTP and
 	// CONNECT sessions, 0 for others.
 	Status int

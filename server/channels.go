@@ -26,6 +26,9 @@ type ChannelInfo struct {
 	// Chain is the upstream proxies traversed ("tiny>dante"), empty for
 	// a direct dial.
 	Chain string `json:"chain,omitempty"`
+	// Intercepted is the TLS server name a mitm plugin terminated, when
+	// the channel relays decrypted bytes.
+	Intercepted string `json:"intercepted,omitempty"`
 	// Up and Down are bytes delivered so far to the upstream and to the
 	// client.
 	Up      int64     `json:"up"`
@@ -47,7 +50,7 @@ func (s *Server) track(sess *plugins.Session, ch *relay.Channel) {
 	lc := &liveChannel{
 		info: ChannelInfo{
 			ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol, User: sess.User,
-			Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamChain, Started: time.Now(),
+			Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamChain, Intercepted: sess.Intercepted, Started: time.Now(),
 		},
 		client: sess.Client, upAddr: sess.UpstreamAddr, ch: ch,
 	}

@@ -213,19 +213,33 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 		return
 	}
 	h.c.SetDeadline(time.Time{})
+	client, upConn, pending := h.c, up, h.takeBuffered()
+	// The tunnel reads the socket directly from here on: let the
+	// handshake buffer go, which matters for many idle tunnels.
+	h.releaseReader()
+	if h.l.chain.HasInterceptors() {
+		t := &plugins.Tunnel{Client: client, Upstream: upConn, ClientPending: pending}
+		if err := h.l.chain.Intercept(ctx, s, t); err != nil {
+			t.Client.Close()
+			t.Upstream.Close()
+			up.Close()
+			info.Release()
+			st.Reason, st.Err = reasonFor(err), err
+			h.l.finish(s, st)
+			return
+		}
+		client, upConn, pending = t.Client, t.Upstream, t.ClientPending
+	}
 	ch := &relay.Channel{
-		Client:        h.c,
-		Upstream:      up,
+		Client:        client,
+		Upstream:      upConn,
 		Session:       s,
 		Chain:         h.l.chain,
 		Buffers:       h.l.buffers,
 		IdleTimeout:   h.l.set.IdleTimeout,
-		ClientPending: h.takeBuffered(),
+		ClientPending: pending,
 		Parker:        h.l.srv.parker,
 	}
-	// The tunnel reads the socket directly from here on: let the
-	// handshake buffer go, which matters for many idle tunnels.
-	h.releaseReader()
 	h.l.srv.track(s, ch)
 	// An open tunnel's request is not needed any more (see
 	// Session.Request); its header map is most of an idle tunnel's heap.

@@ -250,9 +250,9 @@ http_access deny all
 }
 
 // writeTestPKI writes a test CA and a server certificate it signed for
-// 127.0.0.1 and localhost, as PEM files in dir: the CA's certificate, the
+// 127.0.0.1, localhost and names, as PEM files in dir: the CA's certificate, the
 // server's certificate and its (PKCS #8) key.
-func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
+func writeTestPKI(t *testing.T, dir string, names ...string) (caFile, certFile, keyFile string) {
 	t.Helper()
 	check := func(err error) {
 		if err != nil {
@@ -282,7 +282,7 @@ func writeTestPKI(t *testing.T, dir string) (caFile, certFile, keyFile string) {
 		SerialNumber: big.NewInt(2),
 		Subject:      pkix.Name{CommonName: "127.0.0.1"},
 		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     []string{"localhost"},
+		DNSNames:     append([]string{"localhost"}, names...),
 		NotBefore:    now.Add(-time.Hour),
 		NotAfter:     now.Add(24 * time.Hour),
 		KeyUsage:     x509.KeyUsageDigitalSignature,

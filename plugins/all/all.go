@@ -10,6 +10,7 @@ import (
 	_ "ferry/plugins/headers"
 	_ "ferry/plugins/hexdump"
 	_ "ferry/plugins/log"
+	_ "ferry/plugins/mitm"
 	_ "ferry/plugins/ratelimit"
 	_ "ferry/plugins/replace"
 )

@@ -92,6 +92,9 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 	if s.User != "" {
 		ev = ev.Str("user", s.User)
 	}
+	if s.Intercepted != "" {
+		ev = ev.Str("mitm", s.Intercepted)
+	}
 	if s.Request != nil && s.Protocol == "http" {
 		ev = ev.Str("method", s.Request.Method).Str("url", s.Request.URL.String())
 	}
