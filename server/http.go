@@ -36,6 +36,12 @@ func (h *conn) serveHTTP() {
 		h.rc.budget = max(int64(lim.MaxHeaderBytes)-int64(h.br.Buffered()), 0)
 		req, err := http.ReadRequest(h.br)
 		h.rc.budget = -1
+		if err != nil && errors.Is(h.rc.err, os.ErrDeadlineExceeded) {
+			// The handshake timed out mid-line: no answer, as for any
+			// handshake timeout (the deadline has passed anyway).
+			h.debugHandshake("http", h.rc.err)
+			return
+		}
 		if err == nil && headerFields(req.Header) > lim.MaxHeaders {
 			h.httpError(http.StatusRequestHeaderFieldsTooLarge,
 				fmt.Sprintf("more than %d header fields", lim.MaxHeaders), nil)
@@ -559,6 +565,10 @@ type rollingConn struct {
 	net.Conn
 	d      atomic.Int64 // time.Duration
 	budget int64        // bytes left to read; < 0: unlimited
+	// err is the last read's error. bufio hands a parser the bytes read
+	// before a timeout as if they were a whole line, so the parser's
+	// error can hide the timeout that cut the line short.
+	err error
 }
 
 // errHeadTooLarge ends a connection whose request head exceeds [limits]
@@ -590,9 +600,12 @@ func (c *rollingConn) Read(p []byte) (int, error) {
 		}
 		n, err := c.Conn.Read(p)
 		c.budget -= int64(n)
+		c.err = err
 		return n, err
 	}
-	return c.Conn.Read(p)
+	n, err := c.Conn.Read(p)
+	c.err = err
+	return n, err
 }
 
 // proxyBasicAuth returns the credentials of a Proxy-Authorization: Basic

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -23,6 +24,22 @@ const (
 type bulkEnd struct {
 	got, sent digest
 	err       error
+}
+
+// waitEnd waits for the target's end of a transfer and fails the test if
+// the target reported an error.
+func waitEnd(ctx context.Context, t *testing.T, ends <-chan bulkEnd) bulkEnd {
+	t.Helper()
+	select {
+	case end := <-ends:
+		if end.err != nil {
+			t.Errorf("target: %v", end.err)
+		}
+		return end
+	case <-ctx.Done():
+		t.Fatal("target did not finish")
+		return bulkEnd{}
+	}
 }
 
 // newBulkTarget starts a target that sends size bytes of the stream for
@@ -62,7 +79,7 @@ func newBulkTarget(t *testing.T, size int64, seed uint64, sequential bool) (*tcp
 // with data hooks moves the relay off the kernel splice path onto its
 // user-space copy loop.
 func hookedConfig(addr string) string {
-	return jsonConfig(addr, "") + `
+	return strings.Replace(jsonConfig(addr, ""), `plugins = ["log"]`, `plugins = ["log", "dump"]`, 1) + `
 [[plugin]]
 name = "dump"
 type = "hexdump"
@@ -173,15 +190,7 @@ func TestBulkIntegrity(t *testing.T) {
 				t.Errorf("client receive: %v", rerr)
 			}
 
-			var end bulkEnd
-			select {
-			case end = <-ends:
-			case <-ctx.Done():
-				t.Fatal("target did not finish")
-			}
-			if end.err != nil {
-				t.Errorf("target: %v", end.err)
-			}
+			end := waitEnd(ctx, t, ends)
 			if sent.n != bulkSize || end.got != sent {
 				t.Errorf("client to target: target got %v, client sent %v (want %d bytes)", end.got, sent, bulkSize)
 			}

@@ -26,6 +26,12 @@ func dialCONNECT(ctx context.Context, proxyAddr, target string) (*bufConn, error
 	if err != nil {
 		return nil, err
 	}
+	return connectOver(c, target)
+}
+
+// connectOver asks for a CONNECT tunnel to target over c, a connection to
+// ferry, and closes c if it is refused.
+func connectOver(c *net.TCPConn, target string) (*bufConn, error) {
 	c.SetDeadline(time.Now().Add(dialTimeout))
 	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
 	br := bufio.NewReader(c)

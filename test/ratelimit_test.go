@@ -37,15 +37,7 @@ func TestRatelimitDownload(t *testing.T) {
 	if err != nil {
 		t.Fatalf("receive: %v", err)
 	}
-	var end bulkEnd
-	select {
-	case end = <-ends:
-	case <-ctx.Done():
-		t.Fatal("target did not finish")
-	}
-	if end.err != nil {
-		t.Errorf("target: %v", end.err)
-	}
+	end := waitEnd(ctx, t, ends)
 	if got.n != size || got != end.sent {
 		t.Errorf("client got %v, target sent %v (want %d bytes)", got, end.sent, size)
 	}

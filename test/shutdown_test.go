@@ -24,19 +24,26 @@ const (
 	pacedGap    = 40 * time.Millisecond
 	heldTotal   = heldSize + pacedChunk*pacedChunks
 	heldSeed    = 77
+	// heldUpSeed is the stream of a client's held upload.
+	heldUpSeed = 78
 )
 
 // newHeldTarget starts a target that sends heldSize bytes of the stream
 // for heldSeed, waits until release is closed, then sends the rest in
 // paced chunks and half-closes. It gives up waiting if the connection
-// is closed under it (ferry cut the channel) or after a minute.
-func newHeldTarget(t *testing.T, release <-chan struct{}) *tcpTarget {
+// is closed under it (ferry cut the channel) or after a minute. It reads
+// what the client sends meanwhile; unless got is nil, the digest of that
+// goes to got once the client's side has ended.
+func newHeldTarget(t *testing.T, release <-chan struct{}, got chan<- digest) *tcpTarget {
 	return newTCPTarget(t, func(c *net.TCPConn) {
 		deadlineAfter(c, time.Minute)
 		readDone := make(chan struct{})
 		go func() {
 			defer close(readDone)
-			io.Copy(io.Discard, c)
+			d, _ := receive(c)
+			if got != nil {
+				got <- d
+			}
 		}()
 		defer func() { c.Close(); <-readDone }()
 
@@ -65,9 +72,10 @@ func newHeldTarget(t *testing.T, release <-chan struct{}) *tcpTarget {
 	})
 }
 
-// heldDigest is the digest of a whole held transfer.
-func heldDigest(t *testing.T) digest {
-	d, err := receive(newStream(heldSeed, heldTotal))
+// heldDigest is the digest of a whole held transfer of the stream for
+// seed.
+func heldDigest(t *testing.T, seed uint64) digest {
+	d, err := receive(newStream(seed, heldTotal))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -75,8 +83,11 @@ func heldDigest(t *testing.T) digest {
 }
 
 // heldClient reads a held transfer through a tunnel: it signals started
-// once the first heldSize bytes are in, then reads to the end.
-func heldClient(ctx context.Context, dial tunnelDialer, proxyAddr, target string, started chan<- struct{}) (digest, error) {
+// once the first heldSize bytes are in, then reads to the end. With
+// upload it sends a held transfer of its own the other way (the stream
+// for heldUpSeed): heldSize bytes at once, the paced rest once the
+// target's transfer goes on (the test released it), then it half-closes.
+func heldClient(ctx context.Context, dial tunnelDialer, proxyAddr, target string, started chan<- struct{}, upload bool) (digest, error) {
 	c, err := dial(ctx, proxyAddr, target)
 	if err != nil {
 		close(started)
@@ -84,13 +95,45 @@ func heldClient(ctx context.Context, dial tunnelDialer, proxyAddr, target string
 	}
 	defer c.Close()
 	deadlineAfter(c, time.Minute)
+	released := make(chan struct{})
+	var werr error
+	var wg sync.WaitGroup
+	if upload {
+		wg.Go(func() {
+			src := newStream(heldUpSeed, heldTotal)
+			if _, werr = io.CopyN(c, src, heldSize); werr != nil {
+				return
+			}
+			<-released
+			for range pacedChunks {
+				if _, werr = io.CopyN(c, src, pacedChunk); werr != nil {
+					return
+				}
+				time.Sleep(pacedGap) // throttles the transfer; not an assertion
+			}
+			werr = c.CloseWrite()
+		})
+	}
 	h := sha256.New()
 	n, err := io.CopyN(h, c, heldSize)
 	close(started)
 	if err != nil {
+		close(released)
+		wg.Wait()
 		return finish(h, n), fmt.Errorf("read first %d bytes: %w", heldSize, err)
 	}
-	m, err := io.Copy(h, c)
+	// The first byte past heldSize comes once the target was released.
+	m, err := io.CopyN(h, c, 1)
+	close(released)
+	if err == nil {
+		var k int64
+		k, err = io.Copy(h, c)
+		m += k
+	}
+	wg.Wait()
+	if werr != nil {
+		err = errors.Join(err, fmt.Errorf("upload: %w", werr))
+	}
 	return finish(h, n+m), err
 }
 
@@ -120,24 +163,26 @@ func waitRefused(t *testing.T, addr string) {
 	}
 }
 
-// TestShutdownDrains sends SIGTERM while four transfers are running: the
-// listener refuses new connections at once, the transfers complete
-// byte-identical within drain_timeout, and ferry exits 0.
+// TestShutdownDrains sends SIGTERM while four transfers are running both
+// ways: the listener refuses new connections at once, the transfers
+// complete byte-identical both ways (SHA-256) within drain_timeout, and
+// ferry exits 0.
 func TestShutdownDrains(t *testing.T) {
 	t.Parallel()
 	release := make(chan struct{})
 	var releaseOnce sync.Once
 	releaseAll := func() { releaseOnce.Do(func() { close(release) }) }
-	target := newHeldTarget(t, release)
+	const n = 4
+	uploads := make(chan digest, n)
+	target := newHeldTarget(t, release, uploads)
 	f := startFerry(t, withJSON(`drain_timeout = "10s"`), nil)
 	// Registered last, so it runs first: a failing test does not leave
 	// ferry waiting out its drain for transfers the target still holds.
 	t.Cleanup(releaseAll)
-	want := heldDigest(t)
+	want, wantUp := heldDigest(t, heldSeed), heldDigest(t, heldUpSeed)
 
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	const n = 4
 	type result struct {
 		d   digest
 		err error
@@ -152,7 +197,7 @@ func TestShutdownDrains(t *testing.T) {
 			dial = dialSOCKS5
 		}
 		wg.Go(func() {
-			d, err := heldClient(ctx, dial, f.addr, target.addr, started[i])
+			d, err := heldClient(ctx, dial, f.addr, target.addr, started[i], true)
 			results[i] = result{d, err}
 		})
 	}
@@ -183,6 +228,16 @@ func TestShutdownDrains(t *testing.T) {
 			t.Errorf("transfer %d: got %v, want %v", i, r.d, want)
 		}
 	}
+	for i := range n {
+		select {
+		case got := <-uploads:
+			if got != wantUp {
+				t.Errorf("upload %d: target got %v, want %v", i, got, wantUp)
+			}
+		case <-ctx.Done():
+			t.Fatalf("target got %d of %d uploads", i, n)
+		}
+	}
 	if code := f.wait(t); code != 0 {
 		t.Errorf("ferry exited %d, want 0", code)
 	}
@@ -198,8 +253,10 @@ func TestShutdownDrains(t *testing.T) {
 		t.Fatalf("got %d access lines for %s, want %d", len(access), target.addr, n)
 	}
 	for _, l := range access {
-		if down, _ := l.num("down"); down != heldTotal {
-			t.Errorf("access down = %d, want %d: %v", down, heldTotal, l)
+		for _, k := range []string{"up", "down"} {
+			if got, _ := l.num(k); got != heldTotal {
+				t.Errorf("access %s = %d, want %d: %v", k, got, heldTotal, l)
+			}
 		}
 		if r := l.str("reason"); r == "shutdown" {
 			t.Errorf("access reason = %q for a drained channel: %v", r, l)
@@ -227,7 +284,7 @@ func TestShutdownForced(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			release := make(chan struct{}) // never closed: the transfer outlives the drain
-			target := newHeldTarget(t, release)
+			target := newHeldTarget(t, release, nil)
 			f := startFerry(t, withJSON(fmt.Sprintf("drain_timeout = %q", tt.drain)), nil)
 
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
@@ -239,7 +296,7 @@ func TestShutdownForced(t *testing.T) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				d, err := heldClient(ctx, dialCONNECT, f.addr, target.addr, started)
+				d, err := heldClient(ctx, dialCONNECT, f.addr, target.addr, started, false)
 				done <- result{d, err}
 			}()
 			select {
