@@ -21,7 +21,7 @@ const (
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultIdleTimeout      = 5 * time.Minute
 	DefaultDrainTimeout     = 30 * time.Second
-	DefaultBufferSize       = 32 * KiB
+	DefaultBufferSize       = 128 * KiB
 	DefaultMaxConnections   = 10000
 
 	DefaultMaxClientHandshakes = 64

@@ -33,7 +33,7 @@ func TestParseValid(t *testing.T) {
 				want := Config{
 					File:     "test.toml",
 					Log:      Log{Level: "info", Format: "console"},
-					Defaults: Defaults{HandshakeTimeout: Duration(10 * time.Second), DialTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute), DrainTimeout: Duration(30 * time.Second), BufferSize: 32 * KiB},
+					Defaults: Defaults{HandshakeTimeout: Duration(10 * time.Second), DialTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute), DrainTimeout: Duration(30 * time.Second), BufferSize: 128 * KiB},
 					Listeners: []Listener{{Name: "listener-0", Listen: "127.0.0.1:8080", Protocols: []string{"http", "socks5", "socks4"},
 						ProxyProtocol: "off", SendProxyProtocol: "off", MaxConnections: ptr(10000)}},
 					Limits: Limits{MaxClientHandshakes: ptr(64), MaxHeaderBytes: 64 * KiB, MaxHeaders: 100},
@@ -42,7 +42,7 @@ func TestParseValid(t *testing.T) {
 					t.Fatalf("got %+v,\nwant %+v", *c, want)
 				}
 				s := c.Effective(&c.Listeners[0])
-				wantS := Settings{HandshakeTimeout: 10 * time.Second, DialTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, BufferSize: 32 << 10, MaxConnections: 10000}
+				wantS := Settings{HandshakeTimeout: 10 * time.Second, DialTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, BufferSize: 128 << 10, MaxConnections: 10000}
 				if s != wantS {
 					t.Fatalf("Effective: got %+v, want %+v", s, wantS)
 				}

@@ -10,7 +10,7 @@ import (
 )
 
 // DefaultBufferSize is the read size when none is configured.
-const DefaultBufferSize = 32 << 10
+const DefaultBufferSize = 128 << 10
 
 // BufferPool hands out read buffers of one size, so that the hooked copy
 // allocates nothing per chunk. One pool serves all channels of a listener.
