@@ -29,9 +29,7 @@ func spliceable(a, b net.Conn) bool {
 // the connections cannot be spliced (the caller copies another way).
 // Small chunks (after a small one, up to smallChunk) are read into a
 // pooled buffer and written instead: cheaper than two splices for a few
-// bytes, and haproxy does the same. A short read is forwarded from
-// within the read callback, which then waits for the next edge without
-// the read that would only have said EAGAIN (see splicer.fill).
+// bytes, and haproxy does the same.
 //
 // With idle set, a copy whose source stays silent for the Parker's After
 // parks: it returns errParked, and the Parker resumes the direction on a
@@ -52,19 +50,18 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 	}
 	// The callbacks are bound once per copy, not per chunk: a closure
 	// handed to RawConn escapes, and would allocate each time.
-	sp := &splicer{small: true, dst: dstRC, moved: moved}
-	sp.sendOnce = sp.writeOnce
+	sp := &splicer{small: true}
 	fill, drain, send := sp.fill, sp.drain, sp.send
 	// The read deadline measures silence for parking: armed once per
 	// After, not per chunk, so a busy copy pays a timer reset per After.
-	var armedAt int64
+	var total, armedAt int64
 	armed := false
 	for {
 		if idle != nil && !armed {
 			s.SetReadDeadline(time.Now().Add(idle.c.Parker.After))
-			armed, armedAt = true, sp.total
+			armed, armedAt = true, total
 		}
-		sp.p, sp.buf, sp.n, sp.err, sp.werr = nil, nil, 0, nil, nil
+		sp.p, sp.buf, sp.n, sp.err = nil, nil, 0, nil
 		// fill runs when the socket may have data; the pipe or buffer is
 		// taken inside it and handed back if there was none.
 		rerr := srcRC.Read(fill)
@@ -80,7 +77,7 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 			}
 			if idle != nil && errors.Is(rerr, os.ErrDeadlineExceeded) {
 				armed = false
-				if sp.total != armedAt {
+				if total != armedAt {
 					continue // bytes moved since: not idle
 				}
 				s.SetReadDeadline(time.Time{})
@@ -108,13 +105,10 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 				smallBufs.Put(sp.buf)
 				return true, nil // EOF
 			}
-			werr := sp.werr
-			if werr == nil && sp.left > 0 {
-				sp.err = nil
-				werr = dstRC.Write(send)
-				if werr == nil {
-					werr = sp.err
-				}
+			sp.left, sp.err = n, nil
+			werr := dstRC.Write(send)
+			if werr == nil {
+				werr = sp.err
 			}
 			full := n == len(*sp.buf)
 			smallBufs.Put(sp.buf)
@@ -123,7 +117,7 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 			}
 			// A full buffer means more is waiting: splice the next chunk.
 			sp.small = !full
-			sp.total += int64(n)
+			total += int64(n)
 			moved(n)
 			continue
 		}
@@ -144,7 +138,7 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 			return true, writeError{wrapSyscall("splice", werr)}
 		}
 		putPipe(sp.p)
-		sp.total += int64(n)
+		total += int64(n)
 		moved(n)
 	}
 }
@@ -162,12 +156,6 @@ type splicer struct {
 	small   bool // the last chunk was small: read the next into a buffer
 	n, left int
 	err     error
-	werr    error // a write error met inside fill
-
-	dst      syscall.RawConn
-	sendOnce func(uintptr) bool // writeOnce, bound once
-	moved    func(int)
-	total    int64 // bytes delivered
 }
 
 // smallChunk is the size up to which chunks go through a buffer rather
@@ -182,49 +170,20 @@ var smallBufs = sync.Pool{New: func() any {
 	return &b
 }}
 
-// fill reads the next chunk; it runs inside src's RawConn.Read, which
-// calls it again each time the netpoller says src became readable.
-//
-// A small chunk that a short read brought is written on to dst from here,
-// and fill then asks to wait (returns false) without reading again. A
-// short read from a TCP socket means its receive queue was empty, so any
-// later byte, FIN or RST raises a new edge-triggered event, which wakes
-// this same RawConn.Read: nothing is missed, and the read that would only
-// have said EAGAIN (one of the four syscalls each direction of a
-// ping-pong costs) is saved. Only inside one RawConn.Read is that safe:
-// a new RawConn.Read clears the readiness an event left meanwhile.
 func (sp *splicer) fill(fd uintptr) bool {
 	if sp.small {
-		buf := smallBufs.Get().(*[]byte)
-		m, err := rawRead(int(fd), *buf)
+		sp.buf = smallBufs.Get().(*[]byte)
+		m, err := rawRead(int(fd), *sp.buf)
 		for err == unix.EINTR {
-			m, err = rawRead(int(fd), *buf)
+			m, err = rawRead(int(fd), *sp.buf)
 		}
 		if err == unix.EAGAIN {
-			smallBufs.Put(buf)
+			smallBufs.Put(sp.buf)
+			sp.buf = nil
 			return false
 		}
-		sp.buf, sp.n, sp.err = buf, max(m, 0), err
-		if err != nil || m == 0 || m == len(*buf) {
-			sp.left = m
-			return true // the caller ends, or writes and splices on
-		}
-		// A short read: write it on from here. dst's RawConn.Write (a
-		// lock, no syscall of its own) keeps dst's descriptor from being
-		// closed under the write; writeOnce never waits.
-		sp.left = m
-		if werr := sp.dst.Write(sp.sendOnce); werr != nil {
-			sp.werr = werr
-			return true
-		}
-		if sp.werr != nil || sp.left > 0 {
-			return true // an error, or dst is full: the caller finishes
-		}
-		smallBufs.Put(buf)
-		sp.buf, sp.n = nil, 0
-		sp.total += int64(m)
-		sp.moved(m)
-		return false
+		sp.n, sp.err = max(m, 0), err
+		return true
 	}
 	sp.p = getPipe()
 	if sp.p == nil {
@@ -260,27 +219,6 @@ func (sp *splicer) send(fd uintptr) bool {
 	return true
 }
 
-// writeOnce writes what is left of a small chunk without waiting for dst
-// to become writable: fill must not block on dst while it holds src.
-func (sp *splicer) writeOnce(fd uintptr) bool {
-	for sp.left > 0 {
-		off := sp.n - sp.left
-		m, err := rawWrite(int(fd), (*sp.buf)[off:sp.n])
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			return true
-		}
-		if err != nil {
-			sp.werr = err
-			return true
-		}
-		sp.left -= m
-	}
-	return true
-}
-
 func (sp *splicer) drain(fd uintptr) bool {
 	for sp.left > 0 {
 		m, err := unix.Splice(sp.p.r, nil, int(fd), nil, sp.left, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
@@ -304,6 +242,11 @@ func (sp *splicer) drain(fd uintptr) bool {
 // a 64-byte ping-pong showed that wake-up on every small read and write.
 // A non-blocking read or write of at most smallChunk bytes returns at
 // once, so there is nothing for the scheduler to take over meanwhile.
+//
+// The read that follows a short read and only says EAGAIN stays: a short
+// read does not mean nothing is left, since a FIN (or an error) that came
+// with the data is reported by the next read, with no new readiness
+// event to wait for (TestSpliceSmallChunkThenEOF).
 func rawRead(fd int, p []byte) (int, error) {
 	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
 	if e != 0 {

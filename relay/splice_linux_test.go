@@ -105,3 +105,34 @@ func TestSpliceCopyChunkSizes(t *testing.T) {
 		t.Fatalf("counted up %d, want %d", r.Up, want.Len())
 	}
 }
+
+// TestSpliceSmallChunkThenEOF: a short chunk whose FIN arrives with it (or
+// just behind it, before the read) must end the direction at once. A
+// read that returns the chunk leaves the EOF for the next read without a
+// new readiness event, so the copy may not wait for one after a short
+// read. No Parker: nothing else would wake a copy that waited wrongly.
+func TestSpliceSmallChunkThenEOF(t *testing.T) {
+	for i := range 50 {
+		client, target, ch := setup(t)
+		done := runAsync(ch, context.Background())
+		msg := []byte(strings.Repeat("x", 1+i%64))
+		// Written and half-closed in a row: the data and the FIN reach
+		// ferry's socket together more often than not.
+		if _, err := client.Write(msg); err != nil {
+			t.Fatal(err)
+		}
+		client.(*net.TCPConn).CloseWrite()
+		target.SetReadDeadline(time.Now().Add(5 * time.Second))
+		got, err := io.ReadAll(target)
+		if err != nil || !bytes.Equal(got, msg) {
+			t.Fatalf("round %d: target got %q, %v; want %q then EOF", i, got, err, msg)
+		}
+		target.Close()
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("round %d: channel did not end", i)
+		}
+		client.Close()
+	}
+}
