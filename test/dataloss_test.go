@@ -91,7 +91,7 @@ func TestNoDataLoss(t *testing.T) {
 		config func(t *testing.T) func(addr string) string
 		// upstream and chain are the access line's; "" for direct.
 		upstream, chain string
-		hooked bool
+		hooked          bool
 	}{
 		{name: "connect", dial: dialCONNECT},
 		{name: "socks5", dial: dialSOCKS5},

@@ -1,15 +1,20 @@
 package test
 
 import (
+	"context"
 	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
 	"fmt"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 )
 
 // mitmTarget is an HTTPS server with a certificate from its own test CA
@@ -37,13 +42,14 @@ func mitmTarget(t *testing.T, dir string) (addr, caFile string) {
 // replace keeps its flush timer: with flush_after = "0s" a held tail waits
 // for the next read, and a bypassed TLS handshake whose flight happened to
 // end in a prefix of the pattern ("S", "SE"...) stalled until curl gave up.
-func mitmFerry(t *testing.T, dir, targetCA string) (f *proc, ferryCA, pcap string) {
+func mitmFerry(t *testing.T, dir, targetCA string) (f *proc, ferryCA, pcap, admin string) {
 	t.Helper()
 	caDir := filepath.Join(dir, "ca")
 	if r := runFerry(t, dir, "ca", "init", "--out", caDir); r.code != 0 {
 		t.Fatalf("ferry ca init: exit %d: %s%s", r.code, r.stdout, r.stderr)
 	}
 	pcap = filepath.Join(dir, "mitm.pcapng")
+	admin = freeAddr(t)
 	f = startFerry(t, func(addr string) string {
 		return fmt.Sprintf(`[log]
 format = "json"
@@ -77,9 +83,12 @@ max_bytes = "0"
 
 [[plugin]]
 name = "log"
-`, addr, filepath.Join(caDir, "ca.pem"), filepath.Join(caDir, "ca-key.pem"), targetCA, pcap)
+
+[admin]
+listen = %q
+`, addr, filepath.Join(caDir, "ca.pem"), filepath.Join(caDir, "ca-key.pem"), targetCA, pcap, admin)
 	}, nil)
-	return f, filepath.Join(caDir, "ca.pem"), pcap
+	return f, filepath.Join(caDir, "ca.pem"), pcap, admin
 }
 
 func TestMITM(t *testing.T) {
@@ -88,7 +97,7 @@ func TestMITM(t *testing.T) {
 	dir := t.TempDir()
 	target, targetCA := mitmTarget(t, dir)
 	_, port, _ := net.SplitHostPort(target)
-	f, ferryCA, pcap := mitmFerry(t, dir, targetCA)
+	f, ferryCA, pcap, admin := mitmFerry(t, dir, targetCA)
 	proxy := "http://" + f.addr
 	// curl names the target in CONNECT as --connect-to says (the address:
 	// ferry need not resolve name.test) and sends name.test as SNI.
@@ -111,6 +120,56 @@ func TestMITM(t *testing.T) {
 		body := curl(t, append([]string{"-sS", "--http2", "--proxy", proxy, "--cacert", ferryCA}, to("name.test")...)...)
 		if !strings.Contains(body, "over HTTP/2.0") || !strings.Contains(body, "REPLACED!!!") {
 			t.Fatalf("body %q: want HTTP/2.0 at the target and the marker replaced", body)
+		}
+	})
+
+	t.Run("listed as intercepted on /channels", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		c, err := dialCONNECT(ctx, f.addr, target)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		deadlineAfter(c, 30*time.Second)
+		roots := x509.NewCertPool()
+		pem, err := os.ReadFile(ferryCA)
+		if err != nil || !roots.AppendCertsFromPEM(pem) {
+			t.Fatalf("read ferry's CA %s: %v", ferryCA, err)
+		}
+		tc := tls.Client(c, &tls.Config{ServerName: "name.test", RootCAs: roots})
+		if err := tc.HandshakeContext(ctx); err != nil {
+			t.Fatalf("TLS through ferry: %v", err)
+		}
+		// The client's handshake ends before ferry's (TLS 1.3: the server
+		// reads the client's Finished last), and the channel is listed
+		// once ferry's has: wait for it. Tunnels of the subtests before
+		// may still be closing, so look for this one among them.
+		type channel struct {
+			Target      string `json:"target"`
+			Intercepted string `json:"intercepted"`
+		}
+		var chans []channel
+		listed := func() bool {
+			chans = nil
+			resp, err := http.Get("http://" + admin + "/channels")
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			if json.NewDecoder(resp.Body).Decode(&chans) != nil {
+				return false
+			}
+			return slices.ContainsFunc(chans, func(ch channel) bool {
+				return ch.Target == target && ch.Intercepted == "name.test"
+			})
+		}
+		deadline := time.Now().Add(10 * time.Second)
+		for !listed() {
+			if time.Now().After(deadline) {
+				t.Fatalf("/channels = %+v, want a channel to %s intercepted as name.test", chans, target)
+			}
+			time.Sleep(20 * time.Millisecond)
 		}
 	})
 
@@ -174,7 +233,7 @@ func TestMITMUntrustedTarget(t *testing.T) {
 	_, otherCA := mitmTarget(t, filepath.Join(dir, "other"))
 	target, _ := mitmTarget(t, dir) // its own CA, not otherCA
 	_, port, _ := net.SplitHostPort(target)
-	f, ferryCA, _ := mitmFerry(t, filepath.Join(dir, "f"), otherCA)
+	f, ferryCA, _, _ := mitmFerry(t, filepath.Join(dir, "f"), otherCA)
 	res := curlMayFail(t, "-sS", "--proxy", "http://"+f.addr, "--cacert", ferryCA,
 		"--connect-to", "name.test:"+port+":127.0.0.1:"+port, "https://name.test:"+port+"/")
 	if res.code == 0 {
