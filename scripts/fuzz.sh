@@ -30,8 +30,11 @@ for pkg in $(go list ./...); do
 	dir=$(go list -f '{{.Dir}}' "$pkg")
 	for fn in $(grep -ho '^func Fuzz[A-Za-z0-9_]*' "$dir"/*_test.go 2>/dev/null | sed 's/^func //'); do
 		echo "-- $pkg $fn ($duration)"
+		corpus="$dir/testdata/fuzz/$fn"
+		before=$(ls "$corpus" 2>/dev/null | sort)
 		go test -run '^$' -fuzz "^${fn}\$" -fuzztime "$duration" "${parallel[@]}" "$pkg" 2>&1 | tee "$log"
 		rc=${PIPESTATUS[0]}
+		after=$(ls "$corpus" 2>/dev/null | sort)
 		# fuzz: elapsed: 10s, execs: 135423 (14221/sec), new interesting: 90 (total: 119)
 		last=$(grep -o 'fuzz: elapsed: [0-9hms.]*, execs: .*' "$log" | tail -n 1)
 		elapsed=$(sed -n 's/^fuzz: elapsed: \([0-9hms.]*\),.*/\1/p' <<<"$last")
@@ -50,6 +53,16 @@ for pkg in $(go list ./...); do
 		newi=$(sed -n 's/.*new interesting: \([0-9]*\).*/\1/p' <<<"$last")
 		total=$(sed -n 's/.*(total: \([0-9]*\)).*/\1/p' <<<"$last")
 		result=ok
+		# Go 1.26's fuzz coordinator can report its own -fuzztime deadline
+		# as a failure, "context deadline exceeded" with no failing input
+		# written (go.dev/issue/75804, fixed in Go 1.27). Without a new
+		# input under testdata/fuzz that is no finding: say so, go on.
+		if [ "$rc" -ne 0 ] && [ "$before" = "$after" ] &&
+			grep -q '^    context deadline exceeded$' "$log" && ! grep -q 'Failing input written' "$log"; then
+			echo "-- $fn: the fuzz coordinator reported its own deadline and wrote no failing input (go.dev/issue/75804): not a finding"
+			rc=0
+			result=ok*
+		fi
 		if [ "$rc" -ne 0 ]; then
 			result=FAIL
 			failed+=("$pkg $fn")
@@ -73,3 +86,5 @@ if [ ${#failed[@]} -gt 0 ]; then
 	exit 1
 fi
 echo "all ${#rows[@]} targets passed"
+printf '%s\n' "${rows[@]}" | grep -q '^ok\*' && echo "(ok*: ended by go.dev/issue/75804, the coordinator's own deadline, with no failing input)"
+exit 0

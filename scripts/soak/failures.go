@@ -96,11 +96,17 @@ func (d *driver) refusedTCP(i int) {
 		return
 	}
 	defer c.Close()
+	d.expectClose(name, c, "bytes from a closed target")
+}
+
+// expectClose records whether c ends without a byte: any byte is what
+// bytes says, unexpected.
+func (d *driver) expectClose(name string, c net.Conn, bytes string) {
 	var buf [64]byte
 	n, err := c.Read(buf[:])
 	switch {
 	case n > 0:
-		d.record(name, unexpected, errors.New("bytes from a closed target"))
+		d.record(name, unexpected, errors.New(bytes))
 	case isClose(err):
 		d.record(name, expected, nil)
 	default:
@@ -125,16 +131,7 @@ func (d *driver) targetReset(i int) {
 		return
 	}
 	defer c.Close()
-	var buf [64]byte
-	n, err := c.Read(buf[:])
-	switch {
-	case n > 0:
-		d.record(name, unexpected, errors.New("bytes from a target that resets"))
-	case isClose(err):
-		d.record(name, expected, nil)
-	default:
-		d.record(name, unexpected, fmt.Errorf("want a close: %w", err))
-	}
+	d.expectClose(name, c, "bytes from a target that resets")
 }
 
 // targetCut asks the target for some data after which it resets: the
