@@ -66,7 +66,10 @@ func newChunkReader(src net.Conn, pool *BufferPool) *chunkReader {
 
 func (r *chunkReader) read(fd uintptr) bool {
 	r.bufp = r.pool.Get()
-	r.n, r.err = syscall.Read(int(fd), *r.bufp)
+	r.n, r.err = rawRead(int(fd), *r.bufp)
+	for r.err == syscall.EINTR {
+		r.n, r.err = rawRead(int(fd), *r.bufp)
+	}
 	if r.err == syscall.EAGAIN {
 		r.pool.Put(r.bufp)
 		r.bufp = nil
@@ -104,4 +107,62 @@ func wrapRead(err error) error {
 		return &net.OpError{Op: "read", Net: "tcp", Err: os.NewSyscallError("read", err)}
 	}
 	return err
+}
+
+// chunkWriter writes chunks to dst. On a socket it writes with raw
+// syscalls inside dst's RawConn.Write, for the reason rawWrite gives; a
+// write that takes longer than sysmon's 20 us tick (a chunk of
+// buffer_size) would otherwise also hand the scheduler to another thread
+// and take it back. Other connections (TLS after mitm) use Write.
+type chunkWriter struct {
+	dst net.Conn
+	rc  syscall.RawConn // nil: plain Write
+	fn  func(uintptr) bool
+
+	p   []byte
+	n   int
+	err error
+}
+
+func newChunkWriter(dst net.Conn) *chunkWriter {
+	w := &chunkWriter{dst: dst}
+	if sc, ok := dst.(syscall.Conn); ok {
+		if rc, err := sc.SyscallConn(); err == nil {
+			w.rc = rc
+			w.fn = w.send
+		}
+	}
+	return w
+}
+
+func (w *chunkWriter) send(fd uintptr) bool {
+	for w.n < len(w.p) {
+		m, err := rawWrite(int(fd), w.p[w.n:])
+		switch {
+		case err == syscall.EINTR:
+			continue
+		case err == syscall.EAGAIN:
+			return false // wait until dst can take more
+		case err != nil:
+			w.err = err
+			return true
+		}
+		w.n += m
+	}
+	return true
+}
+
+// write writes all of p, as net.Conn.Write does.
+func (w *chunkWriter) write(p []byte) (int, error) {
+	if w.rc == nil {
+		return w.dst.Write(p)
+	}
+	w.p, w.n, w.err = p, 0, nil
+	err := w.rc.Write(w.fn)
+	if err == nil && w.err != nil {
+		err = &net.OpError{Op: "write", Net: "tcp", Err: os.NewSyscallError("write", w.err)}
+	}
+	n := w.n
+	w.p = nil
+	return n, err
 }

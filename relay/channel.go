@@ -66,6 +66,10 @@ type Channel struct {
 	live         atomic.Int32 // copies not yet ended; a parked one counts
 	parkID       uint64
 	ending       atomic.Bool
+	// parker is Parker once Start has decided the channel may park: end,
+	// which may run on any goroutine before or while Start runs (the
+	// shutdown context, Close), reads it instead of the field Start sets.
+	parker atomic.Pointer[Parker]
 
 	cancel   atomic.Pointer[context.CancelFunc] // ends the session's context; Close may read it before Run sets it
 	firstEOF atomic.Int32                       // the side whose orderly close came first
@@ -118,6 +122,7 @@ func (c *Channel) Start(ctx context.Context, done func(Result)) {
 	c.fast = !hooked && (c.IdleTimeout <= 0 || spliceable(c.Client, c.Upstream))
 	if c.Parker != nil && c.fast && spliceable(c.Client, c.Upstream) {
 		c.parkID = c.Parker.nextID.Add(1)
+		c.parker.Store(c.Parker)
 	} else {
 		c.Parker = nil
 	}
@@ -197,9 +202,9 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 		// Parked copies have no goroutine to notice the closed sockets:
 		// wake them to finish.
 		c.ending.Store(true)
-		if c.Parker != nil {
-			c.Parker.unpark(c, dirUp)
-			c.Parker.unpark(c, dirDown)
+		if p := c.parker.Load(); p != nil {
+			p.unpark(c, dirUp)
+			p.unpark(c, dirDown)
 		}
 	})
 }
@@ -285,8 +290,9 @@ type endFunc func(*plugins.Session) ([]byte, error)
 
 // copy moves bytes from src to dst until EOF (nil) or an error.
 func (c *Channel) copy(dir int, dst, src net.Conn, pending []byte, mu *sync.Mutex, count *atomic.Int64, fast, hooked bool, hook hookFunc, end endFunc) error {
+	wr := newChunkWriter(dst)
 	if len(pending) > 0 {
-		if err := c.deliver(dst, pending, mu, count, hooked, hook); err != nil {
+		if err := c.deliver(wr, pending, mu, count, hooked, hook); err != nil {
 			return err
 		}
 	}
@@ -314,7 +320,7 @@ func (c *Channel) copy(dir int, dst, src net.Conn, pending []byte, mu *sync.Mute
 		bufp, n, rerr := rd.next()
 		if n > 0 {
 			c.lastNano.Store(int64(time.Since(c.start)))
-			err := c.deliver(dst, (*bufp)[:n], mu, count, hooked, hook)
+			err := c.deliver(wr, (*bufp)[:n], mu, count, hooked, hook)
 			c.Buffers.Put(bufp)
 			if err != nil {
 				return err
@@ -331,7 +337,7 @@ func (c *Channel) copy(dir int, dst, src net.Conn, pending []byte, mu *sync.Mute
 			if err != nil {
 				return err
 			}
-			return c.deliver(dst, rest, mu, count, false, nil)
+			return c.deliver(wr, rest, mu, count, false, nil)
 		}
 		if rerr != nil {
 			return readError{rerr}
@@ -339,7 +345,7 @@ func (c *Channel) copy(dir int, dst, src net.Conn, pending []byte, mu *sync.Mute
 	}
 }
 
-func (c *Channel) deliver(dst net.Conn, p []byte, mu *sync.Mutex, count *atomic.Int64, hooked bool, hook hookFunc) error {
+func (c *Channel) deliver(dst *chunkWriter, p []byte, mu *sync.Mutex, count *atomic.Int64, hooked bool, hook hookFunc) error {
 	if len(p) == 0 {
 		return nil
 	}
@@ -353,7 +359,7 @@ func (c *Channel) deliver(dst net.Conn, p []byte, mu *sync.Mutex, count *atomic.
 		}
 	}
 	mu.Lock()
-	n, err := dst.Write(p)
+	n, err := dst.write(p)
 	mu.Unlock()
 	count.Add(int64(n))
 	if err != nil {

@@ -2,7 +2,10 @@
 
 package relay
 
-import "net"
+import (
+	"net"
+	"syscall"
+)
 
 // spliceCopy is Linux only; elsewhere the caller copies with io.Copy.
 func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, err error) {
@@ -15,3 +18,8 @@ type idleWait struct {
 }
 
 func spliceable(a, b net.Conn) bool { return false }
+
+// rawRead and rawWrite are plain read(2) and write(2) here; on Linux they
+// skip the runtime's syscall bookkeeping.
+func rawRead(fd int, p []byte) (int, error)  { return syscall.Read(fd, p) }
+func rawWrite(fd int, p []byte) (int, error) { return syscall.Write(fd, p) }
