@@ -67,9 +67,6 @@ func newChunkReader(src net.Conn, pool *BufferPool) *chunkReader {
 func (r *chunkReader) read(fd uintptr) bool {
 	r.bufp = r.pool.Get()
 	r.n, r.err = rawRead(int(fd), *r.bufp)
-	for r.err == syscall.EINTR {
-		r.n, r.err = rawRead(int(fd), *r.bufp)
-	}
 	if r.err == syscall.EAGAIN {
 		r.pool.Put(r.bufp)
 		r.bufp = nil
@@ -139,8 +136,6 @@ func (w *chunkWriter) send(fd uintptr) bool {
 	for w.n < len(w.p) {
 		m, err := rawWrite(int(fd), w.p[w.n:])
 		switch {
-		case err == syscall.EINTR:
-			continue
 		case err == syscall.EAGAIN:
 			return false // wait until dst can take more
 		case err != nil:

@@ -51,7 +51,8 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 	// The callbacks are bound once per copy, not per chunk: a closure
 	// handed to RawConn escapes, and would allocate each time.
 	sp := &splicer{small: true}
-	fill, drain, send := sp.fill, sp.drain, sp.send
+	fill, drain := sp.fill, sp.drain
+	small := newChunkWriter(d)
 	// The read deadline measures silence for parking: armed once per
 	// After, not per chunk, so a busy copy pays a timer reset per After.
 	var total, armedAt int64
@@ -105,15 +106,11 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 				smallBufs.Put(sp.buf)
 				return true, nil // EOF
 			}
-			sp.left, sp.err = n, nil
-			werr := dstRC.Write(send)
-			if werr == nil {
-				werr = sp.err
-			}
+			_, werr := small.write((*sp.buf)[:n])
 			full := n == len(*sp.buf)
 			smallBufs.Put(sp.buf)
 			if werr != nil {
-				return true, writeError{wrapSyscall("write", werr)}
+				return true, writeError{werr}
 			}
 			// A full buffer means more is waiting: splice the next chunk.
 			sp.small = !full
@@ -174,9 +171,6 @@ func (sp *splicer) fill(fd uintptr) bool {
 	if sp.small {
 		sp.buf = smallBufs.Get().(*[]byte)
 		m, err := rawRead(int(fd), *sp.buf)
-		for err == unix.EINTR {
-			m, err = rawRead(int(fd), *sp.buf)
-		}
 		if err == unix.EAGAIN {
 			smallBufs.Put(sp.buf)
 			sp.buf = nil
@@ -197,25 +191,6 @@ func (sp *splicer) fill(fd uintptr) bool {
 		return false
 	}
 	sp.n, sp.err = int(m), err
-	return true
-}
-
-func (sp *splicer) send(fd uintptr) bool {
-	for sp.left > 0 {
-		off := sp.n - sp.left
-		m, err := rawWrite(int(fd), (*sp.buf)[off:sp.n])
-		if err == unix.EINTR {
-			continue
-		}
-		if err == unix.EAGAIN {
-			return false
-		}
-		if err != nil {
-			sp.err = err
-			return true
-		}
-		sp.left -= m
-	}
 	return true
 }
 
@@ -243,24 +218,27 @@ func (sp *splicer) drain(fd uintptr) bool {
 // A non-blocking read or write of at most smallChunk bytes returns at
 // once, so there is nothing for the scheduler to take over meanwhile.
 //
+// Both retry on EINTR.
+//
 // The read that follows a short read and only says EAGAIN stays: a short
 // read does not mean nothing is left, since a FIN (or an error) that came
 // with the data is reported by the next read, with no new readiness
 // event to wait for (TestSpliceSmallChunkThenEOF).
-func rawRead(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
-		return -1, e
-	}
-	return int(r), nil
-}
+func rawRead(fd int, p []byte) (int, error) { return rawRW(unix.SYS_READ, fd, p) }
 
-func rawWrite(fd int, p []byte) (int, error) {
-	r, _, e := unix.RawSyscall(unix.SYS_WRITE, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
-	if e != 0 {
+func rawWrite(fd int, p []byte) (int, error) { return rawRW(unix.SYS_WRITE, fd, p) }
+
+func rawRW(trap uintptr, fd int, p []byte) (int, error) {
+	for {
+		r, _, e := unix.RawSyscall(trap, uintptr(fd), uintptr(unsafe.Pointer(unsafe.SliceData(p))), uintptr(len(p)))
+		switch e {
+		case 0:
+			return int(r), nil
+		case unix.EINTR:
+			continue
+		}
 		return -1, e
 	}
-	return int(r), nil
 }
 
 func wrapSyscall(name string, err error) error {

@@ -19,7 +19,22 @@ type idleWait struct {
 
 func spliceable(a, b net.Conn) bool { return false }
 
-// rawRead and rawWrite are plain read(2) and write(2) here; on Linux they
-// skip the runtime's syscall bookkeeping.
-func rawRead(fd int, p []byte) (int, error)  { return syscall.Read(fd, p) }
-func rawWrite(fd int, p []byte) (int, error) { return syscall.Write(fd, p) }
+// rawRead and rawWrite are read(2) and write(2), retried on EINTR; on
+// Linux they also skip the runtime's syscall bookkeeping.
+func rawRead(fd int, p []byte) (int, error) {
+	for {
+		n, err := syscall.Read(fd, p)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
+
+func rawWrite(fd int, p []byte) (int, error) {
+	for {
+		n, err := syscall.Write(fd, p)
+		if err != syscall.EINTR {
+			return n, err
+		}
+	}
+}
