@@ -65,9 +65,14 @@ type Limits struct {
 	// MaxHeaderBytes bounds an HTTP request head (request line and
 	// headers); a larger one is answered 431. Default 64KiB.
 	MaxHeaderBytes Size `toml:"max_header_bytes"`
-	// MaxHeaders bounds the header fields of an HTTP request; more are
-	// answered 431. Default 100.
+	// MaxHeaders bounds the header fields of an HTTP request (more are
+	// answered 431) and of an origin's response (more are answered 502).
+	// Default 100.
 	MaxHeaders int `toml:"max_headers"`
+	// MaxResponseHeaderBytes bounds a plain HTTP response head (status
+	// line and headers) from an origin or parent; a larger one is
+	// answered 502 and its connection closed. Default 64KiB.
+	MaxResponseHeaderBytes Size `toml:"max_response_header_bytes"`
 }
 
 // Log configures ferry's own log output (stderr).

@@ -24,9 +24,10 @@ const (
 	DefaultBufferSize       = 128 * KiB
 	DefaultMaxConnections   = 10000
 
-	DefaultMaxClientHandshakes = 64
-	DefaultMaxHeaderBytes      = 64 * KiB
-	DefaultMaxHeaders          = 100
+	DefaultMaxClientHandshakes    = 64
+	DefaultMaxHeaderBytes         = 64 * KiB
+	DefaultMaxHeaders             = 100
+	DefaultMaxResponseHeaderBytes = 64 * KiB
 )
 
 // DefaultProtocols returns what a listener serves when it lists none:
@@ -233,6 +234,9 @@ func (l *loader) applyDefaults(c *Config) {
 	}
 	if !l.x.has("limits.max_headers") {
 		lim.MaxHeaders = DefaultMaxHeaders
+	}
+	if !l.x.has("limits.max_response_header_bytes") {
+		lim.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
 	}
 	for i := range c.Listeners {
 		ln := &c.Listeners[i]

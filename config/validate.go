@@ -68,6 +68,9 @@ func (l *loader) limits(lim Limits) {
 	if lim.MaxHeaderBytes < MinHeaderBytes || lim.MaxHeaderBytes > MaxHeaderBytes {
 		l.errorf("limits.max_header_bytes", "must be between %v and %v, got %v", Size(MinHeaderBytes), Size(MaxHeaderBytes), lim.MaxHeaderBytes)
 	}
+	if lim.MaxResponseHeaderBytes < MinHeaderBytes || lim.MaxResponseHeaderBytes > MaxHeaderBytes {
+		l.errorf("limits.max_response_header_bytes", "must be between %v and %v, got %v", Size(MinHeaderBytes), Size(MaxHeaderBytes), lim.MaxResponseHeaderBytes)
+	}
 	if lim.MaxHeaders < 1 || lim.MaxHeaders > 10000 {
 		l.errorf("limits.max_headers", "must be between 1 and 10000, got %d", lim.MaxHeaders)
 	}

@@ -133,11 +133,18 @@ const (
 	// ReasonAdminClosed: an operator ended the channel through the admin
 	// service.
 	ReasonAdminClosed
+	// ReasonUpstreamReset: the upstream or target reset its connection
+	// (ECONNRESET); the client's was reset too.
+	ReasonUpstreamReset
+	// ReasonClientReset: the client reset its connection; the
+	// upstream's was reset too.
+	ReasonClientReset
 )
 
 var reasonNames = [...]string{"unknown", "client closed", "upstream closed",
 	"idle timeout", "dial failed", "rejected", "plugin closed", "plugin error",
-	"shutdown", "error", "completed", "closed by admin"}
+	"shutdown", "error", "completed", "closed by admin", "upstream reset",
+	"client reset"}
 
 func (r CloseReason) String() string {
 	if int(r) < len(reasonNames) {

@@ -36,6 +36,9 @@ type conn struct {
 	// linger: an error answer was written while the client may still be
 	// sending; close gently so the answer is not lost to a reset.
 	linger bool
+	// headReq: the request being served is a HEAD, whose answer has no
+	// body.
+	headReq bool
 	// handedOff: a channel took the connection over, and ends it.
 	handedOff bool
 	// hsIP is the address whose handshake count this connection holds
@@ -65,7 +68,7 @@ func (h *conn) serve() {
 	if h.l.set.HandshakeTimeout > 0 {
 		h.c.SetDeadline(h.start.Add(h.l.set.HandshakeTimeout))
 	}
-	h.rcv = rollingConn{Conn: h.c, budget: -1}
+	h.rcv = rollingConn{Conn: h.c}
 	h.rc = &h.rcv
 	h.br = handshakeReaders.Get().(*bufio.Reader)
 	h.br.Reset(h.rc)

@@ -41,6 +41,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -231,6 +232,8 @@ type fuzzServer struct {
 type fuzzExec struct {
 	mu  sync.Mutex
 	ups []*fuzzConn // successful dials, in order
+	// reply is what each upstream sends; fuzzUpstreamReply if empty.
+	reply string
 }
 
 // fuzzListener is a net.Listener whose Accept takes the connections sent
@@ -333,9 +336,9 @@ func (fs *fuzzServer) dial(_ context.Context, network, addr string) (net.Conn, e
 	up := &fuzzConn{
 		local:  net.TCPAddrFromAddrPort(local),
 		remote: net.TCPAddrFromAddrPort(remote),
-		in:     []byte(fuzzUpstreamReply),
 	}
 	e := fs.exec.Load()
+	up.in = []byte(cmp.Or(e.reply, fuzzUpstreamReply))
 	e.mu.Lock()
 	e.ups = append(e.ups, up)
 	e.mu.Unlock()
@@ -345,11 +348,50 @@ func (fs *fuzzServer) dial(_ context.Context, network, addr string) (net.Conn, e
 // run serves in as one client connection and checks the properties of
 // the file comment.
 func (fs *fuzzServer) run(t *testing.T, in []byte, auth, silent bool) {
+	out := fs.runReply(t, in, auth, silent, "")
+	if out == nil {
+		return
+	}
+	var err error
+	switch {
+	case len(in) == 0:
+		if len(out) != 0 {
+			err = errors.New("answer to a client that sent nothing")
+		}
+	case in[0] == socks5Version:
+		err = checkSOCKS5Answer(out, auth, fs.exec.Load().ups)
+	case in[0] == 0x04:
+		err = checkSOCKS4Answer(out, auth, fs.exec.Load().ups)
+	case isTokenByte(in[0]):
+		err = checkHTTPAnswer(out, fs.exec.Load().ups)
+	default:
+		if len(out) != 0 {
+			err = errors.New("answer to an unknown protocol")
+		}
+	}
+	if err != nil {
+		t.Fatalf("client got %q: %v", out, err)
+	}
+	// A tunnel carries the client's bytes past its request unchanged: the
+	// upstream got a tail of the input.
+	ups := fs.exec.Load().ups
+	if tunnel := len(ups) > 0 && (in[0] == socks5Version || in[0] == 0x04 || bytes.Contains(out, connectEstablished)); tunnel {
+		upOut, _, _, _ := ups[len(ups)-1].state()
+		if !bytes.HasSuffix(in, upOut) {
+			t.Fatalf("upstream got %q, not a tail of the client's bytes", upOut)
+		}
+	}
+}
+
+// runReply serves in as one client connection, with reply as what every
+// upstream sends, checks that every connection was closed and released,
+// and returns what the client got (nil when more than fuzzOutMax).
+func (fs *fuzzServer) runReply(t *testing.T, in []byte, auth, silent bool, reply string) []byte {
 	ln := fs.open
 	if auth {
 		ln = fs.auth
 	}
-	e := &fuzzExec{}
+	e := &fuzzExec{reply: reply}
 	fs.exec.Store(e)
 	client := &fuzzConn{local: fuzzLocalAddr, remote: fuzzClientAddr, silent: silent,
 		in: bytes.Clone(in), closedCh: make(chan struct{})}
@@ -403,36 +445,9 @@ func (fs *fuzzServer) run(t *testing.T, in []byte, auth, silent bool) {
 		}
 	}
 	if outLost {
-		return
+		return nil
 	}
-	var err error
-	switch {
-	case len(in) == 0:
-		if len(out) != 0 {
-			err = errors.New("answer to a client that sent nothing")
-		}
-	case in[0] == socks5Version:
-		err = checkSOCKS5Answer(out, auth, ups)
-	case in[0] == 0x04:
-		err = checkSOCKS4Answer(out, auth, ups)
-	case isTokenByte(in[0]):
-		err = checkHTTPAnswer(out, ups)
-	default:
-		if len(out) != 0 {
-			err = errors.New("answer to an unknown protocol")
-		}
-	}
-	if err != nil {
-		t.Fatalf("client got %q: %v", out, err)
-	}
-	// A tunnel carries the client's bytes past its request unchanged: the
-	// upstream got a tail of the input.
-	if tunnel := len(ups) > 0 && (in[0] == socks5Version || in[0] == 0x04 || bytes.Contains(out, connectEstablished)); tunnel {
-		upOut, _, _, _ := ups[len(ups)-1].state()
-		if !bytes.HasSuffix(in, upOut) {
-			t.Fatalf("upstream got %q, not a tail of the client's bytes", upOut)
-		}
-	}
+	return out
 }
 
 // checkTunnelData checks what follows a success reply: a prefix of what
@@ -642,6 +657,83 @@ func FuzzHTTPHandshake(f *testing.F) {
 	}
 	fs := newFuzzServer(f)
 	f.Fuzz(fs.run)
+}
+
+// FuzzHTTPResponse feeds what an origin answers through the plain HTTP
+// forwarder: whatever it sends, the client gets well-formed HTTP/1.1
+// responses (or an error answer), nothing is smuggled into a later
+// response, and every connection is released.
+func FuzzHTTPResponse(f *testing.F) {
+	for _, s := range []string{
+		fuzzUpstreamReply,
+		"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nhello",
+		"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nhi",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n0\r\nT: 1\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\nabcd",
+		"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\nLink: </a>\r\n\r\nHTTP/1.1 204 No Content\r\n\r\n",
+		"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nConnection: close, X-A\r\nX-A: 1\r\nKeep-Alive: timeout=5\r\n\r\nbody until close",
+		"HTTP/1.1 304 Not Modified\r\nContent-Length: 10\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nX: a\r\n b\r\n\r\n",
+		"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n",
+		"\x00\x00\x12\x04\x00\x00\x00\x00\x00\x00\x03\x00\x00\x00\x64",
+		"HTTP/2 200\r\n\r\n",
+	} {
+		f.Add(s, uint8(0))
+		f.Add(s, uint8(1))
+	}
+	requests := []string{
+		"GET http://example.com/a HTTP/1.1\r\nHost: example.com\r\n\r\nGET http://example.com/b HTTP/1.1\r\nConnection: close\r\n\r\n",
+		"HEAD http://example.com/a HTTP/1.0\r\nConnection: keep-alive\r\n\r\nGET http://example.com/b HTTP/1.0\r\n\r\n",
+		"GET http://example.com/ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
+		"POST http://example.com/up HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\nhello",
+	}
+	fs := newFuzzServer(f)
+	f.Fuzz(func(t *testing.T, reply string, which uint8) {
+		in := requests[int(which)%len(requests)]
+		out := fs.runReply(t, []byte(in), false, false, reply)
+		if err := checkHTTPExchange(in, out); err != nil {
+			t.Fatalf("client got %q: %v", out, err)
+		}
+	})
+}
+
+// checkHTTPExchange reads out as the answers to the requests in reqs,
+// each read as its request makes it framed (HEAD has no body).
+func checkHTTPExchange(reqs string, out []byte) error {
+	rbr := bufio.NewReader(strings.NewReader(reqs))
+	br := bufio.NewReader(bytes.NewReader(out))
+	for i := 1; ; i++ {
+		req, err := http.ReadRequest(rbr)
+		if head, _ := br.Peek(13); len(head) == 0 {
+			return nil
+		} else if !isHTTP11StatusLine(head) {
+			return fmt.Errorf("response %d does not start with \"HTTP/1.1 NNN \"", i)
+		}
+		if err != nil {
+			return fmt.Errorf("response %d to no request", i)
+		}
+		resp, err := http.ReadResponse(br, req)
+		for err == nil && resp.StatusCode < 200 && resp.StatusCode != http.StatusSwitchingProtocols {
+			resp, err = http.ReadResponse(br, req)
+		}
+		if err != nil {
+			return fmt.Errorf("response %d: %w", i, err)
+		}
+		if _, err := io.ReadAll(resp.Body); err != nil {
+			return fmt.Errorf("response %d body: %w", i, err)
+		}
+		if resp.StatusCode == http.StatusSwitchingProtocols {
+			return nil // the rest is the upgraded stream
+		}
+		if resp.Close {
+			if _, err := br.Peek(1); err != io.EOF {
+				return fmt.Errorf("bytes after response %d, which said Connection: close", i)
+			}
+			return nil
+		}
+	}
 }
 
 func FuzzSOCKS4Handshake(f *testing.F) {

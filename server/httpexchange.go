@@ -1,0 +1,325 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"sync/atomic"
+	"time"
+
+	"ferry/config"
+	"ferry/plugins"
+	"ferry/server/httphead"
+)
+
+// continueWait is how long a request with "Expect: 100-continue" waits
+// for the origin's interim answer before its body goes anyway (RFC 9110
+// section 10.1.1; curl waits one second too).
+const continueWait = time.Second
+
+// exchange is one plain HTTP request and its response. The request body,
+// when there is one, is sent by its own goroutine while the response is
+// read, so an origin's early answer reaches the client while the body
+// still arrives.
+type exchange struct {
+	f    *httpForwarder
+	s    *plugins.Session
+	st   *plugins.Stats
+	link *httpLink
+	out  requestOut
+	head []byte
+	// upW and downW pass bytes through the data hooks.
+	upW, downW *hookWriter
+	expect     bool
+	// clientClose: the client connection ends after this exchange.
+	clientClose bool
+	// body carries the body sender's result; nil until it starts.
+	body chan error
+	// bodyErr is the sender's result once received; bodyRead is set
+	// when the whole body was read from the client.
+	bodyErr  error
+	bodyWait bool
+	bodyRead atomic.Bool
+}
+
+// prepare runs the OnHTTPRequest hooks on the view and builds the head
+// to forward.
+func (ex *exchange) prepare() error {
+	h, hd, req := ex.f.h, ex.out.hd, ex.out.req
+	ex.out.upgrade = hd.AtLeast11() && hasConnToken(hd, "upgrade") && req.Header.Get("Upgrade") != ""
+	stripHopByHop(hd, req.Header, ex.out.upgrade)
+	ex.out.origURL = *req.URL
+	if err := h.l.chain.HTTPRequest(ex.s, req); err != nil {
+		return err
+	}
+	ex.head = ex.out.append(make([]byte, 0, hd.Size()+64))
+	ex.expect = hd.AtLeast11() && ex.out.fr.Kind != httphead.None && listHas(req.Header.Get("Expect"), "100-continue")
+	ex.clientClose = req.Close || ex.out.fr.Ambiguous
+	idle := h.l.set.IdleTimeout
+	ex.upW = &hookWriter{s: ex.s, link: ex.link, toUpstream: true, chain: h.l.chain, idle: idle}
+	ex.downW = &hookWriter{s: ex.s, link: ex.link, chain: h.l.chain, idle: idle}
+	return nil
+}
+
+func (ex *exchange) headLimits() httphead.Limits {
+	lim := &ex.f.h.l.gen.cfg.Limits
+	return httphead.Limits{MaxBytes: int(lim.MaxResponseHeaderBytes), MaxFields: lim.MaxHeaders}
+}
+
+// run sends the request and passes the response on; it reports whether
+// the client connection may carry another request.
+func (ex *exchange) run(reused bool) bool {
+	resp, respStarted, err := ex.roundTrip(reused)
+	if err != nil {
+		ex.fail(err, respStarted)
+		return false
+	}
+	return ex.respond(resp)
+}
+
+// roundTrip sends the request and reads the final response head, passing
+// interim ones on. A request that fails on a reused connection before any
+// byte of the response came is sent again on a new one when that is safe
+// (RFC 9110 section 9.2.2): an idempotent method, or a body not yet read
+// from the client, so the origin cannot have acted on it.
+func (ex *exchange) roundTrip(reused bool) (*httphead.Head, bool, error) {
+	for attempt := 0; ; attempt++ {
+		start := ex.f.upRC.n.Load()
+		resp, err := ex.attempt()
+		if err == nil {
+			return resp, true, nil
+		}
+		started := ex.f.upRC.n.Load() > start
+		if !reused || attempt > 0 || started || !ex.retryable(err) {
+			return nil, started, err
+		}
+		// Whatever the Readers still hold belongs to the failed attempt.
+		if ex.upW.chain.HasReaders() {
+			ex.upW.chain.ReadEnd(ex.s)
+		}
+		ex.f.closeUpstream()
+		up, _, err := ex.f.dial(ex.s)
+		if err != nil {
+			return nil, false, err
+		}
+		ex.link.setUpstream(up)
+		reused = false
+	}
+}
+
+func (ex *exchange) retryable(err error) bool {
+	var he *plugins.HookError
+	var ce *clientError
+	if ex.body != nil || errors.As(err, &he) || errors.As(err, &ce) {
+		return false
+	}
+	switch ex.out.req.Method {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return ex.out.fr.Kind != httphead.None
+}
+
+func (ex *exchange) attempt() (*httphead.Head, error) {
+	if _, err := ex.upW.Write(ex.head); err != nil {
+		return nil, err
+	}
+	if ex.out.fr.Kind == httphead.None {
+		if err := ex.upW.end(); err != nil {
+			return nil, err
+		}
+		return ex.readFinal()
+	}
+	if ex.expect {
+		resp, err := ex.awaitContinue()
+		if err != nil || resp != nil {
+			return resp, err
+		}
+	}
+	ex.body = make(chan error, 1)
+	go ex.sendBody(ex.f.upRC)
+	return ex.readFinal()
+}
+
+// readFinal reads response heads until the final one, passing interim
+// (1xx) responses to the client.
+func (ex *exchange) readFinal() (*httphead.Head, error) {
+	for {
+		resp, err := httphead.ReadResponse(ex.f.upBr, ex.headLimits())
+		if err != nil {
+			return nil, err
+		}
+		if resp.Status >= 200 || resp.Status == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if err := ex.interim(resp); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// interim passes a 1xx response on, except to an HTTP/1.0 client, which
+// cannot take one (RFC 9110 section 15.2).
+func (ex *exchange) interim(resp *httphead.Head) error {
+	if !ex.out.hd.AtLeast11() {
+		return nil
+	}
+	o := responseOut{hd: resp}
+	if _, err := ex.downW.Write(o.append(nil)); err != nil {
+		return &clientError{err: err}
+	}
+	return nil
+}
+
+// awaitContinue waits up to continueWait for the origin's answer to
+// "Expect: 100-continue": a 100 lets the body go; a final answer is
+// returned and the body never sent; silence lets the body go too.
+func (ex *exchange) awaitContinue() (*httphead.Head, error) {
+	rc := ex.f.upRC
+	deadline := time.Now().Add(continueWait)
+	defer rc.setWait(ex.f.h.l.set.IdleTimeout)
+	for {
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			return nil, nil
+		}
+		rc.setWait(wait)
+		if _, err := ex.f.upBr.Peek(1); err != nil {
+			if isTimeout(err) {
+				return nil, nil
+			}
+			return nil, err
+		}
+		rc.setWait(ex.f.h.l.set.IdleTimeout)
+		resp, err := httphead.ReadResponse(ex.f.upBr, ex.headLimits())
+		if err != nil {
+			return nil, err
+		}
+		if resp.Status >= 200 || resp.Status == http.StatusSwitchingProtocols {
+			return resp, nil
+		}
+		if err := ex.interim(resp); err != nil || resp.Status == http.StatusContinue {
+			return nil, err
+		}
+	}
+}
+
+// sendBody copies the request body from the client to the upstream. When
+// the client side fails, it stops the response read: no answer can come
+// to a request that never ended.
+func (ex *exchange) sendBody(up *rollingConn) {
+	h := ex.f.h
+	bufp := h.l.buffers.Get()
+	defer h.l.buffers.Put(bufp)
+	lim := &h.l.gen.cfg.Limits
+	c := httphead.Copier{Buf: *bufp, Limits: httphead.Limits{MaxBytes: int(lim.MaxHeaderBytes), MaxFields: lim.MaxHeaders}}
+	err := c.Copy(ex.upW, h.br, ex.out.fr)
+	if err == nil {
+		ex.bodyRead.Store(true)
+		err = ex.upW.end()
+	}
+	var we *httphead.WriteError
+	if err != nil && !errors.As(err, &we) {
+		up.stop()
+	}
+	ex.body <- err
+}
+
+// finishBody waits for the body sender and reports whether the whole
+// body went upstream. A sender still reading from the client once the
+// response is complete (the origin answered early) is stopped: the rest
+// of the body is never read, so neither connection can carry another
+// request.
+func (ex *exchange) finishBody() bool {
+	if ex.body == nil {
+		return ex.out.fr.Kind == httphead.None
+	}
+	if !ex.bodyWait {
+		if !ex.bodyRead.Load() {
+			select {
+			case ex.bodyErr = <-ex.body:
+				ex.bodyWait = true
+				return ex.bodyErr == nil
+			default:
+			}
+			ex.f.h.rc.stop()
+			ex.link.stopUpstream()
+		}
+		ex.bodyErr = <-ex.body
+		ex.bodyWait = true
+		return ex.bodyErr == nil && ex.bodyRead.Load()
+	}
+	return ex.bodyErr == nil
+}
+
+// clientError is a failure writing to the client.
+type clientError struct{ err error }
+
+func (e *clientError) Error() string { return "to client: " + e.err.Error() }
+func (e *clientError) Unwrap() error { return e.err }
+
+func sizeString(n int) string { return config.Size(n).String() }
+
+// bodyFailure is the answer to a request whose body the client broke
+// off or framed badly, or nil when the client side did not fail.
+func (ex *exchange) bodyFailure() error {
+	var we *httphead.WriteError
+	if ex.bodyErr == nil || errors.As(ex.bodyErr, &we) {
+		return nil
+	}
+	return ex.bodyErr
+}
+
+// fail ends an exchange that got no final response head: the client is
+// told why in words unless its own side failed first.
+func (ex *exchange) fail(err error, respStarted bool) {
+	h, st := ex.f.h, ex.st
+	ex.finishBody()
+	var he *plugins.HookError
+	var ce *clientError
+	switch cerr := ex.bodyFailure(); {
+	case cerr != nil && errors.Is(cerr, httphead.ErrChunk):
+		ex.s.Status = http.StatusBadRequest
+		h.httpError(ex.s.Status, "malformed chunked request body", nil)
+		st.Reason, st.Err = plugins.ReasonError, fmt.Errorf("request body: %w", cerr)
+		ex.f.endUpstream(true)
+		return
+	case cerr != nil:
+		ex.clientFailed(fmt.Errorf("request body: %w", cerr))
+		return
+	case errors.As(err, &he):
+		ex.s.Status = http.StatusBadGateway
+		h.httpError(ex.s.Status, "plugin error", nil)
+		st.Reason, st.Err = plugins.ReasonPluginError, err
+		ex.f.endUpstream(false)
+		return
+	case errors.As(err, &ce):
+		ex.clientFailed(err)
+		return
+	}
+	msg := describeUpstream(err, respStarted, int(h.l.gen.cfg.Limits.MaxResponseHeaderBytes))
+	ex.s.Status = http.StatusBadGateway
+	if isTimeout(err) {
+		ex.s.Status = http.StatusGatewayTimeout
+	}
+	h.httpError(ex.s.Status, msg, nil)
+	st.Reason = plugins.ReasonUpstreamClosed
+	if isReset(err) {
+		st.Reason = plugins.ReasonUpstreamReset
+	}
+	st.Err = fmt.Errorf("request to %s: %w", ex.s.Target, &upstreamError{msg: msg, err: err})
+	ex.f.endUpstream(false)
+}
+
+// clientFailed ends an exchange whose client went away or reset: the
+// upstream is reset too when the client reset, so the origin does not
+// take a cut message for a whole one.
+func (ex *exchange) clientFailed(err error) {
+	reset := isReset(err)
+	ex.st.Reason, ex.st.Err = plugins.ReasonClientClosed, err
+	if reset {
+		ex.st.Reason = plugins.ReasonClientReset
+		abortConn(ex.f.h.c)
+	}
+	ex.f.endUpstream(true)
+}

@@ -1,0 +1,232 @@
+package server
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strings"
+	"time"
+
+	"ferry/plugins"
+	"ferry/relay"
+	"ferry/server/httphead"
+)
+
+// httpForwarder forwards plain HTTP requests of one client connection.
+type httpForwarder struct {
+	h *conn
+	// The kept-alive upstream connection and what it reaches.
+	up       net.Conn
+	upRC     *rollingConn
+	upBr     *bufio.Reader
+	upTarget string
+	upVia    string
+	upUser   string
+	upInfo   *relay.DialInfo
+}
+
+// closeUpstream ends the upstream connection; abort resets it, so a
+// truncated message cannot pass for a complete one.
+func (f *httpForwarder) closeUpstream() { f.endUpstream(false) }
+
+func (f *httpForwarder) endUpstream(abort bool) {
+	if f.up == nil {
+		return
+	}
+	if abort {
+		abortConn(f.up)
+	} else {
+		f.up.Close()
+	}
+	f.upInfo.Release()
+	f.h.l.putReader(f.upBr)
+	f.up, f.upRC, f.upBr, f.upInfo = nil, nil, nil, nil
+}
+
+// waitNextRequest waits for the next request on a kept-alive client
+// connection: at most idle_timeout, and not past the start of a shutdown.
+func (f *httpForwarder) waitNextRequest() bool {
+	h := f.h
+	if h.l.srv.drainCtx.Err() != nil {
+		return false
+	}
+	wait := h.l.set.IdleTimeout
+	if wait <= 0 {
+		wait = h.l.set.HandshakeTimeout
+	}
+	h.c.SetReadDeadline(time.Now().Add(wait))
+	stop := context.AfterFunc(h.l.srv.drainCtx, func() { h.c.SetReadDeadline(time.Now()) })
+	_, err := h.br.Peek(1)
+	stopped := stop()
+	if err != nil || !stopped {
+		return false
+	}
+	// The request head then gets handshake_timeout, like the first one.
+	h.c.SetDeadline(time.Now().Add(h.l.set.HandshakeTimeout))
+	return true
+}
+
+// forward serves one plain HTTP request and reports whether the client
+// connection may carry another.
+func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphead.Framing) (keepAlive bool) {
+	h := f.h
+	if !req.URL.IsAbs() || req.URL.Scheme != "http" || req.URL.Host == "" {
+		h.httpError(http.StatusBadRequest, "ferry is a proxy: send an absolute http:// URL, or CONNECT", nil)
+		return false
+	}
+	target := req.URL.Host
+	if _, port, err := net.SplitHostPort(target); err != nil || port == "" {
+		target = net.JoinHostPort(strings.Trim(req.URL.Hostname(), "[]"), "80")
+	}
+	s := h.newSession("http", target)
+	s.Request = req
+	// The request's context ends with its exchange.
+	reqCtx, cancel := context.WithCancel(h.l.srv.hardCtx)
+	s.BindContext(reqCtx)
+	st := plugins.Stats{Start: time.Now()}
+	defer func() { cancel(); h.l.finish(s, &st) }()
+
+	up, reused, code, err := f.upstreamFor(s)
+	h.l.srv.obs.Handshake(s.Protocol, handshakeOutcome(err))
+	if err != nil {
+		s.Status = code.HTTPStatus()
+		h.httpError(s.Status, code.String(), err)
+		st.Reason, st.Err = reasonFor(err), err
+		return false
+	}
+	link := &httpLink{client: h.c, upConn: up}
+	s.Attach(link)
+	defer s.Attach(nil)
+	ex := &exchange{f: f, s: s, st: &st, link: link, out: requestOut{hd: hd, req: req, fr: fr}}
+	if err := ex.prepare(); err != nil {
+		code := plugins.CodeOf(err)
+		s.Status = code.HTTPStatus()
+		h.httpError(s.Status, code.String(), err)
+		st.Reason, st.Err = reasonFor(err), err
+		return false
+	}
+	h.c.SetDeadline(time.Time{})
+	h.rc.d.Store(int64(h.l.set.IdleTimeout)) // the body streams under the idle timeout
+	defer h.rc.d.Store(0)
+	keepAlive = ex.run(reused)
+	st.Up, st.Down = link.up.Load(), link.down.Load()
+	return keepAlive && h.l.srv.drainCtx.Err() == nil
+}
+
+// upstreamFor runs OnConnect and returns a connection to the session's
+// target: the kept-alive one when it goes to the same place and is still
+// open, else a new dial.
+func (f *httpForwarder) upstreamFor(s *plugins.Session) (net.Conn, bool, plugins.Code, error) {
+	if err := f.h.admit(f.h.l.srv.hardCtx, s); err != nil {
+		return nil, false, plugins.CodeOf(err), err
+	}
+	if f.up != nil && f.upTarget == s.Target && f.upVia == s.Upstream && f.upUser == s.User && f.idleAlive() {
+		// A reused connection skips the dial, not the dial checks: rules
+		// on destination addresses still see where it goes.
+		if ta, ok := f.up.RemoteAddr().(*net.TCPAddr); ok && f.h.l.chain.HasDialCheckers() && f.upInfo.Chain() == "" {
+			if err := f.h.l.chain.CheckDial(s, ta.AddrPort()); err != nil {
+				return nil, false, plugins.CodeOf(err), err
+			}
+		}
+		s.UpstreamAddr = f.up.RemoteAddr()
+		s.UpstreamChain = f.upInfo.Chain()
+		return f.up, true, 0, nil
+	}
+	f.closeUpstream()
+	up, code, err := f.dial(s)
+	return up, false, code, err
+}
+
+// idleAlive reports whether the kept-alive upstream connection can carry
+// a request: nothing arrived on it while idle, neither bytes (which no
+// request asked for) nor its end. Origins close idle connections after
+// their keep-alive timeout; reusing one would fail the request.
+func (f *httpForwarder) idleAlive() bool {
+	if f.upBr.Buffered() > 0 {
+		return false
+	}
+	return connIdleOpen(f.up)
+}
+
+func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error) {
+	h := f.h
+	up, info, code, err := h.dialTarget(h.l.srv.hardCtx, s)
+	if err != nil {
+		return nil, code, err
+	}
+	f.up, f.upInfo = up, info
+	f.upRC = &rollingConn{Conn: up}
+	f.upRC.d.Store(int64(h.l.set.IdleTimeout))
+	f.upBr = h.l.getReader(f.upRC)
+	f.upTarget, f.upVia, f.upUser = s.Target, s.Upstream, s.User
+	return up, 0, nil
+}
+
+// upgradeTunnel turns the connection into a byte tunnel after a 101
+// response (WebSocket and the like).
+func (f *httpForwarder) upgradeTunnel(s *plugins.Session, st *plugins.Stats, link *httpLink) {
+	h := f.h
+	var upPending []byte
+	if n := f.upBr.Buffered(); n > 0 {
+		b, _ := f.upBr.Peek(n)
+		upPending = append(upPending, b...)
+	}
+	up, info := f.up, f.upInfo
+	h.l.putReader(f.upBr)
+	f.up, f.upRC, f.upBr, f.upInfo = nil, nil, nil, nil // the channel owns and closes it now
+	defer info.Release()
+	ch := relay.Channel{
+		Client: h.c, Upstream: up, Session: s, Chain: h.l.chain, Buffers: h.l.buffers,
+		IdleTimeout: h.l.set.IdleTimeout, ClientPending: h.takeBuffered(), UpstreamPending: upPending,
+	}
+	s.Attach(nil)
+	h.l.srv.track(s, &ch)
+	res := ch.Run(h.l.srv.hardCtx)
+	h.l.srv.untrack(s.ID)
+	st.Up += res.Up
+	st.Down += res.Down
+	st.Reason, st.Err = res.Reason, res.Err
+}
+
+// upstreamError is a failure on the upstream side of an exchange, with
+// what the client is told.
+type upstreamError struct {
+	msg string // the cause in words, for the client's 502 body
+	err error
+}
+
+func (e *upstreamError) Error() string { return e.msg + ": " + e.err.Error() }
+func (e *upstreamError) Unwrap() error { return e.err }
+
+// describeUpstream names an upstream failure for the client's error body
+// and the log, rather than one "general failure" for every cause.
+func describeUpstream(err error, respStarted bool, maxHead int) string {
+	var se *httphead.SyntaxError
+	switch {
+	case errors.Is(err, httphead.ErrHTTP2):
+		return "upstream speaks HTTP/2, not HTTP/1.1"
+	case errors.Is(err, httphead.ErrTooLarge):
+		return fmt.Sprintf("upstream response head over %v", sizeString(maxHead))
+	case errors.Is(err, httphead.ErrTooManyFields):
+		return "upstream response head has too many header fields"
+	case errors.Is(err, httphead.ErrFraming), errors.Is(err, httphead.ErrChunk):
+		return "upstream response framing is invalid"
+	case errors.As(err, &se), errors.Is(err, httphead.ErrVersion):
+		return "upstream sent a malformed response head"
+	case isReset(err):
+		return "upstream reset the connection"
+	case isTimeout(err):
+		return "upstream timed out"
+	case !respStarted:
+		return "upstream closed the connection before answering"
+	}
+	return "upstream closed the connection mid-response"
+}
+
+func isTimeout(err error) bool {
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}

@@ -1,0 +1,176 @@
+package server
+
+import (
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+
+	"ferry/server/httphead"
+)
+
+// requestOut is one request head to forward and what decides it.
+type requestOut struct {
+	hd  *httphead.Head
+	req *http.Request
+	// origURL is the view's URL before the plugins ran, to tell their
+	// edits from what the client sent.
+	origURL url.URL
+	fr      httphead.Framing
+	upgrade bool
+}
+
+// keep reports the fields forwarded from the head as they came (or as
+// the plugins edited them): not hop-by-hop, not Host (rebuilt from the
+// request-target), not a Content-Length that Transfer-Encoding overrides
+// (RFC 9112 section 6.3 item 3).
+func (o *requestOut) keep() []bool {
+	keep := make([]bool, o.hd.Len())
+	for i := range keep {
+		name := o.hd.Name(i)
+		switch {
+		case strings.EqualFold(name, "Host"):
+		case o.upgrade && strings.EqualFold(name, "Upgrade"):
+			keep[i] = true
+		case hopByHop(o.hd, name, true):
+		case o.fr.HasTE && strings.EqualFold(name, "Content-Length"):
+		default:
+			keep[i] = true
+		}
+	}
+	return keep
+}
+
+// append writes the head: the client's method and request-target in
+// origin-form and its field lines byte for byte, except what the plugins
+// changed and what a proxy must change, in HTTP/1.1 (RFC 9110 section
+// 6.2: an intermediary sends its own version).
+func (o *requestOut) append(dst []byte) []byte {
+	hd, req := o.hd, o.req
+	target := originForm(hd.Target())
+	if *req.URL != o.origURL {
+		target = req.URL.RequestURI()
+	}
+	dst = append(dst, req.Method...)
+	dst = append(append(dst, ' '), target...)
+	dst = append(dst, " HTTP/1.1\r\n"...)
+	keep := o.keep()
+	unchanged, keys, added := viewEdits(hd, keep, req.Header)
+	host := false
+	for i := range hd.Len() {
+		name := hd.Name(i)
+		switch {
+		case strings.EqualFold(name, "Host"):
+			if !host {
+				dst = appendHost(dst, hd, i, req.Host)
+			}
+			host = true
+		case !keep[i]:
+		case unchanged[i]:
+			dst = hd.AppendField(dst, i)
+		case firstKey(keys, i):
+			for _, v := range req.Header[keys[i]] {
+				dst = appendField(dst, name, v)
+			}
+		}
+	}
+	if !host {
+		dst = appendField(dst, "Host", req.Host)
+	}
+	for _, k := range added {
+		for _, v := range req.Header[k] {
+			dst = appendField(dst, k, v)
+		}
+	}
+	if o.upgrade {
+		dst = append(dst, "Connection: Upgrade\r\n"...)
+	}
+	return append(dst, '\r', '\n')
+}
+
+// appendHost writes the Host line: as received when it names the
+// request-target's authority, else replaced by it (RFC 9112 section
+// 3.2.2).
+func appendHost(dst []byte, hd *httphead.Head, i int, host string) []byte {
+	if hd.Value(i) == host {
+		return hd.AppendField(dst, i)
+	}
+	return appendField(dst, hd.Name(i), host)
+}
+
+func firstKey(keys []string, i int) bool {
+	for _, k := range keys[:i] {
+		if k == keys[i] {
+			return false
+		}
+	}
+	return true
+}
+
+func appendField(dst []byte, name, value string) []byte {
+	dst = append(append(dst, name...), ": "...)
+	return append(append(dst, value...), '\r', '\n')
+}
+
+// originForm turns an absolute-form request-target into the origin-form
+// an origin expects (RFC 9112 section 3.2.1), keeping the client's bytes.
+func originForm(t string) string {
+	_, rest, ok := strings.Cut(t, "://")
+	if !ok {
+		return t
+	}
+	i := strings.IndexAny(rest, "/?")
+	switch {
+	case i < 0:
+		return "/"
+	case rest[i] == '?':
+		return "/" + rest[i:]
+	}
+	return rest[i:]
+}
+
+// responseOut is one response head to pass to the client.
+type responseOut struct {
+	hd *httphead.Head
+	fr httphead.Framing
+	// dechunk: the body goes to an HTTP/1.0 client without chunk framing.
+	dechunk bool
+	// client10: the client speaks HTTP/1.0, which has no
+	// Transfer-Encoding.
+	client10 bool
+	upgrade  bool
+	// conn is the Connection field ferry adds: "close", "keep-alive" for
+	// an HTTP/1.0 client kept alive, or empty.
+	conn string
+}
+
+// append writes the response head: ferry's HTTP/1.1 status line with the
+// origin's code and reason, then its field lines byte for byte minus the
+// hop-by-hop ones and the framing fields ferry changes.
+func (o *responseOut) append(dst []byte) []byte {
+	hd := o.hd
+	dst = append(dst, "HTTP/1.1 "...)
+	dst = strconv.AppendInt(dst, int64(hd.Status), 10)
+	dst = append(append(dst, ' '), hd.Reason()...)
+	dst = append(dst, '\r', '\n')
+	for i := range hd.Len() {
+		name := hd.Name(i)
+		switch {
+		case o.upgrade && strings.EqualFold(name, "Upgrade"):
+		case hopByHop(hd, name, false):
+			continue
+		case o.fr.HasTE && strings.EqualFold(name, "Content-Length"):
+			continue
+		case (o.dechunk || o.client10) && strings.EqualFold(name, "Transfer-Encoding"):
+			continue
+		}
+		dst = hd.AppendField(dst, i)
+	}
+	switch {
+	case o.upgrade:
+		dst = append(dst, "Connection: Upgrade\r\n"...)
+	case o.conn != "":
+		dst = appendField(dst, "Connection", o.conn)
+	}
+	return append(dst, '\r', '\n')
+}

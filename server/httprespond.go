@@ -1,0 +1,108 @@
+package server
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+
+	"ferry/plugins"
+	"ferry/server/httphead"
+)
+
+// respond passes the final response to the client, head then body as
+// framed, and reports whether the client connection may carry another
+// request. Longer than most: it is the one place where the framing of
+// both sides decides which connections survive the exchange.
+func (ex *exchange) respond(resp *httphead.Head) bool {
+	h, st := ex.f.h, ex.st
+	rfr, err := httphead.ResponseFraming(resp, ex.out.req.Method)
+	upgrade := resp.Status == http.StatusSwitchingProtocols && ex.out.upgrade
+	if err == nil && resp.Status == http.StatusSwitchingProtocols && !upgrade {
+		err = errors.New("101 Switching Protocols to a request that did not ask to upgrade")
+	}
+	if err != nil {
+		// RFC 9112 section 6.3 item 5: discard the response, close the
+		// connection to the server, answer 502.
+		ex.fail(err, true)
+		return false
+	}
+	ex.s.Status = resp.Status
+	client11 := ex.out.hd.AtLeast11()
+	o := responseOut{hd: resp, fr: rfr, upgrade: upgrade, client10: !client11,
+		dechunk: rfr.Kind == httphead.Chunked && !client11}
+	clientClose := ex.clientClose || rfr.Kind == httphead.Close || o.dechunk || h.l.srv.drainCtx.Err() != nil
+	upClose := !keepAlive(resp) || rfr.Kind == httphead.Close || rfr.Ambiguous
+	if ex.body == nil && ex.out.fr.Kind != httphead.None {
+		clientClose, upClose = true, true // an early answer: the body stays unread
+	}
+	switch {
+	case clientClose:
+		o.conn = "close"
+	case !client11:
+		o.conn = "keep-alive"
+	}
+	bw := h.l.getWriter(ex.downW)
+	defer h.l.putWriter(bw)
+	bufp := h.l.buffers.Get()
+	head := o.append((*bufp)[:0])
+	if _, werr := bw.Write(head); werr != nil {
+		err = &clientError{err: werr}
+	}
+	if err == nil && rfr.Kind != httphead.None && !upgrade {
+		c := httphead.Copier{Buf: *bufp, Dechunk: o.dechunk, Limits: ex.headLimits(), Flush: bw.Flush}
+		err = c.Copy(bw, ex.f.upBr, rfr)
+	}
+	h.l.buffers.Put(bufp)
+	if err == nil {
+		if ferr := bw.Flush(); ferr != nil {
+			err = &clientError{err: ferr}
+		}
+	}
+	if err == nil {
+		if eerr := ex.downW.end(); eerr != nil {
+			err = &clientError{err: eerr}
+		}
+	}
+	if !ex.finishBody() {
+		clientClose, upClose = true, true
+		h.linger = true
+	}
+	if err != nil {
+		ex.responseFailed(err)
+		return false
+	}
+	if upgrade {
+		ex.f.upgradeTunnel(ex.s, st, ex.link)
+		return false
+	}
+	st.Reason = plugins.ReasonCompleted
+	if upClose {
+		ex.f.closeUpstream()
+	}
+	return !clientClose
+}
+
+// responseFailed ends an exchange whose response broke off: a reset on
+// one side resets the other, so a cut body never looks complete.
+func (ex *exchange) responseFailed(err error) {
+	st := ex.st
+	var we *httphead.WriteError
+	var ce *clientError
+	var he *plugins.HookError
+	switch {
+	case errors.As(err, &he):
+		st.Reason, st.Err = plugins.ReasonPluginError, fmt.Errorf("response to client: %w", err)
+		ex.f.endUpstream(false)
+	case errors.As(err, &we), errors.As(err, &ce):
+		ex.clientFailed(fmt.Errorf("response to client: %w", err))
+	default:
+		st.Reason = plugins.ReasonUpstreamClosed
+		if isReset(err) {
+			st.Reason = plugins.ReasonUpstreamReset
+			abortConn(ex.f.h.c)
+		}
+		msg := describeUpstream(err, true, 0)
+		st.Err = fmt.Errorf("response from %s: %w", ex.s.Target, &upstreamError{msg: msg, err: err})
+		ex.f.endUpstream(isReset(err))
+	}
+}
