@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"net/textproto"
 	"net/url"
+	"slices"
 	"sort"
 	"strings"
 
@@ -132,21 +133,18 @@ func stripHopByHop(hd *httphead.Head, hdr http.Header, upgrade bool) {
 func viewEdits(hd *httphead.Head, keep []bool, hdr http.Header) (unchanged []bool, keys, added []string) {
 	keys = make([]string, hd.Len())
 	unchanged = make([]bool, hd.Len())
-	seen := make(map[string]bool, hd.Len())
 	for i := range keys {
 		if keep[i] {
 			keys[i] = textproto.CanonicalMIMEHeaderKey(hd.Name(i))
 		}
 	}
 	for i, k := range keys {
-		if k == "" || seen[k] {
+		if k == "" || !firstKey(keys, i) {
 			continue
 		}
-		seen[k] = true
-		vals, same := hdr[k], true
-		j := 0
-		for m, k2 := range keys {
-			if k2 != k {
+		vals, same, j := hdr[k], true, 0
+		for m := i; m < len(keys); m++ {
+			if keys[m] != k {
 				continue
 			}
 			if j >= len(vals) || vals[j] != hd.Value(m) {
@@ -162,7 +160,7 @@ func viewEdits(hd *httphead.Head, keep []bool, hdr http.Header) (unchanged []boo
 		}
 	}
 	for k := range hdr {
-		if !seen[k] {
+		if !slices.Contains(keys, k) {
 			added = append(added, k)
 		}
 	}
