@@ -224,21 +224,34 @@ func httpRequest(proto, origin string, size int64) []byte {
 
 // httpConn is one client connection to the proxy.
 type httpConn struct {
-	c  net.Conn
-	br *bufio.Reader
+	c      net.Conn
+	br     *bufio.Reader
+	served int // responses read on it
 }
+
+// errStale is a reused connection that the proxy had closed before the
+// request went out (no byte of a response came back): clients open a
+// new one and send the request again.
+var errStale = errors.New("connection closed by the proxy before the response")
 
 // do sends req and reads the response, which must be a 200 with a body
 // of want bytes. It reports whether the connection can carry another
 // request.
 func (h *httpConn) do(req []byte, want int64) (reuse bool, err error) {
 	if _, err := h.c.Write(req); err != nil {
+		if h.served > 0 {
+			return false, errStale
+		}
 		return false, fmt.Errorf("write request: %w", err)
+	}
+	if _, err := h.br.Peek(1); err != nil && h.served > 0 && !isTimeout(err) {
+		return false, errStale
 	}
 	r, err := readResponse(h.br, want+1<<20)
 	if err != nil {
 		return false, err
 	}
+	h.served++
 	if r.status != 200 {
 		return !r.close, fmt.Errorf("status %d", r.status)
 	}
@@ -246,6 +259,50 @@ func (h *httpConn) do(req []byte, want int64) (reuse bool, err error) {
 		return false, fmt.Errorf("body of %d bytes, want %d", r.body, want)
 	}
 	return !r.close, nil
+}
+
+// httpClient is one of the load's connections: it opens a connection
+// when it has none, and opens a new one when the proxy closed the old
+// one (said so in the response, or closed it while idle).
+type httpClient struct {
+	proxy  string
+	dialTO time.Duration
+	req    []byte
+	size   int64
+	h      *httpConn
+	dials  int64 // connections opened
+}
+
+func (c *httpClient) close() {
+	if c.h != nil {
+		c.h.c.Close()
+		c.h = nil
+	}
+}
+
+// get runs one request with deadline, on a new connection when the one
+// it had turns out to be closed.
+func (c *httpClient) get(deadline time.Time) error {
+	for try := 0; ; try++ {
+		if c.h == nil {
+			nc, err := net.DialTimeout("tcp", c.proxy, c.dialTO)
+			if err != nil {
+				return err
+			}
+			c.dials++
+			c.h = &httpConn{c: nc, br: bufio.NewReaderSize(nc, 64<<10)}
+		}
+		c.h.c.SetDeadline(deadline)
+		reuse, err := c.h.do(c.req, c.size)
+		if err == errStale && try == 0 {
+			c.close()
+			continue
+		}
+		if err != nil || !reuse {
+			c.close()
+		}
+		return err
+	}
 }
 
 // httpLoad measures one object size: cfg.conc connections, each one
@@ -256,64 +313,41 @@ func (h *httpConn) do(req []byte, want int64) (reuse bool, err error) {
 func (b *bench) httpLoad(size int64) *Result {
 	r := &Result{Concurrency: b.cfg.conc, ObjectBytes: size}
 	req := httpRequest(b.cfg.proto, b.cfg.origin, size)
-	dial := func() (*httpConn, error) {
-		c, err := net.DialTimeout("tcp", b.cfg.proxy, b.cfg.dialTO)
-		if err != nil {
-			return nil, err
-		}
-		return &httpConn{c: c, br: bufio.NewReaderSize(c, 64<<10)}, nil
+	clients := make([]*httpClient, b.cfg.conc)
+	for i := range clients {
+		clients[i] = &httpClient{proxy: b.cfg.proxy, dialTO: b.cfg.dialTO, req: req, size: size}
 	}
-	conns := make([]*httpConn, b.cfg.conc)
 	defer func() {
-		for _, h := range conns {
-			if h != nil {
-				h.c.Close()
-			}
+		for _, c := range clients {
+			c.close()
 		}
 	}()
 	// Open every connection and warm it (the proxy's upstream
 	// connections, its buffers) before measuring.
 	warm := max(1, b.cfg.warmup/b.cfg.conc)
 	warmEnd := time.Now().Add(b.cfg.timeout)
-	for i := range conns {
-		for k := 0; k < warm; k++ {
-			if conns[i] == nil {
-				h, err := dial()
-				if err != nil {
-					r.fail(fmt.Errorf("warm-up: %w", err))
-					return r
-				}
-				conns[i] = h
-			}
-			conns[i].c.SetDeadline(warmEnd)
-			reuse, err := conns[i].do(req, size)
-			if err != nil {
+	for _, c := range clients {
+		for range warm {
+			if err := c.get(warmEnd); err != nil {
 				r.fail(fmt.Errorf("warm-up: %w", err))
 				return r
 			}
-			if !reuse {
-				conns[i].c.Close()
-				conns[i] = nil
-			}
 		}
+	}
+	var dialsBefore int64
+	for _, c := range clients {
+		dialsBefore += c.dials
 	}
 
 	time.Sleep(b.cfg.settle)
 	m := b.start()
 	deadline := m.t.Add(b.cfg.duration)
-	var issued, done, bodyBytes, reopened, errCount atomic.Int64
+	var issued, done, errCount atomic.Int64
 	var mu sync.Mutex
 	var firstErr error
-	fail := func(err error) {
-		if errCount.Add(1) == 1 {
-			mu.Lock()
-			firstErr = err
-			mu.Unlock()
-		}
-	}
 	lats := make([][]time.Duration, b.cfg.conc)
 	var wg sync.WaitGroup
-	for w := range conns {
+	for w, c := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -321,35 +355,19 @@ func (b *bench) httpLoad(size int64) *Result {
 				if b.cfg.count > 0 && issued.Add(1) > b.cfg.count {
 					return
 				}
-				if conns[w] == nil {
-					h, err := dial()
-					if err != nil {
-						fail(err)
-						time.Sleep(time.Millisecond) // no hot loop against a refusing proxy
-						continue
-					}
-					conns[w] = h
-					reopened.Add(1)
-				}
-				h := conns[w]
-				h.c.SetDeadline(deadline.Add(b.cfg.dialTO))
 				t0 := time.Now()
-				reuse, err := h.do(req, size)
-				if err != nil {
-					fail(err)
-					h.c.Close()
-					conns[w] = nil
-					time.Sleep(time.Millisecond)
+				if err := c.get(deadline.Add(b.cfg.dialTO)); err != nil {
+					if errCount.Add(1) == 1 {
+						mu.Lock()
+						firstErr = err
+						mu.Unlock()
+					}
+					time.Sleep(time.Millisecond) // no hot loop against a refusing proxy
 					continue
 				}
 				done.Add(1)
-				bodyBytes.Add(size)
 				if len(lats[w]) < 1<<20 {
 					lats[w] = append(lats[w], time.Since(t0))
-				}
-				if !reuse {
-					h.c.Close()
-					conns[w] = nil
 				}
 			}
 		}()
@@ -357,7 +375,12 @@ func (b *bench) httpLoad(size int64) *Result {
 	wg.Wait()
 	elapsed := time.Since(m.t)
 	b.stop(m, elapsed, r)
-	r.Requests, r.Bytes, r.Reopened, r.Errors = done.Load(), bodyBytes.Load(), reopened.Load(), errCount.Load()
+	r.Requests, r.Errors = done.Load(), errCount.Load()
+	r.Bytes = r.Requests * size
+	for _, c := range clients {
+		r.Reopened += c.dials
+	}
+	r.Reopened -= dialsBefore
 	if firstErr != nil {
 		r.FirstError = firstErr.Error()
 	}

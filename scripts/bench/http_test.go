@@ -125,3 +125,51 @@ func TestHTTPLoad(t *testing.T) {
 		t.Fatalf("absolute-form: got %d requests and %d errors (%s)", r.Requests, r.Errors, r.FirstError)
 	}
 }
+
+// TestHTTPLoadSilentClose runs against a server that answers one
+// request per connection and closes it without saying so (tinyproxy
+// does): the client opens a new connection and sends the request again,
+// as curl does, and counts no error.
+func TestHTTPLoadSilentClose(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				c.SetDeadline(time.Now().Add(10 * time.Second))
+				br := bufio.NewReader(c)
+				for {
+					line, err := br.ReadString('\n')
+					if err != nil {
+						return
+					}
+					if line == "\r\n" {
+						break
+					}
+				}
+				io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\n0123456789")
+			}()
+		}
+	}()
+	addr := ln.Addr().String()
+	b := &bench{cfg: config{
+		mode: "http", proto: "http", proxy: addr, origin: addr,
+		conc: 2, warmup: 4, count: 100, duration: 10 * time.Second,
+		timeout: 10 * time.Second, dialTO: 5 * time.Second,
+	}}
+	r := b.httpLoad(10)
+	if r.Errors != 0 || r.Requests != 100 {
+		t.Fatalf("got %d requests and %d errors (%s), want 100 and none", r.Requests, r.Errors, r.FirstError)
+	}
+	if r.Reopened != 100 {
+		t.Errorf("got %d connections reopened, want 100", r.Reopened)
+	}
+}

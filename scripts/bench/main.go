@@ -7,6 +7,7 @@
 //	bench -mode throughput|connrate|pingpong|idle -proxy ADDR -proto connect|socks5|tcp [-pid PID] [flags]
 //	bench -mode http -proxy ADDR -proto http|reverse -origin ADDR [-objects 1KiB,64KiB] [-pid PID] [flags]
 //	bench report [-meta FILE] [-png FILE] results.jsonl > BENCHMARKS.md
+//	bench size 64KiB      (prints 65536)
 //
 // The tool runs its own target at the far end of the proxy (-target;
 // with -proto tcp, configure the proxy to forward to that address). Every
@@ -57,6 +58,17 @@ type config struct {
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "report" {
 		os.Exit(runReport(os.Args[2:]))
+	}
+	// bench size 64KiB prints 65536: scripts/bench.sh names the
+	// origin's objects so.
+	if len(os.Args) == 3 && os.Args[1] == "size" {
+		n, err := parseSize(os.Args[2])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench size: %v\n", err)
+			os.Exit(2)
+		}
+		fmt.Println(n)
+		os.Exit(0)
 	}
 	os.Exit(runBench(os.Args[1:]))
 }

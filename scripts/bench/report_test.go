@@ -33,10 +33,10 @@ func TestReportHTTP(t *testing.T) {
 	want := map[string]struct {
 		ratio, result string
 	}{
-		"plain HTTP CPU-us per request, 1 KiB objects, ferry+nolog HTTP ≤ squid":                      {"0.60×", "**met**"},
-		"plain HTTP CPU-us per request, 1 KiB objects, ferry+nolog HTTP ≤ 1.5× haproxy reverse HTTP":  {"1.60×", "**not met**"},
-		"plain HTTP CPU-us per request, 64 KiB objects, ferry+nolog HTTP ≤ squid":                     {"—", "no data"},
-		"plain HTTP CPU-us per request, 64 KiB objects, ferry+nolog HTTP ≤ 1.5× haproxy reverse HTTP": {"1.25×", "**met**"},
+		"plain HTTP CPU-us per request, 1 KiB objects, ferry+nolog HTTP ≤ squid":                             {"0.60×", "**met**"},
+		"plain HTTP CPU-us per request, 1 KiB objects, ferry+nolog HTTP ≤ 1.5× haproxy mode http (reverse)":  {"1.60×", "**not met**"},
+		"plain HTTP CPU-us per request, 64 KiB objects, ferry+nolog HTTP ≤ squid":                            {"—", "no data"},
+		"plain HTTP CPU-us per request, 64 KiB objects, ferry+nolog HTTP ≤ 1.5× haproxy mode http (reverse)": {"1.25×", "**met**"},
 	}
 	got := 0
 	for _, g := range rs.targets() {
