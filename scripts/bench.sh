@@ -296,7 +296,7 @@ max_connections = 0
 [[listener]]
 name = "nolog"
 listen = "127.0.0.1:$(port 10)"
-protocols = ["http"]
+protocols = ["http", "socks5"]
 max_connections = 0
 
 [[plugin]]
