@@ -2,8 +2,10 @@
 # Benchmarks ferry against Debian's proxies on loopback and writes
 # BENCHMARKS.md and BENCHMARKS.png (the chart) at the top of the repo.
 #
-#   scripts/bench.sh            # full run, about 5 minutes
-#   QUICK=1 scripts/bench.sh    # smoke run, about 1.5 minutes: smaller sizes, 2000 idle tunnels
+#   scripts/bench.sh            # full run, about 6 minutes
+#   QUICK=1 scripts/bench.sh    # smoke run, about 2 minutes: smaller sizes, 2000 idle tunnels
+#   MODES=http OUT=/tmp/http.md PNG=/tmp/http.png scripts/bench.sh
+#                               # plain HTTP only, about 1 minute (a partial report)
 #
 # Each proxy runs alone, freshly started for each setup, pinned to core
 # PROXY_CPU (0) with taskset; the load tool (scripts/bench) runs on
@@ -16,7 +18,16 @@
 #   haproxy: tcp fixed forward, splice forced both ways, tcplog to a file;
 #   tinyproxy and squid (no cache, no disk): CONNECT, access log to a file;
 #   dante and microsocks: SOCKS5 (dante logs to a file, microsocks to stdout, into a file).
-# Modes: idle (first, on the fresh process), connrate, pingpong, throughput.
+# Modes: idle (first, on the fresh process), connrate, pingpong, throughput;
+# and http, plain HTTP through keep-alive connections against an nginx
+# origin (nginx-light, on the tool's core, no access log), each setup a
+# fresh process of its own, every peer with logging off:
+#   ferry: absolute-form GETs, with its access log (http) and without
+#     (nolog-http);
+#   squid (no cache, access_log none, no Via or X-Forwarded-For) and
+#     tinyproxy (LogLevel Critical, no log file, no Via): absolute-form;
+#   haproxy: mode http as a reverse proxy to the origin, keep-alive both
+#     sides, no log: origin-form GETs, the L7 reference.
 #
 # Environment (defaults full / QUICK=1):
 #   BYTES        bytes per throughput run, split among the streams  (4GiB / 512MiB)
@@ -27,11 +38,15 @@
 #   IDLE_N       idle tunnels                                       (9000 / 2000)
 #   HOLD         idle hold before measuring                         (3s / 1s)
 #   TIMEOUT      time cap of each measured run                      (60s / 20s)
+#   HTTP_CONNS     plain HTTP keep-alive connections                (16)
+#   HTTP_DURATION  plain HTTP run per proxy and object size          (5s / 2s)
+#   HTTP_REQUESTS  plain HTTP requests per run at most               (2000000)
+#   HTTP_OBJECTS   plain HTTP object sizes                           (1KiB,64KiB)
 #   PEERS        peers to run: haproxy tinyproxy squid dante microsocks
-#   FERRY        ferry setups to run: connect socks5 tcp hook-connect hook-socks5 hook-tcp
-#   MODES        modes to run: idle connrate pingpong throughput
+#   FERRY        ferry setups to run: connect socks5 tcp hook-connect hook-socks5 hook-tcp http nolog-http
+#   MODES        modes to run: idle connrate pingpong throughput http
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
-#   PORT_BASE    first of 10 loopback ports used (24100)
+#   PORT_BASE    first of 13 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
 #   KEEP=1       keep the work directory (configs, logs, results.jsonl)
 set -euo pipefail
@@ -42,9 +57,9 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 quick=${QUICK:-0}
 if [ "$quick" = 1 ]; then
-	d_bytes=512MiB d_duration=1s d_rounds=5000 d_idle=2000 d_hold=1s d_timeout=20s
+	d_bytes=512MiB d_duration=1s d_rounds=5000 d_idle=2000 d_hold=1s d_timeout=20s d_http=2s
 else
-	d_bytes=4GiB d_duration=5s d_rounds=30000 d_idle=9000 d_hold=3s d_timeout=60s
+	d_bytes=4GiB d_duration=5s d_rounds=30000 d_idle=9000 d_hold=3s d_timeout=60s d_http=5s
 fi
 BYTES=${BYTES:-$d_bytes}
 STREAMS=${STREAMS:-1,8}
@@ -54,9 +69,13 @@ ROUNDS=${ROUNDS:-$d_rounds}
 IDLE_N=${IDLE_N:-$d_idle}
 HOLD=${HOLD:-$d_hold}
 TIMEOUT=${TIMEOUT:-$d_timeout}
+HTTP_CONNS=${HTTP_CONNS:-16}
+HTTP_DURATION=${HTTP_DURATION:-$d_http}
+HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
+HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks}
-FERRY=${FERRY:-connect socks5 tcp hook-connect hook-socks5 hook-tcp}
-MODES=${MODES:-idle connrate pingpong throughput}
+FERRY=${FERRY:-connect socks5 tcp hook-connect hook-socks5 hook-tcp http nolog-http}
+MODES=${MODES:-idle connrate pingpong throughput http}
 OUT=${OUT:-$root/BENCHMARKS.md}
 PNG=${PNG:-$root/BENCHMARKS.png}
 PORT_BASE=${PORT_BASE:-24100}
@@ -65,6 +84,14 @@ TOOL_CPU=${TOOL_CPU:-1}
 
 log() { echo "== $*" >&2; }
 die() { echo "bench.sh: $*" >&2; exit 1; }
+# selected MODE...: whether MODES has any of the modes.
+selected() {
+	local m
+	for m in "$@"; do
+		case " $MODES " in *" $m "*) return 0 ;; esac
+	done
+	return 1
+}
 
 [ "$(uname -s)" = Linux ] || die "needs Linux (/proc, taskset)"
 [ "$(nproc)" -ge 2 ] || [ "$PROXY_CPU" != "$TOOL_CPU" ] || die "needs 2 cores to pin the proxy and the tool apart (set PROXY_CPU/TOOL_CPU)"
@@ -73,9 +100,15 @@ command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
 # The peers, from Debian, installed when missing.
 declare -A pkg=([haproxy]=haproxy [tinyproxy]=tinyproxy [squid]=squid [dante]=dante-server [microsocks]=microsocks)
 missing=()
+needed=()
 for p in $PEERS; do
 	[ -n "${pkg[$p]:-}" ] || die "unknown peer $p"
-	dpkg-query -W -f='${Status}' "${pkg[$p]}" 2>/dev/null | grep -q "install ok installed" || missing+=("${pkg[$p]}")
+	needed+=("${pkg[$p]}")
+done
+# The plain HTTP origin.
+if selected http; then needed+=(nginx-light); fi
+for p in "${needed[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
 	log "installing: ${missing[*]}"
@@ -86,7 +119,7 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 # Debian starts these as services on install; ours run on their own ports,
 # but a running service would take CPU during the measurements.
-for s in haproxy tinyproxy squid danted; do
+for s in haproxy tinyproxy squid danted nginx; do
 	if command -v systemctl >/dev/null && systemctl is-active --quiet "$s" 2>/dev/null; then
 		log "note: the $s service is running; it may disturb the measurements"
 	fi
@@ -117,8 +150,23 @@ stop_proxy() {
 	wait "$pid" 2>/dev/null || true
 	pid=""
 }
+# The plain HTTP origin (nginx) runs beside the tool while the http
+# mode runs.
+origin_pid=""
+stop_origin() {
+	[ -n "$origin_pid" ] || return 0
+	kill -TERM -- "-$origin_pid" 2>/dev/null || true
+	for _ in $(seq 50); do
+		kill -0 "$origin_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL -- "-$origin_pid" 2>/dev/null || true
+	wait "$origin_pid" 2>/dev/null || true
+	origin_pid=""
+}
 cleanup() {
 	stop_proxy
+	stop_origin
 	if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -126,7 +174,8 @@ trap 'exit 130' INT TERM
 
 port() { echo $((PORT_BASE + $1)); }
 target=127.0.0.1:$(port 0)
-for i in $(seq 0 9); do
+origin=127.0.0.1:$(port 12)
+for i in $(seq 0 12); do
 	if ss -Hltn "sport = :$(port "$i")" 2>/dev/null | grep -q .; then
 		die "port $(port "$i") is in use; set PORT_BASE"
 	fi
@@ -182,8 +231,9 @@ measure() {
 	shift 4
 	local mode args
 	for mode in "$@"; do
-		case " $MODES " in *" $mode "*) ;; *) continue ;; esac
+		selected "$mode" || continue
 		case $mode in
+		http) args=(-origin "$origin" -concurrency "$HTTP_CONNS" -duration "$HTTP_DURATION" -count "$HTTP_REQUESTS" -objects "$HTTP_OBJECTS") ;;
 		throughput) args=(-streams "$STREAMS" -bytes "$BYTES") ;;
 		connrate) args=(-duration "$DURATION" -concurrency "$CONCURRENCY") ;;
 		pingpong) args=(-rounds "$ROUNDS") ;;
@@ -242,6 +292,13 @@ target = "$target"
 plugins = ["access", "noop"]
 max_connections = 0
 
+# Plain HTTP without the access log (the http setup uses "proxy").
+[[listener]]
+name = "nolog"
+listen = "127.0.0.1:$(port 10)"
+protocols = ["http", "socks5"]
+max_connections = 0
+
 [[plugin]]
 name = "access"
 type = "log"
@@ -265,11 +322,14 @@ run_ferry() {
 	local setup=$1 variant="" proto addr modes=(idle connrate pingpong throughput)
 	case $setup in
 	connect | socks5) proto=$setup addr=127.0.0.1:$(port 1) ;;
+	http) proto=http addr=127.0.0.1:$(port 1) modes=(http) ;;
+	nolog-http) variant=nolog proto=http addr=127.0.0.1:$(port 10) modes=(http) ;;
 	tcp) proto=tcp addr=127.0.0.1:$(port 2) ;;
 	hook-connect | hook-socks5) variant=hook proto=${setup#hook-} addr=127.0.0.1:$(port 3) modes=(pingpong throughput) ;;
 	hook-tcp) variant=hook proto=tcp addr=127.0.0.1:$(port 4) modes=(pingpong throughput) ;;
 	*) die "unknown ferry setup $setup" ;;
 	esac
+	selected "${modes[@]}" || return 0
 	log "ferry${variant:++$variant} $proto"
 	drain_time_wait
 	rm -f "$work/ferry-access.log"
@@ -281,6 +341,7 @@ run_ferry() {
 run_peer() {
 	local peer=$1 addr proto
 	local dir=$work/peer
+	selected idle connrate pingpong throughput || return 0
 	drain_time_wait
 	case $peer in
 	haproxy)
@@ -383,8 +444,155 @@ EOF
 	stop_proxy
 }
 
-for setup in $FERRY; do run_ferry "$setup"; done
-for peer in $PEERS; do run_peer "$peer"; done
+# run_http_peer PEER: the plain HTTP mode against a peer in its best
+# configuration for speed: logging off, keep-alive on both sides.
+run_http_peer() {
+	local peer=$1 addr proto=http
+	local dir=$work/peer
+	case $peer in
+	haproxy)
+		addr=127.0.0.1:$(port 11) proto=reverse
+		cat >"$dir/haproxy-http.cfg" <<EOF
+global
+    maxconn 4000
+    nbthread 1
+
+defaults
+    mode http
+    option http-keep-alive
+    timeout connect 10s
+    timeout client 1m
+    timeout server 1m
+    timeout http-keep-alive 1m
+
+frontend bench
+    bind $addr
+    default_backend origin
+
+backend origin
+    server origin $origin
+EOF
+		drain_time_wait
+		start_proxy haproxy "$addr" haproxy -db -f "$dir/haproxy-http.cfg" || { notes+=("haproxy (http) did not start"); return; }
+		;;
+	tinyproxy)
+		addr=127.0.0.1:$(port 6)
+		cat >"$dir/tinyproxy-http.conf" <<EOF
+Port $(port 6)
+Listen 127.0.0.1
+Allow 127.0.0.1
+Timeout 600
+MaxClients 1000
+LogLevel Critical
+DisableViaHeader Yes
+EOF
+		drain_time_wait
+		start_proxy tinyproxy "$addr" tinyproxy -d -c "$dir/tinyproxy-http.conf" || { notes+=("tinyproxy (http) did not start"); return; }
+		;;
+	squid)
+		addr=127.0.0.1:$(port 7)
+		cat >"$dir/squid-http.conf" <<EOF
+http_port $addr
+pid_filename $dir/squid.pid
+access_log none
+cache_log $dir/squid-cache.log
+cache_store_log none
+coredump_dir $dir
+netdb_filename none
+cache deny all
+cache_mem 8 MB
+via off
+forwarded_for transparent
+shutdown_lifetime 0 seconds
+pinger_enable off
+visible_hostname ferry-bench-squid
+cache_effective_user proxy
+max_filedescriptors $(ulimit -n)
+http_access allow localhost
+http_access deny all
+EOF
+		drain_time_wait
+		start_proxy squid "$addr" squid -N -f "$dir/squid-http.conf" || { notes+=("squid (http) did not start"); return; }
+		;;
+	*) return 0 ;; # SOCKS5 only
+	esac
+	log "$peer $proto (plain HTTP)"
+	measure "$peer" "" "$proto" "$addr" http || true
+	stop_proxy
+}
+
+# start_origin: nginx on the tool's core, serving an object of N bytes
+# at /N for each size of HTTP_OBJECTS, without logging.
+start_origin() {
+	local o=$work/origin size sizes=()
+	mkdir -p "$o/www" "$o/tmp"
+	for size in ${HTTP_OBJECTS//,/ }; do
+		size=$("$work/bench" size "$size") || die "HTTP_OBJECTS: bad size $size"
+		head -c "$size" /dev/zero >"$o/www/$size"
+		sizes+=("$size")
+	done
+	chmod -R a+rX "$o"
+	cat >"$o/nginx.conf" <<EOF
+daemon off;
+master_process off;
+worker_processes 1;
+pid $o/nginx.pid;
+error_log $o/error.log warn;
+events {
+    worker_connections 4096;
+}
+http {
+    access_log off;
+    default_type application/octet-stream;
+    sendfile on;
+    tcp_nopush on;
+    keepalive_timeout 300s;
+    keepalive_requests 100000000;
+    open_file_cache max=64;
+    client_body_temp_path $o/tmp;
+    server {
+        listen $origin;
+        root $o/www;
+    }
+}
+EOF
+	setsid taskset -c "$TOOL_CPU" nginx -p "$o" -c "$o/nginx.conf" -e "$o/error.log" >"$o/nginx.out" 2>&1 &
+	origin_pid=$!
+	for _ in $(seq 50); do
+		if ! kill -0 "$origin_pid" 2>/dev/null; then
+			log "nginx exited at start:"
+			cat "$o/nginx.out" "$o/error.log" 2>/dev/null | tail -20 >&2
+			origin_pid=""
+			return 1
+		fi
+		if (exec 3<>"/dev/tcp/${origin%:*}/${origin##*:}") 2>/dev/null; then
+			log "origin: nginx on $origin serving objects of ${sizes[*]} bytes"
+			return 0
+		fi
+		sleep 0.1
+	done
+	log "nginx does not accept on $origin after 5s"
+	stop_origin
+	return 1
+}
+
+http_ok=0
+if selected http; then
+	if start_origin; then
+		http_ok=1
+	else
+		notes+=("the nginx origin did not start: no plain HTTP figures")
+	fi
+fi
+for setup in $FERRY; do
+	case $setup in http | nolog-http) [ "$http_ok" = 1 ] || continue ;; esac
+	run_ferry "$setup"
+done
+for peer in $PEERS; do
+	run_peer "$peer"
+	if [ "$http_ok" = 1 ]; then run_http_peer "$peer"; fi
+done
+stop_origin
 
 elapsed=$((SECONDS - started))
 version() { "$@" 2>&1 | head -1 | tr -d '\r' || true; }
@@ -410,7 +618,11 @@ version() { "$@" 2>&1 | head -1 | tr -d '\r' || true; }
 	else
 		echo "Run: full"
 	fi
-	echo "Sizes: throughput $BYTES per run over streams $STREAMS; connection rate $DURATION with $CONCURRENCY clients; ping-pong $ROUNDS round trips; idle $IDLE_N tunnels held $HOLD; time cap $TIMEOUT per run"
+	echo "Sizes: throughput $BYTES per run over streams $STREAMS; connection rate $DURATION with $CONCURRENCY clients; ping-pong $ROUNDS round trips; idle $IDLE_N tunnels held $HOLD; time cap $TIMEOUT per run; plain HTTP $HTTP_DURATION (at most $HTTP_REQUESTS requests) per object size ($HTTP_OBJECTS) over $HTTP_CONNS keep-alive connections"
+	echo "Modes: $MODES"
+	if [ "$http_ok" = 1 ]; then
+		echo "Plain HTTP origin: $(version nginx -v) (nginx-light, one process on core $TOOL_CPU, access_log off, sendfile, keepalive_requests 100000000); peers with logging off: squid (access_log none, cache deny all, via off, forwarded_for transparent), tinyproxy (LogLevel Critical, no LogFile, DisableViaHeader), haproxy (mode http, option http-keep-alive, nbthread 1, no log); ferry with its access log (HTTP) and without (+nolog)"
+	fi
 	echo "Run time: ${elapsed}s for the whole script (build included)"
 	echo "Load average before the run: $load_before (1, 5, 15 min; other work on the machine would disturb the figures)"
 	for n in "${notes[@]}"; do echo "Problem: $n"; done

@@ -125,7 +125,19 @@ func (rs *results) panel(title, xlabel string, ss []series) (*plot.Plot, error) 
 	return p, nil
 }
 
-// chart draws the main figures, three rows of two panels, to a PNG.
+// httpSeries is one series per object size of the http runs.
+func (rs *results) httpSeries(f func(*Result) float64) []series {
+	var ss []series
+	for _, size := range rs.objects() {
+		ss = append(ss, series{sizeString(size) + " objects", func(s subj) (float64, bool) { return rs.httpValue(s, size, f) }})
+	}
+	if len(ss) == 0 {
+		ss = append(ss, series{"none", func(subj) (float64, bool) { return 0, false }})
+	}
+	return ss
+}
+
+// chart draws the main figures, four rows of two panels, to a PNG.
 func (rs *results) chart(file string) error {
 	get := func(mode string, f func(*Result) float64) func(subj) (float64, bool) {
 		return func(s subj) (float64, bool) { return rs.value(s, mode, f) }
@@ -154,8 +166,10 @@ func (rs *results) chart(file string) error {
 		{"Memory per idle tunnel (lower is better)", "KiB RSS per tunnel", []series{
 			{"KiB RSS", get("idle", func(r *Result) float64 { return r.RSSKiBPerTunnel })},
 		}},
+		{"Plain HTTP CPU per request (lower is better)", "proxy CPU-us per keep-alive GET", rs.httpSeries(func(r *Result) float64 { return r.CPUUsPerReq })},
+		{"Plain HTTP requests per second (higher is better)", "requests/s, keep-alive GETs", rs.httpSeries(func(r *Result) float64 { return r.ReqsPerSec })},
 	}
-	const rows, cols = 3, 2
+	const rows, cols = 4, 2
 	plots := make([][]*plot.Plot, rows)
 	for i, sp := range specs {
 		p, err := rs.panel(sp.title, sp.x, sp.ss)
@@ -164,7 +178,7 @@ func (rs *results) chart(file string) error {
 		}
 		plots[i/cols] = append(plots[i/cols], p)
 	}
-	img := vgimg.New(14*vg.Inch, 13*vg.Inch)
+	img := vgimg.New(14*vg.Inch, 17*vg.Inch)
 	dc := draw.New(img)
 	tiles := draw.Tiles{
 		Rows: rows, Cols: cols,

@@ -1,11 +1,13 @@
 // Command bench is ferry's load tool: it measures a proxy on loopback
 // (ferry or another one) for throughput, new-tunnel rate, ping-pong
-// latency and the cost of idle tunnels, reading the proxy's CPU time,
-// memory and file descriptors from /proc, and turns the results into a
-// report with a chart.
+// latency, the cost of idle tunnels and plain HTTP requests, reading the
+// proxy's CPU time, memory and file descriptors from /proc, and turns the
+// results into a report with a chart.
 //
 //	bench -mode throughput|connrate|pingpong|idle -proxy ADDR -proto connect|socks5|tcp [-pid PID] [flags]
+//	bench -mode http -proxy ADDR -proto http|reverse -origin ADDR [-objects 1KiB,64KiB] [-pid PID] [flags]
 //	bench report [-meta FILE] [-png FILE] results.jsonl > BENCHMARKS.md
+//	bench size 64KiB      (prints 65536)
 //
 // The tool runs its own target at the far end of the proxy (-target;
 // with -proto tcp, configure the proxy to forward to that address). Every
@@ -49,11 +51,24 @@ type config struct {
 	settle    time.Duration
 	maxTime   time.Duration
 	echoBytes int
+	origin    string
+	objects   []int64
 }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "report" {
 		os.Exit(runReport(os.Args[2:]))
+	}
+	// bench size 64KiB prints 65536: scripts/bench.sh names the
+	// origin's objects so.
+	if len(os.Args) == 3 && os.Args[1] == "size" {
+		n, err := parseSize(os.Args[2])
+		if err != nil {
+			fmt.Fprintf(os.Stderr, "bench size: %v\n", err)
+			os.Exit(2)
+		}
+		fmt.Println(n)
+		os.Exit(0)
 	}
 	os.Exit(runBench(os.Args[1:]))
 }
@@ -61,10 +76,10 @@ func main() {
 func runBench(args []string) int {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var c config
-	var streams, dirs, size string
-	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle")
+	var streams, dirs, size, objects string
+	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle | http")
 	fs.StringVar(&c.proxy, "proxy", "127.0.0.1:8080", "the proxy's address")
-	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target)")
+	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target); http mode: http (absolute-form requests to a forward proxy) | reverse (origin-form requests to a reverse proxy in front of -origin)")
 	fs.StringVar(&c.target, "target", "127.0.0.1:0", "address of the tool's own target server (fixed, for -proto tcp)")
 	fs.IntVar(&c.pid, "pid", 0, "the proxy's pid: its CPU time, RSS and fds (and those of its child processes) are read from /proc; 0: none")
 	fs.StringVar(&c.name, "name", "", "the proxy's name in the results (default: the command name of -pid)")
@@ -74,12 +89,14 @@ func runBench(args []string) int {
 	fs.StringVar(&dirs, "dirs", "up,down", "throughput: directions, one run each: up (client to target), down (target to client)")
 	fs.StringVar(&size, "bytes", "1GiB", "throughput: bytes per run, split among the streams")
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "connrate: how long to open tunnels")
-	fs.Int64Var(&c.count, "count", 0, "connrate: stop after this many tunnels (0: -duration only)")
-	fs.IntVar(&c.conc, "concurrency", 32, "connrate: parallel clients")
+	fs.Int64Var(&c.count, "count", 0, "connrate: stop after this many tunnels; http: after this many requests per object (0: -duration only)")
+	fs.IntVar(&c.conc, "concurrency", 32, "connrate: parallel clients; http: keep-alive connections")
+	fs.StringVar(&c.origin, "origin", "", "http: the origin's address (host:port), which serves an object of n bytes at /n")
+	fs.StringVar(&objects, "objects", "1KiB,64KiB", "http: object sizes, one run each")
 	fs.IntVar(&c.echoBytes, "echo", 16, "connrate and idle: bytes echoed through each tunnel")
 	fs.Int64Var(&c.rounds, "rounds", 20000, "pingpong: measured round trips")
 	fs.IntVar(&c.msg, "msg", 64, "pingpong: message size in bytes")
-	fs.IntVar(&c.warmup, "warmup", 500, "pingpong: round trips before measuring")
+	fs.IntVar(&c.warmup, "warmup", 500, "pingpong: round trips before measuring; http: requests before measuring, spread over the connections")
 	fs.IntVar(&c.n, "n", 9000, "idle: tunnels to open and hold")
 	fs.IntVar(&c.openConc, "open-concurrency", 32, "idle: parallel openers")
 	fs.DurationVar(&c.hold, "hold", 3*time.Second, "idle: how long to hold the tunnels idle before reading memory and fds")
@@ -116,8 +133,21 @@ func runBench(args []string) int {
 		}
 		c.dirs = append(c.dirs, d)
 	}
-	switch c.proto {
-	case "connect", "socks5", "tcp":
+	for _, o := range strings.Split(objects, ",") {
+		n, err := parseSize(o)
+		if err != nil || n < 1 || n > 1<<30 {
+			return fail("-objects: %q", o)
+		}
+		c.objects = append(c.objects, n)
+	}
+	switch {
+	case c.mode == "http" && (c.proto == "http" || c.proto == "reverse"):
+		if _, err := netip.ParseAddrPort(c.origin); err != nil {
+			return fail("-origin: %q, want IP:port", c.origin)
+		}
+	case c.mode == "http":
+		return fail("-proto: %q, want http or reverse in http mode", c.proto)
+	case c.proto == "connect", c.proto == "socks5", c.proto == "tcp":
 	default:
 		return fail("-proto: %q, want connect, socks5 or tcp", c.proto)
 	}
@@ -175,8 +205,12 @@ func runBench(args []string) int {
 		b.emit(b.pingpong())
 	case "idle":
 		b.emit(b.idle())
+	case "http":
+		for _, n := range c.objects {
+			b.emit(b.httpLoad(n))
+		}
 	default:
-		return fail("-mode: %q, want throughput, connrate, pingpong or idle", c.mode)
+		return fail("-mode: %q, want throughput, connrate, pingpong, idle or http", c.mode)
 	}
 	if b.failed {
 		return 1
@@ -203,7 +237,7 @@ func (b *bench) emit(r *Result) {
 		fmt.Fprintf(os.Stderr, "bench: write: %v\n", err)
 		b.failed = true
 	}
-	if r.Errors > 0 && (r.Bytes == 0 && r.Conns == 0 && r.Rounds == 0 && r.Tunnels == 0) {
+	if r.Errors > 0 && (r.Bytes == 0 && r.Conns == 0 && r.Rounds == 0 && r.Tunnels == 0 && r.Requests == 0) {
 		b.failed = true
 	}
 }

@@ -90,6 +90,10 @@ func protoLabel(p string) string {
 		return "CONNECT"
 	case "socks5":
 		return "SOCKS5"
+	case "http":
+		return "HTTP"
+	case "reverse":
+		return "mode http (reverse)"
 	}
 	return p
 }
@@ -132,7 +136,7 @@ func (rs *results) load(file string) error {
 			seen[s.key()] = true
 			rs.subjects = append(rs.subjects, s)
 		}
-		rs.idx[resultKey(s, r.Mode, r.Streams, r.Dir)] = &r
+		rs.idx[resultKey(s, r.Mode, r.Streams, r.Dir+objectKey(r.ObjectBytes))] = &r
 	}
 	return sc.Err()
 }
@@ -141,7 +145,53 @@ func resultKey(s subj, mode string, streams int, dir string) string {
 	return fmt.Sprintf("%s|%s|%d|%s", s.key(), mode, streams, dir)
 }
 
+// objectKey tells the http runs of one subject apart, by object size.
+func objectKey(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf("object %d", n)
+}
+
 func (rs *results) get(s subj, mode string) *Result { return rs.idx[resultKey(s, mode, 0, "")] }
+
+// httpRun is the http run of s for objects of size bytes.
+func (rs *results) httpRun(s subj, size int64) *Result {
+	return rs.idx[resultKey(s, "http", 0, objectKey(size))]
+}
+
+// objects are the object sizes of the http runs, in order.
+func (rs *results) objects() []int64 {
+	var out []int64
+	seen := map[int64]bool{}
+	for _, r := range rs.all {
+		if r.Mode == "http" && !seen[r.ObjectBytes] {
+			seen[r.ObjectBytes] = true
+			out = append(out, r.ObjectBytes)
+		}
+	}
+	return out
+}
+
+// httpValue reads one figure of an http run; ok false when it did not
+// run, served nothing or had errors.
+func (rs *results) httpValue(s subj, size int64, f func(*Result) float64) (float64, bool) {
+	r := rs.httpRun(s, size)
+	if r == nil || r.Requests == 0 || r.Errors > 0 {
+		return 0, false
+	}
+	return f(r), true
+}
+
+// httpFerry is the ferry setup the plain HTTP targets judge: without
+// its access log when measured (the peers run with logging off), else
+// with it.
+func (rs *results) httpFerry() subj {
+	if s := (subj{rs.ferry, "nolog", "http"}); rs.has(s) {
+		return s
+	}
+	return rs.fast("http")
+}
 
 func (rs *results) tp(s subj, streams int, dir string) *Result {
 	return rs.idx[resultKey(s, "throughput", streams, dir)]
@@ -288,7 +338,7 @@ type column struct {
 }
 
 // countColumns are shown without decimals.
-var countColumns = map[string]bool{"tunnels": true, "processes": true, "tunnels/s": true, "idle CPU ms during hold": true}
+var countColumns = map[string]bool{"tunnels": true, "processes": true, "tunnels/s": true, "idle CPU ms during hold": true, "requests/s": true, "reopened": true}
 
 // table writes one metric: a row per subject that has a figure, its
 // figures, then ferry's figure (same metric, ratioBy) divided by the
@@ -312,9 +362,9 @@ func (rs *results) table(w io.Writer, title, note string, cols []column, ratioBy
 		return
 	}
 	var ferries []subj
-	for _, p := range []string{"connect", "socks5", "tcp"} {
-		if _, ok := ratioBy(rs.fast(p)); ok {
-			ferries = append(ferries, rs.fast(p))
+	for _, f := range []subj{rs.fast("connect"), rs.fast("socks5"), rs.fast("tcp"), rs.fast("http"), {rs.ferry, "nolog", "http"}} {
+		if _, ok := ratioBy(f); ok {
+			ferries = append(ferries, f)
 		}
 	}
 	fmt.Fprintf(w, "| proxy |")
@@ -477,6 +527,38 @@ func (rs *results) targets() []goal {
 		out = append(out, simple(fmt.Sprintf("CPU-us per round trip, ferry %s ≤ haproxy", protoLabel(p)), rs.fast(p), haproxy, "pingpong",
 			func(r *Result) float64 { return r.CPUUsPerRound }, 1, true, " us"))
 	}
+	// Plain HTTP: CPU per request against squid (a forward proxy) and
+	// haproxy in mode http (a reverse proxy, the L7 reference), per
+	// object size; ferry without its access log when it was measured so,
+	// as the peers run with logging off, and its figure with the log
+	// beside it.
+	hf, withLog := rs.httpFerry(), rs.fast("http")
+	perReq := func(r *Result) float64 { return r.CPUUsPerReq }
+	for _, size := range rs.objects() {
+		for _, ref := range []struct {
+			s     subj
+			limit float64
+		}{{subj{"squid", "", "http"}, 1}, {subj{"haproxy", "", "reverse"}, 1.5}} {
+			what := fmt.Sprintf("plain HTTP CPU-us per request, %s objects, %s ≤ ", sizeString(size), hf.label())
+			if ref.limit == 1 {
+				what += ref.s.name
+			} else {
+				what += fmt.Sprintf("%g× %s", ref.limit, ref.s.label())
+			}
+			fv, ok1 := rs.httpValue(hf, size, perReq)
+			rv, ok2 := rs.httpValue(ref.s, size, perReq)
+			if !ok1 || !ok2 || rv == 0 {
+				out = append(out, nodata(what))
+				continue
+			}
+			ferry := num(fv) + " us"
+			if lv, ok := rs.httpValue(withLog, size, perReq); ok && hf != withLog {
+				ferry += fmt.Sprintf(" (%s us with the access log, %s)", num(lv), ratio(lv/rv))
+			}
+			ok := fv/rv <= ref.limit
+			out = append(out, goal{what: what, ferry: ferry, ref: fmt.Sprintf("%s: %s us", ref.s.label(), num(rv)), ratio: ratio(fv / rv), result: verdict(ok), met: ok})
+		}
+	}
 	return out
 }
 
@@ -529,7 +611,7 @@ func (rs *results) markdown(w io.Writer, meta []string, png string) {
 	}
 
 	fmt.Fprintf(w, "## Results\n\n")
-	fmt.Fprintf(w, "Each table has a row per proxy setup (**ferry** in bold; `+hook`: ferry with a no-op data plugin, which turns off the splice fast path) ")
+	fmt.Fprintf(w, "Each table has a row per proxy setup (**ferry** in bold; `+hook`: ferry with a no-op data plugin, which turns off the splice fast path; `+nolog`: ferry without its access log) ")
 	fmt.Fprintf(w, "and, on the right, ferry's figure for the same metric on each of its protocols divided by the row's: ")
 	fmt.Fprintf(w, "below 1 means ferry's figure is smaller (better for CPU, latency, memory; worse for rates).\n\n")
 
@@ -604,12 +686,44 @@ func (rs *results) markdown(w io.Writer, meta []string, png string) {
 	rs.table(w, "File descriptors per idle tunnel", "Entries of /proc/PID/fd (all processes) after the hold minus before, over the tunnels: 2 is one socket each side. Lower is better.",
 		[]column{{"fds/tunnel", fds}, {"idle CPU ms during hold", get("idle", func(r *Result) float64 { return r.IdleCPUms })}, {"open CPU-us/tunnel", get("idle", func(r *Result) float64 { return r.CPUUsPerOpenConn })}}, fds)
 
+	for _, size := range rs.objects() {
+		hv := func(f func(*Result) float64) func(subj) (float64, bool) {
+			return func(s subj) (float64, bool) { return rs.httpValue(s, size, f) }
+		}
+		conns, reopened := 0, false
+		for _, r := range rs.all {
+			if r.Mode == "http" {
+				conns = r.Concurrency
+				reopened = reopened || r.Reopened > 0 && r.ObjectBytes == size
+			}
+		}
+		note := fmt.Sprintf("%d keep-alive connections, each sending GET requests for a %s object one at a time and reading each response whole; the origin is nginx on the load tool's core. "+
+			"HTTP: absolute-form requests to a forward proxy; mode http (reverse): origin-form requests to haproxy in `mode http` as a reverse proxy to the same origin, the L7 reference. "+
+			"ferry+nolog is ferry without its access log; the peers run with logging off. Ratios use CPU-us per request; lower is better.", conns, sizeString(size))
+		if reopened {
+			note += " A proxy that closes the connection after a response is reconnected to: `reopened` counts those connections, whose cost is in its CPU figure."
+		}
+		perReq := hv(func(r *Result) float64 { return r.CPUUsPerReq })
+		rs.table(w, fmt.Sprintf("Plain HTTP, %s objects", sizeString(size)), note,
+			[]column{
+				{"requests/s", hv(func(r *Result) float64 { return r.ReqsPerSec })},
+				{"CPU-us/request", perReq},
+				{"p50 us", hv(func(r *Result) float64 { return r.ReqP50Us })},
+				{"p99 us", hv(func(r *Result) float64 { return r.ReqP99Us })},
+				{"proxy CPU %", hv(func(r *Result) float64 { return r.ProxyCPU })},
+				{"reopened", hv(func(r *Result) float64 { return float64(r.Reopened) })},
+			}, perReq)
+	}
+
 	var problems []string
 	for _, r := range rs.all {
 		if r.Errors > 0 || r.Truncated {
 			p := fmt.Sprintf("- %s %s", subj{r.Name, r.Variant, r.Proto}.label(), r.Mode)
 			if r.Mode == "throughput" {
 				p += fmt.Sprintf(" (%s)", combo{r.Streams, r.Dir}.label())
+			}
+			if r.Mode == "http" {
+				p += fmt.Sprintf(" (%s objects)", sizeString(r.ObjectBytes))
 			}
 			if r.Errors > 0 {
 				p += fmt.Sprintf(": %d errors, first: `%s`", r.Errors, strings.ReplaceAll(r.FirstError, "`", "'"))

@@ -17,8 +17,8 @@ type Result struct {
 	Time    string `json:"time"`
 	Name    string `json:"name"`              // the proxy: ferry, haproxy, ...
 	Variant string `json:"variant,omitempty"` // e.g. "hook": ferry with a no-op data plugin
-	Proto   string `json:"proto"`             // connect | socks5 | tcp
-	Mode    string `json:"mode"`              // throughput | connrate | pingpong | idle
+	Proto   string `json:"proto"`             // connect | socks5 | tcp | http | reverse
+	Mode    string `json:"mode"`              // throughput | connrate | pingpong | idle | http
 	Process string `json:"process,omitempty"` // command name of -pid
 	Procs   int    `json:"procs,omitempty"`   // processes in the measured tree
 
@@ -66,6 +66,15 @@ type Result struct {
 	IdleCPUms        float64 `json:"idle_cpu_ms,omitempty"` // proxy CPU during the hold, all tunnels idle
 	HoldSeconds      float64 `json:"hold_s,omitempty"`
 	CPUUsPerOpenConn float64 `json:"cpu_us_per_open,omitempty"` // proxy CPU while opening, per tunnel
+
+	// http (Concurrency: connections; Bytes, MBps: response bodies)
+	ObjectBytes int64   `json:"object_bytes,omitempty"`
+	Requests    int64   `json:"requests,omitempty"`
+	ReqsPerSec  float64 `json:"reqs_per_s,omitempty"`
+	CPUUsPerReq float64 `json:"cpu_us_per_req,omitempty"`
+	ReqP50Us    float64 `json:"req_p50_us,omitempty"` // request written to response read, per request
+	ReqP99Us    float64 `json:"req_p99_us,omitempty"`
+	Reopened    int64   `json:"reopened,omitempty"` // connections opened again in the run (the proxy closed them, or errors)
 }
 
 // subject names what was measured: proxy, variant and protocol.
@@ -91,6 +100,9 @@ func (r *Result) human() string {
 	case "pingpong":
 		fmt.Fprintf(&b, "%dB p50 %.1fus p99 %.1fus mean %.1fus  proxy %.2f CPU-us/round trip  (%d rounds)",
 			r.MsgBytes, r.P50Us, r.P99Us, r.MeanUs, r.CPUUsPerRound, r.Rounds)
+	case "http":
+		fmt.Fprintf(&b, "%s c=%d %8.0f req/s  proxy %6.1f CPU-us/req  p50 %.0fus p99 %.0fus  (%d in %.1fs, %d reopened)",
+			sizeString(r.ObjectBytes), r.Concurrency, r.ReqsPerSec, r.CPUUsPerReq, r.ReqP50Us, r.ReqP99Us, r.Requests, r.Seconds, r.Reopened)
 	case "idle":
 		fmt.Fprintf(&b, "%d tunnels: %.2f KiB RSS/tunnel (PSS %.2f)  %.2f fds/tunnel  idle CPU %.0f ms in %.1fs  open %.1fs",
 			r.Tunnels, r.RSSKiBPerTunnel, r.PSSKiBPerTunnel, r.FDsPerTunnel, r.IdleCPUms, r.HoldSeconds, r.OpenSeconds)
@@ -149,6 +161,8 @@ func sizeString(n int64) string {
 		return fmt.Sprintf("%.2f GiB", float64(n)/(1<<30))
 	case n >= 1<<20:
 		return fmt.Sprintf("%.1f MiB", float64(n)/(1<<20))
+	case n >= 1<<10 && n%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", n>>10)
 	default:
 		return fmt.Sprintf("%d B", n)
 	}

@@ -1,0 +1,401 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// Plain HTTP mode: cfg.conc keep-alive connections to the proxy, each
+// sending GET requests one after the other and reading each response
+// whole, for one object size at a time. With -proto http the requests
+// are absolute-form (GET http://ORIGIN/PATH HTTP/1.1), as to a forward
+// proxy; with -proto reverse they are origin-form (GET /PATH), as to a
+// reverse proxy in front of the origin. The origin (-origin, nginx in
+// scripts/bench.sh) serves the object of n bytes at /n.
+
+// maxHead bounds a response head (status line and fields).
+const maxHead = 64 << 10
+
+// response is what readResponse learnt about one response.
+type response struct {
+	status int
+	body   int64 // body bytes read and discarded
+	close  bool  // the connection cannot carry another request
+}
+
+// readResponse reads one HTTP/1.x response to a GET from br: the head
+// (at most maxHead bytes), then the body framed by chunked
+// Transfer-Encoding, Content-Length, or the close of the connection,
+// which it discards. The body of a close-delimited response is read to
+// EOF, up to maxBody bytes.
+func readResponse(br *bufio.Reader, maxBody int64) (response, error) {
+	var r response
+	line, err := readLine(br, maxHead)
+	if err != nil {
+		return r, fmt.Errorf("status line: %w", err)
+	}
+	// HTTP/1.x SP 3DIGIT [SP reason]
+	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
+		return r, fmt.Errorf("bad status line %q", clip(line))
+	}
+	http10 := line[7] == '0'
+	r.status, err = strconv.Atoi(string(line[9:12]))
+	if err != nil || r.status < 100 {
+		return r, fmt.Errorf("bad status line %q", clip(line))
+	}
+	length, chunked, keepAlive := int64(-1), false, false
+	size := len(line)
+	for {
+		line, err := readLine(br, maxHead-size)
+		if err != nil {
+			return r, fmt.Errorf("response head: %w", err)
+		}
+		size += len(line) + 2
+		if len(line) == 0 {
+			break
+		}
+		name, value, ok := bytes.Cut(line, []byte(":"))
+		if !ok || len(name) == 0 {
+			return r, fmt.Errorf("bad header line %q", clip(line))
+		}
+		value = bytes.TrimSpace(value)
+		switch {
+		case bytes.EqualFold(name, []byte("Content-Length")):
+			n, err := strconv.ParseInt(string(value), 10, 64)
+			if err != nil || n < 0 || (length >= 0 && n != length) {
+				return r, fmt.Errorf("bad Content-Length %q", clip(value))
+			}
+			length = n
+		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
+			chunked = hasToken(value, "chunked")
+			if !chunked {
+				return r, fmt.Errorf("unsupported Transfer-Encoding %q", clip(value))
+			}
+		case bytes.EqualFold(name, []byte("Connection")), bytes.EqualFold(name, []byte("Proxy-Connection")):
+			if hasToken(value, "close") {
+				r.close = true
+			}
+			if hasToken(value, "keep-alive") {
+				keepAlive = true
+			}
+		}
+	}
+	if http10 && !keepAlive {
+		r.close = true
+	}
+	switch {
+	case r.status < 200:
+		return r, fmt.Errorf("unexpected interim response %d", r.status)
+	case r.status == 204 || r.status == 304:
+		return r, nil
+	case chunked:
+		r.body, err = readChunked(br, maxBody)
+		return r, err
+	case length >= 0:
+		if length > maxBody {
+			return r, fmt.Errorf("Content-Length %d over %d", length, maxBody)
+		}
+		n, err := br.Discard(int(length))
+		r.body = int64(n)
+		if err == io.EOF {
+			err = io.ErrUnexpectedEOF
+		}
+		return r, err
+	default:
+		r.close = true
+		n, err := io.Copy(io.Discard, io.LimitReader(br, maxBody+1))
+		r.body = n
+		if err == nil && n > maxBody {
+			err = fmt.Errorf("close-delimited body over %d bytes", maxBody)
+		}
+		return r, err
+	}
+}
+
+// readChunked discards a chunked body and its trailer section, and
+// returns the size of the data.
+func readChunked(br *bufio.Reader, maxBody int64) (int64, error) {
+	var total int64
+	for {
+		line, err := readLine(br, 4096)
+		if err != nil {
+			return total, fmt.Errorf("chunk size: %w", err)
+		}
+		if i := bytes.IndexByte(line, ';'); i >= 0 {
+			line = line[:i]
+		}
+		n, err := strconv.ParseInt(string(bytes.TrimSpace(line)), 16, 64)
+		if err != nil || n < 0 {
+			return total, fmt.Errorf("bad chunk size %q", clip(line))
+		}
+		if n == 0 {
+			break
+		}
+		if total += n; total > maxBody {
+			return total, fmt.Errorf("chunked body over %d bytes", maxBody)
+		}
+		if _, err := br.Discard(int(n)); err != nil {
+			return total, fmt.Errorf("chunk data: %w", noEOF(err))
+		}
+		crlf, err := readLine(br, 2)
+		if err != nil || len(crlf) != 0 {
+			return total, errors.New("no CRLF after chunk data")
+		}
+	}
+	for trailers := 0; ; trailers++ {
+		line, err := readLine(br, 4096)
+		if err != nil {
+			return total, fmt.Errorf("trailer: %w", err)
+		}
+		if len(line) == 0 {
+			return total, nil
+		}
+		if trailers >= 100 {
+			return total, errors.New("over 100 trailer fields")
+		}
+	}
+}
+
+// readLine reads a line ended by CRLF (or a bare LF) of at most max
+// bytes, and returns it without the line end. The slice is valid until
+// the next read from br.
+func readLine(br *bufio.Reader, max int) ([]byte, error) {
+	line, err := br.ReadSlice('\n')
+	if err == bufio.ErrBufferFull || len(line) > max+2 {
+		return nil, fmt.Errorf("line over %d bytes", max)
+	}
+	if err != nil {
+		return nil, noEOF(err)
+	}
+	line = line[:len(line)-1]
+	if n := len(line); n > 0 && line[n-1] == '\r' {
+		line = line[:n-1]
+	}
+	if len(line) > max {
+		return nil, fmt.Errorf("line over %d bytes", max)
+	}
+	return line, nil
+}
+
+func noEOF(err error) error {
+	if err == io.EOF {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// hasToken says whether a comma-separated field value lists token
+// (case-insensitive).
+func hasToken(v []byte, token string) bool {
+	for len(v) > 0 {
+		var t []byte
+		t, v, _ = bytes.Cut(v, []byte(","))
+		if bytes.EqualFold(bytes.TrimSpace(t), []byte(token)) {
+			return true
+		}
+	}
+	return false
+}
+
+func clip(b []byte) string {
+	if len(b) > 80 {
+		return string(b[:80]) + "..."
+	}
+	return string(b)
+}
+
+// httpRequest is the request for the object of size bytes.
+func httpRequest(proto, origin string, size int64) []byte {
+	path := "/" + strconv.FormatInt(size, 10)
+	target := path
+	if proto == "http" {
+		target = "http://" + origin + path
+	}
+	return []byte("GET " + target + " HTTP/1.1\r\nHost: " + origin + "\r\nUser-Agent: ferry-bench\r\nAccept: */*\r\n\r\n")
+}
+
+// httpConn is one client connection to the proxy.
+type httpConn struct {
+	c      net.Conn
+	br     *bufio.Reader
+	served int // responses read on it
+}
+
+// errStale is a reused connection that the proxy had closed before the
+// request went out (no byte of a response came back): clients open a
+// new one and send the request again.
+var errStale = errors.New("connection closed by the proxy before the response")
+
+// do sends req and reads the response, which must be a 200 with a body
+// of want bytes. It reports whether the connection can carry another
+// request.
+func (h *httpConn) do(req []byte, want int64) (reuse bool, err error) {
+	if _, err := h.c.Write(req); err != nil {
+		if h.served > 0 {
+			return false, errStale
+		}
+		return false, fmt.Errorf("write request: %w", err)
+	}
+	if _, err := h.br.Peek(1); err != nil && h.served > 0 && !isTimeout(err) {
+		return false, errStale
+	}
+	r, err := readResponse(h.br, want+1<<20)
+	if err != nil {
+		return false, err
+	}
+	h.served++
+	if r.status != 200 {
+		return !r.close, fmt.Errorf("status %d", r.status)
+	}
+	if r.body != want {
+		return false, fmt.Errorf("body of %d bytes, want %d", r.body, want)
+	}
+	return !r.close, nil
+}
+
+// httpClient is one of the load's connections: it opens a connection
+// when it has none, and opens a new one when the proxy closed the old
+// one (said so in the response, or closed it while idle).
+type httpClient struct {
+	proxy  string
+	dialTO time.Duration
+	req    []byte
+	size   int64
+	h      *httpConn
+	dials  int64 // connections opened
+}
+
+func (c *httpClient) close() {
+	if c.h != nil {
+		c.h.c.Close()
+		c.h = nil
+	}
+}
+
+// get runs one request with deadline, on a new connection when the one
+// it had turns out to be closed.
+func (c *httpClient) get(deadline time.Time) error {
+	for try := 0; ; try++ {
+		if c.h == nil {
+			nc, err := net.DialTimeout("tcp", c.proxy, c.dialTO)
+			if err != nil {
+				return err
+			}
+			c.dials++
+			c.h = &httpConn{c: nc, br: bufio.NewReaderSize(nc, 64<<10)}
+		}
+		c.h.c.SetDeadline(deadline)
+		reuse, err := c.h.do(c.req, c.size)
+		if err == errStale && try == 0 {
+			c.close()
+			continue
+		}
+		if err != nil || !reuse {
+			c.close()
+		}
+		return err
+	}
+}
+
+// httpLoad measures one object size: cfg.conc connections, each one
+// request at a time, for cfg.duration or cfg.count requests in all,
+// whichever comes first, after cfg.warmup requests spread over the
+// connections. A connection the proxy closes (or that fails) is opened
+// again; the reopenings are counted.
+func (b *bench) httpLoad(size int64) *Result {
+	r := &Result{Concurrency: b.cfg.conc, ObjectBytes: size}
+	req := httpRequest(b.cfg.proto, b.cfg.origin, size)
+	clients := make([]*httpClient, b.cfg.conc)
+	for i := range clients {
+		clients[i] = &httpClient{proxy: b.cfg.proxy, dialTO: b.cfg.dialTO, req: req, size: size}
+	}
+	defer func() {
+		for _, c := range clients {
+			c.close()
+		}
+	}()
+	// Open every connection and warm it (the proxy's upstream
+	// connections, its buffers) before measuring.
+	warm := max(1, b.cfg.warmup/b.cfg.conc)
+	warmEnd := time.Now().Add(b.cfg.timeout)
+	for _, c := range clients {
+		for range warm {
+			if err := c.get(warmEnd); err != nil {
+				r.fail(fmt.Errorf("warm-up: %w", err))
+				return r
+			}
+		}
+	}
+	var dialsBefore int64
+	for _, c := range clients {
+		dialsBefore += c.dials
+	}
+
+	time.Sleep(b.cfg.settle)
+	m := b.start()
+	deadline := m.t.Add(b.cfg.duration)
+	var issued, done, errCount atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	lats := make([][]time.Duration, b.cfg.conc)
+	var wg sync.WaitGroup
+	for w, c := range clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for time.Now().Before(deadline) {
+				if b.cfg.count > 0 && issued.Add(1) > b.cfg.count {
+					return
+				}
+				t0 := time.Now()
+				if err := c.get(deadline.Add(b.cfg.dialTO)); err != nil {
+					if errCount.Add(1) == 1 {
+						mu.Lock()
+						firstErr = err
+						mu.Unlock()
+					}
+					time.Sleep(time.Millisecond) // no hot loop against a refusing proxy
+					continue
+				}
+				done.Add(1)
+				if len(lats[w]) < 1<<20 {
+					lats[w] = append(lats[w], time.Since(t0))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	elapsed := time.Since(m.t)
+	b.stop(m, elapsed, r)
+	r.Requests, r.Errors = done.Load(), errCount.Load()
+	r.Bytes = r.Requests * size
+	for _, c := range clients {
+		r.Reopened += c.dials
+	}
+	r.Reopened -= dialsBefore
+	if firstErr != nil {
+		r.FirstError = firstErr.Error()
+	}
+	var all []time.Duration
+	for _, l := range lats {
+		all = append(all, l...)
+	}
+	sortDurations(all)
+	r.ReqP50Us, r.ReqP99Us = percentile(all, 0.5), percentile(all, 0.99)
+	if r.Seconds > 0 {
+		r.ReqsPerSec = float64(r.Requests) / r.Seconds
+		r.MBps = float64(r.Bytes) / 1e6 / r.Seconds
+	}
+	if r.Requests > 0 && b.cfg.pid > 0 {
+		r.CPUUsPerReq = r.CPUSec * 1e6 / float64(r.Requests)
+	}
+	return r
+}
