@@ -313,3 +313,58 @@ plugins = ["log"]
 		}
 	}
 }
+
+// Without a token the admin service answers only requests that name it by
+// its address (or localhost), and refuses state-changing requests from
+// another origin: no DNS rebinding, no CSRF from a page in a browser.
+func TestSelfProtectAdminHeaders(t *testing.T) {
+	t.Parallel()
+	adminAddr := freeAddr(t)
+	f := startFerry(t, func(addr string) string {
+		return jsonConfig(addr, "") + fmt.Sprintf("\n[admin]\nlisten = %q\n", adminAddr)
+	}, nil)
+	_, ap, _ := net.SplitHostPort(adminAddr)
+	do := func(method, path, host string, hdr map[string]string) int {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+adminAddr+path, nil)
+		if host != "" {
+			req.Host = host
+		}
+		for k, v := range hdr {
+			req.Header.Set(k, v)
+		}
+		client := http.Client{Timeout: 10 * time.Second}
+		resp, err := client.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	for _, tt := range []struct {
+		name, method, path, host string
+		hdr                      map[string]string
+		want                     int
+	}{
+		{"own address", "GET", "/channels", "", nil, 200},
+		{"localhost", "GET", "/channels", "localhost:" + ap, nil, 200},
+		{"ipv6 loopback", "GET", "/channels", "[::1]:" + ap, nil, 200},
+		{"foreign host", "GET", "/channels", "rebind.example:" + ap, nil, 421},
+		{"foreign host metrics", "GET", "/metrics", "rebind.example", nil, 421},
+		{"localhost other port", "GET", "/channels", "localhost:1", nil, 421},
+		{"foreign host healthz", "GET", "/healthz", "rebind.example:" + ap, nil, 200},
+		{"cross-site reload", "POST", "/reload", "", map[string]string{"Sec-Fetch-Site": "cross-site"}, 403},
+		{"same-site reload", "POST", "/reload", "", map[string]string{"Sec-Fetch-Site": "same-site"}, 403},
+		{"foreign origin reload", "POST", "/reload", "", map[string]string{"Origin": "http://evil.example"}, 403},
+		{"other port origin close", "DELETE", "/channels/x", "", map[string]string{"Origin": "http://127.0.0.1:1"}, 403},
+		{"same-origin reload", "POST", "/reload", "", map[string]string{"Origin": "http://" + adminAddr, "Sec-Fetch-Site": "same-origin"}, 200},
+		{"curl reload", "POST", "/reload", "", nil, 200},
+	} {
+		if got := do(tt.method, tt.path, tt.host, tt.hdr); got != tt.want {
+			t.Errorf("%s: %s %s Host %q %v: got %d, want %d", tt.name, tt.method, tt.path, tt.host, tt.hdr, got, tt.want)
+		}
+	}
+	f.waitLine(t, "admin request refused: Host does not name the admin service (DNS rebinding?)", nil)
+	f.waitLine(t, "admin request refused: cross-origin request (CSRF?)", nil)
+}
