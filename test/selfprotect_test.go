@@ -133,7 +133,7 @@ func TestSelfProtectLoops(t *testing.T) {
 	p6 := freePort6(t)
 	v6 := "[::1]:" + strconv.Itoa(p6)
 	f := startFerry(t, func(addr string) string {
-		return jsonConfig(addr, "") + fmt.Sprintf(`
+		return jsonConfig(addr, `dial_timeout = "3s"`) + fmt.Sprintf(`
 [[listener]]
 name = "v6"
 listen = %q
@@ -167,6 +167,16 @@ plugins = ["log"]
 		}
 	}
 	expectRefusedLines(t, f, cases, "loop")
+
+	// Numeric spellings that getaddrinfo turns into 127.0.0.1 and Go's
+	// resolver asks DNS about: refused if they resolve here, failed if
+	// not, never a tunnel.
+	for _, host := range []string{"2130706433", "127.1", "0x7f000001", "017700000001"} {
+		target := host + ":" + port
+		if got := ask(t, f.addr, target, askCONNECT); got == "200" {
+			t.Errorf("connect %s: got 200, want a refusal or a failed dial", target)
+		}
+	}
 }
 
 // One TCP connection cannot nest tunnels: the first CONNECT back into
