@@ -203,6 +203,7 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 			srv.Close()
 			return cli.Exit(fmt.Sprintf("admin: %v", err), 1)
 		}
+		srv.SetAdminAddr(admLn.Addr()) // never reachable through the proxy
 	}
 
 	sigs := make(chan os.Signal, 2)

@@ -12,6 +12,13 @@
 // It keeps its metrics in its own prometheus.Registry, never the global
 // one. It does not open the listener (the caller does) and does not move
 // with a reload: admin settings apply at the next start.
+//
+// Browsers are kept out: without a token, only requests whose Host names
+// the service by its own address (or localhost) are served, so a
+// DNS-rebinding page cannot read it; and state-changing requests from
+// another origin are refused whatever the token, so a page cannot POST
+// /reload (CSRF). Timeouts and a header limit bound what a client can
+// hold.
 package admin
 
 import (
@@ -23,6 +30,8 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"net/netip"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -33,6 +42,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"ferry/config"
+	"ferry/plugins/pkg/throttle"
 	"ferry/server"
 )
 
@@ -48,6 +58,14 @@ type Admin struct {
 	reg      *prometheus.Registry
 	hs       *http.Server
 	stopping atomic.Bool
+
+	// The http.Server limits Serve uses; New sets the defaults below and
+	// tests shorten them.
+	readHeaderTimeout, readTimeout, writeTimeout, idleTimeout time.Duration
+	maxHeaderBytes                                            int
+	// hostRefusals and originRefusals throttle the warnings about
+	// refused browser requests.
+	hostRefusals, originRefusals throttle.Gate
 
 	accepted   *prometheus.CounterVec
 	refused    *prometheus.CounterVec
@@ -68,7 +86,15 @@ var _ http.Handler = (*Admin)(nil)
 // configuration; POST /reload calls it, through Reload. A nil reload
 // makes POST /reload answer 501.
 func New(srv *server.Server, cfg config.Admin, reload func() error, log zerolog.Logger) *Admin {
-	a := &Admin{srv: srv, cfg: cfg, reload: reload, log: log, reg: prometheus.NewRegistry()}
+	a := &Admin{srv: srv, cfg: cfg, reload: reload, log: log, reg: prometheus.NewRegistry(),
+		readHeaderTimeout: readHeaderTimeout, readTimeout: readTimeout, idleTimeout: idleTimeout,
+		maxHeaderBytes: maxHeaderBytes}
+	a.hostRefusals.Period, a.originRefusals.Period = refusalLogPeriod, refusalLogPeriod
+	if !cfg.Pprof {
+		// /debug/pprof/profile and /trace answer after the time asked for
+		// (30 s by default, any on request): no write timeout with them.
+		a.writeTimeout = writeTimeout
+	}
 	a.accepted = prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "ferry_connections_accepted_total", Help: "TCP connections accepted, per listener."}, []string{"listener"})
 	a.refused = prometheus.NewCounterVec(prometheus.CounterOpts{
@@ -111,16 +137,49 @@ func New(srv *server.Server, cfg config.Admin, reload func() error, log zerolog.
 		m.HandleFunc("/debug/pprof/trace", pprof.Trace)
 	}
 	a.mux = m
-	a.handler = a.authenticate(m)
+	cop := http.NewCrossOriginProtection()
+	cop.SetDenyHandler(http.HandlerFunc(a.denyCrossOrigin))
+	a.handler = a.checkHost(cop.Handler(a.authenticate(m)))
 	return a
 }
+
+// Limits of the admin's http.Server. Its clients are operators, scripts
+// and scrapers on a management network, sending small requests without
+// bodies:
+const (
+	// readHeaderTimeout: a request head arrives within 10 s even over a
+	// slow SSH tunnel; a client dribbling it (slowloris) is cut then.
+	readHeaderTimeout = 10 * time.Second
+	// readTimeout bounds a whole request; no endpoint reads a body.
+	readTimeout = 30 * time.Second
+	// writeTimeout bounds writing an answer (/metrics, /channels) to a
+	// client that does not read it. Not with pprof (see New).
+	writeTimeout = time.Minute
+	// idleTimeout closes a keep-alive connection idle this long: a
+	// scraper every 15 s keeps its connection, one every minute opens a
+	// new one, and idle connections cannot pile up.
+	idleTimeout = 30 * time.Second
+	// maxHeaderBytes bounds a request head: a bearer token and a few
+	// headers need a few hundred bytes; net/http's default is 1 MiB.
+	maxHeaderBytes = 16 << 10
+	// refusalLogPeriod: at most one warning this often per kind of
+	// refused request.
+	refusalLogPeriod = 10 * time.Second
+)
 
 // ServeHTTP implements http.Handler.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
 
 // Serve serves on ln until Shutdown; it returns nil after Shutdown.
 func (a *Admin) Serve(ln net.Listener) error {
-	a.hs = &http.Server{Handler: a, ReadHeaderTimeout: 10 * time.Second}
+	a.hs = &http.Server{
+		Handler:           a,
+		ReadHeaderTimeout: a.readHeaderTimeout,
+		ReadTimeout:       a.readTimeout,
+		WriteTimeout:      a.writeTimeout,
+		IdleTimeout:       a.idleTimeout,
+		MaxHeaderBytes:    a.maxHeaderBytes,
+	}
 	err := a.hs.Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
@@ -157,6 +216,72 @@ func (a *Admin) authenticate(next http.Handler) http.Handler {
 		}
 		next.ServeHTTP(w, r)
 	})
+}
+
+// checkHost, without a token, serves only requests whose Host names this
+// service (ownHost), so that a page whose name an attacker rebinds to
+// 127.0.0.1 cannot read it: 421 otherwise. /healthz says nothing and
+// stays open to any name, for probes. With a token a page cannot get in
+// anyway, and any name (a Kubernetes service, say) may be used.
+func (a *Admin) checkHost(next http.Handler) http.Handler {
+	if a.cfg.Token != "" {
+		return next
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path != "/healthz" && !a.ownHost(r) {
+			a.warnRefused(&a.hostRefusals, r, "Host does not name the admin service (DNS rebinding?)")
+			http.Error(w, fmt.Sprintf("misdirected request: Host %q is not this admin service; "+
+				"use its address or localhost, or set [admin] token", r.Host), http.StatusMisdirectedRequest)
+			return
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// ownHost reports whether r's Host names the admin service: admin.listen
+// as configured, or the address the request came in on, localhost,
+// 127.0.0.1 or [::1], with the port it came in on. Browsers always send a
+// Host; a request without one is not a browser's.
+func (a *Admin) ownHost(r *http.Request) bool {
+	if r.Host == "" || strings.EqualFold(r.Host, a.cfg.Listen) {
+		return true
+	}
+	local, ok := r.Context().Value(http.LocalAddrContextKey).(*net.TCPAddr)
+	if !ok {
+		return false
+	}
+	host, port, err := net.SplitHostPort(r.Host)
+	if err != nil { // no port: the scheme's
+		host, port = strings.TrimSuffix(strings.TrimPrefix(r.Host, "["), "]"), "80"
+	}
+	if port != strconv.Itoa(local.Port) {
+		return false
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	if err != nil {
+		return false
+	}
+	ip = ip.Unmap().WithZone("")
+	return ip.IsLoopback() || ip == local.AddrPort().Addr().Unmap().WithZone("")
+}
+
+// denyCrossOrigin answers a state-changing request that a browser sent
+// from another origin (Sec-Fetch-Site, or Origin against Host).
+func (a *Admin) denyCrossOrigin(w http.ResponseWriter, r *http.Request) {
+	a.warnRefused(&a.originRefusals, r, "cross-origin request (CSRF?)")
+	http.Error(w, "forbidden: cross-origin request to the admin service", http.StatusForbidden)
+}
+
+// warnRefused logs a refused browser request when g lets it through.
+func (a *Admin) warnRefused(g *throttle.Gate, r *http.Request, why string) {
+	if ok, suppressed := g.Pass(time.Now()); ok {
+		a.log.Warn().Str("remote", r.RemoteAddr).Str("method", r.Method).Str("path", r.URL.Path).
+			Str("host", r.Host).Str("origin", r.Header.Get("Origin")).Int("suppressed", suppressed).
+			Msg("admin request refused: " + why)
+	}
 }
 
 func (a *Admin) healthz(w http.ResponseWriter, _ *http.Request) {

@@ -132,6 +132,17 @@ type Listener struct {
 	// MaxConnections caps concurrent connections; 0 means unlimited.
 	// Default 10000.
 	MaxConnections *int `toml:"max_connections"`
+	// AllowLocalDestinations lets a listener bound beyond loopback relay
+	// to destinations on the proxy host itself: 127.0.0.0/8, ::1, the
+	// unspecified addresses and every address of the host's interfaces.
+	// Default false: such a listener refuses them (403, SOCKS 0x02), as
+	// squid's `http_access deny to_localhost` does, so that its clients
+	// cannot reach services that trust the host's loopback. A listener
+	// bound to loopback always relays to them (its clients are on the
+	// host already), and so does a tcp listener (its target is the
+	// operator's). ferry's own listeners and admin service are refused
+	// whatever this says.
+	AllowLocalDestinations bool `toml:"allow_local_destinations"`
 
 	// Per-listener overrides of [defaults], with the same units and limits;
 	// nil (key absent) means the [defaults] value. An explicit "0s"

@@ -117,6 +117,9 @@ func (l *loader) listeners(ls []Listener, instances map[string]bool) {
 			l.errorf(p+".send_proxy_protocol", `only a tcp listener sends a PROXY header to its target; proxy listeners set it on an [[upstream]]`)
 		}
 		l.passTLVs(p, ln.PassTLVs, ln.SendProxyProtocol)
+		if ln.AllowLocalDestinations && isTCP {
+			l.errorf(p+".allow_local_destinations", "only proxy listeners check destinations: a tcp listener's target is the operator's and always allowed")
+		}
 
 		seen := map[string]bool{}
 		for j, name := range ln.Plugins {

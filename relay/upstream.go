@@ -30,7 +30,9 @@ type DialInfo struct {
 	// proxies are not checked: the proxy is not the destination.
 	CheckDial func(netip.AddrPort) error
 	// Refuse, if set, vets the same addresses before CheckDial: the
-	// server's own rules (no dials to ferry's own listeners).
+	// server's own rules (no dials to ferry's own listeners or admin
+	// service, none to the proxy host from a listener bound beyond
+	// loopback).
 	Refuse func(netip.AddrPort) error
 	// Pinned are addresses the target's name was already resolved to (by
 	// a route that needed them): a direct dial to Host uses them instead of

@@ -361,7 +361,7 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *r
 	} else {
 		return nil, nil, plugins.CodeGeneral, fmt.Errorf("no upstream %q", s.Upstream)
 	}
-	info := &relay.DialInfo{Refuse: h.l.srv.refuse}
+	info := &relay.DialInfo{Refuse: h.l.refuseDst}
 	if h.l.gen.ups.sendsHeader {
 		info.ProxyHeader = h.clientHeader()
 	}

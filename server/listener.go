@@ -37,6 +37,13 @@ type listener struct {
 	http, socks5, socks4 bool
 	tcpTarget            string
 
+	// guardLocal: refuse destinations on the proxy host (bound beyond
+	// loopback, without allow_local_destinations). refuseDst is refuseDial
+	// as a func value made once: DialInfo takes it on every dial without
+	// an allocation.
+	guardLocal bool
+	refuseDst  func(netip.AddrPort) error
+
 	proxyMode int            // ppOff, ppOptional, ppRequired
 	trusted   []netip.Prefix // peers allowed to send a PROXY header
 	sendProxy int            // PROXY version sent to a tcp target; 0: none
@@ -93,6 +100,8 @@ func newListener(s *Server, gen *generation, lc config.Listener, set config.Sett
 	if slices.Contains(lc.Protocols, "tcp") {
 		l.tcpTarget = lc.Target
 	}
+	l.guardLocal = !lc.AllowLocalDestinations && l.tcpTarget == "" && !loopbackListen(lc.Listen)
+	l.refuseDst = l.refuseDial
 	l.proxyMode = proxyMode(lc.ProxyProtocol)
 	l.trusted = prefixes(lc.TrustedProxies)
 	switch lc.SendProxyProtocol {

@@ -4,64 +4,235 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"sync"
+	"sync/atomic"
+	"time"
 
 	"ferry/plugins"
 )
 
-// selfAddrs are the addresses ferry's listeners accept on. A tunnel to
-// one of them would loop back into ferry (each turn holding two more
-// descriptors, until they run out), so direct dials there are refused.
+// What a direct dial must not reach, checked on every address it is about
+// to connect to (after resolution, so a name cannot escape the check):
+//
+//   - ferry's own listening sockets: a tunnel there loops back into
+//     ferry, each turn holding two more descriptors and hiding the real
+//     client behind 127.0.0.1;
+//   - the admin service: any proxy client could list, close and reload;
+//   - for a listener bound beyond loopback without
+//     allow_local_destinations, any address of the proxy host itself.
+//
+// Addresses are compared normalised: IPv4-mapped IPv6 unmapped, zone
+// dropped, an unspecified address (or anything in 0.0.0.0/8) taken as
+// "this host", which is where connect(2) sends it. A socket bound to an
+// unspecified address is reachable at every local address on its port.
+// Dials through an upstream proxy are not checked: the proxy resolves and
+// connects, and the address it reaches is its own business (see README,
+// "Safe by default").
+
+// selfKind says which of ferry's own services an address reaches.
+type selfKind uint8
+
+const (
+	notSelf selfKind = iota
+	selfListener
+	selfAdmin // above selfListener: when both match, the admin is named
+)
+
+// selfAddrs are the addresses ferry's listeners and admin service accept
+// on.
 type selfAddrs struct {
-	exact map[netip.AddrPort]bool
-	// anyPort holds ports listened on at an unspecified address (":8080",
+	exact map[netip.AddrPort]selfKind
+	// anyPort holds ports bound at an unspecified address (":8080",
 	// "0.0.0.0:8080"), reachable at every local address.
-	anyPort map[uint16]bool
-	local   map[netip.Addr]bool
+	anyPort map[uint16]selfKind
+	// port holds every port above, whatever the address: an unspecified
+	// destination reaches this host on it.
+	port map[uint16]selfKind
 }
 
-// newSelfAddrs collects the bound addresses of socks and this host's
-// interface addresses.
-func newSelfAddrs(socks []*socket) *selfAddrs {
-	m := &selfAddrs{exact: map[netip.AddrPort]bool{}, anyPort: map[uint16]bool{}, local: map[netip.Addr]bool{}}
+// newSelfAddrs collects the bound addresses of socks and of the admin
+// service (invalid when there is none).
+func newSelfAddrs(socks []*socket, admin netip.AddrPort) *selfAddrs {
+	m := &selfAddrs{exact: map[netip.AddrPort]selfKind{}, anyPort: map[uint16]selfKind{}, port: map[uint16]selfKind{}}
 	for _, k := range socks {
-		ta, ok := k.ln.Addr().(*net.TCPAddr)
-		if !ok {
-			continue
-		}
-		ap := ta.AddrPort()
-		ip := ap.Addr().Unmap()
-		if ip.IsUnspecified() {
-			m.anyPort[ap.Port()] = true
-		} else {
-			m.exact[netip.AddrPortFrom(ip, ap.Port())] = true
+		if ta, ok := k.ln.Addr().(*net.TCPAddr); ok {
+			m.add(ta.AddrPort(), selfListener)
 		}
 	}
-	if len(m.anyPort) > 0 {
-		if addrs, err := net.InterfaceAddrs(); err == nil {
-			for _, a := range addrs {
-				if pn, ok := a.(*net.IPNet); ok {
-					if ip, ok := netip.AddrFromSlice(pn.IP); ok {
-						m.local[ip.Unmap()] = true
-					}
-				}
-			}
-		}
+	if admin.IsValid() {
+		m.add(admin, selfAdmin)
 	}
 	return m
 }
 
-func (m *selfAddrs) has(ap netip.AddrPort) bool {
-	ip := ap.Addr().Unmap()
-	if m.exact[netip.AddrPortFrom(ip, ap.Port())] {
-		return true
+func (m *selfAddrs) add(ap netip.AddrPort, k selfKind) {
+	ip, p := normAddr(ap.Addr()), ap.Port()
+	if ip.IsUnspecified() {
+		m.anyPort[p] = max(m.anyPort[p], k)
+	} else {
+		key := netip.AddrPortFrom(ip, p)
+		m.exact[key] = max(m.exact[key], k)
 	}
-	return m.anyPort[ap.Port()] && (ip.IsLoopback() || ip.IsUnspecified() || m.local[ip])
+	m.port[p] = max(m.port[p], k)
 }
 
-// refuseSelf is DialInfo.Refuse for direct dials.
-func (s *Server) refuseSelf(ap netip.AddrPort) error {
-	if m := s.self.Load(); m != nil && m.has(ap) {
-		return plugins.Reject(plugins.CodeForbidden, fmt.Sprintf("%s is ferry's own listener: a tunnel there would loop", ap))
+// lookup returns which service a connection to ip (normalised) and port
+// reaches; local reports whether an address is this host's.
+func (m *selfAddrs) lookup(ip netip.Addr, port uint16, local func(netip.Addr) bool) selfKind {
+	if ip.IsUnspecified() {
+		return m.port[port]
+	}
+	k := m.exact[netip.AddrPortFrom(ip, port)]
+	if a := m.anyPort[port]; a > k && local(ip) {
+		k = a
+	}
+	return k
+}
+
+// normAddr returns ip as the kernel will connect to it: IPv4-mapped IPv6
+// unmapped, without zone, and 0.0.0.0/8 ("this host on this network")
+// as the unspecified address.
+func normAddr(ip netip.Addr) netip.Addr {
+	ip = ip.Unmap().WithZone("")
+	if ip.Is4() && ip.As4()[0] == 0 {
+		return netip.IPv4Unspecified()
+	}
+	if ip.Is6() && ip.IsUnspecified() {
+		return netip.IPv4Unspecified() // one spelling of "this host"
+	}
+	return ip
+}
+
+// hostAddrsTTL is how long the host's interface addresses are trusted
+// before the next dial that needs them lists them again.
+const hostAddrsTTL = 5 * time.Second
+
+// hostAddrs caches this host's interface addresses. They change (DHCP,
+// VPNs, containers), so a set older than hostAddrsTTL is listed again by
+// the first dial that finds it stale, while concurrent dials use the
+// previous set; Start and each reload list them too.
+type hostAddrs struct {
+	mu  sync.Mutex // held while listing
+	cur atomic.Pointer[addrSet]
+	// list returns the addresses; nil means net.InterfaceAddrs.
+	list func() ([]net.Addr, error)
+}
+
+type addrSet struct {
+	at    time.Time
+	addrs map[netip.Addr]bool
+}
+
+// has reports whether ip (normalised) is an address of this host's
+// interfaces.
+func (h *hostAddrs) has(ip netip.Addr) bool {
+	set := h.cur.Load()
+	switch {
+	case set == nil:
+		set = h.refresh()
+	case time.Since(set.at) > hostAddrsTTL && h.mu.TryLock():
+		set = h.refreshLocked()
+		h.mu.Unlock()
+	}
+	return set.addrs[ip]
+}
+
+// refresh lists the addresses now.
+func (h *hostAddrs) refresh() *addrSet {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.refreshLocked()
+}
+
+func (h *hostAddrs) refreshLocked() *addrSet {
+	list := h.list
+	if list == nil {
+		list = net.InterfaceAddrs
+	}
+	set := &addrSet{at: time.Now(), addrs: map[netip.Addr]bool{}}
+	addrs, err := list()
+	if err != nil {
+		// Keep what was known; try again after the TTL.
+		if old := h.cur.Load(); old != nil {
+			set.addrs = old.addrs
+		}
+	}
+	for _, a := range addrs {
+		var ip net.IP
+		switch a := a.(type) {
+		case *net.IPNet:
+			ip = a.IP
+		case *net.IPAddr:
+			ip = a.IP
+		}
+		if nip, ok := netip.AddrFromSlice(ip); ok {
+			set.addrs[normAddr(nip)] = true
+		}
+	}
+	h.cur.Store(set)
+	return set
+}
+
+// isLocal reports whether a connection to ip (normalised) stays on this
+// host: loopback, unspecified, or one of its interface addresses.
+func (s *Server) isLocal(ip netip.Addr) bool {
+	return ip.IsLoopback() || ip.IsUnspecified() || s.host.has(ip)
+}
+
+// SetAdminAddr tells the server where the admin service listens, so that
+// no client reaches it through the proxy. Call it before Start (or at
+// any time after).
+func (s *Server) SetAdminAddr(a net.Addr) {
+	ta, ok := a.(*net.TCPAddr)
+	if !ok {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.adminAddr = ta.AddrPort()
+	if s.sockets != nil {
+		s.self.Store(newSelfAddrs(s.sockets, s.adminAddr))
+	}
+}
+
+// refuseSelf refuses addresses of ferry's own listeners (a loop) and of
+// its admin service, and logs the refusal at most once per selfLogPeriod.
+func (s *Server) refuseSelf(l *listener, ap netip.AddrPort, ip netip.Addr) error {
+	m := s.self.Load()
+	if m == nil {
+		return nil
+	}
+	var msg, what string
+	kind := m.lookup(ip, ap.Port(), s.isLocal)
+	switch kind {
+	case notSelf:
+		return nil
+	case selfAdmin:
+		what, msg = "admin", fmt.Sprintf("%s is ferry's admin service, which is never reachable through the proxy", ap)
+	default:
+		what, msg = "loop", fmt.Sprintf("%s is ferry's own listener: a tunnel there would loop", ap)
+	}
+	if ok, suppressed := s.selfLog[kind].Pass(time.Now()); ok {
+		l.log.Warn().Str("addr", ap.String()).Str("refused", what).Int("suppressed", suppressed).
+			Msg("refused a dial back into ferry (" + what + ")")
+	}
+	return plugins.Reject(plugins.CodeForbidden, msg)
+}
+
+// selfLogPeriod throttles the warning about dials back into ferry.
+const selfLogPeriod = 10 * time.Second
+
+// refuseDial is DialInfo.Refuse for the listener's direct dials: no dial
+// to ferry itself, and none to the proxy host from a listener bound
+// beyond loopback unless it allows local destinations.
+func (l *listener) refuseDial(ap netip.AddrPort) error {
+	ip := normAddr(ap.Addr())
+	if err := l.srv.refuseSelf(l, ap, ip); err != nil {
+		return err
+	}
+	if l.guardLocal && l.srv.isLocal(ip) {
+		return plugins.Reject(plugins.CodeForbidden, fmt.Sprintf("%s is on the proxy host itself: listener %s "+
+			"binds beyond loopback and does not set allow_local_destinations", ap, l.cfg.Name))
 	}
 	return nil
 }

@@ -32,6 +32,7 @@ import (
 
 	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/throttle"
 	"ferry/relay"
 )
 
@@ -66,11 +67,12 @@ type Server struct {
 	chMu     sync.Mutex
 	channels map[string]*liveChannel // live relays by session id
 
-	// self is where the listeners accept, for refusing loops.
-	self atomic.Pointer[selfAddrs]
-	// refuse is refuseSelf as a func value made once: DialInfo takes it
-	// on every dial without an allocation.
-	refuse func(netip.AddrPort) error
+	// self is where the listeners and the admin service accept, for
+	// refusing loops and dials to the admin (safety.go).
+	self      atomic.Pointer[selfAddrs]
+	adminAddr netip.AddrPort               // guarded by mu; invalid: no admin service
+	host      hostAddrs                    // this host's interface addresses
+	selfLog   [selfAdmin + 1]throttle.Gate // "refused a dial back into ferry" warnings, per selfKind
 
 	// active counts client connections over all listeners.
 	active     atomic.Int64
@@ -126,7 +128,9 @@ func (g *generation) close() error {
 // called.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	s := &Server{log: log, obs: nopObserver{}}
-	s.refuse = s.refuseSelf
+	for i := range s.selfLog {
+		s.selfLog[i].Period = selfLogPeriod
+	}
 	s.drainCtx, s.drainCancel = context.WithCancel(context.Background())
 	s.hardCtx, s.hardCancel = context.WithCancel(context.Background())
 	var b [3]byte
@@ -284,7 +288,8 @@ func (s *Server) serve(g *generation, socks, fresh []*socket) {
 		go k.acceptLoop(s)
 	}
 	s.gen, s.sockets = g, socks
-	s.self.Store(newSelfAddrs(socks))
+	s.self.Store(newSelfAddrs(socks, s.adminAddr))
+	s.host.refresh()
 	for _, w := range openProxyWarnings(g) {
 		s.log.Warn().Msg(w)
 	}
