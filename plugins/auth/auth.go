@@ -11,6 +11,7 @@
 //	failure_window = "1m"           # this window lock the address out for
 //	lockout = "1s"                  # this long, doubling per lockout up to
 //	max_lockout = "5m"              # this; max_failures = 0 turns it off
+//	max_concurrent_checks = 2       # bcrypt checks at once; default GOMAXPROCS
 //	[plugin.users]                  # inline users, with or without a file
 //	alice = "$2y$10$..."            # bcrypt, from htpasswd -nB alice
 //	dev = "plain:secret"            # plain text: tests and development only
