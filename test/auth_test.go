@@ -14,18 +14,23 @@ import (
 // htpasswd file at path, polled every 100ms, and an inline plain-text
 // user dev.
 func authConfig(path string) func(addr string) string {
+	return authConfigWith(path, "")
+}
+
+// authConfigWith is authConfig with more keys in the auth table.
+func authConfigWith(path, keys string) func(addr string) string {
 	return chainConfig([]string{"auth", "log"}, fmt.Sprintf(`[[plugin]]
 name = "auth"
 realm = "e2e realm"
 htpasswd = %q
 reload_interval = "100ms"
-
+%s
 [plugin.users]
 dev = "plain:dev-pass"
 
 [[plugin]]
 name = "log"
-`, path))
+`, path, keys))
 }
 
 // htpasswdLine is "user:hash" with a bcrypt hash at the lowest cost, in
@@ -141,7 +146,9 @@ func TestAuthReload(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "users")
 	alice := htpasswdLine(t, "alice", "secret")
 	writeFile(t, path, alice)
-	f := startFerry(t, authConfig(path), nil)
+	// The polls below send wrong passwords from one address until each
+	// change lands: more than the default max_failures lets through.
+	f := startFerry(t, authConfigWith(path, "max_failures = 0"), nil)
 
 	status := func(user, pass string) string {
 		out, _ := curlExit(t, "-x", "http://"+f.addr, "-U", user+":"+pass, "-o", "/dev/null", "-w", "%{http_code}", url)

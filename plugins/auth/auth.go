@@ -7,6 +7,11 @@
 //	realm = "ferry"                 # the 407 challenge's realm; default "ferry"
 //	htpasswd = "/etc/ferry/users"   # lines user:bcrypt-hash, as htpasswd -B writes
 //	reload_interval = "2s"          # look for file changes this often; "0s": never
+//	max_failures = 5                # failed logins per client address within
+//	failure_window = "1m"           # this window lock the address out for
+//	lockout = "1s"                  # this long, doubling per lockout up to
+//	max_lockout = "5m"              # this; max_failures = 0 turns it off
+//	max_concurrent_checks = 2       # bcrypt checks at once; default GOMAXPROCS
 //	[plugin.users]                  # inline users, with or without a file
 //	alice = "$2y$10$..."            # bcrypt, from htpasswd -nB alice
 //	dev = "plain:secret"            # plain text: tests and development only
@@ -18,12 +23,20 @@
 //
 // A success is cached (an HMAC of user, password and hash, never the
 // password) so a known user pays bcrypt once rather than per connection.
-// Every refusal costs about one bcrypt check, unknown users included, so
-// timing does not tell which users exist. The file is polled by a service
-// and swapped in whole when it parses; a bad file keeps the users
-// before it. Refusals are logged at warn with client and user name.
+// Every refusal that reaches a password check costs about one bcrypt
+// check at the highest cost among the users, unknown users included, so
+// timing does not tell which users exist. Refusals are logged at warn
+// with client and user name.
 //
-// The package does not throttle failed attempts, lock accounts, or
+// Failures are cheap to refuse: a client address (an IPv6 /64) with
+// max_failures failed logins within failure_window is locked out, and
+// its attempts are refused before the cache or any bcrypt until the
+// lockout ends; lockouts double up to max_lockout. At most
+// max_concurrent_checks bcrypt checks run at once (default GOMAXPROCS);
+// cached logins never wait for them. The file is polled by a service and
+// swapped in whole when it parses; a bad file keeps the users before it.
+//
+// The package does not lock accounts (only addresses), and does not
 // authorize: every known user may use every target the listener allows.
 package auth
 
@@ -34,6 +47,8 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
+	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -59,6 +74,23 @@ const (
 	defaultRealm          = "ferry"
 	defaultReloadInterval = 2 * time.Second
 	minReloadInterval     = 100 * time.Millisecond
+
+	defaultMaxFailures   = 5
+	defaultFailureWindow = time.Minute
+	defaultLockout       = time.Second
+	defaultMaxLockout    = 5 * time.Minute
+
+	// maxCheckWait bounds how long an attempt waits for a bcrypt slot
+	// before it is refused: under a flood from many addresses the queue
+	// would otherwise outlive the clients that wait in it.
+	maxCheckWait = 10 * time.Second
+
+	// throttledDelay holds the answer to a refusal without a password
+	// check: the refusal costs no CPU, and a client looping on it does not
+	// make ferry spin through handshakes (16 clients on loopback took half
+	// a core without it). Only the client's own connection waits, counted
+	// against its address's handshakes.
+	throttledDelay = 500 * time.Millisecond
 )
 
 // Config is the plugin's TOML table. Users and Htpasswd may be used
@@ -81,6 +113,24 @@ type Config struct {
 	// are checked. Default 2s; at least 100ms; "0s" never re-reads it. Only
 	// with Htpasswd.
 	ReloadInterval *config.Duration `toml:"reload_interval"`
+
+	// MaxFailures is how many failed logins a client address (an IPv6
+	// /64) may have within FailureWindow before it is locked out. Default
+	// 5; 0 never locks an address out.
+	MaxFailures *int `toml:"max_failures"`
+	// FailureWindow is the period over which failures count. Default 1m.
+	FailureWindow *config.Duration `toml:"failure_window"`
+	// Lockout is how long the first lockout of an address lasts; each
+	// further one lasts twice the one before. Default 1s.
+	Lockout *config.Duration `toml:"lockout"`
+	// MaxLockout caps the doubling. An address without failures for this
+	// long after its last lockout starts again from Lockout. Default 5m;
+	// at least Lockout.
+	MaxLockout *config.Duration `toml:"max_lockout"`
+	// MaxConcurrentChecks bounds the bcrypt checks that run at once, over
+	// all clients of the instance. Default GOMAXPROCS (the CPUs ferry
+	// uses); at least 1.
+	MaxConcurrentChecks *int `toml:"max_concurrent_checks"`
 }
 
 // Plugin checks credentials. Safe for concurrent use.
@@ -96,6 +146,12 @@ type Plugin struct {
 
 	// compare checks a password against a bcrypt hash; tests count calls.
 	compare func(hash, password []byte) error
+	// sleep waits d or until ctx ends; tests record it.
+	sleep func(ctx context.Context, d time.Duration)
+
+	throttle *throttle     // nil: failures are not counted
+	slots    chan struct{} // a token per bcrypt check running
+	counts   counters
 
 	// mu serializes reloads and guards what they keep between runs.
 	mu      sync.Mutex
@@ -139,15 +195,22 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
+	th, slots, err := limits(cfg)
+	if err != nil {
+		return nil, err
+	}
 	p := &Plugin{
-		name:    env.Name,
-		realm:   cfg.Realm,
-		log:     env.Log,
-		path:    env.Path(cfg.Htpasswd),
-		inline:  inline,
-		cache:   newCache(cacheSize),
-		compare: bcrypt.CompareHashAndPassword,
-		dummies: make(map[int][]byte),
+		name:     env.Name,
+		realm:    cfg.Realm,
+		log:      env.Log,
+		path:     env.Path(cfg.Htpasswd),
+		inline:   inline,
+		cache:    newCache(cacheSize),
+		compare:  bcrypt.CompareHashAndPassword,
+		sleep:    sleepCtx,
+		throttle: th,
+		slots:    make(chan struct{}, slots),
+		dummies:  make(map[int][]byte),
 	}
 	if p.path == "" {
 		t, err := p.newTable(inline)
@@ -189,56 +252,228 @@ func (p *Plugin) Name() string { return p.name }
 // Realm implements plugins.Realmer.
 func (p *Plugin) Realm() string { return p.realm }
 
+// limits reads the throttle settings: the failure table (nil when
+// max_failures is 0) and the number of bcrypt checks that may run at once.
+func limits(cfg Config) (*throttle, int, error) {
+	fails, window, lockout, maxLockout := defaultMaxFailures, defaultFailureWindow, defaultLockout, defaultMaxLockout
+	if cfg.MaxFailures != nil {
+		fails = *cfg.MaxFailures
+	}
+	if cfg.FailureWindow != nil {
+		window = cfg.FailureWindow.D()
+	}
+	if cfg.Lockout != nil {
+		lockout = cfg.Lockout.D()
+	}
+	if cfg.MaxLockout != nil {
+		maxLockout = cfg.MaxLockout.D()
+	}
+	slots := runtime.GOMAXPROCS(0)
+	if cfg.MaxConcurrentChecks != nil {
+		slots = *cfg.MaxConcurrentChecks
+	}
+	switch {
+	case fails < 0:
+		return nil, 0, errors.New("max_failures: must be 0 (never lock out) or more")
+	case window <= 0:
+		return nil, 0, errors.New("failure_window: must be more than 0s")
+	case lockout <= 0:
+		return nil, 0, errors.New("lockout: must be more than 0s")
+	case maxLockout < lockout:
+		return nil, 0, fmt.Errorf("max_lockout: must be at least lockout (%v)", lockout)
+	case slots < 1:
+		return nil, 0, errors.New("max_concurrent_checks: must be at least 1")
+	case slots > 1024:
+		return nil, 0, errors.New("max_concurrent_checks: must be at most 1024")
+	}
+	return newThrottle(fails, window, lockout, maxLockout), slots, nil
+}
+
+// Counts are an instance's counters since it was built, for metrics.
+type Counts struct {
+	Checks    uint64 // bcrypt checks run
+	Failures  uint64 // refusals after a password check: wrong password or unknown user
+	Throttled uint64 // refusals without a password check: address locked out, or its budget in flight
+	Busy      uint64 // refusals after waiting maxCheckWait for a check slot
+	Lockouts  uint64 // addresses locked out
+	Tracked   int    // client addresses with failures remembered now
+}
+
+type counters struct {
+	checks, failures, throttled, busy, lockouts atomic.Uint64
+}
+
+// Counts reports the instance's counters.
+func (p *Plugin) Counts() Counts {
+	return Counts{
+		Checks:    p.counts.checks.Load(),
+		Failures:  p.counts.failures.Load(),
+		Throttled: p.counts.throttled.Load(),
+		Busy:      p.counts.busy.Load(),
+		Lockouts:  p.counts.lockouts.Load(),
+		Tracked:   p.throttle.len(),
+	}
+}
+
 // The reasons a check fails, for the log; the client is told neither.
 var (
 	errUnknownUser   = errors.New("unknown user")
 	errWrongPassword = errors.New("wrong password")
+	errLockedOut     = errors.New("client locked out after failed logins")
+	errTooMany       = errors.New("too many logins in progress from the client")
+	errBusy          = errors.New("no password check slot free")
 )
 
-// Authenticate implements plugins.Authenticator. A refusal is logged at
-// warn with the client address and user name, never the password, and
-// returned as a 407 / SOCKS5 failure that does not say which part was
-// wrong.
-func (p *Plugin) Authenticate(_ context.Context, s *plugins.Session, user, password string) error {
-	err := p.check(user, password)
+// Authenticate implements plugins.Authenticator. A refusal after a
+// password check is logged at warn with the client address and user
+// name, never the password, and returned as a 407 / SOCKS5 failure that
+// does not say which part was wrong. A refusal without a check (a
+// locked-out address) looks the same to the client but is only counted:
+// the log has one line per lockout, not one per attempt.
+func (p *Plugin) Authenticate(ctx context.Context, s *plugins.Session, user, password string) error {
+	ip := s.ClientIP()
+	if p.throttle.locked(ip) {
+		// Before the cache: a locked-out client must not go on guessing
+		// the passwords of users who logged in lately at HMAC speed.
+		p.counts.throttled.Add(1)
+		p.log.Debug().Str("id", s.ID).Str("client", addrString(s.Client)).Msg("authentication refused: client locked out")
+		p.sleep(ctx, throttledDelay)
+		return refusal()
+	}
+	l, locked, err := p.checkFrom(ctx, ip, user, password)
 	if err == nil {
 		return nil
 	}
+	switch err {
+	case errLockedOut, errTooMany:
+		p.counts.throttled.Add(1)
+		p.log.Debug().Str("id", s.ID).Str("client", addrString(s.Client)).Str("reason", err.Error()).Msg("authentication refused")
+		p.sleep(ctx, throttledDelay)
+		return refusal()
+	case errBusy:
+		p.counts.busy.Add(1)
+	default:
+		p.counts.failures.Add(1)
+	}
 	p.log.Warn().Str("id", s.ID).Str("client", addrString(s.Client)).Str("proto", s.Protocol).
 		Str("user", clip(user)).Str("reason", err.Error()).Msg("authentication failed")
+	if locked {
+		p.counts.lockouts.Add(1)
+		p.log.Warn().Str("client", addrString(s.Client)).Stringer("key", key(ip)).Int("failures", l.fails).
+			Dur("lockout", l.d).Int("refused_before", l.refused).Msg("client locked out after failed logins")
+	}
+	return refusal()
+}
+
+// refusal is what every refused client is told.
+func refusal() error {
 	return plugins.Reject(plugins.CodeAuthRequired, "invalid user name or password")
 }
 
-// check is Authenticate without the logging.
+// check is Authenticate without the logging and the throttle.
 func (p *Plugin) check(user, password string) error {
-	t := p.users.Load()
-	e, ok := t.users[user]
-	if !ok {
-		_ = p.compare(t.dummy, []byte(password))
-		return errUnknownUser
-	}
-	if e.plain != nil {
-		sum := sha256.Sum256([]byte(password))
-		if subtle.ConstantTimeCompare(sum[:], e.plain) == 1 {
-			return nil
-		}
-		_ = p.compare(t.dummy, []byte(password))
-		return errWrongPassword
-	}
-	k := p.cache.sum(user, password, e.hash)
-	if p.cache.hit(k) {
-		return nil
-	}
-	if p.compare(e.hash, []byte(password)) != nil {
-		return errWrongPassword
-	}
-	p.cache.add(k, user, e.hash)
-	return nil
+	_, _, err := p.checkFrom(context.Background(), netip.Addr{}, user, password)
+	return err
 }
 
-// newTable publishes users with a dummy hash at their usual cost.
+// checkFrom checks a password from the client at ip: the cache first,
+// then, when a bcrypt check is needed, the throttle and a check slot.
+// When the failure locks ip out, it also returns the lockout.
+func (p *Plugin) checkFrom(ctx context.Context, ip netip.Addr, user, password string) (l lock, locked bool, err error) {
+	t := p.users.Load()
+	e, known := t.users[user]
+	var k [32]byte
+	switch {
+	case known && e.plain != nil:
+		sum := sha256.Sum256([]byte(password))
+		if subtle.ConstantTimeCompare(sum[:], e.plain) == 1 {
+			return lock{}, false, nil
+		}
+	case known:
+		k = p.cache.sum(user, password, e.hash)
+		if p.cache.hit(k) {
+			return lock{}, false, nil
+		}
+	}
+
+	// A bcrypt check is needed: the throttle first, so that a locked-out
+	// address or one with its budget in flight costs none.
+	switch p.throttle.begin(ip) {
+	case lockedOut:
+		return lock{}, false, errLockedOut
+	case tooMany:
+		return lock{}, false, errTooMany
+	}
+	failed := true
+	defer func() { l, locked = p.throttle.end(ip, failed) }()
+
+	hash, want := t.dummy, errUnknownUser
+	if known {
+		want = errWrongPassword
+		if e.hash != nil {
+			hash = e.hash
+		}
+	}
+	if !p.acquire(ctx) {
+		failed = false // the client is not to blame
+		return lock{}, false, errBusy
+	}
+	p.counts.checks.Add(1)
+	start := time.Now()
+	ok := p.compare(hash, []byte(password)) == nil
+	took := time.Since(start)
+	<-p.slots
+	if ok && known && e.hash != nil {
+		failed = false
+		p.cache.add(k, user, e.hash)
+		return lock{}, false, nil
+	}
+	// A user whose hash is cheaper than the dummy would be told apart
+	// from an unknown one by a faster refusal: wait out the difference,
+	// asleep, outside the check slot.
+	if known && e.hash != nil {
+		if c, _ := bcrypt.Cost(e.hash); c < t.dummyCost {
+			p.sleep(ctx, took*time.Duration(1<<(t.dummyCost-c)-1))
+		}
+	}
+	return lock{}, false, want
+}
+
+// acquire takes a check slot; false when none came free within
+// maxCheckWait or ctx ended.
+func (p *Plugin) acquire(ctx context.Context) bool {
+	select {
+	case p.slots <- struct{}{}:
+		return true
+	default:
+	}
+	tm := time.NewTimer(maxCheckWait)
+	defer tm.Stop()
+	select {
+	case p.slots <- struct{}{}:
+		return true
+	case <-tm.C:
+	case <-ctx.Done():
+	}
+	return false
+}
+
+// sleepCtx waits d or until ctx ends.
+func sleepCtx(ctx context.Context, d time.Duration) {
+	if d <= 0 {
+		return
+	}
+	tm := time.NewTimer(d)
+	defer tm.Stop()
+	select {
+	case <-tm.C:
+	case <-ctx.Done():
+	}
+}
+
+// newTable publishes users with a dummy hash at their highest cost.
 func (p *Plugin) newTable(users map[string]entry) (*table, error) {
-	cost := usualCost(users)
+	cost := maxCost(users)
 	p.dmu.Lock()
 	defer p.dmu.Unlock()
 	d, ok := p.dummies[cost]
@@ -249,7 +484,7 @@ func (p *Plugin) newTable(users map[string]entry) (*table, error) {
 		}
 		p.dummies[cost] = d
 	}
-	return &table{users: users, dummy: d}, nil
+	return &table{users: users, dummy: d, dummyCost: cost}, nil
 }
 
 func addrString(a net.Addr) string {

@@ -134,6 +134,12 @@ func TestConfigErrors(t *testing.T) {
 		{"missing file", "htpasswd = " + missing + "\n", "t.toml:6:1: plugin[0].htpasswd: stat " + filepath.Join(dir, "missing") + ": no such file or directory", ""},
 		{"md5 in file", "htpasswd = " + md5 + "\n",
 			"plugin[0].htpasswd: " + filepath.Join(dir, "md5") + ":3: user alice: MD5 ($apr1$) hashes are not supported", "0123456789"},
+		{"negative max_failures", "users = { a = \"plain:x\" }\nmax_failures = -1\n", "t.toml:7:1: plugin[0].max_failures: must be 0 (never lock out) or more", ""},
+		{"zero failure_window", "users = { a = \"plain:x\" }\nfailure_window = \"0s\"\n", "t.toml:7:1: plugin[0].failure_window: must be more than 0s", ""},
+		{"zero lockout", "users = { a = \"plain:x\" }\nlockout = \"0s\"\n", "plugin[0].lockout: must be more than 0s", ""},
+		{"max_lockout under lockout", "users = { a = \"plain:x\" }\nlockout = \"10s\"\nmax_lockout = \"5s\"\n", "t.toml:8:1: plugin[0].max_lockout: must be at least lockout (10s)", ""},
+		{"bad lockout", "users = { a = \"plain:x\" }\nlockout = \"soon\"\n", "plugin[0].lockout: invalid duration", ""},
+		{"no check slots", "users = { a = \"plain:x\" }\nmax_concurrent_checks = 0\n", "plugin[0].max_concurrent_checks: must be at least 1", ""},
 		{"user in both", "htpasswd = " + good + "\nusers = { alice = \"plain:x\" }\n",
 			filepath.Join(dir, "good") + ":1: user alice: also defined in users.alice", ""},
 	}
@@ -353,7 +359,7 @@ func TestCacheBound(t *testing.T) {
 	}
 }
 
-func TestUsualCost(t *testing.T) {
+func TestMaxCost(t *testing.T) {
 	h := func(cost int) entry {
 		b, _ := bcrypt.GenerateFromPassword([]byte("x"), cost)
 		return entry{hash: b}
@@ -366,12 +372,12 @@ func TestUsualCost(t *testing.T) {
 	}{
 		{"none", nil, bcrypt.MinCost},
 		{"plain only", map[string]entry{"a": plain}, bcrypt.MinCost},
-		{"most common", map[string]entry{"a": h(4), "b": h(5), "c": h(5), "d": plain}, 5},
-		{"tie takes the higher", map[string]entry{"a": h(4), "b": h(5)}, 5},
+		{"one cost", map[string]entry{"a": h(5), "b": h(5), "d": plain}, 5},
+		{"the highest, not the most common", map[string]entry{"a": h(4), "b": h(4), "c": h(6), "d": plain}, 6},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if got := usualCost(tt.users); got != tt.want {
+			if got := maxCost(tt.users); got != tt.want {
 				t.Fatalf("got %d, want %d", got, tt.want)
 			}
 		})

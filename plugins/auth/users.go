@@ -30,10 +30,13 @@ type entry struct {
 // a reload builds and swaps in a new one.
 type table struct {
 	users map[string]entry
-	// dummy is a bcrypt hash of a random password, at the cost most users'
-	// hashes have, that unknown users and wrong plain passwords are checked
-	// against so that every refusal costs about one bcrypt check.
-	dummy []byte
+	// dummy is a bcrypt hash of a random password, at the highest cost
+	// among the users' hashes, that unknown users and wrong plain passwords
+	// are checked against so that every refusal costs about one bcrypt
+	// check. A wrong password for a user with a cheaper hash is padded
+	// (asleep) to the dummy's time.
+	dummy     []byte
+	dummyCost int
 }
 
 // parseInline checks the users table of the config. Errors name the key,
@@ -195,21 +198,18 @@ func keySegment(name string) string {
 	return name
 }
 
-// usualCost is the bcrypt cost most users' hashes have (the higher one on
-// a tie), or bcrypt.MinCost when no user has a bcrypt hash: then every
-// refusal runs the same dummy check and any cost hides which users exist.
-func usualCost(users map[string]entry) int {
-	count := map[int]int{}
+// maxCost is the highest bcrypt cost among the users' hashes, or
+// bcrypt.MinCost when no user has a bcrypt hash: then every refusal runs
+// the same dummy check and any cost hides which users exist. The highest,
+// not the most common: an unknown user then takes as long as the slowest
+// known one, and the faster refusals of cheaper hashes are padded, so no
+// cost class stands out.
+func maxCost(users map[string]entry) int {
+	best := bcrypt.MinCost
 	for _, e := range users {
 		if e.hash != nil {
 			c, _ := bcrypt.Cost(e.hash) // checked when parsed
-			count[c]++
-		}
-	}
-	best, n := bcrypt.MinCost, 0
-	for c, k := range count {
-		if k > n || k == n && c > best {
-			best, n = c, k
+			best = max(best, c)
 		}
 	}
 	return best

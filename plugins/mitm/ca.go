@@ -280,6 +280,9 @@ func (ca *CA) Leaf(host string) (*tls.Certificate, error) {
 	if host == "" {
 		return nil, errors.New("make leaf: empty host")
 	}
+	if _, err := netip.ParseAddr(host); err != nil && !ValidHostName(host) {
+		return nil, fmt.Errorf("make leaf: %q is neither a DNS host name nor an IP address", clip(host))
+	}
 	ca.mu.Lock()
 	if el, ok := ca.entries[host]; ok {
 		e := el.Value.(*cacheEntry)
@@ -338,6 +341,44 @@ func normalizeHost(host string) string {
 		host = host[1 : len(host)-1]
 	}
 	return strings.TrimSuffix(host, ".")
+}
+
+// ValidHostName reports whether s is a DNS host name a leaf may be made
+// for and a ClientHello may carry as its server name (RFC 6066 section 3,
+// RFC 1123 section 2.1): dot-separated labels of 1 to 63 letters, digits,
+// hyphens and underscores (which real names have, and browsers accept),
+// no label starting or ending with a hyphen, 253 bytes at most, with an
+// optional trailing dot. Wildcards ("*.example.com") are not names,
+// nor are IP literals, nor anything whose last label is all digits
+// ("127.1", "1.2.3.4"). IDNs must be in their A-label form (xn--).
+func ValidHostName(s string) bool {
+	s = strings.TrimSuffix(s, ".")
+	if s == "" || len(s) > 253 {
+		return false
+	}
+	last := ""
+	for label := range strings.SplitSeq(s, ".") {
+		if label == "" || len(label) > 63 || label[0] == '-' || label[len(label)-1] == '-' {
+			return false
+		}
+		for i := 0; i < len(label); i++ {
+			c := label[i]
+			if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+				return false
+			}
+		}
+		last = label
+	}
+	return strings.ContainsFunc(last, func(r rune) bool { return r < '0' || r > '9' })
+}
+
+// clip shortens a client-chosen name for errors and logs.
+func clip(s string) string {
+	const max = 64
+	if len(s) <= max {
+		return s
+	}
+	return s[:max] + "..."
 }
 
 // newLeaf signs a certificate for host with the shared leaf key. It

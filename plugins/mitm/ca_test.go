@@ -280,6 +280,63 @@ func TestLeafEmptyHost(t *testing.T) {
 	}
 }
 
+// TestLeafRefusesNonHostNames: a leaf is made for a DNS host name or an
+// IP address, never a wildcard or junk a client sent.
+func TestLeafRefusesNonHostNames(t *testing.T) {
+	ca := newTestCA(t, 0)
+	for _, h := range []string{"*.wild.test", "*", "a..b", "-a.test", "a b.test", "a.test/x", "127.1", "1.2.3.4.5", strings.Repeat("a", 64) + ".test"} {
+		if leaf, err := ca.Leaf(h); err == nil {
+			t.Errorf("Leaf(%q): got a leaf for %q, want an error", h, leaf.Leaf.DNSNames)
+		}
+	}
+	if _, misses := ca.Stats(); misses != 0 {
+		t.Errorf("%d leaves signed, want none", misses)
+	}
+}
+
+func TestValidHostName(t *testing.T) {
+	tests := []struct {
+		name string
+		in   string
+		want bool
+	}{
+		{"simple", "example.com", true},
+		{"single label", "localhost", true},
+		{"trailing dot", "example.com.", true},
+		{"digits and hyphens", "a-1.b2.test", true},
+		{"underscore", "my_host.example.com", true},
+		{"punycode", "xn--bcher-kva.example", true},
+		{"numeric first label", "1password.com", true},
+		{"63-byte label", strings.Repeat("a", 63) + ".test", true},
+		{"253 bytes", strings.Repeat("a.", 126) + "b", true},
+		{"empty", "", false},
+		{"dot", ".", false},
+		{"wildcard", "*.wild.test", false},
+		{"star inside", "a*.test", false},
+		{"empty label", "a..test", false},
+		{"leading dot", ".test", false},
+		{"leading hyphen", "-a.test", false},
+		{"trailing hyphen", "a-.test", false},
+		{"64-byte label", strings.Repeat("a", 64) + ".test", false},
+		{"254 bytes", strings.Repeat("a.", 126) + "bc", false},
+		{"IPv4", "192.0.2.1", false},
+		{"short IPv4", "127.1", false},
+		{"IPv6", "2001:db8::1", false},
+		{"bracketed IPv6", "[::1]", false},
+		{"space", "a b.test", false},
+		{"non-ASCII", "bücher.example", false},
+		{"NUL", "a\x00.test", false},
+		{"port", "example.com:443", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := ValidHostName(tt.in); got != tt.want {
+				t.Fatalf("ValidHostName(%q): got %v, want %v", tt.in, got, tt.want)
+			}
+		})
+	}
+}
+
 func TestParseCAKeyFormats(t *testing.T) {
 	ecKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
 	if err != nil {

@@ -22,7 +22,9 @@
 // that name and the protocol the target chose. Anything else (not TLS, not
 // in scope, a client that stays silent for peekTimeout because the server
 // speaks first) is relayed untouched, spliced when the listener has no
-// data hooks.
+// data hooks. A server name that is no DNS host name (a wildcard, an IP
+// literal) never becomes a leaf: the client gets a TLS alert and the
+// tunnel closes.
 //
 // mitm is a plugin (an Interceptor) rather than a listener setting: scope
 // is per name, a listener may mix intercepted and untouched tunnels, and
@@ -38,7 +40,9 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
+	"net/netip"
 	"os"
 	"strings"
 	"time"
@@ -181,12 +185,29 @@ func (p *Plugin) Intercept(ctx context.Context, s *plugins.Session, t *plugins.T
 		return nil
 	}
 	hello, err := p.peekHello(t)
-	if err != nil || hello == nil {
+	if hello == nil {
+		if !isIP && malformed(err) {
+			// A TLS record for a name in scope that crypto/tls cannot
+			// parse ("name.example." as server name, say): relaying it
+			// untouched would let a client step around interception.
+			return p.refuse(s, t, host, alertDecodeError, fmt.Sprintf("unreadable ClientHello: %v", err))
+		}
 		return nil // not TLS, or the client was silent: relay untouched
 	}
 	name := hello.ServerName
-	if name == "" {
+	switch {
+	case name != "" && !validServerName(name):
+		// A wildcard, an IP literal or no host name at all never becomes
+		// a leaf's name. Out of scope for an IP target, as any name is.
+		if isIP && !p.inScope(name) {
+			return nil
+		}
+		return p.refuse(s, t, name, alertUnrecognizedName, "the client's server name is not a DNS host name (RFC 6066 section 3)")
+	case name == "":
 		name = host
+		if !isIP && !ValidHostName(name) {
+			return p.refuse(s, t, name, alertUnrecognizedName, "the target is not a DNS host name, and the client sent no server name")
+		}
 	}
 	if !p.inScope(name) {
 		return nil
@@ -235,6 +256,52 @@ func (p *Plugin) Intercept(ctx context.Context, s *plugins.Session, t *plugins.T
 	t.Client, t.Upstream, t.ClientPending = client, up, nil
 	s.Intercepted = name
 	return nil
+}
+
+// TLS alert descriptions refuse sends (RFC 8446 section 6).
+const (
+	alertDecodeError      = 50
+	alertUnrecognizedName = 112
+)
+
+// refuse ends a tunnel whose ClientHello ferry will not answer with a
+// leaf: it sends the client a fatal TLS alert, logs a warning with the
+// (clipped) name and returns the error that closes the tunnel.
+func (p *Plugin) refuse(s *plugins.Session, t *plugins.Tunnel, name string, alert byte, why string) error {
+	t.Client.SetWriteDeadline(time.Now().Add(p.timeout))
+	// An alert record: type 21, version TLS 1.2 (what every version's
+	// first server records carry), length 2, level fatal, description.
+	t.Client.Write([]byte{21, 3, 3, 0, 2, 2, alert})
+	t.Client.SetWriteDeadline(time.Time{})
+	t.ClientPending = nil
+	s.Log.Warn().Str("plugin", p.name).Str("target", s.Target).Str("sni", clip(name)).Str("reason", why).
+		Msg("mitm: ClientHello refused; tunnel closed")
+	return plugins.Reject(plugins.CodeForbidden, "mitm: "+why)
+}
+
+// validServerName reports whether a ClientHello's server name may become
+// a leaf's name: a DNS host name, not an IP literal (RFC 6066 section 3
+// forbids those) nor a wildcard.
+func validServerName(name string) bool {
+	if _, err := netip.ParseAddr(name); err == nil {
+		return false
+	}
+	return ValidHostName(name)
+}
+
+// malformed reports whether peekHello's error is a TLS record that could
+// not be parsed, rather than a client that went away or stayed silent.
+// crypto/tls reports its own alerts as a *net.OpError "local error".
+func malformed(err error) bool {
+	if err == nil || errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return false
+	}
+	var op *net.OpError
+	return !errors.As(err, &op) || op.Op == "local error"
 }
 
 // untrusted reports a client's refusal of the leaf certificate.

@@ -1,11 +1,13 @@
 package mitm
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"io"
 	"net"
+	"strings"
 	"testing"
 	"time"
 
@@ -166,5 +168,112 @@ func TestInterceptEndToEnd(t *testing.T) {
 		}
 	case <-time.After(10 * time.Second):
 		t.Fatal("no answer")
+	}
+}
+
+// helloFor returns the first TLS record (the ClientHello) a Go client
+// sends for serverName, with the name's bytes replaced by patch when
+// patch is not empty (same length: the lengths in the record stay right).
+// It crafts what Go's client will not send: IP literals, trailing dots.
+func helloFor(t *testing.T, serverName, patch string) []byte {
+	t.Helper()
+	a, b := net.Pipe()
+	defer a.Close()
+	defer b.Close()
+	go tls.Client(a, &tls.Config{ServerName: serverName, InsecureSkipVerify: true}).Handshake()
+	b.SetDeadline(time.Now().Add(5 * time.Second))
+	hdr := make([]byte, 5)
+	if _, err := io.ReadFull(b, hdr); err != nil {
+		t.Fatal(err)
+	}
+	body := make([]byte, int(hdr[3])<<8|int(hdr[4]))
+	if _, err := io.ReadFull(b, body); err != nil {
+		t.Fatal(err)
+	}
+	rec := append(hdr, body...)
+	if patch != "" {
+		if len(patch) != len(serverName) || bytes.Count(rec, []byte(serverName)) != 1 {
+			t.Fatalf("cannot patch %q into the hello for %q", patch, serverName)
+		}
+		rec = bytes.Replace(rec, []byte(serverName), []byte(patch), 1)
+	}
+	return rec
+}
+
+// TestInterceptRefusesBadServerName: a wildcard, an IP literal, a name
+// that is no DNS host name, or a hello crypto/tls cannot read never
+// becomes a leaf: the client gets a fatal alert and the tunnel closes.
+// For an IP target such a name is out of scope like any other, and the
+// tunnel is relayed untouched.
+func TestInterceptRefusesBadServerName(t *testing.T) {
+	tests := []struct {
+		name, target string
+		hello        func(t *testing.T) []byte
+		wantAlert    byte // 0: relayed untouched
+	}{
+		{"wildcard", "name.test:443", func(t *testing.T) []byte { return helloFor(t, "*.wild.test", "") }, alertUnrecognizedName},
+		{"wildcard for an IP target", "127.0.0.1:443", func(t *testing.T) []byte { return helloFor(t, "*.wild.test", "") }, alertUnrecognizedName},
+		{"IPv4 literal", "name.test:443", func(t *testing.T) []byte { return helloFor(t, "abcdefghi.com", "192.168.10.10") }, alertUnrecognizedName},
+		{"IPv6 literal", "name.test:443", func(t *testing.T) []byte { return helloFor(t, "abcdefg.test", "2001:db8::10") }, alertUnrecognizedName},
+		{"label with a space", "name.test:443", func(t *testing.T) []byte { return helloFor(t, "ab-cd.test", "ab cd.test") }, alertUnrecognizedName},
+		{"leading hyphen", "name.test:443", func(t *testing.T) []byte { return helloFor(t, "abc.test", "-bc.test") }, alertUnrecognizedName},
+		{"trailing dot: crypto/tls cannot read it", "name.test:443", func(t *testing.T) []byte { return helloFor(t, "abcd.test", "abc.test.") }, alertDecodeError},
+		{"no server name, wildcard target", "*.wild.test:443", func(t *testing.T) []byte { return helloFor(t, "", "") }, alertUnrecognizedName},
+		{"bad name, IP target, out of scope", "127.0.0.1:443", func(t *testing.T) []byte { return helloFor(t, "*.wild.other", "") }, 0},
+		{"unreadable hello, IP target", "127.0.0.1:443", func(t *testing.T) []byte { return helloFor(t, "abcd.test", "abc.test.") }, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			p, ca := testPlugin(t, nil)
+			client, ferrySide := pipePair(t)
+			hello := tt.hello(t)
+			client.Write(hello)
+			tun := &plugins.Tunnel{Client: ferrySide, Upstream: ferrySide}
+			s := &plugins.Session{Target: tt.target, Log: zerolog.Nop()}
+			err := p.Intercept(context.Background(), s, tun)
+			if _, misses := ca.Stats(); misses != 0 {
+				t.Fatalf("%d leaves made, want none", misses)
+			}
+			if s.Intercepted != "" {
+				t.Fatalf("intercepted as %q", s.Intercepted)
+			}
+			if tt.wantAlert == 0 {
+				if err != nil || !bytes.Equal(tun.ClientPending, hello) {
+					t.Fatalf("got %v and %d bytes pending; want nil and the hello kept", err, len(tun.ClientPending))
+				}
+				return
+			}
+			if err == nil || plugins.CodeOf(err) != plugins.CodeForbidden {
+				t.Fatalf("got %v, want a refusal", err)
+			}
+			client.SetReadDeadline(time.Now().Add(5 * time.Second))
+			got := make([]byte, 7)
+			if _, err := io.ReadFull(client, got); err != nil {
+				t.Fatalf("read the alert: %v", err)
+			}
+			if want := []byte{21, 3, 3, 0, 2, 2, tt.wantAlert}; !bytes.Equal(got, want) {
+				t.Fatalf("client got % x, want the alert % x", got, want)
+			}
+		})
+	}
+}
+
+// TestInterceptRefusalGoClient: a Go client that asks for *.wild.test
+// fails its handshake with the alert, not a certificate error.
+func TestInterceptRefusalGoClient(t *testing.T) {
+	p, _ := testPlugin(t, nil)
+	client, ferrySide := pipePair(t)
+	res := make(chan error, 1)
+	go func() {
+		c := tls.Client(client, &tls.Config{ServerName: "*.wild.test", InsecureSkipVerify: true})
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		res <- c.Handshake()
+	}()
+	tun := &plugins.Tunnel{Client: ferrySide, Upstream: ferrySide}
+	if err := p.Intercept(context.Background(), &plugins.Session{Target: "name.test:443", Log: zerolog.Nop()}, tun); err == nil {
+		t.Fatal("intercepted")
+	}
+	if err := <-res; err == nil || !strings.Contains(err.Error(), "unrecognized name") {
+		t.Fatalf("client handshake: got %v, want the unrecognized name alert", err)
 	}
 }
