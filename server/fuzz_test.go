@@ -62,6 +62,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"ferry/config"
+	"ferry/server/httphead"
 )
 
 // fuzzConfig has an open listener and one that requires authentication
@@ -363,7 +364,7 @@ func (fs *fuzzServer) run(t *testing.T, in []byte, auth, silent bool) {
 	case in[0] == 0x04:
 		err = checkSOCKS4Answer(out, auth, fs.exec.Load().ups)
 	case isTokenByte(in[0]):
-		err = checkHTTPAnswer(out, fs.exec.Load().ups)
+		err = checkHTTPAnswer(in, out, fs.exec.Load().ups)
 	default:
 		if len(out) != 0 {
 			err = errors.New("answer to an unknown protocol")
@@ -558,9 +559,11 @@ func checkSOCKS4Answer(out []byte, auth bool, ups []*fuzzConn) error {
 }
 
 // checkHTTPAnswer reads out as a sequence of responses (interim 1xx, one
+// per request of in that ferry's parser reads, HEAD answers without a body;
 // per forwarded request, an error, or CONNECT's 200 then the tunnel).
-func checkHTTPAnswer(out []byte, ups []*fuzzConn) error {
+func checkHTTPAnswer(in, out []byte, ups []*fuzzConn) error {
 	br := bufio.NewReader(bytes.NewReader(out))
+	methods := requestMethods(in)
 	for i := 1; ; i++ {
 		head, _ := br.Peek(len("HTTP/1.1 200 "))
 		if len(head) == 0 {
@@ -569,7 +572,11 @@ func checkHTTPAnswer(out []byte, ups []*fuzzConn) error {
 		if !isHTTP11StatusLine(head) {
 			return fmt.Errorf("response %d does not start with \"HTTP/1.1 NNN \"", i)
 		}
-		resp, err := http.ReadResponse(br, nil)
+		var req *http.Request
+		if len(methods) >= i && methods[i-1] == http.MethodHead {
+			req = &http.Request{Method: http.MethodHead}
+		}
+		resp, err := http.ReadResponse(br, req)
 		if err != nil {
 			return fmt.Errorf("response %d: %w", i, err)
 		}
@@ -586,6 +593,28 @@ func checkHTTPAnswer(out []byte, ups []*fuzzConn) error {
 				return fmt.Errorf("bytes after response %d, which said Connection: close", i)
 			}
 			return nil
+		}
+	}
+}
+
+// requestMethods lists the methods of the requests in in, as far as
+// ferry's own parser reads them (bodies skipped).
+func requestMethods(in []byte) []string {
+	var methods []string
+	br := bufio.NewReader(bytes.NewReader(in))
+	for {
+		hd, err := httphead.ReadRequest(br, httphead.Limits{MaxBytes: 64 << 10})
+		if err != nil {
+			return methods
+		}
+		methods = append(methods, hd.Method())
+		fr, err := httphead.RequestFraming(hd)
+		if err != nil {
+			return methods
+		}
+		c := httphead.Copier{Buf: make([]byte, 512)}
+		if c.Copy(io.Discard, br, fr) != nil {
+			return methods
 		}
 	}
 }

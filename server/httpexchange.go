@@ -164,7 +164,7 @@ func (ex *exchange) interim(resp *httphead.Head) error {
 	if !ex.out.hd.AtLeast11() {
 		return nil
 	}
-	o := responseOut{hd: resp}
+	o := responseOut{hd: resp, interim: true}
 	if _, err := ex.downW.Write(o.append(nil)); err != nil {
 		return &clientError{err: err}
 	}

@@ -138,7 +138,10 @@ type responseOut struct {
 	// client10: the client speaks HTTP/1.0, which has no
 	// Transfer-Encoding.
 	client10 bool
-	upgrade  bool
+	// interim: a 1xx response, which has no framing fields (RFC 9110
+	// section 8.6): what an origin put there is not passed on.
+	interim bool
+	upgrade bool
 	// conn is the Connection field ferry adds: "close", "keep-alive" for
 	// an HTTP/1.0 client kept alive, or empty.
 	conn string
@@ -162,6 +165,8 @@ func (o *responseOut) append(dst []byte) []byte {
 		case o.fr.HasTE && strings.EqualFold(name, "Content-Length"):
 			continue
 		case (o.dechunk || o.client10) && strings.EqualFold(name, "Transfer-Encoding"):
+			continue
+		case o.interim && httphead.IsFramingField(name):
 			continue
 		}
 		dst = hd.AppendField(dst, i)
