@@ -234,16 +234,22 @@ func (w *watched) usage() (usage, error) {
 
 // vmRSS returns a process's resident set size in KiB.
 func vmRSS(pid int) (int64, error) {
+	return procStatusKiB(pid, "VmRSS")
+}
+
+// procStatusKiB returns a field of /proc/PID/status given in kB (VmRSS,
+// VmHWM).
+func procStatusKiB(pid int, field string) (int64, error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0, err
 	}
 	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(line, field+":"); ok {
 			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		}
 	}
-	return 0, fmt.Errorf("no VmRSS in /proc/%d/status", pid)
+	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // fdKinds summarises ferry's open descriptors by kind (socket, pipe,
