@@ -25,9 +25,9 @@ import (
 
 // TestHTTPFwdStaleKeepAlive (issue 14, point 1): a Python requests
 // session GETs through ferry, waits past nginx's keepalive_timeout (1s),
-// then POSTs with a body on the same connection. ferry's kept-alive
-// upstream connection is dead by then; it must not turn into a 502. The
-// same script direct to nginx is the control.
+// then POSTs with a body on the same connection; curl does the same.
+// ferry's kept-alive upstream connection is dead by then; it must not
+// turn into a 502. The same clients direct to nginx are the control.
 func TestHTTPFwdStaleKeepAlive(t *testing.T) {
 	t.Parallel()
 	origin := startNginx(t, `        keepalive_timeout 1s;
@@ -49,12 +49,33 @@ r = s.post(url, data=b"x" * 4096, timeout=20)
 print(r.status_code, r.text.strip()[:200].replace("\n", " "))
 `
 	url := "http://" + origin + "/form"
-	if got, want := runPython(t, script, "", url), "200\n200 nginx ok\n"; got != want {
-		t.Fatalf("control, direct to nginx: got %q, want %q", got, want)
-	}
-	if got, want := runPython(t, script, "http://"+f.addr, url), "200\n200 nginx ok\n"; got != want {
-		t.Errorf("through ferry: got %q, want %q (the POST after nginx's keep-alive timeout must reach nginx)", got, want)
-	}
+	t.Run("python requests", func(t *testing.T) {
+		t.Parallel()
+		if got, want := runPython(t, script, "", url), "200\n200 nginx ok\n"; got != want {
+			t.Fatalf("control, direct to nginx: got %q, want %q", got, want)
+		}
+		if got, want := runPython(t, script, "http://"+f.addr, url), "200\n200 nginx ok\n"; got != want {
+			t.Errorf("through ferry: got %q, want %q (the POST after nginx's keep-alive timeout must reach nginx)", got, want)
+		}
+	})
+	// curl does the same with two transfers 2 s apart (--rate 30/m) on
+	// one connection; it prints the status and its new connections.
+	t.Run("curl", func(t *testing.T) {
+		t.Parallel()
+		needCurl(t)
+		args := func(proxy ...string) []string {
+			w := []string{"-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n"}
+			return slices.Concat([]string{"--rate", "30/m"}, proxy, w, []string{url, "--next"}, proxy, w, []string{"--data-binary", "hello", url})
+		}
+		if got := curl(t, args()...); !strings.HasPrefix(got, "200 1\n200 ") {
+			t.Fatalf("control, direct to nginx: got %q, want 200 twice", got)
+		}
+		got := curl(t, args("-x", "http://"+f.addr)...)
+		t.Logf("curl through ferry: %q (status, new connections)", got)
+		if !strings.HasPrefix(got, "200 1\n200 ") {
+			t.Errorf("through ferry: got %q, want 200 twice (the POST after nginx's keep-alive timeout must reach nginx)", got)
+		}
+	})
 }
 
 // earlyAnswerOrigin answers as soon as it has read the request head, with
