@@ -512,8 +512,10 @@ func TestHTTPFwdHostileOrigin(t *testing.T) {
 			if access == nil {
 				t.Fatal("no access line for the request within a minute")
 			}
-			if e := access.str("error"); !strings.Contains(e, "response head") {
-				t.Errorf("access line error: got %q, want it to name the response head (limit)", e)
+			// Loosely: the head's size or its field count, whichever
+			// limit ferry hit first, in words of its choosing.
+			if e := access.str("error"); !strings.Contains(e, "response") || !strings.Contains(e, "head") {
+				t.Errorf("access line error: got %q, want it to name the response head (size or header fields)", e)
 			}
 		})
 	}
