@@ -108,9 +108,9 @@ func endToEnd(fields []string, connection ...string) []string {
 	return out
 }
 
-// origin is a hand-written HTTP origin on 127.0.0.1: handle runs for each
-// connection with a reader over it; the connection has a 30 s deadline,
-// so every handler ends by itself.
+// newOrigin starts a hand-written HTTP origin on 127.0.0.1: handle runs
+// for each connection with a reader over it; the connection has a 30 s
+// deadline, so every handler ends by itself.
 func newOrigin(t *testing.T, handle func(c *net.TCPConn, br *bufio.Reader)) *tcpTarget {
 	t.Helper()
 	return newTCPTarget(t, func(c *net.TCPConn) {
