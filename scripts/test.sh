@@ -15,8 +15,9 @@ cd "$(dirname "$0")/.."
 # tshark to read the capture plugin's pcapng files; dante-server and
 # microsocks (SOCKS5), tinyproxy and squid (HTTP CONNECT, squid also over
 # TLS and with Basic auth) as the parent proxies ferry's upstreams,
-# chains, groups and routes go through.
-packages=(curl ca-certificates haproxy nginx-light tshark dante-server microsocks tinyproxy squid)
+# chains, groups and routes go through; python3-requests as the keep-alive
+# client of the plain HTTP forwarding tests, nginx also as their origin.
+packages=(curl ca-certificates haproxy nginx-light tshark dante-server microsocks tinyproxy squid python3-requests)
 
 missing=()
 for p in "${packages[@]}"; do
