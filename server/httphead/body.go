@@ -107,6 +107,9 @@ func framing(h *Head) (Framing, error) {
 		case strings.EqualFold(name, "Content-Length"):
 			for _, v := range strings.Split(h.Value(i), ",") {
 				v = strings.TrimSpace(v)
+				if v == "" {
+					return fr, errors.Join(ErrFraming, errors.New("empty Content-Length"))
+				}
 				if cl != "" && v != cl {
 					return fr, errors.Join(ErrFraming, errors.New("conflicting Content-Length values"))
 				}

@@ -22,6 +22,7 @@ func TestFraming(t *testing.T) {
 		{name: "length", head: "POST / HTTP/1.1\r\nContent-Length: 12\r\n\r\n", want: Framing{Kind: Length, Length: 12}},
 		{name: "repeated equal lengths", head: "POST / HTTP/1.1\r\nContent-Length: 5\r\ncontent-length: 5, 5\r\n\r\n", want: Framing{Kind: Length, Length: 5}},
 		{name: "conflicting lengths", head: "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n", wantErr: true},
+		{name: "empty length", head: "POST / HTTP/1.1\r\nContent-Length:\r\n\r\n", wantErr: true},
 		{name: "signed length", head: "POST / HTTP/1.1\r\nContent-Length: +5\r\n\r\n", wantErr: true},
 		{name: "chunked", head: "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", want: Framing{Kind: Chunked, HasTE: true}},
 		{name: "CL and TE", head: "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n", want: Framing{Kind: Chunked, HasTE: true, Ambiguous: true}},
