@@ -116,7 +116,7 @@ func New(srv *server.Server, cfg config.Admin, reload func() error, log zerolog.
 	a.reloads.WithLabelValues("ok")
 	a.reloads.WithLabelValues("error")
 	a.reg.MustRegister(a.accepted, a.refused, a.handshakes, a.dials, a.bytes, a.closed, a.rejections, a.reloads,
-		activeCollector{srv}, upstreamCollector{srv}, parkedCollector{srv},
+		activeCollector{srv}, upstreamCollector{srv}, parkedCollector{srv}, pluginCollector{srv},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 
@@ -397,6 +397,22 @@ func (c activeCollector) Collect(ch chan<- prometheus.Metric) {
 		}
 		seen[ls.Name] = true
 		ch <- prometheus.MustNewConstMetric(activeDesc, prometheus.GaugeValue, float64(ls.Active), ls.Name)
+	}
+}
+
+// pluginCollector reports the events plugin instances count themselves
+// (plugins.Counter), read at scrape time from the current configuration.
+type pluginCollector struct{ srv *server.Server }
+
+var pluginEventsDesc = prometheus.NewDesc("ferry_plugin_events_total",
+	"Events plugin instances count themselves (auth: checks, failures, throttled, busy, lockouts), by instance and event.",
+	[]string{"plugin", "event"}, nil)
+
+func (c pluginCollector) Describe(ch chan<- *prometheus.Desc) { ch <- pluginEventsDesc }
+
+func (c pluginCollector) Collect(ch chan<- prometheus.Metric) {
+	for _, e := range c.srv.PluginEvents() {
+		ch <- prometheus.MustNewConstMetric(pluginEventsDesc, prometheus.CounterValue, float64(e.Value), e.Plugin, e.Event)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -528,4 +529,41 @@ upstream = "pool"
 	waitFor(t, "the connection released", func() bool {
 		return value(f.scrape(t), "ferry_upstream_active_connections", map[string]string{"upstream": "direct-member"}) == 0
 	})
+}
+
+// countPlugin counts the sessions it sees, as plugins.Counter.
+type countPlugin struct {
+	name string
+	n    *atomic.Uint64
+}
+
+func (p countPlugin) Name() string { return p.name }
+func (p countPlugin) OnConnect(context.Context, *plugins.Session) error {
+	p.n.Add(1)
+	return nil
+}
+func (p countPlugin) Counters() map[string]uint64 { return map[string]uint64{"seen": p.n.Load()} }
+
+func init() {
+	plugins.Register(plugins.Registration{
+		Type:        "admintest-count",
+		Description: "admin tests only",
+		New:         func(env plugins.Env) (plugins.Plugin, error) { return countPlugin{env.Name, new(atomic.Uint64)}, nil },
+	})
+}
+
+// A plugin's own counters reach /metrics as ferry_plugin_events_total.
+func TestPluginEvents(t *testing.T) {
+	f := startWith(t, strings.Replace(testConfig, `plugins = ["deny"]`, `plugins = ["counter", "deny"]
+[[plugin]]
+name = "counter"
+type = "admintest-count"`, 1), config.Admin{}, nil)
+	for range 3 {
+		c, _ := connect(t, f.proxy, "blocked.test:80")
+		c.Close()
+	}
+	want := map[string]string{"plugin": "counter", "event": "seen"}
+	if got := value(f.scrape(t), "ferry_plugin_events_total", want); got != 3 {
+		t.Errorf("ferry_plugin_events_total%v = %v, want 3", want, got)
+	}
 }

@@ -153,6 +153,14 @@ type ClientRestrictor interface {
 	RestrictsClients() bool
 }
 
+// Counter is a plugin that counts its own events (failed logins,
+// lockouts...) for the admin service, which exports them as
+// ferry_plugin_events_total{plugin, event}. Counters are running totals;
+// they start again from zero with the instance (a reload).
+type Counter interface {
+	Counters() map[string]uint64
+}
+
 // HTTPRequester sees each plain HTTP request (not CONNECT) after OnConnect
 // and before it is sent upstream, in config order, with hop-by-hop and
 // Proxy-* headers already removed. It may change the headers, method or

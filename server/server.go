@@ -449,6 +449,34 @@ type Stats struct {
 	Parked int64
 }
 
+// PluginEvent is one running total a plugin instance counts.
+type PluginEvent struct {
+	Plugin, Event string
+	Value         uint64
+}
+
+// PluginEvents collects the counters of the current configuration's
+// plugin instances that keep any (plugins.Counter).
+func (s *Server) PluginEvents() []PluginEvent {
+	s.mu.Lock()
+	g := s.gen
+	s.mu.Unlock()
+	if g == nil {
+		return nil
+	}
+	var out []PluginEvent
+	for _, p := range g.instances {
+		c, ok := p.(plugins.Counter)
+		if !ok {
+			continue
+		}
+		for ev, v := range c.Counters() {
+			out = append(out, PluginEvent{Plugin: p.Name(), Event: ev, Value: v})
+		}
+	}
+	return out
+}
+
 // Stats sums the sockets' counters.
 func (s *Server) Stats() Stats {
 	s.mu.Lock()

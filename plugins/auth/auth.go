@@ -315,6 +315,15 @@ func (p *Plugin) Counts() Counts {
 	}
 }
 
+var _ plugins.Counter = (*Plugin)(nil)
+
+// Counters implements plugins.Counter for ferry_plugin_events_total.
+func (p *Plugin) Counters() map[string]uint64 {
+	c := p.Counts()
+	return map[string]uint64{"checks": c.Checks, "failures": c.Failures, "throttled": c.Throttled,
+		"busy": c.Busy, "lockouts": c.Lockouts}
+}
+
 // The reasons a check fails, for the log; the client is told neither.
 var (
 	errUnknownUser   = errors.New("unknown user")
