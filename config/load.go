@@ -4,7 +4,6 @@ import (
 	_ "embed"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +12,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"ferry/plugins/pkg/match"
+	"ferry/plugins/pkg/safefile"
 )
 
 // Defaults applied by Load to keys the file does not set.
@@ -46,7 +46,7 @@ func Default() (*Config, error) {
 // Load reads, decodes, completes with defaults and validates the file at
 // path. Problems with the content are reported all at once as a *Error.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.MaxList)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
