@@ -51,6 +51,9 @@ const maxRemovals = 100
 func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeResult {
 	var res decodeResult
 	add := func(p problem) {
+		if len(res.problems) > MaxProblems {
+			return // more would not be shown
+		}
 		for _, q := range res.problems {
 			if isUnder(p.path, q.path) {
 				return // one problem per key is enough
@@ -72,8 +75,8 @@ func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeRe
 	blanked := map[int]bool{}
 	remove := func(path string) bool {
 		for p := path; p != ""; p = parentKey(p) {
-			e, ok := x.entries[p]
-			if !ok || e.blankEnd <= e.blankStart {
+			e := x.get(p)
+			if e == nil || e.blankEnd <= e.blankStart {
 				continue
 			}
 			if blanked[e.blankStart] {
@@ -85,7 +88,7 @@ func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeRe
 					buf[i] = ' '
 				}
 			}
-			res.removed = append(res.removed, e.blankPath)
+			res.removed = append(res.removed, e.blankPath())
 			return true
 		}
 		return false
@@ -142,9 +145,10 @@ func (x *index) locate(de *toml.DecodeError) (string, int) {
 	}
 	if off >= 0 {
 		if e := x.entryAt(off); e != nil {
-			s := stripIndexes(e.path)
+			p := e.path()
+			s := stripIndexes(p)
 			if key == "" || s == key || strings.HasSuffix(s, "."+key) {
-				return e.path, off
+				return p, off
 			}
 		}
 	}
@@ -216,6 +220,9 @@ type checker struct {
 }
 
 func (c *checker) add(path string, atValue bool, format string, args ...any) {
+	if len(c.problems) > MaxProblems {
+		return // more would not be shown
+	}
 	c.problems = append(c.problems, problem{path: path, off: -1, atValue: atValue, msg: fmt.Sprintf(format, args...)})
 }
 

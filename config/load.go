@@ -55,6 +55,10 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load for data already read; file names it in errors.
 func Parse(file string, data []byte) (*Config, error) {
+	if off, msg := guard(data); off >= 0 {
+		line, col := newIndex(data).lineCol(off)
+		return nil, &Error{Problems: []Problem{{File: file, Line: line, Col: col, Msg: msg}}}
+	}
 	var generic map[string]any
 	if err := toml.Unmarshal(data, &generic); err != nil {
 		return nil, syntaxError(file, data, err)
