@@ -113,3 +113,24 @@ func TestErrorClips(t *testing.T) {
 		}
 	}
 }
+
+func TestWhere(t *testing.T) {
+	c, err := Parse("w.toml", []byte("[admin]\nlisten = \"127.0.0.1:9090\"\n\n[[listener]]\n  listen = \"127.0.0.1:8080\"\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for key, want := range map[string]string{
+		"listener[0].listen": "w.toml:5:3: listener[0].listen",
+		"admin.listen":       "w.toml:2:1: admin.listen",
+	} {
+		if got := c.Where(key); got != want {
+			t.Errorf("Where(%q): got %q, want %q", key, got, want)
+		}
+	}
+	if err := c.OverrideListen([]string{"127.0.0.1:1"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := c.Where("listener[0].listen"), "--listen: listener[0].listen"; got != want {
+		t.Errorf("after --listen: got %q, want %q", got, want)
+	}
+}

@@ -80,6 +80,7 @@ func Parse(file string, data []byte) (*Config, error) {
 	}
 	cfg := &Config{
 		File:      file,
+		idx:       x,
 		Log:       doc.Log,
 		Defaults:  doc.Defaults,
 		Listeners: doc.Listeners,
@@ -309,6 +310,7 @@ func (c *Config) OverrideListen(addrs []string) error {
 		out[i] = l
 	}
 	c.Listeners = out
+	c.listenFlags = true
 	return nil
 }
 
