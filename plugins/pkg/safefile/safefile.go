@@ -40,7 +40,7 @@ const (
 )
 
 // Timeout is how long ReadFile may take.
-const Timeout = 30 * time.Second
+const Timeout = 10 * time.Second
 
 var (
 	// ErrNotRegular is returned for a path that is not a regular file.
