@@ -1,6 +1,7 @@
 package config
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
@@ -56,7 +57,8 @@ func Load(path string) (*Config, error) {
 // Parse is Load for data already read; file names it in errors.
 func Parse(file string, data []byte) (*Config, error) {
 	if off, msg := guard(data); off >= 0 {
-		line, col := newIndex(data).lineCol(off)
+		line := bytes.Count(data[:off], []byte("\n")) + 1
+		col := off - (bytes.LastIndexByte(data[:off], '\n') + 1) + 1
 		return nil, &Error{Problems: []Problem{{File: file, Line: line, Col: col, Msg: msg}}}
 	}
 	var generic map[string]any

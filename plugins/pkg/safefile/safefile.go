@@ -58,7 +58,7 @@ func ReadFile(path string, max int64) ([]byte, error) {
 		return nil, err
 	}
 	defer f.Close()
-	return readAll(f, path, f.deadline)
+	return readAll(f, f.size, path, f.deadline)
 }
 
 // file is a regular file open for reading. Reads fail with an error
@@ -69,6 +69,7 @@ type file struct {
 	path     string
 	max      int64
 	n        int64 // bytes read so far
+	size     int64 // as fstat said
 	deadline time.Time
 }
 
@@ -93,7 +94,7 @@ func open(path string, max int64) (*file, error) {
 		f.Close()
 		return nil, tooLarge(path, fi.Size(), max)
 	}
-	return &file{f: f, path: path, max: max, deadline: time.Now().Add(Timeout)}, nil
+	return &file{f: f, path: path, max: max, size: fi.Size(), deadline: time.Now().Add(Timeout)}, nil
 }
 
 // Read implements io.Reader.
@@ -117,15 +118,31 @@ func (r *file) Close() error { return r.f.Close() }
 
 // readAll reads r to its end in a goroutine, so that a read that blocks
 // returns an error at the deadline instead of blocking the caller.
-func readAll(r io.Reader, path string, deadline time.Time) ([]byte, error) {
+// size, when known, sizes the buffer.
+func readAll(r io.Reader, size int64, path string, deadline time.Time) ([]byte, error) {
 	type result struct {
 		b   []byte
 		err error
 	}
 	done := make(chan result, 1)
 	go func() {
-		b, err := io.ReadAll(r)
-		done <- result{b, err}
+		// One more byte than the size, so that the end is seen without
+		// growing the buffer.
+		b := make([]byte, 0, size+1)
+		for {
+			if len(b) == cap(b) {
+				b = append(b, 0)[:len(b)]
+			}
+			n, err := r.Read(b[len(b):cap(b)])
+			b = b[:len(b)+n]
+			if err != nil {
+				if errors.Is(err, io.EOF) {
+					err = nil
+				}
+				done <- result{b, err}
+				return
+			}
+		}
 	}()
 	t := time.NewTimer(time.Until(deadline))
 	defer t.Stop()

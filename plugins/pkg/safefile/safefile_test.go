@@ -71,7 +71,7 @@ func TestReadAllDeadline(t *testing.T) {
 	r, w := io.Pipe()
 	defer w.Close()
 	start := time.Now()
-	_, err := readAll(r, "slow", time.Now().Add(100*time.Millisecond))
+	_, err := readAll(r, 0, "slow", time.Now().Add(100*time.Millisecond))
 	if !errors.Is(err, os.ErrDeadlineExceeded) {
 		t.Fatalf("got %v, want a deadline error", err)
 	}
