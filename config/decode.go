@@ -50,15 +50,12 @@ const maxRemovals = 100
 // error that the check missed is handled the same way, up to maxRemovals.
 func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeResult {
 	var res decodeResult
+	reported := pathSet{}
 	add := func(p problem) {
-		if len(res.problems) > MaxProblems {
-			return // more would not be shown
+		if reported.covers(p.path) {
+			return // one problem per key is enough
 		}
-		for _, q := range res.problems {
-			if isUnder(p.path, q.path) {
-				return // one problem per key is enough
-			}
-		}
+		reported.add(p.path)
 		res.problems = append(res.problems, p)
 	}
 
@@ -114,7 +111,10 @@ func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeRe
 		}
 		var sm *toml.StrictMissingError
 		if errors.As(err, &sm) {
-			for i := range sm.Errors {
+			// The checker has removed the unknown keys it knows of: these
+			// are the few it missed. Locating one costs a pass over the
+			// index, so only as many as are shown are located.
+			for i := range sm.Errors[:min(len(sm.Errors), MaxProblems)] {
 				path, off := x.locate(&sm.Errors[i])
 				add(problem{path: path, off: off, msg: "unknown key"})
 			}
@@ -220,9 +220,6 @@ type checker struct {
 }
 
 func (c *checker) add(path string, atValue bool, format string, args ...any) {
-	if len(c.problems) > MaxProblems {
-		return // more would not be shown
-	}
 	c.problems = append(c.problems, problem{path: path, off: -1, atValue: atValue, msg: fmt.Sprintf(format, args...)})
 }
 

@@ -73,11 +73,14 @@ func Parse(file string, data []byte) (*Config, error) {
 
 	var doc document
 	res := decodeStrict(data, x, generic, &doc)
-	l := &loader{file: file, x: x, suppress: res.removed}
+	l := &loader{file: file, x: x, suppress: pathSet{}}
+	for _, p := range res.removed {
+		l.suppress.add(p)
+	}
 	for _, p := range res.problems {
 		l.add(p)
 		if p.path != "" {
-			l.suppress = append(l.suppress, p.path)
+			l.suppress.add(p.path)
 		}
 	}
 	cfg := &Config{
@@ -144,7 +147,7 @@ type loader struct {
 	problems []Problem
 	// suppress lists paths already reported or removed during decoding:
 	// validation says nothing more about them.
-	suppress []string
+	suppress pathSet
 }
 
 // add records a problem found while decoding.
@@ -167,10 +170,8 @@ func (l *loader) add(p problem) {
 // errorf records a validation problem about the key at path, or about the
 // table holding it when the file does not set it.
 func (l *loader) errorf(path, format string, args ...any) {
-	for _, s := range l.suppress {
-		if isUnder(path, s) {
-			return
-		}
+	if l.suppress.covers(path) {
+		return
 	}
 	line, col := l.x.lineCol(l.x.offsetOf(path, false))
 	l.problems = append(l.problems, Problem{File: l.file, Line: line, Col: col, Key: path, Msg: fmt.Sprintf(format, args...)})
@@ -188,7 +189,7 @@ func (l *loader) plugins(tables []map[string]any) []PluginConfig {
 				s, ok := v.(string)
 				if !ok {
 					l.errorf(joinKey(path, k), "must be a string, not %s", valueWords(v))
-					l.suppress = append(l.suppress, joinKey(path, k))
+					l.suppress.add(joinKey(path, k))
 				}
 				if k == "name" {
 					pc.Name = s

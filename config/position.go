@@ -489,6 +489,26 @@ func parentKey(path string) string {
 	return path[:last]
 }
 
+// pathSet is a set of key paths that answers "is this path, or one that
+// holds it, in the set" in time proportional to the path, not the set.
+type pathSet map[string]bool
+
+func (s pathSet) add(path string) { s[path] = true }
+
+// covers reports whether path or one of its ancestors is in s, as
+// isUnder(path, p) for some p in s.
+func (s pathSet) covers(path string) bool {
+	if path == "" {
+		return s[""]
+	}
+	for p := path; p != ""; p = parentKey(p) {
+		if s[p] {
+			return true
+		}
+	}
+	return false
+}
+
 // isUnder reports whether path is prefix or inside it.
 func isUnder(path, prefix string) bool {
 	if !strings.HasPrefix(path, prefix) {
