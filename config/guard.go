@@ -12,6 +12,10 @@ const (
 	// key parts, arrays and inline tables all count. ferry's own keys go
 	// 6 levels deep at most.
 	MaxDepth = 64
+	// MaxKeys bounds the keys and table headers of one document:
+	// go-toml's check for duplicate keys compares each key with those
+	// before it (49,000 keys took 4.7 s).
+	MaxKeys = 10_000
 	// MaxItems bounds the keys, table headers and array elements of one
 	// document.
 	MaxItems = 100_000
@@ -19,8 +23,8 @@ const (
 
 // guard scans data as a TOML lexer would, skipping strings and comments,
 // and returns the offset where the document first goes deeper than
-// MaxDepth or holds more than MaxItems items, with a message; -1 and ""
-// when it does neither. It does not check the syntax: a document it
+// MaxDepth, or holds more than MaxKeys keys or MaxItems items, with a
+// message; -1 and "" when it does none of these. It does not check the syntax: a document it
 // passes may still be rejected by the parser.
 func guard(data []byte) (int, string) {
 	const (
@@ -41,7 +45,7 @@ func guard(data []byte) (int, string) {
 	dots := 0      // dots in the current key or header
 	depth := 0     // depth of the current value
 	arrayTable := false
-	items := 0
+	items, keys := 0, 0
 	for i := 0; i < len(data); i++ {
 		c := data[i]
 		switch c {
@@ -65,6 +69,9 @@ func guard(data []byte) (int, string) {
 						arrayTable = true
 						i++
 					}
+					if keys++; keys > MaxKeys {
+						return i, tooManyKeys()
+					}
 					if items++; items > MaxItems {
 						return i, tooMany()
 					}
@@ -79,6 +86,9 @@ func guard(data []byte) (int, string) {
 				mode = value
 				if depth > MaxDepth {
 					return i, tooDeep()
+				}
+				if keys++; keys > MaxKeys {
+					return i, tooManyKeys()
 				}
 				if items++; items > MaxItems {
 					return i, tooMany()
@@ -157,6 +167,10 @@ func guard(data []byte) (int, string) {
 
 func tooDeep() string {
 	return fmt.Sprintf("nested more than %d levels deep (table header parts, dotted key parts, arrays and inline tables all count)", MaxDepth)
+}
+
+func tooManyKeys() string {
+	return fmt.Sprintf("more than %d keys and tables", MaxKeys)
 }
 
 func tooMany() string {

@@ -30,7 +30,9 @@ func TestGuard(t *testing.T) {
 		// a, the array and its elements
 		{name: "100000 items", src: "a = [" + strings.Repeat("1,", MaxItems-2) + "]\n"},
 		{name: "too many items", src: "a = [" + strings.Repeat("1,", MaxItems-1) + "]\n", line: 1, col: 200003, msg: "more than 100000 keys"},
-		{name: "too many keys", src: strings.Repeat("a = 1\n", MaxItems+1), line: MaxItems + 1, col: 3, msg: "more than 100000"},
+		{name: "10000 keys", src: strings.Repeat("a = 1\n", MaxKeys)},
+		{name: "too many keys", src: strings.Repeat("a = 1\n", MaxKeys+1), line: MaxKeys + 1, col: 3, msg: "more than 10000 keys and tables"},
+		{name: "too many tables", src: strings.Repeat("[[a]]\n", MaxKeys+1), line: MaxKeys + 1, col: 2, msg: "more than 10000 keys and tables"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
