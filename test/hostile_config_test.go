@@ -232,3 +232,30 @@ func TestHostileReload(t *testing.T) {
 	}
 	t.Logf("SIGTERM after a FIFO reload: exited in %v", time.Since(start).Round(time.Millisecond))
 }
+
+// TestHostileBusyPort: ferry run reports a listener whose port is busy at
+// the position of its listen key, as ferry check does; and ferry check
+// passes a file whose ports a running ferry holds as its own listeners.
+func TestHostileBusyPort(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	path := filepath.Join(t.TempDir(), "busy.toml")
+	doc := fmt.Sprintf("[log]\nformat = \"json\"\n\n[[listener]]\nname = \"e2e\"\n  listen = %q\n", busy.Addr())
+	if err := os.WriteFile(path, []byte(doc), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	res := runFerry(t, "", "run", "-c", path)
+	want := path + ":6:3: listener[0].listen: listen tcp " + busy.Addr().String() + ": bind: address already in use"
+	if res.code != 1 || !strings.Contains(res.stderr, want) {
+		t.Fatalf("ferry run on a busy port: got exit %d, stderr %q; want 1 and %q", res.code, res.stderr, want)
+	}
+
+	p := startFerry(t, func(addr string) string { return jsonConfig(addr, "") }, nil)
+	running := p.cmd.Args[len(p.cmd.Args)-1]
+	if res := runFerry(t, "", "check", "-c", running); res.code != 0 || !strings.Contains(res.stdout, ": ok: ") {
+		t.Fatalf("ferry check on the running ferry's own file: got exit %d, stdout %q, stderr %q; want 0 and ok", res.code, res.stdout, res.stderr)
+	}
+}
