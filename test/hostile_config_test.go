@@ -144,6 +144,9 @@ func checkMeasured(t *testing.T, path string) measured {
 	default:
 		t.Fatalf("run ferry check: %v", err)
 	}
+	// Linux starts a child's maxrss from its parent's RSS at fork, so
+	// this is an upper bound: the larger of the child's peak and this
+	// test process's size when it started the child.
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		m.maxRSS = ru.Maxrss << 10 // KiB on Linux
 	}
