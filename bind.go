@@ -16,9 +16,12 @@ import (
 // address, as `ferry run` will, and reports each one that fails as
 // "FILE:LINE:COL: key: error". A port that is busy because a running
 // ferry listens on it is fine: that ferry keeps its sockets across a
-// reload, and a new one is started only after it stops. Port 0 is
+// reload, and a new one is started only after it stops. A busy port
+// whose holder ferry cannot see (another user's process, or /proc
+// restricted) is a warning, returned in warnings: it may be the running
+// ferry, as when systemd's ExecReload runs ferry check. Port 0 is
 // skipped.
-func checkBinds(cfg *config.Config) error {
+func checkBinds(cfg *config.Config) (warnings []string, err error) {
 	type addr struct{ key, listen string }
 	var addrs []addr
 	for i, l := range cfg.Listeners {
@@ -37,33 +40,40 @@ func checkBinds(cfg *config.Config) error {
 			ln.Close()
 			continue
 		}
-		if errors.Is(err, syscall.EADDRINUSE) && ferryListening(a.listen) > 0 {
-			continue
+		if errors.Is(err, syscall.EADDRINUSE) {
+			switch pid, ferry := portHolder(a.listen); {
+			case ferry:
+				continue // the running ferry's own listener
+			case pid == 0:
+				warnings = append(warnings, fmt.Sprintf("%s: %v, by a process ferry cannot see: fine only if it is the running ferry", cfg.Where(a.key), err))
+				continue
+			}
 		}
 		lines = append(lines, fmt.Sprintf("%s: %v", cfg.Where(a.key), err))
 	}
 	if len(lines) == 0 {
-		return nil
+		return warnings, nil
 	}
-	return errors.New(strings.Join(lines, "\n"))
+	return warnings, errors.New(strings.Join(lines, "\n"))
 }
 
-// ferryListening returns the pid of a ferry process (one whose executable
-// is this one's, or whose name is ferry) with a listening TCP socket on
-// addr's port, or 0 when there is none or it cannot tell: it reads the
+// portHolder returns the pid of a process with a listening TCP socket on
+// addr's port, and whether it is a ferry (its executable is this one's,
+// or its name is ferry); pid 0 when it cannot find one. It reads the
 // kernel's socket tables and open files under /proc (Linux; processes of
-// other users are not visible unless run as root).
-func ferryListening(addr string) int {
+// other users are not visible unless run as root). /proc/self/net is
+// read rather than /proc/net, which systemd's ProcSubset=pid hides.
+func portHolder(addr string) (pid int, ferry bool) {
 	_, p, err := net.SplitHostPort(addr)
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	port, err := strconv.ParseUint(p, 10, 16)
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	inodes := map[string]bool{}
-	for _, table := range []string{"/proc/net/tcp", "/proc/net/tcp6"} {
+	for _, table := range []string{"/proc/self/net/tcp", "/proc/self/net/tcp6"} {
 		data, err := os.ReadFile(table)
 		if err != nil {
 			continue
@@ -82,16 +92,16 @@ func ferryListening(addr string) int {
 		}
 	}
 	if len(inodes) == 0 {
-		return 0
+		return 0, false
 	}
 	self, _ := os.Executable()
 	procs, err := os.ReadDir("/proc")
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	for _, d := range procs {
 		pid, err := strconv.Atoi(d.Name())
-		if err != nil || pid == os.Getpid() || !isFerry(pid, self) {
+		if err != nil || pid == os.Getpid() {
 			continue
 		}
 		fds, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
@@ -101,11 +111,11 @@ func ferryListening(addr string) int {
 		for _, fd := range fds {
 			link, err := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", pid, fd.Name()))
 			if err == nil && inodes[link] {
-				return pid
+				return pid, isFerry(pid, self)
 			}
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // isFerry reports whether process pid runs the executable self, or one

@@ -103,9 +103,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					}
 					warnings := srv.Warnings()
 					srv.Close()
-					if err := checkBinds(cfg); err != nil {
+					bindWarnings, err := checkBinds(cfg)
+					if err != nil {
 						return cli.Exit(err.Error(), 1)
 					}
+					warnings = append(warnings, bindWarnings...)
 					fmt.Fprintln(stdout, cfg.Summary())
 					for _, w := range warnings {
 						fmt.Fprintln(stdout, "warning:", w)
