@@ -27,6 +27,7 @@ import (
 	"github.com/urfave/cli/v2"
 
 	"ferry/plugins/mitm"
+	"ferry/plugins/pkg/safefile"
 )
 
 const (
@@ -183,7 +184,7 @@ func writeFile(path string, data []byte, mode fs.FileMode, force bool) error {
 // caShow prints what certFile holds and how to install it. keyFile,
 // when set and present, is checked for permissions others can read.
 func caShow(stdout io.Writer, certFile, keyFile string) error {
-	data, err := os.ReadFile(certFile)
+	data, err := safefile.ReadFile(certFile, safefile.MaxCert)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("ca show: %v", err), 1)
 	}

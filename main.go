@@ -88,8 +88,9 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 				Usage:     "validate a configuration file and exit",
 				ArgsUsage: " ",
 				Description: "Loads the file as `ferry run` would, including every plugin's own settings,\n" +
-					"without opening sockets. Prints a summary and exits 0, or prints each problem\n" +
-					"as FILE:LINE:COL: key: message and exits 1.",
+					"and tries to bind each listener and the admin address, unless the running ferry\n" +
+					"already holds it. Prints a summary and exits 0, or prints each problem as\n" +
+					"FILE:LINE:COL: key: message and exits 1.",
 				Flags: []cli.Flag{configFlag},
 				Action: func(c *cli.Context) error {
 					cfg, err := loadConfig(c.String("config"))
@@ -102,6 +103,11 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 					}
 					warnings := srv.Warnings()
 					srv.Close()
+					bindWarnings, err := checkBinds(cfg)
+					if err != nil {
+						return cli.Exit(err.Error(), 1)
+					}
+					warnings = append(warnings, bindWarnings...)
 					fmt.Fprintln(stdout, cfg.Summary())
 					for _, w := range warnings {
 						fmt.Fprintln(stdout, "warning:", w)
@@ -176,23 +182,30 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 	}
 
 	// reload re-reads the file, with the same flags on top, and applies
-	// it; SIGHUP and POST /reload share it, one at a time. Log and admin
+	// it; SIGHUP and POST /reload share it. The reloader runs it apart
+	// from the signal loop, one at a time, with a deadline. Log and admin
 	// settings apply at the next start.
-	var reloadMu sync.Mutex
-	reload := func() error {
-		reloadMu.Lock()
-		defer reloadMu.Unlock()
+	var cfgMu sync.Mutex // guards cfg; never held while loading
+	rl := &reloader{run: func() error {
 		next, err := runConfig(c)
 		if err == nil {
-			err = srv.Reload(next)
+			err = listenError(next, srv.Reload(next))
 		}
 		if err != nil {
-			log.Error().Str("error", err.Error()).Msg("reload failed: the running configuration stays")
 			return err
 		}
+		cfgMu.Lock()
 		cfg = next
-		log.Info().Str("config", cfg.File).Int("listeners", len(cfg.Listeners)).Int("plugins", len(cfg.Plugins)).Msg("configuration reloaded")
+		cfgMu.Unlock()
+		log.Info().Str("config", next.File).Int("listeners", len(next.Listeners)).Int("plugins", len(next.Plugins)).Msg("configuration reloaded")
 		return nil
+	}}
+	reload := func() error {
+		err := rl.reload()
+		if err != nil {
+			log.Error().Str("error", err.Error()).Msg("reload failed: the running configuration stays")
+		}
+		return err
 	}
 	var adm *admin.Admin
 	var admLn net.Listener
@@ -201,7 +214,7 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 		srv.SetObserver(adm)
 		if admLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
 			srv.Close()
-			return cli.Exit(fmt.Sprintf("admin: %v", err), 1)
+			return cli.Exit(fmt.Sprintf("%s: %v", cfg.Where("admin.listen"), err), 1)
 		}
 		srv.SetAdminAddr(admLn.Addr()) // never reachable through the proxy
 	}
@@ -214,7 +227,7 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 			admLn.Close()
 		}
 		srv.Close()
-		return cli.Exit(err.Error(), 1)
+		return cli.Exit(listenError(cfg, err).Error(), 1)
 	}
 	log.Info().Str("version", versionString()).Str("config", cfg.File).
 		Int64("max_connections", srv.MaxConnections()).Msg("ferry started")
@@ -233,13 +246,19 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 		if sig != syscall.SIGHUP {
 			break
 		}
-		_ = reload() // it logs
+		go func() { _ = reload() }() // it logs; the loop stays free for SIGTERM
 	}
-	reloadMu.Lock() // cfg is read below; no reload runs from here on
 	if adm != nil {
 		adm.SetStopping()
 	}
+	// A reload that has read its files finishes in moments; one stuck on
+	// a file does not hold up the exit.
+	if !rl.wait(2 * time.Second) {
+		log.Warn().Msg("a reload is still running: shutting down without waiting for it")
+	}
+	cfgMu.Lock()
 	drain := cfg.Defaults.DrainTimeout.D()
+	cfgMu.Unlock()
 	log.Info().Str("signal", sig.String()).Stringer("drain_timeout", drain).Msg("shutting down: no new connections, draining")
 	go func() {
 		// A second signal skips the drain.
@@ -252,7 +271,6 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 		srv.Abort()
 	}()
 	sum := srv.Shutdown(drain)
-	reloadMu.Unlock()
 	if adm != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		if err := adm.Shutdown(ctx); err != nil {
@@ -263,6 +281,16 @@ func runCmd(c *cli.Context, stderr io.Writer) error {
 	log.Info().Int64("drained", sum.Drained).Int64("forced", sum.Forced).
 		Stringer("took", sum.Took.Round(time.Millisecond)).Msg("ferry stopped")
 	return nil
+}
+
+// listenError gives a listener that could not be bound the position of
+// its listen key in cfg's file; other errors pass as they are.
+func listenError(cfg *config.Config, err error) error {
+	var le *server.ListenError
+	if errors.As(err, &le) {
+		return fmt.Errorf("%s: %w", cfg.Where(fmt.Sprintf("listener[%d].listen", le.Index)), le.Err)
+	}
+	return err
 }
 
 // runConfig loads the configuration `ferry run` was asked for, with its

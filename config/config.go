@@ -16,6 +16,8 @@ package config
 
 import (
 	"crypto/x509"
+	"fmt"
+	"strings"
 	"time"
 
 	"ferry/plugins/pkg/match"
@@ -35,6 +37,26 @@ type Config struct {
 	Admin     Admin          `toml:"admin"`
 	Limits    Limits         `toml:"limits"`
 	Plugins   []PluginConfig `toml:"-"` // decoded from [[plugin]] by Load
+
+	idx *index // positions in File; nil for a Config not parsed from one
+	// listenFlags is set when OverrideListen replaced the listeners.
+	listenFlags bool
+}
+
+// Where returns "FILE:LINE:COL: key" for a key path like
+// "listener[0].listen", to prefix a problem found after loading (a port
+// that is busy, say): the key's position, or that of the nearest table
+// that holds it. A listener given by --listen is "--listen: key"; a Config
+// not read from a file gives "FILE: key".
+func (c *Config) Where(key string) string {
+	if c.listenFlags && strings.HasPrefix(key, "listener[") {
+		return "--listen: " + key
+	}
+	if c.idx == nil {
+		return c.File + ": " + key
+	}
+	line, col := c.idx.lineCol(c.idx.offsetOf(key, false))
+	return fmt.Sprintf("%s:%d:%d: %s", c.File, line, col, key)
 }
 
 // Admin configures the admin HTTP service: metrics, health, live channels

@@ -50,12 +50,12 @@ const maxRemovals = 100
 // error that the check missed is handled the same way, up to maxRemovals.
 func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeResult {
 	var res decodeResult
+	reported := pathSet{}
 	add := func(p problem) {
-		for _, q := range res.problems {
-			if isUnder(p.path, q.path) {
-				return // one problem per key is enough
-			}
+		if reported.covers(p.path) {
+			return // one problem per key is enough
 		}
+		reported.add(p.path)
 		res.problems = append(res.problems, p)
 	}
 
@@ -72,8 +72,8 @@ func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeRe
 	blanked := map[int]bool{}
 	remove := func(path string) bool {
 		for p := path; p != ""; p = parentKey(p) {
-			e, ok := x.entries[p]
-			if !ok || e.blankEnd <= e.blankStart {
+			e := x.get(p)
+			if e == nil || e.blankEnd <= e.blankStart {
 				continue
 			}
 			if blanked[e.blankStart] {
@@ -85,7 +85,7 @@ func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeRe
 					buf[i] = ' '
 				}
 			}
-			res.removed = append(res.removed, e.blankPath)
+			res.removed = append(res.removed, e.blankPath())
 			return true
 		}
 		return false
@@ -111,7 +111,10 @@ func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeRe
 		}
 		var sm *toml.StrictMissingError
 		if errors.As(err, &sm) {
-			for i := range sm.Errors {
+			// The checker has removed the unknown keys it knows of: these
+			// are the few it missed. Locating one costs a pass over the
+			// index, so only as many as are shown are located.
+			for i := range sm.Errors[:min(len(sm.Errors), MaxProblems)] {
 				path, off := x.locate(&sm.Errors[i])
 				add(problem{path: path, off: off, msg: "unknown key"})
 			}
@@ -142,9 +145,10 @@ func (x *index) locate(de *toml.DecodeError) (string, int) {
 	}
 	if off >= 0 {
 		if e := x.entryAt(off); e != nil {
-			s := stripIndexes(e.path)
+			p := e.path()
+			s := stripIndexes(p)
 			if key == "" || s == key || strings.HasSuffix(s, "."+key) {
-				return e.path, off
+				return p, off
 			}
 		}
 	}

@@ -1,10 +1,10 @@
 package config
 
 import (
+	"bytes"
 	_ "embed"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -13,6 +13,7 @@ import (
 	"github.com/pelletier/go-toml/v2/unstable"
 
 	"ferry/plugins/pkg/match"
+	"ferry/plugins/pkg/safefile"
 )
 
 // Defaults applied by Load to keys the file does not set.
@@ -47,7 +48,7 @@ func Default() (*Config, error) {
 // Load reads, decodes, completes with defaults and validates the file at
 // path. Problems with the content are reported all at once as a *Error.
 func Load(path string) (*Config, error) {
-	data, err := os.ReadFile(path)
+	data, err := safefile.ReadFile(path, safefile.MaxList)
 	if err != nil {
 		return nil, fmt.Errorf("read config: %w", err)
 	}
@@ -56,6 +57,11 @@ func Load(path string) (*Config, error) {
 
 // Parse is Load for data already read; file names it in errors.
 func Parse(file string, data []byte) (*Config, error) {
+	if off, msg := guard(data); off >= 0 {
+		line := bytes.Count(data[:off], []byte("\n")) + 1
+		col := off - (bytes.LastIndexByte(data[:off], '\n') + 1) + 1
+		return nil, &Error{Problems: []Problem{{File: file, Line: line, Col: col, Msg: msg}}}
+	}
 	var generic map[string]any
 	if err := toml.Unmarshal(data, &generic); err != nil {
 		return nil, syntaxError(file, data, err)
@@ -68,15 +74,19 @@ func Parse(file string, data []byte) (*Config, error) {
 
 	var doc document
 	res := decodeStrict(data, x, generic, &doc)
-	l := &loader{file: file, x: x, suppress: res.removed}
+	l := &loader{file: file, x: x, suppress: pathSet{}}
+	for _, p := range res.removed {
+		l.suppress.add(p)
+	}
 	for _, p := range res.problems {
 		l.add(p)
 		if p.path != "" {
-			l.suppress = append(l.suppress, p.path)
+			l.suppress.add(p.path)
 		}
 	}
 	cfg := &Config{
 		File:      file,
+		idx:       x,
 		Log:       doc.Log,
 		Defaults:  doc.Defaults,
 		Listeners: doc.Listeners,
@@ -138,7 +148,7 @@ type loader struct {
 	problems []Problem
 	// suppress lists paths already reported or removed during decoding:
 	// validation says nothing more about them.
-	suppress []string
+	suppress pathSet
 }
 
 // add records a problem found while decoding.
@@ -161,10 +171,8 @@ func (l *loader) add(p problem) {
 // errorf records a validation problem about the key at path, or about the
 // table holding it when the file does not set it.
 func (l *loader) errorf(path, format string, args ...any) {
-	for _, s := range l.suppress {
-		if isUnder(path, s) {
-			return
-		}
+	if l.suppress.covers(path) {
+		return
 	}
 	line, col := l.x.lineCol(l.x.offsetOf(path, false))
 	l.problems = append(l.problems, Problem{File: l.file, Line: line, Col: col, Key: path, Msg: fmt.Sprintf(format, args...)})
@@ -182,7 +190,7 @@ func (l *loader) plugins(tables []map[string]any) []PluginConfig {
 				s, ok := v.(string)
 				if !ok {
 					l.errorf(joinKey(path, k), "must be a string, not %s", valueWords(v))
-					l.suppress = append(l.suppress, joinKey(path, k))
+					l.suppress.add(joinKey(path, k))
 				}
 				if k == "name" {
 					pc.Name = s
@@ -309,6 +317,7 @@ func (c *Config) OverrideListen(addrs []string) error {
 		out[i] = l
 	}
 	c.Listeners = out
+	c.listenFlags = true
 	return nil
 }
 

@@ -38,6 +38,7 @@ func TestParseValid(t *testing.T) {
 						ProxyProtocol: "off", SendProxyProtocol: "off", MaxConnections: ptr(10000)}},
 					Limits: Limits{MaxClientHandshakes: ptr(64), MaxHeaderBytes: 64 * KiB, MaxHeaders: 100, MaxResponseHeaderBytes: 64 * KiB},
 				}
+				want.idx = c.idx // positions, for Where
 				if !reflect.DeepEqual(*c, want) {
 					t.Fatalf("got %+v,\nwant %+v", *c, want)
 				}

@@ -18,18 +18,31 @@ import (
 // position of their key; a decode error's position is mapped back to its
 // full key path; and the bytes of a bad key-value can be blanked out so the
 // decoder can go on and report the remaining problems too.
+//
+// The entries form a tree, one node per path segment ("listener", "[1]",
+// "name"), so that the index takes memory in proportion to the document:
+// a key nested n levels deep costs one node, not a copy of its n-part
+// path (40,000 levels took 3 GB that way). Full paths are built only when
+// asked for.
 type index struct {
-	data    []byte
-	lines   []int // offset of the first byte of each line
-	entries map[string]*entry
-	order   []*entry       // document order
-	counts  map[string]int // length of each array of tables
+	data  []byte
+	lines []int    // offset of the first byte of each line
+	root  *entry   // the document; never recorded
+	order []*entry // recorded entries, in document order
+	nodes int      // entries in the tree, recorded or not
 }
 
 // entry is one key, table header or array element. Offsets are in bytes
 // from the start of the document.
 type entry struct {
-	path     string
+	parent   *entry
+	seg      string            // the last segment of the path: a key as joinKey writes it, or "[i]"
+	children map[string]*entry // by segment; nil when there are none
+	tables   int               // the length of the array of tables at this path
+	// recorded is true for paths the document sets; other entries are
+	// only nodes on the way to them.
+	recorded bool
+
 	key      int // the key, the header's key, or the array element
 	val      int // the value; -1 for table headers
 	valEnd   int // end of a scalar value; -1 if unknown
@@ -39,10 +52,48 @@ type entry struct {
 	// offset back to a path; end == start when not mappable.
 	start, end int
 	// blankStart and blankEnd delimit the whole top-level expression (or
-	// table section) holding the entry, whose path is blankPath. Blanking
+	// table section) holding the entry, whose entry is blank. Blanking
 	// those bytes removes the entry and keeps every other position.
 	blankStart, blankEnd int
-	blankPath            string
+	blank                *entry
+}
+
+// path returns the entry's full key path.
+func (e *entry) path() string {
+	var segs []string
+	for n := e; n != nil && n.parent != nil; n = n.parent {
+		segs = append(segs, n.seg)
+	}
+	var b strings.Builder
+	for i := len(segs) - 1; i >= 0; i-- {
+		if b.Len() > 0 && !strings.HasPrefix(segs[i], "[") {
+			b.WriteByte('.')
+		}
+		b.WriteString(segs[i])
+	}
+	return b.String()
+}
+
+// blankPath returns the path of the expression that blanking e removes.
+func (e *entry) blankPath() string {
+	if e.blank == nil {
+		return ""
+	}
+	return e.blank.path()
+}
+
+// child returns the node for segment seg under e, creating it if needed.
+func (x *index) child(e *entry, seg string) *entry {
+	if c, ok := e.children[seg]; ok {
+		return c
+	}
+	if e.children == nil {
+		e.children = map[string]*entry{}
+	}
+	c := &entry{parent: e, seg: seg}
+	e.children[seg] = c
+	x.nodes++
+	return c
 }
 
 // buildIndex walks data with go-toml's parser. It returns the parser's
@@ -51,7 +102,7 @@ func buildIndex(data []byte) (*index, error) {
 	x := newIndex(data)
 	var p unstable.Parser
 	p.Reset(data)
-	table := ""
+	table := x.root
 	var section *entry // the open [table], whose section ends at the next header
 	for p.NextExpression() {
 		e := p.Expression()
@@ -69,7 +120,7 @@ func buildIndex(data []byte) (*index, error) {
 			}
 		case unstable.KeyValue:
 			s, end := int(e.Raw.Offset), int(e.Raw.Offset+e.Raw.Length)
-			x.keyValue(table, e, s, end, "")
+			x.keyValue(table, e, s, end, nil)
 		}
 	}
 	return x, p.Error()
@@ -77,7 +128,7 @@ func buildIndex(data []byte) (*index, error) {
 
 // newIndex returns an empty index of data.
 func newIndex(data []byte) *index {
-	x := &index{data: data, entries: map[string]*entry{}, counts: map[string]int{}}
+	x := &index{data: data, root: &entry{}}
 	x.lines = append(x.lines, 0)
 	for i, c := range data {
 		if c == '\n' {
@@ -87,14 +138,19 @@ func newIndex(data []byte) *index {
 	return x
 }
 
-// add records e unless an explicit entry already has its path.
-func (x *index) add(e *entry) *entry {
-	if old, ok := x.entries[e.path]; ok && (!old.implicit || e.implicit) {
-		return old
+// add records at n what e says, unless n is already recorded explicitly.
+func (x *index) add(n *entry, e entry) *entry {
+	if n.recorded && (!n.implicit || e.implicit) {
+		return n
 	}
-	x.entries[e.path] = e
-	x.order = append(x.order, e)
-	return e
+	if !n.recorded {
+		x.order = append(x.order, n)
+	}
+	n.recorded = true
+	n.key, n.val, n.valEnd, n.implicit = e.key, e.val, e.valEnd, e.implicit
+	n.start, n.end = e.start, e.end
+	n.blankStart, n.blankEnd, n.blank = e.blankStart, e.blankEnd, e.blank
+	return n
 }
 
 // headerStart is the offset of the '[' that opens the table header e.
@@ -111,9 +167,9 @@ func (x *index) headerStart(e *unstable.Node) int {
 }
 
 // header records a [table] or [[array table]] header starting at start and
-// returns the table's path and entry.
-func (x *index) header(e *unstable.Node, start int) (string, *entry) {
-	path := ""
+// returns the table's entry and the header's entry.
+func (x *index) header(e *unstable.Node, start int) (*entry, *entry) {
+	n := x.root
 	first, end := -1, -1
 	it := e.Key()
 	for it.Next() {
@@ -123,35 +179,35 @@ func (x *index) header(e *unstable.Node, start int) (string, *entry) {
 			first = off
 		}
 		end = int(k.Raw.Offset + k.Raw.Length)
-		path = joinKey(path, string(k.Data))
+		n = x.child(n, keySeg(string(k.Data)))
 		if it.IsLast() {
 			break
 		}
-		x.add(&entry{path: path, key: off, val: -1, valEnd: -1, implicit: true, start: off, end: off})
-		if n, ok := x.counts[path]; ok && n > 0 {
-			path += "[" + strconv.Itoa(n-1) + "]"
+		x.add(n, entry{key: off, val: -1, valEnd: -1, implicit: true, start: off, end: off})
+		if n.tables > 0 {
+			n = x.child(n, "["+strconv.Itoa(n.tables-1)+"]")
 		}
 	}
-	h := &entry{path: path, key: first, val: -1, valEnd: -1, start: first, end: end}
+	h := entry{key: first, val: -1, valEnd: -1, start: first, end: end}
 	if e.Kind == unstable.ArrayTable {
-		x.add(&entry{path: path, key: first, val: -1, valEnd: -1, start: first, end: first})
-		n := x.counts[path]
-		x.counts[path] = n + 1
-		path += "[" + strconv.Itoa(n) + "]"
-		h.path = path
+		x.add(n, entry{key: first, val: -1, valEnd: -1, start: first, end: first})
+		i := n.tables
+		n.tables++
+		n = x.child(n, "["+strconv.Itoa(i)+"]")
 	} else {
-		h.blankStart, h.blankEnd, h.blankPath = start, len(x.data), path
+		h.blankStart, h.blankEnd, h.blank = start, len(x.data), n
 	}
-	return path, x.add(h)
+	return n, x.add(n, h)
 }
 
 // keyValue records the key-value kv under the table prefix. exprStart and
-// exprEnd delimit the top-level expression holding it, whose path is
-// exprPath ("" for kv itself).
-func (x *index) keyValue(prefix string, kv *unstable.Node, exprStart, exprEnd int, exprPath string) {
-	path := prefix
+// exprEnd delimit the top-level expression holding it, whose entry is
+// expr (nil for kv itself).
+func (x *index) keyValue(prefix *entry, kv *unstable.Node, exprStart, exprEnd int, expr *entry) {
+	n := prefix
 	first, keyEnd := -1, -1
 	var implicit []*entry
+	var implicitOff []int
 	it := kv.Key()
 	for it.Next() {
 		k := it.Node()
@@ -160,31 +216,33 @@ func (x *index) keyValue(prefix string, kv *unstable.Node, exprStart, exprEnd in
 			first = off
 		}
 		keyEnd = int(k.Raw.Offset + k.Raw.Length)
-		path = joinKey(path, string(k.Data))
+		n = x.child(n, keySeg(string(k.Data)))
 		if !it.IsLast() {
-			implicit = append(implicit, &entry{path: path, key: off, val: -1, valEnd: -1, implicit: true, start: off, end: off})
+			implicit = append(implicit, n)
+			implicitOff = append(implicitOff, off)
 		}
 	}
-	if exprPath == "" {
-		exprPath = path
+	if expr == nil {
+		expr = n
 	}
-	for _, e := range implicit {
-		e.blankStart, e.blankEnd, e.blankPath = exprStart, exprEnd, exprPath
-		x.add(e)
+	for i, e := range implicit {
+		off := implicitOff[i]
+		x.add(e, entry{key: off, val: -1, valEnd: -1, implicit: true, start: off, end: off,
+			blankStart: exprStart, blankEnd: exprEnd, blank: expr})
 	}
 	v := kv.Value()
 	vs, ve := x.valueStart(v, keyEnd), -1
 	if isScalar(v) {
 		ve = int(v.Raw.Offset + v.Raw.Length)
 	}
-	x.add(&entry{path: path, key: first, val: vs, valEnd: ve,
+	x.add(n, entry{key: first, val: vs, valEnd: ve,
 		start: int(kv.Raw.Offset), end: int(kv.Raw.Offset + kv.Raw.Length),
-		blankStart: exprStart, blankEnd: exprEnd, blankPath: exprPath})
-	x.value(path, v, vs, exprStart, exprEnd, exprPath)
+		blankStart: exprStart, blankEnd: exprEnd, blank: expr})
+	x.value(n, v, vs, exprStart, exprEnd, expr)
 }
 
 // value records the elements of arrays and the keys of inline tables.
-func (x *index) value(path string, v *unstable.Node, start, exprStart, exprEnd int, exprPath string) {
+func (x *index) value(n *entry, v *unstable.Node, start, exprStart, exprEnd int, expr *entry) {
 	switch v.Kind {
 	case unstable.Array:
 		i := 0
@@ -194,9 +252,8 @@ func (x *index) value(path string, v *unstable.Node, start, exprStart, exprEnd i
 			if c.Kind == unstable.Comment {
 				continue
 			}
-			p := path + "[" + strconv.Itoa(i) + "]"
-			e := &entry{path: p, key: start, val: start, valEnd: -1,
-				blankStart: exprStart, blankEnd: exprEnd, blankPath: exprPath}
+			e := entry{key: start, val: start, valEnd: -1,
+				blankStart: exprStart, blankEnd: exprEnd, blank: expr}
 			if c.Raw.Length > 0 {
 				e.key, e.val = int(c.Raw.Offset), int(c.Raw.Offset)
 				e.start, e.end = e.key, int(c.Raw.Offset+c.Raw.Length)
@@ -209,14 +266,14 @@ func (x *index) value(path string, v *unstable.Node, start, exprStart, exprEnd i
 			} else {
 				next = -1
 			}
-			x.add(e)
-			x.value(p, c, e.val, exprStart, exprEnd, exprPath)
+			en := x.add(x.child(n, "["+strconv.Itoa(i)+"]"), e)
+			x.value(en, c, en.val, exprStart, exprEnd, expr)
 			i++
 		}
 	case unstable.InlineTable:
 		for it := v.Children(); it.Next(); {
 			if c := it.Node(); c.Kind == unstable.KeyValue {
-				x.keyValue(path, c, exprStart, exprEnd, exprPath)
+				x.keyValue(n, c, exprStart, exprEnd, expr)
 			}
 		}
 	}
@@ -257,20 +314,65 @@ func (x *index) skipFiller(i int) int {
 	return i
 }
 
+// get returns the entry the document records at path, or nil.
+func (x *index) get(path string) *entry {
+	if e, exact := x.lookup(path); exact {
+		return e
+	}
+	return nil
+}
+
 // has reports whether the document sets path.
 func (x *index) has(path string) bool {
-	_, ok := x.entries[path]
-	return ok
+	return x.get(path) != nil
 }
 
 // lookup returns the entry of path or of its nearest recorded ancestor.
 func (x *index) lookup(path string) (*entry, bool) {
-	for p := path; p != ""; p = parentKey(p) {
-		if e, ok := x.entries[p]; ok {
-			return e, p == path
+	var best *entry
+	n := x.root
+	exact := false
+	for seg, rest := firstSeg(path); seg != ""; seg, rest = firstSeg(rest) {
+		c, ok := n.children[seg]
+		if !ok {
+			return best, false
+		}
+		n = c
+		exact = rest == ""
+		if n.recorded {
+			best = n
 		}
 	}
-	return nil, false
+	return best, exact && best == n && best != nil
+}
+
+// firstSeg splits the first segment off path: a key as joinKey writes it
+// (quoted or bare) or an index "[i]". It returns "" at the end of path
+// or at a malformed segment.
+func firstSeg(path string) (seg, rest string) {
+	path = strings.TrimPrefix(path, ".")
+	if path == "" {
+		return "", ""
+	}
+	switch path[0] {
+	case '"':
+		q, err := strconv.QuotedPrefix(path)
+		if err != nil {
+			return "", ""
+		}
+		return q, path[len(q):]
+	case '[':
+		i := strings.IndexByte(path, ']')
+		if i < 0 {
+			return "", ""
+		}
+		return path[:i+1], path[i+1:]
+	}
+	i := strings.IndexAny(path, ".[")
+	if i < 0 {
+		return path, ""
+	}
+	return path[:i], path[i:]
 }
 
 // offsetOf returns where path is: its value when atValue and the document
@@ -324,19 +426,24 @@ func (x *index) offset(line, col int) int {
 
 // raw returns the source text of a scalar value, or "" when unknown.
 func (x *index) raw(path string) string {
-	e, ok := x.entries[path]
-	if !ok || e.val < 0 || e.valEnd < e.val || e.valEnd > len(x.data) {
+	e := x.get(path)
+	if e == nil || e.val < 0 || e.valEnd < e.val || e.valEnd > len(x.data) {
 		return ""
 	}
 	return string(x.data[e.val:e.valEnd])
 }
 
+// keySeg is a key as a path segment: quoted unless it is bare.
+func keySeg(name string) string {
+	if !isBareKey(name) {
+		return strconv.Quote(name)
+	}
+	return name
+}
+
 // joinKey appends the key name to path, quoting it unless it is bare.
 func joinKey(path, name string) string {
-	seg := name
-	if !isBareKey(name) {
-		seg = strconv.Quote(name)
-	}
+	seg := keySeg(name)
 	if path == "" {
 		return seg
 	}
@@ -380,6 +487,26 @@ func parentKey(path string) string {
 		}
 	}
 	return path[:last]
+}
+
+// pathSet is a set of key paths that answers "is this path, or one that
+// holds it, in the set" in time proportional to the path, not the set.
+type pathSet map[string]bool
+
+func (s pathSet) add(path string) { s[path] = true }
+
+// covers reports whether path or one of its ancestors is in s, as
+// isUnder(path, p) for some p in s.
+func (s pathSet) covers(path string) bool {
+	if path == "" {
+		return s[""]
+	}
+	for p := path; p != ""; p = parentKey(p) {
+		if s[p] {
+			return true
+		}
+	}
+	return false
 }
 
 // isUnder reports whether path is prefix or inside it.

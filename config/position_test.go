@@ -78,7 +78,7 @@ k = 2
 		t.Fatalf("missing listener[0].listen: got %d:%d, want 4:3", line, col)
 	}
 	// An offset maps back to the innermost key.
-	if e := x.entryAt(x.offsetOf(`listener[1].extra.deep.er."odd key"[2].y`, true)); e == nil || e.path != `listener[1].extra.deep.er."odd key"[2].y` {
+	if e := x.entryAt(x.offsetOf(`listener[1].extra.deep.er."odd key"[2].y`, true)); e == nil || e.path() != `listener[1].extra.deep.er."odd key"[2].y` {
 		t.Fatalf("entryAt: got %+v, want the y key", e)
 	}
 	if got := x.raw("listener[1].trusted_proxies[1]"); got != `"::1"` {

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"ferry/plugins"
 	"ferry/plugins/pkg/match"
+	"ferry/plugins/pkg/safefile"
 )
 
 // Limits of buffer_size.
@@ -573,7 +573,7 @@ func (l *loader) tlsSettings(p string, u *Upstream) {
 	if !filepath.IsAbs(path) && l.file != "" && !strings.HasPrefix(l.file, "<") {
 		path = filepath.Join(filepath.Dir(l.file), path)
 	}
-	pem, err := os.ReadFile(path)
+	pem, err := safefile.ReadFile(path, safefile.MaxCert)
 	if err != nil {
 		l.errorf(p+".ca_file", "%v", err)
 		return

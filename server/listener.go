@@ -137,10 +137,21 @@ func (k *socket) reusable(listen string) bool {
 	return k.addr == listen && !strings.HasSuffix(listen, ":0")
 }
 
-func openSocket(l *listener) (*socket, error) {
+// ListenError is a listener whose address could not be bound, from Start
+// or Reload. Index is the listener's place in the configuration.
+type ListenError struct {
+	Index int
+	Name  string
+	Err   error
+}
+
+func (e *ListenError) Error() string { return fmt.Sprintf("listener %s: %v", e.Name, e.Err) }
+func (e *ListenError) Unwrap() error { return e.Err }
+
+func openSocket(i int, l *listener) (*socket, error) {
 	ln, err := net.Listen("tcp", l.cfg.Listen)
 	if err != nil {
-		return nil, fmt.Errorf("listener %s: %w", l.cfg.Name, err)
+		return nil, &ListenError{Index: i, Name: l.cfg.Name, Err: err}
 	}
 	return &socket{ln: ln, addr: l.cfg.Listen}, nil
 }

@@ -264,7 +264,7 @@ func (s *Server) socketsFor(g *generation, old []*socket) ([]*socket, error) {
 		if out[i] != nil {
 			continue
 		}
-		k, err := openSocket(l)
+		k, err := openSocket(i, l)
 		if err != nil {
 			for _, o := range opened {
 				o.ln.Close()

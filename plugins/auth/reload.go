@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"time"
+
+	"ferry/plugins/pkg/safefile"
 )
 
 // racyWindow: a file modified this shortly before it was read may be
@@ -56,7 +58,7 @@ func (p *Plugin) reload() (changed bool, err error) {
 	}
 	// Stat before reading: a write between the two leaves a newer file
 	// than the state says, which the next poll reads again.
-	data, err := os.ReadFile(p.path)
+	data, err := safefile.ReadFile(p.path, safefile.MaxList)
 	if err != nil {
 		return false, err
 	}

@@ -26,11 +26,12 @@ import (
 	"fmt"
 	"math/big"
 	"net/netip"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"ferry/plugins/pkg/safefile"
 )
 
 const (
@@ -137,11 +138,11 @@ func NewCA(commonName string, validity time.Duration) (certPEM, keyPEM []byte, e
 // does; its errors name the file at fault. cacheSize bounds the leaves
 // kept in memory (DefaultCacheSize when zero or less).
 func LoadCA(certFile, keyFile string, cacheSize int) (*CA, error) {
-	certPEM, err := os.ReadFile(certFile)
+	certPEM, err := safefile.ReadFile(certFile, safefile.MaxCert)
 	if err != nil {
 		return nil, fmt.Errorf("read ca certificate: %w", err)
 	}
-	keyPEM, err := os.ReadFile(keyFile)
+	keyPEM, err := safefile.ReadFile(keyFile, safefile.MaxCert)
 	if err != nil {
 		return nil, fmt.Errorf("read ca key: %w", err)
 	}

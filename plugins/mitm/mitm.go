@@ -43,7 +43,6 @@ import (
 	"io"
 	"net"
 	"net/netip"
-	"os"
 	"strings"
 	"time"
 
@@ -52,6 +51,7 @@ import (
 	"ferry/config"
 	"ferry/plugins"
 	"ferry/plugins/pkg/match"
+	"ferry/plugins/pkg/safefile"
 )
 
 func init() {
@@ -142,7 +142,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		p.timeout = time.Duration(*cfg.HandshakeTimeout)
 	}
 	if cfg.UpstreamCAFile != "" {
-		pem, err := os.ReadFile(env.Path(cfg.UpstreamCAFile))
+		pem, err := safefile.ReadFile(env.Path(cfg.UpstreamCAFile), safefile.MaxCert)
 		if err != nil {
 			return nil, fmt.Errorf("upstream_ca_file: %w", err)
 		}

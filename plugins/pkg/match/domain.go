@@ -7,8 +7,9 @@ import (
 	"fmt"
 	"io"
 	"net/netip"
-	"os"
 	"strings"
+
+	"ferry/plugins/pkg/safefile"
 )
 
 // DomainKind says which names a Domain pattern covers.
@@ -220,12 +221,11 @@ func (s *Domains) Match(host string) bool {
 // LoadFile adds the patterns listed in the file at path (see Load) and
 // returns how many it read. Errors name the file and the line.
 func (s *Domains) LoadFile(path string) (int, error) {
-	f, err := os.Open(path)
+	data, err := safefile.ReadFile(path, safefile.MaxList)
 	if err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	n, err := s.Load(f)
+	n, err := s.Load(bytes.NewReader(data))
 	if err != nil {
 		return n, fmt.Errorf("%s:%w", path, err)
 	}
