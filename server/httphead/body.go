@@ -74,7 +74,10 @@ func ResponseFraming(h *Head, method string) (Framing, error) {
 		return Framing{Kind: None, HasTE: fr.HasTE}, nil
 	}
 	if fr.HasTE && fr.Kind != Chunked {
-		fr.Kind = Close // section 6.3 item 4 for responses
+		// Section 6.3 item 4 would read such a body until close, but
+		// its coding could be passed on only as it came, and clients
+		// refuse codings other than chunked: ferry answers 502.
+		return fr, errors.Join(ErrFraming, errors.New("transfer coding of a response does not end in chunked"))
 	}
 	if fr.HasTE && !h.AtLeast11() {
 		fr.Ambiguous = true

@@ -33,7 +33,7 @@ func TestFraming(t *testing.T) {
 		{name: "response close", head: "HTTP/1.1 200 OK\r\n\r\n", response: true, want: Framing{Kind: Close}},
 		{name: "response HEAD", head: "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", response: true, method: "HEAD", want: Framing{}},
 		{name: "response 304", head: "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", response: true, want: Framing{}},
-		{name: "response TE not chunked", head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", response: true, want: Framing{Kind: Close, HasTE: true}},
+		{name: "response TE not chunked", head: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n", response: true, wantErr: true},
 		{name: "response CL and TE", head: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", response: true, want: Framing{Kind: Chunked, HasTE: true, Ambiguous: true}},
 		{name: "response 1.0 TE", head: "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n", response: true, want: Framing{Kind: Chunked, HasTE: true, Ambiguous: true}},
 		{name: "response conflicting", head: "HTTP/1.1 200 OK\r\nContent-Length: 3\r\nContent-Length: 4\r\n\r\n", response: true, wantErr: true},
