@@ -204,7 +204,11 @@ func (p *Plugin) Authenticate(_ context.Context, s *plugins.Session, user, passw
 	if err == nil {
 		return nil
 	}
-	p.log.Warn().Str("id", s.ID).Str("client", addrString(s.Client)).Str("proto", s.Protocol).
+	ev := p.log.Warn()
+	if s.ID != "" { // a session not yet numbered has no id to give
+		ev = ev.Str("id", s.ID)
+	}
+	ev.Str("client", addrString(s.Client)).Str("proto", s.Protocol).
 		Str("user", clip(user)).Str("reason", err.Error()).Msg("authentication failed")
 	return plugins.Reject(plugins.CodeAuthRequired, "invalid user name or password")
 }
