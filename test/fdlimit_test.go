@@ -42,12 +42,13 @@ func tinyReceiver(rc syscall.RawConn) error {
 }
 
 // fillStalled writes to c until a write makes no progress for half a
-// second (every buffer on the way is full) or 64 MiB went, then
-// half-closes; it returns the bytes written.
+// second (every buffer on the way is full) or 8 MiB went, more than
+// ferry's socket buffer (4 MiB at most by default) and a pipe (1 MiB)
+// take, then half-closes; it returns the bytes written.
 func fillStalled(c *net.TCPConn) int64 {
 	buf := make([]byte, 64<<10)
 	var n int64
-	for n < 64<<20 {
+	for n < 8<<20 {
 		c.SetWriteDeadline(time.Now().Add(500 * time.Millisecond))
 		m, err := c.Write(buf)
 		n += int64(m)
