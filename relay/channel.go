@@ -263,6 +263,12 @@ func (e writeError) Unwrap() error { return e.error }
 // finishDirection half-closes dst after an orderly EOF from src, or ends
 // the whole channel on an error. srcReason names src's side, dstReason
 // dst's.
+//
+// The kernel reports a reset once: when the other direction's write to
+// src takes the ECONNRESET, a read of src that comes after it sees EOF,
+// and may pass on a FIN just before that direction resets dst. That
+// needs a reset while both directions use the socket (an upload); a
+// reset while the tunnel is idle or downloading reaches the read.
 func (c *Channel) finishDirection(err error, dst net.Conn, srcReason, dstReason plugins.CloseReason, dir string) {
 	if err == nil {
 		c.firstEOF.CompareAndSwap(0, int32(srcReason))
