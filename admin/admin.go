@@ -416,16 +416,25 @@ func (c pluginCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// parkedCollector reports tunnel directions parked at scrape time.
+// parkedCollector reports tunnel directions parked and the splice
+// pipes open at scrape time.
 type parkedCollector struct{ srv *server.Server }
 
 var parkedDesc = prometheus.NewDesc("ferry_copies_parked",
 	"Tunnel directions idle without a goroutine (their socket waits in ferry's epoll set).", nil, nil)
 
-func (c parkedCollector) Describe(ch chan<- *prometheus.Desc) { ch <- parkedDesc }
+var pipesDesc = prometheus.NewDesc("ferry_splice_pipes",
+	"Pipes of the splice path (two descriptors each), in use or kept empty; empty ones are closed after 5-10 s unused.", nil, nil)
+
+func (c parkedCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- parkedDesc
+	ch <- pipesDesc
+}
 
 func (c parkedCollector) Collect(ch chan<- prometheus.Metric) {
-	ch <- prometheus.MustNewConstMetric(parkedDesc, prometheus.GaugeValue, float64(c.srv.Stats().Parked))
+	st := c.srv.Stats()
+	ch <- prometheus.MustNewConstMetric(parkedDesc, prometheus.GaugeValue, float64(st.Parked))
+	ch <- prometheus.MustNewConstMetric(pipesDesc, prometheus.GaugeValue, float64(st.Pipes))
 }
 
 // upstreamCollector reports the current configuration's upstreams at

@@ -75,9 +75,9 @@ type Admin struct {
 type Limits struct {
 	// MaxConnections caps concurrent client connections over all
 	// listeners; 0 means unlimited. Default (key absent): derived from the
-	// process's open-file limit at start, two descriptors per connection
-	// with a reserve, so that ferry refuses connections before it runs out
-	// of descriptors.
+	// process's open-file limit at start, six descriptors per connection
+	// (two sockets and a splice pipe each way) with a reserve, so that
+	// ferry refuses connections before it runs out of descriptors.
 	MaxConnections *int `toml:"max_connections"`
 	// MaxClientHandshakes caps the connections from one client address
 	// that have not finished their handshake, so one address cannot fill

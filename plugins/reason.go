@@ -133,18 +133,19 @@ const (
 	// ReasonAdminClosed: an operator ended the channel through the admin
 	// service.
 	ReasonAdminClosed
-	// ReasonUpstreamReset: the upstream or target reset its connection
-	// (ECONNRESET); the client's was reset too.
+	// ReasonUpstreamReset: the upstream reset the connection (ECONNRESET);
+	// ferry reset the client's side too, so a cut stream does not look
+	// complete.
 	ReasonUpstreamReset
-	// ReasonClientReset: the client reset its connection; the
-	// upstream's was reset too.
+	// ReasonClientReset: the client reset the connection; ferry reset the
+	// upstream's side too.
 	ReasonClientReset
 )
 
 var reasonNames = [...]string{"unknown", "client closed", "upstream closed",
 	"idle timeout", "dial failed", "rejected", "plugin closed", "plugin error",
-	"shutdown", "error", "completed", "closed by admin", "upstream reset",
-	"client reset"}
+	"shutdown", "error", "completed", "closed by admin",
+	"upstream reset", "client reset"}
 
 func (r CloseReason) String() string {
 	if int(r) < len(reasonNames) {

@@ -7,9 +7,10 @@
 //
 // A Channel runs the plugin data hooks on each chunk when the chain has
 // them; without hooks it splices between the two TCP sockets in the
-// kernel, taking a pipe only while bytes flow. It propagates half-closes,
-// enforces the idle timeout and ends both sides on the first error or when
-// ctx is cancelled.
+// kernel, taking a pipe only while bytes flow. It propagates half-closes
+// (FIN stays FIN) and resets (a reset from one side is passed on as a
+// reset, see Abort), enforces the idle timeout and ends both sides on the
+// first error or when ctx is cancelled.
 //
 // The package does not parse proxy handshakes (server does) and does not
 // call OnConnect or OnClose hooks: the caller owns the session's lifecycle.
@@ -194,8 +195,20 @@ func (c *Channel) complete() {
 func (c *Channel) end(r plugins.CloseReason, err error) {
 	c.endOnce.Do(func() {
 		c.reason, c.err = r, err
-		c.Client.Close()
-		c.Upstream.Close()
+		// A reset on one side is passed on as a reset on the other: an
+		// orderly close would make a cut stream look complete.
+		switch r {
+		case plugins.ReasonUpstreamReset:
+			Abort(c.Client)
+		default:
+			c.Client.Close()
+		}
+		switch r {
+		case plugins.ReasonClientReset:
+			Abort(c.Upstream)
+		default:
+			c.Upstream.Close()
+		}
 		if cancel := c.cancel.Load(); cancel != nil {
 			(*cancel)()
 		}
@@ -250,6 +263,12 @@ func (e writeError) Unwrap() error { return e.error }
 // finishDirection half-closes dst after an orderly EOF from src, or ends
 // the whole channel on an error. srcReason names src's side, dstReason
 // dst's.
+//
+// The kernel reports a reset once: when the other direction's write to
+// src takes the ECONNRESET, a read of src that comes after it sees EOF,
+// and may pass on a FIN just before that direction resets dst. That
+// needs a reset while both directions use the socket (an upload); a
+// reset while the tunnel is idle or downloading reaches the read.
 func (c *Channel) finishDirection(err error, dst net.Conn, srcReason, dstReason plugins.CloseReason, dir string) {
 	if err == nil {
 		c.firstEOF.CompareAndSwap(0, int32(srcReason))
@@ -266,15 +285,27 @@ func (c *Channel) finishDirection(err error, dst net.Conn, srcReason, dstReason 
 	case errors.As(err, &he):
 		c.end(plugins.ReasonPluginError, err)
 	case isPeerGone(err):
+		// The side that failed: dst when the write did, else src.
+		r := srcReason
 		var we writeError
 		if errors.As(err, &we) {
-			c.end(dstReason, fmt.Errorf("%s: %w", dir, err))
-		} else {
-			c.end(srcReason, fmt.Errorf("%s: %w", dir, err))
+			r = dstReason
 		}
+		if IsReset(err) {
+			r = resetReason(r)
+		}
+		c.end(r, fmt.Errorf("%s: %w", dir, err))
 	default:
 		c.end(plugins.ReasonError, fmt.Errorf("%s: %w", dir, err))
 	}
+}
+
+// resetReason is the reset reason for the side r names.
+func resetReason(r plugins.CloseReason) plugins.CloseReason {
+	if r == plugins.ReasonClientClosed {
+		return plugins.ReasonClientReset
+	}
+	return plugins.ReasonUpstreamReset
 }
 
 // isPeerGone reports errors that mean the other end went away, which are

@@ -261,3 +261,6 @@ func (c *prefixConn) CloseWrite() error {
 	}
 	return nil
 }
+
+// NetConn returns the connection underneath, for Abort.
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }

@@ -2,10 +2,8 @@ package relay
 
 import (
 	"errors"
-	"io"
 	"net"
 	"os"
-	"runtime"
 	"sync"
 	"syscall"
 	"time"
@@ -71,7 +69,7 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 		}
 		if rerr != nil {
 			if sp.p != nil {
-				putPipe(sp.p)
+				pipes.put(sp.p)
 			}
 			if sp.buf != nil {
 				smallBufs.Put(sp.buf)
@@ -89,11 +87,6 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 			}
 			if idle != nil {
 				s.SetReadDeadline(time.Time{})
-			}
-			if errors.Is(rerr, errNoPipe) {
-				// Out of descriptors for a pipe: copy through user space.
-				_, err := io.Copy(countingWriter{dst, moved}, readerOnly{src})
-				return true, err
 			}
 			return true, readError{wrapSyscall("splice", rerr)}
 		}
@@ -119,7 +112,7 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 			continue
 		}
 		if sp.n == 0 {
-			putPipe(sp.p)
+			pipes.put(sp.p)
 			return true, nil // EOF
 		}
 		n := sp.n
@@ -134,7 +127,7 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 			sp.p.close()
 			return true, writeError{wrapSyscall("splice", werr)}
 		}
-		putPipe(sp.p)
+		pipes.put(sp.p)
 		total += int64(n)
 		moved(n)
 	}
@@ -168,25 +161,29 @@ var smallBufs = sync.Pool{New: func() any {
 }}
 
 func (sp *splicer) fill(fd uintptr) bool {
-	if sp.small {
-		sp.buf = smallBufs.Get().(*[]byte)
-		m, err := rawRead(int(fd), *sp.buf)
-		if err == unix.EAGAIN {
-			smallBufs.Put(sp.buf)
-			sp.buf = nil
-			return false
+	if !sp.small {
+		if sp.p = pipes.get(); sp.p != nil {
+			return sp.fillPipe(fd)
 		}
-		sp.n, sp.err = max(m, 0), err
-		return true
+		// Out of descriptors for a pipe: this chunk goes through a
+		// buffer, and the next tries a pipe again.
 	}
-	sp.p = getPipe()
-	if sp.p == nil {
-		sp.err = errNoPipe
-		return true
+	sp.buf = smallBufs.Get().(*[]byte)
+	m, err := rawRead(int(fd), *sp.buf)
+	if err == unix.EAGAIN {
+		smallBufs.Put(sp.buf)
+		sp.buf = nil
+		return false
 	}
+	sp.n, sp.err = max(m, 0), err
+	return true
+}
+
+// fillPipe splices what the socket has into sp.p.
+func (sp *splicer) fillPipe(fd uintptr) bool {
 	m, err := unix.Splice(int(fd), nil, sp.p.w, nil, maxSpliceChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 	if err == unix.EAGAIN {
-		putPipe(sp.p)
+		pipes.put(sp.p)
 		sp.p = nil
 		return false
 	}
@@ -252,50 +249,3 @@ func wrapSyscall(name string, err error) error {
 // maxSpliceChunk is what one splice call may move, and the size pipes are
 // given (as Go's own splice does).
 const maxSpliceChunk = 1 << 20
-
-var errNoPipe = errors.New("no pipe")
-
-type pipe struct{ r, w int }
-
-func (p *pipe) close() {
-	runtime.SetFinalizer(p, nil)
-	unix.Close(p.r)
-	unix.Close(p.w)
-}
-
-// pipes holds empty pipes between chunks of any channel. Pipes the pool
-// drops are closed by their finalizer.
-var pipes = sync.Pool{New: func() any {
-	var fds [2]int
-	if err := unix.Pipe2(fds[:], unix.O_CLOEXEC|unix.O_NONBLOCK); err != nil {
-		return nil
-	}
-	// A pipe as large as a splice call asks for halves the calls per
-	// byte; smaller (the limit is a sysctl) still works.
-	unix.FcntlInt(uintptr(fds[0]), unix.F_SETPIPE_SZ, maxSpliceChunk)
-	p := &pipe{r: fds[0], w: fds[1]}
-	runtime.SetFinalizer(p, (*pipe).close)
-	return p
-}}
-
-func getPipe() *pipe {
-	p, _ := pipes.Get().(*pipe)
-	return p
-}
-
-func putPipe(p *pipe) { pipes.Put(p) }
-
-// readerOnly and countingWriter hide WriteTo and ReadFrom, so io.Copy
-// uses a buffer instead of trying splice again.
-type readerOnly struct{ io.Reader }
-
-type countingWriter struct {
-	w     io.Writer
-	moved func(int)
-}
-
-func (c countingWriter) Write(p []byte) (int, error) {
-	n, err := c.w.Write(p)
-	c.moved(n)
-	return n, err
-}

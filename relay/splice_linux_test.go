@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"os"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -51,11 +50,9 @@ func TestIdleTunnelsHoldNoPipes(t *testing.T) {
 		clients = append(clients, client, target)
 	}
 	// Each tunnel spliced both ways; now all are idle, blocked waiting.
-	// Pipes the pool dropped (the race detector makes it drop some) close
-	// when the collector finalizes them.
+	// The shared pool may keep a few empty pipes, not one per tunnel.
 	got := 0
 	for range 50 {
-		runtime.GC()
 		if got = openPipes(t) - before; got < tunnels {
 			break
 		}

@@ -38,3 +38,10 @@ func rawWrite(fd int, p []byte) (int, error) {
 		}
 	}
 }
+
+// TunnelFDs is the most descriptors one tunnel holds: its two sockets
+// (the splice path, which adds a pipe per direction, is Linux only).
+const TunnelFDs = 2
+
+// SplicePipes is always 0: there is no splice path here.
+func SplicePipes() int64 { return 0 }

@@ -33,6 +33,9 @@ type conn struct {
 	proxyHeader  *proxyproto.Header
 	// user authenticated in the SOCKS5 handshake.
 	user string
+	// id is the session id taken for a SOCKS5 login, which the session
+	// keeps; empty until one is taken.
+	id string
 	// linger: an error answer was written while the client may still be
 	// sending; close gently so the answer is not lost to a reset.
 	linger bool
@@ -158,7 +161,10 @@ func (h *conn) debugHandshake(proto string, err error) {
 
 func (h *conn) newSession(proto, target string) *plugins.Session {
 	h.handshakeDone() // the client named its target
-	id := h.l.srv.nextID()
+	id := h.id
+	if id == "" {
+		id = h.l.srv.nextID()
+	}
 	s := &plugins.Session{
 		ID:          id,
 		Listener:    h.l.cfg.Name,

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -124,6 +125,44 @@ func TestAuthHTTP(t *testing.T) {
 		})
 	}
 	waitFor(t, func() bool { return strings.Contains(f.logs.String(), `"user":"alice"`) })
+}
+
+// A refused SOCKS5 login gets an access line, as a refused HTTP login
+// does: reason rejected, the user tried, and the id the auth plugins saw.
+func TestSOCKS5FailedLoginAccessLine(t *testing.T) {
+	f := start(t, gateConfig(1))
+	c := dial(t, f.addr)
+	c.Write([]byte{5, 1, 2, 1, 3, 'b', 'o', 'b', 2, 'p', 'w'})
+	var b [4]byte
+	if _, err := io.ReadFull(c, b[:]); err != nil || b != [4]byte{5, 2, 1, 1} {
+		t.Fatalf("method and auth status: got %x %v, want 05020101", b, err)
+	}
+	waitFor(t, func() bool { return strings.Contains(f.logs.String(), `"message":"access"`) })
+	var access map[string]any
+	for line := range strings.SplitSeq(f.logs.String(), "\n") {
+		if strings.Contains(line, `"message":"access"`) {
+			if err := json.Unmarshal([]byte(line), &access); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for k, want := range map[string]string{"proto": "socks5", "reason": "rejected"} {
+		if got, _ := access[k].(string); got != want {
+			t.Errorf("access %s = %q, want %q: %v", k, got, want, access)
+		}
+	}
+	if e, _ := access["error"].(string); !strings.Contains(e, `"bob"`) {
+		t.Errorf("access error %q does not name the user tried: %v", e, access)
+	}
+	if id, _ := access["id"].(string); id == "" {
+		t.Errorf("access line without an id: %v", access)
+	}
+	if strings.Contains(f.logs.String(), `"id":""`) {
+		t.Errorf("a line with an empty id:\n%s", f.logs.String())
+	}
+	if got := f.obs.handshakes("socks5", "rejected"); got != 1 {
+		t.Errorf("handshakes{socks5,rejected} = %d, want 1", got)
+	}
 }
 
 func TestAuthSOCKS(t *testing.T) {

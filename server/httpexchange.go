@@ -9,6 +9,7 @@ import (
 
 	"ferry/config"
 	"ferry/plugins"
+	"ferry/relay"
 	"ferry/server/httphead"
 )
 
@@ -304,7 +305,7 @@ func (ex *exchange) fail(err error, respStarted bool) {
 	}
 	h.httpError(ex.s.Status, msg, nil)
 	st.Reason = plugins.ReasonUpstreamClosed
-	if isReset(err) {
+	if relay.IsReset(err) {
 		st.Reason = plugins.ReasonUpstreamReset
 	}
 	st.Err = fmt.Errorf("request to %s: %w", ex.s.Target, &upstreamError{msg: msg, err: err})
@@ -315,11 +316,11 @@ func (ex *exchange) fail(err error, respStarted bool) {
 // upstream is reset too when the client reset, so the origin does not
 // take a cut message for a whole one.
 func (ex *exchange) clientFailed(err error) {
-	reset := isReset(err)
+	reset := relay.IsReset(err)
 	ex.st.Reason, ex.st.Err = plugins.ReasonClientClosed, err
 	if reset {
 		ex.st.Reason = plugins.ReasonClientReset
-		abortConn(ex.f.h.c)
+		relay.Abort(ex.f.h.c)
 	}
 	ex.f.endUpstream(true)
 }

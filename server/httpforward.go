@@ -37,7 +37,7 @@ func (f *httpForwarder) endUpstream(abort bool) {
 		return
 	}
 	if abort {
-		abortConn(f.up)
+		relay.Abort(f.up)
 	} else {
 		f.up.Close()
 	}
@@ -216,7 +216,7 @@ func describeUpstream(err error, respStarted bool, maxHead int) string {
 		return "upstream response framing is invalid"
 	case errors.As(err, &se), errors.Is(err, httphead.ErrVersion):
 		return "upstream sent a malformed response head"
-	case isReset(err):
+	case relay.IsReset(err):
 		return "upstream reset the connection"
 	case isTimeout(err):
 		return "upstream timed out"

@@ -6,6 +6,7 @@ import (
 	"net/http"
 
 	"ferry/plugins"
+	"ferry/relay"
 	"ferry/server/httphead"
 )
 
@@ -97,12 +98,12 @@ func (ex *exchange) responseFailed(err error) {
 		ex.clientFailed(fmt.Errorf("response to client: %w", err))
 	default:
 		st.Reason = plugins.ReasonUpstreamClosed
-		if isReset(err) {
+		if relay.IsReset(err) {
 			st.Reason = plugins.ReasonUpstreamReset
-			abortConn(ex.f.h.c)
+			relay.Abort(ex.f.h.c)
 		}
 		msg := describeUpstream(err, true, 0)
 		st.Err = fmt.Errorf("response from %s: %w", ex.s.Target, &upstreamError{msg: msg, err: err})
-		ex.f.endUpstream(isReset(err))
+		ex.f.endUpstream(relay.IsReset(err))
 	}
 }

@@ -8,23 +8,31 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/config"
+	"ferry/relay"
 )
 
 // autoMaxConnections is [limits] max_connections when the file leaves it
-// out: what the open-file limit allows at two descriptors a connection,
-// less a reserve for listeners, logs, upstream health checks and splice
-// pipes. Refusing a connection is better than failing accept with EMFILE,
-// which leaves the client waiting in the backlog.
+// out: what the open-file limit allows. Refusing a connection is better
+// than failing accept with EMFILE, which leaves the client waiting in the
+// backlog, or a dial, which answers 502.
 func autoMaxConnections() int {
 	var lim unix.Rlimit
 	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
 		return 0
 	}
-	const reserve = 256
-	if lim.Cur <= 2*reserve {
-		return max(int(lim.Cur)/4, 1)
-	}
-	return int(lim.Cur-reserve) / 2
+	return maxConnectionsFor(lim.Cur)
+}
+
+// maxConnectionsFor is the connection budget of an open-file limit: each
+// connection counted at the most a tunnel holds (relay.TunnelFDs: client
+// and upstream sockets, and a splice pipe each way while a chunk is in
+// flight, which a client that does not read keeps), after a reserve for
+// ferry's own descriptors (listeners, logs, the admin service, health
+// checks, name lookups, the descriptor accept takes to refuse one): a
+// quarter of the limit, at most 256.
+func maxConnectionsFor(limit uint64) int {
+	reserve := min(limit/4, 256)
+	return max(int((limit-reserve)/relay.TunnelFDs), 1)
 }
 
 // maxConnections is the server-wide cap for cfg; 0 means none. Without

@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/relay"
 )
 
 func TestHTTPHeaderLimits(t *testing.T) {
@@ -177,9 +179,38 @@ func TestAutoMaxConnections(t *testing.T) {
 	if n <= 0 {
 		t.Skip("no open-file limit")
 	}
-	// Two descriptors per connection must fit under the limit.
-	if 2*n >= openFileLimit(t) {
+	// Each connection's most descriptors must fit under the limit.
+	if relay.TunnelFDs*n >= openFileLimit(t) {
 		t.Fatalf("auto max_connections %d does not leave descriptors to spare under %d", n, openFileLimit(t))
+	}
+}
+
+// The budget counts a spliced tunnel's pipes, not just its two sockets,
+// and keeps a reserve for ferry's own descriptors.
+func TestMaxConnectionsFor(t *testing.T) {
+	if relay.TunnelFDs != 6 {
+		t.Skip("no splice path here")
+	}
+	tests := []struct {
+		limit uint64
+		want  int
+	}{
+		{limit: 64, want: 8},     // (64-16)/6
+		{limit: 120, want: 15},   // (120-30)/6
+		{limit: 1024, want: 128}, // (1024-256)/6
+		{limit: 1 << 20, want: (1<<20 - 256) / 6},
+		{limit: 4, want: 1},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprint(tt.limit), func(t *testing.T) {
+			got := maxConnectionsFor(tt.limit)
+			if got != tt.want {
+				t.Fatalf("maxConnectionsFor(%d) = %d, want %d", tt.limit, got, tt.want)
+			}
+			if reserve := min(tt.limit/4, 256); tt.limit > 8 && uint64(got*relay.TunnelFDs)+reserve > tt.limit {
+				t.Fatalf("%d connections x %d descriptors leave less than %d spare under %d", got, relay.TunnelFDs, reserve, tt.limit)
+			}
+		})
 	}
 }
 

@@ -447,6 +447,9 @@ type Stats struct {
 	Active, Accepted, RefusedOverLimit int64
 	// Parked counts tunnel directions idle without a goroutine.
 	Parked int64
+	// Pipes counts the splice path's pipes (two descriptors each), in
+	// use or kept empty for a while.
+	Pipes int64
 }
 
 // PluginEvent is one running total a plugin instance counts.
@@ -488,6 +491,7 @@ func (s *Server) Stats() Stats {
 		st.RefusedOverLimit += k.refused.Load()
 	}
 	st.Parked = s.parker.Parked()
+	st.Pipes = relay.SplicePipes()
 	return st
 }
 

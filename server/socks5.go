@@ -2,6 +2,7 @@ package server
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -181,17 +182,32 @@ func (h *conn) socks5Auth() bool {
 		h.debugHandshake("socks5", err)
 		return false
 	}
-	// The session does not exist yet: authenticate a provisional one that
-	// carries who is asking (no id: it never becomes a channel).
-	probe := &plugins.Session{Listener: h.l.cfg.Name, Client: h.client, Peer: h.peer,
-		ProxyHeader: h.proxyHeader, Protocol: "socks5", Log: h.l.log}
+	// The session does not exist yet (the target comes after the login):
+	// authenticate a provisional one that carries who is asking, with the
+	// id the session will have, so that the plugins' lines about the
+	// login carry it.
+	h.id = h.l.srv.nextID()
+	probe := &plugins.Session{ID: h.id, Listener: h.l.cfg.Name, Client: h.client, Peer: h.peer,
+		ProxyHeader: h.proxyHeader, Protocol: "socks5", Log: h.l.log.Hook(idHook(h.id))}
 	if err := h.l.chain.Authenticate(h.l.srv.hardCtx, probe, string(user), string(pass)); err != nil {
 		h.write(0x01, 0x01)
-		probe.Log.Debug().Err(err).Str("user", string(user)).Msg("socks5: authentication failed")
+		h.failedLogin(probe, string(user), err)
 		return false
 	}
 	h.user = string(user)
 	return h.write(0x01, 0x00) == nil
+}
+
+// failedLogin accounts for a refused SOCKS5 login as a failed HTTP login
+// is: a rejected handshake, and an access line (reason rejected) whose
+// error names the user the client tried. The name goes in the error, not
+// in Session.User, which holds authenticated users only.
+func (h *conn) failedLogin(s *plugins.Session, user string, err error) {
+	h.handshakeDone()
+	h.l.srv.obs.Handshake("socks5", handshakeOutcome(err))
+	st := &plugins.Stats{Start: h.start, Reason: plugins.ReasonRejected,
+		Err: fmt.Errorf("socks5 login as %q: %w", user, err)}
+	h.l.finish(s, st)
 }
 
 // validHostName reports whether a SOCKS client's host name is one: letters,

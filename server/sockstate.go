@@ -1,7 +1,6 @@
 package server
 
 import (
-	"errors"
 	"net"
 	"syscall"
 )
@@ -27,18 +26,4 @@ func connIdleOpen(c net.Conn) bool {
 		return true // never wait
 	})
 	return err == nil && open
-}
-
-// abortConn closes c with a reset (SO_LINGER 0) rather than a FIN, so
-// its peer sees that the exchange was cut short.
-func abortConn(c net.Conn) {
-	if tc, ok := c.(*net.TCPConn); ok {
-		tc.SetLinger(0)
-	}
-	c.Close()
-}
-
-// isReset reports an error caused by the peer resetting the connection.
-func isReset(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET)
 }

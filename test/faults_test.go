@@ -203,7 +203,9 @@ func metricSum(mfs map[string]*dto.MetricFamily, name string, labels map[string]
 }
 
 // gc makes ferry collect garbage (the heap profile's gc=1), twice so that
-// pooled pipes dropped by the first are closed by their finalizers.
+// objects with finalizers freed by the first are gone. Empty splice pipes
+// do not wait for it: the pool closes them 5-10 s after their last use,
+// within settleTimeout.
 func (w *watched) gc() {
 	for range 2 {
 		w.get("/debug/pprof/heap?gc=1")

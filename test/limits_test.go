@@ -127,14 +127,14 @@ func TestAutoMaxConnectionsRefusesBeforeEMFILE(t *testing.T) {
 		t.Fatalf("ferry started without a derived max_connections: %v", started)
 	}
 	pid := p.cmd.Process.Pid
-	setFileLimit(t, pid, 64) // 64/4 = 16 connections
+	setFileLimit(t, pid, 64) // (64 - 16) / 6 = 8 connections
 	p.send(t, unix.SIGHUP)
 	p.waitLine(t, "configuration reloaded", nil)
 
 	holdConns(t, p.addr, 40)
 	line := p.waitLine(t, "connection refused: server at [limits] max_connections", nil)
-	if n, _ := line.num("limit"); n != 16 {
-		t.Fatalf("limit %d, want 16 (a quarter of 64 descriptors)", n)
+	if n, _ := line.num("limit"); n != 8 {
+		t.Fatalf("limit %d, want 8 (64 descriptors less a quarter, 6 a connection)", n)
 	}
 	if fails := p.lines("accept failed", nil); len(fails) > 0 {
 		t.Fatalf("accept failed %d times: the cap should have refused first", len(fails))

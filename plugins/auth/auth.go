@@ -364,7 +364,11 @@ func (p *Plugin) Authenticate(ctx context.Context, s *plugins.Session, user, pas
 	default:
 		p.counts.failures.Add(1)
 	}
-	p.log.Warn().Str("id", s.ID).Str("client", addrString(s.Client)).Str("proto", s.Protocol).
+	ev := p.log.Warn()
+	if s.ID != "" { // a session not yet numbered has no id to give
+		ev = ev.Str("id", s.ID)
+	}
+	ev.Str("client", addrString(s.Client)).Str("proto", s.Protocol).
 		Str("user", clip(user)).Str("reason", err.Error()).Msg("authentication failed")
 	if locked {
 		p.counts.lockouts.Add(1)

@@ -278,6 +278,12 @@ func TestRefusalLog(t *testing.T) {
 	if p.Realm() != "corp" {
 		t.Errorf("realm: got %q, want corp", p.Realm())
 	}
+	// A session without an id (none taken yet) gets no empty id field.
+	logs.Reset()
+	p.Authenticate(context.Background(), &plugins.Session{Protocol: "socks5"}, "alice", "wrong-pw")
+	if out := logs.String(); strings.Contains(out, `"id":""`) || !strings.Contains(out, `"user":"alice"`) {
+		t.Errorf("refusal for a session without an id: want a line without an empty id:\n%s", out)
+	}
 	long := strings.Repeat("x", 300)
 	logs.Reset()
 	p.Authenticate(context.Background(), testSession, long, "pw")

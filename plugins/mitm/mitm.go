@@ -383,6 +383,10 @@ type prefixConn struct {
 	prefix []byte
 }
 
+// NetConn returns the connection underneath, so that relay.Abort can
+// reset it.
+func (c *prefixConn) NetConn() net.Conn { return c.Conn }
+
 func (c *prefixConn) Read(p []byte) (int, error) {
 	if len(c.prefix) > 0 {
 		n := copy(p, c.prefix)
