@@ -62,6 +62,13 @@ func (p *Plugin) reload() (changed bool, err error) {
 	if err != nil {
 		return false, err
 	}
+	// A write that began after the stat (a truncate, then the new
+	// content) may have been read half done: if the file is not what the
+	// stat saw, this poll applies nothing and a later one reads it whole.
+	if after, err := os.Stat(p.path); err != nil || !after.ModTime().Equal(fi.ModTime()) ||
+		after.Size() != fi.Size() || int64(len(data)) != fi.Size() {
+		return false, nil
+	}
 	p.seen = fileState{
 		read: true,
 		mod:  fi.ModTime(),
