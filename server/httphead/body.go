@@ -44,7 +44,7 @@ var ErrFraming = errors.New("invalid message framing")
 
 // RequestFraming reads a request's framing fields.
 func RequestFraming(h *Head) (Framing, error) {
-	fr, err := framing(h)
+	fr, _, err := framing(h)
 	if err != nil {
 		return fr, err
 	}
@@ -66,7 +66,7 @@ func RequestFraming(h *Head) (Framing, error) {
 func ResponseFraming(h *Head, method string) (Framing, error) {
 	// Framing fields are checked even where no body follows: a client
 	// must not get conflicting ones.
-	fr, err := framing(h)
+	fr, hasLength, err := framing(h)
 	if err != nil {
 		return fr, err
 	}
@@ -82,14 +82,15 @@ func ResponseFraming(h *Head, method string) (Framing, error) {
 	if fr.HasTE && !h.AtLeast11() {
 		fr.Ambiguous = true
 	}
-	if !fr.HasTE && fr.Kind == None {
+	if !fr.HasTE && !hasLength {
 		fr.Kind = Close
 	}
 	return fr, nil
 }
 
-func framing(h *Head) (Framing, error) {
-	var fr Framing
+// framing reads the framing fields; hasLength reports a Content-Length,
+// whose 0 is a body of none rather than one delimited by close.
+func framing(h *Head) (fr Framing, hasLength bool, err error) {
 	cl := ""
 	for i := range h.Len() {
 		name := h.Name(i)
@@ -102,7 +103,7 @@ func framing(h *Head) (Framing, error) {
 				case c == "":
 				case fr.Kind == Chunked:
 					// Chunked must be the final coding, applied once.
-					return fr, errors.Join(ErrFraming, errors.New("a coding after chunked"))
+					return fr, false, errors.Join(ErrFraming, errors.New("a coding after chunked"))
 				case strings.EqualFold(c, "chunked"):
 					fr.Kind = Chunked
 				}
@@ -111,10 +112,10 @@ func framing(h *Head) (Framing, error) {
 			for _, v := range strings.Split(h.Value(i), ",") {
 				v = strings.TrimSpace(v)
 				if v == "" {
-					return fr, errors.Join(ErrFraming, errors.New("empty Content-Length"))
+					return fr, false, errors.Join(ErrFraming, errors.New("empty Content-Length"))
 				}
 				if cl != "" && v != cl {
-					return fr, errors.Join(ErrFraming, errors.New("conflicting Content-Length values"))
+					return fr, false, errors.Join(ErrFraming, errors.New("conflicting Content-Length values"))
 				}
 				cl = v
 			}
@@ -123,18 +124,18 @@ func framing(h *Head) (Framing, error) {
 	if cl != "" {
 		n, err := parseLength(cl)
 		if err != nil {
-			return fr, err
+			return fr, false, err
 		}
 		if fr.HasTE {
 			fr.Ambiguous = true
-			return fr, nil
+			return fr, true, nil
 		}
 		fr.Kind, fr.Length = Length, n
 		if n == 0 {
 			fr.Kind = None
 		}
 	}
-	return fr, nil
+	return fr, cl != "", nil
 }
 
 func parseLength(v string) (int64, error) {

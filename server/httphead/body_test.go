@@ -30,6 +30,7 @@ func TestFraming(t *testing.T) {
 		{name: "chunked not last", head: "POST / HTTP/1.1\r\nTransfer-Encoding: chunked, gzip\r\n\r\n", wantErr: true},
 		{name: "request TE not chunked", head: "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n", wantErr: true},
 		{name: "HTTP/1.0 with TE", head: "POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", wantErr: true},
+		{name: "response empty length", head: "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", response: true, want: Framing{}},
 		{name: "response close", head: "HTTP/1.1 200 OK\r\n\r\n", response: true, want: Framing{Kind: Close}},
 		{name: "response HEAD", head: "HTTP/1.1 200 OK\r\nContent-Length: 9\r\n\r\n", response: true, method: "HEAD", want: Framing{}},
 		{name: "response 304", head: "HTTP/1.1 304 Not Modified\r\nContent-Length: 9\r\n\r\n", response: true, want: Framing{}},
