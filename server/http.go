@@ -32,6 +32,7 @@ func (h *conn) serveHTTP() {
 		if n > 0 && !fw.waitNextRequest() {
 			return
 		}
+		h.headReq = false
 		hd, err := httphead.ReadRequest(h.br, hl)
 		if err != nil {
 			h.badRequestHead(err, n, lim)
