@@ -750,12 +750,14 @@ func checkHTTPExchange(reqs string, out []byte) error {
 		if err != nil {
 			return fmt.Errorf("response %d: %w", i, err)
 		}
-		if _, err := io.ReadAll(resp.Body); err != nil && strings.Contains(err.Error(), "unexpected EOF") {
+		if _, err := io.ReadAll(resp.Body); err != nil {
 			// A body the origin cut short reaches the client cut short,
-			// as its framing shows, and the connection ends there.
+			// as its framing shows, and the connection ends there:
+			// nothing may follow that could pass for another response.
+			if _, perr := br.Peek(1); perr != io.EOF {
+				return fmt.Errorf("response %d body: %w, and bytes follow", i, err)
+			}
 			return nil
-		} else if err != nil {
-			return fmt.Errorf("response %d body: %w", i, err)
 		}
 		if resp.StatusCode == http.StatusSwitchingProtocols {
 			return nil // the rest is the upgraded stream
