@@ -754,8 +754,8 @@ func checkHTTPExchange(reqs string, out []byte) error {
 			// A body the origin cut short reaches the client cut short,
 			// as its framing shows, and the connection ends there:
 			// nothing may follow that could pass for another response.
-			if _, perr := br.Peek(1); perr != io.EOF {
-				return fmt.Errorf("response %d body: %w, and bytes follow", i, err)
+			if rest, _ := io.ReadAll(br); bytes.Contains(rest, []byte("HTTP/1.")) {
+				return fmt.Errorf("response %d body: %w, and another response follows", i, err)
 			}
 			return nil
 		}
