@@ -66,6 +66,10 @@ func (o *requestOut) append(dst []byte) []byte {
 			}
 			host = true
 		case !keep[i]:
+		case strings.EqualFold(name, "Transfer-Encoding"):
+			if firstKey(keys, i) {
+				dst = appendCodings(dst, hd, i)
+			}
 		case unchanged[i]:
 			dst = hd.AppendField(dst, i)
 		case firstKey(keys, i):
@@ -96,6 +100,16 @@ func appendHost(dst []byte, hd *httphead.Head, i int, host string) []byte {
 		return hd.AppendField(dst, i)
 	}
 	return appendField(dst, hd.Name(i), host)
+}
+
+// appendCodings writes the one Transfer-Encoding line for the message's
+// codings (RFC 9110 section 7.6.1 lets a proxy rewrite it): field i as it
+// came when it already says them all and nothing more.
+func appendCodings(dst []byte, hd *httphead.Head, i int) []byte {
+	if c := httphead.Codings(hd); c != hd.Value(i) {
+		return appendField(dst, hd.Name(i), c)
+	}
+	return hd.AppendField(dst, i)
 }
 
 func firstKey(keys []string, i int) bool {
@@ -156,6 +170,7 @@ func (o *responseOut) append(dst []byte) []byte {
 	dst = strconv.AppendInt(dst, int64(hd.Status), 10)
 	dst = append(append(dst, ' '), hd.Reason()...)
 	dst = append(dst, '\r', '\n')
+	te := false
 	for i := range hd.Len() {
 		name := hd.Name(i)
 		switch {
@@ -167,6 +182,12 @@ func (o *responseOut) append(dst []byte) []byte {
 		case (o.dechunk || o.client10) && strings.EqualFold(name, "Transfer-Encoding"):
 			continue
 		case o.interim && httphead.IsFramingField(name):
+			continue
+		case strings.EqualFold(name, "Transfer-Encoding"):
+			if !te {
+				dst = appendCodings(dst, hd, i)
+			}
+			te = true
 			continue
 		}
 		dst = hd.AppendField(dst, i)

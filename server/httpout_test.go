@@ -81,6 +81,10 @@ func TestResponseOut(t *testing.T) {
 			want: "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\n"},
 		{name: "upgrade", in: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: upgrade\r\n\r\n", o: responseOut{upgrade: true},
 			want: "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"},
+		{name: "codings rewritten only when untidy", in: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\nX: 1\r\ntransfer-encoding: Chunked,\r\n\r\n",
+			want: "HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, Chunked\r\nX: 1\r\n\r\n"},
+		{name: "codings as they came", in: "HTTP/1.1 200 OK\r\ntransfer-encoding:  chunked\r\n\r\n",
+			want: "HTTP/1.1 200 OK\r\ntransfer-encoding:  chunked\r\n\r\n"},
 		{name: "proxy fields", in: "HTTP/1.1 200 OK\r\nProxy-Authenticate: Basic\r\nProxy-Status: ferry\r\n\r\n",
 			want: "HTTP/1.1 200 OK\r\nProxy-Status: ferry\r\n\r\n"},
 	}

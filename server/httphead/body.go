@@ -150,6 +150,28 @@ func parseLength(v string) (int64, error) {
 	return strconv.ParseInt(v, 10, 64)
 }
 
+// Codings is the message's transfer codings as one list, in order, with
+// the empty elements a list may carry dropped ("chunked," is "chunked"):
+// what a Transfer-Encoding field passed on says, so that a recipient
+// stricter than RFC 9110 section 5.6.1 asks reads the same framing.
+func Codings(h *Head) string {
+	var b strings.Builder
+	for i := range h.Len() {
+		if !strings.EqualFold(h.Name(i), "Transfer-Encoding") {
+			continue
+		}
+		for _, c := range strings.Split(h.Value(i), ",") {
+			if c = strings.TrimSpace(c); c != "" {
+				if b.Len() > 0 {
+					b.WriteString(", ")
+				}
+				b.WriteString(c)
+			}
+		}
+	}
+	return b.String()
+}
+
 // IsFramingField reports the fields that carry framing, which a copier
 // that re-frames a body must not pass on as they came.
 func IsFramingField(name string) bool {
