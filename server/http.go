@@ -176,6 +176,12 @@ func (l *httpLink) stopUpstream() {
 	l.upConn.SetWriteDeadline(time.Unix(1, 0))
 }
 
+// resumeUpstream undoes stopUpstream once no write is under way.
+func (l *httpLink) resumeUpstream() {
+	l.upStopped.Store(false)
+	l.upConn.SetWriteDeadline(time.Time{})
+}
+
 func (l *httpLink) SendUpstream(p []byte) error {
 	return lockedWrite(&l.upMu, l.upConn, p, &l.up)
 }
@@ -310,6 +316,15 @@ func (c *rollingConn) Read(p []byte) (int, error) {
 func (c *rollingConn) stop() {
 	c.stopped.Store(true)
 	c.Conn.SetReadDeadline(time.Unix(1, 0))
+}
+
+// resume undoes stop once the reader it was meant for has finished.
+func (c *rollingConn) resume(d time.Duration) {
+	c.stopped.Store(false)
+	c.setWait(d)
+	if d > 0 {
+		c.Conn.SetReadDeadline(time.Now().Add(d))
+	}
 }
 
 // setWait sets the rolling read timeout; zero means none.

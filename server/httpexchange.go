@@ -245,6 +245,16 @@ func (ex *exchange) finishBody() bool {
 			}
 			ex.f.h.rc.stop()
 			ex.link.stopUpstream()
+			ex.bodyErr = <-ex.body
+			ex.bodyWait = true
+			if ex.bodyErr == nil && ex.bodyRead.Load() {
+				// The sender had read the whole body and only not yet
+				// said so: both connections go on as they were.
+				ex.f.h.rc.resume(ex.f.h.l.set.IdleTimeout)
+				ex.link.resumeUpstream()
+				return true
+			}
+			return false
 		}
 		ex.bodyErr = <-ex.body
 		ex.bodyWait = true
