@@ -29,11 +29,11 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
-	"ferry/admin"
 	"ferry/config"
 	"ferry/plugins"
 	_ "ferry/plugins/all"
 	"ferry/server"
+	"ferry/server/admin"
 )
 
 // version is set at build time: -ldflags "-X main.version=v1.2.3".

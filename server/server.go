@@ -9,7 +9,9 @@
 //	srv.Shutdown(drainTimeout) // stop accepting, drain, close
 //
 // It does not parse configuration (package config) or copy bytes (package
-// relay).
+// relay), and it does not serve the admin HTTP service: package
+// server/admin does, importing this one and seeing the server through
+// Observer and the read-only accessors; this package never imports it.
 package server
 
 import (

@@ -2,6 +2,10 @@
 // health and readiness, the live channel list with a way to close one,
 // configuration reload and, when enabled, pprof.
 //
+// It lives under server/ because all it serves is the server's state. It
+// imports package server (an Admin is a server.Observer and reads the
+// server's accessors); server never imports it.
+//
 //	a := admin.New(srv, cfg.Admin, reload, log)
 //	srv.SetObserver(a) // before srv.Start
 //	ln, _ := net.Listen("tcp", cfg.Admin.Listen)
