@@ -64,77 +64,97 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// Errors are printed once by main, with their exit code.
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
-			{
-				Name:  "run",
-				Usage: "run the proxy until SIGINT or SIGTERM",
-				Description: "Without -c, ferry runs its embedded configuration: one listener on 127.0.0.1:8080\n" +
-					"speaking HTTP proxy, SOCKS5 and SOCKS4 on the same port, dialing targets directly,\n" +
-					"with an access log on stderr. Flags override the file.\n\n" +
-					"SIGHUP reloads the file: unchanged listen addresses keep their sockets, new\n" +
-					"connections get the new listeners and plugins, live ones are not cut, and a\n" +
-					"file with problems is refused with the running configuration kept.\n" +
-					"SIGINT or SIGTERM drain for drain_timeout and exit; a second one ends the drain.",
-				Flags: []cli.Flag{
-					configFlag,
-					&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "listen on `ADDR` (host:port) instead of the configured listeners; repeatable, each a copy of the first listener"},
-					&cli.StringSliceFlag{Name: "upstream", Aliases: []string{"u"}, Usage: "send requests no route matches through the proxy at `URL` (socks5://, http://, https://, with user:pass@ if needed); repeat for a chain, first hop first"},
-					&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error"},
-					&cli.StringFlag{Name: "log-format", Usage: "`FORMAT`: console or json"},
-				},
-				Action: func(c *cli.Context) error { return runCmd(c, stderr) },
-			},
-			{
-				Name:      "check",
-				Usage:     "validate a configuration file and exit",
-				ArgsUsage: " ",
-				Description: "Loads the file as `ferry run` would, including every plugin's own settings,\n" +
-					"and tries to bind each listener and the admin address, unless the running ferry\n" +
-					"already holds it. Prints a summary and exits 0, or prints each problem as\n" +
-					"FILE:LINE:COL: key: message and exits 1.",
-				Flags: []cli.Flag{configFlag},
-				Action: func(c *cli.Context) error {
-					cfg, err := loadConfig(c.String("config"))
-					if err != nil {
-						return cli.Exit(err.Error(), 1)
-					}
-					srv, err := server.New(cfg, zerolog.Nop())
-					if err != nil {
-						return cli.Exit(err.Error(), 1)
-					}
-					warnings := srv.Warnings()
-					srv.Close()
-					bindWarnings, err := checkBinds(cfg)
-					if err != nil {
-						return cli.Exit(err.Error(), 1)
-					}
-					warnings = append(warnings, bindWarnings...)
-					fmt.Fprintln(stdout, cfg.Summary())
-					for _, w := range warnings {
-						fmt.Fprintln(stdout, "warning:", w)
-					}
-					return nil
-				},
-			},
-			{
-				Name:  "plugins",
-				Usage: "list the compiled-in plugin types",
-				Action: func(c *cli.Context) error {
-					for _, r := range plugins.Registered() {
-						fmt.Fprintf(stdout, "%-12s %s\n", r.Type, r.Description)
-					}
-					return nil
-				},
-			},
+			runCommand(configFlag, stderr),
+			checkCommand(configFlag, stdout),
+			pluginsCommand(stdout),
 			healthCommand(stdout),
 			caCommand(stdout),
-			{
-				Name:  "version",
-				Usage: "print the version",
-				Action: func(c *cli.Context) error {
-					fmt.Fprintln(stdout, "ferry", versionString())
-					return nil
-				},
-			},
+			versionCommand(stdout),
+		},
+	}
+}
+
+// runCommand is `ferry run`; runCmd does the work.
+func runCommand(configFlag cli.Flag, stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run the proxy until SIGINT or SIGTERM",
+		Description: "Without -c, ferry runs its embedded configuration: one listener on 127.0.0.1:8080\n" +
+			"speaking HTTP proxy, SOCKS5 and SOCKS4 on the same port, dialing targets directly,\n" +
+			"with an access log on stderr. Flags override the file.\n\n" +
+			"SIGHUP reloads the file: unchanged listen addresses keep their sockets, new\n" +
+			"connections get the new listeners and plugins, live ones are not cut, and a\n" +
+			"file with problems is refused with the running configuration kept.\n" +
+			"SIGINT or SIGTERM drain for drain_timeout and exit; a second one ends the drain.",
+		Flags: []cli.Flag{
+			configFlag,
+			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "listen on `ADDR` (host:port) instead of the configured listeners; repeatable, each a copy of the first listener"},
+			&cli.StringSliceFlag{Name: "upstream", Aliases: []string{"u"}, Usage: "send requests no route matches through the proxy at `URL` (socks5://, http://, https://, with user:pass@ if needed); repeat for a chain, first hop first"},
+			&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Usage: "`FORMAT`: console or json"},
+		},
+		Action: func(c *cli.Context) error { return runCmd(c, stderr) },
+	}
+}
+
+// checkCommand is `ferry check`.
+func checkCommand(configFlag cli.Flag, stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "validate a configuration file and exit",
+		ArgsUsage: " ",
+		Description: "Loads the file as `ferry run` would, including every plugin's own settings,\n" +
+			"and tries to bind each listener and the admin address, unless the running ferry\n" +
+			"already holds it. Prints a summary and exits 0, or prints each problem as\n" +
+			"FILE:LINE:COL: key: message and exits 1.",
+		Flags: []cli.Flag{configFlag},
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c.String("config"))
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			srv, err := server.New(cfg, zerolog.Nop())
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			warnings := srv.Warnings()
+			srv.Close()
+			bindWarnings, err := checkBinds(cfg)
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			warnings = append(warnings, bindWarnings...)
+			fmt.Fprintln(stdout, cfg.Summary())
+			for _, w := range warnings {
+				fmt.Fprintln(stdout, "warning:", w)
+			}
+			return nil
+		},
+	}
+}
+
+// pluginsCommand is `ferry plugins`.
+func pluginsCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:  "plugins",
+		Usage: "list the compiled-in plugin types",
+		Action: func(c *cli.Context) error {
+			for _, r := range plugins.Registered() {
+				fmt.Fprintf(stdout, "%-12s %s\n", r.Type, r.Description)
+			}
+			return nil
+		},
+	}
+}
+
+// versionCommand is `ferry version`.
+func versionCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintln(stdout, "ferry", versionString())
+			return nil
 		},
 	}
 }
