@@ -54,7 +54,7 @@ import (
 type Admin struct {
 	srv    *server.Server
 	cfg    config.Admin
-	reload func() error
+	reload ReloadFunc
 	log    zerolog.Logger
 
 	mux      *http.ServeMux
@@ -86,10 +86,17 @@ type Admin struct {
 var _ server.Observer = (*Admin)(nil)
 var _ http.Handler = (*Admin)(nil)
 
+// ReloadFunc re-reads and applies the configuration, and says why not
+// when it could not: a *config.Error for a file with problems (POST
+// /reload answers 400), any other error otherwise (500). It may be called
+// from several goroutines at once. The admin service is handed one at
+// construction (ferry run's) and calls nothing else of its caller.
+type ReloadFunc func() error
+
 // New builds the service for srv. reload re-reads and applies the
 // configuration; POST /reload calls it, through Reload. A nil reload
 // makes POST /reload answer 501.
-func New(srv *server.Server, cfg config.Admin, reload func() error, log zerolog.Logger) *Admin {
+func New(srv *server.Server, cfg config.Admin, reload ReloadFunc, log zerolog.Logger) *Admin {
 	a := &Admin{srv: srv, cfg: cfg, reload: reload, log: log, reg: prometheus.NewRegistry(),
 		readHeaderTimeout: readHeaderTimeout, readTimeout: readTimeout, idleTimeout: idleTimeout,
 		maxHeaderBytes: maxHeaderBytes}
@@ -341,8 +348,9 @@ func (a *Admin) postReload(w http.ResponseWriter, _ *http.Request) {
 	fmt.Fprintln(w, "reloaded")
 }
 
-// Reload calls the reload function and counts its result in
-// ferry_reloads_total. Use it for SIGHUP too, so both are counted.
+// Reload calls the ReloadFunc given to New and counts its result in
+// ferry_reloads_total. ferry run calls it for SIGHUP, so that SIGHUP
+// and POST /reload are counted alike.
 func (a *Admin) Reload() error {
 	err := a.reload()
 	if err != nil {
