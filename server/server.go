@@ -96,7 +96,7 @@ type generation struct {
 	cfg       *config.Config
 	services  *plugins.Services
 	instances []plugins.Plugin
-	listeners []*listener
+	listeners []*frontend
 	ups       *upstreams
 	conns     sync.WaitGroup
 	closeOnce sync.Once
@@ -175,7 +175,7 @@ func (s *Server) build(cfg *config.Config) (*generation, error) {
 			}
 			ps = append(ps, p)
 		}
-		g.listeners = append(g.listeners, newListener(s, g, lc, cfg.Effective(&lc), plugins.NewChain(ps)))
+		g.listeners = append(g.listeners, newFrontend(s, g, lc, cfg.Effective(&lc), plugins.NewChain(ps)))
 	}
 	return g, nil
 }
@@ -279,7 +279,7 @@ func (s *Server) socketsFor(g *generation, old []*socket) ([]*socket, error) {
 	return out, nil
 }
 
-// serve points each socket at its listener of g and starts accept loops
+// serve points each socket at its frontend of g and starts accept loops
 // on the sockets in fresh.
 func (s *Server) serve(g *generation, socks, fresh []*socket) {
 	for i, l := range g.listeners {
