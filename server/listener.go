@@ -193,14 +193,14 @@ func (k *socket) acceptLoop(s *Server) {
 		// generation before a reload retires that generation.
 		k.mu.RLock()
 		l := k.cur
-		if max := int64(l.set.MaxConnections); max > 0 && k.active.Load() >= max {
+		if limit := int64(l.set.MaxConnections); limit > 0 && k.active.Load() >= limit {
 			k.mu.RUnlock()
-			l.refuse(c, "max_connections", "listener at max_connections", max)
+			l.refuse(c, "max_connections", "listener at max_connections", limit)
 			continue
 		}
-		if max := l.gen.maxConns; max > 0 && s.active.Load() >= max {
+		if limit := l.gen.maxConns; limit > 0 && s.active.Load() >= limit {
 			k.mu.RUnlock()
-			l.refuse(c, "limits_max_connections", "server at [limits] max_connections", max)
+			l.refuse(c, "limits_max_connections", "server at [limits] max_connections", limit)
 			continue
 		}
 		h := &conn{l: l, c: c}

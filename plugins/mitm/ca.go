@@ -375,11 +375,11 @@ func ValidHostName(s string) bool {
 
 // clip shortens a client-chosen name for errors and logs.
 func clip(s string) string {
-	const max = 64
-	if len(s) <= max {
+	const maxLen = 64
+	if len(s) <= maxLen {
 		return s
 	}
-	return s[:max] + "..."
+	return s[:maxLen] + "..."
 }
 
 // newLeaf signs a certificate for host with the shared leaf key. It
