@@ -7,29 +7,24 @@
 //	ferry check -c ferry.toml # validate a file
 //	ferry plugins             # list compiled-in plugins
 //
-// This file is the CLI only: it loads the config, builds the server and
-// waits for a signal.
+// This file is the CLI only: its commands and flags, loading the config
+// and the logger. run.go is `ferry run`'s life from start to drained
+// exit; reload.go runs its reloads one at a time.
 package main
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"io"
-	"net"
 	"os"
-	"os/signal"
 	"runtime"
 	"runtime/debug"
 	"strings"
-	"sync"
-	"syscall"
 	"time"
 
 	"github.com/rs/zerolog"
 	"github.com/urfave/cli/v2"
 
-	"ferry/admin"
 	"ferry/config"
 	"ferry/plugins"
 	_ "ferry/plugins/all"
@@ -64,77 +59,97 @@ func newApp(stdout, stderr io.Writer) *cli.App {
 		// Errors are printed once by main, with their exit code.
 		ExitErrHandler: func(*cli.Context, error) {},
 		Commands: []*cli.Command{
-			{
-				Name:  "run",
-				Usage: "run the proxy until SIGINT or SIGTERM",
-				Description: "Without -c, ferry runs its embedded configuration: one listener on 127.0.0.1:8080\n" +
-					"speaking HTTP proxy, SOCKS5 and SOCKS4 on the same port, dialing targets directly,\n" +
-					"with an access log on stderr. Flags override the file.\n\n" +
-					"SIGHUP reloads the file: unchanged listen addresses keep their sockets, new\n" +
-					"connections get the new listeners and plugins, live ones are not cut, and a\n" +
-					"file with problems is refused with the running configuration kept.\n" +
-					"SIGINT or SIGTERM drain for drain_timeout and exit; a second one ends the drain.",
-				Flags: []cli.Flag{
-					configFlag,
-					&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "listen on `ADDR` (host:port) instead of the configured listeners; repeatable, each a copy of the first listener"},
-					&cli.StringSliceFlag{Name: "upstream", Aliases: []string{"u"}, Usage: "send requests no route matches through the proxy at `URL` (socks5://, http://, https://, with user:pass@ if needed); repeat for a chain, first hop first"},
-					&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error"},
-					&cli.StringFlag{Name: "log-format", Usage: "`FORMAT`: console or json"},
-				},
-				Action: func(c *cli.Context) error { return runCmd(c, stderr) },
-			},
-			{
-				Name:      "check",
-				Usage:     "validate a configuration file and exit",
-				ArgsUsage: " ",
-				Description: "Loads the file as `ferry run` would, including every plugin's own settings,\n" +
-					"and tries to bind each listener and the admin address, unless the running ferry\n" +
-					"already holds it. Prints a summary and exits 0, or prints each problem as\n" +
-					"FILE:LINE:COL: key: message and exits 1.",
-				Flags: []cli.Flag{configFlag},
-				Action: func(c *cli.Context) error {
-					cfg, err := loadConfig(c.String("config"))
-					if err != nil {
-						return cli.Exit(err.Error(), 1)
-					}
-					srv, err := server.New(cfg, zerolog.Nop())
-					if err != nil {
-						return cli.Exit(err.Error(), 1)
-					}
-					warnings := srv.Warnings()
-					srv.Close()
-					bindWarnings, err := checkBinds(cfg)
-					if err != nil {
-						return cli.Exit(err.Error(), 1)
-					}
-					warnings = append(warnings, bindWarnings...)
-					fmt.Fprintln(stdout, cfg.Summary())
-					for _, w := range warnings {
-						fmt.Fprintln(stdout, "warning:", w)
-					}
-					return nil
-				},
-			},
-			{
-				Name:  "plugins",
-				Usage: "list the compiled-in plugin types",
-				Action: func(c *cli.Context) error {
-					for _, r := range plugins.Registered() {
-						fmt.Fprintf(stdout, "%-12s %s\n", r.Type, r.Description)
-					}
-					return nil
-				},
-			},
+			runCommand(configFlag, stderr),
+			checkCommand(configFlag, stdout),
+			pluginsCommand(stdout),
 			healthCommand(stdout),
 			caCommand(stdout),
-			{
-				Name:  "version",
-				Usage: "print the version",
-				Action: func(c *cli.Context) error {
-					fmt.Fprintln(stdout, "ferry", versionString())
-					return nil
-				},
-			},
+			versionCommand(stdout),
+		},
+	}
+}
+
+// runCommand is `ferry run`; runCmd does the work.
+func runCommand(configFlag cli.Flag, stderr io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:  "run",
+		Usage: "run the proxy until SIGINT or SIGTERM",
+		Description: "Without -c, ferry runs its embedded configuration: one listener on 127.0.0.1:8080\n" +
+			"speaking HTTP proxy, SOCKS5 and SOCKS4 on the same port, dialing targets directly,\n" +
+			"with an access log on stderr. Flags override the file.\n\n" +
+			"SIGHUP reloads the file: unchanged listen addresses keep their sockets, new\n" +
+			"connections get the new listeners and plugins, live ones are not cut, and a\n" +
+			"file with problems is refused with the running configuration kept.\n" +
+			"SIGINT or SIGTERM drain for drain_timeout and exit; a second one ends the drain.",
+		Flags: []cli.Flag{
+			configFlag,
+			&cli.StringSliceFlag{Name: "listen", Aliases: []string{"l"}, Usage: "listen on `ADDR` (host:port) instead of the configured listeners; repeatable, each a copy of the first listener"},
+			&cli.StringSliceFlag{Name: "upstream", Aliases: []string{"u"}, Usage: "send requests no route matches through the proxy at `URL` (socks5://, http://, https://, with user:pass@ if needed); repeat for a chain, first hop first"},
+			&cli.StringFlag{Name: "log-level", Usage: "`LEVEL`: debug, info, warn or error"},
+			&cli.StringFlag{Name: "log-format", Usage: "`FORMAT`: console or json"},
+		},
+		Action: func(c *cli.Context) error { return runCmd(c, stderr) },
+	}
+}
+
+// checkCommand is `ferry check`.
+func checkCommand(configFlag cli.Flag, stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:      "check",
+		Usage:     "validate a configuration file and exit",
+		ArgsUsage: " ",
+		Description: "Loads the file as `ferry run` would, including every plugin's own settings,\n" +
+			"and tries to bind each listener and the admin address, unless the running ferry\n" +
+			"already holds it. Prints a summary and exits 0, or prints each problem as\n" +
+			"FILE:LINE:COL: key: message and exits 1.",
+		Flags: []cli.Flag{configFlag},
+		Action: func(c *cli.Context) error {
+			cfg, err := loadConfig(c.String("config"))
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			srv, err := server.New(cfg, zerolog.Nop())
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			warnings := srv.Warnings()
+			srv.Close()
+			bindWarnings, err := checkBinds(cfg)
+			if err != nil {
+				return cli.Exit(err.Error(), 1)
+			}
+			warnings = append(warnings, bindWarnings...)
+			fmt.Fprintln(stdout, cfg.Summary())
+			for _, w := range warnings {
+				fmt.Fprintln(stdout, "warning:", w)
+			}
+			return nil
+		},
+	}
+}
+
+// pluginsCommand is `ferry plugins`.
+func pluginsCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:  "plugins",
+		Usage: "list the compiled-in plugin types",
+		Action: func(c *cli.Context) error {
+			for _, r := range plugins.Registered() {
+				fmt.Fprintf(stdout, "%-12s %s\n", r.Type, r.Description)
+			}
+			return nil
+		},
+	}
+}
+
+// versionCommand is `ferry version`.
+func versionCommand(stdout io.Writer) *cli.Command {
+	return &cli.Command{
+		Name:  "version",
+		Usage: "print the version",
+		Action: func(c *cli.Context) error {
+			fmt.Fprintln(stdout, "ferry", versionString())
+			return nil
 		},
 	}
 }
@@ -164,133 +179,6 @@ func loadConfig(path string) (*config.Config, error) {
 		return nil, config.Join(err, server.CheckPlugins(ce.Partial))
 	}
 	return cfg, err
-}
-
-func runCmd(c *cli.Context, stderr io.Writer) error {
-	cfg, err := runConfig(c)
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-	log, err := newLogger(stderr, cfg.Log)
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-
-	srv, err := server.New(cfg, log)
-	if err != nil {
-		return cli.Exit(err.Error(), 1)
-	}
-
-	// reload re-reads the file, with the same flags on top, and applies
-	// it; SIGHUP and POST /reload share it. The reloader runs it apart
-	// from the signal loop, one at a time, with a deadline. Log and admin
-	// settings apply at the next start.
-	var cfgMu sync.Mutex // guards cfg; never held while loading
-	rl := &reloader{run: func() error {
-		next, err := runConfig(c)
-		if err == nil {
-			err = listenError(next, srv.Reload(next))
-		}
-		if err != nil {
-			return err
-		}
-		cfgMu.Lock()
-		cfg = next
-		cfgMu.Unlock()
-		log.Info().Str("config", next.File).Int("listeners", len(next.Listeners)).Int("plugins", len(next.Plugins)).Msg("configuration reloaded")
-		return nil
-	}}
-	reload := func() error {
-		err := rl.reload()
-		if err != nil {
-			log.Error().Str("error", err.Error()).Msg("reload failed: the running configuration stays")
-		}
-		return err
-	}
-	var adm *admin.Admin
-	var admLn net.Listener
-	if cfg.Admin.Listen != "" {
-		adm = admin.New(srv, cfg.Admin, reload, log.With().Str("component", "admin").Logger())
-		srv.SetObserver(adm)
-		if admLn, err = net.Listen("tcp", cfg.Admin.Listen); err != nil {
-			srv.Close()
-			return cli.Exit(fmt.Sprintf("%s: %v", cfg.Where("admin.listen"), err), 1)
-		}
-		srv.SetAdminAddr(admLn.Addr()) // never reachable through the proxy
-	}
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM, syscall.SIGHUP)
-	defer signal.Stop(sigs)
-	if err := srv.Start(); err != nil {
-		if admLn != nil {
-			admLn.Close()
-		}
-		srv.Close()
-		return cli.Exit(listenError(cfg, err).Error(), 1)
-	}
-	log.Info().Str("version", versionString()).Str("config", cfg.File).
-		Int64("max_connections", srv.MaxConnections()).Msg("ferry started")
-	if adm != nil {
-		log.Info().Str("addr", admLn.Addr().String()).Bool("auth", cfg.Admin.Token != "").Bool("pprof", cfg.Admin.Pprof).Msg("admin listening")
-		go func() {
-			if err := adm.Serve(admLn); err != nil {
-				log.Error().Err(err).Msg("admin server stopped")
-			}
-		}()
-		reload = adm.Reload // counts SIGHUP reloads too
-	}
-
-	var sig os.Signal
-	for sig = range sigs {
-		if sig != syscall.SIGHUP {
-			break
-		}
-		go func() { _ = reload() }() // it logs; the loop stays free for SIGTERM
-	}
-	if adm != nil {
-		adm.SetStopping()
-	}
-	// A reload that has read its files finishes in moments; one stuck on
-	// a file does not hold up the exit.
-	if !rl.wait(2 * time.Second) {
-		log.Warn().Msg("a reload is still running: shutting down without waiting for it")
-	}
-	cfgMu.Lock()
-	drain := cfg.Defaults.DrainTimeout.D()
-	cfgMu.Unlock()
-	log.Info().Str("signal", sig.String()).Stringer("drain_timeout", drain).Msg("shutting down: no new connections, draining")
-	go func() {
-		// A second signal skips the drain.
-		for s := range sigs {
-			if s != syscall.SIGHUP {
-				break
-			}
-		}
-		log.Warn().Msg("second signal: closing all connections now")
-		srv.Abort()
-	}()
-	sum := srv.Shutdown(drain)
-	if adm != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		if err := adm.Shutdown(ctx); err != nil {
-			log.Warn().Err(err).Msg("admin shutdown")
-		}
-		cancel()
-	}
-	log.Info().Int64("drained", sum.Drained).Int64("forced", sum.Forced).
-		Stringer("took", sum.Took.Round(time.Millisecond)).Msg("ferry stopped")
-	return nil
-}
-
-// listenError gives a listener that could not be bound the position of
-// its listen key in cfg's file; other errors pass as they are.
-func listenError(cfg *config.Config, err error) error {
-	var le *server.ListenError
-	if errors.As(err, &le) {
-		return fmt.Errorf("%s: %w", cfg.Where(fmt.Sprintf("listener[%d].listen", le.Index)), le.Err)
-	}
-	return err
 }
 
 // runConfig loads the configuration `ferry run` was asked for, with its

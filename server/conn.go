@@ -21,7 +21,7 @@ import (
 
 // conn is one accepted client connection.
 type conn struct {
-	l     *listener
+	l     *frontend
 	c     net.Conn
 	rc    *rollingConn // c, as br reads it: &rcv while the handshake runs
 	rcv   rollingConn
@@ -255,7 +255,7 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 	s.Request = nil
 	// The channel may outlive this goroutine (an idle one parks without
 	// any), so what follows its end runs when it ends, on whichever
-	// goroutine ends it. It holds the listener, not the conn with its
+	// goroutine ends it. It holds the frontend, not the conn with its
 	// handshake state.
 	h.handedOff = true
 	l := h.l
@@ -270,7 +270,7 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 
 // release ends a connection's accounting: the listener's count, the
 // generation's and the server's.
-func (l *listener) release() {
+func (l *frontend) release() {
 	l.sock.active.Add(-1)
 	l.srv.active.Add(-1)
 	l.gen.conns.Done()
@@ -426,7 +426,7 @@ func (h *conn) takeBuffered() []byte {
 
 // finish completes a session: close hooks, then one error line for
 // failures of ferry or a plugin (the access line is the log plugin's).
-func (l *listener) finish(s *plugins.Session, st *plugins.Stats) {
+func (l *frontend) finish(s *plugins.Session, st *plugins.Stats) {
 	st.Duration = time.Since(st.Start)
 	l.chain.Close(s, *st, func(err error) {
 		s.Log.Error().Err(err).Msg("plugin panicked in OnClose")

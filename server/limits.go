@@ -96,7 +96,7 @@ func peerIP(c net.Conn) netip.Addr {
 // admitHandshake counts c's handshake against its address's limit; false
 // means refuse it. Peers trusted for the PROXY protocol are load balancers
 // that carry many clients, and are not limited.
-func (l *listener) admitHandshake(h *conn) bool {
+func (l *frontend) admitHandshake(h *conn) bool {
 	limit := *l.gen.cfg.Limits.MaxClientHandshakes
 	if limit == 0 {
 		return true

@@ -21,13 +21,15 @@ import (
 	"ferry/relay"
 )
 
-// listener is one [[listener]] of one configuration generation: how the
-// connections its socket accepts are served. A reload makes new listeners
-// and hands them the sockets whose address did not change.
-type listener struct {
+// frontend is one [[listener]] of one configuration generation: how the
+// connections its socket accepts are served (protocols, plugins, PROXY
+// header trust, buffers). It does not listen: its socket does. A reload
+// makes new frontends and hands them the sockets whose address did not
+// change.
+type frontend struct {
 	srv     *Server
 	gen     *generation
-	sock    *socket // set when the listener starts serving
+	sock    *socket // set when the frontend starts serving
 	cfg     config.Listener
 	set     config.Settings
 	chain   *plugins.Chain
@@ -54,7 +56,7 @@ type listener struct {
 	readers, writers sync.Pool
 }
 
-func (l *listener) getReader(r io.Reader) *bufio.Reader {
+func (l *frontend) getReader(r io.Reader) *bufio.Reader {
 	br, ok := l.readers.Get().(*bufio.Reader)
 	if !ok {
 		return bufio.NewReaderSize(r, l.set.BufferSize)
@@ -63,14 +65,14 @@ func (l *listener) getReader(r io.Reader) *bufio.Reader {
 	return br
 }
 
-func (l *listener) putReader(br *bufio.Reader) {
+func (l *frontend) putReader(br *bufio.Reader) {
 	if br != nil {
 		br.Reset(nil)
 		l.readers.Put(br)
 	}
 }
 
-func (l *listener) getWriter(w io.Writer) *bufio.Writer {
+func (l *frontend) getWriter(w io.Writer) *bufio.Writer {
 	bw, ok := l.writers.Get().(*bufio.Writer)
 	if !ok {
 		return bufio.NewWriterSize(w, l.set.BufferSize)
@@ -79,13 +81,13 @@ func (l *listener) getWriter(w io.Writer) *bufio.Writer {
 	return bw
 }
 
-func (l *listener) putWriter(bw *bufio.Writer) {
+func (l *frontend) putWriter(bw *bufio.Writer) {
 	bw.Reset(nil)
 	l.writers.Put(bw)
 }
 
-func newListener(s *Server, gen *generation, lc config.Listener, set config.Settings, chain *plugins.Chain) *listener {
-	l := &listener{
+func newFrontend(s *Server, gen *generation, lc config.Listener, set config.Settings, chain *plugins.Chain) *frontend {
+	l := &frontend{
 		srv:     s,
 		gen:     gen,
 		cfg:     lc,
@@ -118,13 +120,13 @@ func newListener(s *Server, gen *generation, lc config.Listener, set config.Sett
 
 // socket is a listening socket. It outlives configuration generations:
 // a reload that keeps the address keeps the socket, so no connection
-// attempt is refused, and only swaps the listener that serves it.
+// attempt is refused, and only swaps the frontend that serves it.
 type socket struct {
 	ln   net.Listener
 	addr string // as configured
 
 	mu  sync.RWMutex
-	cur *listener
+	cur *frontend
 
 	active, accepted, refused atomic.Int64
 	refusalLog                throttle.Gate
@@ -148,7 +150,7 @@ type ListenError struct {
 func (e *ListenError) Error() string { return fmt.Sprintf("listener %s: %v", e.Name, e.Err) }
 func (e *ListenError) Unwrap() error { return e.Err }
 
-func openSocket(i int, l *listener) (*socket, error) {
+func openSocket(i int, l *frontend) (*socket, error) {
 	ln, err := net.Listen("tcp", l.cfg.Listen)
 	if err != nil {
 		return nil, &ListenError{Index: i, Name: l.cfg.Name, Err: err}
@@ -156,8 +158,8 @@ func openSocket(i int, l *listener) (*socket, error) {
 	return &socket{ln: ln, addr: l.cfg.Listen}, nil
 }
 
-// serveWith makes l the listener of k's new connections.
-func (k *socket) serveWith(l *listener) {
+// serveWith makes l the frontend of k's new connections.
+func (k *socket) serveWith(l *frontend) {
 	k.mu.Lock()
 	k.cur = l
 	l.sock = k
@@ -191,14 +193,14 @@ func (k *socket) acceptLoop(s *Server) {
 		// generation before a reload retires that generation.
 		k.mu.RLock()
 		l := k.cur
-		if max := int64(l.set.MaxConnections); max > 0 && k.active.Load() >= max {
+		if limit := int64(l.set.MaxConnections); limit > 0 && k.active.Load() >= limit {
 			k.mu.RUnlock()
-			l.refuse(c, "max_connections", "listener at max_connections", max)
+			l.refuse(c, "max_connections", "listener at max_connections", limit)
 			continue
 		}
-		if max := l.gen.maxConns; max > 0 && s.active.Load() >= max {
+		if limit := l.gen.maxConns; limit > 0 && s.active.Load() >= limit {
 			k.mu.RUnlock()
-			l.refuse(c, "limits_max_connections", "server at [limits] max_connections", max)
+			l.refuse(c, "limits_max_connections", "server at [limits] max_connections", limit)
 			continue
 		}
 		h := &conn{l: l, c: c}
@@ -218,7 +220,7 @@ func (k *socket) acceptLoop(s *Server) {
 	}
 }
 
-func (k *socket) current() *listener {
+func (k *socket) current() *frontend {
 	k.mu.RLock()
 	defer k.mu.RUnlock()
 	return k.cur
@@ -226,7 +228,7 @@ func (k *socket) current() *listener {
 
 // refuse closes a connection over a limit at once. The log is throttled
 // to a line a second per listener so a flood cannot flood the log too.
-func (l *listener) refuse(c net.Conn, reason, why string, limit int64) {
+func (l *frontend) refuse(c net.Conn, reason, why string, limit int64) {
 	c.Close()
 	l.srv.obs.ConnRefused(l.cfg.Name, reason)
 	k := l.sock
@@ -238,7 +240,7 @@ func (l *listener) refuse(c net.Conn, reason, why string, limit int64) {
 	}
 }
 
-func (l *listener) serve(h *conn) {
+func (l *frontend) serve(h *conn) {
 	h.start = time.Now()
 	h.serve()
 	if !h.handedOff {

@@ -36,7 +36,7 @@ func prefixes(cs []config.CIDR) []netip.Prefix {
 }
 
 // trusts reports whether addr may send a PROXY header.
-func (l *listener) trusts(addr net.Addr) bool {
+func (l *frontend) trusts(addr net.Addr) bool {
 	ta, ok := addr.(*net.TCPAddr)
 	if !ok {
 		return false

@@ -197,7 +197,7 @@ func (s *Server) SetAdminAddr(a net.Addr) {
 
 // refuseSelf refuses addresses of ferry's own listeners (a loop) and of
 // its admin service, and logs the refusal at most once per selfLogPeriod.
-func (s *Server) refuseSelf(l *listener, ap netip.AddrPort, ip netip.Addr) error {
+func (s *Server) refuseSelf(l *frontend, ap netip.AddrPort, ip netip.Addr) error {
 	m := s.self.Load()
 	if m == nil {
 		return nil
@@ -225,7 +225,7 @@ const selfLogPeriod = 10 * time.Second
 // refuseDial is DialInfo.Refuse for the listener's direct dials: no dial
 // to ferry itself, and none to the proxy host from a listener bound
 // beyond loopback unless it allows local destinations.
-func (l *listener) refuseDial(ap netip.AddrPort) error {
+func (l *frontend) refuseDial(ap netip.AddrPort) error {
 	ip := normAddr(ap.Addr())
 	if err := l.srv.refuseSelf(l, ap, ip); err != nil {
 		return err

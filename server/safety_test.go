@@ -173,7 +173,7 @@ listen = "127.0.0.2:0"
 			if tt.name == "interface address from wide" {
 				tt.ap = net.JoinHostPort(tt.ap, "1")
 			}
-			var l *listener
+			var l *frontend
 			for _, c := range g.listeners {
 				if c.cfg.Name == tt.listener {
 					l = c

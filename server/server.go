@@ -9,7 +9,9 @@
 //	srv.Shutdown(drainTimeout) // stop accepting, drain, close
 //
 // It does not parse configuration (package config) or copy bytes (package
-// relay).
+// relay), and it does not serve the admin HTTP service: package
+// server/admin does, importing this one and seeing the server through
+// Observer and the read-only accessors; this package never imports it.
 package server
 
 import (
@@ -94,7 +96,7 @@ type generation struct {
 	cfg       *config.Config
 	services  *plugins.Services
 	instances []plugins.Plugin
-	listeners []*listener
+	listeners []*frontend
 	ups       *upstreams
 	conns     sync.WaitGroup
 	closeOnce sync.Once
@@ -173,7 +175,7 @@ func (s *Server) build(cfg *config.Config) (*generation, error) {
 			}
 			ps = append(ps, p)
 		}
-		g.listeners = append(g.listeners, newListener(s, g, lc, cfg.Effective(&lc), plugins.NewChain(ps)))
+		g.listeners = append(g.listeners, newFrontend(s, g, lc, cfg.Effective(&lc), plugins.NewChain(ps)))
 	}
 	return g, nil
 }
@@ -277,7 +279,7 @@ func (s *Server) socketsFor(g *generation, old []*socket) ([]*socket, error) {
 	return out, nil
 }
 
-// serve points each socket at its listener of g and starts accept loops
+// serve points each socket at its frontend of g and starts accept loops
 // on the sockets in fresh.
 func (s *Server) serve(g *generation, socks, fresh []*socket) {
 	for i, l := range g.listeners {

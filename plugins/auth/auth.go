@@ -509,9 +509,9 @@ func addrString(a net.Addr) string {
 
 // clip shortens a client-chosen user name for the log.
 func clip(s string) string {
-	const max = 64
-	if len(s) <= max {
+	const maxLen = 64
+	if len(s) <= maxLen {
 		return s
 	}
-	return s[:max] + "..."
+	return s[:maxLen] + "..."
 }

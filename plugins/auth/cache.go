@@ -38,8 +38,8 @@ type cached struct {
 	hash string
 }
 
-func newCache(max int) *cache {
-	c := &cache{max: max, cur: make(map[[32]byte]cached), old: make(map[[32]byte]cached)}
+func newCache(size int) *cache {
+	c := &cache{max: size, cur: make(map[[32]byte]cached), old: make(map[[32]byte]cached)}
 	rand.Read(c.key[:])
 	return c
 }

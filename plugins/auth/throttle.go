@@ -53,11 +53,11 @@ type client struct {
 	refused int       // refusals during the current lockout, for the log
 }
 
-func newThrottle(max int, window, lockout, maxLockout time.Duration) *throttle {
-	if max <= 0 {
+func newThrottle(maxFails int, window, lockout, maxLockout time.Duration) *throttle {
+	if maxFails <= 0 {
 		return nil
 	}
-	return &throttle{max: max, window: window, lockout: lockout, maxLockout: maxLockout,
+	return &throttle{max: maxFails, window: window, lockout: lockout, maxLockout: maxLockout,
 		cap: maxTracked, now: time.Now, byKey: make(map[netip.Addr]*list.Element)}
 }
 

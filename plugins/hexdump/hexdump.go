@@ -54,14 +54,14 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	if err := env.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	max := int64(4 << 10)
+	limit := int64(4 << 10)
 	if cfg.MaxBytes != nil {
-		max = int64(*cfg.MaxBytes)
+		limit = int64(*cfg.MaxBytes)
 	}
-	if max <= 0 {
+	if limit <= 0 {
 		return nil, fmt.Errorf("max_bytes: must be positive")
 	}
-	return &Plugin{name: env.Name, max: max, log: env.Log}, nil
+	return &Plugin{name: env.Name, max: limit, log: env.Log}, nil
 }
 
 // Name implements plugins.Plugin.

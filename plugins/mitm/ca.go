@@ -195,12 +195,11 @@ func parseCA(certPEM, keyPEM []byte, certName, keyName string, cacheSize int) (*
 	if cacheSize <= 0 {
 		cacheSize = DefaultCacheSize
 	}
-	sum := sha256.Sum256(cert.Raw)
 	return &CA{
 		cert:        cert,
 		certPEM:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
 		key:         key,
-		fingerprint: colonHex(sum[:]),
+		fingerprint: Fingerprint(cert),
 		leafKey:     leafKey,
 		size:        cacheSize,
 		lru:         list.New(),
@@ -215,6 +214,10 @@ func label(what, name string) string {
 	}
 	return what + " " + name
 }
+
+// ParseCertPEM parses the first CERTIFICATE block of data; ferry ca
+// show reads certificates with it.
+func ParseCertPEM(data []byte) (*x509.Certificate, error) { return parseCert(data) }
 
 // parseCert parses the first CERTIFICATE block of data.
 func parseCert(data []byte) (*x509.Certificate, error) {
@@ -375,11 +378,11 @@ func ValidHostName(s string) bool {
 
 // clip shortens a client-chosen name for errors and logs.
 func clip(s string) string {
-	const max = 64
-	if len(s) <= max {
+	const maxLen = 64
+	if len(s) <= maxLen {
 		return s
 	}
-	return s[:max] + "..."
+	return s[:maxLen] + "..."
 }
 
 // newLeaf signs a certificate for host with the shared leaf key. It
@@ -457,6 +460,13 @@ func (ca *CA) CertPEM() []byte { return bytes.Clone(ca.certPEM) }
 // leaf).
 func (ca *CA) Stats() (hits, misses uint64) {
 	return ca.hits.Load(), ca.misses.Load()
+}
+
+// Fingerprint is the SHA-256 of cert's DER as openssl prints it:
+// uppercase hex pairs separated by colons.
+func Fingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return colonHex(sum[:])
 }
 
 // colonHex is b as uppercase hex pairs separated by colons.

@@ -306,15 +306,15 @@ func (c *Copier) copyChunked(dst io.Writer, src *bufio.Reader) error {
 
 // readChunkLine reads one CRLF-ended line of chunk framing.
 func (c *Copier) readChunkLine(src *bufio.Reader, buf []byte) ([]byte, error) {
-	max := 4096
+	limit := 4096
 	if c.Limits.MaxBytes > 0 {
-		max = min(max, c.Limits.MaxBytes)
+		limit = min(limit, c.Limits.MaxBytes)
 	}
 	if err := c.flushIfDry(src); err != nil {
 		return buf, err
 	}
 	n := len(buf)
-	buf, err := readLine(src, buf, max)
+	buf, err := readLine(src, buf, limit)
 	c.Read += int64(len(buf) - n)
 	if err != nil {
 		if err == io.EOF {

@@ -182,11 +182,11 @@ func isEmptyLine(l []byte) bool {
 }
 
 // readLine appends one line, ending included, to buf, failing once buf
-// would pass max bytes.
-func readLine(br *bufio.Reader, buf []byte, max int) ([]byte, error) {
+// would pass limit bytes.
+func readLine(br *bufio.Reader, buf []byte, limit int) ([]byte, error) {
 	for {
 		frag, err := br.ReadSlice('\n')
-		if max > 0 && len(buf)+len(frag) > max {
+		if limit > 0 && len(buf)+len(frag) > limit {
 			return buf, ErrTooLarge
 		}
 		buf = append(buf, frag...)

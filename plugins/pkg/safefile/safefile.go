@@ -50,10 +50,10 @@ var (
 )
 
 // ReadFile returns the content of the regular file at path, refusing a
-// file larger than max bytes and one that takes longer than Timeout.
+// file larger than limit bytes and one that takes longer than Timeout.
 // Errors name the path, and the cap when it is the cause.
-func ReadFile(path string, max int64) ([]byte, error) {
-	f, err := open(path, max)
+func ReadFile(path string, limit int64) ([]byte, error) {
+	f, err := open(path, limit)
 	if err != nil {
 		return nil, err
 	}
@@ -74,7 +74,7 @@ type file struct {
 }
 
 // open opens the regular file at path for reading.
-func open(path string, max int64) (*file, error) {
+func open(path string, limit int64) (*file, error) {
 	// O_NONBLOCK: opening a FIFO without a writer, or some devices, would
 	// otherwise block here, before fstat can tell what the path is.
 	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
@@ -90,11 +90,11 @@ func open(path string, max int64) (*file, error) {
 		f.Close()
 		return nil, fmt.Errorf("%s: %w but %s", path, ErrNotRegular, kind(fi.Mode()))
 	}
-	if fi.Size() > max {
+	if fi.Size() > limit {
 		f.Close()
-		return nil, tooLarge(path, fi.Size(), max)
+		return nil, tooLarge(path, fi.Size(), limit)
 	}
-	return &file{f: f, path: path, max: max, size: fi.Size(), deadline: time.Now().Add(Timeout)}, nil
+	return &file{f: f, path: path, max: limit, size: fi.Size(), deadline: time.Now().Add(Timeout)}, nil
 }
 
 // Read implements io.Reader.
@@ -154,12 +154,12 @@ func readAll(r io.Reader, size int64, path string, deadline time.Time) ([]byte, 
 	}
 }
 
-func tooLarge(path string, size, max int64) error {
+func tooLarge(path string, size, limit int64) error {
 	what := FormatSize(size)
-	if size == max+1 { // found while reading: the true size is unknown
-		what = "more than " + FormatSize(max)
+	if size == limit+1 { // found while reading: the true size is unknown
+		what = "more than " + FormatSize(limit)
 	}
-	return fmt.Errorf("%s: %s, %w of %s for this file", path, what, ErrTooLarge, FormatSize(max))
+	return fmt.Errorf("%s: %s, %w of %s for this file", path, what, ErrTooLarge, FormatSize(limit))
 }
 
 // FormatSize writes n bytes as "64 MiB", "1.5 KiB" or "12 bytes".
