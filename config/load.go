@@ -14,6 +14,7 @@ import (
 
 	"ferry/plugins/pkg/match"
 	"ferry/plugins/pkg/safefile"
+	"ferry/plugins/pkg/units"
 )
 
 // Defaults applied by Load to keys the file does not set.
@@ -22,13 +23,13 @@ const (
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultIdleTimeout      = 5 * time.Minute
 	DefaultDrainTimeout     = 30 * time.Second
-	DefaultBufferSize       = 128 * KiB
+	DefaultBufferSize       = 128 * units.KiB
 	DefaultMaxConnections   = 10000
 
 	DefaultMaxClientHandshakes    = 64
-	DefaultMaxHeaderBytes         = 64 * KiB
+	DefaultMaxHeaderBytes         = 64 * units.KiB
 	DefaultMaxHeaders             = 100
-	DefaultMaxResponseHeaderBytes = 64 * KiB
+	DefaultMaxResponseHeaderBytes = 64 * units.KiB
 )
 
 // DefaultProtocols returns what a listener serves when it lists none:

@@ -30,7 +30,7 @@ type PluginConfig struct {
 //
 //	ferry.toml:31:1: plugin[1].max_bytes: unknown key
 //
-// Duration, Size and CIDR fields get the same checks as ferry's own keys,
+// units.Duration, units.Size and CIDR fields get the same checks as ferry's own keys,
 // except that a negative Size given as a TOML integer must be rejected by
 // the plugin.
 func (p *PluginConfig) Decode(v any) error {

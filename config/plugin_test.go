@@ -5,6 +5,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"ferry/plugins/pkg/units"
 )
 
 // pluginSrc has two plugin instances; the second starts on line 6.
@@ -38,7 +40,7 @@ func TestPluginDecode(t *testing.T) {
 	if err := c.Plugins[1].Decode(&opts); err != nil {
 		t.Fatalf("Decode: got error\n%v", err)
 	}
-	if opts.MaxBytes != 4*KiB || opts.Window.D() != 10*time.Second || opts.Sample.Every != 3 || !reflect.DeepEqual(opts.Sample.Ports, []int{80, 443}) {
+	if opts.MaxBytes != 4*units.KiB || opts.Window.D() != 10*time.Second || opts.Sample.Every != 3 || !reflect.DeepEqual(opts.Sample.Ports, []int{80, 443}) {
 		t.Fatalf("Decode: got %+v", opts)
 	}
 }
@@ -113,11 +115,11 @@ func TestPluginDecodeErrors(t *testing.T) {
 
 func TestPluginDecodeKeepsDefaults(t *testing.T) {
 	c := parseOK(t, l0+"[[plugin]]\nname = \"dump\"\ntype = \"hexdump\"\nwindow = \"1s\"\n")
-	opts := dumpOptions{MaxBytes: 64 * KiB}
+	opts := dumpOptions{MaxBytes: 64 * units.KiB}
 	if err := c.Plugins[0].Decode(&opts); err != nil {
 		t.Fatalf("Decode: got %v", err)
 	}
-	if opts.MaxBytes != 64*KiB || opts.Window.D() != time.Second {
+	if opts.MaxBytes != 64*units.KiB || opts.Window.D() != time.Second {
 		t.Fatalf("Decode: got max_bytes %v window %v, want 64KiB (default kept), 1s", opts.MaxBytes, opts.Window)
 	}
 }

@@ -15,12 +15,13 @@ import (
 	"ferry/plugins"
 	"ferry/plugins/pkg/match"
 	"ferry/plugins/pkg/safefile"
+	"ferry/plugins/pkg/units"
 )
 
 // Limits of buffer_size.
 const (
 	MinBufferSize = 512
-	MaxBufferSize = 16 * MiB
+	MaxBufferSize = 16 * units.MiB
 )
 
 // validate records every semantic problem of c, whose defaults are
@@ -54,8 +55,8 @@ func (l *loader) validate(c *Config) {
 
 // Bounds of [limits] sizes.
 const (
-	MinHeaderBytes = 1 * KiB
-	MaxHeaderBytes = 1 * MiB
+	MinHeaderBytes = 1 * units.KiB
+	MaxHeaderBytes = 1 * units.MiB
 )
 
 func (l *loader) limits(lim Limits) {

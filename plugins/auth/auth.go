@@ -57,8 +57,8 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
-	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -112,21 +112,21 @@ type Config struct {
 	// ReloadInterval is how often the file's modification time and size
 	// are checked. Default 2s; at least 100ms; "0s" never re-reads it. Only
 	// with Htpasswd.
-	ReloadInterval *config.Duration `toml:"reload_interval"`
+	ReloadInterval *units.Duration `toml:"reload_interval"`
 
 	// MaxFailures is how many failed logins a client address (an IPv6
 	// /64) may have within FailureWindow before it is locked out. Default
 	// 5; 0 never locks an address out.
 	MaxFailures *int `toml:"max_failures"`
 	// FailureWindow is the period over which failures count. Default 1m.
-	FailureWindow *config.Duration `toml:"failure_window"`
+	FailureWindow *units.Duration `toml:"failure_window"`
 	// Lockout is how long the first lockout of an address lasts; each
 	// further one lasts twice the one before. Default 1s.
-	Lockout *config.Duration `toml:"lockout"`
+	Lockout *units.Duration `toml:"lockout"`
 	// MaxLockout caps the doubling. An address without failures for this
 	// long after its last lockout starts again from Lockout. Default 5m;
 	// at least Lockout.
-	MaxLockout *config.Duration `toml:"max_lockout"`
+	MaxLockout *units.Duration `toml:"max_lockout"`
 	// MaxConcurrentChecks bounds the bcrypt checks that run at once, over
 	// all clients of the instance. Default GOMAXPROCS (the CPUs ferry
 	// uses); at least 1.

@@ -41,8 +41,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -55,7 +55,7 @@ func init() {
 
 // Defaults.
 const (
-	DefaultMaxBytes   = config.MiB
+	DefaultMaxBytes   = units.MiB
 	DefaultRotateKeep = 5
 )
 
@@ -68,11 +68,11 @@ type Config struct {
 	// MaxBytes caps the data recorded per channel, both ways together;
 	// later data passes unrecorded, and the capture shows it as missing
 	// bytes before the FIN. Default 1MiB; 0: no limit.
-	MaxBytes *config.Size `toml:"max_bytes"`
+	MaxBytes *units.Size `toml:"max_bytes"`
 	// RotateSize moves the file to FILE.1 (older ones to FILE.2...) and
 	// starts a new one when the next packet would make it larger. Zero or
 	// unset: never rotate.
-	RotateSize *config.Size `toml:"rotate_size"`
+	RotateSize *units.Size `toml:"rotate_size"`
 	// RotateKeep is how many rotated files are kept. Default 5; 0: none,
 	// the file starts over. Needs rotate_size.
 	RotateKeep *int `toml:"rotate_keep"`

@@ -17,8 +17,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -33,7 +33,7 @@ func init() {
 type Config struct {
 	// MaxBytes caps what is dumped per channel, both ways together.
 	// Default 4KiB; must be positive.
-	MaxBytes *config.Size `toml:"max_bytes"`
+	MaxBytes *units.Size `toml:"max_bytes"`
 }
 
 // Plugin dumps data chunks.

@@ -48,10 +48,10 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"ferry/config"
 	"ferry/plugins"
 	"ferry/plugins/pkg/match"
 	"ferry/plugins/pkg/safefile"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -79,7 +79,7 @@ type Config struct {
 	// InsecureUpstream accepts any certificate from targets. Default false.
 	InsecureUpstream bool `toml:"insecure_upstream"`
 	// HandshakeTimeout bounds both TLS handshakes. Default 10s.
-	HandshakeTimeout *config.Duration `toml:"handshake_timeout"`
+	HandshakeTimeout *units.Duration `toml:"handshake_timeout"`
 	// CacheSize is how many leaf certificates are kept. Default 1024.
 	CacheSize int `toml:"cache_size"`
 }

@@ -50,9 +50,9 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
-	"ferry/config"
 	"ferry/plugins"
 	"ferry/plugins/pkg/throttle"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -82,14 +82,14 @@ type Config struct {
 type Bandwidth struct {
 	// Up is the rate from the client to the upstream, in bytes per
 	// second. Zero (the default): not limited.
-	Up config.Size `toml:"up"`
+	Up units.Size `toml:"up"`
 	// Down is the rate from the upstream to the client, in bytes per
 	// second. Zero (the default): not limited.
-	Down config.Size `toml:"down"`
+	Down units.Size `toml:"down"`
 	// Burst is how many bytes may pass at once after a quiet spell, for
 	// each direction; a limiter starts with its burst available. Default:
 	// one second's worth of each direction's rate. Must be positive.
-	Burst *config.Size `toml:"burst"`
+	Burst *units.Size `toml:"burst"`
 }
 
 // NewConnections limits the rate of new channels per client address.
@@ -99,7 +99,7 @@ type NewConnections struct {
 	PerClient int `toml:"per_client"`
 	// Interval is the time PerClient is counted over. Default 1s; must be
 	// positive.
-	Interval *config.Duration `toml:"interval"`
+	Interval *units.Duration `toml:"interval"`
 	// Burst is how many channels a client may open at once after a quiet
 	// spell. Default: PerClient. Must be positive.
 	Burst *int `toml:"burst"`
@@ -251,7 +251,7 @@ func resolve(scope string, b Bandwidth) (rates, error) {
 
 // burstFor is the burst of a direction with rate bytes per second: the
 // configured one, else one second's worth.
-func burstFor(bytesPerSec int64, burst *config.Size) int {
+func burstFor(bytesPerSec int64, burst *units.Size) int {
 	if burst != nil {
 		return int(*burst)
 	}
