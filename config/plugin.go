@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"ferry/plugins"
 )
 
 // PluginConfig is one [[plugin]] table. Its own keys stay undecoded until
@@ -87,11 +89,10 @@ func (p *PluginConfig) Where() string {
 }
 
 // WrapError gives a factory's error a position. A *Error passes as it is.
-// An error that reads "key: problem", where key is one of the table's keys
-// (as plugins.Registration asks), points at that key; any other error
-// points at the table's header. A joined error (errors.Join) is wrapped
-// part by part, so a factory reports all its problems at once. nil stays
-// nil.
+// A *plugins.KeyError points at its key when the table sets it; any other
+// error, and a KeyError whose key the table does not set, points at the
+// table's header. A joined error (errors.Join) is wrapped part by part, so
+// a factory reports all its problems at once. nil stays nil.
 func (p *PluginConfig) WrapError(err error) error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		parts := j.Unwrap()
@@ -109,9 +110,14 @@ func (p *PluginConfig) WrapError(err error) error {
 		return fmt.Errorf("plugin %s: %w", p.Name, err)
 	}
 	key, msg := p.path, err.Error()
-	if k, rest, ok := strings.Cut(msg, ": "); ok && k != "" && p.idx.has(subKey(p.path, k)) {
-		key, msg = subKey(p.path, k), rest
+	if ke, ok := err.(*plugins.KeyError); ok && ke.Key != "" && p.idx.has(subKey(p.path, ke.Key)) {
+		key, msg = subKey(p.path, ke.Key), ke.Err.Error()
 	}
+	return p.problem(key, msg)
+}
+
+// problem is a *Error with one problem about key, at its position.
+func (p *PluginConfig) problem(key, msg string) *Error {
 	line, col := p.idx.lineCol(p.idx.offsetOf(key, false))
 	return &Error{Problems: []Problem{{File: p.file, Line: line, Col: col, Key: key, Msg: msg}}}
 }

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"ferry/plugins"
 	"ferry/plugins/pkg/units"
 )
 
@@ -148,7 +149,7 @@ func TestPluginWhereAndWrapError(t *testing.T) {
 		want string
 	}{
 		{name: "nil", err: nil, want: ""},
-		{name: "key of the table", err: errors.New("window: must be at least 1m"), want: "test.toml:11:1: plugin[1].window: must be at least 1m"},
+		{name: "key of the table", err: plugins.Errorf("window", "must be at least 1m"), want: "test.toml:11:1: plugin[1].window: must be at least 1m"},
 		{name: "no key", err: errors.New("open /x: permission denied"), want: "test.toml:7:3: plugin[1]: open /x: permission denied"},
 		{name: "already positioned", err: &Error{Problems: []Problem{{File: "f", Line: 1, Col: 1, Msg: "m"}}}, want: "f:1:1: m"},
 	}
@@ -205,7 +206,7 @@ func TestWrapErrorJoined(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := &cfg.Plugins[0]
-	got := pc.WrapError(errors.Join(errors.New("file: no such directory"), errors.New("something else")))
+	got := pc.WrapError(errors.Join(plugins.Errorf("file", "no such directory"), errors.New("something else")))
 	want := "t.toml:4:3: plugin[0]: something else\nt.toml:7:1: plugin[0].file: no such directory"
 	if got == nil || got.Error() != want {
 		t.Fatalf("got\n%v\nwant\n%s", got, want)

@@ -34,7 +34,6 @@
 package capture
 
 import (
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"time"
@@ -101,30 +100,30 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		return nil, err
 	}
 	if cfg.File == "" {
-		return nil, fmt.Errorf("file: required, the path of the pcapng file")
+		return nil, plugins.Errorf("file", "required, the path of the pcapng file")
 	}
 	limit := int64(DefaultMaxBytes)
 	if cfg.MaxBytes != nil {
 		limit = int64(*cfg.MaxBytes)
 	}
 	if limit < 0 {
-		return nil, fmt.Errorf("max_bytes: must not be negative")
+		return nil, plugins.Errorf("max_bytes", "must not be negative")
 	}
 	var rotateSize int64
 	if cfg.RotateSize != nil {
 		rotateSize = int64(*cfg.RotateSize)
 	}
 	if rotateSize < 0 {
-		return nil, fmt.Errorf("rotate_size: must not be negative")
+		return nil, plugins.Errorf("rotate_size", "must not be negative")
 	}
 	keep := DefaultRotateKeep
 	if cfg.RotateKeep != nil {
 		keep = *cfg.RotateKeep
 		if keep < 0 {
-			return nil, fmt.Errorf("rotate_keep: must not be negative")
+			return nil, plugins.Errorf("rotate_keep", "must not be negative")
 		}
 		if rotateSize == 0 {
-			return nil, fmt.Errorf("rotate_keep: needs rotate_size")
+			return nil, plugins.Errorf("rotate_keep", "needs rotate_size")
 		}
 	}
 	path := filepath.Clean(env.Path(cfg.File))
@@ -136,10 +135,10 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	}
 	fs, ok := svc.(*fileService)
 	if !ok {
-		return nil, fmt.Errorf("file: service for %s is a %T", path, svc)
+		return nil, plugins.Errorf("file", "service for %s is a %T", path, svc)
 	}
 	if !fs.sameSettings(rotateSize, keep) {
-		return nil, fmt.Errorf("file: %s is shared with another capture instance that rotates it differently", path)
+		return nil, plugins.Errorf("file", "%s is shared with another capture instance that rotates it differently", path)
 	}
 	return &Plugin{name: env.Name, limit: limit, file: fs}, nil
 }

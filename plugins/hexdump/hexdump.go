@@ -12,7 +12,6 @@ package hexdump
 
 import (
 	"encoding/hex"
-	"fmt"
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
@@ -59,7 +58,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		max = int64(*cfg.MaxBytes)
 	}
 	if max <= 0 {
-		return nil, fmt.Errorf("max_bytes: must be positive")
+		return nil, plugins.Errorf("max_bytes", "must be positive")
 	}
 	return &Plugin{name: env.Name, max: max, log: env.Log}, nil
 }

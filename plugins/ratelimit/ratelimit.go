@@ -42,7 +42,6 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -198,15 +197,15 @@ func build(name string, cfg Config) (*Plugin, error) {
 	nc := cfg.NewConnections
 	switch {
 	case nc.PerClient < 0:
-		return nil, errors.New("new_connections.per_client: must not be negative (0 means unlimited)")
+		return nil, plugins.Errorf("new_connections.per_client", "must not be negative (0 means unlimited)")
 	case nc.PerClient == 0 && nc.Burst != nil:
-		return nil, errors.New("new_connections.burst: has no effect without new_connections.per_client")
+		return nil, plugins.Errorf("new_connections.burst", "has no effect without new_connections.per_client")
 	case nc.PerClient == 0 && nc.Interval != nil:
-		return nil, errors.New("new_connections.interval: has no effect without new_connections.per_client")
+		return nil, plugins.Errorf("new_connections.interval", "has no effect without new_connections.per_client")
 	case nc.Burst != nil && *nc.Burst <= 0:
-		return nil, errors.New("new_connections.burst: must be positive")
+		return nil, plugins.Errorf("new_connections.burst", "must be positive")
 	case nc.Interval != nil && *nc.Interval <= 0:
-		return nil, errors.New("new_connections.interval: must be positive")
+		return nil, plugins.Errorf("new_connections.interval", "must be positive")
 	}
 	if nc.PerClient > 0 {
 		interval := time.Second
@@ -240,9 +239,9 @@ func resolve(scope string, b Bandwidth) (rates, error) {
 	if b.Burst != nil {
 		switch {
 		case *b.Burst <= 0:
-			return r, fmt.Errorf("%s.burst: must be positive", scope)
+			return r, plugins.Errorf(scope+".burst", "must be positive")
 		case r.up == 0 && r.down == 0:
-			return r, fmt.Errorf("%s.burst: has no effect without %s.up or %s.down", scope, scope, scope)
+			return r, plugins.Errorf(scope+".burst", "has no effect without %s.up or %s.down", scope, scope)
 		}
 	}
 	r.upBurst, r.downBurst = burstFor(r.up, b.Burst), burstFor(r.down, b.Burst)

@@ -1,7 +1,6 @@
 package replace
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
@@ -122,21 +121,19 @@ func newPlugin(name string, cfg Config) (*Plugin, error) {
 		maxMatch = int64(*cfg.MaxMatch)
 	}
 	if maxMatch < minMaxMatch || maxMatch > maxMaxMatch {
-		return nil, fmt.Errorf("max_match: must be between %dB and %s", minMaxMatch, units.Size(maxMaxMatch))
+		return nil, plugins.Errorf("max_match", "must be between %dB and %s", minMaxMatch, units.Size(maxMaxMatch))
 	}
 	p := &Plugin{name: name, flushAfter: DefaultFlushAfter}
 	if cfg.FlushAfter != nil {
 		p.flushAfter = cfg.FlushAfter.D()
 	}
 	if len(cfg.Rules) == 0 {
-		return nil, errors.New("rule: add at least one [[plugin.rule]]")
+		return nil, plugins.Errorf("rule", "add at least one [[plugin.rule]]")
 	}
 	for i, rc := range cfg.Rules {
 		r, err := compileRule(rc, int(maxMatch))
 		if err != nil {
-			// One error: the server gives the position of its key only
-			// to the first line of an error.
-			return nil, fmt.Errorf("rule[%d].%w", i, err)
+			return nil, plugins.Within(fmt.Sprintf("rule[%d]", i), err)
 		}
 		if r.up {
 			p.up = append(p.up, r)
