@@ -41,7 +41,8 @@ var defaultTOML []byte
 
 // Default returns ferry's built-in configuration (default.toml), used when
 // no file is given. Its File is "<embedded>". It fails only if default.toml
-// is broken, or names a plugin type that is not compiled in.
+// is broken; a plugin type it names that is not compiled in is reported by
+// the code that builds the plugins.
 func Default() (*Config, error) {
 	return Parse("<embedded>", defaultTOML)
 }
@@ -192,6 +193,7 @@ func (l *loader) plugins(tables []map[string]any) []PluginConfig {
 				if !ok {
 					l.errorf(joinKey(path, k), "must be a string, not %s", valueWords(v))
 					l.suppress.add(joinKey(path, k))
+					pc.badType = true
 				}
 				if k == "name" {
 					pc.Name = s

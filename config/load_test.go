@@ -297,8 +297,6 @@ func TestParseErrors(t *testing.T) {
 		{name: "plugin without name", src: l0 + "[[plugin]]\ntype = \"log\"\n", want: "test.toml:3:3: plugin[0].name: missing: every [[plugin]] needs a name, which listeners use in plugins = [...]"},
 		{name: "plugin name not a string", src: l0 + "[[plugin]]\nname = 5\n", want: "test.toml:4:1: plugin[0].name: must be a string, not an integer"},
 		{name: "duplicate plugin", src: l0 + "[[plugin]]\nname = \"log\"\n[[plugin]]\nname = \"log\"\n", want: `test.toml:6:1: plugin[1].name: duplicate name "log" (also plugin[0])`},
-		{name: "unknown plugin type", src: l0 + "[[plugin]]\nname = \"a\"\ntype = \"acl\"\n", want: `test.toml:5:1: plugin[0].type: unknown plugin type "acl" (known types: hexdump, log)`},
-		{name: "unknown plugin type from name", src: l0 + "[[plugin]]\nname = \"acl\"\n", want: `test.toml:4:1: plugin[0].name: unknown plugin type "acl" (known types: hexdump, log)`},
 
 		// Upstreams.
 		{name: "upstream without name", src: l0 + "[[upstream]]\nurl = \"direct\"\n", want: "test.toml:3:3: upstream[0].name: missing: every [[upstream]] needs a name, which routes and via use"},

@@ -21,7 +21,9 @@ type PluginConfig struct {
 	file  string         // the configuration file
 	path  string         // key path of the table, like "plugin[2]"
 	table map[string]any // the keys other than name and type
-	idx   *index         // positions in the whole file
+	// badType is set when name or type is not a string: Load has said so.
+	badType bool
+	idx     *index // positions in the whole file
 }
 
 // Decode fills v, a pointer to the plugin's options struct, from the
@@ -75,6 +77,26 @@ func (p *PluginConfig) Decode(v any) error {
 	}
 	sortProblems(e.Problems)
 	return e
+}
+
+// TypeKey returns the key, relative to the table, that names the plugin's
+// type: "type", or "name" when the table leaves type out. It is for
+// reporting a type that is not compiled in, which config does not check:
+//
+//	if _, ok := plugins.Lookup(pc.Type); !ok {
+//		return pc.WrapError(plugins.Errorf(pc.TypeKey(), "unknown plugin type %q", pc.Type))
+//	}
+//
+// It returns "" when Load has already reported the name or type as
+// missing or malformed, so that the table gets one problem, not two.
+func (p *PluginConfig) TypeKey() string {
+	switch {
+	case p.badType || p.Name == "":
+		return ""
+	case p.idx != nil && !p.idx.has(subKey(p.path, "type")):
+		return "name"
+	}
+	return "type"
 }
 
 // Where returns the table's position and key path, "ferry.toml:29:1:

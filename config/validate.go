@@ -12,7 +12,6 @@ import (
 	"strings"
 	"time"
 
-	"ferry/plugins"
 	"ferry/plugins/pkg/match"
 	"ferry/plugins/pkg/safefile"
 	"ferry/plugins/pkg/units"
@@ -185,6 +184,9 @@ func (l *loader) protocols(p string, ln Listener) {
 	}
 }
 
+// checkPlugins checks the shape of the [[plugin]] tables: each has a
+// unique name. Whether its type is compiled in is for the code that builds
+// plugins to say (PluginConfig.TypeKey gives the position).
 func (l *loader) checkPlugins(ps []PluginConfig) {
 	names := map[string]int{}
 	for i, pc := range ps {
@@ -198,27 +200,7 @@ func (l *loader) checkPlugins(ps []PluginConfig) {
 		} else {
 			names[pc.Name] = i
 		}
-		if _, ok := plugins.Lookup(pc.Type); !ok {
-			key := p + ".type"
-			if !l.x.has(key) {
-				key = p + ".name"
-			}
-			l.errorf(key, "unknown plugin type %q (%s)", pc.Type, knownTypes())
-		}
 	}
-}
-
-// knownTypes lists the compiled-in plugin types for messages.
-func knownTypes() string {
-	regs := plugins.Registered()
-	if len(regs) == 0 {
-		return "no plugin types are compiled in"
-	}
-	names := make([]string, len(regs))
-	for i, r := range regs {
-		names[i] = r.Type
-	}
-	return "known types: " + strings.Join(names, ", ")
 }
 
 // upstreams checks the [[upstream]] tables and returns their names.
