@@ -212,3 +212,34 @@ func TestWrapErrorJoined(t *testing.T) {
 		t.Fatalf("got\n%v\nwant\n%s", got, want)
 	}
 }
+
+// TypeKey names the key the server reports an unknown type at, or "" when
+// Load has already reported the table's name or type.
+func TestPluginTypeKey(t *testing.T) {
+	tests := []struct {
+		name  string
+		table string
+		want  string
+	}{
+		{name: "type set", table: "name = \"a\"\ntype = \"x\"\n", want: "type"},
+		{name: "type from name", table: "name = \"x\"\n", want: "name"},
+		{name: "type not a string", table: "name = \"x\"\ntype = 5\n", want: ""},
+		{name: "no name", table: "type = \"x\"\n", want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("test.toml", []byte(l0+"[[plugin]]\n"+tt.table))
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Partial == nil {
+				c := parseOK(t, l0+"[[plugin]]\n"+tt.table)
+				if got := c.Plugins[0].TypeKey(); got != tt.want {
+					t.Fatalf("TypeKey: got %q, want %q", got, tt.want)
+				}
+				return
+			}
+			if got := ce.Partial.Plugins[0].TypeKey(); got != tt.want {
+				t.Fatalf("TypeKey of the partial config: got %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
