@@ -17,21 +17,24 @@ import (
 //
 //	0 main (the module root: the CLI)
 //	1 server, server/* (server/admin, server/httphead)
-//	2 relay, relay/* (relay/upstream), proxyproto, config
+//	2 relay, relay/* (relay/upstream), config
 //	3 plugins, plugins/<name> (and plugins/all)
-//	4 plugins/pkg/* (matchers, value types, helpers)
+//	4 plugins/pkg/* (matchers, value types, helpers) and proxyproto
+//
+// proxyproto is a leaf: a codec that imports nothing of ferry, whose
+// Header the plugin contract carries (Session.ProxyHeader) as a value.
 //
 // scripts/ and test/ are outside the graph: they may import anything
 // and nothing imports them. Test files do not count.
 const (
 	layerMain = iota
 	layerServer
-	layerUnder // what the server builds on: relay, upstreams, proxyproto, config
+	layerUnder // what the server builds on: relay, upstreams, config
 	layerPlugins
 	layerPluginPkg
 )
 
-var layerNames = [...]string{"main", "server", "relay/proxyproto/config", "plugins", "plugins/pkg"}
+var layerNames = [...]string{"main", "server", "relay/config", "plugins", "plugins/pkg and proxyproto"}
 
 // importEdge is one import: From imports To, both full import paths.
 type importEdge struct{ From, To string }
@@ -40,26 +43,6 @@ type importEdge struct{ From, To string }
 // forbids.
 var forbiddenImports = map[importEdge]string{
 	{"ferry/server", "ferry/server/admin"}: "the admin service serves the server's state: server/admin imports server, never the reverse",
-}
-
-// decouplingBackEdges are back edges that exist today and that another
-// change is removing: six plugins import config only for its Duration
-// and Size value types, which move to a package under plugins/pkg.
-// removed by the config<->plugins decoupling
-var decouplingBackEdges = map[importEdge]bool{
-	{"ferry/plugins/auth", "ferry/config"}:      true,
-	{"ferry/plugins/capture", "ferry/config"}:   true,
-	{"ferry/plugins/hexdump", "ferry/config"}:   true,
-	{"ferry/plugins/mitm", "ferry/config"}:      true,
-	{"ferry/plugins/ratelimit", "ferry/config"}: true,
-	{"ferry/plugins/replace", "ferry/config"}:   true,
-}
-
-// openBackEdges are back edges that exist today and that no change
-// removes yet, each with the reason it is there.
-var openBackEdges = map[importEdge]string{
-	{"ferry/plugins", "ferry/proxyproto"}: "plugins.Session.ProxyHeader is a *proxyproto.Header; " +
-		"proxyproto imports nothing of ferry, so this is a value type, not a cycle",
 }
 
 // layerOf places an import path of module mod in the graph. ok is false
@@ -79,9 +62,9 @@ func layerOf(mod, path string) (layer int, ok, known bool) {
 		return 0, false, true
 	case under("server"):
 		return layerServer, true, true
-	case under("relay"), under("proxyproto"), under("config"):
+	case under("relay"), under("config"):
 		return layerUnder, true, true
-	case under("plugins/pkg"):
+	case under("plugins/pkg"), under("proxyproto"):
 		return layerPluginPkg, true, true
 	case under("plugins"):
 		return layerPlugins, true, true
@@ -127,18 +110,11 @@ func goList(t *testing.T) []listedPackage {
 }
 
 // TestImportDirection fails on an import that goes up the layers of the
-// documented graph (a back edge), on a package the graph does not place,
-// and on an allowlisted back edge that no longer exists.
+// documented graph (a back edge) and on a package the graph does not
+// place. No back edge is allowed.
 func TestImportDirection(t *testing.T) {
 	pkgs := goList(t)
-	problems, backEdges := importProblems(pkgs[0].Module.Path, pkgs)
-	for _, list := range []map[importEdge]bool{decouplingBackEdges, keys(openBackEdges)} {
-		for e := range list {
-			if !backEdges[e] {
-				problems = append(problems, "allowlisted back edge "+e.From+" -> "+e.To+" no longer exists: remove it from imports_test.go")
-			}
-		}
-	}
+	problems := importProblems(pkgs[0].Module.Path, pkgs)
 	sort.Strings(problems)
 	for _, p := range problems {
 		t.Error(p)
@@ -161,16 +137,17 @@ func TestImportProblems(t *testing.T) {
 		{"server/admin imports server", pkg("ferry/server/admin", "ferry/server"), ""},
 		{"server imports server/admin", pkg("ferry/server", "ferry/server/admin"), "ferry/server imports ferry/server/admin: "},
 		{"plugin imports server", pkg("ferry/plugins/acl", "ferry/server"), "ferry/plugins/acl (plugins) imports ferry/server (server), a layer above it"},
-		{"relay/upstream imports main", pkg("ferry/relay/upstream", "ferry"), "ferry/relay/upstream (relay/proxyproto/config) imports ferry (main)"},
-		{"plugins/pkg imports plugins", pkg("ferry/plugins/pkg/units", "ferry/plugins"), "ferry/plugins/pkg/units (plugins/pkg) imports ferry/plugins (plugins)"},
+		{"relay/upstream imports main", pkg("ferry/relay/upstream", "ferry"), "ferry/relay/upstream (relay/config) imports ferry (main)"},
+		{"plugins/pkg imports plugins", pkg("ferry/plugins/pkg/units", "ferry/plugins"), "ferry/plugins/pkg/units (plugins/pkg and proxyproto) imports ferry/plugins (plugins)"},
 		{"test imports anything", pkg("ferry/test", "ferry", "ferry/server"), ""},
 		{"scripts import anything", pkg("ferry/scripts/bench", "ferry/relay"), ""},
 		{"unplaced package", pkg("ferry/extra"), "ferry/extra: a package the import graph does not place"},
-		{"allowlisted", pkg("ferry/plugins/auth", "ferry/config"), ""},
+		{"plugin imports config", pkg("ferry/plugins/auth", "ferry/config"), "ferry/plugins/auth (plugins) imports ferry/config (relay/config)"},
+		{"plugins import proxyproto", pkg("ferry/plugins", "ferry/proxyproto"), ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			problems, _ := importProblems("ferry", []listedPackage{tt.pkg})
+			problems := importProblems("ferry", []listedPackage{tt.pkg})
 			switch {
 			case tt.want == "" && len(problems) > 0:
 				t.Errorf("got %q, want no problem", problems)
@@ -182,10 +159,8 @@ func TestImportProblems(t *testing.T) {
 }
 
 // importProblems checks the imports of pkgs, packages of module mod,
-// against the graph. It returns one message per problem and the back
-// edges it found, allowlisted or not.
-func importProblems(mod string, pkgs []listedPackage) (problems []string, backEdges map[importEdge]bool) {
-	backEdges = map[importEdge]bool{}
+// against the graph, one message per problem.
+func importProblems(mod string, pkgs []listedPackage) (problems []string) {
 	for _, p := range pkgs {
 		from, ok, known := layerOf(mod, p.ImportPath)
 		if !known {
@@ -208,21 +183,9 @@ func importProblems(mod string, pkgs []listedPackage) (problems []string, backEd
 			if to >= from {
 				continue
 			}
-			backEdges[e] = true
-			if decouplingBackEdges[e] || openBackEdges[e] != "" {
-				continue
-			}
 			problems = append(problems, e.From+" ("+layerNames[from]+") imports "+e.To+" ("+layerNames[to]+
-				"), a layer above it: the graph runs main -> server -> relay, relay/upstream, proxyproto, config -> plugins -> plugins/pkg")
+				"), a layer above it: the graph runs main -> server -> relay, relay/upstream, config -> plugins -> plugins/pkg, proxyproto")
 		}
 	}
-	return problems, backEdges
-}
-
-func keys(m map[importEdge]string) map[importEdge]bool {
-	s := make(map[importEdge]bool, len(m))
-	for k := range m {
-		s[k] = true
-	}
-	return s
+	return problems
 }

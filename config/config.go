@@ -11,7 +11,11 @@
 //
 // Plugin settings are kept undecoded: each plugin's factory decodes its own
 // table strictly with PluginConfig.Decode, which reports positions in the
-// original file too. The package does not open sockets or build plugins.
+// original file too. The package does not open sockets or build plugins,
+// and never looks at the plugin registry: it checks the shape of the
+// [[plugin]] tables (a unique name, listeners naming them), and the code
+// that builds plugins reports a type that is not compiled in, at the
+// position PluginConfig.TypeKey names.
 package config
 
 import (

@@ -2,14 +2,11 @@ package config
 
 import (
 	"bytes"
-	"encoding"
 	"errors"
 	"fmt"
 	"reflect"
 	"regexp"
-	"sort"
 	"strings"
-	"time"
 
 	"github.com/pelletier/go-toml/v2"
 )
@@ -46,55 +43,75 @@ const maxRemovals = 100
 // end, so a file with one bad value and one unknown key would need two
 // rounds of fixes. Instead, values are first checked against v's type (see
 // checker); each bad key-value is reported and blanked out of a copy of the
-// document (spaces keep every position), which is then decoded. A decode
-// error that the check missed is handled the same way, up to maxRemovals.
+// document (spaces keep every position), which is then decoded by go-toml
+// in its strict mode. A decode error that the check missed is handled the
+// same way, up to maxRemovals; unknown keys the check missed come from
+// go-toml's StrictMissingError, all at once.
 func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeResult {
-	var res decodeResult
-	reported := pathSet{}
-	add := func(p problem) {
-		if reported.covers(p.path) {
-			return // one problem per key is enough
-		}
-		reported.add(p.path)
-		res.problems = append(res.problems, p)
-	}
-
+	d := &strictDecoder{x: x, buf: append([]byte(nil), data...), blanked: map[int]bool{}, reported: pathSet{}}
 	rv := reflect.ValueOf(v)
 	if rv.Kind() == reflect.Pointer && !rv.IsNil() {
 		c := checker{x: x}
 		c.check("", generic, rv.Type().Elem())
 		for _, p := range c.problems {
-			add(p)
+			d.add(p)
 		}
 	}
+	for _, p := range d.res.problems {
+		d.remove(p.path)
+	}
+	d.decode(v)
+	return d.res
+}
 
-	buf := append([]byte(nil), data...)
-	blanked := map[int]bool{}
-	remove := func(path string) bool {
-		for p := path; p != ""; p = parentKey(p) {
-			e := x.get(p)
-			if e == nil || e.blankEnd <= e.blankStart {
-				continue
-			}
-			if blanked[e.blankStart] {
-				return false
-			}
-			blanked[e.blankStart] = true
-			for i := e.blankStart; i < e.blankEnd && i < len(buf); i++ {
-				if buf[i] != '\n' {
-					buf[i] = ' '
-				}
-			}
-			res.removed = append(res.removed, e.blankPath())
-			return true
+// strictDecoder is the state of one decodeStrict.
+type strictDecoder struct {
+	x        *index
+	buf      []byte       // the document, with bad expressions blanked out
+	blanked  map[int]bool // start offsets of the expressions blanked
+	reported pathSet
+	res      decodeResult
+}
+
+// add records p, unless a problem with its key or one holding it is
+// already recorded: one problem per key is enough.
+func (d *strictDecoder) add(p problem) {
+	if d.reported.covers(p.path) {
+		return
+	}
+	d.reported.add(p.path)
+	d.res.problems = append(d.res.problems, p)
+}
+
+// remove blanks out the expression holding path (or the nearest enclosing
+// one the index knows), keeping every newline so that positions hold. It
+// returns false when there is nothing left to blank.
+func (d *strictDecoder) remove(path string) bool {
+	for p := path; p != ""; p = parentKey(p) {
+		e := d.x.get(p)
+		if e == nil || e.blankEnd <= e.blankStart {
+			continue
 		}
-		return false
+		if d.blanked[e.blankStart] {
+			return false
+		}
+		d.blanked[e.blankStart] = true
+		for i := e.blankStart; i < e.blankEnd && i < len(d.buf); i++ {
+			if d.buf[i] != '\n' {
+				d.buf[i] = ' '
+			}
+		}
+		d.res.removed = append(d.res.removed, e.blankPath())
+		return true
 	}
-	for _, p := range res.problems {
-		remove(p.path)
-	}
+	return false
+}
 
+// decode runs go-toml's strict decoder over buf until it goes through,
+// blanking out what it stops at.
+func (d *strictDecoder) decode(v any) {
 	// A retry starts from v as the caller gave it (it may hold defaults).
+	rv := reflect.ValueOf(v)
 	var saved reflect.Value
 	if rv.Kind() == reflect.Pointer && !rv.IsNil() {
 		saved = reflect.New(rv.Type().Elem()).Elem()
@@ -104,10 +121,10 @@ func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeRe
 		if attempt > 0 && saved.IsValid() {
 			rv.Elem().Set(saved)
 		}
-		err := toml.NewDecoder(bytes.NewReader(buf)).DisallowUnknownFields().Decode(v)
+		err := toml.NewDecoder(bytes.NewReader(d.buf)).DisallowUnknownFields().Decode(v)
 		if err == nil {
-			res.complete = true
-			return res
+			d.res.complete = true
+			return
 		}
 		var sm *toml.StrictMissingError
 		if errors.As(err, &sm) {
@@ -115,21 +132,21 @@ func decodeStrict(data []byte, x *index, generic map[string]any, v any) decodeRe
 			// are the few it missed. Locating one costs a pass over the
 			// index, so only as many as are shown are located.
 			for i := range sm.Errors[:min(len(sm.Errors), MaxProblems)] {
-				path, off := x.locate(&sm.Errors[i])
-				add(problem{path: path, off: off, msg: "unknown key"})
+				path, off := d.x.locate(&sm.Errors[i])
+				d.add(problem{path: path, off: off, msg: "unknown key"})
 			}
-			res.complete = true
-			return res
+			d.res.complete = true
+			return
 		}
 		var de *toml.DecodeError
 		if !errors.As(err, &de) {
-			add(problem{off: -1, msg: err.Error()})
-			return res
+			d.add(problem{off: -1, msg: err.Error()})
+			return
 		}
-		path, off := x.locate(de)
-		add(problem{path: path, off: off, atValue: true, msg: decodeMessage(de)})
-		if attempt >= maxRemovals || !remove(path) {
-			return res
+		path, off := d.x.locate(de)
+		d.add(problem{path: path, off: off, atValue: true, msg: decodeMessage(de)})
+		if attempt >= maxRemovals || !d.remove(path) {
+			return
 		}
 	}
 }
@@ -196,309 +213,4 @@ func goTypeWords(t string) string {
 		return "a table"
 	}
 	return "a value of type " + t
-}
-
-var (
-	textUnmarshalerType = reflect.TypeFor[encoding.TextUnmarshaler]()
-	durationType        = reflect.TypeFor[Duration]()
-	sizeType            = reflect.TypeFor[Size]()
-	cidrType            = reflect.TypeFor[CIDR]()
-	timeType            = reflect.TypeFor[time.Time]()
-)
-
-// checker compares a generically decoded document with the Go type it is
-// to be decoded into, and reports each value go-toml would reject or
-// misread: unknown keys, wrong TOML types (go-toml loses the position of
-// some of these, for example inside nested arrays), text values their
-// UnmarshalText rejects, durations given as bare numbers (go-toml would
-// store 300 as 300ns), negative sizes, and keys that match a tagged field
-// only when case is ignored. go-toml's strict mode stays on as a safety
-// net.
-type checker struct {
-	x        *index
-	problems []problem
-}
-
-func (c *checker) add(path string, atValue bool, format string, args ...any) {
-	c.problems = append(c.problems, problem{path: path, off: -1, atValue: atValue, msg: fmt.Sprintf(format, args...)})
-}
-
-func (c *checker) check(path string, val any, t reflect.Type) {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if val == nil || t.Kind() == reflect.Interface {
-		return
-	}
-	switch val.(type) {
-	case time.Time, toml.LocalDate, toml.LocalTime, toml.LocalDateTime:
-		if t.Kind() != reflect.Struct {
-			c.mismatch(path, val, t)
-		}
-		return // go-toml decides which date and time types fit
-	}
-	if t != timeType && reflect.PointerTo(t).Implements(textUnmarshalerType) {
-		c.text(path, val, t)
-		return
-	}
-	switch t.Kind() {
-	case reflect.String:
-		if _, ok := val.(string); !ok {
-			c.mismatch(path, val, t)
-		}
-	case reflect.Bool:
-		if _, ok := val.(bool); !ok {
-			c.mismatch(path, val, t)
-		}
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		if _, ok := val.(int64); !ok {
-			c.mismatch(path, val, t)
-		}
-	case reflect.Float32, reflect.Float64:
-		switch val.(type) {
-		case int64, float64:
-		default:
-			c.mismatch(path, val, t)
-		}
-	case reflect.Slice, reflect.Array:
-		arr, ok := val.([]any)
-		if !ok {
-			if _, isTable := val.(map[string]any); isTable && isTableType(t.Elem()) {
-				c.add(path, false, "must be an array of tables: write [[%s]]", stripIndexes(path))
-				return
-			}
-			c.mismatch(path, val, t)
-			return
-		}
-		for i, e := range arr {
-			c.check(indexKey(path, i), e, t.Elem())
-		}
-	case reflect.Struct:
-		m, ok := val.(map[string]any)
-		if !ok {
-			c.mismatch(path, val, t)
-			return
-		}
-		exact, folded := structFields(t)
-		for _, k := range sortedKeys(m) {
-			kp := joinKey(path, k)
-			f, ok := exact[k]
-			if !ok {
-				f, ok = folded[strings.ToLower(k)]
-				switch {
-				case !ok:
-					c.add(kp, false, "unknown key")
-					continue
-				case f.tagged:
-					c.add(kp, false, "unknown key (keys are case-sensitive: did you mean %q?)", f.name)
-				}
-			}
-			c.check(kp, m[k], f.typ)
-		}
-	case reflect.Map:
-		m, ok := val.(map[string]any)
-		if !ok {
-			c.mismatch(path, val, t)
-			return
-		}
-		if t.Key().Kind() != reflect.String {
-			return
-		}
-		for _, k := range sortedKeys(m) {
-			c.check(joinKey(path, k), m[k], t.Elem())
-		}
-	}
-}
-
-// text checks a value for a type that implements encoding.TextUnmarshaler.
-func (c *checker) text(path string, val any, t reflect.Type) {
-	var text string
-	switch v := val.(type) {
-	case string:
-		text = v
-	case int64:
-		switch {
-		case t == durationType && v != 0:
-			c.add(path, true, "must be a string with a unit, like \"%ds\" (a bare number has no unit)", v)
-			return
-		case t == sizeType && v < 0:
-			c.add(path, true, "invalid size %d: must not be negative", v)
-			return
-		case isIntKind(t.Kind()):
-			return // go-toml stores integers into integer types directly
-		}
-		text = c.x.raw(path)
-	case float64, bool:
-		if t.Kind() == reflect.Float32 || t.Kind() == reflect.Float64 {
-			if _, isFloat := val.(float64); isFloat {
-				return
-			}
-		}
-		if t.Kind() == reflect.Bool {
-			if _, isBool := val.(bool); isBool {
-				return
-			}
-		}
-		// go-toml hands the raw text to UnmarshalText, and loses the
-		// position of its error: check it here.
-		text = c.x.raw(path)
-		if text == "" {
-			text = fmt.Sprint(v)
-		}
-	default:
-		c.mismatch(path, val, t)
-		return
-	}
-	u := reflect.New(t).Interface().(encoding.TextUnmarshaler)
-	if err := u.UnmarshalText([]byte(text)); err != nil {
-		c.add(path, true, "%s", err)
-	}
-}
-
-func (c *checker) mismatch(path string, val any, t reflect.Type) {
-	c.add(path, true, "must be %s, not %s", typeWords(t), valueWords(val))
-}
-
-// typeWords describes what a Go type accepts, for messages.
-func typeWords(t reflect.Type) string {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	switch t {
-	case durationType:
-		return `a duration like "10s"`
-	case sizeType:
-		return `a size like "32KiB"`
-	case cidrType:
-		return `a CIDR like "10.0.0.0/8"`
-	}
-	if t != timeType && reflect.PointerTo(t).Implements(textUnmarshalerType) {
-		return "a string"
-	}
-	switch t.Kind() {
-	case reflect.String:
-		return "a string"
-	case reflect.Bool:
-		return "a boolean"
-	case reflect.Float32, reflect.Float64:
-		return "a number"
-	case reflect.Slice, reflect.Array:
-		if isTableType(t.Elem()) {
-			return "an array of tables"
-		}
-		return "an array"
-	case reflect.Struct, reflect.Map:
-		return "a table"
-	}
-	if isIntKind(t.Kind()) {
-		return "an integer"
-	}
-	return "a " + t.String()
-}
-
-// valueWords names the TOML type of a generically decoded value.
-func valueWords(v any) string {
-	switch v.(type) {
-	case string:
-		return "a string"
-	case int64:
-		return "an integer"
-	case float64:
-		return "a float"
-	case bool:
-		return "a boolean"
-	case []any:
-		return "an array"
-	case map[string]any:
-		return "a table"
-	}
-	return "a date or time"
-}
-
-func isIntKind(k reflect.Kind) bool {
-	switch k {
-	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
-		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr:
-		return true
-	}
-	return false
-}
-
-func isTableType(t reflect.Type) bool {
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	if t == timeType || reflect.PointerTo(t).Implements(textUnmarshalerType) {
-		return false
-	}
-	return t.Kind() == reflect.Struct || t.Kind() == reflect.Map
-}
-
-// field is a struct field as go-toml matches it to a key.
-type field struct {
-	name   string // the key that matches exactly
-	tagged bool   // named by a toml tag: other casings are mistakes
-	typ    reflect.Type
-}
-
-// structFields lists the keys of struct type t the way go-toml does: the
-// toml tag or the field name, embedded untagged structs flattened, "-"
-// skipped. folded is keyed by the lowercased key.
-func structFields(t reflect.Type) (exact, folded map[string]field) {
-	exact, folded = map[string]field{}, map[string]field{}
-	addStructFields(t, exact, folded, map[reflect.Type]bool{})
-	return exact, folded
-}
-
-func addStructFields(t reflect.Type, exact, folded map[string]field, visiting map[reflect.Type]bool) {
-	if visiting[t] {
-		return
-	}
-	visiting[t] = true
-	defer delete(visiting, t)
-	var embedded []reflect.Type
-	for i := 0; i < t.NumField(); i++ {
-		f := t.Field(i)
-		tag, tagged := f.Tag.Lookup("toml")
-		if tagged && tag == "-" {
-			continue
-		}
-		name, _, _ := strings.Cut(tag, ",")
-		if f.Anonymous && name == "" {
-			ft := f.Type
-			if ft.Kind() == reflect.Pointer {
-				ft = ft.Elem()
-			}
-			if ft.Kind() == reflect.Struct {
-				embedded = append(embedded, ft)
-			}
-			continue
-		}
-		if !f.IsExported() {
-			continue
-		}
-		fd := field{name: name, tagged: name != "", typ: f.Type}
-		if name == "" {
-			fd.name = f.Name
-		}
-		if _, ok := exact[fd.name]; !ok {
-			exact[fd.name] = fd
-		}
-		if _, ok := folded[strings.ToLower(fd.name)]; !ok {
-			folded[strings.ToLower(fd.name)] = fd
-		}
-	}
-	for _, et := range embedded {
-		addStructFields(et, exact, folded, visiting)
-	}
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }

@@ -27,25 +27,7 @@ const (
 // message; -1 and "" when it does none of these. It does not check the syntax: a document it
 // passes may still be rejected by the parser.
 func guard(data []byte) (int, string) {
-	const (
-		lineStart = iota // at the start of an expression: a key or a header
-		key              // in a key, after '{' or ','
-		value            // in a value
-		header           // inside [table] or [[table]]
-		rest             // after a header, to the end of the line
-	)
-	type frame struct {
-		table bool // an inline table, else an array
-		depth int  // the depth of the container's own path
-	}
-	var stack []frame
-	mode := lineStart
-	base := 0      // depth of the table the keys belong to
-	tableBase := 0 // depth of the current [table]
-	dots := 0      // dots in the current key or header
-	depth := 0     // depth of the current value
-	arrayTable := false
-	items, keys := 0, 0
+	g := guardScan{}
 	for i := 0; i < len(data); i++ {
 		c := data[i]
 		switch c {
@@ -59,110 +41,167 @@ func guard(data []byte) (int, string) {
 			i = skipString(data, i) - 1
 			continue
 		}
-		switch mode {
-		case lineStart, key:
-			switch c {
-			case '[':
-				if mode == lineStart {
-					mode, dots, arrayTable = header, 0, false
-					if i+1 < len(data) && data[i+1] == '[' {
-						arrayTable = true
-						i++
-					}
-					if keys++; keys > MaxKeys {
-						return i, tooManyKeys()
-					}
-					if items++; items > MaxItems {
-						return i, tooMany()
-					}
-				}
-			case '.':
-				if dots++; base+1+dots > MaxDepth {
-					return i, tooDeep()
-				}
-			case '=':
-				depth = base + 1 + dots
-				dots = 0
-				mode = value
-				if depth > MaxDepth {
-					return i, tooDeep()
-				}
-				if keys++; keys > MaxKeys {
-					return i, tooManyKeys()
-				}
-				if items++; items > MaxItems {
-					return i, tooMany()
-				}
-			case '\n':
-				if len(stack) == 0 {
-					mode, base, dots = lineStart, tableBase, 0
-				}
-			}
-		case header:
-			switch c {
-			case '.':
-				if dots++; dots+2 > MaxDepth {
-					return i, tooDeep()
-				}
-			case ']':
-				tableBase = dots + 1
-				if arrayTable {
-					tableBase++
-				}
-				base, mode = tableBase, rest
-			case '\n':
-				mode, base, dots = lineStart, tableBase, 0
-			}
-		case rest:
+		var msg string
+		switch g.mode {
+		case scanLineStart, scanKey:
+			i, msg = g.key(data, i)
+		case scanHeader:
+			msg = g.header(c)
+		case scanRest:
 			if c == '\n' {
-				mode, base, dots = lineStart, tableBase, 0
+				g.newline()
 			}
-		case value:
-			switch c {
-			case '[', '{':
-				stack = append(stack, frame{table: c == '{', depth: depth})
-				if c == '{' {
-					mode, base, dots = key, depth, 0
-				} else {
-					depth++
-				}
-				if depth > MaxDepth {
-					return i, tooDeep()
-				}
-				if items++; items > MaxItems {
-					return i, tooMany()
-				}
-			case ',':
-				if len(stack) > 0 {
-					if top := stack[len(stack)-1]; top.table {
-						mode, base, dots = key, top.depth, 0
-					} else {
-						depth = top.depth + 1
-					}
-				}
-				if items++; items > MaxItems {
-					return i, tooMany()
-				}
-			case ']', '}':
-				if len(stack) > 0 {
-					depth = stack[len(stack)-1].depth
-					stack = stack[:len(stack)-1]
-				}
-			case '\n':
-				if len(stack) == 0 {
-					mode, base, dots = lineStart, tableBase, 0
-				}
-			}
+		case scanValue:
+			msg = g.value(c)
+		}
+		if msg != "" {
+			return i, msg
 		}
 		// A '}' closing an inline table is seen in key mode after its
 		// last value when the table is empty or ends with ','.
-		if mode == key && c == '}' && len(stack) > 0 && stack[len(stack)-1].table {
-			depth = stack[len(stack)-1].depth
-			stack = stack[:len(stack)-1]
-			mode = value
+		if g.mode == scanKey && c == '}' && len(g.stack) > 0 && g.stack[len(g.stack)-1].table {
+			g.depth = g.stack[len(g.stack)-1].depth
+			g.stack = g.stack[:len(g.stack)-1]
+			g.mode = scanValue
 		}
 	}
 	return -1, ""
+}
+
+// What guard's scan is in.
+const (
+	scanLineStart = iota // at the start of an expression: a key or a header
+	scanKey              // in a key, after '{' or ','
+	scanValue            // in a value
+	scanHeader           // inside [table] or [[table]]
+	scanRest             // after a header, to the end of the line
+)
+
+// guardScan is guard's state between bytes.
+type guardScan struct {
+	stack      []guardFrame
+	mode       int
+	base       int // depth of the table the keys belong to
+	tableBase  int // depth of the current [table]
+	dots       int // dots in the current key or header
+	depth      int // depth of the current value
+	arrayTable bool
+	items      int
+	keys       int
+}
+
+// guardFrame is an open array or inline table.
+type guardFrame struct {
+	table bool // an inline table, else an array
+	depth int  // the depth of the container's own path
+}
+
+// newline ends a key-value or a header line outside any array or inline
+// table.
+func (g *guardScan) newline() {
+	g.mode, g.base, g.dots = scanLineStart, g.tableBase, 0
+}
+
+// count adds an item, and a key when isKey, and says when there are too
+// many.
+func (g *guardScan) count(isKey bool) string {
+	if isKey {
+		if g.keys++; g.keys > MaxKeys {
+			return tooManyKeys()
+		}
+	}
+	if g.items++; g.items > MaxItems {
+		return tooMany()
+	}
+	return ""
+}
+
+// key handles data[i] at the start of an expression or in a key. It
+// returns where the scan is, past a header's second '['.
+func (g *guardScan) key(data []byte, i int) (int, string) {
+	switch data[i] {
+	case '[':
+		if g.mode == scanLineStart {
+			g.mode, g.dots, g.arrayTable = scanHeader, 0, false
+			if i+1 < len(data) && data[i+1] == '[' {
+				g.arrayTable = true
+				i++
+			}
+			return i, g.count(true)
+		}
+	case '.':
+		if g.dots++; g.base+1+g.dots > MaxDepth {
+			return i, tooDeep()
+		}
+	case '=':
+		g.depth = g.base + 1 + g.dots
+		g.dots = 0
+		g.mode = scanValue
+		if g.depth > MaxDepth {
+			return i, tooDeep()
+		}
+		return i, g.count(true)
+	case '\n':
+		if len(g.stack) == 0 {
+			g.newline()
+		}
+	}
+	return i, ""
+}
+
+// header handles a byte inside a [table] or [[table]] header.
+func (g *guardScan) header(c byte) string {
+	switch c {
+	case '.':
+		if g.dots++; g.dots+2 > MaxDepth {
+			return tooDeep()
+		}
+	case ']':
+		g.tableBase = g.dots + 1
+		if g.arrayTable {
+			g.tableBase++
+		}
+		g.base, g.mode = g.tableBase, scanRest
+	case '\n':
+		g.newline()
+	}
+	return ""
+}
+
+// value handles a byte in a value.
+func (g *guardScan) value(c byte) string {
+	switch c {
+	case '[', '{':
+		g.stack = append(g.stack, guardFrame{table: c == '{', depth: g.depth})
+		if c == '{' {
+			g.mode, g.base, g.dots = scanKey, g.depth, 0
+		} else {
+			g.depth++
+		}
+		if g.depth > MaxDepth {
+			return tooDeep()
+		}
+		return g.count(false)
+	case ',':
+		if len(g.stack) > 0 {
+			if top := g.stack[len(g.stack)-1]; top.table {
+				g.mode, g.base, g.dots = scanKey, top.depth, 0
+			} else {
+				g.depth = top.depth + 1
+			}
+		}
+		return g.count(false)
+	case ']', '}':
+		if len(g.stack) > 0 {
+			g.depth = g.stack[len(g.stack)-1].depth
+			g.stack = g.stack[:len(g.stack)-1]
+		}
+	case '\n':
+		if len(g.stack) == 0 {
+			g.newline()
+		}
+	}
+	return ""
 }
 
 func tooDeep() string {

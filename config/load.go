@@ -14,6 +14,7 @@ import (
 
 	"ferry/plugins/pkg/match"
 	"ferry/plugins/pkg/safefile"
+	"ferry/plugins/pkg/units"
 )
 
 // Defaults applied by Load to keys the file does not set.
@@ -22,13 +23,13 @@ const (
 	DefaultDialTimeout      = 10 * time.Second
 	DefaultIdleTimeout      = 5 * time.Minute
 	DefaultDrainTimeout     = 30 * time.Second
-	DefaultBufferSize       = 128 * KiB
+	DefaultBufferSize       = 128 * units.KiB
 	DefaultMaxConnections   = 10000
 
 	DefaultMaxClientHandshakes    = 64
-	DefaultMaxHeaderBytes         = 64 * KiB
+	DefaultMaxHeaderBytes         = 64 * units.KiB
 	DefaultMaxHeaders             = 100
-	DefaultMaxResponseHeaderBytes = 64 * KiB
+	DefaultMaxResponseHeaderBytes = 64 * units.KiB
 )
 
 // DefaultProtocols returns what a listener serves when it lists none:
@@ -40,7 +41,8 @@ var defaultTOML []byte
 
 // Default returns ferry's built-in configuration (default.toml), used when
 // no file is given. Its File is "<embedded>". It fails only if default.toml
-// is broken, or names a plugin type that is not compiled in.
+// is broken; a plugin type it names that is not compiled in is reported by
+// the code that builds the plugins.
 func Default() (*Config, error) {
 	return Parse("<embedded>", defaultTOML)
 }
@@ -191,6 +193,7 @@ func (l *loader) plugins(tables []map[string]any) []PluginConfig {
 				if !ok {
 					l.errorf(joinKey(path, k), "must be a string, not %s", valueWords(v))
 					l.suppress.add(joinKey(path, k))
+					pc.badType = true
 				}
 				if k == "name" {
 					pc.Name = s

@@ -6,6 +6,8 @@ import (
 	"strings"
 
 	"github.com/pelletier/go-toml/v2"
+
+	"ferry/plugins"
 )
 
 // PluginConfig is one [[plugin]] table. Its own keys stay undecoded until
@@ -19,7 +21,9 @@ type PluginConfig struct {
 	file  string         // the configuration file
 	path  string         // key path of the table, like "plugin[2]"
 	table map[string]any // the keys other than name and type
-	idx   *index         // positions in the whole file
+	// badType is set when name or type is not a string: Load has said so.
+	badType bool
+	idx     *index // positions in the whole file
 }
 
 // Decode fills v, a pointer to the plugin's options struct, from the
@@ -30,7 +34,7 @@ type PluginConfig struct {
 //
 //	ferry.toml:31:1: plugin[1].max_bytes: unknown key
 //
-// Duration, Size and CIDR fields get the same checks as ferry's own keys,
+// units.Duration, units.Size and CIDR fields get the same checks as ferry's own keys,
 // except that a negative Size given as a TOML integer must be rejected by
 // the plugin.
 func (p *PluginConfig) Decode(v any) error {
@@ -75,6 +79,26 @@ func (p *PluginConfig) Decode(v any) error {
 	return e
 }
 
+// TypeKey returns the key, relative to the table, that names the plugin's
+// type: "type", or "name" when the table leaves type out. It is for
+// reporting a type that is not compiled in, which config does not check:
+//
+//	if _, ok := plugins.Lookup(pc.Type); !ok {
+//		return pc.WrapError(plugins.Errorf(pc.TypeKey(), "unknown plugin type %q", pc.Type))
+//	}
+//
+// It returns "" when Load has already reported the name or type as
+// missing or malformed, so that the table gets one problem, not two.
+func (p *PluginConfig) TypeKey() string {
+	switch {
+	case p.badType || p.Name == "":
+		return ""
+	case p.idx != nil && !p.idx.has(subKey(p.path, "type")):
+		return "name"
+	}
+	return "type"
+}
+
 // Where returns the table's position and key path, "ferry.toml:29:1:
 // plugin[1]", to prefix errors about the plugin that have no key of their
 // own. For a PluginConfig not read from a file it is "plugin NAME".
@@ -87,11 +111,10 @@ func (p *PluginConfig) Where() string {
 }
 
 // WrapError gives a factory's error a position. A *Error passes as it is.
-// An error that reads "key: problem", where key is one of the table's keys
-// (as plugins.Registration asks), points at that key; any other error
-// points at the table's header. A joined error (errors.Join) is wrapped
-// part by part, so a factory reports all its problems at once. nil stays
-// nil.
+// A *plugins.KeyError points at its key when the table sets it; any other
+// error, and a KeyError whose key the table does not set, points at the
+// table's header. A joined error (errors.Join) is wrapped part by part, so
+// a factory reports all its problems at once. nil stays nil.
 func (p *PluginConfig) WrapError(err error) error {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		parts := j.Unwrap()
@@ -109,9 +132,14 @@ func (p *PluginConfig) WrapError(err error) error {
 		return fmt.Errorf("plugin %s: %w", p.Name, err)
 	}
 	key, msg := p.path, err.Error()
-	if k, rest, ok := strings.Cut(msg, ": "); ok && k != "" && p.idx.has(subKey(p.path, k)) {
-		key, msg = subKey(p.path, k), rest
+	if ke, ok := err.(*plugins.KeyError); ok && ke.Key != "" && p.idx.has(subKey(p.path, ke.Key)) {
+		key, msg = subKey(p.path, ke.Key), ke.Err.Error()
 	}
+	return p.problem(key, msg)
+}
+
+// problem is a *Error with one problem about key, at its position.
+func (p *PluginConfig) problem(key, msg string) *Error {
 	line, col := p.idx.lineCol(p.idx.offsetOf(key, false))
 	return &Error{Problems: []Problem{{File: p.file, Line: line, Col: col, Key: key, Msg: msg}}}
 }

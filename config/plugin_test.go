@@ -5,6 +5,9 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"ferry/plugins"
+	"ferry/plugins/pkg/units"
 )
 
 // pluginSrc has two plugin instances; the second starts on line 6.
@@ -38,7 +41,7 @@ func TestPluginDecode(t *testing.T) {
 	if err := c.Plugins[1].Decode(&opts); err != nil {
 		t.Fatalf("Decode: got error\n%v", err)
 	}
-	if opts.MaxBytes != 4*KiB || opts.Window.D() != 10*time.Second || opts.Sample.Every != 3 || !reflect.DeepEqual(opts.Sample.Ports, []int{80, 443}) {
+	if opts.MaxBytes != 4*units.KiB || opts.Window.D() != 10*time.Second || opts.Sample.Every != 3 || !reflect.DeepEqual(opts.Sample.Ports, []int{80, 443}) {
 		t.Fatalf("Decode: got %+v", opts)
 	}
 }
@@ -113,11 +116,11 @@ func TestPluginDecodeErrors(t *testing.T) {
 
 func TestPluginDecodeKeepsDefaults(t *testing.T) {
 	c := parseOK(t, l0+"[[plugin]]\nname = \"dump\"\ntype = \"hexdump\"\nwindow = \"1s\"\n")
-	opts := dumpOptions{MaxBytes: 64 * KiB}
+	opts := dumpOptions{MaxBytes: 64 * units.KiB}
 	if err := c.Plugins[0].Decode(&opts); err != nil {
 		t.Fatalf("Decode: got %v", err)
 	}
-	if opts.MaxBytes != 64*KiB || opts.Window.D() != time.Second {
+	if opts.MaxBytes != 64*units.KiB || opts.Window.D() != time.Second {
 		t.Fatalf("Decode: got max_bytes %v window %v, want 64KiB (default kept), 1s", opts.MaxBytes, opts.Window)
 	}
 }
@@ -146,7 +149,7 @@ func TestPluginWhereAndWrapError(t *testing.T) {
 		want string
 	}{
 		{name: "nil", err: nil, want: ""},
-		{name: "key of the table", err: errors.New("window: must be at least 1m"), want: "test.toml:11:1: plugin[1].window: must be at least 1m"},
+		{name: "key of the table", err: plugins.Errorf("window", "must be at least 1m"), want: "test.toml:11:1: plugin[1].window: must be at least 1m"},
 		{name: "no key", err: errors.New("open /x: permission denied"), want: "test.toml:7:3: plugin[1]: open /x: permission denied"},
 		{name: "already positioned", err: &Error{Problems: []Problem{{File: "f", Line: 1, Col: 1, Msg: "m"}}}, want: "f:1:1: m"},
 	}
@@ -203,9 +206,40 @@ func TestWrapErrorJoined(t *testing.T) {
 		t.Fatal(err)
 	}
 	pc := &cfg.Plugins[0]
-	got := pc.WrapError(errors.Join(errors.New("file: no such directory"), errors.New("something else")))
+	got := pc.WrapError(errors.Join(plugins.Errorf("file", "no such directory"), errors.New("something else")))
 	want := "t.toml:4:3: plugin[0]: something else\nt.toml:7:1: plugin[0].file: no such directory"
 	if got == nil || got.Error() != want {
 		t.Fatalf("got\n%v\nwant\n%s", got, want)
+	}
+}
+
+// TypeKey names the key the server reports an unknown type at, or "" when
+// Load has already reported the table's name or type.
+func TestPluginTypeKey(t *testing.T) {
+	tests := []struct {
+		name  string
+		table string
+		want  string
+	}{
+		{name: "type set", table: "name = \"a\"\ntype = \"x\"\n", want: "type"},
+		{name: "type from name", table: "name = \"x\"\n", want: "name"},
+		{name: "type not a string", table: "name = \"x\"\ntype = 5\n", want: ""},
+		{name: "no name", table: "type = \"x\"\n", want: ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Parse("test.toml", []byte(l0+"[[plugin]]\n"+tt.table))
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Partial == nil {
+				c := parseOK(t, l0+"[[plugin]]\n"+tt.table)
+				if got := c.Plugins[0].TypeKey(); got != tt.want {
+					t.Fatalf("TypeKey: got %q, want %q", got, tt.want)
+				}
+				return
+			}
+			if got := ce.Partial.Plugins[0].TypeKey(); got != tt.want {
+				t.Fatalf("TypeKey of the partial config: got %q, want %q", got, tt.want)
+			}
+		})
 	}
 }

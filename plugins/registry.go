@@ -17,8 +17,9 @@ type Registration struct {
 	Description string
 	// New builds an instance from its config table. It must decode with
 	// env.Decode (strict: unknown keys are errors) and validate before
-	// returning. Returned errors are shown to the user as they are, after
-	// the config position, so they should read "key: problem".
+	// returning. An error about one key is a *KeyError (see Errorf), so
+	// that it is shown at that key's position; any other error is shown
+	// at the table's. Join several with errors.Join to report them all.
 	New func(env Env) (Plugin, error)
 }
 

@@ -190,8 +190,7 @@ func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services
 		pc := &cfg.Plugins[i]
 		reg, ok := plugins.Lookup(pc.Type)
 		if !ok {
-			// config validation reports unknown types with their position.
-			errs = append(errs, pc.WrapError(fmt.Errorf("unknown plugin type %q", pc.Type)))
+			errs = append(errs, unknownType(pc))
 			continue
 		}
 		env := plugins.NewEnv(pc.Name, log.With().Str("plugin", pc.Name).Logger(), svcs, pc.Decode)
@@ -207,19 +206,37 @@ func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services
 	return names, out, config.Join(errs...)
 }
 
-// CheckPlugins builds and closes every plugin instance of cfg with known
-// type, returning all their problems. For `ferry check` on a file whose
-// other problems stop it from being built whole (config.Error.Partial).
-func CheckPlugins(cfg *config.Config) error {
-	var known []config.PluginConfig
-	for _, pc := range cfg.Plugins {
-		if _, ok := plugins.Lookup(pc.Type); ok {
-			known = append(known, pc)
-		}
+// unknownType reports a [[plugin]] whose type is not compiled in, at the
+// key that names the type; nil when config has already reported that key.
+// config does not look at the registry: this is where types are checked,
+// for `ferry check` and `ferry run` alike.
+func unknownType(pc *config.PluginConfig) error {
+	key := pc.TypeKey()
+	if key == "" {
+		return nil
 	}
-	c := *cfg
-	c.Plugins = known
-	_, built, err := buildPlugins(&c, zerolog.Nop(), plugins.NewServices())
+	return pc.WrapError(plugins.Errorf(key, "unknown plugin type %q (%s)", pc.Type, knownTypes()))
+}
+
+// knownTypes lists the compiled-in plugin types for messages.
+func knownTypes() string {
+	regs := plugins.Registered()
+	if len(regs) == 0 {
+		return "no plugin types are compiled in"
+	}
+	names := make([]string, len(regs))
+	for i, r := range regs {
+		names[i] = r.Type
+	}
+	return "known types: " + strings.Join(names, ", ")
+}
+
+// CheckPlugins builds and closes every plugin instance of cfg, returning
+// all their problems, unknown types included. For `ferry check` on a file
+// whose other problems stop it from being built whole
+// (config.Error.Partial).
+func CheckPlugins(cfg *config.Config) error {
+	_, built, err := buildPlugins(cfg, zerolog.Nop(), plugins.NewServices())
 	for _, p := range built {
 		if cl, ok := p.(interface{ Close() error }); ok {
 			cl.Close()

@@ -166,6 +166,22 @@ func TestCheckInvalid(t *testing.T) {
 			},
 		},
 		{
+			name: "unknown plugin type",
+			file: "unknown-type.toml",
+			want: []problem{
+				{10, 1, "plugin[0].fiel", "unknown key"},
+				{14, 1, "plugin[1].type", `unknown plugin type "stunnel" (known types: acl,`},
+			},
+		},
+		{
+			name: "config problem and unknown plugin type",
+			file: "unknown-type-mixed.toml",
+			want: []problem{
+				{3, 1, "log.level", `"loud"`},
+				{10, 1, "plugin[0].name", `unknown plugin type "stunnel"`},
+			},
+		},
+		{
 			name: "config and plugin problems",
 			file: "mixed-problems.toml",
 			want: []problem{

@@ -85,7 +85,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 func build(env plugins.Env, cfg Config) (*ACL, error) {
 	var errs []error
 	if cfg.Default == "" {
-		errs = append(errs, errors.New(`default: missing: set default = "allow" or "deny", the verdict when no rule matches`))
+		errs = append(errs, plugins.Errorf("default", `missing: set default = "allow" or "deny", the verdict when no rule matches`))
 	}
 	p := &ACL{
 		name:        env.Name,
@@ -95,11 +95,11 @@ func build(env plugins.Env, cfg Config) (*ACL, error) {
 	}
 	for i, rc := range cfg.Rules {
 		if rc.Action == "" {
-			errs = append(errs, fmt.Errorf(`rule[%d]: action: missing: set action = "allow" or "deny"`, i))
+			errs = append(errs, plugins.Errorf(fmt.Sprintf("rule[%d]", i), `action: missing: set action = "allow" or "deny"`))
 		}
 		r, err := compile(env, rc)
 		if err != nil {
-			errs = append(errs, fmt.Errorf("rule[%d].domain_file: %w", i, err))
+			errs = append(errs, plugins.KeyErr(fmt.Sprintf("rule[%d].domain_file", i), err))
 		}
 		if r.NeedsIP() {
 			p.needIP = true
@@ -107,8 +107,6 @@ func build(env plugins.Env, cfg Config) (*ACL, error) {
 		p.rules = append(p.rules, rule{action: rc.Action, m: r})
 	}
 	if len(errs) > 0 {
-		// The first error goes first: the config package points at the
-		// key it names.
 		return nil, errors.Join(errs...)
 	}
 	return p, nil

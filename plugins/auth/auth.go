@@ -57,8 +57,8 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/crypto/bcrypt"
 
-	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -112,21 +112,21 @@ type Config struct {
 	// ReloadInterval is how often the file's modification time and size
 	// are checked. Default 2s; at least 100ms; "0s" never re-reads it. Only
 	// with Htpasswd.
-	ReloadInterval *config.Duration `toml:"reload_interval"`
+	ReloadInterval *units.Duration `toml:"reload_interval"`
 
 	// MaxFailures is how many failed logins a client address (an IPv6
 	// /64) may have within FailureWindow before it is locked out. Default
 	// 5; 0 never locks an address out.
 	MaxFailures *int `toml:"max_failures"`
 	// FailureWindow is the period over which failures count. Default 1m.
-	FailureWindow *config.Duration `toml:"failure_window"`
+	FailureWindow *units.Duration `toml:"failure_window"`
 	// Lockout is how long the first lockout of an address lasts; each
 	// further one lasts twice the one before. Default 1s.
-	Lockout *config.Duration `toml:"lockout"`
+	Lockout *units.Duration `toml:"lockout"`
 	// MaxLockout caps the doubling. An address without failures for this
 	// long after its last lockout starts again from Lockout. Default 5m;
 	// at least Lockout.
-	MaxLockout *config.Duration `toml:"max_lockout"`
+	MaxLockout *units.Duration `toml:"max_lockout"`
 	// MaxConcurrentChecks bounds the bcrypt checks that run at once, over
 	// all clients of the instance. Default GOMAXPROCS (the CPUs ferry
 	// uses); at least 1.
@@ -181,15 +181,15 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	}
 	switch {
 	case cfg.Realm == "":
-		return nil, errors.New("realm: must not be empty")
+		return nil, plugins.Errorf("realm", "must not be empty")
 	case strings.ContainsFunc(cfg.Realm, func(r rune) bool { return r < 0x20 || r > 0x7e }):
-		return nil, errors.New("realm: use printable ASCII only")
+		return nil, plugins.Errorf("realm", "use printable ASCII only")
 	case len(cfg.Users) == 0 && cfg.Htpasswd == "":
-		return nil, errors.New("users: none given; set users, htpasswd, or both")
+		return nil, plugins.Errorf("users", "none given; set users, htpasswd, or both")
 	case cfg.ReloadInterval != nil && cfg.Htpasswd == "":
-		return nil, errors.New("reload_interval: only applies with htpasswd")
+		return nil, plugins.Errorf("reload_interval", "only applies with htpasswd")
 	case every != 0 && every < minReloadInterval:
-		return nil, fmt.Errorf("reload_interval: must be at least %v, or \"0s\" to never reload", minReloadInterval)
+		return nil, plugins.Errorf("reload_interval", "must be at least %v, or \"0s\" to never reload", minReloadInterval)
 	}
 	inline, err := parseInline(cfg.Users)
 	if err != nil {
@@ -221,7 +221,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	} else {
 		// At start the file is read as it is: there are no users to keep.
 		if _, err := p.reload(); err != nil {
-			return nil, fmt.Errorf("htpasswd: %w", err)
+			return nil, plugins.KeyErr("htpasswd", err)
 		}
 		p.settle = settleDelay
 		if every > 0 && env.Services != nil {
@@ -274,17 +274,17 @@ func limits(cfg Config) (*throttle, int, error) {
 	}
 	switch {
 	case fails < 0:
-		return nil, 0, errors.New("max_failures: must be 0 (never lock out) or more")
+		return nil, 0, plugins.Errorf("max_failures", "must be 0 (never lock out) or more")
 	case window <= 0:
-		return nil, 0, errors.New("failure_window: must be more than 0s")
+		return nil, 0, plugins.Errorf("failure_window", "must be more than 0s")
 	case lockout <= 0:
-		return nil, 0, errors.New("lockout: must be more than 0s")
+		return nil, 0, plugins.Errorf("lockout", "must be more than 0s")
 	case maxLockout < lockout:
-		return nil, 0, fmt.Errorf("max_lockout: must be at least lockout (%v)", lockout)
+		return nil, 0, plugins.Errorf("max_lockout", "must be at least lockout (%v)", lockout)
 	case slots < 1:
-		return nil, 0, errors.New("max_concurrent_checks: must be at least 1")
+		return nil, 0, plugins.Errorf("max_concurrent_checks", "must be at least 1")
 	case slots > 1024:
-		return nil, 0, errors.New("max_concurrent_checks: must be at most 1024")
+		return nil, 0, plugins.Errorf("max_concurrent_checks", "must be at most 1024")
 	}
 	return newThrottle(fails, window, lockout, maxLockout), slots, nil
 }

@@ -11,6 +11,8 @@ import (
 	"strconv"
 	"strings"
 
+	"ferry/plugins"
+
 	"golang.org/x/crypto/bcrypt"
 )
 
@@ -46,12 +48,12 @@ func parseInline(users map[string]string) (map[string]entry, error) {
 	for _, name := range slices.Sorted(maps.Keys(users)) {
 		key := "users." + keySegment(name)
 		if err := checkName(name); err != nil {
-			return nil, fmt.Errorf("%s: %w", key, err)
+			return nil, plugins.KeyErr(key, err)
 		}
 		v := users[name]
 		if pw, ok := strings.CutPrefix(v, plainPrefix); ok {
 			if pw == "" {
-				return nil, fmt.Errorf("%s: empty password after %q", key, plainPrefix)
+				return nil, plugins.Errorf(key, "empty password after %q", plainPrefix)
 			}
 			sum := sha256.Sum256([]byte(pw))
 			out[name] = entry{plain: sum[:], from: key}
@@ -59,9 +61,9 @@ func parseInline(users map[string]string) (map[string]entry, error) {
 		}
 		if err := checkHash(v); err != nil {
 			if errors.Is(err, errUnknownHash) {
-				return nil, fmt.Errorf("%s: want a bcrypt hash (\"$2y$10$...\", from htpasswd -nB %s) or \"plain:PASSWORD\"", key, name)
+				return nil, plugins.Errorf(key, "want a bcrypt hash (\"$2y$10$...\", from htpasswd -nB %s) or \"plain:PASSWORD\"", name)
 			}
-			return nil, fmt.Errorf("%s: %w", key, err)
+			return nil, plugins.KeyErr(key, err)
 		}
 		out[name] = entry{hash: []byte(v), from: key}
 	}
@@ -187,8 +189,8 @@ func hashKind(h string) string {
 	return ""
 }
 
-// keySegment writes a user name as config.PluginConfig.WrapError expects
-// a key: bare when it can be, else quoted.
+// keySegment writes a user name as a segment of a plugins.KeyError key:
+// bare when it can be, else quoted.
 func keySegment(name string) string {
 	if name == "" || strings.ContainsFunc(name, func(r rune) bool {
 		return !(r == '_' || r == '-' || '0' <= r && r <= '9' || 'a' <= r && r <= 'z' || 'A' <= r && r <= 'Z')

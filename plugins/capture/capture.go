@@ -34,15 +34,14 @@
 package capture
 
 import (
-	"fmt"
 	"net/http"
 	"path/filepath"
 	"time"
 
 	"github.com/rs/zerolog"
 
-	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -55,7 +54,7 @@ func init() {
 
 // Defaults.
 const (
-	DefaultMaxBytes   = config.MiB
+	DefaultMaxBytes   = units.MiB
 	DefaultRotateKeep = 5
 )
 
@@ -68,11 +67,11 @@ type Config struct {
 	// MaxBytes caps the data recorded per channel, both ways together;
 	// later data passes unrecorded, and the capture shows it as missing
 	// bytes before the FIN. Default 1MiB; 0: no limit.
-	MaxBytes *config.Size `toml:"max_bytes"`
+	MaxBytes *units.Size `toml:"max_bytes"`
 	// RotateSize moves the file to FILE.1 (older ones to FILE.2...) and
 	// starts a new one when the next packet would make it larger. Zero or
 	// unset: never rotate.
-	RotateSize *config.Size `toml:"rotate_size"`
+	RotateSize *units.Size `toml:"rotate_size"`
 	// RotateKeep is how many rotated files are kept. Default 5; 0: none,
 	// the file starts over. Needs rotate_size.
 	RotateKeep *int `toml:"rotate_keep"`
@@ -101,30 +100,30 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		return nil, err
 	}
 	if cfg.File == "" {
-		return nil, fmt.Errorf("file: required, the path of the pcapng file")
+		return nil, plugins.Errorf("file", "required, the path of the pcapng file")
 	}
 	limit := int64(DefaultMaxBytes)
 	if cfg.MaxBytes != nil {
 		limit = int64(*cfg.MaxBytes)
 	}
 	if limit < 0 {
-		return nil, fmt.Errorf("max_bytes: must not be negative")
+		return nil, plugins.Errorf("max_bytes", "must not be negative")
 	}
 	var rotateSize int64
 	if cfg.RotateSize != nil {
 		rotateSize = int64(*cfg.RotateSize)
 	}
 	if rotateSize < 0 {
-		return nil, fmt.Errorf("rotate_size: must not be negative")
+		return nil, plugins.Errorf("rotate_size", "must not be negative")
 	}
 	keep := DefaultRotateKeep
 	if cfg.RotateKeep != nil {
 		keep = *cfg.RotateKeep
 		if keep < 0 {
-			return nil, fmt.Errorf("rotate_keep: must not be negative")
+			return nil, plugins.Errorf("rotate_keep", "must not be negative")
 		}
 		if rotateSize == 0 {
-			return nil, fmt.Errorf("rotate_keep: needs rotate_size")
+			return nil, plugins.Errorf("rotate_keep", "needs rotate_size")
 		}
 	}
 	path := filepath.Clean(env.Path(cfg.File))
@@ -136,10 +135,10 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	}
 	fs, ok := svc.(*fileService)
 	if !ok {
-		return nil, fmt.Errorf("file: service for %s is a %T", path, svc)
+		return nil, plugins.Errorf("file", "service for %s is a %T", path, svc)
 	}
 	if !fs.sameSettings(rotateSize, keep) {
-		return nil, fmt.Errorf("file: %s is shared with another capture instance that rotates it differently", path)
+		return nil, plugins.Errorf("file", "%s is shared with another capture instance that rotates it differently", path)
 	}
 	return &Plugin{name: env.Name, limit: limit, file: fs}, nil
 }

@@ -20,8 +20,8 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/units"
 )
 
 // newEnv hands New a Config as if decoded from a [[plugin]] table.
@@ -54,7 +54,7 @@ func startCapture(t *testing.T, cfg Config) (p *Plugin, stop func()) {
 	return pl.(*Plugin), stop
 }
 
-func size(s config.Size) *config.Size { return &s }
+func size(s units.Size) *units.Size { return &s }
 
 // session is a channel from client (empty: no address) to target.
 func session(id, client, target string) *plugins.Session {
@@ -527,7 +527,7 @@ func TestIPv6Packets(t *testing.T) {
 func TestMaxBytes(t *testing.T) {
 	tests := []struct {
 		name               string
-		limit              *config.Size
+		limit              *units.Size
 		chunks             []chunk
 		wantUp, wantDown   int // bytes recorded
 		wantGaps           [2]int
@@ -741,11 +741,11 @@ func TestNewConfig(t *testing.T) {
 	}{
 		{name: "defaults", cfg: Config{File: "/tmp/x.pcapng"}, wantLimit: int64(DefaultMaxBytes)},
 		{name: "max_bytes set", cfg: Config{File: "/tmp/x.pcapng", MaxBytes: size(4096)}, wantLimit: 4096},
-		{name: "rotation", cfg: Config{File: "/tmp/x.pcapng", RotateSize: size(config.MiB), RotateKeep: &two}, wantLimit: int64(DefaultMaxBytes)},
+		{name: "rotation", cfg: Config{File: "/tmp/x.pcapng", RotateSize: size(units.MiB), RotateKeep: &two}, wantLimit: int64(DefaultMaxBytes)},
 		{name: "no file", cfg: Config{}, wantErr: "file: required"},
 		{name: "negative max_bytes", cfg: Config{File: "x", MaxBytes: size(-1)}, wantErr: "max_bytes: must not be negative"},
 		{name: "negative rotate_size", cfg: Config{File: "x", RotateSize: size(-1)}, wantErr: "rotate_size: must not be negative"},
-		{name: "negative rotate_keep", cfg: Config{File: "x", RotateSize: size(config.MiB), RotateKeep: &neg}, wantErr: "rotate_keep: must not be negative"},
+		{name: "negative rotate_keep", cfg: Config{File: "x", RotateSize: size(units.MiB), RotateKeep: &neg}, wantErr: "rotate_keep: must not be negative"},
 		{name: "rotate_keep alone", cfg: Config{File: "x", RotateKeep: &two}, wantErr: "rotate_keep: needs rotate_size"},
 	}
 	for _, tt := range tests {
@@ -777,11 +777,11 @@ func TestNewConfig(t *testing.T) {
 func TestSharedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c.pcapng")
 	svcs := plugins.NewServices()
-	a, err := New(newEnv("a", svcs, Config{File: path, RotateSize: size(config.MiB)}))
+	a, err := New(newEnv("a", svcs, Config{File: path, RotateSize: size(units.MiB)}))
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := New(newEnv("b", svcs, Config{File: path + "/../c.pcapng", RotateSize: size(config.MiB), MaxBytes: size(10)}))
+	b, err := New(newEnv("b", svcs, Config{File: path + "/../c.pcapng", RotateSize: size(units.MiB), MaxBytes: size(10)}))
 	if err != nil {
 		t.Fatalf("same file, same rotation: %v", err)
 	}

@@ -87,9 +87,9 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	}
 	switch {
 	case cfg.PerClient < 0:
-		return nil, errors.New("per_client: must not be negative (0 means unlimited)")
+		return nil, plugins.Errorf("per_client", "must not be negative (0 means unlimited)")
 	case cfg.PerUser < 0:
-		return nil, errors.New("per_user: must not be negative (0 means unlimited)")
+		return nil, plugins.Errorf("per_user", "must not be negative (0 means unlimited)")
 	case cfg.PerClient == 0 && cfg.PerUser == 0:
 		return nil, errors.New("no limit set: give per_client or per_user")
 	}

@@ -72,7 +72,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	p := &Plugin{name: env.Name, forward: cfg.XForwardedFor}
 	for i, name := range cfg.Remove {
 		if !httpguts.ValidHeaderFieldName(name) {
-			return nil, fmt.Errorf("remove[%d]: %q is not a valid header name", i, name)
+			return nil, plugins.Errorf(fmt.Sprintf("remove[%d]", i), "%q is not a valid header name", name)
 		}
 		p.remove = append(p.remove, http.CanonicalHeaderKey(name))
 	}
@@ -89,11 +89,11 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 			name = "ferry"
 		}
 		if !httpguts.ValidHeaderFieldValue(name) || name == "" {
-			return nil, fmt.Errorf("via_name: %q is not a valid header value", name)
+			return nil, plugins.Errorf("via_name", "%q is not a valid header value", name)
 		}
 		p.via = name
 	} else if cfg.ViaName != "" {
-		return nil, fmt.Errorf("via_name: set via = true to send it")
+		return nil, plugins.Errorf("via_name", "set via = true to send it")
 	}
 	return p, nil
 }
@@ -104,10 +104,10 @@ func headerList(key string, m map[string]string) ([]header, error) {
 	out := make([]header, 0, len(m))
 	for name, value := range m {
 		if !httpguts.ValidHeaderFieldName(name) {
-			return nil, fmt.Errorf("%s: %q is not a valid header name", key, name)
+			return nil, plugins.Errorf(key, "%q is not a valid header name", name)
 		}
 		if !httpguts.ValidHeaderFieldValue(value) {
-			return nil, fmt.Errorf("%s.%s: value has characters not allowed in a header", key, name)
+			return nil, plugins.Errorf(key+"."+name, "value has characters not allowed in a header")
 		}
 		out = append(out, header{http.CanonicalHeaderKey(name), value})
 	}

@@ -12,13 +12,12 @@ package hexdump
 
 import (
 	"encoding/hex"
-	"fmt"
 	"sync/atomic"
 
 	"github.com/rs/zerolog"
 
-	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -33,7 +32,7 @@ func init() {
 type Config struct {
 	// MaxBytes caps what is dumped per channel, both ways together.
 	// Default 4KiB; must be positive.
-	MaxBytes *config.Size `toml:"max_bytes"`
+	MaxBytes *units.Size `toml:"max_bytes"`
 }
 
 // Plugin dumps data chunks.
@@ -59,7 +58,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		limit = int64(*cfg.MaxBytes)
 	}
 	if limit <= 0 {
-		return nil, fmt.Errorf("max_bytes: must be positive")
+		return nil, plugins.Errorf("max_bytes", "must be positive")
 	}
 	return &Plugin{name: env.Name, max: limit, log: env.Log}, nil
 }

@@ -48,10 +48,10 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"ferry/config"
 	"ferry/plugins"
 	"ferry/plugins/pkg/match"
 	"ferry/plugins/pkg/safefile"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -79,7 +79,7 @@ type Config struct {
 	// InsecureUpstream accepts any certificate from targets. Default false.
 	InsecureUpstream bool `toml:"insecure_upstream"`
 	// HandshakeTimeout bounds both TLS handshakes. Default 10s.
-	HandshakeTimeout *config.Duration `toml:"handshake_timeout"`
+	HandshakeTimeout *units.Duration `toml:"handshake_timeout"`
 	// CacheSize is how many leaf certificates are kept. Default 1024.
 	CacheSize int `toml:"cache_size"`
 }
@@ -114,7 +114,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		return nil, errors.New("ca_cert and ca_key are required (make them with `ferry ca init --out DIR`)")
 	}
 	if len(cfg.Intercept) == 0 {
-		return nil, errors.New(`intercept: missing: list the names to intercept, or "*" for every name`)
+		return nil, plugins.Errorf("intercept", `missing: list the names to intercept, or "*" for every name`)
 	}
 	ca, err := LoadCA(env.Path(cfg.CACert), env.Path(cfg.CAKey), cfg.CacheSize)
 	if err != nil {
@@ -128,7 +128,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		}
 		d, err := match.ParseDomain(s)
 		if err != nil {
-			return nil, fmt.Errorf("intercept[%d]: %w", i, err)
+			return nil, plugins.KeyErr(fmt.Sprintf("intercept[%d]", i), err)
 		}
 		p.intercept.Add(d)
 	}
@@ -137,14 +137,14 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	}
 	if cfg.HandshakeTimeout != nil {
 		if *cfg.HandshakeTimeout <= 0 {
-			return nil, errors.New("handshake_timeout: must be positive")
+			return nil, plugins.Errorf("handshake_timeout", "must be positive")
 		}
 		p.timeout = time.Duration(*cfg.HandshakeTimeout)
 	}
 	if cfg.UpstreamCAFile != "" {
 		pem, err := safefile.ReadFile(env.Path(cfg.UpstreamCAFile), safefile.MaxCert)
 		if err != nil {
-			return nil, fmt.Errorf("upstream_ca_file: %w", err)
+			return nil, plugins.KeyErr("upstream_ca_file", err)
 		}
 		p.roots = x509.NewCertPool()
 		if !p.roots.AppendCertsFromPEM(pem) {

@@ -42,7 +42,6 @@ package ratelimit
 import (
 	"context"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
 	"time"
@@ -50,9 +49,9 @@ import (
 	"github.com/rs/zerolog"
 	"golang.org/x/time/rate"
 
-	"ferry/config"
 	"ferry/plugins"
 	"ferry/plugins/pkg/throttle"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -82,14 +81,14 @@ type Config struct {
 type Bandwidth struct {
 	// Up is the rate from the client to the upstream, in bytes per
 	// second. Zero (the default): not limited.
-	Up config.Size `toml:"up"`
+	Up units.Size `toml:"up"`
 	// Down is the rate from the upstream to the client, in bytes per
 	// second. Zero (the default): not limited.
-	Down config.Size `toml:"down"`
+	Down units.Size `toml:"down"`
 	// Burst is how many bytes may pass at once after a quiet spell, for
 	// each direction; a limiter starts with its burst available. Default:
 	// one second's worth of each direction's rate. Must be positive.
-	Burst *config.Size `toml:"burst"`
+	Burst *units.Size `toml:"burst"`
 }
 
 // NewConnections limits the rate of new channels per client address.
@@ -99,7 +98,7 @@ type NewConnections struct {
 	PerClient int `toml:"per_client"`
 	// Interval is the time PerClient is counted over. Default 1s; must be
 	// positive.
-	Interval *config.Duration `toml:"interval"`
+	Interval *units.Duration `toml:"interval"`
 	// Burst is how many channels a client may open at once after a quiet
 	// spell. Default: PerClient. Must be positive.
 	Burst *int `toml:"burst"`
@@ -198,15 +197,15 @@ func build(name string, cfg Config) (*Plugin, error) {
 	nc := cfg.NewConnections
 	switch {
 	case nc.PerClient < 0:
-		return nil, errors.New("new_connections.per_client: must not be negative (0 means unlimited)")
+		return nil, plugins.Errorf("new_connections.per_client", "must not be negative (0 means unlimited)")
 	case nc.PerClient == 0 && nc.Burst != nil:
-		return nil, errors.New("new_connections.burst: has no effect without new_connections.per_client")
+		return nil, plugins.Errorf("new_connections.burst", "has no effect without new_connections.per_client")
 	case nc.PerClient == 0 && nc.Interval != nil:
-		return nil, errors.New("new_connections.interval: has no effect without new_connections.per_client")
+		return nil, plugins.Errorf("new_connections.interval", "has no effect without new_connections.per_client")
 	case nc.Burst != nil && *nc.Burst <= 0:
-		return nil, errors.New("new_connections.burst: must be positive")
+		return nil, plugins.Errorf("new_connections.burst", "must be positive")
 	case nc.Interval != nil && *nc.Interval <= 0:
-		return nil, errors.New("new_connections.interval: must be positive")
+		return nil, plugins.Errorf("new_connections.interval", "must be positive")
 	}
 	if nc.PerClient > 0 {
 		interval := time.Second
@@ -240,9 +239,9 @@ func resolve(scope string, b Bandwidth) (rates, error) {
 	if b.Burst != nil {
 		switch {
 		case *b.Burst <= 0:
-			return r, fmt.Errorf("%s.burst: must be positive", scope)
+			return r, plugins.Errorf(scope+".burst", "must be positive")
 		case r.up == 0 && r.down == 0:
-			return r, fmt.Errorf("%s.burst: has no effect without %s.up or %s.down", scope, scope, scope)
+			return r, plugins.Errorf(scope+".burst", "has no effect without %s.up or %s.down", scope, scope)
 		}
 	}
 	r.upBurst, r.downBurst = burstFor(r.up, b.Burst), burstFor(r.down, b.Burst)
@@ -251,7 +250,7 @@ func resolve(scope string, b Bandwidth) (rates, error) {
 
 // burstFor is the burst of a direction with rate bytes per second: the
 // configured one, else one second's worth.
-func burstFor(bytesPerSec int64, burst *config.Size) int {
+func burstFor(bytesPerSec int64, burst *units.Size) int {
 	if burst != nil {
 		return int(*burst)
 	}

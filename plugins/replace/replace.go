@@ -1,14 +1,13 @@
 package replace
 
 import (
-	"errors"
 	"fmt"
 	"net/http"
 	"sync"
 	"time"
 
-	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/units"
 )
 
 func init() {
@@ -36,7 +35,7 @@ type Config struct {
 	// spans reads, and so the most a regexp rule holds back per channel and
 	// direction (minus one byte). Longer matches may be missed or cut
 	// short. Literal rules need no bound. Default 4KiB; 4B to 1MiB.
-	MaxMatch *config.Size `toml:"max_match"`
+	MaxMatch *units.Size `toml:"max_match"`
 	// FlushAfter is how long a held tail waits for more bytes before it is
 	// sent as it is. Default 50ms; the plugin then sends all of its output
 	// itself, so plugins after it in a direction do not see that
@@ -45,7 +44,7 @@ type Config struct {
 	// or the end of the stream, however long that takes. Either way a
 	// held tail is released when its direction ends. Plain HTTP messages
 	// (not upgraded connections) never use the timer.
-	FlushAfter *config.Duration `toml:"flush_after"`
+	FlushAfter *units.Duration `toml:"flush_after"`
 	// Rules apply in order, each to the output of the one before.
 	// At least one.
 	Rules []Rule `toml:"rule"`
@@ -122,21 +121,19 @@ func newPlugin(name string, cfg Config) (*Plugin, error) {
 		maxMatch = int64(*cfg.MaxMatch)
 	}
 	if maxMatch < minMaxMatch || maxMatch > maxMaxMatch {
-		return nil, fmt.Errorf("max_match: must be between %dB and %s", minMaxMatch, config.Size(maxMaxMatch))
+		return nil, plugins.Errorf("max_match", "must be between %dB and %s", minMaxMatch, units.Size(maxMaxMatch))
 	}
 	p := &Plugin{name: name, flushAfter: DefaultFlushAfter}
 	if cfg.FlushAfter != nil {
 		p.flushAfter = cfg.FlushAfter.D()
 	}
 	if len(cfg.Rules) == 0 {
-		return nil, errors.New("rule: add at least one [[plugin.rule]]")
+		return nil, plugins.Errorf("rule", "add at least one [[plugin.rule]]")
 	}
 	for i, rc := range cfg.Rules {
 		r, err := compileRule(rc, int(maxMatch))
 		if err != nil {
-			// One error: the server gives the position of its key only
-			// to the first line of an error.
-			return nil, fmt.Errorf("rule[%d].%w", i, err)
+			return nil, plugins.Within(fmt.Sprintf("rule[%d]", i), err)
 		}
 		if r.up {
 			p.up = append(p.up, r)

@@ -16,18 +16,18 @@ import (
 	"github.com/pelletier/go-toml/v2"
 	"github.com/rs/zerolog"
 
-	"ferry/config"
 	"ferry/plugins"
+	"ferry/plugins/pkg/units"
 	"ferry/relay"
 )
 
-func sizePtr(n int) *config.Size {
-	s := config.Size(n)
+func sizePtr(n int) *units.Size {
+	s := units.Size(n)
 	return &s
 }
 
-func durPtr(d time.Duration) *config.Duration {
-	c := config.Duration(d)
+func durPtr(d time.Duration) *units.Duration {
+	c := units.Duration(d)
 	return &c
 }
 

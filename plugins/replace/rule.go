@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"regexp"
 	"regexp/syntax"
+
+	"ferry/plugins"
 )
 
 // rule is one compiled [[plugin.rule]]: a literal or a regexp and what
@@ -35,23 +37,23 @@ func compileRule(r Rule, maxMatch int) (*rule, error) {
 	case "both":
 		out.up, out.down = true, true
 	case "":
-		return nil, fmt.Errorf("direction: missing: set up, down or both")
+		return nil, plugins.Errorf("direction", "missing: set up, down or both")
 	default:
-		return nil, fmt.Errorf("direction: %q is not up, down or both", r.Direction)
+		return nil, plugins.Errorf("direction", "%q is not up, down or both", r.Direction)
 	}
 	switch {
 	case r.Find != "" && r.Regexp != "":
-		return nil, errors.New("regexp: set find or regexp, not both")
+		return nil, plugins.Errorf("regexp", "set find or regexp, not both")
 	case r.Find != "":
 		out.find = []byte(r.Find)
 	case r.Regexp != "":
 		re, live, err := compileRegexp(r.Regexp, maxMatch)
 		if err != nil {
-			return nil, fmt.Errorf("regexp: %w", err)
+			return nil, plugins.KeyErr("regexp", err)
 		}
 		out.re, out.live = re, live
 	default:
-		return nil, errors.New("find: set find (a literal) or regexp")
+		return nil, plugins.Errorf("find", "set find (a literal) or regexp")
 	}
 	return out, nil
 }
