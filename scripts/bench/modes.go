@@ -363,7 +363,7 @@ func (b *bench) idle() *Result {
 	// bounded time to come through to the clients, close the clients, and
 	// give the proxy a bounded time to let go of them before the next
 	// measurement.
-	b.tg.closeConns()
+	b.tg.CloseConns()
 	end := time.Now().Add(10 * time.Second)
 	var one [1]byte
 	for _, c := range conns {
