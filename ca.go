@@ -11,17 +11,12 @@ package main
 // must stay on the proxy.
 
 import (
-	"crypto/sha256"
-	"crypto/x509"
-	"encoding/hex"
-	"encoding/pem"
 	"errors"
 	"fmt"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/urfave/cli/v2"
@@ -125,14 +120,14 @@ func caInit(stdout io.Writer, dir, name string, days int, force bool) error {
 		}
 		return cli.Exit(fmt.Sprintf("ca init: %v", err), 1)
 	}
-	cert, err := parseCertPEM(certPEM)
+	cert, err := mitm.ParseCertPEM(certPEM)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("ca init: %v", err), 1)
 	}
 	fmt.Fprintf(stdout, "created CA %q, valid until %s\n", cert.Subject.CommonName, cert.NotAfter.UTC().Format(time.RFC3339))
 	fmt.Fprintf(stdout, "certificate:         %s (install it on clients: ferry ca show --dir %s)\n", certPath, dir)
 	fmt.Fprintf(stdout, "private key:         %s (keep it secret)\n", keyPath)
-	fmt.Fprintf(stdout, "SHA-256 fingerprint: %s\n", certFingerprint(cert))
+	fmt.Fprintf(stdout, "SHA-256 fingerprint: %s\n", mitm.CertFingerprint(cert))
 	return nil
 }
 
@@ -188,7 +183,7 @@ func caShow(stdout io.Writer, certFile, keyFile string) error {
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("ca show: %v", err), 1)
 	}
-	cert, err := parseCertPEM(data)
+	cert, err := mitm.ParseCertPEM(data)
 	if err != nil {
 		return cli.Exit(fmt.Sprintf("ca show: %s: %v", certFile, err), 1)
 	}
@@ -207,7 +202,7 @@ func caShow(stdout io.Writer, certFile, keyFile string) error {
 		w("issuer:              %s", cert.Issuer)
 	}
 	w("valid:               %s to %s (%s)", cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339), state)
-	w("SHA-256 fingerprint: %s", certFingerprint(cert))
+	w("SHA-256 fingerprint: %s", mitm.CertFingerprint(cert))
 	if !cert.IsCA || !cert.BasicConstraintsValid {
 		w("warning: this is not a CA certificate: ferry cannot sign leaves with it")
 	}
@@ -230,29 +225,4 @@ func caShow(stdout io.Writer, certFile, keyFile string) error {
 	w("The private key (%s) must stay secret, on the proxy only: whoever holds it can", caKeyFile)
 	w("impersonate any site to every client that trusts this certificate.")
 	return nil
-}
-
-// parseCertPEM parses the first CERTIFICATE block of data.
-func parseCertPEM(data []byte) (*x509.Certificate, error) {
-	for rest := data; ; {
-		var b *pem.Block
-		b, rest = pem.Decode(rest)
-		if b == nil {
-			return nil, errors.New("no PEM CERTIFICATE block")
-		}
-		if b.Type == "CERTIFICATE" {
-			return x509.ParseCertificate(b.Bytes)
-		}
-	}
-}
-
-// certFingerprint is the SHA-256 of cert's DER as openssl prints it:
-// uppercase hex pairs separated by colons.
-func certFingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	pairs := make([]string, len(sum))
-	for i, b := range sum {
-		pairs[i] = strings.ToUpper(hex.EncodeToString([]byte{b}))
-	}
-	return strings.Join(pairs, ":")
 }

@@ -163,7 +163,7 @@ func ParseCA(certPEM, keyPEM []byte, cacheSize int) (*CA, error) {
 // the errors; empty names are left out.
 func parseCA(certPEM, keyPEM []byte, certName, keyName string, cacheSize int) (*CA, error) {
 	certLabel, keyLabel := label("ca certificate", certName), label("ca key", keyName)
-	cert, err := parseCert(certPEM)
+	cert, err := ParseCertPEM(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", certLabel, err)
 	}
@@ -195,12 +195,11 @@ func parseCA(certPEM, keyPEM []byte, certName, keyName string, cacheSize int) (*
 	if cacheSize <= 0 {
 		cacheSize = DefaultCacheSize
 	}
-	sum := sha256.Sum256(cert.Raw)
 	return &CA{
 		cert:        cert,
 		certPEM:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
 		key:         key,
-		fingerprint: colonHex(sum[:]),
+		fingerprint: CertFingerprint(cert),
 		leafKey:     leafKey,
 		size:        cacheSize,
 		lru:         list.New(),
@@ -216,8 +215,9 @@ func label(what, name string) string {
 	return what + " " + name
 }
 
-// parseCert parses the first CERTIFICATE block of data.
-func parseCert(data []byte) (*x509.Certificate, error) {
+// ParseCertPEM parses the first CERTIFICATE block of data; blocks of
+// other types before it are skipped.
+func ParseCertPEM(data []byte) (*x509.Certificate, error) {
 	for rest := data; ; {
 		var b *pem.Block
 		b, rest = pem.Decode(rest)
@@ -445,6 +445,13 @@ func randomSerial() (*big.Int, error) {
 // Fingerprint is the SHA-256 of the CA certificate's DER, as uppercase
 // hex pairs separated by colons, the way openssl and browsers show it.
 func (ca *CA) Fingerprint() string { return ca.fingerprint }
+
+// CertFingerprint is the SHA-256 of cert's DER, as uppercase hex pairs
+// separated by colons, the way openssl and browsers show it.
+func CertFingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return colonHex(sum[:])
+}
 
 // Certificate is the CA certificate. Callers must not modify it.
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
