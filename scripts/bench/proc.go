@@ -9,7 +9,7 @@ import (
 	"strings"
 	"syscall"
 
-	"ferry/scripts/internal/load"
+	"ferry/test/testkit"
 )
 
 // procSample is what /proc tells about the process under test and every
@@ -25,7 +25,7 @@ type procSample struct {
 }
 
 // clockTicks is the kernel's USER_HZ, the unit of utime and stime.
-var clockTicks = load.ClockTicks
+var clockTicks = testkit.ClockTicks
 
 // tree returns root and all its descendants, root first.
 func tree(root int) []int {
@@ -36,11 +36,11 @@ func tree(root int) []int {
 		if err != nil || pid == root {
 			continue
 		}
-		f, err := load.StatFields(pid)
+		f, err := testkit.StatFields(pid)
 		if err != nil {
 			continue
 		}
-		ppid := int(load.Atoi64(f[1]))
+		ppid := int(testkit.Atoi64(f[1]))
 		children[ppid] = append(children[ppid], pid)
 	}
 	out := []int{root}
@@ -52,13 +52,13 @@ func tree(root int) []int {
 
 // statusKiB reads a "Key:   123 kB" line of a /proc file, 0 if it cannot.
 func statusKiB(file, key string) int64 {
-	n, _ := load.StatusKiB(file, key)
+	n, _ := testkit.StatusKiB(file, key)
 	return n
 }
 
 // countFDs counts a process's descriptors, 0 if it cannot.
 func countFDs(pid int) int64 {
-	n, _ := load.CountFDs(pid)
+	n, _ := testkit.CountFDs(pid)
 	return n
 }
 
@@ -69,19 +69,19 @@ func sample(root int, memory bool) (procSample, error) {
 	if root <= 0 {
 		return s, nil
 	}
-	rf, err := load.StatFields(root)
+	rf, err := testkit.StatFields(root)
 	if err != nil {
 		return s, fmt.Errorf("process %d: %w", root, err)
 	}
-	s.ticks = load.Atoi64(rf[13]) + load.Atoi64(rf[14]) // root's cutime + cstime
+	s.ticks = testkit.Atoi64(rf[13]) + testkit.Atoi64(rf[14]) // root's cutime + cstime
 	for _, pid := range tree(root) {
-		f, err := load.StatFields(pid)
+		f, err := testkit.StatFields(pid)
 		if err != nil {
 			continue // exited meanwhile: its time is in its parent's cutime once reaped
 		}
-		s.ticks += load.Atoi64(f[11]) + load.Atoi64(f[12])
+		s.ticks += testkit.Atoi64(f[11]) + testkit.Atoi64(f[12])
 		if pid != root {
-			s.ticks += load.Atoi64(f[13]) + load.Atoi64(f[14])
+			s.ticks += testkit.Atoi64(f[13]) + testkit.Atoi64(f[14])
 		}
 		s.procs++
 		if memory {

@@ -11,7 +11,7 @@ import (
 	"strings"
 	"time"
 
-	"ferry/scripts/internal/load"
+	"ferry/test/testkit"
 )
 
 // sample is one reading of ferry and of the driver's counts.
@@ -48,15 +48,15 @@ func newProber(pid int, admin string) *prober {
 // read takes a sample; an error means ferry is gone or not answering.
 func (p *prober) read() (sample, error) {
 	var s sample
-	rss, err := load.StatusKiB(fmt.Sprintf("/proc/%d/status", p.pid), "VmRSS")
+	rss, err := testkit.StatusKiB(fmt.Sprintf("/proc/%d/status", p.pid), "VmRSS")
 	if err != nil {
 		return s, fmt.Errorf("ferry (pid %d) is gone: %w", p.pid, err)
 	}
 	s.rssKiB = rss
-	if s.ticks, err = load.CPUTicks(p.pid); err != nil {
+	if s.ticks, err = testkit.CPUTicks(p.pid); err != nil {
 		return s, fmt.Errorf("ferry (pid %d) is gone: %w", p.pid, err)
 	}
-	if s.fds, err = load.CountFDs(p.pid); err != nil {
+	if s.fds, err = testkit.CountFDs(p.pid); err != nil {
 		return s, fmt.Errorf("ferry (pid %d) is gone: %w", p.pid, err)
 	}
 	m, err := p.metrics()
@@ -131,7 +131,7 @@ func (p *prober) channels() (int64, error) {
 }
 
 // clockTick is USER_HZ, the unit of utime and stime.
-var clockTick = float64(load.ClockTicks)
+var clockTick = float64(testkit.ClockTicks)
 
 func (s sample) String() string {
 	return fmt.Sprintf("%6s %-6s rss %5.1f MiB  heap %5.1f MiB  goroutines %5d  fds %5d  active %4d  channels %4d  parked %4d  cpu %3.0f%% | ok %7d  expected %6d  unexpected %d",

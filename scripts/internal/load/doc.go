@@ -1,8 +1,8 @@
 // Package load is what scripts/bench and scripts/soak share on the
 // client side of a proxy under test: the SOCKS5 and HTTP CONNECT
 // handshakes they speak to it, a TCP server that tracks its connections
-// for the targets at the far end, /proc readers for the process under
-// test, and the size flags' parser.
+// for the targets at the far end, and the size flags' parser. The /proc
+// readers they share with ferry's tests are in ferry/test/testkit.
 //
 //	c, _ := net.Dial("tcp", proxy)
 //	c.SetDeadline(deadline)
@@ -14,6 +14,5 @@
 // purpose: the tools measure the proxy's CPU per tunnel, and they need
 // the raw reply codes and malformed requests that a general client hides.
 // The package does not dial (each tool has its own deadlines and retries),
-// resolve names (targets are IP addresses) or authenticate. The /proc
-// readers are Linux-only, like the tools.
+// resolve names (targets are IP addresses) or authenticate.
 package load
