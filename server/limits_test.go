@@ -38,8 +38,8 @@ max_headers = 10
 		{"head over max_header_bytes", "CONNECT 127.0.0.1:9 HTTP/1.1\r\nX: " + strings.Repeat("a", 9<<10) + "\r\n\r\n", 431},
 		{"over max_headers", "CONNECT 127.0.0.1:9 HTTP/1.1\r\n" + manyHeaders(11) + "\r\n", 431},
 		{"repeated name counts each time", "GET http://127.0.0.1:9/ HTTP/1.1\r\n" + strings.Repeat("Cookie: a=1\r\n", 11) + "\r\n", 431},
-		{"at max_headers", "GET http://" + closedPort(t) + "/ HTTP/1.1\r\n" + manyHeaders(10) + "\r\n", 502},
-		{"head under max_header_bytes", "GET http://" + closedPort(t) + "/ HTTP/1.1\r\nX: " + strings.Repeat("a", 7<<10) + "\r\n\r\n", 502},
+		{"at max_headers", "GET http://" + testkit.ClosedAddr(t) + "/ HTTP/1.1\r\n" + manyHeaders(10) + "\r\n", 502},
+		{"head under max_header_bytes", "GET http://" + testkit.ClosedAddr(t) + "/ HTTP/1.1\r\nX: " + strings.Repeat("a", 7<<10) + "\r\n\r\n", 502},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dial(t, f.addr)

@@ -221,17 +221,6 @@ func httpServer(t *testing.T) string {
 	return ln.Addr().String()
 }
 
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
-
 func dial(t *testing.T, addr string) net.Conn {
 	t.Helper()
 	c, err := net.DialTimeout("tcp", addr, 2*time.Second)
@@ -295,7 +284,7 @@ func readSOCKS5Reply(t *testing.T, c net.Conn) byte {
 func TestSOCKS5(t *testing.T) {
 	echo := testkit.EchoServer(t)
 	_, echoPort := splitPort(t, echo)
-	refused := closedPort(t)
+	refused := testkit.ClosedAddr(t)
 	_, refusedPort := splitPort(t, refused)
 	f := start(t, basicConfig)
 
@@ -362,7 +351,7 @@ func TestSOCKS5NoAcceptableMethod(t *testing.T) {
 func TestSOCKS4(t *testing.T) {
 	echo := testkit.EchoServer(t)
 	_, port := splitPort(t, echo)
-	refused := closedPort(t)
+	refused := testkit.ClosedAddr(t)
 	_, refusedPort := splitPort(t, refused)
 	f := start(t, basicConfig)
 	req4 := func(ip [4]byte, port uint16, cmd byte, host string) []byte {
@@ -411,7 +400,7 @@ func TestHTTPConnect(t *testing.T) {
 		wantStatus   int
 	}{
 		{"ok", echo, 200},
-		{"refused", closedPort(t), 502},
+		{"refused", testkit.ClosedAddr(t), 502},
 		{"no port", "127.0.0.1", 400},
 		{"unresolvable", "no-such-host.invalid:80", 502},
 	}
@@ -489,7 +478,7 @@ func TestHTTPErrors(t *testing.T) {
 		{"https scheme", "GET https://127.0.0.1/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"garbage", "HELLO\r\n\r\n", 400},
 		{"head too large", "GET http://127.0.0.1/ HTTP/1.1\r\nX: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", 431},
-		{"refused", "GET http://" + closedPort(t) + "/ HTTP/1.1\r\nHost: a\r\n\r\n", 502},
+		{"refused", "GET http://" + testkit.ClosedAddr(t) + "/ HTTP/1.1\r\nHost: a\r\n\r\n", 502},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -1129,7 +1129,7 @@ func TestDeployHAProxyHealthChecks(t *testing.T) {
 		return strings.Replace(c, `trusted_proxies = ["10.0.0.2"]`, `trusted_proxies = ["127.0.0.1"]`, 1)
 	}
 	f1, f2 := startFerry(t, ferry, nil), startFerry(t, ferry, nil)
-	dead := closedAddr(t)
+	dead := testkit.ClosedAddr(t)
 
 	dir := t.TempDir()
 	front := freeAddr(t)

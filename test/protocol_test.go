@@ -74,7 +74,7 @@ func TestDialFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			target := closedAddr(t)
+			target := testkit.ClosedAddr(t)
 			c, err := net.DialTimeout("tcp", f.addr, testkit.DialTimeout)
 			if err != nil {
 				t.Fatal(err)

@@ -337,7 +337,7 @@ func TestUpstreamGroups(t *testing.T) {
 		echoes := newEchoTarget(t)
 		check := fmt.Sprintf(`health_check = { interval = "1s", target = %q, timeout = "1s" }`, webAddr)
 		f := startFerry(t, upstreamConfig("10s",
-			upstreamTable("dead", "socks5://"+closedAddr(t), check)+
+			upstreamTable("dead", "socks5://"+testkit.ClosedAddr(t), check)+
 				upstreamTable("micro", "socks5://"+startMicrosocks(t))+
 				groupTable("pool", "failover", "dead", "micro")+
 				routeAll("pool")), nil)
@@ -410,8 +410,8 @@ func TestUpstreamGroups(t *testing.T) {
 		// A long dial_timeout: refused members must not wait for it.
 		const timeout = 10 * time.Second
 		f := startFerry(t, upstreamConfig(timeout.String(),
-			upstreamTable("down1", "socks5://"+closedAddr(t))+
-				upstreamTable("down2", "http://"+closedAddr(t))+
+			upstreamTable("down1", "socks5://"+testkit.ClosedAddr(t))+
+				upstreamTable("down2", "http://"+testkit.ClosedAddr(t))+
 				groupTable("pool", "failover", "down1", "down2")+
 				routeAll("pool")), nil)
 		for _, a := range []struct {
@@ -424,7 +424,7 @@ func TestUpstreamGroups(t *testing.T) {
 			// and none is tried) general failure.
 			{askSOCKS5, []string{"REP 0x05", "REP 0x04", "REP 0x01"}},
 		} {
-			target := closedAddr(t)
+			target := testkit.ClosedAddr(t)
 			start := time.Now()
 			got := ask(t, f.addr, target, a.ask)
 			elapsed := time.Since(start)
@@ -577,8 +577,8 @@ func TestUpstreamErrors(t *testing.T) {
 	}
 	tests := []errorCase{
 		{"squid-badpass", "http://alice:wrong@" + squidAddr, 1010, "502", "REP 0x01", true},
-		{"socks-down", "socks5://" + closedAddr(t), 1020, "502", "REP 0x05", false},
-		{"http-down", "http://" + closedAddr(t), 1030, "502", "REP 0x05", false},
+		{"socks-down", "socks5://" + testkit.ClosedAddr(t), 1020, "502", "REP 0x05", false},
+		{"http-down", "http://" + testkit.ClosedAddr(t), 1030, "502", "REP 0x05", false},
 		{"socks-silent", "socks5://" + silent, 1040, "504", "REP 0x06", false},
 		{"http-silent", "http://" + silent, 1050, "504", "REP 0x06", false},
 	}
