@@ -4,6 +4,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -15,11 +16,19 @@ import (
 	"time"
 )
 
-// WritePKI writes a test CA and a server certificate it signed for
-// 127.0.0.1, localhost and names, as PEM files in dir: the CA's
-// certificate, the server's certificate and its (PKCS #8) key. Both are
-// valid from an hour ago for a day.
-func WritePKI(t testing.TB, dir string, names ...string) (caFile, certFile, keyFile string) {
+// PKI is a throwaway CA and a server certificate it signed for
+// 127.0.0.1, localhost and the names given to NewPKI, valid from an hour
+// ago for a day.
+type PKI struct {
+	CA      *x509.Certificate
+	CAPEM   []byte // the CA's certificate
+	CertPEM []byte // the server's certificate
+	KeyPEM  []byte // the server's key, PKCS #8
+	leaf    tls.Certificate
+}
+
+// NewPKI makes a PKI.
+func NewPKI(t testing.TB, names ...string) *PKI {
 	t.Helper()
 	check := func(err error) {
 		if err != nil {
@@ -59,13 +68,35 @@ func WritePKI(t testing.TB, dir string, names ...string) (caFile, certFile, keyF
 	check(err)
 	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
 	check(err)
+	return &PKI{
+		CA:      ca,
+		CAPEM:   pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
+		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
+		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
+		leaf:    tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key},
+	}
+}
+
+// ServerTLS is a server configuration presenting the server certificate.
+func (p *PKI) ServerTLS() *tls.Config {
+	return &tls.Config{Certificates: []tls.Certificate{p.leaf}}
+}
+
+// Roots is a pool holding the CA alone, for clients.
+func (p *PKI) Roots() *x509.CertPool {
+	roots := x509.NewCertPool()
+	roots.AddCert(p.CA)
+	return roots
+}
+
+// WritePKI writes a NewPKI as PEM files in dir: the CA's certificate,
+// the server's certificate and its key.
+func WritePKI(t testing.TB, dir string, names ...string) (caFile, certFile, keyFile string) {
+	t.Helper()
+	p := NewPKI(t, names...)
 	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	for file, b := range map[string]*pem.Block{
-		caFile:   {Type: "CERTIFICATE", Bytes: caDER},
-		certFile: {Type: "CERTIFICATE", Bytes: leafDER},
-		keyFile:  {Type: "PRIVATE KEY", Bytes: keyDER},
-	} {
-		if err := os.WriteFile(file, pem.EncodeToMemory(b), 0o644); err != nil {
+	for file, b := range map[string][]byte{caFile: p.CAPEM, certFile: p.CertPEM, keyFile: p.KeyPEM} {
+		if err := os.WriteFile(file, b, 0o644); err != nil {
 			t.Fatal(err)
 		}
 	}
