@@ -12,28 +12,17 @@ import (
 // certificate for every name it was made for.
 func TestPKIHandshake(t *testing.T) {
 	p := NewPKI(t, "proxy.test")
-	ln, err := tls.Listen("tcp", "127.0.0.1:0", p.ServerTLS())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				io.Copy(io.Discard, c)
-			}()
+	srv := NewTCPTarget(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		tc := tls.Server(c, p.ServerTLS())
+		if tc.Handshake() == nil {
+			io.Copy(io.Discard, tc)
 		}
-	}()
+	})
 	for _, name := range []string{"127.0.0.1", "localhost", "proxy.test"} {
 		t.Run(name, func(t *testing.T) {
 			d := tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: &tls.Config{RootCAs: p.Roots(), ServerName: name}}
-			c, err := d.Dial("tcp", ln.Addr().String())
+			c, err := d.Dial("tcp", srv.Addr)
 			if err != nil {
 				t.Fatalf("handshake for %s: %v", name, err)
 			}
