@@ -127,7 +127,7 @@ func caInit(stdout io.Writer, dir, name string, days int, force bool) error {
 	fmt.Fprintf(stdout, "created CA %q, valid until %s\n", cert.Subject.CommonName, cert.NotAfter.UTC().Format(time.RFC3339))
 	fmt.Fprintf(stdout, "certificate:         %s (install it on clients: ferry ca show --dir %s)\n", certPath, dir)
 	fmt.Fprintf(stdout, "private key:         %s (keep it secret)\n", keyPath)
-	fmt.Fprintf(stdout, "SHA-256 fingerprint: %s\n", mitm.Fingerprint(cert))
+	fmt.Fprintf(stdout, "SHA-256 fingerprint: %s\n", mitm.CertFingerprint(cert))
 	return nil
 }
 
@@ -202,7 +202,7 @@ func caShow(stdout io.Writer, certFile, keyFile string) error {
 		w("issuer:              %s", cert.Issuer)
 	}
 	w("valid:               %s to %s (%s)", cert.NotBefore.UTC().Format(time.RFC3339), cert.NotAfter.UTC().Format(time.RFC3339), state)
-	w("SHA-256 fingerprint: %s", mitm.Fingerprint(cert))
+	w("SHA-256 fingerprint: %s", mitm.CertFingerprint(cert))
 	if !cert.IsCA || !cert.BasicConstraintsValid {
 		w("warning: this is not a CA certificate: ferry cannot sign leaves with it")
 	}

@@ -7,9 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
-	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -18,6 +16,7 @@ import (
 
 	"ferry/config"
 	"ferry/server"
+	"ferry/test/testkit"
 )
 
 // startFerry runs an in-process ferry server with one listener on a free
@@ -46,46 +45,10 @@ func startFerry(t *testing.T, listener, rest string) string {
 // serve, which reads the probe and may answer.
 func fakeServer(t *testing.T, serve func(c net.Conn)) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				c.SetDeadline(time.Now().Add(5 * time.Second))
-				serve(c)
-			}()
-		}
-	}()
-	t.Cleanup(func() { ln.Close(); <-done })
-	return ln.Addr().String()
-}
-
-// deadAddr returns a loopback address nothing listens on: the port stays
-// bound, without listen, until the test ends, so nothing can take it.
-func deadAddr(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM|syscall.SOCK_CLOEXEC, 0)
-	if err != nil {
-		t.Fatalf("socket: %v", err)
-	}
-	t.Cleanup(func() { syscall.Close(fd) })
-	if err := syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}); err != nil {
-		t.Fatalf("bind: %v", err)
-	}
-	sa, err := syscall.Getsockname(fd)
-	if err != nil {
-		t.Fatalf("getsockname: %v", err)
-	}
-	return net.JoinHostPort("127.0.0.1", strconv.Itoa(sa.(*syscall.SockaddrInet4).Port))
+	return testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(5 * time.Second))
+		serve(c)
+	}).Addr
 }
 
 // readN reads n bytes of the probe, so that the answer is not lost to a
@@ -219,7 +182,7 @@ func TestHealthFakeServers(t *testing.T) {
 			t.Parallel()
 			var addr string
 			if tt.serve == nil {
-				addr = deadAddr(t)
+				addr = testkit.ClosedAddr(t)
 			} else {
 				addr = fakeServer(t, tt.serve)
 			}
@@ -276,7 +239,7 @@ func runHealth(t *testing.T, args ...string) (stdout, msg string, code int) {
 // flags (help, version) when an App runs.
 func TestHealthCommand(t *testing.T) {
 	live := startFerry(t, "", "")
-	dead := deadAddr(t)
+	dead := testkit.ClosedAddr(t)
 	closes := fakeServer(t, func(net.Conn) {})
 	tests := []struct {
 		name     string

@@ -185,7 +185,7 @@ log "building ferry and the load tool in $work"
 ferry_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 ferry_dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | awk '{print $NF}' | grep -v '^BENCHMARKS' | head -8 | tr '\n' ' ' | sed 's/ $//' || true)
 CGO_ENABLED=0 go build -o "$work/ferry" .
-go build -o "$work/bench" ./scripts/bench
+(cd scripts && go build -o "$work/bench" ./bench) # scripts is a module of its own
 
 # start_proxy NAME ADDR CMD...: runs CMD on the proxy core in its own
 # session (so its children can be stopped with it) and waits until ADDR

@@ -6,7 +6,7 @@
 #
 #   scripts/soak.sh [DURATION] [DRIVER FLAGS...]   # DURATION: 10m by default
 #   scripts/soak.sh 2m                             # a short run
-#   scripts/soak.sh 30m -short-rate 300            # more short tunnels (see: go run ./scripts/soak -h)
+#   scripts/soak.sh 30m -short-rate 300            # more short tunnels (see: cd scripts && go run ./soak -h)
 #
 # ferry runs with the access log on (to a file) and these listeners:
 #   proxy    http + socks5, no data plugin (the splice fast path);
@@ -71,7 +71,7 @@ trap 'exit 130' INT TERM
 
 log "building ferry and the soak driver in $work"
 CGO_ENABLED=0 go build -o "$work/ferry" .
-go build -o "$work/soak" ./scripts/soak
+(cd scripts && go build -o "$work/soak" ./soak) # scripts is a module of its own
 
 cat >"$work/ferry.toml" <<EOF
 [log]

@@ -42,9 +42,13 @@ fi
 
 echo "== go vet"
 go vet ./...
+# scripts/ (the bench and soak tools) is a module of its own: ./... above
+# stops at its go.mod.
+(cd scripts && go vet ./...)
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...
+(cd scripts && go test -race -count=1 ./...)
 
 echo "== benchmarks (smoke: each runs once; speed is not checked)"
 go test -run '^$' -bench . -benchtime 1x ./...

@@ -32,7 +32,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -40,6 +39,7 @@ import (
 
 	"ferry/config"
 	"ferry/proxyproto"
+	"ferry/test/testkit"
 )
 
 // benchConn is an in-memory net.Conn: Read returns the scripted bytes, then
@@ -318,37 +318,6 @@ func startBench(b *testing.B, toml string) string {
 	return srv.Addrs()[0].String()
 }
 
-// benchEcho is an echo target on loopback whose goroutines are all gone
-// when the benchmark's cleanup returns (registered before the server's, so
-// it runs after the server has shut down).
-func benchEcho(b *testing.B) string {
-	b.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	b.Cleanup(func() { ln.Close(); wg.Wait() })
-	return ln.Addr().String()
-}
-
 // BenchmarkTunnel opens and ends one tunnel per op over loopback TCP:
 // connect to ferry, handshake, read the reply, send a byte to the echo
 // target and read it back, half-close and read to EOF (ferry has torn the
@@ -356,7 +325,7 @@ func benchEcho(b *testing.B) string {
 // time; B/op and allocs/op count the whole process: client, ferry and
 // echo target.
 func BenchmarkTunnel(b *testing.B) {
-	echo := benchEcho(b)
+	echo := testkit.EchoTarget(b).Addr
 	addr := startBench(b, benchTunnelConfig)
 	host, port := splitPortB(b, echo)
 	connectReq := []byte(fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", echo, echo))

@@ -15,6 +15,7 @@ import (
 	"testing"
 
 	"ferry/plugins"
+	"ferry/test/testkit"
 )
 
 // gate authenticates alice/secret, refuses dials to one port and tags
@@ -166,7 +167,7 @@ func TestSOCKS5FailedLoginAccessLine(t *testing.T) {
 }
 
 func TestAuthSOCKS(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	_, port := splitPort(t, echo)
 	f := start(t, gateConfig(1))
 	auth := func(user, pass string) []byte {
@@ -214,7 +215,7 @@ func TestAuthSOCKS(t *testing.T) {
 			if _, err := io.ReadFull(c, r[:]); err != nil || r[1] != 0 {
 				t.Fatalf("reply: %x %v", r, err)
 			}
-			echoCheck(t, c)
+			testkit.EchoCheck(t, c)
 			c.Close() // ends the channel: its access line follows
 		})
 	}
@@ -239,7 +240,7 @@ func TestAuthSOCKS(t *testing.T) {
 func TestDialCheckAndHTTPRequestHooks(t *testing.T) {
 	web := httpServer(t)
 	_, webPort := splitPort(t, web)
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	_, echoPort := splitPort(t, echo)
 	f := start(t, gateConfig(echoPort))
 	cred := "Proxy-Authorization: " + basic("alice", "secret") + "\r\n"

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/relay"
+	"ferry/test/testkit"
 )
 
 func TestHTTPHeaderLimits(t *testing.T) {
@@ -37,8 +38,8 @@ max_headers = 10
 		{"head over max_header_bytes", "CONNECT 127.0.0.1:9 HTTP/1.1\r\nX: " + strings.Repeat("a", 9<<10) + "\r\n\r\n", 431},
 		{"over max_headers", "CONNECT 127.0.0.1:9 HTTP/1.1\r\n" + manyHeaders(11) + "\r\n", 431},
 		{"repeated name counts each time", "GET http://127.0.0.1:9/ HTTP/1.1\r\n" + strings.Repeat("Cookie: a=1\r\n", 11) + "\r\n", 431},
-		{"at max_headers", "GET http://" + closedPort(t) + "/ HTTP/1.1\r\n" + manyHeaders(10) + "\r\n", 502},
-		{"head under max_header_bytes", "GET http://" + closedPort(t) + "/ HTTP/1.1\r\nX: " + strings.Repeat("a", 7<<10) + "\r\n\r\n", 502},
+		{"at max_headers", "GET http://" + testkit.ClosedAddr(t) + "/ HTTP/1.1\r\n" + manyHeaders(10) + "\r\n", 502},
+		{"head under max_header_bytes", "GET http://" + testkit.ClosedAddr(t) + "/ HTTP/1.1\r\nX: " + strings.Repeat("a", 7<<10) + "\r\n\r\n", 502},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			c := dial(t, f.addr)
@@ -107,13 +108,13 @@ protocols = ["socks5"]
 		t.Fatalf("other address: greeting reply %v, %v", got, err)
 	}
 	// A finished handshake frees its place.
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	_, port := splitPort(t, echo)
 	slow[0].Write(socks5Request("127.0.0.1", port, 1)[1:]) // the rest of it
 	if rep := readSOCKS5Reply(t, slow[0]); rep != 0 {
 		t.Fatalf("reply %d", rep)
 	}
-	echoCheck(t, slow[0])
+	testkit.EchoCheck(t, slow[0])
 	fourth := dial(t, f.addr)
 	fourth.Write([]byte{5, 1, 0})
 	fourth.SetReadDeadline(time.Now().Add(2 * time.Second))
@@ -144,7 +145,7 @@ trusted_proxies = ["127.0.0.1/32"]
 }
 
 func TestServerMaxConnections(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	f := start(t, `
 [limits]
 max_connections = 2
@@ -161,8 +162,8 @@ target = "`+echo+`"
 `)
 	addrs := f.srv.Addrs()
 	first, second := dial(t, addrs[0].String()), dial(t, addrs[1].String())
-	echoCheck(t, first)
-	echoCheck(t, second)
+	testkit.EchoCheck(t, first)
+	testkit.EchoCheck(t, second)
 	// Both listeners share the cap.
 	for _, a := range addrs {
 		if !refusedAtOnce(t, dial(t, a.String())) {
@@ -171,7 +172,7 @@ target = "`+echo+`"
 	}
 	first.Close()
 	waitFor(t, func() bool { return f.srv.Stats().Active == 1 })
-	echoCheck(t, dial(t, addrs[1].String()))
+	testkit.EchoCheck(t, dial(t, addrs[1].String()))
 }
 
 func TestAutoMaxConnections(t *testing.T) {

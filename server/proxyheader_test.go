@@ -14,6 +14,7 @@ import (
 
 	"ferry/plugins"
 	"ferry/proxyproto"
+	"ferry/test/testkit"
 )
 
 // seen records the sessions a listener's plugin saw at OnConnect.
@@ -129,7 +130,7 @@ func readStatus(c net.Conn) (int, error) {
 }
 
 func TestProxyProtocolAccept(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	tests := []struct {
 		name, mode, from string
 		prefix           func(t *testing.T) []byte
@@ -202,7 +203,7 @@ func TestProxyProtocolAccept(t *testing.T) {
 }
 
 func TestProxyProtocolTLVsOnSession(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	f := start(t, ppConfig("required"))
 	c := dial(t, f.addr)
 	hdr := v2Header(t, "198.51.100.7", proxyproto.TLV{Type: proxyproto.TypeAuthority, Value: []byte("example.test")})

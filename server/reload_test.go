@@ -16,6 +16,7 @@ import (
 
 	"ferry/config"
 	"ferry/plugins"
+	"ferry/test/testkit"
 )
 
 func freeLoopback(t *testing.T) string {
@@ -42,7 +43,7 @@ func parse(t *testing.T, src string) *config.Config {
 // connections only, opens added listeners, closes removed ones, and
 // leaves live channels alone; a bad config changes nothing.
 func TestReload(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	a, b, c := freeLoopback(t), freeLoopback(t), freeLoopback(t)
 	deny := &testPlugin{name: "deny", reject: &plugins.RejectError{Code: plugins.CodeForbidden, Msg: "new rules"}}
 	testInstMu.Lock()

@@ -21,6 +21,7 @@ import (
 	"ferry/config"
 	"ferry/plugins"
 	_ "ferry/plugins/all"
+	"ferry/test/testkit"
 )
 
 // testPlugin is a configurable plugin for server tests.
@@ -191,35 +192,10 @@ plugins = ["log"]
 name = "log"
 `
 
-// echoServer accepts connections on IPv4 loopback and echoes them,
-// closing its write side after the client's EOF.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	return echoServerOn(t, "127.0.0.1:0")
-}
-
-func echoServerOn(t *testing.T, addr string) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-				c.(*net.TCPConn).CloseWrite()
-			}()
-		}
-	}()
-	return ln.Addr().String()
-}
+// echoServer and echoCheck forward to testkit for upstreams_test.go,
+// which moves to relay/upstream with the dialers; drop them when it has.
+func echoServer(t *testing.T) string     { return testkit.EchoServer(t) }
+func echoCheck(t *testing.T, c net.Conn) { testkit.EchoCheck(t, c) }
 
 // httpServer serves "<host> <path>" for any request.
 func httpServer(t *testing.T) string {
@@ -243,17 +219,6 @@ func httpServer(t *testing.T) string {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 	return ln.Addr().String()
-}
-
-func closedPort(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
 }
 
 func dial(t *testing.T, addr string) net.Conn {
@@ -316,25 +281,10 @@ func readSOCKS5Reply(t *testing.T, c net.Conn) byte {
 	return r[1]
 }
 
-func echoCheck(t *testing.T, c net.Conn) {
-	t.Helper()
-	msg := []byte("hello through ferry")
-	if _, err := c.Write(msg); err != nil {
-		t.Fatal(err)
-	}
-	got := make([]byte, len(msg))
-	if _, err := io.ReadFull(c, got); err != nil {
-		t.Fatalf("read echo: %v", err)
-	}
-	if !bytes.Equal(got, msg) {
-		t.Fatalf("echo: got %q, want %q", got, msg)
-	}
-}
-
 func TestSOCKS5(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	_, echoPort := splitPort(t, echo)
-	refused := closedPort(t)
+	refused := testkit.ClosedAddr(t)
 	_, refusedPort := splitPort(t, refused)
 	f := start(t, basicConfig)
 
@@ -359,7 +309,7 @@ func TestSOCKS5(t *testing.T) {
 				t.Fatalf("REP: got %#x, want %#x", got, tt.wantRep)
 			}
 			if tt.wantRep == 0 {
-				echoCheck(t, c)
+				testkit.EchoCheck(t, c)
 			}
 		})
 	}
@@ -372,14 +322,14 @@ func TestSOCKS5IPv6(t *testing.T) {
 	}
 	ln.Close()
 	f := start(t, strings.Replace(basicConfig, `listen = "127.0.0.1:0"`, `listen = "[::1]:0"`, 1))
-	echo := echoServerOn(t, "[::1]:0")
+	echo := testkit.EchoServerOn(t, "[::1]:0")
 	_, port := splitPort(t, echo)
 	c := dial(t, f.addr)
 	c.Write(socks5Request("::1", port, 1))
 	if got := readSOCKS5Reply(t, c); got != 0 {
 		t.Fatalf("REP: got %#x, want 0", got)
 	}
-	echoCheck(t, c)
+	testkit.EchoCheck(t, c)
 }
 
 func TestSOCKS5NoAcceptableMethod(t *testing.T) {
@@ -399,9 +349,9 @@ func TestSOCKS5NoAcceptableMethod(t *testing.T) {
 }
 
 func TestSOCKS4(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	_, port := splitPort(t, echo)
-	refused := closedPort(t)
+	refused := testkit.ClosedAddr(t)
 	_, refusedPort := splitPort(t, refused)
 	f := start(t, basicConfig)
 	req4 := func(ip [4]byte, port uint16, cmd byte, host string) []byte {
@@ -436,21 +386,21 @@ func TestSOCKS4(t *testing.T) {
 				t.Fatalf("reply: got %x, want 00%x", r[:2], tt.want)
 			}
 			if tt.want == 0x5A {
-				echoCheck(t, c)
+				testkit.EchoCheck(t, c)
 			}
 		})
 	}
 }
 
 func TestHTTPConnect(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	f := start(t, basicConfig)
 	tests := []struct {
 		name, target string
 		wantStatus   int
 	}{
 		{"ok", echo, 200},
-		{"refused", closedPort(t), 502},
+		{"refused", testkit.ClosedAddr(t), 502},
 		{"no port", "127.0.0.1", 400},
 		{"unresolvable", "no-such-host.invalid:80", 502},
 	}
@@ -480,7 +430,7 @@ func TestHTTPConnect(t *testing.T) {
 // TestHTTPConnectPipelined sends data right behind the CONNECT head, as
 // TLS clients with false start do: it must reach the target.
 func TestHTTPConnectPipelined(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	f := start(t, basicConfig)
 	c := dial(t, f.addr)
 	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\n\r\nearly bytes", echo)
@@ -528,7 +478,7 @@ func TestHTTPErrors(t *testing.T) {
 		{"https scheme", "GET https://127.0.0.1/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
 		{"garbage", "HELLO\r\n\r\n", 400},
 		{"head too large", "GET http://127.0.0.1/ HTTP/1.1\r\nX: " + strings.Repeat("a", 2<<20) + "\r\n\r\n", 431},
-		{"refused", "GET http://" + closedPort(t) + "/ HTTP/1.1\r\nHost: a\r\n\r\n", 502},
+		{"refused", "GET http://" + testkit.ClosedAddr(t) + "/ HTTP/1.1\r\nHost: a\r\n\r\n", 502},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -568,7 +518,7 @@ func TestDialTimeoutMaps(t *testing.T) {
 }
 
 func TestPluginRejectAndRewrite(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	deny := &testPlugin{name: "deny", reject: &plugins.RejectError{Code: plugins.CodeForbidden, Msg: "no"}}
 	rw := &testPlugin{name: "rw", rewrite: echo}
 	conf := `
@@ -614,11 +564,11 @@ type = "servertest"
 	if got := readSOCKS5Reply(t, c); got != 0 {
 		t.Fatalf("rewrite: REP %#x", got)
 	}
-	echoCheck(t, c)
+	testkit.EchoCheck(t, c)
 }
 
 func TestPluginDataHooks(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	up := &testPlugin{name: "upper", upper: true}
 	f := start(t, `
 [[listener]]
@@ -649,7 +599,7 @@ max_bytes = "8B"
 // TestPluginPanicEndsOnlyItsChannel: a panic in OnRead closes that channel,
 // logged with the plugin's name; a concurrent channel keeps working.
 func TestPluginPanicEndsOnlyItsChannel(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	p := &testPlugin{name: "boom", panicOn: "PANIC"}
 	f := start(t, `
 [[listener]]
@@ -667,12 +617,12 @@ type = "servertest"
 			t.Fatalf("REP %#x", rep)
 		}
 	}
-	echoCheck(t, good)
+	testkit.EchoCheck(t, good)
 	bad.Write([]byte("PANIC now"))
 	if _, err := io.ReadAll(bad); err != nil {
 		t.Fatalf("bad channel: got %v, want a clean close", err)
 	}
-	echoCheck(t, good)
+	testkit.EchoCheck(t, good)
 	waitFor(t, func() bool {
 		return strings.Contains(f.logs.String(), `"plugin":"boom"`) && strings.Contains(f.logs.String(), "panic")
 	})
@@ -732,7 +682,7 @@ func TestHandshakeTimeouts(t *testing.T) {
 }
 
 func TestMaxConnections(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	f := start(t, `
 [[listener]]
 listen = "127.0.0.1:0"
@@ -741,7 +691,7 @@ protocols = ["tcp"]
 target = "`+echo+`"
 `)
 	first := dial(t, f.addr)
-	echoCheck(t, first)
+	testkit.EchoCheck(t, first)
 	second := dial(t, f.addr)
 	second.Write([]byte("x"))
 	if _, err := io.ReadAll(second); err != nil {
@@ -750,16 +700,16 @@ target = "`+echo+`"
 	if got := f.srv.Stats().RefusedOverLimit; got != 1 {
 		t.Fatalf("refused: got %d, want 1", got)
 	}
-	echoCheck(t, first)
+	testkit.EchoCheck(t, first)
 	first.Close()
 	waitFor(t, func() bool { return f.srv.Stats().Active == 0 })
-	echoCheck(t, dial(t, f.addr))
+	testkit.EchoCheck(t, dial(t, f.addr))
 }
 
 // TestHalfClose: a client that sends, then shuts its write side, still
 // receives everything the target sends after that.
 func TestHalfClose(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	f := start(t, basicConfig)
 	c := dial(t, f.addr)
 	_, port := splitPort(t, echo)
@@ -780,7 +730,7 @@ func TestHalfClose(t *testing.T) {
 }
 
 func TestIdleTimeout(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	for _, hooked := range []bool{false, true} {
 		t.Run(fmt.Sprintf("hooked=%v", hooked), func(t *testing.T) {
 			plug := `plugins = ["log"]`
@@ -810,7 +760,7 @@ name = "log"
 			// Activity keeps it open past the timeout...
 			for range 5 {
 				time.Sleep(200 * time.Millisecond)
-				echoCheck(t, c)
+				testkit.EchoCheck(t, c)
 			}
 			// ...silence closes it.
 			start := time.Now()
@@ -825,7 +775,7 @@ name = "log"
 }
 
 func TestShutdownDrains(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	f := start(t, basicConfig)
 	_, port := splitPort(t, echo)
 	c := dial(t, f.addr)
@@ -843,7 +793,7 @@ func TestShutdownDrains(t *testing.T) {
 		return err != nil
 	})
 	// ...while the live channel works until its client ends it.
-	echoCheck(t, c)
+	testkit.EchoCheck(t, c)
 	c.(*net.TCPConn).CloseWrite()
 	io.ReadAll(c)
 	select {
@@ -857,7 +807,7 @@ func TestShutdownDrains(t *testing.T) {
 }
 
 func TestShutdownForcesAfterDrain(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	f := start(t, basicConfig)
 	_, port := splitPort(t, echo)
 	c := dial(t, f.addr)

@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // aclConfig is the e2e listener with an acl instance ahead of the log
@@ -27,7 +29,7 @@ func aclConfig(acl string) func(addr string) string {
 func TestACLPrivateDestinations(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	webPort := web.Listener.Addr().(*net.TCPAddr).Port
 	localhost := net.JoinHostPort("localhost", strconv.Itoa(webPort))
 	f := startFerry(t, aclConfig(`default = "allow"
@@ -78,7 +80,7 @@ deny_private_destinations = true`), nil)
 					t.Errorf("curl stderr does not report SOCKS5 reply 2 (not allowed): %s", res.stderr)
 				}
 			}
-			if strings.Contains(res.stdout, targetBody) {
+			if strings.Contains(res.stdout, testkit.TargetBody) {
 				t.Errorf("the target's body came through: %q", res.stdout)
 			}
 			l := f.waitLine(t, "access", byTarget(tt.target))
@@ -106,7 +108,7 @@ deny_private_destinations = true`), nil)
 func TestACLDomainRules(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	port := strconv.Itoa(web.Listener.Addr().(*net.TCPAddr).Port)
 	allowed := net.JoinHostPort("localhost", port)
 	// Denied by rule[0] before any lookup: the name need not exist.
@@ -124,11 +126,11 @@ action = "allow"
 domain = [".localhost"]
 port = [`+port+`]`), nil)
 
-	if got := curl(t, "-x", "http://"+f.addr, "http://"+allowed+"/"); got != targetBody {
-		t.Errorf("allowed name over HTTP: body %q, want %q", got, targetBody)
+	if got := curl(t, "-x", "http://"+f.addr, "http://"+allowed+"/"); got != testkit.TargetBody {
+		t.Errorf("allowed name over HTTP: body %q, want %q", got, testkit.TargetBody)
 	}
-	if got := curl(t, "--socks5-hostname", f.addr, "http://"+allowed+"/"); got != targetBody {
-		t.Errorf("allowed name over SOCKS5: body %q, want %q", got, targetBody)
+	if got := curl(t, "--socks5-hostname", f.addr, "http://"+allowed+"/"); got != testkit.TargetBody {
+		t.Errorf("allowed name over SOCKS5: body %q, want %q", got, testkit.TargetBody)
 	}
 	for _, target := range []string{blocked, other} {
 		res := curlMayFail(t, "-x", "http://"+f.addr, "-o", "/dev/null", "-w", "%{http_code}", "http://"+target+"/")
@@ -167,7 +169,7 @@ func TestACLUserOnKeptAliveConnection(t *testing.T) {
 	t.Parallel()
 	var conns atomic.Int32 // connections the target accepted
 	web := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		io.WriteString(w, targetBody)
+		io.WriteString(w, testkit.TargetBody)
 	}))
 	web.Config.ConnState = func(_ net.Conn, st http.ConnState) {
 		if st == http.StateNew {
@@ -238,8 +240,8 @@ name = "log"
 		if resp.StatusCode != tt.wantStatus {
 			t.Fatalf("request %d (%s %s): status %d, want %d; body %q", i+1, tt.user, tt.path, resp.StatusCode, tt.wantStatus, body)
 		}
-		if resp.StatusCode == http.StatusOK && string(body) != targetBody {
-			t.Errorf("request %d: body %q, want %q", i+1, body, targetBody)
+		if resp.StatusCode == http.StatusOK && string(body) != testkit.TargetBody {
+			t.Errorf("request %d: body %q, want %q", i+1, body, testkit.TargetBody)
 		}
 		if got := conns.Load(); got != tt.wantConns {
 			t.Errorf("after request %d (%s %s): the target saw %d connections, want %d", i+1, tt.user, tt.path, got, tt.wantConns)

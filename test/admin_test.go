@@ -13,6 +13,8 @@ import (
 
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"ferry/test/testkit"
 )
 
 // TestAdminEndToEnd: ferry with [admin] serves /metrics that count curl's
@@ -20,8 +22,8 @@ import (
 func TestAdminEndToEnd(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	target := newHTTPTarget(t)
-	echo := newTCPTarget(t, func(c *net.TCPConn) {
+	target := testkit.HTTPTarget(t)
+	echo := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 		c.SetDeadline(time.Now().Add(20 * time.Second))
 		io.Copy(c, c)
 	})
@@ -59,8 +61,8 @@ func TestAdminEndToEnd(t *testing.T) {
 		{"-x", "http://" + f.addr, target.URL + "/"},
 		{"--socks5", f.addr, target.URL + "/"},
 	} {
-		if got := curl(t, args...); got != targetBody {
-			t.Fatalf("curl %q: got %q, want %q", args, got, targetBody)
+		if got := curl(t, args...); got != testkit.TargetBody {
+			t.Fatalf("curl %q: got %q, want %q", args, got, testkit.TargetBody)
 		}
 	}
 
@@ -71,7 +73,7 @@ func TestAdminEndToEnd(t *testing.T) {
 	}
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
-	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", echo.addr, echo.addr)
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", echo.Addr, echo.Addr)
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, nil)
 	if err != nil || resp.StatusCode != 200 {
@@ -89,8 +91,8 @@ func TestAdminEndToEnd(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("/channels: got %d, want 200", code)
 	}
-	if err := json.Unmarshal([]byte(body), &chans); err != nil || len(chans) != 1 || chans[0].Target != echo.addr || chans[0].Protocol != "connect" {
-		t.Fatalf("/channels: got %s (%v), want one connect channel to %s", body, err, echo.addr)
+	if err := json.Unmarshal([]byte(body), &chans); err != nil || len(chans) != 1 || chans[0].Target != echo.Addr || chans[0].Protocol != "connect" {
+		t.Fatalf("/channels: got %s (%v), want one connect channel to %s", body, err, echo.Addr)
 	}
 	if code, _ := get("DELETE", "/channels/"+chans[0].ID, true); code != 200 {
 		t.Fatalf("DELETE /channels/%s: got %d, want 200", chans[0].ID, code)
@@ -135,8 +137,8 @@ func TestAdminEndToEnd(t *testing.T) {
 	if got := sample("ferry_handshakes_total", map[string]string{"protocol": "socks5", "outcome": "ok"}); got != 1 {
 		t.Errorf("ferry_handshakes_total{socks5,ok}: got %v, want 1", got)
 	}
-	if got := sample("ferry_bytes_total", map[string]string{"direction": "down"}); got < float64(2*len(targetBody)+4) {
-		t.Errorf("ferry_bytes_total{down}: got %v, want at least %d", got, 2*len(targetBody)+4)
+	if got := sample("ferry_bytes_total", map[string]string{"direction": "down"}); got < float64(2*len(testkit.TargetBody)+4) {
+		t.Errorf("ferry_bytes_total{down}: got %v, want at least %d", got, 2*len(testkit.TargetBody)+4)
 	}
 	if _, ok := mfs["go_goroutines"]; !ok {
 		t.Error("go_goroutines: missing from /metrics")

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	"golang.org/x/crypto/bcrypt"
+
+	"ferry/test/testkit"
 )
 
 // authConfig is the e2e listener behind the auth plugin: users from the
@@ -55,7 +57,7 @@ const (
 func TestAuthCurl(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	webAddr := web.Listener.Addr().String()
 	url := "http://" + webAddr + "/"
 	path := filepath.Join(t.TempDir(), "users")
@@ -79,7 +81,7 @@ func TestAuthCurl(t *testing.T) {
 		{"connect without credentials", append([]string{"-x", httpProxy, url}, connectCode...), "407", curlConnectFailed},
 		{"connect wrong password", append([]string{"-x", httpProxy, "-U", "alice:not-the-password", url}, connectCode...), "407", curlConnectFailed},
 		{"connect right", append([]string{"-x", httpProxy, "-U", "alice:secret", url}, connectCode...), "200", 0},
-		{"socks5 right", []string{"-x", "socks5h://alice:secret@" + f.addr, url}, targetBody, 0},
+		{"socks5 right", []string{"-x", "socks5h://alice:secret@" + f.addr, url}, testkit.TargetBody, 0},
 		{"socks5 wrong password", []string{"-x", "socks5h://alice:not-the-password@" + f.addr, url}, "", curlProxyError},
 		{"socks5 unknown user", []string{"-x", "socks5h://mallory:secret@" + f.addr, url}, "", curlProxyError},
 		{"socks5 without credentials", []string{"-x", "socks5h://" + f.addr, url}, "", curlProxyError},
@@ -141,7 +143,7 @@ func TestAuthCurl(t *testing.T) {
 func TestAuthReload(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	url := "http://" + web.Listener.Addr().String() + "/"
 	path := filepath.Join(t.TempDir(), "users")
 	alice := htpasswdLine(t, "alice", "secret")
@@ -177,7 +179,7 @@ func TestAuthReload(t *testing.T) {
 	writeFile(t, path, alice+htpasswdLine(t, "bob", "bob-pass"))
 	eventually("add bob", "bob", "bob-pass", "200")
 	t.Logf("a new user was admitted %v after the file changed", time.Since(start).Round(time.Millisecond))
-	if out, exit := curlExit(t, "-x", "socks5h://bob:bob-pass@"+f.addr, url); out != targetBody || exit != 0 {
+	if out, exit := curlExit(t, "-x", "socks5h://bob:bob-pass@"+f.addr, url); out != testkit.TargetBody || exit != 0 {
 		t.Fatalf("bob over socks5: got %q, exit %d", out, exit)
 	}
 

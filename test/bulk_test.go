@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -10,6 +9,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 const (
@@ -46,9 +47,9 @@ func waitEnd(ctx context.Context, t *testing.T, ends <-chan bulkEnd) bulkEnd {
 // seed and reads what the client sends. With sequential, it reads to EOF
 // first and only then answers, then closes; otherwise it reads and writes
 // at once and half-closes after writing.
-func newBulkTarget(t *testing.T, size int64, seed uint64, sequential bool) (*tcpTarget, <-chan bulkEnd) {
+func newBulkTarget(t *testing.T, size int64, seed uint64, sequential bool) (*testkit.TCPTarget, <-chan bulkEnd) {
 	ends := make(chan bulkEnd, 1)
-	tt := newTCPTarget(t, func(c *net.TCPConn) {
+	tt := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 		deadlineAfter(c, bulkTimeout)
 		var e bulkEnd
 		if sequential {
@@ -107,12 +108,12 @@ name = "log"
 }
 
 // dialPlain connects to a tcp listener: no handshake.
-func dialPlain(ctx context.Context, proxyAddr, _ string) (*bufConn, error) {
-	c, err := dialTCP(ctx, proxyAddr)
+func dialPlain(ctx context.Context, proxyAddr, _ string) (*testkit.BufConn, error) {
+	c, err := testkit.DialTCP(ctx, proxyAddr)
 	if err != nil {
 		return nil, err
 	}
-	return &bufConn{TCPConn: c, r: bufio.NewReader(c)}, nil
+	return testkit.NewBufConn(c, nil), nil
 }
 
 // TestBulkIntegrity moves 64 MiB each way through a tunnel and compares
@@ -130,17 +131,17 @@ func TestBulkIntegrity(t *testing.T) {
 		halfClose bool
 		proto     string
 	}{
-		{name: "connect concurrent", dial: dialCONNECT, proto: "connect"},
-		{name: "socks5 concurrent", dial: dialSOCKS5, proto: "socks5"},
-		{name: "connect half-close", dial: dialCONNECT, halfClose: true, proto: "connect"},
-		{name: "socks5 half-close", dial: dialSOCKS5, halfClose: true, proto: "socks5"},
+		{name: "connect concurrent", dial: testkit.DialCONNECT, proto: "connect"},
+		{name: "socks5 concurrent", dial: testkit.DialSOCKS5, proto: "socks5"},
+		{name: "connect half-close", dial: testkit.DialCONNECT, halfClose: true, proto: "connect"},
+		{name: "socks5 half-close", dial: testkit.DialSOCKS5, halfClose: true, proto: "socks5"},
 		{name: "tcp listener half-close", dial: dialPlain, config: tcpConfig, halfClose: true, proto: "tcp"},
 		{
-			name: "connect hooked copy", dial: dialCONNECT, proto: "connect",
+			name: "connect hooked copy", dial: testkit.DialCONNECT, proto: "connect",
 			config: func(string) func(string) string { return hookedConfig },
 		},
 		{
-			name: "socks5 hooked copy half-close", dial: dialSOCKS5, halfClose: true, proto: "socks5",
+			name: "socks5 hooked copy half-close", dial: testkit.DialSOCKS5, halfClose: true, proto: "socks5",
 			config: func(string) func(string) string { return hookedConfig },
 		},
 	}
@@ -151,13 +152,13 @@ func TestBulkIntegrity(t *testing.T) {
 			target, ends := newBulkTarget(t, bulkSize, seedDown, tt.halfClose)
 			config := withJSON("")
 			if tt.config != nil {
-				config = tt.config(target.addr)
+				config = tt.config(target.Addr)
 			}
 			f := startFerry(t, config, nil)
 
 			ctx, cancel := context.WithTimeout(context.Background(), bulkTimeout)
 			defer cancel()
-			c, err := tt.dial(ctx, f.addr, target.addr)
+			c, err := tt.dial(ctx, f.addr, target.Addr)
 			if err != nil {
 				t.Fatalf("open tunnel: %v", err)
 			}
@@ -198,8 +199,8 @@ func TestBulkIntegrity(t *testing.T) {
 				t.Errorf("target to client: client got %v, target sent %v (want %d bytes)", got, end.sent, bulkSize)
 			}
 
-			l := f.waitLine(t, "access", byTarget(target.addr))
-			checkAccess(t, l, tt.proto, target.addr)
+			l := f.waitLine(t, "access", byTarget(target.Addr))
+			checkAccess(t, l, tt.proto, target.Addr)
 			if n, _ := l.num("up"); n != bulkSize {
 				t.Errorf("access up = %d, want %d", n, bulkSize)
 			}

@@ -15,8 +15,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // needTshark returns tshark's path. Without it the test is skipped, except
@@ -226,17 +229,17 @@ func TestCapture(t *testing.T) {
 		needV6      bool
 	}{
 		{
-			name: "connect ipv4", dial: dialCONNECT, listen: "127.0.0.1:0", target: "127.0.0.1:%PORT%",
+			name: "connect ipv4", dial: testkit.DialCONNECT, listen: "127.0.0.1:0", target: "127.0.0.1:%PORT%",
 			wantNode1: func(ap netip.AddrPort) bool { return ap.Addr() == netip.MustParseAddr("127.0.0.1") },
 		},
 		{
 			// Shown at the address ferry connected to, named in a comment.
-			name: "socks5 name", dial: dialSOCKS5, listen: "127.0.0.1:0", target: "localhost:%PORT%",
+			name: "socks5 name", dial: testkit.DialSOCKS5, listen: "127.0.0.1:0", target: "localhost:%PORT%",
 			wantNode1:   func(ap netip.AddrPort) bool { return ap.Addr() == netip.MustParseAddr("127.0.0.1") },
 			wantComment: "(connected to 127.0.0.1:%PORT%)",
 		},
 		{
-			name: "connect ipv6 target", dial: dialCONNECT, listen: "[::1]:0", target: "[::1]:%PORT%", needV6: true,
+			name: "connect ipv6 target", dial: testkit.DialCONNECT, listen: "[::1]:0", target: "[::1]:%PORT%", needV6: true,
 			wantNode1: func(ap netip.AddrPort) bool { return ap.Addr() == netip.IPv6Loopback() },
 		},
 	}
@@ -256,10 +259,10 @@ func TestCapture(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			target := &tcpTarget{ln: ln, addr: ln.Addr().String()}
-			target.wg.Add(1)
+			var wg sync.WaitGroup
+			wg.Add(1)
 			go func() {
-				defer target.wg.Done()
+				defer wg.Done()
 				c, err := ln.Accept()
 				if err != nil {
 					got <- nil
@@ -274,7 +277,7 @@ func TestCapture(t *testing.T) {
 				c.(*net.TCPConn).CloseWrite()
 				io.Copy(io.Discard, c)
 			}()
-			t.Cleanup(func() { ln.Close(); target.wg.Wait() })
+			t.Cleanup(func() { ln.Close(); wg.Wait() })
 			port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
 			asked := strings.ReplaceAll(tt.target, "%PORT%", port)
 
@@ -354,11 +357,11 @@ func TestCaptureCurl(t *testing.T) {
 	t.Parallel()
 	ts := needTshark(t)
 	needCurl(t)
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	file := filepath.Join(t.TempDir(), "ferry.pcapng")
 	f := startFerry(t, captureConfig(file), nil)
-	if got := curl(t, "-x", "http://"+f.addr, web.URL+"/capture-me"); got != targetBody {
-		t.Fatalf("curl body = %q, want %q", got, targetBody)
+	if got := curl(t, "-x", "http://"+f.addr, web.URL+"/capture-me"); got != testkit.TargetBody {
+		t.Fatalf("curl body = %q, want %q", got, testkit.TargetBody)
 	}
 	if code := f.stop(t); code != 0 {
 		t.Fatalf("ferry exited %d after SIGTERM, want 0", code)
@@ -367,7 +370,7 @@ func TestCaptureCurl(t *testing.T) {
 	if !bytes.Contains(fw.up, []byte("GET ")) || !bytes.Contains(fw.up, []byte("/capture-me HTTP/1.1\r\n")) {
 		t.Errorf("capture, client to target: no GET of /capture-me in %q", fw.up)
 	}
-	if !bytes.HasPrefix(fw.down, []byte("HTTP/1.1 200 OK\r\n")) || !bytes.HasSuffix(fw.down, []byte(targetBody)) {
+	if !bytes.HasPrefix(fw.down, []byte("HTTP/1.1 200 OK\r\n")) || !bytes.HasSuffix(fw.down, []byte(testkit.TargetBody)) {
 		t.Errorf("capture, target to client: got %q, want a 200 response ending with the body", fw.down)
 	}
 	checkCaptureClean(t, ts, file)
@@ -398,7 +401,7 @@ func TestCaptureHTTPSessions(t *testing.T) {
 
 	t.Run("keep-alive", func(t *testing.T) {
 		t.Parallel()
-		web := newHTTPTarget(t)
+		web := testkit.HTTPTarget(t)
 		file := filepath.Join(t.TempDir(), "ferry.pcapng")
 		f := startFerry(t, captureConfig(file), nil)
 		c, err := net.Dial("tcp", f.addr)
@@ -417,8 +420,8 @@ func TestCaptureHTTPSessions(t *testing.T) {
 			}
 			body, err := io.ReadAll(resp.Body)
 			resp.Body.Close()
-			if err != nil || string(body) != targetBody || resp.Close {
-				t.Fatalf("GET %s: body %q, %v, close %v; want %q on a kept-alive connection", p, body, err, resp.Close, targetBody)
+			if err != nil || string(body) != testkit.TargetBody || resp.Close {
+				t.Fatalf("GET %s: body %q, %v, close %v; want %q on a kept-alive connection", p, body, err, resp.Close, testkit.TargetBody)
 			}
 		}
 		c.Close()
@@ -432,7 +435,7 @@ func TestCaptureHTTPSessions(t *testing.T) {
 		var client string
 		for i, p := range paths {
 			fw := followRaw(t, ts, file, i)
-			if !bytes.HasPrefix(fw.up, []byte("GET "+p+" HTTP/1.1\r\n")) || !bytes.HasSuffix(fw.down, []byte(targetBody)) {
+			if !bytes.HasPrefix(fw.up, []byte("GET "+p+" HTTP/1.1\r\n")) || !bytes.HasSuffix(fw.down, []byte(testkit.TargetBody)) {
 				t.Errorf("stream %d: %q then %q, want GET %s and its response", i, fw.up, fw.down, p)
 			}
 			if i == 0 {
@@ -453,7 +456,7 @@ func TestCaptureHTTPSessions(t *testing.T) {
 	t.Run("upgrade", func(t *testing.T) {
 		t.Parallel()
 		// The target switches to an echo of lines on request.
-		target := newTCPTarget(t, func(c *net.TCPConn) {
+		target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 			deadlineAfter(c, 30*time.Second)
 			br := bufio.NewReader(c)
 			req, err := http.ReadRequest(br)
@@ -472,7 +475,7 @@ func TestCaptureHTTPSessions(t *testing.T) {
 		}
 		defer c.Close()
 		deadlineAfter(c, 30*time.Second)
-		fmt.Fprintf(c, "GET http://%s/echo HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", target.addr, target.addr)
+		fmt.Fprintf(c, "GET http://%s/echo HTTP/1.1\r\nHost: %s\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n", target.Addr, target.Addr)
 		br := bufio.NewReader(c)
 		resp, err := http.ReadResponse(br, nil)
 		if err != nil || resp.StatusCode != http.StatusSwitchingProtocols {
@@ -487,7 +490,7 @@ func TestCaptureHTTPSessions(t *testing.T) {
 			t.Fatalf("after the client's end: %q, %v; want EOF", rest, err)
 		}
 		c.Close()
-		f.waitLine(t, "access", byTarget(target.addr))
+		f.waitLine(t, "access", byTarget(target.Addr))
 		if code := f.stop(t); code != 0 {
 			t.Fatalf("ferry exited %d after SIGTERM, want 0", code)
 		}

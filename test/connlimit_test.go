@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // pluginConfig is the e2e listener with the log plugin and then the
@@ -17,15 +19,15 @@ func pluginConfig(table string) func(addr string) string {
 }
 
 // newEchoTarget starts a target that echoes what it reads until EOF.
-func newEchoTarget(t *testing.T) *tcpTarget {
-	return newTCPTarget(t, func(c *net.TCPConn) {
+func newEchoTarget(t *testing.T) *testkit.TCPTarget {
+	return testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 		deadlineAfter(c, time.Minute)
 		io.Copy(c, c)
 	})
 }
 
 // echo checks that a tunnel works: a line sent comes back.
-func echo(c *bufConn, line string) error {
+func echo(c *testkit.BufConn, line string) error {
 	deadlineAfter(c, 10*time.Second)
 	defer c.SetDeadline(time.Time{})
 	if _, err := io.WriteString(c, line); err != nil {
@@ -51,14 +53,14 @@ func askCONNECT(c net.Conn, target string) (string, error) {
 }
 
 func askSOCKS5(c net.Conn, target string) (string, error) {
-	rep, err := socks5Request(c, target)
+	rep, err := testkit.SOCKS5Request(c, target)
 	return fmt.Sprintf("REP %#02x", rep), err
 }
 
 // ask opens a connection to ferry and returns what ask got.
 func ask(t *testing.T, proxyAddr, target string, ask refusal) string {
 	t.Helper()
-	c, err := net.DialTimeout("tcp", proxyAddr, dialTimeout)
+	c, err := net.DialTimeout("tcp", proxyAddr, testkit.DialTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -84,8 +86,8 @@ func TestConnlimit(t *testing.T) {
 		proto   string
 		wantErr string // the access line's error for the refusal
 	}{
-		{name: "connect", dial: dialCONNECT, ask: askCONNECT, want: "403", proto: "connect"},
-		{name: "socks5", dial: dialSOCKS5, ask: askSOCKS5, want: "REP 0x02", proto: "socks5"},
+		{name: "connect", dial: testkit.DialCONNECT, ask: askCONNECT, want: "403", proto: "connect"},
+		{name: "socks5", dial: testkit.DialSOCKS5, ask: askSOCKS5, want: "REP 0x02", proto: "socks5"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -95,9 +97,9 @@ func TestConnlimit(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 
-			var open []*bufConn
+			var open []*testkit.BufConn
 			for i := range 2 {
-				c, err := tt.dial(ctx, f.addr, target.addr)
+				c, err := tt.dial(ctx, f.addr, target.Addr)
 				if err != nil {
 					t.Fatalf("tunnel %d: %v", i+1, err)
 				}
@@ -108,7 +110,7 @@ func TestConnlimit(t *testing.T) {
 				open = append(open, c)
 			}
 
-			if got := ask(t, f.addr, target.addr, tt.ask); got != tt.want {
+			if got := ask(t, f.addr, target.Addr, tt.ask); got != tt.want {
 				t.Errorf("third tunnel: got %s, want %s", got, tt.want)
 			}
 			refused := f.waitLine(t, "access", func(l logLine) bool { return l.str("reason") == "rejected" })
@@ -130,7 +132,7 @@ func TestConnlimit(t *testing.T) {
 			// OnClose (closers run in reverse order), so the count is down.
 			open[0].Close()
 			f.waitLine(t, "access", func(l logLine) bool { return l.str("reason") != "rejected" })
-			c, err := tt.dial(ctx, f.addr, target.addr)
+			c, err := tt.dial(ctx, f.addr, target.Addr)
 			if err != nil {
 				t.Fatalf("tunnel after closing one: %v", err)
 			}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // needCurl returns curl's path. Without curl the test is skipped, except
@@ -90,8 +92,8 @@ func curlExit(t *testing.T, args ...string) (stdout string, code int) {
 func TestCurl(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	web := newHTTPTarget(t)
-	tlsWeb, caFile := newTLSTarget(t)
+	web := testkit.HTTPTarget(t)
+	tlsWeb, caFile := testkit.TLSTarget(t)
 	webPort := web.Listener.Addr().(*net.TCPAddr).Port
 	webAddr := web.Listener.Addr().String()
 	tlsAddr := tlsWeb.Listener.Addr().String()
@@ -152,8 +154,8 @@ func TestCurl(t *testing.T) {
 			for i, a := range tt.args {
 				args[i] = strings.ReplaceAll(a, "%PROXY%", f.addr)
 			}
-			if got := curl(t, args...); got != targetBody {
-				t.Errorf("curl body = %q, want %q", got, targetBody)
+			if got := curl(t, args...); got != testkit.TargetBody {
+				t.Errorf("curl body = %q, want %q", got, testkit.TargetBody)
 			}
 			// The access line is written when the channel closes, which may
 			// be just after curl exits; stopping ferry drains it.
@@ -224,7 +226,7 @@ func checkAccess(t *testing.T, l logLine, proto, target string) {
 func TestCurlEmbeddedDefault(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	webAddr := web.Listener.Addr().String()
 	f := startFerry(t, nil, func(addr string) []string { return []string{"--listen", addr} })
 	addr := f.addr
@@ -233,8 +235,8 @@ func TestCurlEmbeddedDefault(t *testing.T) {
 		{"-x", "http://" + addr, "http://" + webAddr + "/"},
 		{"--socks5-hostname", addr, "http://" + webAddr + "/"},
 	} {
-		if got := curl(t, args...); got != targetBody {
-			t.Errorf("curl %q body = %q, want %q", args, got, targetBody)
+		if got := curl(t, args...); got != testkit.TargetBody {
+			t.Errorf("curl %q body = %q, want %q", args, got, testkit.TargetBody)
 		}
 	}
 	// SIGINT (Ctrl-C) stops ferry like SIGTERM.

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // No data loss: a large transfer each way at once through CONNECT, SOCKS5
@@ -93,17 +95,17 @@ func TestNoDataLoss(t *testing.T) {
 		upstream, chain string
 		hooked          bool
 	}{
-		{name: "connect", dial: dialCONNECT},
-		{name: "socks5", dial: dialSOCKS5},
+		{name: "connect", dial: testkit.DialCONNECT},
+		{name: "socks5", dial: testkit.DialSOCKS5},
 		// The hexdump plugin's data hooks move the relay from the kernel's
 		// splice to its user-space copy loop.
-		{name: "socks5 hooked", dial: dialSOCKS5, hooked: true, config: func(*testing.T) func(string) string {
+		{name: "socks5 hooked", dial: testkit.DialSOCKS5, hooked: true, config: func(*testing.T) func(string) string {
 			return chainConfig([]string{"log", "dump"}, "[[plugin]]\nname = \"log\"\n\n[[plugin]]\nname = \"dump\"\ntype = \"hexdump\"\nmax_bytes = \"16B\"\n")
 		}},
 		// Two dante parents, the second reached through the first: dante
 		// passes half-closes on (tinyproxy, microsocks and squid close
 		// both ways at the first EOF, so they cannot carry this test).
-		{name: "connect via two hops", dial: dialCONNECT, upstream: "d2", chain: "d1>d2", config: func(t *testing.T) func(string) string {
+		{name: "connect via two hops", dial: testkit.DialCONNECT, upstream: "d2", chain: "d1>d2", config: func(t *testing.T) func(string) string {
 			d1, _ := startDante(t, false)
 			d2, _ := startDante(t, false)
 			return upstreamConfig("10s", upstreamTable("d1", "socks5://"+d1)+
@@ -115,7 +117,7 @@ func TestNoDataLoss(t *testing.T) {
 			t.Parallel()
 			seedUp, seedDown := uint64(1000+2*i), uint64(1001+2*i)
 			ends := make(chan bulkEnd, 1)
-			target := newTCPTarget(t, func(c *net.TCPConn) {
+			target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 				deadlineAfter(c, lossTimeout)
 				var e bulkEnd
 				e.sent, e.got, e.err = halfDuplex(c, seedDown, size)
@@ -132,7 +134,7 @@ func TestNoDataLoss(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), lossTimeout)
 			defer cancel()
-			c, err := tt.dial(ctx, f.addr, target.addr)
+			c, err := tt.dial(ctx, f.addr, target.Addr)
 			if err != nil {
 				t.Fatalf("open tunnel: %v", err)
 			}
@@ -152,7 +154,7 @@ func TestNoDataLoss(t *testing.T) {
 				t.Errorf("target to client: client got %v, target sent %v (want %d bytes)", got, end.sent, size)
 			}
 
-			l := f.waitLine(t, "access", byTarget(target.addr))
+			l := f.waitLine(t, "access", byTarget(target.Addr))
 			for _, k := range []string{"up", "down"} {
 				if n, _ := l.num(k); n != size {
 					t.Errorf("access %s = %d, want %d", k, n, size)

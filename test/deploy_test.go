@@ -44,6 +44,7 @@ import (
 	"ferry/config"
 	"ferry/plugins"
 	_ "ferry/plugins/all" // the plugins the examples name, as ferry links them
+	"ferry/test/testkit"
 )
 
 // What the image is made of; TestDockerfile checks the Dockerfile says so.
@@ -778,7 +779,7 @@ func TestDockerImage(t *testing.T) {
 		}
 
 		// A client on loopback is served.
-		web := newHTTPTarget(t)
+		web := testkit.HTTPTarget(t)
 		target := web.URL + "/through-the-image"
 		proxyURL := &url.URL{Scheme: "http", Host: p.addr}
 		client := &http.Client{Timeout: 20 * time.Second, Transport: &http.Transport{Proxy: http.ProxyURL(proxyURL)}}
@@ -789,8 +790,8 @@ func TestDockerImage(t *testing.T) {
 		}
 		body, _ := io.ReadAll(resp.Body)
 		resp.Body.Close()
-		if resp.StatusCode != http.StatusOK || string(body) != targetBody {
-			t.Fatalf("GET %s through %s: %s %q, want 200 %q", target, p.addr, resp.Status, body, targetBody)
+		if resp.StatusCode != http.StatusOK || string(body) != testkit.TargetBody {
+			t.Fatalf("GET %s through %s: %s %q, want 200 %q", target, p.addr, resp.Status, body, testkit.TargetBody)
 		}
 		line := p.waitLine(t, "access", byTarget(web.Listener.Addr().String()))
 		if c := line.str("client"); !strings.HasPrefix(c, "127.0.0.1:") || line.str("listener") != "main" {
@@ -1128,7 +1129,7 @@ func TestDeployHAProxyHealthChecks(t *testing.T) {
 		return strings.Replace(c, `trusted_proxies = ["10.0.0.2"]`, `trusted_proxies = ["127.0.0.1"]`, 1)
 	}
 	f1, f2 := startFerry(t, ferry, nil), startFerry(t, ferry, nil)
-	dead := closedAddr(t)
+	dead := testkit.ClosedAddr(t)
 
 	dir := t.TempDir()
 	front := freeAddr(t)
@@ -1168,9 +1169,9 @@ func TestDeployHAProxyHealthChecks(t *testing.T) {
 		time.Sleep(200 * time.Millisecond)
 	}
 
-	web := newHTTPTarget(t)
-	if body := curl(t, "--interface", "127.0.0.5", "-x", "http://"+front, web.URL+"/via-haproxy"); body != targetBody {
-		t.Fatalf("curl through haproxy: body %q, want %q", body, targetBody)
+	web := testkit.HTTPTarget(t)
+	if body := curl(t, "--interface", "127.0.0.5", "-x", "http://"+front, web.URL+"/via-haproxy"); body != testkit.TargetBody {
+		t.Fatalf("curl through haproxy: body %q, want %q", body, testkit.TargetBody)
 	}
 	waitFor(t, func() bool {
 		return len(f1.lines("access", byTarget(web.Listener.Addr().String())))+

@@ -25,6 +25,8 @@ import (
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
 	"golang.org/x/sys/unix"
+
+	"ferry/test/testkit"
 )
 
 // Fault tests: a target that resets or never answers, clients that reset
@@ -225,33 +227,13 @@ func (w *watched) usage() (usage, error) {
 	if _, ok := mfs["go_goroutines"]; !ok {
 		return u, errors.New("no go_goroutines in /metrics")
 	}
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", w.pid))
+	fds, err := testkit.CountFDs(w.pid)
 	if err != nil {
 		return u, err
 	}
-	u.fds = len(ents)
-	u.rssKiB, err = vmRSS(w.pid)
+	u.fds = int(fds)
+	u.rssKiB, err = testkit.ProcStatusKiB(w.pid, "VmRSS")
 	return u, err
-}
-
-// vmRSS returns a process's resident set size in KiB.
-func vmRSS(pid int) (int64, error) {
-	return procStatusKiB(pid, "VmRSS")
-}
-
-// procStatusKiB returns a field of /proc/PID/status given in kB (VmRSS,
-// VmHWM).
-func procStatusKiB(pid int, field string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, err
-	}
-	for line := range strings.SplitSeq(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, field+":"); ok {
-			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
-		}
-	}
-	return 0, fmt.Errorf("no %s in /proc/%d/status", field, pid)
 }
 
 // fdKinds summarises ferry's open descriptors by kind (socket, pipe,
@@ -322,7 +304,7 @@ var (
 	tunnelProtocols = []struct {
 		name string
 		dial tunnelDialer
-	}{{"connect", dialCONNECT}, {"socks5", dialSOCKS5}}
+	}{{"connect", testkit.DialCONNECT}, {"socks5", testkit.DialSOCKS5}}
 )
 
 // forEachPath runs fn as a parallel subtest for each copy path and tunnel
@@ -363,7 +345,7 @@ func TestFaultUpstreamReset(t *testing.T) {
 	io.ReadFull(newStream(seed, head+tail), want)
 	forEachPath(t, func(t *testing.T, hooked bool, dial tunnelDialer) {
 		w := startWatched(t, faultSetup{hooked: hooked})
-		target := newTCPTarget(t, func(c *net.TCPConn) {
+		target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 			deadlineAfter(c, 30*time.Second)
 			if _, err := c.Write(want[:head]); err != nil {
 				return
@@ -379,7 +361,7 @@ func TestFaultUpstreamReset(t *testing.T) {
 
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c, err := dial(ctx, w.addr, target.addr)
+		c, err := dial(ctx, w.addr, target.Addr)
 		if err != nil {
 			t.Fatalf("open tunnel: %v", err)
 		}
@@ -402,7 +384,7 @@ func TestFaultUpstreamReset(t *testing.T) {
 			t.Errorf("client got %d bytes that are not a prefix of the %d the target sent", len(got), len(want))
 		}
 
-		l := w.waitAccess(t, target.addr, "upstream reset")
+		l := w.waitAccess(t, target.Addr, "upstream reset")
 		// The reset ferry passes on drops what the client had not read
 		// yet, so the client may have read less than ferry delivered.
 		if down, _ := l.num("down"); down < int64(len(got)) {
@@ -423,13 +405,13 @@ func TestFaultUpstreamSilent(t *testing.T) {
 	t.Parallel()
 	forEachPath(t, func(t *testing.T, hooked bool, dial tunnelDialer) {
 		w := startWatched(t, faultSetup{defaults: `idle_timeout = "1s"`, hooked: hooked})
-		target := newTCPTarget(t, func(c *net.TCPConn) {
+		target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 			deadlineAfter(c, 30*time.Second)
 			io.Copy(io.Discard, c)
 		})
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c, err := dial(ctx, w.addr, target.addr)
+		c, err := dial(ctx, w.addr, target.Addr)
 		if err != nil {
 			t.Fatalf("open tunnel: %v", err)
 		}
@@ -452,7 +434,7 @@ func TestFaultUpstreamSilent(t *testing.T) {
 		if took < time.Second || took > 10*time.Second {
 			t.Errorf("tunnel ended %v after the last byte, want between 1s (idle_timeout) and 10s", took)
 		}
-		l := w.waitAccess(t, target.addr, "idle timeout")
+		l := w.waitAccess(t, target.Addr, "idle timeout")
 		if up, _ := l.num("up"); up != int64(len(msg)) {
 			t.Errorf("access up = %d, want %d", up, len(msg))
 		}
@@ -463,7 +445,7 @@ func TestFaultUpstreamSilent(t *testing.T) {
 // dialFrom connects to addr from the loopback address src (127.0.0.0/8
 // is all local), so ferry's log can tell the test's clients apart.
 func dialFrom(ctx context.Context, src, addr string) (*net.TCPConn, error) {
-	d := net.Dialer{Timeout: dialTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
+	d := net.Dialer{Timeout: testkit.DialTimeout, LocalAddr: &net.TCPAddr{IP: net.ParseIP(src)}}
 	c, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
@@ -564,7 +546,7 @@ func TestFaultClientHalfClose(t *testing.T) {
 		target, ends := newBulkTarget(t, respSize, 42, true)
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c, err := dial(ctx, w.addr, target.addr)
+		c, err := dial(ctx, w.addr, target.Addr)
 		if err != nil {
 			t.Fatalf("open tunnel: %v", err)
 		}
@@ -588,7 +570,7 @@ func TestFaultClientHalfClose(t *testing.T) {
 		if end.sent.n != respSize || got != end.sent {
 			t.Errorf("answer: client got %v, target sent %v", got, end.sent)
 		}
-		l := w.waitAccess(t, target.addr, "client closed")
+		l := w.waitAccess(t, target.Addr, "client closed")
 		if up, _ := l.num("up"); up != reqSize {
 			t.Errorf("access up = %d, want %d", up, reqSize)
 		}
@@ -657,7 +639,7 @@ func raceFactor() int64 {
 
 // slowTunnel is one tunnel of the slow-reader test.
 type slowTunnel struct {
-	client *bufConn
+	client *testkit.BufConn
 	// target is the target's side, set before ready is closed.
 	target *net.TCPConn
 	ready  chan struct{}
@@ -739,7 +721,7 @@ func slowReaders(t *testing.T, hooked, upload bool) {
 	wg.Add(slowTunnels)
 	// The target learns which tunnel a connection is from the client's
 	// first two bytes, its index.
-	target := newTCPTarget(t, func(c *net.TCPConn) {
+	target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 		deadlineAfter(c, 2*time.Minute)
 		var id [2]byte
 		if _, err := io.ReadFull(c, id[:]); err != nil {
@@ -761,7 +743,7 @@ func slowReaders(t *testing.T, hooked, upload bool) {
 		io.Copy(io.Discard, c) // until the client closes
 	})
 	// Before the first connection, so that all inherit the options.
-	rc, err := target.ln.(*net.TCPListener).SyscallConn()
+	rc, err := target.Listener.(*net.TCPListener).SyscallConn()
 	if err == nil {
 		err = smallSocket(rc)
 	}
@@ -772,7 +754,7 @@ func slowReaders(t *testing.T, hooked, upload bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	for i, tun := range tuns {
-		c, err := dialSmall(ctx, w.addr, target.addr)
+		c, err := dialSmall(ctx, w.addr, target.Addr)
 		if err != nil {
 			t.Fatalf("open tunnel %d: %v", i, err)
 		}
@@ -797,7 +779,7 @@ func slowReaders(t *testing.T, hooked, upload bool) {
 				tun.client.Close()
 			})
 		} else {
-			tun.ferrySide = [2]string{tun.target.RemoteAddr().String(), target.addr}
+			tun.ferrySide = [2]string{tun.target.RemoteAddr().String(), target.Addr}
 			wg.Go(func() {
 				tun.errs[1] = tun.drain(tun.client, release)
 				tun.client.Close()
@@ -887,8 +869,8 @@ func slowReaders(t *testing.T, hooked, upload bool) {
 			t.Errorf("tunnel %d: receiver got %d bytes, sender pushed %d", i, tun.received, tun.pushed.Load())
 		}
 	}
-	waitFor(t, func() bool { return len(w.lines("access", byTarget(target.addr))) >= slowTunnels })
-	for _, l := range w.lines("access", byTarget(target.addr)) {
+	waitFor(t, func() bool { return len(w.lines("access", byTarget(target.Addr))) >= slowTunnels })
+	for _, l := range w.lines("access", byTarget(target.Addr)) {
 		if got := l.str("reason"); got != reason {
 			t.Errorf("access reason = %q, want %q: %v", got, reason, l)
 		}
@@ -942,15 +924,15 @@ func tcpQueues(t *testing.T) map[[2]string][2]int64 {
 	return out
 }
 
-// dialSmall opens a CONNECT tunnel like dialCONNECT, from a socket with
+// dialSmall opens a CONNECT tunnel like testkit.DialCONNECT, from a socket with
 // the options of smallSocket.
-func dialSmall(ctx context.Context, proxyAddr, target string) (*bufConn, error) {
-	d := net.Dialer{Timeout: dialTimeout, Control: func(_, _ string, rc syscall.RawConn) error { return smallSocket(rc) }}
+func dialSmall(ctx context.Context, proxyAddr, target string) (*testkit.BufConn, error) {
+	d := net.Dialer{Timeout: testkit.DialTimeout, Control: func(_, _ string, rc syscall.RawConn) error { return smallSocket(rc) }}
 	nc, err := d.DialContext(ctx, "tcp", proxyAddr)
 	if err != nil {
 		return nil, err
 	}
-	return connectOver(nc.(*net.TCPConn), target)
+	return testkit.ConnectOver(nc.(*net.TCPConn), target)
 }
 
 // needNoFile makes sure this process may open n descriptors, raising its
@@ -1018,7 +1000,7 @@ func TestFaultSlowloris(t *testing.T) {
 		dialed time.Time
 	}
 	conns := make([]slowConn, slow)
-	head := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\nX-Slow: ", target.addr, target.addr)
+	head := fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\nX-Slow: ", target.Addr, target.Addr)
 	for i := range conns {
 		src := fmt.Sprintf("127.0.0.%d", 2+i%49)
 		c, err := dialFrom(ctx, src, w.addr)
@@ -1075,7 +1057,7 @@ func TestFaultSlowloris(t *testing.T) {
 	var lat []time.Duration
 	for i := range normal {
 		start := time.Now()
-		c, err := dialCONNECT(ctx, w.addr, target.addr)
+		c, err := testkit.DialCONNECT(ctx, w.addr, target.Addr)
 		if err != nil {
 			t.Fatalf("normal client %d: %v", i, err)
 		}
@@ -1249,11 +1231,11 @@ func TestFaultParentDies(t *testing.T) {
 		start func(t *testing.T) string
 		dial  tunnelDialer
 	}{
-		{name: "dante", dial: dialCONNECT, start: func(t *testing.T) string {
+		{name: "dante", dial: testkit.DialCONNECT, start: func(t *testing.T) string {
 			addr, _ := startDante(t, false)
 			return addr
 		}},
-		{name: "microsocks", dial: dialSOCKS5, start: startMicrosocks},
+		{name: "microsocks", dial: testkit.DialSOCKS5, start: startMicrosocks},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -1263,14 +1245,14 @@ func TestFaultParentDies(t *testing.T) {
 				defaults: `dial_timeout = "10s"`,
 				tables:   upstreamTable("parent", "socks5://"+parent) + routeAll("parent"),
 			})
-			target := newTCPTarget(t, func(c *net.TCPConn) {
+			target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 				deadlineAfter(c, time.Minute)
 				go io.Copy(io.Discard, c)
 				send(c, 7, 1<<40) // until the connection breaks
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
-			c, err := tt.dial(ctx, w.addr, target.addr)
+			c, err := tt.dial(ctx, w.addr, target.Addr)
 			if err != nil {
 				t.Fatalf("tunnel through %s: %v", tt.name, err)
 			}
@@ -1319,7 +1301,7 @@ func TestFaultParentDies(t *testing.T) {
 					t.Fatalf("client still in the tunnel 10s after the parent died (%d bytes down)", down.Load())
 				}
 			}
-			l := w.waitLine(t, "access", byTarget(target.addr))
+			l := w.waitLine(t, "access", byTarget(target.Addr))
 			if r := l.str("reason"); r != "upstream closed" && r != "upstream reset" {
 				t.Errorf("access reason = %q, want \"upstream closed\" or \"upstream reset\": %v", r, l)
 			}

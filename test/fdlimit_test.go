@@ -3,10 +3,8 @@ package test
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"syscall"
@@ -14,20 +12,9 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
-)
 
-// procPipes counts a process's pipe descriptors.
-func procPipes(pid int) int {
-	dir := fmt.Sprintf("/proc/%d/fd", pid)
-	ents, _ := os.ReadDir(dir)
-	n := 0
-	for _, e := range ents {
-		if l, err := os.Readlink(dir + "/" + e.Name()); err == nil && strings.HasPrefix(l, "pipe:") {
-			n++
-		}
-	}
-	return n
-}
+	"ferry/test/testkit"
+)
 
 // tinyReceiver gives a socket a small receive buffer, before it connects
 // or on a listener (accepted connections inherit it), so that a side that
@@ -82,7 +69,7 @@ func TestFDLimitStuckTunnels(t *testing.T) {
 	setFileLimit(t, w.pid, fileLimit)
 	w.send(t, unix.SIGHUP)
 	w.waitLine(t, "configuration reloaded", nil)
-	basePipes := procPipes(w.pid)
+	basePipes := testkit.CountPipes(w.pid)
 
 	// The target sends payload and reads nothing until released.
 	release := make(chan struct{})
@@ -130,7 +117,7 @@ func TestFDLimitStuckTunnels(t *testing.T) {
 	target := ln.Addr().String()
 
 	type tunnel struct {
-		c          *bufConn
+		c          *testkit.BufConn
 		sent, read chan int64
 	}
 	var tuns []tunnel
@@ -142,13 +129,13 @@ func TestFDLimitStuckTunnels(t *testing.T) {
 	refused := 0
 	for i := 0; i < attempts && refused < 3; i++ {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		d := net.Dialer{Timeout: dialTimeout, Control: func(_, _ string, rc syscall.RawConn) error { return tinyReceiver(rc) }}
+		d := net.Dialer{Timeout: testkit.DialTimeout, Control: func(_, _ string, rc syscall.RawConn) error { return tinyReceiver(rc) }}
 		nc, err := d.DialContext(ctx, "tcp", w.addr)
 		cancel()
 		if err != nil {
 			t.Fatalf("dial ferry: %v", err)
 		}
-		c, err := connectOver(nc.(*net.TCPConn), target)
+		c, err := testkit.ConnectOver(nc.(*net.TCPConn), target)
 		if err != nil {
 			// A refusal closes the connection at once; an answer means
 			// ferry admitted the connection and then failed it.
@@ -171,10 +158,10 @@ func TestFDLimitStuckTunnels(t *testing.T) {
 		// Stalled both ways, the tunnel holds a pipe each way.
 		want := basePipes + 4*len(tuns)
 		deadline := time.Now().Add(10 * time.Second)
-		for procPipes(w.pid) < want {
+		for testkit.CountPipes(w.pid) < want {
 			if time.Now().After(deadline) {
 				t.Fatalf("tunnel %d: ferry holds %d pipe descriptors, want %d (a pipe each way per stalled tunnel); fds: %s",
-					i, procPipes(w.pid), want, w.fdKinds())
+					i, testkit.CountPipes(w.pid), want, w.fdKinds())
 			}
 			time.Sleep(20 * time.Millisecond)
 		}

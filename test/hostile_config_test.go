@@ -13,6 +13,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // hostileFiles writes the hostile configurations of issue 15 into dir and
@@ -169,7 +171,7 @@ func TestHostileReload(t *testing.T) {
 
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	tunnel, err := dialCONNECT(ctx, p.addr, target.addr)
+	tunnel, err := testkit.DialCONNECT(ctx, p.addr, target.Addr)
 	if err != nil {
 		t.Fatalf("tunnel before the reloads: %v", err)
 	}
@@ -196,7 +198,7 @@ func TestHostileReload(t *testing.T) {
 			}
 		}
 		t.Logf("%s: reload refused after %v", name, time.Since(start).Round(time.Millisecond))
-		c, err := dialCONNECT(ctx, p.addr, target.addr)
+		c, err := testkit.DialCONNECT(ctx, p.addr, target.Addr)
 		if err != nil {
 			t.Fatalf("%s: a new tunnel after the refused reload: %v", name, err)
 		}

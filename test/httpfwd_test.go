@@ -16,6 +16,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // Plain HTTP forwarding as a faithful intermediary (issue 14): each test
@@ -83,7 +85,7 @@ print(r.status_code, r.text.strip()[:200].replace("\n", " "))
 // uploading; then it does what Go's net/http server does after such an
 // answer: half-closes, waits half a second without reading, and closes,
 // which resets the connection since the body was not read.
-func earlyAnswerOrigin(t *testing.T, status int, body string) *tcpTarget {
+func earlyAnswerOrigin(t *testing.T, status int, body string) *testkit.TCPTarget {
 	t.Helper()
 	return newOrigin(t, func(c *net.TCPConn, br *bufio.Reader) {
 		if _, err := readHead(br); err != nil {
@@ -115,7 +117,7 @@ func TestHTTPFwdEarlyAnswer(t *testing.T) {
 			o := earlyAnswerOrigin(t, tt.status, tt.body)
 			const size = 32 << 20
 			rc := dialRaw(t, f.addr)
-			rc.send(t, fmt.Sprintf("POST http://%s/upload HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", o.addr, o.addr, size))
+			rc.send(t, fmt.Sprintf("POST http://%s/upload HTTP/1.1\r\nHost: %s\r\nContent-Type: application/octet-stream\r\nContent-Length: %d\r\n\r\n", o.Addr, o.Addr, size))
 
 			// The body goes in 64 KiB pieces 10 ms apart (at least 5 s
 			// in all) until the client has its answer or the write fails.
@@ -213,7 +215,7 @@ func TestHTTPFwdExpectContinue(t *testing.T) {
 	// expectOrigin checks that the request carries Expect: 100-continue,
 	// sends 100 Continue first if continue100, reads the body and answers
 	// 200 with what it got.
-	expectOrigin := func(t *testing.T, continue100 bool) (*tcpTarget, <-chan string) {
+	expectOrigin := func(t *testing.T, continue100 bool) (*testkit.TCPTarget, <-chan string) {
 		heads := make(chan string, 1)
 		return newOrigin(t, func(c *net.TCPConn, br *bufio.Reader) {
 			head, err := readHead(br)
@@ -251,7 +253,7 @@ func TestHTTPFwdExpectContinue(t *testing.T) {
 			o, heads := expectOrigin(t, tt.continue100)
 			rc := dialRaw(t, f.addr)
 			const body = "hello expect"
-			rc.send(t, fmt.Sprintf("POST http://%s/x HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", o.addr, o.addr, len(body)))
+			rc.send(t, fmt.Sprintf("POST http://%s/x HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\nExpect: 100-continue\r\n\r\n", o.Addr, o.Addr, len(body)))
 			// The client holds its body until it hears 100. When the
 			// origin sends one, the client waits for it as long as the
 			// test's deadline allows; when it does not, the client
@@ -302,7 +304,7 @@ func TestHTTPFwdClientBytes(t *testing.T) {
 	o, heads := recordingOrigin(t, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
 	f := startFerry(t, withJSON(""), nil)
 	fields := []string{
-		"Host: " + o.addr,
+		"Host: " + o.Addr,
 		"x-lower: 1",
 		"X-UPPER: 2",
 		"X-Dup: a",
@@ -322,7 +324,7 @@ func TestHTTPFwdClientBytes(t *testing.T) {
 	// them must not reorder what stays.
 	all := slices.Concat(fields[:3], hop[:2], fields[3:6], hop[2:], fields[6:])
 	rc := dialRaw(t, f.addr)
-	rc.send(t, "GET http://"+o.addr+unusualTarget+" HTTP/1.1\r\n"+strings.Join(all, "\r\n")+"\r\n\r\n")
+	rc.send(t, "GET http://"+o.Addr+unusualTarget+" HTTP/1.1\r\n"+strings.Join(all, "\r\n")+"\r\n\r\n")
 	if resp, body := rc.response(t, http.MethodGet); resp.StatusCode != http.StatusOK || body != "ok\n" {
 		t.Fatalf("client got %q %q, want the origin's 200 ok", resp.Status, body)
 	}
@@ -331,7 +333,7 @@ func TestHTTPFwdClientBytes(t *testing.T) {
 	start, got := headLines(head)
 	// Origin-form is what a proxy sends an origin (RFC 9112 section
 	// 3.2.1); absolute-form the origin must accept as well.
-	if want := "GET " + unusualTarget + " HTTP/1.1"; start != want && start != "GET http://"+o.addr+unusualTarget+" HTTP/1.1" {
+	if want := "GET " + unusualTarget + " HTTP/1.1"; start != want && start != "GET http://"+o.Addr+unusualTarget+" HTTP/1.1" {
 		t.Errorf("origin's request line: got %q, want %q", start, want)
 	}
 	var named []string
@@ -374,7 +376,7 @@ func TestHTTPFwdResponses(t *testing.T) {
 		}
 		o, _ := recordingOrigin(t, "HTTP/1.1 200 OK\r\n"+strings.Join(fields, "\r\n")+"\r\n\r\nok\n")
 		rc := dialRaw(t, f.addr)
-		rc.send(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", o.addr, o.addr))
+		rc.send(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", o.Addr, o.Addr))
 		head, err := readHead(rc.br)
 		if err != nil {
 			t.Fatalf("read response head: %v (got %q)", err, head)
@@ -405,7 +407,7 @@ func TestHTTPFwdResponses(t *testing.T) {
 		})
 		rc := dialRaw(t, f.addr)
 		for i := range 2 {
-			rc.send(t, fmt.Sprintf("GET http://%s/%d HTTP/1.1\r\nHost: %s\r\n\r\n", o.addr, i, o.addr))
+			rc.send(t, fmt.Sprintf("GET http://%s/%d HTTP/1.1\r\nHost: %s\r\n\r\n", o.Addr, i, o.Addr))
 			head, err := readHead(rc.br)
 			if err != nil {
 				t.Fatalf("request %d on the same connection: %v (got %q)", i+1, err, head)
@@ -431,7 +433,7 @@ func TestHTTPFwdResponses(t *testing.T) {
 // headBytes: either one huge header line or many small ones. It writes
 // until done or until ferry stops reading (the write fails or its
 // deadline passes).
-func hostileOrigin(t *testing.T, oneLine bool, headBytes int) *tcpTarget {
+func hostileOrigin(t *testing.T, oneLine bool, headBytes int) *testkit.TCPTarget {
 	t.Helper()
 	return newOrigin(t, func(c *net.TCPConn, br *bufio.Reader) {
 		if _, err := readHead(br); err != nil {
@@ -474,13 +476,13 @@ func TestHTTPFwdHostileOrigin(t *testing.T) {
 			o := hostileOrigin(t, tt.oneLine, tt.headBytes)
 			f := startFerry(t, withJSON(""), nil)
 			pid := f.cmd.Process.Pid
-			before, err := procStatusKiB(pid, "VmHWM")
+			before, err := testkit.ProcStatusKiB(pid, "VmHWM")
 			if err != nil {
 				t.Fatal(err)
 			}
 			rc := dialRaw(t, f.addr)
 			rc.c.SetDeadline(time.Now().Add(20 * time.Second))
-			rc.send(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", o.addr, o.addr))
+			rc.send(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", o.Addr, o.Addr))
 			// Only the status line: today's ferry passes the whole head on.
 			status, err := rc.br.ReadString('\n')
 			if err != nil {
@@ -495,13 +497,13 @@ func TestHTTPFwdHostileOrigin(t *testing.T) {
 			// takes a while) and bounded.
 			var access logLine
 			for deadline := time.Now().Add(time.Minute); access == nil && time.Now().Before(deadline); {
-				if ls := f.lines("access", byTarget(o.addr)); len(ls) > 0 {
+				if ls := f.lines("access", byTarget(o.Addr)); len(ls) > 0 {
 					access = ls[0]
 				} else {
 					time.Sleep(50 * time.Millisecond)
 				}
 			}
-			after, err := procStatusKiB(pid, "VmHWM")
+			after, err := testkit.ProcStatusKiB(pid, "VmHWM")
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -537,7 +539,7 @@ func TestHTTPFwdHostileOrigin(t *testing.T) {
 			t.Run(tt.name, func(t *testing.T) {
 				f := startFerry(t, limitsConfig("", tt.limits), nil)
 				rc := dialRaw(t, f.addr)
-				rc.send(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", o.addr, o.addr))
+				rc.send(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", o.Addr, o.Addr))
 				resp, _ := rc.response(t, http.MethodGet)
 				if resp.StatusCode != tt.want {
 					t.Errorf("got %q, want %d", resp.Status, tt.want)
@@ -579,7 +581,7 @@ func TestHTTPFwdFraming(t *testing.T) {
 			io.Copy(io.Discard, br)
 		})
 		rc := dialRaw(t, f.addr)
-		rc.send(t, fmt.Sprintf("POST http://%s/ HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", o.addr, o.addr))
+		rc.send(t, fmt.Sprintf("POST http://%s/ HTTP/1.1\r\nHost: %s\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n", o.Addr, o.Addr))
 		resp, body := rc.response(t, http.MethodPost)
 		if resp.StatusCode != http.StatusOK || body != "ok\n" {
 			t.Fatalf("got %q %q, want 200 ok", resp.Status, body)
@@ -623,7 +625,7 @@ func TestHTTPFwdFraming(t *testing.T) {
 			t.Parallel()
 			o, _ := recordingOrigin(t, "HTTP/1.1 200 OK\r\nContent-Length: 3\r\n\r\nok\n")
 			rc := dialRaw(t, f.addr)
-			rc.send(t, fmt.Sprintf(tt.request, o.addr))
+			rc.send(t, fmt.Sprintf(tt.request, o.Addr))
 			resp, body := rc.response(t, http.MethodPost)
 			if resp.StatusCode != http.StatusBadRequest {
 				t.Errorf("got %q %q, want 400", resp.Status, body)
@@ -655,12 +657,12 @@ func TestHTTPFwdFraming(t *testing.T) {
 				}
 			})
 			rc := dialRaw(t, f.addr)
-			rc.send(t, fmt.Sprintf("GET http://%s/first HTTP/1.1\r\nHost: %s\r\n\r\n", o.addr, o.addr))
+			rc.send(t, fmt.Sprintf("GET http://%s/first HTTP/1.1\r\nHost: %s\r\n\r\n", o.Addr, o.Addr))
 			resp, body, err := rc.tryResponse(http.MethodGet)
 			t.Logf("first answer: %v %q %v", statusOf(resp), body, err)
 			// The second request goes on the same client connection if
 			// ferry kept it, else on a new one.
-			second := fmt.Sprintf("GET http://%s/second HTTP/1.1\r\nHost: %s\r\n\r\n", o.addr, o.addr)
+			second := fmt.Sprintf("GET http://%s/second HTTP/1.1\r\nHost: %s\r\n\r\n", o.Addr, o.Addr)
 			if err != nil || resp.Close {
 				rc = dialRaw(t, f.addr)
 			}
@@ -700,9 +702,9 @@ func TestHTTPFwdSmaller(t *testing.T) {
 		writeFile(t, path, htpasswdLine(t, "alice", "secret"))
 		f := startFerry(t, authConfig(path), nil)
 		target := newEchoTarget(t)
-		ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+		ctx, cancel := context.WithTimeout(context.Background(), testkit.DialTimeout)
 		defer cancel()
-		if c, err := dialSOCKS5Auth(ctx, f.addr, target.addr, "alice", "wrong"); err == nil {
+		if c, err := testkit.DialSOCKS5Auth(ctx, f.addr, target.Addr, "alice", "wrong"); err == nil {
 			c.Close()
 			t.Fatal("SOCKS5 login with a wrong password succeeded")
 		}
@@ -752,7 +754,7 @@ func TestHTTPFwdSmaller(t *testing.T) {
 					io.Copy(io.Discard, br)
 				})
 				rc := dialRaw(t, f.addr)
-				rc.send(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", o.addr, o.addr))
+				rc.send(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", o.Addr, o.Addr))
 				resp, body := rc.response(t, http.MethodGet)
 				t.Logf("client got %q %q", resp.Status, body)
 				if resp.StatusCode != http.StatusBadGateway {
@@ -779,11 +781,11 @@ func TestHTTPFwdSmaller(t *testing.T) {
 			io.WriteString(c, "HTTP/1.1 200 OK\r\nContent-Length: 100000\r\n\r\nonly this much")
 		})
 		rc := dialRaw(t, f.addr)
-		rc.send(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", o.addr, o.addr))
+		rc.send(t, fmt.Sprintf("GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", o.Addr, o.Addr))
 		if _, _, err := rc.tryResponse(http.MethodGet); err == nil {
 			t.Error("client read a whole body the origin never sent")
 		}
-		l := f.waitLine(t, "access", byTarget(o.addr))
+		l := f.waitLine(t, "access", byTarget(o.Addr))
 		if got := l.str("reason"); got != "upstream closed" {
 			t.Errorf("access reason: got %q, want %q: %v", got, "upstream closed", l)
 		}

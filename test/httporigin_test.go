@@ -13,6 +13,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // Origins and clients of the plain HTTP forwarding tests (httpfwd_test.go):
@@ -111,9 +113,9 @@ func endToEnd(fields []string, connection ...string) []string {
 // newOrigin starts a hand-written HTTP origin on 127.0.0.1: handle runs
 // for each connection with a reader over it; the connection has a 30 s
 // deadline, so every handler ends by itself.
-func newOrigin(t *testing.T, handle func(c *net.TCPConn, br *bufio.Reader)) *tcpTarget {
+func newOrigin(t *testing.T, handle func(c *net.TCPConn, br *bufio.Reader)) *testkit.TCPTarget {
 	t.Helper()
-	return newTCPTarget(t, func(c *net.TCPConn) {
+	return testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 		deadlineAfter(c, 30*time.Second)
 		handle(c, bufio.NewReader(c))
 	})
@@ -123,7 +125,7 @@ func newOrigin(t *testing.T, handle func(c *net.TCPConn, br *bufio.Reader)) *tcp
 // head and body) after sending the request head it read, byte for byte,
 // to heads. Requests must have no body. It serves requests on a
 // connection until the client closes it.
-func recordingOrigin(t *testing.T, answer string) (*tcpTarget, <-chan string) {
+func recordingOrigin(t *testing.T, answer string) (*testkit.TCPTarget, <-chan string) {
 	t.Helper()
 	heads := make(chan string, 16)
 	o := newOrigin(t, func(c *net.TCPConn, br *bufio.Reader) {
@@ -167,9 +169,9 @@ type rawClient struct {
 // and closes at the end of the test.
 func dialRaw(t *testing.T, addr string) *rawClient {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), dialTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), testkit.DialTimeout)
 	defer cancel()
-	c, err := dialTCP(ctx, addr)
+	c, err := testkit.DialTCP(ctx, addr)
 	if err != nil {
 		t.Fatalf("dial ferry: %v", err)
 	}

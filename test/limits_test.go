@@ -2,15 +2,13 @@ package test
 
 import (
 	"context"
-	"fmt"
 	"net"
-	"os"
-	"strconv"
-	"strings"
 	"testing"
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/test/testkit"
 )
 
 // limitsConfig is the e2e listener with a [limits] table.
@@ -21,25 +19,21 @@ func limitsConfig(defaults, limits string) func(addr string) string {
 // procFDs counts a process's open descriptors.
 func procFDs(t *testing.T, pid int) int {
 	t.Helper()
-	ents, err := os.ReadDir(fmt.Sprintf("/proc/%d/fd", pid))
+	n, err := testkit.CountFDs(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return len(ents)
+	return int(n)
 }
 
 // procCPU is a process's user+system CPU time.
 func procCPU(t *testing.T, pid int) time.Duration {
 	t.Helper()
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	d, err := testkit.CPUTime(pid)
 	if err != nil {
 		t.Fatal(err)
 	}
-	// Fields after the command name, which is in parentheses.
-	f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
-	ut, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return time.Duration(ut+st) * time.Second / 100 // USER_HZ
+	return d
 }
 
 // setFileLimit sets a running process's open-file limit.
@@ -102,7 +96,7 @@ func TestAcceptBacksOffOnEMFILE(t *testing.T) {
 	deadline := time.Now().Add(15 * time.Second)
 	for {
 		ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-		c, err := dialCONNECT(ctx, p.addr, target.addr)
+		c, err := testkit.DialCONNECT(ctx, p.addr, target.Addr)
 		cancel()
 		if err == nil {
 			err = echo(c, "after EMFILE\n")

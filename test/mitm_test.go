@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // mitmTarget is an HTTPS server with a certificate from its own test CA
@@ -22,7 +24,7 @@ import (
 // with the protocol it saw and a marker the replace plugin rewrites.
 func mitmTarget(t *testing.T, dir string) (addr, caFile string) {
 	t.Helper()
-	caFile, certFile, keyFile := writeTestPKI(t, dir, "name.test", "bypass.test")
+	caFile, certFile, keyFile := testkit.WritePKI(t, dir, "name.test", "bypass.test")
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
 		t.Fatal(err)
@@ -126,7 +128,7 @@ func TestMITM(t *testing.T) {
 	t.Run("listed as intercepted on /channels", func(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		c, err := dialCONNECT(ctx, f.addr, target)
+		c, err := testkit.DialCONNECT(ctx, f.addr, target)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // TestMITMRefusesWildcardServerName: a client that sends *.wild.test as
@@ -36,7 +38,7 @@ name = "log"
 	handshake := func(serverName string) (*tls.ConnectionState, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		c, err := dialCONNECT(ctx, f.addr, target)
+		c, err := testkit.DialCONNECT(ctx, f.addr, target)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -3,17 +3,11 @@ package test
 import (
 	"bufio"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/url"
@@ -27,6 +21,8 @@ import (
 	"time"
 
 	"golang.org/x/net/proxy"
+
+	"ferry/test/testkit"
 )
 
 // Parent proxies from Debian that the upstream tests put behind ferry:
@@ -203,7 +199,7 @@ func runSquid(t *testing.T, user, pass, hosts string, overTLS bool) (addr, logFi
 	port := "http_port " + addr
 	if overTLS {
 		var cert, key string
-		caFile, cert, key = writeTestPKI(t, dir)
+		caFile, cert, key = testkit.WritePKI(t, dir)
 		port = fmt.Sprintf("https_port %s tls-cert=%s tls-key=%s", addr, cert, key)
 	}
 	hostsLine := ""
@@ -249,65 +245,15 @@ http_access deny all
 	return addr, logFile, caFile
 }
 
-// writeTestPKI writes a test CA and a server certificate it signed for
-// 127.0.0.1, localhost and names, as PEM files in dir: the CA's certificate, the
-// server's certificate and its (PKCS #8) key.
-func writeTestPKI(t *testing.T, dir string, names ...string) (caFile, certFile, keyFile string) {
-	t.Helper()
-	check := func(err error) {
-		if err != nil {
-			t.Helper()
-			t.Fatalf("make test certificates: %v", err)
-		}
-	}
-	now := time.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	check(err)
-	ca := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "ferry e2e test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageCRLSign,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, ca, ca, &caKey.PublicKey, caKey)
-	check(err)
-	ca, err = x509.ParseCertificate(caDER)
-	check(err)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	check(err)
-	leaf := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "127.0.0.1"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		DNSNames:     append([]string{"localhost"}, names...),
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leaf, ca, &key.PublicKey, caKey)
-	check(err)
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	check(err)
-	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
-	writeFile(t, caFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER})))
-	writeFile(t, certFile, string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER})))
-	writeFile(t, keyFile, string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER})))
-	return caFile, certFile, keyFile
-}
-
 // newSilentParent is a parent proxy that accepts connections and never
 // answers, for timeouts. A connection ends when the other side closes it
 // (or after 30s).
 func newSilentParent(t *testing.T) string {
 	t.Helper()
-	return newTCPTarget(t, func(c *net.TCPConn) {
+	return testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 		deadlineAfter(c, 30*time.Second)
 		io.Copy(io.Discard, c)
-	}).addr
+	}).Addr
 }
 
 // readLog returns a peer's log file ("" while it does not exist).
@@ -344,7 +290,7 @@ func socksGet(parent string, auth *proxy.Auth, url string) (string, error) {
 	}
 	tr := &http.Transport{DialContext: d.(proxy.ContextDialer).DialContext, DisableKeepAlives: true}
 	defer tr.CloseIdleConnections()
-	resp, err := (&http.Client{Transport: tr, Timeout: dialTimeout}).Get(url)
+	resp, err := (&http.Client{Transport: tr, Timeout: testkit.DialTimeout}).Get(url)
 	if err != nil {
 		return "", err
 	}
@@ -358,7 +304,7 @@ func socksGet(parent string, auth *proxy.Auth, url string) (string, error) {
 // "" sends none); if the proxy answers 200, it GETs / through the tunnel.
 // It returns the CONNECT status and the body.
 func connectGet(c net.Conn, target, userinfo string) (int, string, error) {
-	deadlineAfter(c, dialTimeout)
+	deadlineAfter(c, testkit.DialTimeout)
 	req := &http.Request{Method: http.MethodConnect, URL: &url.URL{Host: target}, Host: target, Header: http.Header{}}
 	if userinfo != "" {
 		req.Header.Set("Proxy-Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte(userinfo)))
@@ -394,8 +340,8 @@ func checkConnectGet(t *testing.T, c net.Conn, target, userinfo string) {
 	t.Helper()
 	defer c.Close()
 	status, body, err := connectGet(c, target, userinfo)
-	if err != nil || status != http.StatusOK || body != targetBody {
-		t.Fatalf("CONNECT %s: status %d, body %q, err %v; want 200 and %q", target, status, body, err, targetBody)
+	if err != nil || status != http.StatusOK || body != testkit.TargetBody {
+		t.Fatalf("CONNECT %s: status %d, body %q, err %v; want 200 and %q", target, status, body, err, testkit.TargetBody)
 	}
 }
 
@@ -403,7 +349,7 @@ func checkConnectGet(t *testing.T, c net.Conn, target, userinfo string) {
 // returns the CONNECT status only.
 func connectStatus(t *testing.T, proxyAddr, target, userinfo string) int {
 	t.Helper()
-	c, err := dialTCP(context.Background(), proxyAddr)
+	c, err := testkit.DialTCP(context.Background(), proxyAddr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -420,13 +366,13 @@ func connectStatus(t *testing.T, proxyAddr, target, userinfo string) int {
 // and logs the target.
 func TestPeerDante(t *testing.T) {
 	t.Parallel()
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	webAddr := web.Listener.Addr().String()
 	url := "http://" + webAddr + "/"
 	t.Run("no auth", func(t *testing.T) {
 		t.Parallel()
 		addr, log := startDante(t, false)
-		if body, err := socksGet(addr, nil, url); err != nil || body != targetBody {
+		if body, err := socksGet(addr, nil, url); err != nil || body != testkit.TargetBody {
 			t.Fatalf("GET via dante: body %q, err %v", body, err)
 		}
 		waitLogged(t, log, danteAddr(webAddr))
@@ -434,7 +380,7 @@ func TestPeerDante(t *testing.T) {
 	t.Run("username", func(t *testing.T) {
 		t.Parallel()
 		addr, log := startDante(t, true)
-		if body, err := socksGet(addr, &proxy.Auth{User: danteUser, Password: dantePass}, url); err != nil || body != targetBody {
+		if body, err := socksGet(addr, &proxy.Auth{User: danteUser, Password: dantePass}, url); err != nil || body != testkit.TargetBody {
 			t.Fatalf("GET via dante with the right password: body %q, err %v", body, err)
 		}
 		waitLogged(t, log, danteAddr(webAddr))
@@ -449,9 +395,9 @@ func TestPeerDante(t *testing.T) {
 // TestPeerMicrosocks: microsocks relays a Go SOCKS5 client.
 func TestPeerMicrosocks(t *testing.T) {
 	t.Parallel()
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	addr := startMicrosocks(t)
-	if body, err := socksGet(addr, nil, "http://"+web.Listener.Addr().String()+"/"); err != nil || body != targetBody {
+	if body, err := socksGet(addr, nil, "http://"+web.Listener.Addr().String()+"/"); err != nil || body != testkit.TargetBody {
 		t.Fatalf("GET via microsocks: body %q, err %v", body, err)
 	}
 }
@@ -460,10 +406,10 @@ func TestPeerMicrosocks(t *testing.T) {
 // logs the target.
 func TestPeerTinyproxy(t *testing.T) {
 	t.Parallel()
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	webAddr := web.Listener.Addr().String()
 	addr, log := startTinyproxy(t)
-	c, err := dialTCP(context.Background(), addr)
+	c, err := testkit.DialTCP(context.Background(), addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -476,13 +422,13 @@ func TestPeerTinyproxy(t *testing.T) {
 // and logs each target.
 func TestPeerSquid(t *testing.T) {
 	t.Parallel()
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	webAddr := web.Listener.Addr().String()
 	_, port, _ := net.SplitHostPort(webAddr)
 	named := net.JoinHostPort("www.a.test", port)
 	addr, log := startSquid(t, "alice", "wonder", "127.0.0.1 www.a.test\n")
 	for _, target := range []string{webAddr, named} {
-		c, err := dialTCP(context.Background(), addr)
+		c, err := testkit.DialTCP(context.Background(), addr)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -500,14 +446,14 @@ func TestPeerSquid(t *testing.T) {
 // test CA's certificate.
 func TestPeerHTTPSParent(t *testing.T) {
 	t.Parallel()
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	webAddr := web.Listener.Addr().String()
 	addr, caFile, log := startHTTPSParent(t, "alice", "wonder")
 	roots := x509.NewCertPool()
 	if !roots.AppendCertsFromPEM([]byte(readLog(caFile))) {
 		t.Fatalf("no certificate in %s", caFile)
 	}
-	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: dialTimeout}, Config: &tls.Config{RootCAs: roots}}
+	d := tls.Dialer{NetDialer: &net.Dialer{Timeout: testkit.DialTimeout}, Config: &tls.Config{RootCAs: roots}}
 	c, err := d.DialContext(context.Background(), "tcp", addr)
 	if err != nil {
 		t.Fatalf("TLS to squid's https_port: %v", err)
@@ -519,7 +465,7 @@ func TestPeerHTTPSParent(t *testing.T) {
 // TestPeerSilent: the silent parent accepts and never answers.
 func TestPeerSilent(t *testing.T) {
 	t.Parallel()
-	c, err := dialTCP(context.Background(), newSilentParent(t))
+	c, err := testkit.DialTCP(context.Background(), newSilentParent(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // TestDialFailures asks ferry, in each protocol, for a loopback port on
@@ -34,7 +36,7 @@ func TestDialFailures(t *testing.T) {
 			name:  "socks5 REP 0x05",
 			proto: "socks5",
 			ask: func(c net.Conn, target string) (string, error) {
-				rep, err := socks5Request(c, target)
+				rep, err := testkit.SOCKS5Request(c, target)
 				return fmt.Sprintf("REP %#02x", rep), err
 			},
 			want: "REP 0x05",
@@ -43,7 +45,7 @@ func TestDialFailures(t *testing.T) {
 			name:  "socks4 CD 0x5b",
 			proto: "socks4",
 			ask: func(c net.Conn, target string) (string, error) {
-				cd, err := socks4Request(c, target)
+				cd, err := testkit.SOCKS4Request(c, target)
 				return fmt.Sprintf("CD %#02x", cd), err
 			},
 			want: "CD 0x5b",
@@ -72,8 +74,8 @@ func TestDialFailures(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			target := closedAddr(t)
-			c, err := net.DialTimeout("tcp", f.addr, dialTimeout)
+			target := testkit.ClosedAddr(t)
+			c, err := net.DialTimeout("tcp", f.addr, testkit.DialTimeout)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -141,7 +143,7 @@ func TestBadClients(t *testing.T) {
 	// timeout wait together; then each case reads its answer.
 	conns := make([]net.Conn, len(tests))
 	for i, tt := range tests {
-		c, err := net.DialTimeout("tcp", f.addr, dialTimeout)
+		c, err := net.DialTimeout("tcp", f.addr, testkit.DialTimeout)
 		if err != nil {
 			t.Fatal(err)
 		}

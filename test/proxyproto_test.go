@@ -10,6 +10,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // needPeer returns the path of a peer program from Debian (haproxy, nginx)
@@ -110,7 +112,7 @@ func TestHAProxyInFront(t *testing.T) {
 	t.Parallel()
 	haproxy := needPeer(t, "haproxy")
 	needCurl(t)
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	for _, send := range []string{"send-proxy", "send-proxy-v2"} {
 		t.Run(send, func(t *testing.T) {
 			f := startFerry(t, proxyListenerConfig("required"), nil)
@@ -154,7 +156,7 @@ backend ferry
 func TestCurlHAProxyProtocol(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	webAddr := web.Listener.Addr().String()
 	f := startFerry(t, proxyListenerConfig("optional"), nil)
 	url := "http://" + webAddr + "/"
@@ -162,7 +164,7 @@ func TestCurlHAProxyProtocol(t *testing.T) {
 		{"--haproxy-protocol", "-x", "http://" + f.addr, url},
 		{"-x", "http://" + f.addr, url},
 	} {
-		if body := curl(t, args...); body != targetBody {
+		if body := curl(t, args...); body != testkit.TargetBody {
 			t.Fatalf("curl %q: body %q", args, body)
 		}
 	}
@@ -186,7 +188,7 @@ name = "log"
 		{"--haproxy-protocol", "http://" + fwd.addr + "/"},
 		{"http://" + fwd.addr + "/"},
 	} {
-		if body := curl(t, args...); body != targetBody {
+		if body := curl(t, args...); body != testkit.TargetBody {
 			t.Fatalf("curl %q: body %q", args, body)
 		}
 	}
@@ -281,7 +283,7 @@ func waitFor(t *testing.T, cond func() bool) {
 func TestUpstreamSendProxyProtocol(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	webAddr := web.Listener.Addr().String()
 	hop := startFerry(t, withJSON(""), nil)
 	for _, tt := range []struct{ name, scheme, version, via string }{

@@ -6,6 +6,8 @@ import (
 	"net"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // TestRatelimitDownload sends 8 MiB through a channel limited to 1 MiB/s
@@ -22,7 +24,7 @@ func TestRatelimitDownload(t *testing.T) {
 	f := startFerry(t, pluginConfig("type = \"ratelimit\"\nchannel = { down = \"1MiB\" }"), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c, err := dialCONNECT(ctx, f.addr, target.addr)
+	c, err := testkit.DialCONNECT(ctx, f.addr, target.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -45,7 +47,7 @@ func TestRatelimitDownload(t *testing.T) {
 	if elapsed < 5*time.Second || elapsed > 20*time.Second {
 		t.Errorf("download took %v, want about 7s (between 5s and 20s)", elapsed)
 	}
-	l := f.waitLine(t, "access", byTarget(target.addr))
+	l := f.waitLine(t, "access", byTarget(target.Addr))
 	if n, _ := l.num("down"); n != size {
 		t.Errorf("access down = %d, want %d", n, size)
 	}
@@ -75,7 +77,7 @@ func TestRatelimitCloseEndsWait(t *testing.T) {
 			t.Parallel()
 			// A tunnel's target sends at once; a plain HTTP target reads
 			// the request, then answers with a header and the body.
-			target := newTCPTarget(t, func(c *net.TCPConn) {
+			target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 				deadlineAfter(c, time.Minute)
 				if tt.plainHTTP {
 					c.Read(make([]byte, 4096))
@@ -89,14 +91,14 @@ func TestRatelimitCloseEndsWait(t *testing.T) {
 			var c *net.TCPConn
 			if tt.plainHTTP {
 				var err error
-				if c, err = dialTCP(ctx, f.addr); err != nil {
+				if c, err = testkit.DialTCP(ctx, f.addr); err != nil {
 					t.Fatal(err)
 				}
-				if _, err := fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", target.addr, target.addr); err != nil {
+				if _, err := fmt.Fprintf(c, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", target.Addr, target.Addr); err != nil {
 					t.Fatal(err)
 				}
 			} else {
-				bc, err := dialCONNECT(ctx, f.addr, target.addr)
+				bc, err := testkit.DialCONNECT(ctx, f.addr, target.Addr)
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -107,7 +109,7 @@ func TestRatelimitCloseEndsWait(t *testing.T) {
 			c.SetLinger(0)                      // reset, as a killed client would
 			c.Close()
 			closed := time.Now()
-			l := f.waitLine(t, "access", byTarget(target.addr))
+			l := f.waitLine(t, "access", byTarget(target.Addr))
 			elapsed := time.Since(closed)
 			t.Logf("channel ended %v after the client went away (reason %q, %d bytes down)", elapsed, l.str("reason"), int64(l["down"].(float64)))
 			if elapsed > tt.within {
@@ -125,7 +127,7 @@ func TestRatelimitNewConnections(t *testing.T) {
 	f := startFerry(t, pluginConfig("type = \"ratelimit\"\nnew_connections = { per_client = 1, interval = \"1m\" }"), nil)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	c, err := dialSOCKS5(ctx, f.addr, target.addr)
+	c, err := testkit.DialSOCKS5(ctx, f.addr, target.Addr)
 	if err != nil {
 		t.Fatalf("first tunnel: %v", err)
 	}
@@ -142,7 +144,7 @@ func TestRatelimitNewConnections(t *testing.T) {
 		{"socks5", askSOCKS5, "REP 0x02"},
 	}
 	for _, tt := range tests {
-		if got := ask(t, f.addr, target.addr, tt.ask); got != tt.want {
+		if got := ask(t, f.addr, target.Addr, tt.ask); got != tt.want {
 			t.Errorf("%s after the first: got %s, want %s", tt.name, got, tt.want)
 		}
 	}

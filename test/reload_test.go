@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // TestReloadSIGHUP: 50 transfers run while SIGHUP applies a config that
@@ -25,16 +27,16 @@ func TestReloadSIGHUP(t *testing.T) {
 	const transfers, size = 50, 1 << 20
 	// The target streams size bytes in slices so the transfers outlast
 	// the reload.
-	target := newTCPTarget(t, func(c *net.TCPConn) {
+	target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 		c.SetDeadline(time.Now().Add(30 * time.Second))
 		w := &pacedWriter{c: c, slice: 64 << 10, pause: 20 * time.Millisecond}
 		send(w, 7, size)
 		c.CloseWrite()
 	})
-	denied := newTCPTarget(t, func(c *net.TCPConn) {})
+	denied := testkit.NewTCPTarget(t, func(c *net.TCPConn) {})
 	// routed is rejected by a route before the reload, dialed after it.
-	routed := newTCPTarget(t, func(c *net.TCPConn) {})
-	_, routedPort, _ := net.SplitHostPort(routed.addr)
+	routed := testkit.NewTCPTarget(t, func(c *net.TCPConn) {})
+	_, routedPort, _ := net.SplitHostPort(routed.Addr)
 	added := freeAddr(t)
 	path := filepath.Join(t.TempDir(), "ferry.toml")
 	write := func(body string) {
@@ -62,10 +64,10 @@ reject = true
 		write(base(addr))
 		return []string{"-c", path}
 	})
-	_, deniedPort, _ := net.SplitHostPort(denied.addr)
+	_, deniedPort, _ := net.SplitHostPort(denied.Addr)
 	ctx0, cancel0 := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel0()
-	if _, err := dialCONNECT(ctx0, f.addr, routed.addr); err == nil || !strings.Contains(err.Error(), "403") {
+	if _, err := testkit.DialCONNECT(ctx0, f.addr, routed.Addr); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Fatalf("CONNECT to the rejected route before reload: got %v, want 403", err)
 	}
 
@@ -79,7 +81,7 @@ reject = true
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c, err := dialCONNECT(ctx, f.addr, target.addr)
+			c, err := testkit.DialCONNECT(ctx, f.addr, target.Addr)
 			if err != nil {
 				errs <- err
 				return
@@ -148,15 +150,15 @@ upstream = "direct"
 	}
 
 	// New connections get the acl; the added listener serves.
-	if _, err := dialCONNECT(ctx, f.addr, denied.addr); err == nil || !strings.Contains(err.Error(), "403") {
+	if _, err := testkit.DialCONNECT(ctx, f.addr, denied.Addr); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("CONNECT to the denied port after reload: got %v, want 403", err)
 	}
-	if c, err := dialCONNECT(ctx, f.addr, routed.addr); err != nil {
+	if c, err := testkit.DialCONNECT(ctx, f.addr, routed.Addr); err != nil {
 		t.Errorf("CONNECT to the changed route after reload: %v", err)
 	} else {
 		c.Close()
 	}
-	if c, err := dialCONNECT(ctx, added, target.addr); err != nil {
+	if c, err := testkit.DialCONNECT(ctx, added, target.Addr); err != nil {
 		t.Errorf("CONNECT on the added listener: %v", err)
 	} else {
 		c.Close()
@@ -175,7 +177,7 @@ upstream = "direct"
 	if e := line.str("error"); !strings.Contains(e, path+":2:1: listener[0].lisen: unknown key") {
 		t.Errorf("reload error: got %q, want the file position and key", e)
 	}
-	if _, err := dialCONNECT(ctx, f.addr, denied.addr); err == nil || !strings.Contains(err.Error(), "403") {
+	if _, err := testkit.DialCONNECT(ctx, f.addr, denied.Addr); err == nil || !strings.Contains(err.Error(), "403") {
 		t.Errorf("after a failed reload: got %v, want the acl's 403", err)
 	}
 }

@@ -10,6 +10,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // replaceConfig is a JSON-logging config with one listener on addr that
@@ -110,7 +112,7 @@ func TestReplacePlugin(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			done := make(chan error, 1)
-			target := newTCPTarget(t, func(c *net.TCPConn) {
+			target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 				deadlineAfter(c, 20*time.Second)
 				err := readExactly(c, upWant)
 				if err == nil {
@@ -123,7 +125,7 @@ func TestReplacePlugin(t *testing.T) {
 			})
 			var cfgTarget string
 			if tt.tcp {
-				cfgTarget = target.addr
+				cfgTarget = target.Addr
 			}
 			// Long enough that a 50ms pause between two writes never
 			// flushes on a loaded machine, short enough to wait for.
@@ -131,11 +133,11 @@ func TestReplacePlugin(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			dial := dialCONNECT
+			dial := testkit.DialCONNECT
 			if tt.tcp {
 				dial = dialPlain
 			}
-			c, err := dial(ctx, f.addr, target.addr)
+			c, err := dial(ctx, f.addr, target.Addr)
 			if err != nil {
 				t.Fatalf("open tunnel: %v", err)
 			}
@@ -166,7 +168,7 @@ func TestReplacePlugin(t *testing.T) {
 			c.Close()
 
 			// Bytes the plugin sends itself count like the relay's own.
-			l := f.waitLine(t, "access", byTarget(target.addr))
+			l := f.waitLine(t, "access", byTarget(target.Addr))
 			if l.str("proto") != tt.proto {
 				t.Errorf("access proto = %q, want %q", l.str("proto"), tt.proto)
 			}
@@ -206,7 +208,7 @@ func TestReplaceEndOfStream(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
 			done := make(chan error, 1)
-			target := newTCPTarget(t, func(c *net.TCPConn) {
+			target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 				deadlineAfter(c, 20*time.Second)
 				got, err := io.ReadAll(c) // to the client's FIN
 				if err == nil && string(got) != upWant {
@@ -222,16 +224,16 @@ func TestReplaceEndOfStream(t *testing.T) {
 			})
 			var cfgTarget string
 			if tt.tcp {
-				cfgTarget = target.addr
+				cfgTarget = target.Addr
 			}
 			f := startFerry(t, replaceConfig(cfgTarget, tt.flush, ""), nil)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			dial := dialCONNECT
+			dial := testkit.DialCONNECT
 			if tt.tcp {
 				dial = dialPlain
 			}
-			c, err := dial(ctx, f.addr, target.addr)
+			c, err := dial(ctx, f.addr, target.Addr)
 			if err != nil {
 				t.Fatalf("open tunnel: %v", err)
 			}
@@ -255,7 +257,7 @@ func TestReplaceEndOfStream(t *testing.T) {
 			case <-ctx.Done():
 				t.Fatal("target did not finish")
 			}
-			l := f.waitLine(t, "access", byTarget(target.addr))
+			l := f.waitLine(t, "access", byTarget(target.Addr))
 			if l.str("proto") != tt.proto {
 				t.Errorf("access proto = %q, want %q", l.str("proto"), tt.proto)
 			}
@@ -285,7 +287,7 @@ func TestReplacePlainHTTP(t *testing.T) {
 		t.Run("flush_after "+flush, func(t *testing.T) {
 			t.Parallel()
 			heads := make(chan string, 1)
-			target := newTCPTarget(t, func(c *net.TCPConn) {
+			target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 				deadlineAfter(c, 20*time.Second)
 				br := bufio.NewReader(c)
 				var head strings.Builder
@@ -303,13 +305,13 @@ func TestReplacePlainHTTP(t *testing.T) {
 			f := startFerry(t, replaceConfig("", flush, `buffer_size = "1KiB"`), nil)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			c, err := dialTCP(ctx, f.addr)
+			c, err := testkit.DialTCP(ctx, f.addr)
 			if err != nil {
 				t.Fatal(err)
 			}
 			defer c.Close()
 			deadlineAfter(c, 20*time.Second)
-			req, err := http.NewRequest("GET", "http://"+target.addr+"/", nil)
+			req, err := http.NewRequest("GET", "http://"+target.Addr+"/", nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -337,7 +339,7 @@ func TestReplacePlainHTTP(t *testing.T) {
 			if head := <-heads; !strings.Contains(head, "\r\nUser-Agent: ferry\r\n") {
 				t.Errorf("request head at the target: got %q, want User-Agent: ferry", head)
 			}
-			l := f.waitLine(t, "access", byTarget(target.addr))
+			l := f.waitLine(t, "access", byTarget(target.Addr))
 			if l.str("proto") != "http" {
 				t.Errorf("access proto = %q, want http", l.str("proto"))
 			}

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // TestResetPropagation (issue 14, point 8): when one side of an exchange
@@ -106,34 +108,34 @@ listen = %q
 protocols = ["tcp"]
 target = %q
 plugins = %s
-`, tcpAddr, target.addr, chain)})
+`, tcpAddr, target.Addr, chain)})
 
 	// The request: a GET for the upstream reset; for the client reset a
 	// POST with a long body of which the client sends the first part.
 	// Plain HTTP sends it in absolute form to ferry, the tunnels as it is.
 	request := func(form, path string) string {
 		if upstreamResets {
-			return fmt.Sprintf("GET %s%s HTTP/1.1\r\nHost: %s\r\n\r\n", form, path, target.addr)
+			return fmt.Sprintf("GET %s%s HTTP/1.1\r\nHost: %s\r\n\r\n", form, path, target.Addr)
 		}
-		return fmt.Sprintf("POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s", form, path, target.addr, 64<<20, bytesOf('c', first))
+		return fmt.Sprintf("POST %s%s HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s", form, path, target.Addr, 64<<20, bytesOf('c', first))
 	}
-	dialHTTP := func(ctx context.Context, proxyAddr, _ string) (*bufConn, error) {
+	dialHTTP := func(ctx context.Context, proxyAddr, _ string) (*testkit.BufConn, error) {
 		return dialPlain(ctx, proxyAddr, "")
 	}
 	for _, p := range []struct {
 		proto, form, addr string
 		dial              tunnelDialer
 	}{
-		{"http", "http://" + target.addr, w.addr, dialHTTP},
-		{"connect", "", w.addr, dialCONNECT},
-		{"socks5", "", w.addr, dialSOCKS5},
+		{"http", "http://" + target.Addr, w.addr, dialHTTP},
+		{"connect", "", w.addr, testkit.DialCONNECT},
+		{"socks5", "", w.addr, testkit.DialSOCKS5},
 		{"tcp", "", tcpAddr, dialPlain},
 	} {
 		t.Run(p.proto, func(t *testing.T) {
 			x := exchanges["/"+p.proto]
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
-			c, err := p.dial(ctx, p.addr, target.addr)
+			c, err := p.dial(ctx, p.addr, target.Addr)
 			if err != nil {
 				t.Fatalf("open %s to the target: %v", p.proto, err)
 			}
@@ -152,7 +154,7 @@ plugins = %s
 				if err := <-werr; err != nil {
 					t.Fatalf("write request: %v", err)
 				}
-				head, err := readHead(c.r)
+				head, err := readHead(c.Reader())
 				if err != nil || !strings.HasPrefix(head, "HTTP/1.1 200 ") {
 					t.Fatalf("response head: %q, %v", head, err)
 				}

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // socks5Auth runs a SOCKS5 greeting offering username/password and the
@@ -89,7 +91,7 @@ func TestCredentialsNeverLogged(t *testing.T) {
 	// client that sent one.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	c, err := dialSOCKS5Auth(ctx, f.addr, target.addr, "alice", "client-secret-1")
+	c, err := testkit.DialSOCKS5Auth(ctx, f.addr, target.Addr, "alice", "client-secret-1")
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,6 +12,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // freePort6 returns a port on [::1] that was free a moment ago; the test
@@ -185,7 +187,7 @@ func TestSelfProtectNoNesting(t *testing.T) {
 	t.Parallel()
 	f := startFerry(t, withJSON(""), nil)
 	_, port, _ := net.SplitHostPort(f.addr)
-	c, err := net.DialTimeout("tcp", f.addr, dialTimeout)
+	c, err := net.DialTimeout("tcp", f.addr, testkit.DialTimeout)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -269,7 +271,7 @@ listen = %q
 func TestSelfProtectLocalDestinations(t *testing.T) {
 	t.Parallel()
 	target := newEchoTarget(t)
-	web := newHTTPTarget(t)
+	web := testkit.HTTPTarget(t)
 	webAddr := web.Listener.Addr().String()
 	wide, wideOK := freePort(t), freePort(t)
 	f := startFerry(t, func(addr string) string {
@@ -288,11 +290,11 @@ plugins = ["log"]
 	}, nil)
 	wideAddr := "127.0.0.1:" + strconv.Itoa(wide)
 	okAddr := "127.0.0.1:" + strconv.Itoa(wideOK)
-	_, tport, _ := net.SplitHostPort(target.addr)
+	_, tport, _ := net.SplitHostPort(target.Addr)
 
 	cases := []selfCase{
-		{proto: "connect", target: target.addr, logged: target.addr, want: "403"},
-		{proto: "socks5", target: target.addr, logged: target.addr, want: "REP 0x02"},
+		{proto: "connect", target: target.Addr, logged: target.Addr, want: "403"},
+		{proto: "socks5", target: target.Addr, logged: target.Addr, want: "REP 0x02"},
 		{proto: "http", target: webAddr, logged: webAddr, want: "403"},
 		{proto: "connect", target: "localhost:" + tport, logged: "localhost:" + tport, want: "403"},
 		{proto: "connect", target: "[::ffff:127.0.0.1]:" + tport, logged: "[::ffff:127.0.0.1]:" + tport, want: "403"},
@@ -307,10 +309,10 @@ plugins = ["log"]
 
 	ctx := t.Context()
 	for _, proxy := range []string{f.addr, okAddr} {
-		for name, dial := range map[string]tunnelDialer{"connect": dialCONNECT, "socks5": dialSOCKS5} {
-			c, err := dial(ctx, proxy, target.addr)
+		for name, dial := range map[string]tunnelDialer{"connect": testkit.DialCONNECT, "socks5": testkit.DialSOCKS5} {
+			c, err := dial(ctx, proxy, target.Addr)
 			if err != nil {
-				t.Errorf("through %s: %s %s: %v", proxy, name, target.addr, err)
+				t.Errorf("through %s: %s %s: %v", proxy, name, target.Addr, err)
 				continue
 			}
 			if err := echo(c, "hello\n"); err != nil {

@@ -12,6 +12,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 const (
@@ -34,8 +36,8 @@ const (
 // is closed under it (ferry cut the channel) or after a minute. It reads
 // what the client sends meanwhile; unless got is nil, the digest of that
 // goes to got once the client's side has ended.
-func newHeldTarget(t *testing.T, release <-chan struct{}, got chan<- digest) *tcpTarget {
-	return newTCPTarget(t, func(c *net.TCPConn) {
+func newHeldTarget(t *testing.T, release <-chan struct{}, got chan<- digest) *testkit.TCPTarget {
+	return testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 		deadlineAfter(c, time.Minute)
 		readDone := make(chan struct{})
 		go func() {
@@ -192,12 +194,12 @@ func TestShutdownDrains(t *testing.T) {
 	var wg sync.WaitGroup
 	for i := range n {
 		started[i] = make(chan struct{})
-		dial := dialCONNECT
+		dial := testkit.DialCONNECT
 		if i%2 == 1 {
-			dial = dialSOCKS5
+			dial = testkit.DialSOCKS5
 		}
 		wg.Go(func() {
-			d, err := heldClient(ctx, dial, f.addr, target.addr, started[i], true)
+			d, err := heldClient(ctx, dial, f.addr, target.Addr, started[i], true)
 			results[i] = result{d, err}
 		})
 	}
@@ -248,9 +250,9 @@ func TestShutdownDrains(t *testing.T) {
 	if drained, _ := stopped.num("drained"); drained < n {
 		t.Errorf("ferry stopped: drained = %d, want >= %d: %v", drained, n, stopped)
 	}
-	access := f.lines("access", byTarget(target.addr))
+	access := f.lines("access", byTarget(target.Addr))
 	if len(access) != n {
-		t.Fatalf("got %d access lines for %s, want %d", len(access), target.addr, n)
+		t.Fatalf("got %d access lines for %s, want %d", len(access), target.Addr, n)
 	}
 	for _, l := range access {
 		for _, k := range []string{"up", "down"} {
@@ -296,7 +298,7 @@ func TestShutdownForced(t *testing.T) {
 			}
 			done := make(chan result, 1)
 			go func() {
-				d, err := heldClient(ctx, dialCONNECT, f.addr, target.addr, started, false)
+				d, err := heldClient(ctx, testkit.DialCONNECT, f.addr, target.Addr, started, false)
 				done <- result{d, err}
 			}()
 			select {
@@ -335,7 +337,7 @@ func TestShutdownForced(t *testing.T) {
 			if took, ok := stopped.dur("took"); !ok || took < tt.minTook || took > 10*time.Second {
 				t.Errorf("ferry stopped: took = %v, want between %v and 10s", stopped["took"], tt.minTook)
 			}
-			l := f.waitLine(t, "access", byTarget(target.addr))
+			l := f.waitLine(t, "access", byTarget(target.Addr))
 			if got, want := l.str("reason"), "shutdown"; got != want {
 				t.Errorf("access reason = %q, want %q: %v", got, want, l)
 			}

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // End-to-end tests of upstreams: ferry reaching targets through the real
@@ -104,8 +106,8 @@ func getVia(t *testing.T, proxyAddr, url string, socks bool) {
 	if socks {
 		args = []string{"--socks5-hostname", proxyAddr, url}
 	}
-	if body := curl(t, args...); body != targetBody {
-		t.Fatalf("curl %q: body %q, want %q", args, body, targetBody)
+	if body := curl(t, args...); body != testkit.TargetBody {
+		t.Fatalf("curl %q: body %q, want %q", args, body, testkit.TargetBody)
 	}
 }
 
@@ -158,17 +160,17 @@ func TestUpstreamParents(t *testing.T) {
 			t.Parallel()
 			needCurl(t)
 			url, log := tt.start(t)
-			web := newHTTPTarget(t)
+			web := testkit.HTTPTarget(t)
 			webAddr := web.Listener.Addr().String()
 			connectEcho, socksEcho := newEchoTarget(t), newEchoTarget(t)
 			f := startFerry(t, upstreamConfig("10s", upstreamTable(tt.name, url)+routeAll(tt.name)), nil)
 
 			getVia(t, f.addr, "http://"+webAddr+"/", false)
 			getVia(t, f.addr, "http://"+webAddr+"/", true)
-			echoVia(t, dialCONNECT, f.addr, connectEcho.addr)
-			echoVia(t, dialSOCKS5, f.addr, socksEcho.addr)
+			echoVia(t, testkit.DialCONNECT, f.addr, connectEcho.Addr)
+			echoVia(t, testkit.DialSOCKS5, f.addr, socksEcho.Addr)
 
-			for target, n := range map[string]int{webAddr: 2, connectEcho.addr: 1, socksEcho.addr: 1} {
+			for target, n := range map[string]int{webAddr: 2, connectEcho.Addr: 1, socksEcho.Addr: 1} {
 				for _, l := range accessLines(t, f, target, n) {
 					checkHops(t, l, tt.name, tt.name)
 				}
@@ -201,7 +203,7 @@ func TestUpstreamHTTPS(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			t.Parallel()
-			web := newHTTPTarget(t)
+			web := testkit.HTTPTarget(t)
 			webAddr := web.Listener.Addr().String()
 			f := startFerry(t, upstreamConfig("10s", upstreamTable("tls", url, tt.extra)+routeAll("tls")), nil)
 			if !tt.ok {
@@ -258,7 +260,7 @@ func TestUpstreamChain(t *testing.T) {
 			upstreamTable("dante", "socks5://"+danteProxy, `via = "tiny"`)+
 			routeAll("dante")), nil)
 
-	for i, dial := range []tunnelDialer{dialCONNECT, dialSOCKS5} {
+	for i, dial := range []tunnelDialer{testkit.DialCONNECT, testkit.DialSOCKS5} {
 		t.Run([]string{"connect", "socks5"}[i], func(t *testing.T) {
 			t.Parallel()
 			seedUp, seedDown := uint64(100+2*i), uint64(101+2*i)
@@ -267,7 +269,7 @@ func TestUpstreamChain(t *testing.T) {
 			wantUp, _ := send(io.Discard, seedUp, chainSize)
 			wantDown, _ := send(io.Discard, seedDown, chainSize)
 			ends := make(chan bulkEnd, 1)
-			target := newTCPTarget(t, func(c *net.TCPConn) {
+			target := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 				deadlineAfter(c, bulkTimeout)
 				var e bulkEnd
 				e.sent, e.got, e.err = exchange(c, seedDown, chainSize)
@@ -275,7 +277,7 @@ func TestUpstreamChain(t *testing.T) {
 			})
 			ctx, cancel := context.WithTimeout(context.Background(), bulkTimeout)
 			defer cancel()
-			c, err := dial(ctx, f.addr, target.addr)
+			c, err := dial(ctx, f.addr, target.Addr)
 			if err != nil {
 				t.Fatalf("tunnel through the chain: %v", err)
 			}
@@ -303,7 +305,7 @@ func TestUpstreamChain(t *testing.T) {
 				}
 			}
 
-			l := accessLines(t, f, target.addr, 1)[0]
+			l := accessLines(t, f, target.Addr, 1)[0]
 			checkHops(t, l, "dante", "tiny>dante")
 			for _, k := range []string{"up", "down"} {
 				if n, _ := l.num(k); n != chainSize {
@@ -311,10 +313,10 @@ func TestUpstreamChain(t *testing.T) {
 				}
 			}
 			// dante reached the target; tinyproxy only dante.
-			waitLogged(t, danteLog, danteAddr(target.addr))
+			waitLogged(t, danteLog, danteAddr(target.Addr))
 			waitLogged(t, tinyLog, danteProxy)
-			if logged(tinyLog, target.addr) {
-				t.Errorf("tinyproxy's log names the target %s, want only dante:\n%s", target.addr, readLog(tinyLog))
+			if logged(tinyLog, target.Addr) {
+				t.Errorf("tinyproxy's log names the target %s, want only dante:\n%s", target.Addr, readLog(tinyLog))
 			}
 		})
 	}
@@ -330,21 +332,21 @@ func TestUpstreamGroups(t *testing.T) {
 	t.Run("failover", func(t *testing.T) {
 		t.Parallel()
 		needCurl(t)
-		web := newHTTPTarget(t)
+		web := testkit.HTTPTarget(t)
 		webAddr := web.Listener.Addr().String()
 		echoes := newEchoTarget(t)
 		check := fmt.Sprintf(`health_check = { interval = "1s", target = %q, timeout = "1s" }`, webAddr)
 		f := startFerry(t, upstreamConfig("10s",
-			upstreamTable("dead", "socks5://"+closedAddr(t), check)+
+			upstreamTable("dead", "socks5://"+testkit.ClosedAddr(t), check)+
 				upstreamTable("micro", "socks5://"+startMicrosocks(t))+
 				groupTable("pool", "failover", "dead", "micro")+
 				routeAll("pool")), nil)
 
 		for range 3 {
 			getVia(t, f.addr, "http://"+webAddr+"/", false)
-			echoVia(t, dialSOCKS5, f.addr, echoes.addr)
+			echoVia(t, testkit.DialSOCKS5, f.addr, echoes.Addr)
 		}
-		for _, target := range []string{webAddr, echoes.addr} {
+		for _, target := range []string{webAddr, echoes.Addr} {
 			for _, l := range accessLines(t, f, target, 3) {
 				checkHops(t, l, "pool", "micro")
 			}
@@ -363,14 +365,14 @@ func TestUpstreamGroups(t *testing.T) {
 
 		const n = 6
 		for i := range n {
-			dial := dialSOCKS5
+			dial := testkit.DialSOCKS5
 			if i%3 == 2 {
-				dial = dialCONNECT
+				dial = testkit.DialCONNECT
 			}
-			echoVia(t, dial, f.addr, echoes.addr)
+			echoVia(t, dial, f.addr, echoes.Addr)
 		}
 		served := map[string]int{}
-		for _, l := range accessLines(t, f, echoes.addr, n) {
+		for _, l := range accessLines(t, f, echoes.Addr, n) {
 			if l.str("upstream") != "pool" {
 				t.Errorf("access upstream = %q, want pool: %v", l.str("upstream"), l)
 			}
@@ -379,7 +381,7 @@ func TestUpstreamGroups(t *testing.T) {
 		if served["dante"] == 0 || served["micro"] == 0 || served["dante"]+served["micro"] != n {
 			t.Errorf("%d requests served by (access chain): %v, want both dante and micro and nothing else", n, served)
 		}
-		waitLogged(t, danteLog, danteAddr(echoes.addr))
+		waitLogged(t, danteLog, danteAddr(echoes.Addr))
 	})
 
 	for _, strategy := range []string{"random", "least-connections"} {
@@ -393,9 +395,9 @@ func TestUpstreamGroups(t *testing.T) {
 					groupTable("pool", strategy, "dante", "micro")+
 					routeAll("pool")), nil)
 			for range 4 {
-				echoVia(t, dialSOCKS5, f.addr, echoes.addr)
+				echoVia(t, testkit.DialSOCKS5, f.addr, echoes.Addr)
 			}
-			for _, l := range accessLines(t, f, echoes.addr, 4) {
+			for _, l := range accessLines(t, f, echoes.Addr, 4) {
 				if l.str("upstream") != "pool" || (l.str("chain") != "dante" && l.str("chain") != "micro") {
 					t.Errorf("access line: want upstream pool and chain dante or micro: %v", l)
 				}
@@ -408,8 +410,8 @@ func TestUpstreamGroups(t *testing.T) {
 		// A long dial_timeout: refused members must not wait for it.
 		const timeout = 10 * time.Second
 		f := startFerry(t, upstreamConfig(timeout.String(),
-			upstreamTable("down1", "socks5://"+closedAddr(t))+
-				upstreamTable("down2", "http://"+closedAddr(t))+
+			upstreamTable("down1", "socks5://"+testkit.ClosedAddr(t))+
+				upstreamTable("down2", "http://"+testkit.ClosedAddr(t))+
 				groupTable("pool", "failover", "down1", "down2")+
 				routeAll("pool")), nil)
 		for _, a := range []struct {
@@ -422,7 +424,7 @@ func TestUpstreamGroups(t *testing.T) {
 			// and none is tried) general failure.
 			{askSOCKS5, []string{"REP 0x05", "REP 0x04", "REP 0x01"}},
 		} {
-			target := closedAddr(t)
+			target := testkit.ClosedAddr(t)
 			start := time.Now()
 			got := ask(t, f.addr, target, a.ask)
 			elapsed := time.Since(start)
@@ -448,7 +450,7 @@ func TestUpstreamGroups(t *testing.T) {
 func TestUpstreamRoutes(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
-	web := newHTTPTarget(t) // 127.0.0.1: direct, and www.a.test through squid
+	web := testkit.HTTPTarget(t) // 127.0.0.1: direct, and www.a.test through squid
 	webAddr := web.Listener.Addr().String()
 	_, webPort, _ := net.SplitHostPort(webAddr)
 	named := net.JoinHostPort("www.a.test", webPort)
@@ -465,7 +467,7 @@ func TestUpstreamRoutes(t *testing.T) {
 	web2Addr := ln.Addr().String()
 
 	byPort := newEchoTarget(t) // 127.0.0.1, routed by its port
-	_, echoPort, _ := net.SplitHostPort(byPort.addr)
+	_, echoPort, _ := net.SplitHostPort(byPort.Addr)
 
 	squidAddr, squidLog := startSquid(t, "alice", "wonder", "127.0.0.1 www.a.test\n")
 	danteProxy, danteLog := startDante(t, false)
@@ -503,7 +505,7 @@ upstream = "dante"
 	getVia(t, f.addr, "http://"+web2Addr+"/", true)
 	getVia(t, f.addr, "http://"+webAddr+"/", false)
 	getVia(t, f.addr, "http://"+webAddr+"/", true)
-	echoVia(t, dialCONNECT, f.addr, byPort.addr)
+	echoVia(t, testkit.DialCONNECT, f.addr, byPort.Addr)
 
 	for _, r := range []struct {
 		target string
@@ -528,7 +530,7 @@ upstream = "dante"
 		{named, "squid", 2},
 		{web2Addr, "dante", 2},
 		{webAddr, "direct", 2},
-		{byPort.addr, "dante", 1},
+		{byPort.Addr, "dante", 1},
 	} {
 		chain := want.upstream
 		if chain == "direct" {
@@ -541,8 +543,8 @@ upstream = "dante"
 
 	waitLogged(t, squidLog, named)
 	waitLogged(t, danteLog, danteAddr(web2Addr))
-	waitLogged(t, danteLog, danteAddr(byPort.addr))
-	for _, other := range []string{web2Addr, webAddr, byPort.addr, "www.blocked.test", "127.0.0.3"} {
+	waitLogged(t, danteLog, danteAddr(byPort.Addr))
+	for _, other := range []string{web2Addr, webAddr, byPort.Addr, "www.blocked.test", "127.0.0.3"} {
 		if logged(squidLog, other) {
 			t.Errorf("squid's log names %s, which is not routed to squid:\n%s", other, readLog(squidLog))
 		}
@@ -575,8 +577,8 @@ func TestUpstreamErrors(t *testing.T) {
 	}
 	tests := []errorCase{
 		{"squid-badpass", "http://alice:wrong@" + squidAddr, 1010, "502", "REP 0x01", true},
-		{"socks-down", "socks5://" + closedAddr(t), 1020, "502", "REP 0x05", false},
-		{"http-down", "http://" + closedAddr(t), 1030, "502", "REP 0x05", false},
+		{"socks-down", "socks5://" + testkit.ClosedAddr(t), 1020, "502", "REP 0x05", false},
+		{"http-down", "http://" + testkit.ClosedAddr(t), 1030, "502", "REP 0x05", false},
 		{"socks-silent", "socks5://" + silent, 1040, "504", "REP 0x06", false},
 		{"http-silent", "http://" + silent, 1050, "504", "REP 0x06", false},
 	}
@@ -656,7 +658,7 @@ func TestUpstreamCLI(t *testing.T) {
 	t.Run("one", func(t *testing.T) {
 		t.Parallel()
 		danteProxy, danteLog := startDante(t, false)
-		web := newHTTPTarget(t)
+		web := testkit.HTTPTarget(t)
 		webAddr := web.Listener.Addr().String()
 		f := startFerry(t, nil, func(addr string) []string {
 			return []string{"--listen", addr, "--log-format", "json", "--upstream", "socks5://" + danteProxy}
@@ -679,12 +681,12 @@ func TestUpstreamCLI(t *testing.T) {
 			return []string{"--listen", addr, "--log-format", "json",
 				"--upstream", "http://" + tinyAddr, "--upstream", "socks5://" + danteProxy}
 		})
-		echoVia(t, dialCONNECT, f.addr, echoes.addr)
-		l := accessLines(t, f, echoes.addr, 1)[0]
+		echoVia(t, testkit.DialCONNECT, f.addr, echoes.Addr)
+		l := accessLines(t, f, echoes.Addr, 1)[0]
 		if hops := strings.Split(l.str("chain"), ">"); len(hops) != 2 {
 			t.Errorf("access chain = %q, want two hops: %v", l.str("chain"), l)
 		}
 		waitLogged(t, tinyLog, danteProxy)
-		waitLogged(t, danteLog, danteAddr(echoes.addr))
+		waitLogged(t, danteLog, danteAddr(echoes.Addr))
 	})
 }

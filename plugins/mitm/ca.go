@@ -163,7 +163,7 @@ func ParseCA(certPEM, keyPEM []byte, cacheSize int) (*CA, error) {
 // the errors; empty names are left out.
 func parseCA(certPEM, keyPEM []byte, certName, keyName string, cacheSize int) (*CA, error) {
 	certLabel, keyLabel := label("ca certificate", certName), label("ca key", keyName)
-	cert, err := parseCert(certPEM)
+	cert, err := ParseCertPEM(certPEM)
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", certLabel, err)
 	}
@@ -199,7 +199,7 @@ func parseCA(certPEM, keyPEM []byte, certName, keyName string, cacheSize int) (*
 		cert:        cert,
 		certPEM:     pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: cert.Raw}),
 		key:         key,
-		fingerprint: Fingerprint(cert),
+		fingerprint: CertFingerprint(cert),
 		leafKey:     leafKey,
 		size:        cacheSize,
 		lru:         list.New(),
@@ -215,12 +215,9 @@ func label(what, name string) string {
 	return what + " " + name
 }
 
-// ParseCertPEM parses the first CERTIFICATE block of data; ferry ca
-// show reads certificates with it.
-func ParseCertPEM(data []byte) (*x509.Certificate, error) { return parseCert(data) }
-
-// parseCert parses the first CERTIFICATE block of data.
-func parseCert(data []byte) (*x509.Certificate, error) {
+// ParseCertPEM parses the first CERTIFICATE block of data; blocks of
+// other types before it are skipped.
+func ParseCertPEM(data []byte) (*x509.Certificate, error) {
 	for rest := data; ; {
 		var b *pem.Block
 		b, rest = pem.Decode(rest)
@@ -378,11 +375,11 @@ func ValidHostName(s string) bool {
 
 // clip shortens a client-chosen name for errors and logs.
 func clip(s string) string {
-	const maxLen = 64
-	if len(s) <= maxLen {
+	const max = 64
+	if len(s) <= max {
 		return s
 	}
-	return s[:maxLen] + "..."
+	return s[:max] + "..."
 }
 
 // newLeaf signs a certificate for host with the shared leaf key. It
@@ -449,6 +446,13 @@ func randomSerial() (*big.Int, error) {
 // hex pairs separated by colons, the way openssl and browsers show it.
 func (ca *CA) Fingerprint() string { return ca.fingerprint }
 
+// CertFingerprint is the SHA-256 of cert's DER, as uppercase hex pairs
+// separated by colons, the way openssl and browsers show it.
+func CertFingerprint(cert *x509.Certificate) string {
+	sum := sha256.Sum256(cert.Raw)
+	return colonHex(sum[:])
+}
+
 // Certificate is the CA certificate. Callers must not modify it.
 func (ca *CA) Certificate() *x509.Certificate { return ca.cert }
 
@@ -460,13 +464,6 @@ func (ca *CA) CertPEM() []byte { return bytes.Clone(ca.certPEM) }
 // leaf).
 func (ca *CA) Stats() (hits, misses uint64) {
 	return ca.hits.Load(), ca.misses.Load()
-}
-
-// Fingerprint is the SHA-256 of cert's DER as openssl prints it:
-// uppercase hex pairs separated by colons.
-func Fingerprint(cert *x509.Certificate) string {
-	sum := sha256.Sum256(cert.Raw)
-	return colonHex(sum[:])
 }
 
 // colonHex is b as uppercase hex pairs separated by colons.

@@ -129,7 +129,7 @@ func TestNewCA(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c2, _ := parseCert(cert2)
+	c2, _ := ParseCertPEM(cert2)
 	if c2.SerialNumber.Cmp(c.SerialNumber) == 0 {
 		t.Errorf("two CAs share serial %v", c.SerialNumber)
 	}

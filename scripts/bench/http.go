@@ -8,8 +8,6 @@ import (
 	"io"
 	"net"
 	"strconv"
-	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -341,55 +339,21 @@ func (b *bench) httpLoad(size int64) *Result {
 
 	time.Sleep(b.cfg.settle)
 	m := b.start()
-	deadline := m.t.Add(b.cfg.duration)
-	var issued, done, errCount atomic.Int64
-	var mu sync.Mutex
-	var firstErr error
-	lats := make([][]time.Duration, b.cfg.conc)
-	var wg sync.WaitGroup
-	for w, c := range clients {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			for time.Now().Before(deadline) {
-				if b.cfg.count > 0 && issued.Add(1) > b.cfg.count {
-					return
-				}
-				t0 := time.Now()
-				if err := c.get(deadline.Add(b.cfg.dialTO)); err != nil {
-					if errCount.Add(1) == 1 {
-						mu.Lock()
-						firstErr = err
-						mu.Unlock()
-					}
-					time.Sleep(time.Millisecond) // no hot loop against a refusing proxy
-					continue
-				}
-				done.Add(1)
-				if len(lats[w]) < 1<<20 {
-					lats[w] = append(lats[w], time.Since(t0))
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(m.t)
-	b.stop(m, elapsed, r)
-	r.Requests, r.Errors = done.Load(), errCount.Load()
+	lr := b.drive(m, len(clients), func(w int) func(time.Time) error {
+		c := clients[w]
+		return func(deadline time.Time) error { return c.get(deadline.Add(b.cfg.dialTO)) }
+	})
+	b.stop(m, lr.elapsed, r)
+	r.Requests, r.Errors = lr.done, lr.errs
 	r.Bytes = r.Requests * size
 	for _, c := range clients {
 		r.Reopened += c.dials
 	}
 	r.Reopened -= dialsBefore
-	if firstErr != nil {
-		r.FirstError = firstErr.Error()
+	if lr.firstErr != nil {
+		r.FirstError = lr.firstErr.Error()
 	}
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	sortDurations(all)
-	r.ReqP50Us, r.ReqP99Us = percentile(all, 0.5), percentile(all, 0.99)
+	r.ReqP50Us, r.ReqP99Us = percentile(lr.lats, 0.5), percentile(lr.lats, 0.99)
 	if r.Seconds > 0 {
 		r.ReqsPerSec = float64(r.Requests) / r.Seconds
 		r.MBps = float64(r.Bytes) / 1e6 / r.Seconds

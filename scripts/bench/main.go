@@ -181,8 +181,8 @@ func runBench(args []string) int {
 	if err != nil {
 		return fail("target: %v", err)
 	}
-	defer tg.close()
-	ap, err := netip.ParseAddrPort(tg.ln.Addr().String())
+	defer tg.Close()
+	ap, err := netip.ParseAddrPort(tg.Addr().String())
 	if err != nil {
 		return fail("target address: %v", err)
 	}

@@ -109,55 +109,19 @@ func (b *bench) connrate() *Result {
 	r := &Result{Concurrency: b.cfg.conc}
 	time.Sleep(b.cfg.settle)
 	m := b.start()
-	deadline := m.t.Add(b.cfg.duration)
-	var issued, done, errCount atomic.Int64
-	var mu sync.Mutex
-	var firstErr error
-	lats := make([][]time.Duration, b.cfg.conc)
-	var wg sync.WaitGroup
-	for w := range b.cfg.conc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			msg := make([]byte, b.cfg.echoBytes)
-			got := make([]byte, b.cfg.echoBytes)
-			for time.Now().Before(deadline) {
-				if b.cfg.count > 0 && issued.Add(1) > b.cfg.count {
-					return
-				}
-				t0 := time.Now()
-				err := b.echoTunnel(msg, got, true)
-				if err != nil {
-					if errCount.Add(1) == 1 {
-						mu.Lock()
-						firstErr = err
-						mu.Unlock()
-					}
-					time.Sleep(time.Millisecond) // no hot loop against a refusing proxy
-					continue
-				}
-				done.Add(1)
-				if len(lats[w]) < 1<<20 {
-					lats[w] = append(lats[w], time.Since(t0))
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	elapsed := time.Since(m.t)
+	lr := b.drive(m, b.cfg.conc, func(int) func(time.Time) error {
+		msg := make([]byte, b.cfg.echoBytes)
+		got := make([]byte, b.cfg.echoBytes)
+		return func(time.Time) error { return b.echoTunnel(msg, got, true) }
+	})
 	time.Sleep(b.cfg.settle) // the proxy finishes closing the last tunnels
-	b.stop(m, elapsed, r)
-	r.Conns = done.Load()
-	r.Errors = errCount.Load()
-	if firstErr != nil {
-		r.FirstError = firstErr.Error()
+	b.stop(m, lr.elapsed, r)
+	r.Conns = lr.done
+	r.Errors = lr.errs
+	if lr.firstErr != nil {
+		r.FirstError = lr.firstErr.Error()
 	}
-	var all []time.Duration
-	for _, l := range lats {
-		all = append(all, l...)
-	}
-	sortDurations(all)
-	r.ConnP50Us, r.ConnP99Us = percentile(all, 0.5), percentile(all, 0.99)
+	r.ConnP50Us, r.ConnP99Us = percentile(lr.lats, 0.5), percentile(lr.lats, 0.99)
 	if r.Seconds > 0 {
 		r.ConnsPerSec = float64(r.Conns) / r.Seconds
 	}
@@ -363,7 +327,7 @@ func (b *bench) idle() *Result {
 	// bounded time to come through to the clients, close the clients, and
 	// give the proxy a bounded time to let go of them before the next
 	// measurement.
-	b.tg.closeConns()
+	b.tg.CloseConns()
 	end := time.Now().Add(10 * time.Second)
 	var one [1]byte
 	for _, c := range conns {
@@ -399,4 +363,59 @@ func (b *bench) idle() *Result {
 		}
 	}
 	return r
+}
+
+// driven is what drive measured.
+type driven struct {
+	done, errs int64
+	firstErr   error
+	lats       []time.Duration // of the operations that succeeded, sorted
+	elapsed    time.Duration   // from the meter's start to the last worker's end
+}
+
+// drive runs workers goroutines, each calling the operation newOp(w)
+// returns in a closed loop until cfg.duration after m started, or until
+// cfg.count operations have been issued when it is set. A failed
+// operation is counted and retried after a millisecond (no hot loop
+// against a refusing proxy); latencies are kept up to 2^20 a worker.
+func (b *bench) drive(m meter, workers int, newOp func(w int) func(deadline time.Time) error) driven {
+	deadline := m.t.Add(b.cfg.duration)
+	var issued, done, errCount atomic.Int64
+	var mu sync.Mutex
+	var firstErr error
+	lats := make([][]time.Duration, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			op := newOp(w)
+			for time.Now().Before(deadline) {
+				if b.cfg.count > 0 && issued.Add(1) > b.cfg.count {
+					return
+				}
+				t0 := time.Now()
+				if err := op(deadline); err != nil {
+					if errCount.Add(1) == 1 {
+						mu.Lock()
+						firstErr = err
+						mu.Unlock()
+					}
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				done.Add(1)
+				if len(lats[w]) < 1<<20 {
+					lats[w] = append(lats[w], time.Since(t0))
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	d := driven{done: done.Load(), errs: errCount.Load(), firstErr: firstErr, elapsed: time.Since(m.t)}
+	for _, l := range lats {
+		d.lats = append(d.lats, l...)
+	}
+	sortDurations(d.lats)
+	return d
 }

@@ -1,8 +1,6 @@
 package main
 
 import (
-	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
@@ -10,6 +8,8 @@ import (
 	"strconv"
 	"strings"
 	"syscall"
+
+	"ferry/test/testkit"
 )
 
 // procSample is what /proc tells about the process under test and every
@@ -24,49 +24,8 @@ type procSample struct {
 	procs  int   // processes in the tree
 }
 
-// clockTicks is the kernel's USER_HZ, the unit of utime and stime, read
-// from the auxiliary vector (AT_CLKTCK); 100 on every Linux we know of.
-var clockTicks = func() int64 {
-	b, err := os.ReadFile("/proc/self/auxv")
-	if err != nil {
-		return 100
-	}
-	const atClkTck = 17
-	for len(b) >= 16 {
-		k, v := binary.NativeEndian.Uint64(b), binary.NativeEndian.Uint64(b[8:])
-		b = b[16:]
-		if k == atClkTck && v > 0 {
-			return int64(v)
-		}
-		if k == 0 {
-			break
-		}
-	}
-	return 100
-}()
-
-// statFields returns the fields of /proc/PID/stat after the command
-// name: index 0 is field 3 (state) of proc(5), so field k is index k-3.
-func statFields(pid int) ([]string, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return nil, err
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return nil, fmt.Errorf("/proc/%d/stat: no ')'", pid)
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 15 {
-		return nil, fmt.Errorf("/proc/%d/stat: %d fields", pid, len(f))
-	}
-	return f, nil
-}
-
-func atoi64(s string) int64 {
-	n, _ := strconv.ParseInt(s, 10, 64)
-	return n
-}
+// clockTicks is the kernel's USER_HZ, the unit of utime and stime.
+var clockTicks = testkit.ClockTicks
 
 // tree returns root and all its descendants, root first.
 func tree(root int) []int {
@@ -77,11 +36,11 @@ func tree(root int) []int {
 		if err != nil || pid == root {
 			continue
 		}
-		f, err := statFields(pid)
+		f, err := testkit.StatFields(pid)
 		if err != nil {
 			continue
 		}
-		ppid := int(atoi64(f[1]))
+		ppid := int(testkit.Atoi64(f[1]))
 		children[ppid] = append(children[ppid], pid)
 	}
 	out := []int{root}
@@ -91,37 +50,15 @@ func tree(root int) []int {
 	return out
 }
 
-// statusKiB reads a "Key:   123 kB" line of a /proc file.
+// statusKiB reads a "Key:   123 kB" line of a /proc file, 0 if it cannot.
 func statusKiB(file, key string) int64 {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return 0
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, key+":"); ok {
-			f := strings.Fields(rest)
-			if len(f) > 0 {
-				return atoi64(f[0])
-			}
-		}
-	}
-	return 0
+	n, _ := testkit.StatusKiB(file, key)
+	return n
 }
 
+// countFDs counts a process's descriptors, 0 if it cannot.
 func countFDs(pid int) int64 {
-	d, err := os.Open(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return 0
-	}
-	defer d.Close()
-	var n int64
-	for range 1000 { // at most 1000 batches of 1024: bounded
-		names, err := d.Readdirnames(1024)
-		n += int64(len(names))
-		if err != nil || len(names) == 0 {
-			break
-		}
-	}
+	n, _ := testkit.CountFDs(pid)
 	return n
 }
 
@@ -132,19 +69,19 @@ func sample(root int, memory bool) (procSample, error) {
 	if root <= 0 {
 		return s, nil
 	}
-	rf, err := statFields(root)
+	rf, err := testkit.StatFields(root)
 	if err != nil {
 		return s, fmt.Errorf("process %d: %w", root, err)
 	}
-	s.ticks = atoi64(rf[13]) + atoi64(rf[14]) // root's cutime + cstime
+	s.ticks = testkit.Atoi64(rf[13]) + testkit.Atoi64(rf[14]) // root's cutime + cstime
 	for _, pid := range tree(root) {
-		f, err := statFields(pid)
+		f, err := testkit.StatFields(pid)
 		if err != nil {
 			continue // exited meanwhile: its time is in its parent's cutime once reaped
 		}
-		s.ticks += atoi64(f[11]) + atoi64(f[12])
+		s.ticks += testkit.Atoi64(f[11]) + testkit.Atoi64(f[12])
 		if pid != root {
-			s.ticks += atoi64(f[13]) + atoi64(f[14])
+			s.ticks += testkit.Atoi64(f[13]) + testkit.Atoi64(f[14])
 		}
 		s.procs++
 		if memory {

@@ -4,8 +4,9 @@ import (
 	"encoding/binary"
 	"io"
 	"net"
-	"sync"
 	"time"
+
+	"ferry/scripts/internal/load"
 )
 
 // target is the tool's own server at the far end of the proxy.
@@ -24,13 +25,9 @@ import (
 // they connect (dante) run out of ephemeral ports when tens of thousands
 // of them wait out TIME_WAIT.
 type target struct {
-	ln       net.Listener
-	stream   bool
-	once     int
-	deadline time.Time // no connection lives past it
-	wg       sync.WaitGroup
-	mu       sync.Mutex
-	conns    map[net.Conn]struct{}
+	*load.Server
+	stream bool
+	once   int
 }
 
 const chunk = 256 << 10
@@ -38,48 +35,26 @@ const chunk = 256 << 10
 var zeros = make([]byte, chunk)
 
 func startTarget(addr string, stream bool, once int, deadline time.Time) (*target, error) {
-	ln, err := net.Listen("tcp", addr)
+	t := &target{stream: stream, once: once}
+	srv, err := load.Listen(addr, deadline, t.serve)
 	if err != nil {
 		return nil, err
 	}
-	t := &target{ln: ln, stream: stream, once: once, deadline: deadline, conns: map[net.Conn]struct{}{}}
-	t.wg.Add(1)
-	go t.accept()
+	t.Server = srv
 	return t, nil
 }
 
-func (t *target) accept() {
-	defer t.wg.Done()
-	for {
-		c, err := t.ln.Accept()
-		if err != nil {
-			return // closed
+func (t *target) serve(c net.Conn) {
+	switch {
+	case t.stream:
+		t.serveStream(c)
+	case t.once > 0:
+		buf := make([]byte, t.once)
+		if _, err := io.ReadFull(c, buf); err == nil {
+			c.Write(buf)
 		}
-		c.SetDeadline(t.deadline)
-		t.mu.Lock()
-		t.conns[c] = struct{}{}
-		t.mu.Unlock()
-		t.wg.Add(1)
-		go func() {
-			defer t.wg.Done()
-			defer func() {
-				t.mu.Lock()
-				delete(t.conns, c)
-				t.mu.Unlock()
-				c.Close()
-			}()
-			switch {
-			case t.stream:
-				t.serveStream(c)
-			case t.once > 0:
-				buf := make([]byte, t.once)
-				if _, err := io.ReadFull(c, buf); err == nil {
-					c.Write(buf)
-				}
-			default:
-				t.echo(c)
-			}
-		}()
+	default:
+		t.echo(c)
 	}
 }
 
@@ -124,20 +99,4 @@ func (t *target) echo(c net.Conn) {
 			return
 		}
 	}
-}
-
-// closeConns closes every open connection.
-func (t *target) closeConns() {
-	t.mu.Lock()
-	for c := range t.conns {
-		c.Close()
-	}
-	t.mu.Unlock()
-}
-
-// close stops accepting and closes every open connection.
-func (t *target) close() {
-	t.ln.Close()
-	t.closeConns()
-	t.wg.Wait()
 }

@@ -8,6 +8,8 @@ import (
 	"math/rand/v2"
 	"net"
 	"time"
+
+	"ferry/scripts/internal/load"
 )
 
 // failure runs the i-th failure scenario: each of them, in turn.
@@ -39,12 +41,12 @@ func (d *driver) refusedTunnel(i int) {
 		d.record(name, unexpected, errors.New("tunnel to a closed port opened"))
 		return
 	}
-	var r *refusal
+	var r *load.Refusal
 	want := 502
 	if p.proto == "socks5" {
 		want = 5
 	}
-	if errors.As(err, &r) && r.code == want {
+	if errors.As(err, &r) && r.Code == want {
 		d.record(name, expected, nil)
 		return
 	}
@@ -69,16 +71,16 @@ func (d *driver) refusedHTTP(i int) {
 		d.record(name, unexpected, err)
 		return
 	}
-	head, _, err := readHead(c)
+	head, _, err := load.ReadHead(c)
 	if err != nil {
 		d.record(name, unexpected, fmt.Errorf("response: %w", err))
 		return
 	}
-	if code := statusCode(head); code != 502 {
+	if code := load.StatusCode(head); code != 502 {
 		d.record(name, unexpected, fmt.Errorf("status %d, want 502", code))
 		return
 	}
-	waitClose(c, d.opDeadline())
+	load.WaitClose(c, d.opDeadline())
 	d.record(name, expected, nil)
 }
 
@@ -122,7 +124,7 @@ func (d *driver) targetReset(i int) {
 	name := "target-reset " + p.name
 	c, err := dial(p, d.resetAddr, d.opDeadline())
 	if err != nil {
-		var r *refusal
+		var r *load.Refusal
 		if errors.As(err, &r) {
 			d.record(name, expected, nil)
 		} else {
@@ -169,7 +171,7 @@ func (d *driver) targetCut(i int) {
 func (d *driver) handshakePrefix(p path, i int) []byte {
 	t := d.target.String()
 	if p.proto == "socks5" {
-		req := socks5Request(1, d.target)
+		req := load.SOCKS5Request(1, d.target)
 		switch i % 4 {
 		case 0:
 			return []byte{5}
@@ -210,7 +212,7 @@ func (d *driver) clientResetHandshake(i int) {
 	switch k := (i / len(d.proxied)) % 6; {
 	case k == 4: // nothing at all
 	case k == 5 && p.proto == "socks5":
-		msg = append([]byte{5, 1, 0}, socks5Request(1, d.target)...)
+		msg = append([]byte{5, 1, 0}, load.SOCKS5Request(1, d.target)...)
 	case k == 5:
 		t := d.target.String()
 		msg = []byte("CONNECT " + t + " HTTP/1.1\r\nHost: " + t + "\r\n\r\n")
@@ -219,13 +221,13 @@ func (d *driver) clientResetHandshake(i int) {
 	}
 	if len(msg) > 0 {
 		if _, err := c.Write(msg); err != nil {
-			reset(c)
+			load.Reset(c)
 			d.record(name, unexpected, err)
 			return
 		}
 	}
 	time.Sleep(time.Duration(rand.IntN(20)) * time.Millisecond)
-	reset(c)
+	load.Reset(c)
 	d.record(name, expected, nil)
 }
 
@@ -246,7 +248,7 @@ func (d *driver) clientStallHandshake(i int) {
 		d.record(name, unexpected, err)
 		return
 	}
-	err = waitClose(c, limit) // a SOCKS5 method reply may come first
+	err = load.WaitClose(c, limit) // a SOCKS5 method reply may come first
 	took := time.Since(start)
 	switch {
 	case isTimeout(err):
@@ -272,7 +274,7 @@ func (d *driver) clientGarbage(i int) {
 		case 0:
 			msg = []byte{5, 1, 2} // username/password only: ferry has no auth here
 		case 1:
-			msg = append([]byte{5, 1, 0}, socks5Request(2, d.target)...) // BIND
+			msg = append([]byte{5, 1, 0}, load.SOCKS5Request(2, d.target)...) // BIND
 		default:
 			msg = []byte{0x16, 3, 1, 0, 4, 1, 0, 0, 0} // a TLS record: no protocol ferry speaks
 		}
@@ -298,7 +300,7 @@ func (d *driver) clientGarbage(i int) {
 		return
 	}
 	got, err := io.ReadAll(io.LimitReader(c, 64<<10))
-	code := statusCode(got)
+	code := load.StatusCode(got)
 	switch {
 	case err != nil && !isClose(err):
 		d.record(name, unexpected, fmt.Errorf("want an answer and a close: %w", err))
@@ -338,7 +340,7 @@ func (d *driver) clientAbortDownload(i int) {
 		return
 	}
 	if i%2 == 0 {
-		reset(c)
+		load.Reset(c)
 	} else {
 		c.Close()
 	}
@@ -367,7 +369,7 @@ func (d *driver) clientAbortUpload(i int) {
 		return
 	}
 	if i%2 == 0 {
-		reset(c)
+		load.Reset(c)
 	} else {
 		c.Close()
 	}

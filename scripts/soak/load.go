@@ -16,6 +16,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"ferry/scripts/internal/load"
 )
 
 // maxOps bounds every loop of the driver, whatever the duration.
@@ -431,7 +433,7 @@ func (d *driver) idleHolder(w int) {
 			d.record(name, ok, nil)
 		}
 		if i%2 == 0 {
-			reset(c)
+			load.Reset(c)
 		} else {
 			c.Close()
 		}

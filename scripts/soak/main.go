@@ -41,9 +41,10 @@ import (
 	"net/url"
 	"os"
 	"slices"
-	"strconv"
 	"strings"
 	"time"
+
+	"ferry/scripts/internal/load"
 )
 
 type config struct {
@@ -110,7 +111,7 @@ func run(args []string) int {
 		return 2
 	}
 	var err error
-	if c.longBytes, err = parseSize(longBytes); err != nil || c.longBytes <= 0 {
+	if c.longBytes, err = load.ParseSize(longBytes); err != nil || c.longBytes <= 0 {
 		return fail("-long-bytes: %q", longBytes)
 	}
 	if c.pid <= 0 || c.admin == "" || c.proxy == "" || c.forward == "" {
@@ -134,16 +135,16 @@ func run(args []string) int {
 	tdl := start.Add(c.maxTime)
 
 	d := &driver{cfg: c, stop: make(chan struct{}), byName: map[string]*counts{}, shortLat: map[string][]time.Duration{}}
-	st, err := listen(c.target, tdl, serveStream)
+	st, err := load.Listen(c.target, tdl, serveStream)
 	if err != nil {
 		return fail("stream target: %v", err)
 	}
-	defer st.close()
-	rt, err := listen("127.0.0.1:0", tdl, serveReset)
+	defer st.Close()
+	rt, err := load.Listen("127.0.0.1:0", tdl, serveReset)
 	if err != nil {
 		return fail("reset target: %v", err)
 	}
-	defer rt.close()
+	defer rt.Close()
 	hln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return fail("http target: %v", err)
@@ -151,8 +152,8 @@ func run(args []string) int {
 	hs := &http.Server{Handler: httpHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: c.maxTime}
 	go hs.Serve(hln)
 	defer hs.Close()
-	d.target = netip.MustParseAddrPort(st.ln.Addr().String())
-	d.resetAddr = netip.MustParseAddrPort(rt.ln.Addr().String())
+	d.target = netip.MustParseAddrPort(st.Addr().String())
+	d.resetAddr = netip.MustParseAddrPort(rt.Addr().String())
 	d.httpTarget = hln.Addr().String()
 	if c.closed == "" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -427,28 +428,4 @@ func orNone(s string) string {
 		return "none"
 	}
 	return s
-}
-
-// parseSize reads "32MiB", "64KiB", "1GB", "4096".
-func parseSize(s string) (int64, error) {
-	s = strings.TrimSpace(s)
-	units := []struct {
-		suffix string
-		mult   int64
-	}{
-		{"GiB", 1 << 30}, {"MiB", 1 << 20}, {"KiB", 1 << 10},
-		{"GB", 1e9}, {"MB", 1e6}, {"KB", 1e3}, {"B", 1},
-	}
-	mult := int64(1)
-	for _, u := range units {
-		if num, ok := strings.CutSuffix(s, u.suffix); ok {
-			s, mult = num, u.mult
-			break
-		}
-	}
-	n, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("size %q", s)
-	}
-	return n * mult, nil
 }

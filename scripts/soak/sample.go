@@ -7,10 +7,11 @@ import (
 	"io"
 	"math"
 	"net/http"
-	"os"
 	"strconv"
 	"strings"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // sample is one reading of ferry and of the driver's counts.
@@ -47,16 +48,16 @@ func newProber(pid int, admin string) *prober {
 // read takes a sample; an error means ferry is gone or not answering.
 func (p *prober) read() (sample, error) {
 	var s sample
-	rss, err := statusKiB(p.pid, "VmRSS")
+	rss, err := testkit.StatusKiB(fmt.Sprintf("/proc/%d/status", p.pid), "VmRSS")
 	if err != nil {
-		return s, err
+		return s, fmt.Errorf("ferry (pid %d) is gone: %w", p.pid, err)
 	}
 	s.rssKiB = rss
-	if s.ticks, err = cpuTicks(p.pid); err != nil {
-		return s, err
+	if s.ticks, err = testkit.CPUTicks(p.pid); err != nil {
+		return s, fmt.Errorf("ferry (pid %d) is gone: %w", p.pid, err)
 	}
-	if s.fds, err = countFDs(p.pid); err != nil {
-		return s, err
+	if s.fds, err = testkit.CountFDs(p.pid); err != nil {
+		return s, fmt.Errorf("ferry (pid %d) is gone: %w", p.pid, err)
 	}
 	m, err := p.metrics()
 	if err != nil {
@@ -129,59 +130,8 @@ func (p *prober) channels() (int64, error) {
 	return int64(len(list)), nil
 }
 
-// statusKiB reads a "Key:   123 kB" line of /proc/PID/status.
-func statusKiB(pid int, key string) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0, fmt.Errorf("ferry (pid %d) is gone: %w", pid, err)
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if rest, ok := strings.CutPrefix(line, key+":"); ok {
-			if f := strings.Fields(rest); len(f) > 0 {
-				return strconv.ParseInt(f[0], 10, 64)
-			}
-		}
-	}
-	return 0, fmt.Errorf("/proc/%d/status: no %s (a zombie?)", pid, key)
-}
-
-// cpuTicks is the process's utime+stime (fields 14 and 15 of
-// /proc/PID/stat) in clock ticks.
-func cpuTicks(pid int) (int64, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, fmt.Errorf("ferry (pid %d) is gone: %w", pid, err)
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 13 {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
-	}
-	u, _ := strconv.ParseInt(f[11], 10, 64)
-	st, _ := strconv.ParseInt(f[12], 10, 64)
-	return u + st, nil
-}
-
-// clockTick is USER_HZ, the unit of utime and stime: 100 on every Linux
-// this runs on (the driver does not read the auxiliary vector for it).
-const clockTick = 100
-
-func countFDs(pid int) (int64, error) {
-	d, err := os.Open(fmt.Sprintf("/proc/%d/fd", pid))
-	if err != nil {
-		return 0, fmt.Errorf("ferry (pid %d) is gone: %w", pid, err)
-	}
-	defer d.Close()
-	var n int64
-	for range 1000 { // at most 1000 batches of 1024: bounded
-		names, err := d.Readdirnames(1024)
-		n += int64(len(names))
-		if err != nil || len(names) == 0 {
-			break
-		}
-	}
-	return n, nil
-}
+// clockTick is USER_HZ, the unit of utime and stime.
+var clockTick = float64(testkit.ClockTicks)
 
 func (s sample) String() string {
 	return fmt.Sprintf("%6s %-6s rss %5.1f MiB  heap %5.1f MiB  goroutines %5d  fds %5d  active %4d  channels %4d  parked %4d  cpu %3.0f%% | ok %7d  expected %6d  unexpected %d",

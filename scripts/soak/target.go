@@ -9,8 +9,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
-	"sync"
-	"time"
+
+	"ferry/scripts/internal/load"
 )
 
 // The targets at the far end of ferry, all in this process.
@@ -49,61 +49,6 @@ var pattern = func() []byte {
 func patternAt(off int64, n int) []byte {
 	s := int(off % 251)
 	return pattern[s : s+n]
-}
-
-// server accepts on ln and runs serve for each connection with deadline
-// set, tracking the connections so close can end them.
-type server struct {
-	ln    net.Listener
-	serve func(net.Conn)
-	wg    sync.WaitGroup
-	mu    sync.Mutex
-	conns map[net.Conn]struct{}
-}
-
-func listen(addr string, deadline time.Time, serve func(net.Conn)) (*server, error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, err
-	}
-	s := &server{ln: ln, serve: serve, conns: map[net.Conn]struct{}{}}
-	s.wg.Add(1)
-	go func() {
-		defer s.wg.Done()
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return // closed
-			}
-			c.SetDeadline(deadline)
-			s.mu.Lock()
-			s.conns[c] = struct{}{}
-			s.mu.Unlock()
-			s.wg.Add(1)
-			go func() {
-				defer s.wg.Done()
-				defer func() {
-					s.mu.Lock()
-					delete(s.conns, c)
-					s.mu.Unlock()
-					c.Close()
-				}()
-				s.serve(c)
-			}()
-		}
-	}()
-	return s, nil
-}
-
-// close stops accepting, closes every open connection and waits for them.
-func (s *server) close() {
-	s.ln.Close()
-	s.mu.Lock()
-	for c := range s.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
-	s.wg.Wait()
 }
 
 // serveStream runs the stream target's commands on c.
@@ -160,7 +105,7 @@ func serveStream(c net.Conn) {
 				return
 			}
 			if cmd == 'R' {
-				reset(c)
+				load.Reset(c)
 				return
 			}
 		default: // 'C', or a command we do not know
@@ -182,7 +127,7 @@ func writePattern(w io.Writer, n int64) error {
 }
 
 // serveReset refuses service: it resets the connection at once.
-func serveReset(c net.Conn) { reset(c) }
+func serveReset(c net.Conn) { load.Reset(c) }
 
 // httpHandler is the HTTP target: GET /b?n=N answers N bytes of the
 // pattern; POST /p checks that the body is the pattern and answers its
