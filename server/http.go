@@ -50,6 +50,10 @@ func (h *conn) serveHTTP() {
 			return
 		}
 		if req.Method == http.MethodConnect {
+			// The tunnel may end, and the connection be released, before
+			// this goroutine runs its defers: the kept-alive upstream of
+			// earlier requests goes first.
+			fw.closeUpstream()
 			h.serveCONNECT(req)
 			return
 		}
