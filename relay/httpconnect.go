@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"ferry/plugins"
+	"ferry/plugins/pkg/netx"
 )
 
 // HTTPConnect returns a dialer that reaches targets through the HTTP proxy
@@ -119,7 +120,7 @@ func (d *httpConnectDialer) handshake(ctx context.Context, c net.Conn, target st
 		return nil, d.statusError(resp)
 	}
 	if len(rest) > 0 {
-		return &prefixConn{Conn: conn, pending: rest}, nil
+		return &netx.PrefixConn{Conn: conn, Prefix: rest}, nil
 	}
 	return conn, nil
 }
@@ -238,29 +239,3 @@ func readHeadBuffered(c net.Conn) (head, rest []byte, err error) {
 		}
 	}
 }
-
-// prefixConn returns bytes already read before reading the connection.
-type prefixConn struct {
-	net.Conn
-	pending []byte
-}
-
-func (c *prefixConn) Read(b []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(b, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.Conn.Read(b)
-}
-
-// CloseWrite half-closes the connection underneath when it can (TLS).
-func (c *prefixConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// NetConn returns the connection underneath, for Abort.
-func (c *prefixConn) NetConn() net.Conn { return c.Conn }

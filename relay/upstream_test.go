@@ -1157,7 +1157,7 @@ func TestHTTPSConnect(t *testing.T) {
 		code     plugins.Code
 	}{
 		{"trusted", httpFake{}, &tls.Config{RootCAs: roots, ServerName: "proxy.test"}, "*tls.Conn", "", 0},
-		{"trusted, greeting after head", httpFake{greeting: greeting}, &tls.Config{RootCAs: roots, ServerName: "proxy.test"}, "*relay.prefixConn", "", 0},
+		{"trusted, greeting after head", httpFake{greeting: greeting}, &tls.Config{RootCAs: roots, ServerName: "proxy.test"}, "*netx.PrefixConn", "", 0},
 		{"trusted, head split", httpFake{splitHead: true, greeting: greeting}, &tls.Config{RootCAs: roots, ServerName: "proxy.test"}, "", "", 0},
 		{"untrusted CA", httpFake{}, &tls.Config{RootCAs: x509.NewCertPool(), ServerName: "proxy.test"}, "", StageHandshake, plugins.CodeGeneral},
 		{"wrong name", httpFake{}, &tls.Config{RootCAs: roots, ServerName: "other.test"}, "", StageHandshake, plugins.CodeGeneral},
@@ -1215,30 +1215,6 @@ func TestHTTPSConnectSilent(t *testing.T) {
 		t.Fatal("dial succeeded")
 	}
 	upstreamErr(t, err, "https-silent", StageHandshake, plugins.CodeTimeout)
-}
-
-func TestPrefixConn(t *testing.T) {
-	a, b := net.Pipe()
-	defer a.Close()
-	defer b.Close()
-	pc := &prefixConn{Conn: a, pending: []byte("abcdef")}
-	buf := make([]byte, 4)
-	n, err := pc.Read(buf)
-	if err != nil || string(buf[:n]) != "abcd" {
-		t.Fatalf("first read %q %v", buf[:n], err)
-	}
-	n, err = pc.Read(buf)
-	if err != nil || string(buf[:n]) != "ef" {
-		t.Fatalf("second read %q %v", buf[:n], err)
-	}
-	go b.Write([]byte("gh"))
-	n, err = pc.Read(buf)
-	if err != nil || string(buf[:n]) != "gh" {
-		t.Fatalf("third read %q %v", buf[:n], err)
-	}
-	if err := pc.CloseWrite(); err != nil { // net.Pipe cannot half-close: a no-op
-		t.Fatal(err)
-	}
 }
 
 // ---------------------------------------------------------------------
