@@ -17,6 +17,7 @@ import (
 	"ferry/plugins"
 	"ferry/proxyproto"
 	"ferry/relay"
+	"ferry/relay/upstream"
 )
 
 // conn is one accepted client connection.
@@ -290,7 +291,7 @@ func (e *dialError) Unwrap() error { return e.err }
 // rewritten) target within dial_timeout. On failure it returns what to
 // tell the client. The DialInfo is to be released when the connection
 // ends.
-func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, *relay.DialInfo, plugins.Code, error) {
+func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, *upstream.DialInfo, plugins.Code, error) {
 	if err := h.admit(ctx, s); err != nil {
 		return nil, nil, plugins.CodeOf(err), err
 	}
@@ -353,13 +354,13 @@ type pinnedAddrs struct {
 
 // dialTarget dials the session's target through its upstream within
 // dial_timeout.
-func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *relay.DialInfo, plugins.Code, error) {
+func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *upstream.DialInfo, plugins.Code, error) {
 	if h.l.srv.drainCtx.Err() != nil {
 		// A request that finished its handshake during shutdown is not
 		// started: the drain is for channels already running.
 		return nil, nil, plugins.CodeGeneral, errShuttingDown
 	}
-	var d relay.Dialer
+	var d upstream.Dialer
 	if f := h.l.srv.dialHook.Load(); f != nil {
 		d = *f
 	} else if n, ok := h.l.gen.ups.nodes[upstreamName(s)]; ok {
@@ -367,7 +368,7 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *r
 	} else {
 		return nil, nil, plugins.CodeGeneral, fmt.Errorf("no upstream %q", s.Upstream)
 	}
-	info := &relay.DialInfo{Refuse: h.l.refuseDst}
+	info := &upstream.DialInfo{Refuse: h.l.refuseDst}
 	if h.l.gen.ups.sendsHeader {
 		info.ProxyHeader = h.clientHeader()
 	}
@@ -378,7 +379,7 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *r
 		info.Pinned = p.ips
 		info.PinnedHost, _, _ = net.SplitHostPort(p.target)
 	}
-	dctx, cancel := context.WithTimeout(relay.WithDialInfo(ctx, info), h.l.set.DialTimeout)
+	dctx, cancel := context.WithTimeout(upstream.WithDialInfo(ctx, info), h.l.set.DialTimeout)
 	defer cancel()
 	t0 := time.Now()
 	up, err := d.DialContext(dctx, "tcp", s.Target)
@@ -387,7 +388,7 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *r
 	if err != nil {
 		info.Release()
 		h.l.gen.ups.logFailure(s, err)
-		return nil, nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
+		return nil, nil, upstream.DialCode(err), &dialError{target: s.Target, err: err}
 	}
 	s.UpstreamAddr = up.RemoteAddr()
 	return up, info, 0, nil

@@ -12,6 +12,7 @@ import (
 
 	"ferry/plugins"
 	"ferry/relay"
+	"ferry/relay/upstream"
 	"ferry/server/httphead"
 )
 
@@ -25,7 +26,7 @@ type httpForwarder struct {
 	upTarget string
 	upVia    string
 	upUser   string
-	upInfo   *relay.DialInfo
+	upInfo   *upstream.DialInfo
 }
 
 // closeUpstream ends the upstream connection; abort resets it, so a

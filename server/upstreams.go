@@ -21,13 +21,13 @@ import (
 	"ferry/plugins"
 	"ferry/plugins/pkg/match"
 	"ferry/plugins/pkg/throttle"
-	"ferry/relay"
+	"ferry/relay/upstream"
 )
 
 // upstreams is one generation's [[upstream]] dialers, [[route]] rules and
 // health checks.
 type upstreams struct {
-	nodes  map[string]*relay.Upstream // by name, "direct" included
+	nodes  map[string]*upstream.Node // by name, "direct" included
 	gates  map[string]*throttle.Gate  // failure log lines, per upstream
 	routes []route
 	checks []healthCheck
@@ -47,7 +47,7 @@ type route struct {
 }
 
 type healthCheck struct {
-	node     *relay.Upstream
+	node     *upstream.Node
 	interval time.Duration
 	timeout  time.Duration
 	target   string
@@ -57,15 +57,15 @@ type healthCheck struct {
 // compiles its routes. Health goes to log and obs.
 func buildUpstreams(cfg *config.Config, log zerolog.Logger) (*upstreams, error) {
 	u := &upstreams{
-		nodes: map[string]*relay.Upstream{config.Direct: {Name: config.Direct, Dialer: relay.DirectTarget()}},
+		nodes: map[string]*upstream.Node{config.Direct: {Name: config.Direct, Dialer: upstream.DirectTarget()}},
 		gates: map[string]*throttle.Gate{},
 	}
 	byName := map[string]*config.Upstream{}
 	for i := range cfg.Upstreams {
 		byName[cfg.Upstreams[i].Name] = &cfg.Upstreams[i]
 	}
-	var build func(name string, depth int) (*relay.Upstream, error)
-	build = func(name string, depth int) (*relay.Upstream, error) {
+	var build func(name string, depth int) (*upstream.Node, error)
+	build = func(name string, depth int) (*upstream.Node, error) {
 		if n, ok := u.nodes[name]; ok {
 			return n, nil
 		}
@@ -76,10 +76,10 @@ func buildUpstreams(cfg *config.Config, log zerolog.Logger) (*upstreams, error) 
 		if depth > len(cfg.Upstreams) {
 			return nil, fmt.Errorf("upstream %s: via or members loop", name) // config rejects loops first
 		}
-		var d relay.Dialer
+		var d upstream.Dialer
 		var err error
 		if len(uc.Members) > 0 {
-			var members []*relay.Upstream
+			var members []*upstream.Node
 			for _, m := range uc.Members {
 				n, err := build(m, depth+1)
 				if err != nil {
@@ -89,11 +89,11 @@ func buildUpstreams(cfg *config.Config, log zerolog.Logger) (*upstreams, error) 
 			}
 			strategy := uc.Strategy
 			if strategy == "" {
-				strategy = relay.Failover
+				strategy = upstream.Failover
 			}
-			d, err = relay.NewGroup(name, strategy, members)
+			d, err = upstream.NewGroup(name, strategy, members)
 		} else {
-			var forward relay.Dialer = relay.Direct()
+			var forward upstream.Dialer = upstream.Direct()
 			if uc.Via != "" {
 				n, err := build(uc.Via, depth+1)
 				if err != nil {
@@ -106,7 +106,7 @@ func buildUpstreams(cfg *config.Config, log zerolog.Logger) (*upstreams, error) 
 		if err != nil {
 			return nil, err
 		}
-		n := &relay.Upstream{Name: name, Dialer: d}
+		n := &upstream.Node{Name: name, Dialer: d}
 		n.OnHealth = func(up bool, err error) {
 			if up {
 				log.Info().Str("upstream", name).Msg("upstream up")
@@ -140,7 +140,7 @@ func buildUpstreams(cfg *config.Config, log zerolog.Logger) (*upstreams, error) 
 
 // proxyDialer makes the dialer of an upstream with a URL, reaching it
 // through forward.
-func proxyDialer(uc *config.Upstream, forward relay.Dialer) (relay.Dialer, error) {
+func proxyDialer(uc *config.Upstream, forward upstream.Dialer) (upstream.Dialer, error) {
 	if uc.SendProxyProtocol == "v1" || uc.SendProxyProtocol == "v2" {
 		var pass []byte
 		for _, t := range uc.PassTLVs {
@@ -151,12 +151,12 @@ func proxyDialer(uc *config.Upstream, forward relay.Dialer) (relay.Dialer, error
 			version = 2
 		}
 		if uc.URL == config.Direct || uc.URL == "direct://" {
-			return relay.SendProxyHeader(relay.DirectTarget(), version, pass), nil
+			return upstream.SendProxyHeader(upstream.DirectTarget(), version, pass), nil
 		}
-		forward = relay.SendProxyHeader(forward, version, pass)
+		forward = upstream.SendProxyHeader(forward, version, pass)
 	}
 	if uc.URL == config.Direct || uc.URL == "direct://" {
-		return relay.DirectTarget(), nil
+		return upstream.DirectTarget(), nil
 	}
 	pu, err := url.Parse(uc.URL)
 	if err != nil {
@@ -170,9 +170,9 @@ func proxyDialer(uc *config.Upstream, forward relay.Dialer) (relay.Dialer, error
 		if pu.User != nil {
 			auth = &proxy.Auth{User: user, Password: pass}
 		}
-		return relay.SOCKS5(uc.Name, pu.Host, auth, forward)
+		return upstream.SOCKS5(uc.Name, pu.Host, auth, forward)
 	case "http":
-		return relay.HTTPConnect(uc.Name, pu.Host, user, pass, nil, forward), nil
+		return upstream.HTTPConnect(uc.Name, pu.Host, user, pass, nil, forward), nil
 	case "https":
 		tc := &tls.Config{
 			ServerName:         pu.Hostname(),
@@ -180,7 +180,7 @@ func proxyDialer(uc *config.Upstream, forward relay.Dialer) (relay.Dialer, error
 			InsecureSkipVerify: uc.InsecureSkipVerify,
 			MinVersion:         tls.VersionTLS12,
 		}
-		return relay.HTTPConnect(uc.Name, pu.Host, user, pass, tc, forward), nil
+		return upstream.HTTPConnect(uc.Name, pu.Host, user, pass, tc, forward), nil
 	}
 	return nil, fmt.Errorf("upstream %s: unknown scheme %q", uc.Name, pu.Scheme)
 }
@@ -279,8 +279,8 @@ func (u *upstreams) route(ctx context.Context, s *plugins.Session, resolveTimeou
 // A parent refusing ferry's credentials is a configuration error worth a
 // warning of its own.
 func (u *upstreams) logFailure(s *plugins.Session, err error) {
-	var ue *relay.UpstreamError
-	if !errors.As(err, &ue) || ue.Stage == relay.StageTarget {
+	var ue *upstream.Error
+	if !errors.As(err, &ue) || ue.Stage == upstream.StageTarget {
 		return
 	}
 	g := u.gates[ue.Upstream]
@@ -296,9 +296,9 @@ func (u *upstreams) logFailure(s *plugins.Session, err error) {
 		ev = ev.Int("suppressed", suppressed)
 	}
 	switch ue.Stage {
-	case relay.StageAuth:
+	case upstream.StageAuth:
 		ev.Msg("upstream auth failed")
-	case relay.StageDown:
+	case upstream.StageDown:
 		ev.Msg("upstream group down")
 	default:
 		ev.Msg("upstream " + string(ue.Stage) + " failed")

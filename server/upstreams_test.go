@@ -16,7 +16,7 @@ import (
 
 	"ferry/config"
 	"ferry/plugins"
-	"ferry/relay"
+	"ferry/relay/upstream"
 )
 
 const routesTOML = `
@@ -192,11 +192,11 @@ func TestBuildUpstreamsShares(t *testing.T) {
 			t.Errorf("no node %q", name)
 		}
 	}
-	g, ok := ups.nodes["g"].Dialer.(*relay.Group)
+	g, ok := ups.nodes["g"].Dialer.(*upstream.Group)
 	if !ok {
-		t.Fatalf("g is a %T, want a *relay.Group", ups.nodes["g"].Dialer)
+		t.Fatalf("g is a %T, want a *upstream.Group", ups.nodes["g"].Dialer)
 	}
-	if g.Members[0] != ups.nodes["a"] || g.Members[1] != ups.nodes["b"] || g.Strategy != relay.RoundRobin {
+	if g.Members[0] != ups.nodes["a"] || g.Members[1] != ups.nodes["b"] || g.Strategy != upstream.RoundRobin {
 		t.Fatalf("group members %v, strategy %s: want the nodes of a and b, round-robin", g.Members, g.Strategy)
 	}
 	ups.nodes["a"].MarkDown(errors.New("test"))

@@ -1,4 +1,4 @@
-package relay
+package upstream
 
 import (
 	"bufio"
@@ -561,13 +561,13 @@ func dialCtx(t *testing.T, timeout time.Duration) (context.Context, *DialInfo) {
 	return WithDialInfo(ctx, info), info
 }
 
-// upstreamErr asserts err is an *UpstreamError at upstream, stage and
+// upstreamErr asserts err is an *Error at upstream, stage and
 // code, whose text names the upstream.
-func upstreamErr(t *testing.T, err error, upstream string, stage Stage, code plugins.Code) *UpstreamError {
+func upstreamErr(t *testing.T, err error, upstream string, stage Stage, code plugins.Code) *Error {
 	t.Helper()
-	var ue *UpstreamError
+	var ue *Error
 	if !errors.As(err, &ue) {
-		t.Fatalf("error %v (%T) is not an *UpstreamError", err, err)
+		t.Fatalf("error %v (%T) is not an *Error", err, err)
 	}
 	if ue.Upstream != upstream || ue.Stage != stage || ue.Code != code {
 		t.Fatalf("got upstream %q stage %q code %v, want %q %q %v (error: %v)",
@@ -614,7 +614,7 @@ func mustTCPConn(t *testing.T, c net.Conn) {
 }
 
 // ---------------------------------------------------------------------
-// UpstreamError, DialInfo.
+// Error, DialInfo.
 
 func TestUpstreamErrorText(t *testing.T) {
 	cause := errors.New("cause")
@@ -630,7 +630,7 @@ func TestUpstreamErrorText(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(string(tt.stage), func(t *testing.T) {
-			err := &UpstreamError{Upstream: "up1", Stage: tt.stage, Code: plugins.CodeTimeout, Err: cause}
+			err := &Error{Upstream: "up1", Stage: tt.stage, Code: plugins.CodeTimeout, Err: cause}
 			if err.Error() != tt.want {
 				t.Fatalf("Error() = %q, want %q", err.Error(), tt.want)
 			}
@@ -638,7 +638,7 @@ func TestUpstreamErrorText(t *testing.T) {
 				t.Fatal("Unwrap does not reach the cause")
 			}
 			if DialCode(fmt.Errorf("wrapped: %w", err)) != plugins.CodeTimeout {
-				t.Fatal("DialCode does not take the UpstreamError's code")
+				t.Fatal("DialCode does not take the Error's code")
 			}
 			if got, want := memberFailed(err), tt.stage != StageTarget; got != want {
 				t.Fatalf("memberFailed = %v, want %v", got, want)
@@ -662,13 +662,13 @@ func TestForwardError(t *testing.T) {
 	}{
 		{"plain dial error", refused, "second", StageConnect, plugins.CodeConnRefused, false},
 		{"earlier hop down stays to blame",
-			&UpstreamError{Upstream: "first", Stage: StageConnect, Code: plugins.CodeConnRefused, Err: refused},
+			&Error{Upstream: "first", Stage: StageConnect, Code: plugins.CodeConnRefused, Err: refused},
 			"first", StageConnect, plugins.CodeConnRefused, true},
 		{"earlier hop auth stays to blame",
-			&UpstreamError{Upstream: "first", Stage: StageAuth, Code: plugins.CodeGeneral, Err: errors.New("bad")},
+			&Error{Upstream: "first", Stage: StageAuth, Code: plugins.CodeGeneral, Err: errors.New("bad")},
 			"first", StageAuth, plugins.CodeGeneral, true},
 		{"earlier hop cannot reach this one",
-			&UpstreamError{Upstream: "first", Stage: StageTarget, Code: plugins.CodeHostUnreachable, Err: errors.New("unreachable")},
+			&Error{Upstream: "first", Stage: StageTarget, Code: plugins.CodeHostUnreachable, Err: errors.New("unreachable")},
 			"second", StageConnect, plugins.CodeHostUnreachable, false},
 	}
 	for _, tt := range tests {
@@ -894,7 +894,7 @@ func TestSOCKS5UnassignedReply(t *testing.T) {
 		c.Close()
 		t.Fatal("dial succeeded")
 	}
-	var ue *UpstreamError
+	var ue *Error
 	if !errors.As(err, &ue) || ue.Upstream != "socks-odd" {
 		t.Fatalf("error %v does not blame socks-odd", err)
 	}
@@ -1311,7 +1311,7 @@ func TestChains(t *testing.T) {
 					t.Fatal("an unreachable second hop does not count as the member failing")
 				}
 				// The first hop's answer is kept as the cause.
-				var inner *UpstreamError
+				var inner *Error
 				if !errors.As(ue.Err, &inner) || inner.Upstream != b.first || inner.Stage != StageTarget {
 					t.Fatalf("cause %v is not the first hop's target error", ue.Err)
 				}

@@ -1,4 +1,4 @@
-package relay
+package upstream
 
 import (
 	"context"
@@ -94,12 +94,12 @@ func (h *healthLog) ups() []bool {
 	return out
 }
 
-func member(name string, d Dialer) (*Upstream, *healthLog) {
+func member(name string, d Dialer) (*Node, *healthLog) {
 	h := &healthLog{}
-	return &Upstream{Name: name, Dialer: d, OnHealth: h.record}, h
+	return &Node{Name: name, Dialer: d, OnHealth: h.record}, h
 }
 
-func mustGroup(t *testing.T, strategy string, members ...*Upstream) *Group {
+func mustGroup(t *testing.T, strategy string, members ...*Node) *Group {
 	t.Helper()
 	g, err := NewGroup("g", strategy, members)
 	if err != nil {
@@ -121,10 +121,10 @@ func boolsEqual(a, b []bool) bool {
 }
 
 func TestNewGroup(t *testing.T) {
-	one := []*Upstream{{Name: "a", Dialer: &stubDialer{name: "a"}}}
+	one := []*Node{{Name: "a", Dialer: &stubDialer{name: "a"}}}
 	tests := []struct {
 		strategy string
-		members  []*Upstream
+		members  []*Node
 		err      string
 	}{
 		{Failover, one, ""},
@@ -302,7 +302,7 @@ func TestGroupTargetErrorNotRetried(t *testing.T) {
 }
 
 func TestGroupPlainErrors(t *testing.T) {
-	// An error that is no UpstreamError is the target's (a direct
+	// An error that is no Error is the target's (a direct
 	// member): returned as is, unless it is the member's share of the
 	// deadline running out.
 	weird := errors.New("weird")
@@ -376,8 +376,8 @@ func TestGroupEveryMemberDown(t *testing.T) {
 }
 
 func TestGroupEveryMemberFails(t *testing.T) {
-	errA := &UpstreamError{Upstream: "a", Stage: StageConnect, Code: plugins.CodeConnRefused, Err: errors.New("refused-a")}
-	errB := &UpstreamError{Upstream: "b", Stage: StageHandshake, Code: plugins.CodeTimeout, Err: errors.New("slow-b")}
+	errA := &Error{Upstream: "a", Stage: StageConnect, Code: plugins.CodeConnRefused, Err: errors.New("refused-a")}
+	errB := &Error{Upstream: "b", Stage: StageHandshake, Code: plugins.CodeTimeout, Err: errors.New("slow-b")}
 	a, ha := member("a", &stubDialer{name: "a", fn: failWith(errA)})
 	b, hb := member("b", &stubDialer{name: "b", fn: failWith(errB)})
 	g := mustGroup(t, Failover, a, b)
@@ -401,7 +401,7 @@ func TestGroupEveryMemberFails(t *testing.T) {
 }
 
 func TestUpstreamBackoff(t *testing.T) {
-	u := &Upstream{Name: "u"}
+	u := &Node{Name: "u"}
 	if u.Down() || !u.Available(time.Now()) {
 		t.Fatal("a new upstream is not up")
 	}
@@ -464,7 +464,7 @@ func TestUpstreamHealthTransitions(t *testing.T) {
 		}
 	}
 	// No OnHealth: no call, no panic.
-	v := &Upstream{Name: "v"}
+	v := &Node{Name: "v"}
 	v.MarkDown(e1)
 	v.MarkUp()
 }
@@ -491,7 +491,7 @@ func TestGroupBackoffExpiryRetries(t *testing.T) {
 		}
 	})
 	t.Run("member still down", func(t *testing.T) {
-		ad := &stubDialer{name: "a", fn: failWith(&UpstreamError{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})}
+		ad := &stubDialer{name: "a", fn: failWith(&Error{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})}
 		bd := &stubDialer{name: "b"}
 		a, ha := member("a", ad)
 		b, _ := member("b", bd)
@@ -518,7 +518,7 @@ func TestGroupBackoffExpiryRetries(t *testing.T) {
 }
 
 // waitAvailable waits for u's backoff to run out.
-func waitAvailable(t *testing.T, u *Upstream) {
+func waitAvailable(t *testing.T, u *Node) {
 	t.Helper()
 	deadline := time.Now().Add(30 * time.Second)
 	for !u.Available(time.Now()) {
@@ -565,7 +565,7 @@ func TestGroupRoundRobin(t *testing.T) {
 
 	// A member failing: the dial moves on to the next in turn.
 	a.MarkUp()
-	ad.fn = failWith(&UpstreamError{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})
+	ad.fn = failWith(&Error{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})
 	for range 2 {
 		c, err := g.DialContext(context.Background(), "tcp", "example.test:80")
 		if err != nil || connName(t, c) != "b" {
@@ -596,7 +596,7 @@ func TestGroupLeastConnections(t *testing.T) {
 	ad, bd := &stubDialer{name: "a"}, &stubDialer{name: "b"}
 	a, _ := member("a", ad)
 	b, _ := member("b", bd)
-	byName := map[string]*Upstream{"a": a, "b": b}
+	byName := map[string]*Node{"a": a, "b": b}
 	g := mustGroup(t, LeastConnections, a, b)
 	dial := func() (string, *DialInfo) {
 		t.Helper()
@@ -693,7 +693,7 @@ func TestGroupDeadlineShare(t *testing.T) {
 				deadlines[name] = dl
 			}
 			mu.Unlock()
-			return nil, &UpstreamError{Upstream: name, Stage: StageHandshake, Code: plugins.CodeTimeout, Err: context.DeadlineExceeded}
+			return nil, &Error{Upstream: name, Stage: StageHandshake, Code: plugins.CodeTimeout, Err: context.DeadlineExceeded}
 		}}
 	}
 	last := &stubDialer{name: "c"}
@@ -784,12 +784,12 @@ func TestGroupSilentMemberGetsItsShare(t *testing.T) {
 }
 
 func TestGroupNested(t *testing.T) {
-	ad := &stubDialer{name: "a", fn: failWith(&UpstreamError{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})}
+	ad := &stubDialer{name: "a", fn: failWith(&Error{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})}
 	bd, cd := &stubDialer{name: "b"}, &stubDialer{name: "c"}
 	a, _ := member("a", ad)
 	b, _ := member("b", bd)
 	c, _ := member("c", cd)
-	inner, err := NewGroup("inner", Failover, []*Upstream{a, b})
+	inner, err := NewGroup("inner", Failover, []*Node{a, b})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package relay
+package upstream
 
 import (
 	"context"
@@ -23,9 +23,10 @@ const (
 	maxBackoff = time.Minute
 )
 
-// Upstream is a named dialer with the health a Group judges it by. Its
-// own DialContext ignores health: only groups skip members that are down.
-type Upstream struct {
+// Node is an upstream: a named dialer with the health a Group judges it
+// by. Its own DialContext ignores health: only groups skip members that
+// are down.
+type Node struct {
 	Name   string
 	Dialer Dialer
 	// OnHealth, if set, is called when the upstream goes down or comes back
@@ -42,20 +43,20 @@ type Upstream struct {
 }
 
 // DialContext dials through the upstream's dialer.
-func (u *Upstream) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
+func (u *Node) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	return u.Dialer.DialContext(ctx, network, address)
 }
 
 // Available reports whether a group may try the upstream now: it is up,
 // or its backoff has run out (it gets one more chance).
-func (u *Upstream) Available(now time.Time) bool {
+func (u *Node) Available(now time.Time) bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return !u.down || !now.Before(u.downUntil)
 }
 
 // Down reports whether the upstream is marked down.
-func (u *Upstream) Down() bool {
+func (u *Node) Down() bool {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return u.down
@@ -63,11 +64,11 @@ func (u *Upstream) Down() bool {
 
 // Active is the number of connections made through the upstream by
 // groups and not yet released.
-func (u *Upstream) Active() int64 { return u.active.Load() }
+func (u *Node) Active() int64 { return u.active.Load() }
 
 // MarkDown records a failure: the upstream is kept out of groups for its
 // backoff, which doubles with each failure in a row.
-func (u *Upstream) MarkDown(err error) {
+func (u *Node) MarkDown(err error) {
 	u.mu.Lock()
 	was := u.down
 	u.down = true
@@ -81,7 +82,7 @@ func (u *Upstream) MarkDown(err error) {
 }
 
 // MarkUp records a success and ends any backoff.
-func (u *Upstream) MarkUp() {
+func (u *Node) MarkUp() {
 	u.mu.Lock()
 	was := u.down
 	u.down, u.backoff, u.lastErr = false, 0, nil
@@ -95,7 +96,7 @@ func (u *Upstream) MarkUp() {
 // once, marking the upstream up or down by the result. A target that
 // fails beyond a working upstream (it refused, say) counts as up: the
 // upstream answered.
-func (u *Upstream) Probe(ctx context.Context, target string) error {
+func (u *Node) Probe(ctx context.Context, target string) error {
 	c, err := u.Dialer.DialContext(ctx, "tcp", target)
 	if err == nil {
 		c.Close()
@@ -111,12 +112,12 @@ func (u *Upstream) Probe(ctx context.Context, target string) error {
 }
 
 func isUpstreamError(err error) bool {
-	var ue *UpstreamError
+	var ue *Error
 	return errors.As(err, &ue)
 }
 
 // downReason says why the upstream is out, for a group's error.
-func (u *Upstream) downReason(now time.Time) string {
+func (u *Node) downReason(now time.Time) string {
 	u.mu.Lock()
 	defer u.mu.Unlock()
 	return fmt.Sprintf("%s (%v; next try in %s)", u.Name, u.lastErr, u.downUntil.Sub(now).Round(100*time.Millisecond))
@@ -136,7 +137,7 @@ const (
 // it) is marked down and the next one is tried.
 type Group struct {
 	Name     string
-	Members  []*Upstream
+	Members  []*Node
 	Strategy string
 
 	next atomic.Uint64
@@ -144,7 +145,7 @@ type Group struct {
 
 // NewGroup returns a group; strategy is one of Failover, RoundRobin,
 // Random and LeastConnections.
-func NewGroup(name, strategy string, members []*Upstream) (*Group, error) {
+func NewGroup(name, strategy string, members []*Node) (*Group, error) {
 	switch strategy {
 	case Failover, RoundRobin, Random, LeastConnections:
 	default:
@@ -157,9 +158,9 @@ func NewGroup(name, strategy string, members []*Upstream) (*Group, error) {
 }
 
 // order returns the members to try, in the strategy's order.
-func (g *Group) order() []*Upstream {
+func (g *Group) order() []*Node {
 	n := len(g.Members)
-	out := make([]*Upstream, n)
+	out := make([]*Node, n)
 	switch g.Strategy {
 	case Failover:
 		copy(out, g.Members)
@@ -173,7 +174,7 @@ func (g *Group) order() []*Upstream {
 			out[i] = g.Members[(start+i)%n]
 		}
 		if g.Strategy == LeastConnections {
-			slices.SortStableFunc(out, func(a, b *Upstream) int {
+			slices.SortStableFunc(out, func(a, b *Node) int {
 				return int(a.Active() - b.Active())
 			})
 		}
@@ -184,7 +185,7 @@ func (g *Group) order() []*Upstream {
 // DialContext implements Dialer.
 func (g *Group) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	now := time.Now()
-	var try []*Upstream
+	var try []*Node
 	var out []string
 	for _, m := range g.order() {
 		if m.Available(now) {
@@ -194,7 +195,7 @@ func (g *Group) DialContext(ctx context.Context, network, address string) (net.C
 		}
 	}
 	if len(try) == 0 {
-		return nil, &UpstreamError{Upstream: g.Name, Stage: StageDown, Code: plugins.CodeGeneral,
+		return nil, &Error{Upstream: g.Name, Stage: StageDown, Code: plugins.CodeGeneral,
 			Err: fmt.Errorf("every member is down: %s", strings.Join(out, ", "))}
 	}
 	if err := ctx.Err(); err != nil {
@@ -234,7 +235,7 @@ func (g *Group) DialContext(ctx context.Context, network, address string) (net.C
 			break
 		}
 	}
-	return nil, &UpstreamError{Upstream: g.Name, Stage: StageConnect, Code: DialCode(last),
+	return nil, &Error{Upstream: g.Name, Stage: StageConnect, Code: DialCode(last),
 		Err: fmt.Errorf("every member failed: %s", strings.Join(failures, "; "))}
 }
 

@@ -1,4 +1,4 @@
-package relay
+package upstream
 
 import (
 	"context"
@@ -24,7 +24,7 @@ func DialCode(err error) plugins.Code {
 	if errors.As(err, &re) {
 		return re.Code
 	}
-	var ue *UpstreamError
+	var ue *Error
 	if errors.As(err, &ue) {
 		return ue.Code
 	}

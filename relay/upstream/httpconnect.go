@@ -1,4 +1,4 @@
-package relay
+package upstream
 
 import (
 	"bufio"
@@ -133,13 +133,13 @@ func (d *httpConnectDialer) statusError(resp *http.Response) error {
 		if d.auth == "" {
 			err = fmt.Errorf("%w: the proxy wants credentials: put user:password in its url", err)
 		}
-		return &UpstreamError{Upstream: d.name, Stage: StageAuth, Code: plugins.CodeGeneral, Err: err}
+		return &Error{Upstream: d.name, Stage: StageAuth, Code: plugins.CodeGeneral, Err: err}
 	case http.StatusForbidden:
-		return &UpstreamError{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeForbidden, Err: err}
+		return &Error{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeForbidden, Err: err}
 	case http.StatusGatewayTimeout:
-		return &UpstreamError{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeTimeout, Err: err}
+		return &Error{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeTimeout, Err: err}
 	}
-	return &UpstreamError{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeGeneral, Err: err}
+	return &Error{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeGeneral, Err: err}
 }
 
 var headEnd = []byte("\r\n\r\n")

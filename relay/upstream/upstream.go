@@ -1,4 +1,4 @@
-package relay
+package upstream
 
 import (
 	"context"
@@ -134,16 +134,16 @@ const (
 	StageDown Stage = "down"
 )
 
-// UpstreamError is a dial through an upstream proxy that failed, with the
+// Error is a dial through an upstream proxy that failed, with the
 // upstream it failed at and what the client is told.
-type UpstreamError struct {
+type Error struct {
 	Upstream string
 	Stage    Stage
 	Code     plugins.Code
 	Err      error
 }
 
-func (e *UpstreamError) Error() string {
+func (e *Error) Error() string {
 	switch e.Stage {
 	case StageAuth:
 		return fmt.Sprintf("upstream %s: auth failed: %v", e.Upstream, e.Err)
@@ -153,12 +153,12 @@ func (e *UpstreamError) Error() string {
 	return fmt.Sprintf("upstream %s: %s: %v", e.Upstream, e.Stage, e.Err)
 }
 
-func (e *UpstreamError) Unwrap() error { return e.Err }
+func (e *Error) Unwrap() error { return e.Err }
 
 // memberFailed reports whether err blames an upstream on the way (so a
 // group should skip the member and try the next) rather than the target.
 func memberFailed(err error) bool {
-	var ue *UpstreamError
+	var ue *Error
 	return errors.As(err, &ue) && ue.Stage != StageTarget
 }
 
@@ -167,14 +167,14 @@ func memberFailed(err error) bool {
 // a hop before that reported the target (this upstream) unreachable makes
 // this upstream unreachable.
 func forwardError(name string, err error) error {
-	var ue *UpstreamError
+	var ue *Error
 	if errors.As(err, &ue) {
 		if ue.Stage != StageTarget {
 			return err
 		}
-		return &UpstreamError{Upstream: name, Stage: StageConnect, Code: ue.Code, Err: err}
+		return &Error{Upstream: name, Stage: StageConnect, Code: ue.Code, Err: err}
 	}
-	return &UpstreamError{Upstream: name, Stage: StageConnect, Code: DialCode(err), Err: err}
+	return &Error{Upstream: name, Stage: StageConnect, Code: DialCode(err), Err: err}
 }
 
 // handshakeError wraps a failed or timed-out proxy handshake.
@@ -186,7 +186,7 @@ func handshakeError(name string, ctx context.Context, err error) error {
 	if DialCode(err) == plugins.CodeTimeout {
 		code = plugins.CodeTimeout
 	}
-	return &UpstreamError{Upstream: name, Stage: StageHandshake, Code: code, Err: err}
+	return &Error{Upstream: name, Stage: StageHandshake, Code: code, Err: err}
 }
 
 // Direct returns a dialer that connects straight to its address, for the
