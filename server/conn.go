@@ -328,12 +328,12 @@ func (h *conn) admit(ctx context.Context, s *plugins.Session) error {
 		return err
 	}
 	if s.Upstream != "" {
-		if _, ok := h.l.gen.ups.nodes[s.Upstream]; !ok {
+		if _, ok := h.l.gen.ups.Node(s.Upstream); !ok {
 			return fmt.Errorf("a plugin chose upstream %q, which the config does not have", s.Upstream)
 		}
 		return nil
 	}
-	name, pinned, err := h.l.gen.ups.route(ctx, s, h.l.set.DialTimeout)
+	name, pinned, err := h.l.gen.ups.Route(ctx, s, h.l.set.DialTimeout)
 	if err != nil {
 		return err
 	}
@@ -363,13 +363,13 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *u
 	var d upstream.Dialer
 	if f := h.l.srv.dialHook.Load(); f != nil {
 		d = *f
-	} else if n, ok := h.l.gen.ups.nodes[upstreamName(s)]; ok {
+	} else if n, ok := h.l.gen.ups.Node(upstreamName(s)); ok {
 		d = n
 	} else {
 		return nil, nil, plugins.CodeGeneral, fmt.Errorf("no upstream %q", s.Upstream)
 	}
 	info := &upstream.DialInfo{Refuse: h.l.refuseDst}
-	if h.l.gen.ups.sendsHeader {
+	if h.l.gen.ups.SendsHeader() {
 		info.ProxyHeader = h.clientHeader()
 	}
 	if h.l.chain.HasDialCheckers() {
@@ -387,7 +387,7 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *u
 	s.UpstreamChain = info.Chain()
 	if err != nil {
 		info.Release()
-		h.l.gen.ups.logFailure(s, err)
+		h.l.gen.ups.LogFailure(s, err)
 		return nil, nil, upstream.DialCode(err), &dialError{target: s.Target, err: err}
 	}
 	s.UpstreamAddr = up.RemoteAddr()
