@@ -127,13 +127,13 @@ func (f *httpForwarder) upstreamFor(s *plugins.Session) (net.Conn, bool, plugins
 	if f.up != nil && f.upTarget == s.Target && f.upVia == s.Upstream && f.upUser == s.User && f.idleAlive() {
 		// A reused connection skips the dial, not the dial checks: rules
 		// on destination addresses still see where it goes.
-		if ta, ok := f.up.RemoteAddr().(*net.TCPAddr); ok && f.h.l.chain.HasDialCheckers() && f.upInfo.Chain() == "" {
+		if ta, ok := f.up.RemoteAddr().(*net.TCPAddr); ok && f.h.l.chain.HasDialCheckers() && f.upInfo.Path() == "" {
 			if err := f.h.l.chain.CheckDial(s, ta.AddrPort()); err != nil {
 				return nil, false, plugins.CodeOf(err), err
 			}
 		}
 		s.UpstreamAddr = f.up.RemoteAddr()
-		s.UpstreamChain = f.upInfo.Chain()
+		s.UpstreamChain = f.upInfo.Path()
 		return f.up, true, 0, nil
 	}
 	f.closeUpstream()

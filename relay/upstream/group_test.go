@@ -207,8 +207,8 @@ func TestGroupFailoverSkipsDeadMember(t *testing.T) {
 					t.Fatalf("dial %d: greeting %q", i, got)
 				}
 				c.Close()
-				if info.Chain() != "b" {
-					t.Fatalf("dial %d: Chain = %q, want b", i, info.Chain())
+				if info.Path() != "b" {
+					t.Fatalf("dial %d: Path = %q, want b", i, info.Path())
 				}
 				info.Release()
 				if n := dead.calls.Load(); n != 1 {
@@ -290,8 +290,8 @@ func TestGroupTargetErrorNotRetried(t *testing.T) {
 				if n := bd.calls.Load(); n != 0 {
 					t.Fatalf("the next member was tried %d times for a target failure", n)
 				}
-				if info.Chain() != "" {
-					t.Fatalf("Chain = %q", info.Chain())
+				if info.Path() != "" {
+					t.Fatalf("Path = %q", info.Path())
 				}
 				if a.Active() != 0 {
 					t.Fatalf("Active = %d after a failed dial", a.Active())
@@ -337,8 +337,8 @@ func TestGroupPlainErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if connName(t, c) != "b" || info.Chain() != "b" || !a.Down() {
-				t.Fatalf("got %s chain %q, a down %v", connName(t, c), info.Chain(), a.Down())
+			if connName(t, c) != "b" || info.Path() != "b" || !a.Down() {
+				t.Fatalf("got %s chain %q, a down %v", connName(t, c), info.Path(), a.Down())
 			}
 		})
 	}
@@ -770,8 +770,8 @@ func TestGroupSilentMemberGetsItsShare(t *testing.T) {
 		t.Fatalf("the second member did not get the rest of the deadline: %v", err)
 	}
 	defer c.Close()
-	if readN(t, c, len("via b\n")) != "via b\n" || info.Chain() != "b" {
-		t.Fatalf("not through b: chain %q", info.Chain())
+	if readN(t, c, len("via b\n")) != "via b\n" || info.Path() != "b" {
+		t.Fatalf("not through b: chain %q", info.Path())
 	}
 	if !a.Down() {
 		t.Fatal("the silent member is not marked down")
@@ -798,8 +798,8 @@ func TestGroupNested(t *testing.T) {
 
 	ctx, info := dialCtx(t, 10*time.Second)
 	conn, err := g.DialContext(ctx, "tcp", "example.test:80")
-	if err != nil || connName(t, conn) != "b" || info.Chain() != "b" {
-		t.Fatalf("dial: %v, chain %q", err, info.Chain())
+	if err != nil || connName(t, conn) != "b" || info.Path() != "b" {
+		t.Fatalf("dial: %v, chain %q", err, info.Path())
 	}
 	if b.Active() != 1 || in.Active() != 1 {
 		t.Fatalf("Active b=%d inner=%d", b.Active(), in.Active())
@@ -813,8 +813,8 @@ func TestGroupNested(t *testing.T) {
 	b.MarkDown(errors.New("boom"))
 	ctx, info = dialCtx(t, 10*time.Second)
 	conn, err = g.DialContext(ctx, "tcp", "example.test:80")
-	if err != nil || connName(t, conn) != "c" || info.Chain() != "c" {
-		t.Fatalf("dial: %v, chain %q", err, info.Chain())
+	if err != nil || connName(t, conn) != "c" || info.Path() != "c" {
+		t.Fatalf("dial: %v, chain %q", err, info.Path())
 	}
 	if !in.Down() || !boolsEqual(hin.ups(), []bool{false}) {
 		t.Fatalf("inner down %v, health %v", in.Down(), hin.ups())

@@ -24,7 +24,7 @@ import (
 // at addr with CONNECT, connecting to the proxy through forward. With
 // tlsConfig set it speaks TLS to the proxy first (an https:// upstream).
 // A user sends Proxy-Authorization Basic. name identifies the upstream in
-// errors and in DialInfo's chain.
+// errors and in DialInfo.Path.
 //
 // On a plain TCP connection the response head is read without reading
 // past it (a peek, then an exact read), so bytes the target sends at once

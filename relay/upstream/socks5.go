@@ -16,7 +16,7 @@ import (
 // addr (RFC 1928, with RFC 1929 username/password when auth is set),
 // connecting to the proxy through forward. Target names are sent
 // unresolved: the proxy resolves them. name identifies the upstream in
-// errors and in DialInfo's chain.
+// errors and in DialInfo.Path.
 //
 // The handshake is x/net/proxy's; the connection handed back is forward's
 // own (a *net.TCPConn for a first hop), not x/net's wrapper, so the relay

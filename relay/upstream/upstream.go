@@ -57,9 +57,10 @@ func dialInfoFrom(ctx context.Context) *DialInfo {
 	return info
 }
 
-// Chain is the upstream proxies the dial went through, first hop first,
-// joined by ">"; empty for a direct dial.
-func (d *DialInfo) Chain() string {
+// Path is the upstream proxies the dial went through, first hop first,
+// joined by ">"; empty for a direct dial. Sessions log it as "chain"
+// (Session.UpstreamChain).
+func (d *DialInfo) Path() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	return strings.Join(d.hops, ">")

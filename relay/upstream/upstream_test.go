@@ -708,20 +708,20 @@ func TestHandshakeErrorContext(t *testing.T) {
 	}
 }
 
-func TestDialInfoChainAndRelease(t *testing.T) {
+func TestDialInfoPathAndRelease(t *testing.T) {
 	info := &DialInfo{}
-	if info.Chain() != "" {
-		t.Fatalf("empty chain = %q", info.Chain())
+	if info.Path() != "" {
+		t.Fatalf("empty chain = %q", info.Path())
 	}
 	info.addHop("a")
 	m := info.mark()
 	info.addHop("b")
 	info.addHop("c")
-	if got := info.Chain(); got != "a>b>c" {
-		t.Fatalf("Chain = %q", got)
+	if got := info.Path(); got != "a>b>c" {
+		t.Fatalf("Path = %q", got)
 	}
 	info.rewind(m)
-	if got := info.Chain(); got != "a" {
+	if got := info.Path(); got != "a" {
 		t.Fatalf("Chain after rewind = %q", got)
 	}
 	var calls []int
@@ -782,8 +782,8 @@ func TestSOCKS5Targets(t *testing.T) {
 			if reqs := srv.requests(); len(reqs) != 1 || reqs[0] != tt.want {
 				t.Fatalf("proxy got %+v, want [%+v]", reqs, tt.want)
 			}
-			if info.Chain() != "socks-up" {
-				t.Fatalf("Chain = %q", info.Chain())
+			if info.Path() != "socks-up" {
+				t.Fatalf("Path = %q", info.Path())
 			}
 		})
 	}
@@ -831,8 +831,8 @@ func TestSOCKS5Auth(t *testing.T) {
 			if tt.auth != nil && strings.Contains(err.Error(), tt.auth.Password) {
 				t.Fatalf("error leaks the password: %v", err)
 			}
-			if info.Chain() != "" {
-				t.Fatalf("failed dial added hop: %q", info.Chain())
+			if info.Path() != "" {
+				t.Fatalf("failed dial added hop: %q", info.Path())
 			}
 			if len(srv.requests()) != 0 {
 				t.Fatal("request sent after failed auth")
@@ -866,8 +866,8 @@ func TestSOCKS5Replies(t *testing.T) {
 			if memberFailed(err) {
 				t.Fatal("a target failure counts as the member failing")
 			}
-			if info.Chain() != "" {
-				t.Fatalf("failed dial added hop: %q", info.Chain())
+			if info.Path() != "" {
+				t.Fatalf("failed dial added hop: %q", info.Path())
 			}
 		})
 	}
@@ -929,8 +929,8 @@ func TestSOCKS5Failures(t *testing.T) {
 			if el := time.Since(start); el > tt.timeout+5*time.Second {
 				t.Fatalf("dial took %v, deadline was %v", el, tt.timeout)
 			}
-			if info.Chain() != "" {
-				t.Fatalf("failed dial added hop: %q", info.Chain())
+			if info.Path() != "" {
+				t.Fatalf("failed dial added hop: %q", info.Path())
 			}
 		})
 	}
@@ -974,8 +974,8 @@ func TestHTTPConnectTunnel(t *testing.T) {
 				reqs[0].host != "never-resolves.invalid:22" {
 				t.Fatalf("proxy got %+v", reqs)
 			}
-			if info.Chain() != "http-up" {
-				t.Fatalf("Chain = %q", info.Chain())
+			if info.Path() != "http-up" {
+				t.Fatalf("Path = %q", info.Path())
 			}
 		})
 	}
@@ -1047,8 +1047,8 @@ func TestHTTPConnectStatus(t *testing.T) {
 			if tt.pass != "" && strings.Contains(err.Error(), tt.pass) {
 				t.Fatalf("error leaks the password: %v", err)
 			}
-			if info.Chain() != "" {
-				t.Fatalf("failed dial added hop: %q", info.Chain())
+			if info.Path() != "" {
+				t.Fatalf("failed dial added hop: %q", info.Path())
 			}
 		})
 	}
@@ -1094,8 +1094,8 @@ func TestHTTPConnectFailures(t *testing.T) {
 			if el := time.Since(start); el > tt.timeout+5*time.Second {
 				t.Fatalf("dial took %v, deadline was %v", el, tt.timeout)
 			}
-			if info.Chain() != "" {
-				t.Fatalf("failed dial added hop: %q", info.Chain())
+			if info.Path() != "" {
+				t.Fatalf("failed dial added hop: %q", info.Path())
 			}
 		})
 	}
@@ -1197,8 +1197,8 @@ func TestHTTPSConnect(t *testing.T) {
 				}
 			}
 			echoCheck(t, c)
-			if info.Chain() != "https-up" {
-				t.Fatalf("Chain = %q", info.Chain())
+			if info.Path() != "https-up" {
+				t.Fatalf("Path = %q", info.Path())
 			}
 		})
 	}
@@ -1278,8 +1278,8 @@ func TestChains(t *testing.T) {
 					t.Fatalf("greeting %q", got)
 				}
 				echoCheck(t, c)
-				if want := b.first + ">" + b.next; info.Chain() != want {
-					t.Fatalf("Chain = %q, want %q", info.Chain(), want)
+				if want := b.first + ">" + b.next; info.Path() != want {
+					t.Fatalf("Path = %q, want %q", info.Path(), want)
 				}
 			})
 			t.Run("first hop down", func(t *testing.T) {
@@ -1294,8 +1294,8 @@ func TestChains(t *testing.T) {
 				if strings.Contains(err.Error(), "upstream "+b.next) {
 					t.Fatalf("error %q blames %s too", err, b.next)
 				}
-				if info.Chain() != "" {
-					t.Fatalf("Chain = %q", info.Chain())
+				if info.Path() != "" {
+					t.Fatalf("Path = %q", info.Path())
 				}
 			})
 			t.Run("first hop cannot reach the second", func(t *testing.T) {
