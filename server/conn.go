@@ -207,10 +207,10 @@ func (nopReplier) ok(*plugins.Session, net.Addr) error        { return nil }
 func (h *conn) tunnel(s *plugins.Session, r replier) {
 	st := &plugins.Stats{Start: h.start}
 	ctx := h.l.srv.hardCtx
-	up, info, code, err := h.connect(ctx, s)
+	up, info, err := h.connect(ctx, s)
 	h.l.srv.obs.Handshake(s.Protocol, handshakeOutcome(err))
 	if err != nil {
-		r.fail(s, code, err)
+		r.fail(s, failCode(err), err)
 		st.Reason, st.Err = reasonFor(err), err
 		h.l.finish(s, st)
 		return
@@ -278,33 +278,45 @@ func (l *listener) release() {
 	l.srv.conns.Done()
 }
 
-// errDial marks dial failures apart from plugin rejections.
+// dialError marks dial failures apart from plugin rejections, and
+// carries what the client is told.
 type dialError struct {
 	target string
+	code   plugins.Code
 	err    error
 }
 
 func (e *dialError) Error() string { return fmt.Sprintf("dial %s: %v", e.target, e.err) }
 func (e *dialError) Unwrap() error { return e.err }
 
-// connect runs the OnConnect hooks and routes, then dials the (possibly
-// rewritten) target within dial_timeout. On failure it returns what to
-// tell the client. The DialInfo is to be released when the connection
-// ends.
-func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, *upstream.DialInfo, plugins.Code, error) {
-	if err := h.admit(ctx, s); err != nil {
-		return nil, nil, plugins.CodeOf(err), err
+// failCode is what the client is told of err: a failed dial's own code,
+// else the code of a plugin's rejection (CodeGeneral without one).
+func failCode(err error) plugins.Code {
+	var de *dialError
+	if errors.As(err, &de) {
+		return de.code
 	}
-	up, info, code, err := h.dialTarget(ctx, s)
+	return plugins.CodeOf(err)
+}
+
+// connect runs the OnConnect hooks and routes, then dials the (possibly
+// rewritten) target within dial_timeout. On failure, failCode(err) is
+// what to tell the client. The DialInfo is to be released when the
+// connection ends.
+func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, *upstream.DialInfo, error) {
+	if err := h.admit(ctx, s); err != nil {
+		return nil, nil, err
+	}
+	up, info, err := h.dialTarget(ctx, s)
 	if err != nil {
-		return nil, nil, code, err
+		return nil, nil, err
 	}
 	if err := h.sendProxyHeader(up); err != nil {
 		up.Close()
 		info.Release()
-		return nil, nil, plugins.CodeGeneral, &dialError{target: s.Target, err: err}
+		return nil, nil, &dialError{target: s.Target, code: plugins.CodeGeneral, err: err}
 	}
-	return up, info, 0, nil
+	return up, info, nil
 }
 
 var errShuttingDown = errors.New("server shutting down")
@@ -353,12 +365,12 @@ type pinnedAddrs struct {
 }
 
 // dialTarget dials the session's target through its upstream within
-// dial_timeout.
-func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *upstream.DialInfo, plugins.Code, error) {
+// dial_timeout. On failure, failCode(err) is what to tell the client.
+func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *upstream.DialInfo, error) {
 	if h.l.srv.drainCtx.Err() != nil {
 		// A request that finished its handshake during shutdown is not
 		// started: the drain is for channels already running.
-		return nil, nil, plugins.CodeGeneral, errShuttingDown
+		return nil, nil, errShuttingDown
 	}
 	var d upstream.Dialer
 	if f := h.l.srv.dialHook.Load(); f != nil {
@@ -366,7 +378,7 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *u
 	} else if n, ok := h.l.gen.ups.Node(upstreamName(s)); ok {
 		d = n
 	} else {
-		return nil, nil, plugins.CodeGeneral, fmt.Errorf("no upstream %q", s.Upstream)
+		return nil, nil, fmt.Errorf("no upstream %q", s.Upstream)
 	}
 	info := &upstream.DialInfo{Refuse: h.l.refuseDst}
 	if h.l.gen.ups.SendsHeader() {
@@ -388,10 +400,10 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *u
 	if err != nil {
 		info.Release()
 		h.l.gen.ups.LogFailure(s, err)
-		return nil, nil, upstream.DialCode(err), &dialError{target: s.Target, err: err}
+		return nil, nil, &dialError{target: s.Target, code: upstream.DialCode(err), err: err}
 	}
 	s.UpstreamAddr = up.RemoteAddr()
-	return up, info, 0, nil
+	return up, info, nil
 }
 
 func reasonFor(err error) plugins.CloseReason {

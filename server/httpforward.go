@@ -154,9 +154,9 @@ func (f *httpForwarder) idleAlive() bool {
 
 func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error) {
 	h := f.h
-	up, info, code, err := h.dialTarget(h.l.srv.hardCtx, s)
+	up, info, err := h.dialTarget(h.l.srv.hardCtx, s)
 	if err != nil {
-		return nil, code, err
+		return nil, failCode(err), err
 	}
 	f.up, f.upInfo = up, info
 	f.upRC = &rollingConn{Conn: up}
