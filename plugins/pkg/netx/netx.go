@@ -1,4 +1,4 @@
-// Package netx holds small net.Conn helpers shared by the relay's dialers
+// Package netx holds small net.Conn helpers shared by relay/upstream
 // and the plugins, which may not import each other.
 //
 //	// bytes read past a handshake are returned before the socket's own
