@@ -6,7 +6,7 @@ import (
 )
 
 // BenchmarkWriteTo measures WriteTo, the call ferry makes to send a header
-// upstream (relay.WriteProxyHeader): encoding plus one Write. bench_test.go
+// upstream (upstream.WriteProxyHeader): encoding plus one Write. bench_test.go
 // measures Format and Append alone; the difference here is the Write and
 // the buffer WriteTo allocates per header.
 func BenchmarkWriteTo(b *testing.B) {

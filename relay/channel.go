@@ -1,5 +1,5 @@
-// Package relay joins two connections and copies bytes between them, and
-// builds the dialers that reach targets.
+// Package relay joins two connections and copies bytes between them: the
+// byte engine of a channel.
 //
 //	ch := &relay.Channel{Client: c, Upstream: up, Session: s, Chain: chain,
 //		Buffers: pool, IdleTimeout: 5 * time.Minute}
@@ -12,8 +12,9 @@
 // reset, see Abort), enforces the idle timeout and ends both sides on the
 // first error or when ctx is cancelled.
 //
-// The package does not parse proxy handshakes (server does) and does not
-// call OnConnect or OnClose hooks: the caller owns the session's lifecycle.
+// The package does not parse proxy handshakes (server does), does not
+// dial (relay/upstream does) and does not call OnConnect or OnClose
+// hooks: the caller owns the session's lifecycle.
 package relay
 
 import (

@@ -17,6 +17,7 @@ import (
 	"ferry/plugins"
 	"ferry/proxyproto"
 	"ferry/relay"
+	"ferry/relay/upstream"
 )
 
 // conn is one accepted client connection.
@@ -206,10 +207,10 @@ func (nopReplier) ok(*plugins.Session, net.Addr) error        { return nil }
 func (h *conn) tunnel(s *plugins.Session, r replier) {
 	st := &plugins.Stats{Start: h.start}
 	ctx := h.l.srv.hardCtx
-	up, info, code, err := h.connect(ctx, s)
+	up, info, err := h.connect(ctx, s)
 	h.l.srv.obs.Handshake(s.Protocol, handshakeOutcome(err))
 	if err != nil {
-		r.fail(s, code, err)
+		r.fail(s, failCode(err), err)
 		st.Reason, st.Err = reasonFor(err), err
 		h.l.finish(s, st)
 		return
@@ -277,33 +278,45 @@ func (l *frontend) release() {
 	l.srv.conns.Done()
 }
 
-// errDial marks dial failures apart from plugin rejections.
+// dialError marks dial failures apart from plugin rejections, and
+// carries what the client is told.
 type dialError struct {
 	target string
+	code   plugins.Code
 	err    error
 }
 
 func (e *dialError) Error() string { return fmt.Sprintf("dial %s: %v", e.target, e.err) }
 func (e *dialError) Unwrap() error { return e.err }
 
-// connect runs the OnConnect hooks and routes, then dials the (possibly
-// rewritten) target within dial_timeout. On failure it returns what to
-// tell the client. The DialInfo is to be released when the connection
-// ends.
-func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, *relay.DialInfo, plugins.Code, error) {
-	if err := h.admit(ctx, s); err != nil {
-		return nil, nil, plugins.CodeOf(err), err
+// failCode is what the client is told of err: a failed dial's own code,
+// else the code of a plugin's rejection (CodeGeneral without one).
+func failCode(err error) plugins.Code {
+	var de *dialError
+	if errors.As(err, &de) {
+		return de.code
 	}
-	up, info, code, err := h.dialTarget(ctx, s)
+	return plugins.CodeOf(err)
+}
+
+// connect runs the OnConnect hooks and routes, then dials the (possibly
+// rewritten) target within dial_timeout. On failure, failCode(err) is
+// what to tell the client. The DialInfo is to be released when the
+// connection ends.
+func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, *upstream.DialInfo, error) {
+	if err := h.admit(ctx, s); err != nil {
+		return nil, nil, err
+	}
+	up, info, err := h.dialTarget(ctx, s)
 	if err != nil {
-		return nil, nil, code, err
+		return nil, nil, err
 	}
 	if err := h.sendProxyHeader(up); err != nil {
 		up.Close()
 		info.Release()
-		return nil, nil, plugins.CodeGeneral, &dialError{target: s.Target, err: err}
+		return nil, nil, &dialError{target: s.Target, code: plugins.CodeGeneral, err: err}
 	}
-	return up, info, 0, nil
+	return up, info, nil
 }
 
 var errShuttingDown = errors.New("server shutting down")
@@ -327,12 +340,12 @@ func (h *conn) admit(ctx context.Context, s *plugins.Session) error {
 		return err
 	}
 	if s.Upstream != "" {
-		if _, ok := h.l.gen.ups.nodes[s.Upstream]; !ok {
+		if _, ok := h.l.gen.ups.Node(s.Upstream); !ok {
 			return fmt.Errorf("a plugin chose upstream %q, which the config does not have", s.Upstream)
 		}
 		return nil
 	}
-	name, pinned, err := h.l.gen.ups.route(ctx, s, h.l.set.DialTimeout)
+	name, pinned, err := h.l.gen.ups.Route(ctx, s, h.l.set.DialTimeout)
 	if err != nil {
 		return err
 	}
@@ -352,23 +365,23 @@ type pinnedAddrs struct {
 }
 
 // dialTarget dials the session's target through its upstream within
-// dial_timeout.
-func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *relay.DialInfo, plugins.Code, error) {
+// dial_timeout. On failure, failCode(err) is what to tell the client.
+func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *upstream.DialInfo, error) {
 	if h.l.srv.drainCtx.Err() != nil {
 		// A request that finished its handshake during shutdown is not
 		// started: the drain is for channels already running.
-		return nil, nil, plugins.CodeGeneral, errShuttingDown
+		return nil, nil, errShuttingDown
 	}
-	var d relay.Dialer
+	var d upstream.Dialer
 	if f := h.l.srv.dialHook.Load(); f != nil {
 		d = *f
-	} else if n, ok := h.l.gen.ups.nodes[upstreamName(s)]; ok {
+	} else if n, ok := h.l.gen.ups.Node(upstreamName(s)); ok {
 		d = n
 	} else {
-		return nil, nil, plugins.CodeGeneral, fmt.Errorf("no upstream %q", s.Upstream)
+		return nil, nil, fmt.Errorf("no upstream %q", s.Upstream)
 	}
-	info := &relay.DialInfo{Refuse: h.l.refuseDst}
-	if h.l.gen.ups.sendsHeader {
+	info := &upstream.DialInfo{Refuse: h.l.refuseDst}
+	if h.l.gen.ups.SendsHeader() {
 		info.ProxyHeader = h.clientHeader()
 	}
 	if h.l.chain.HasDialCheckers() {
@@ -378,19 +391,19 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *r
 		info.Pinned = p.ips
 		info.PinnedHost, _, _ = net.SplitHostPort(p.target)
 	}
-	dctx, cancel := context.WithTimeout(relay.WithDialInfo(ctx, info), h.l.set.DialTimeout)
+	dctx, cancel := context.WithTimeout(upstream.WithDialInfo(ctx, info), h.l.set.DialTimeout)
 	defer cancel()
 	t0 := time.Now()
 	up, err := d.DialContext(dctx, "tcp", s.Target)
 	h.l.srv.obs.Dialed(upstreamName(s), time.Since(t0), dialResult(err))
-	s.UpstreamChain = info.Chain()
+	s.UpstreamChain = info.Path()
 	if err != nil {
 		info.Release()
-		h.l.gen.ups.logFailure(s, err)
-		return nil, nil, relay.DialCode(err), &dialError{target: s.Target, err: err}
+		h.l.gen.ups.LogFailure(s, err)
+		return nil, nil, &dialError{target: s.Target, code: upstream.DialCode(err), err: err}
 	}
 	s.UpstreamAddr = up.RemoteAddr()
-	return up, info, 0, nil
+	return up, info, nil
 }
 
 func reasonFor(err error) plugins.CloseReason {

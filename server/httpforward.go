@@ -12,6 +12,7 @@ import (
 
 	"ferry/plugins"
 	"ferry/relay"
+	"ferry/relay/upstream"
 	"ferry/server/httphead"
 )
 
@@ -25,7 +26,7 @@ type httpForwarder struct {
 	upTarget string
 	upVia    string
 	upUser   string
-	upInfo   *relay.DialInfo
+	upInfo   *upstream.DialInfo
 }
 
 // closeUpstream ends the upstream connection; abort resets it, so a
@@ -126,13 +127,13 @@ func (f *httpForwarder) upstreamFor(s *plugins.Session) (net.Conn, bool, plugins
 	if f.up != nil && f.upTarget == s.Target && f.upVia == s.Upstream && f.upUser == s.User && f.idleAlive() {
 		// A reused connection skips the dial, not the dial checks: rules
 		// on destination addresses still see where it goes.
-		if ta, ok := f.up.RemoteAddr().(*net.TCPAddr); ok && f.h.l.chain.HasDialCheckers() && f.upInfo.Chain() == "" {
+		if ta, ok := f.up.RemoteAddr().(*net.TCPAddr); ok && f.h.l.chain.HasDialCheckers() && f.upInfo.Path() == "" {
 			if err := f.h.l.chain.CheckDial(s, ta.AddrPort()); err != nil {
 				return nil, false, plugins.CodeOf(err), err
 			}
 		}
 		s.UpstreamAddr = f.up.RemoteAddr()
-		s.UpstreamChain = f.upInfo.Chain()
+		s.UpstreamChain = f.upInfo.Path()
 		return f.up, true, 0, nil
 	}
 	f.closeUpstream()
@@ -153,9 +154,9 @@ func (f *httpForwarder) idleAlive() bool {
 
 func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error) {
 	h := f.h
-	up, info, code, err := h.dialTarget(h.l.srv.hardCtx, s)
+	up, info, err := h.dialTarget(h.l.srv.hardCtx, s)
 	if err != nil {
-		return nil, code, err
+		return nil, failCode(err), err
 	}
 	f.up, f.upInfo = up, info
 	f.upRC = &rollingConn{Conn: up}

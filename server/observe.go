@@ -7,7 +7,7 @@ import (
 
 	"ferry/config"
 	"ferry/plugins"
-	"ferry/relay"
+	"ferry/relay/upstream"
 )
 
 // Observer is told about events worth counting: metrics. Its methods are
@@ -83,11 +83,11 @@ func dialResult(err error) string {
 	if err == nil {
 		return "ok"
 	}
-	var ue *relay.UpstreamError
-	if errors.As(err, &ue) && ue.Stage == relay.StageAuth {
+	var ue *upstream.Error
+	if errors.As(err, &ue) && ue.Stage == upstream.StageAuth {
 		return "auth_failed"
 	}
-	switch relay.DialCode(err) {
+	switch upstream.DialCode(err) {
 	case plugins.CodeTimeout:
 		return "timeout"
 	case plugins.CodeConnRefused:

@@ -7,7 +7,7 @@ import (
 
 	"ferry/config"
 	"ferry/proxyproto"
-	"ferry/relay"
+	"ferry/relay/upstream"
 )
 
 // PROXY protocol modes of a listener.
@@ -106,7 +106,7 @@ func (h *conn) sendProxyHeader(up net.Conn) error {
 	if h.l.sendProxy == 0 {
 		return nil
 	}
-	return relay.WriteProxyHeader(up, h.clientHeader(), h.l.sendProxy, h.l.passTLVs)
+	return upstream.WriteProxyHeader(up, h.clientHeader(), h.l.sendProxy, h.l.passTLVs)
 }
 
 // clientHeader is the PROXY header ferry sends onward for this connection:

@@ -36,6 +36,7 @@ import (
 	"ferry/plugins"
 	"ferry/plugins/pkg/throttle"
 	"ferry/relay"
+	"ferry/relay/upstream"
 )
 
 // Server is a set of listeners sharing plugins and services.
@@ -97,7 +98,7 @@ type generation struct {
 	services  *plugins.Services
 	instances []plugins.Plugin
 	listeners []*frontend
-	ups       *upstreams
+	ups       *upstream.Table
 	conns     sync.WaitGroup
 	closeOnce sync.Once
 	// maxConns caps client connections over all listeners; 0: none.
@@ -109,7 +110,7 @@ func (g *generation) close() error {
 	var errs []error
 	g.closeOnce.Do(func() {
 		if g.ups != nil {
-			g.ups.stop()
+			g.ups.Stop()
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
@@ -149,7 +150,7 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 // build makes a generation from cfg: plugin instances (not started) and
 // listeners (without sockets).
 func (s *Server) build(cfg *config.Config) (*generation, error) {
-	ups, err := buildUpstreams(cfg, s.log)
+	ups, err := upstream.Build(cfg, s.log)
 	if err != nil {
 		return nil, err
 	}
@@ -263,7 +264,7 @@ func (s *Server) Start() error {
 	} else if !errors.Is(err, errors.ErrUnsupported) {
 		s.log.Warn().Err(err).Msg("idle tunnels keep their goroutines")
 	}
-	s.gen.ups.start()
+	s.gen.ups.Start()
 	s.serve(s.gen, socks, socks)
 	return nil
 }
@@ -352,7 +353,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 		}
 	}
 	old := s.gen
-	g.ups.start()
+	g.ups.Start()
 	s.serve(g, socks, fresh)
 	s.retired.Add(1)
 	go func() {

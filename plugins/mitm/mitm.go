@@ -50,6 +50,7 @@ import (
 
 	"ferry/plugins"
 	"ferry/plugins/pkg/match"
+	"ferry/plugins/pkg/netx"
 	"ferry/plugins/pkg/safefile"
 	"ferry/plugins/pkg/units"
 )
@@ -239,7 +240,7 @@ func (p *Plugin) Intercept(ctx context.Context, s *plugins.Session, t *plugins.T
 	if alpn != "" {
 		srvCfg.NextProtos = []string{alpn}
 	}
-	client := tls.Server(&prefixConn{Conn: t.Client, prefix: t.ClientPending}, srvCfg)
+	client := tls.Server(&netx.PrefixConn{Conn: t.Client, Prefix: t.ClientPending}, srvCfg)
 	if err := client.HandshakeContext(hctx); err != nil {
 		// Clients that refuse the leaf say so in different ways (an alert,
 		// or an unencrypted one Go reads as a bad record MAC).
@@ -376,22 +377,3 @@ func (c *recordConn) Read(p []byte) (int, error) {
 }
 
 func (c *recordConn) Write(p []byte) (int, error) { return len(p), nil }
-
-// prefixConn reads prefix before the connection.
-type prefixConn struct {
-	net.Conn
-	prefix []byte
-}
-
-// NetConn returns the connection underneath, so that relay.Abort can
-// reset it.
-func (c *prefixConn) NetConn() net.Conn { return c.Conn }
-
-func (c *prefixConn) Read(p []byte) (int, error) {
-	if len(c.prefix) > 0 {
-		n := copy(p, c.prefix)
-		c.prefix = c.prefix[n:]
-		return n, nil
-	}
-	return c.Conn.Read(p)
-}

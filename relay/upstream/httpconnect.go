@@ -1,4 +1,4 @@
-package relay
+package upstream
 
 import (
 	"bufio"
@@ -11,19 +11,17 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"syscall"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"ferry/plugins"
+	"ferry/plugins/pkg/netx"
 )
 
 // HTTPConnect returns a dialer that reaches targets through the HTTP proxy
 // at addr with CONNECT, connecting to the proxy through forward. With
 // tlsConfig set it speaks TLS to the proxy first (an https:// upstream).
 // A user sends Proxy-Authorization Basic. name identifies the upstream in
-// errors and in DialInfo's chain.
+// errors and in DialInfo.Path.
 //
 // On a plain TCP connection the response head is read without reading
 // past it (a peek, then an exact read), so bytes the target sends at once
@@ -99,14 +97,8 @@ func (d *httpConnectDialer) handshake(ctx context.Context, c net.Conn, target st
 		return nil, handshakeError(d.name, ctx, fmt.Errorf("send CONNECT: %w", err))
 	}
 
-	var head []byte
-	var rest []byte // bytes read past the head (only when peeking is impossible)
-	var err error
-	if rc, ok := conn.(syscall.Conn); ok && d.tls == nil {
-		head, err = readHeadExact(rc)
-	} else {
-		head, rest, err = readHeadBuffered(conn)
-	}
+	// rest: bytes read past the head (only when peeking is impossible)
+	head, rest, err := readHead(conn, d.tls == nil)
 	if err != nil {
 		return nil, handshakeError(d.name, ctx, fmt.Errorf("read CONNECT response: %w", err))
 	}
@@ -119,7 +111,7 @@ func (d *httpConnectDialer) handshake(ctx context.Context, c net.Conn, target st
 		return nil, d.statusError(resp)
 	}
 	if len(rest) > 0 {
-		return &prefixConn{Conn: conn, pending: rest}, nil
+		return &netx.PrefixConn{Conn: conn, Prefix: rest}, nil
 	}
 	return conn, nil
 }
@@ -132,88 +124,16 @@ func (d *httpConnectDialer) statusError(resp *http.Response) error {
 		if d.auth == "" {
 			err = fmt.Errorf("%w: the proxy wants credentials: put user:password in its url", err)
 		}
-		return &UpstreamError{Upstream: d.name, Stage: StageAuth, Code: plugins.CodeGeneral, Err: err}
+		return &Error{Upstream: d.name, Stage: StageAuth, Code: plugins.CodeGeneral, Err: err}
 	case http.StatusForbidden:
-		return &UpstreamError{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeForbidden, Err: err}
+		return &Error{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeForbidden, Err: err}
 	case http.StatusGatewayTimeout:
-		return &UpstreamError{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeTimeout, Err: err}
+		return &Error{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeTimeout, Err: err}
 	}
-	return &UpstreamError{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeGeneral, Err: err}
+	return &Error{Upstream: d.name, Stage: StageTarget, Code: plugins.CodeGeneral, Err: err}
 }
 
 var headEnd = []byte("\r\n\r\n")
-
-// readHeadExact reads an HTTP response head from a socket without
-// consuming a byte past it: it peeks at what has arrived, and reads for
-// real only the bytes known to belong to the head.
-func readHeadExact(c syscall.Conn) ([]byte, error) {
-	rc, err := c.SyscallConn()
-	if err != nil {
-		return nil, err
-	}
-	head := make([]byte, 0, 512)
-	buf := make([]byte, 4096)
-	for {
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			n, _, rerr = unix.Recvfrom(int(fd), buf, unix.MSG_PEEK)
-			return rerr != unix.EAGAIN
-		})
-		if err == nil {
-			err = rerr
-		}
-		if err != nil {
-			return nil, err
-		}
-		if n == 0 {
-			return nil, io.ErrUnexpectedEOF
-		}
-		// The head ends in what was peeked, or all of it belongs to the
-		// head: take it and wait for more.
-		take := n
-		joined := append(head[max(0, len(head)-3):len(head):len(head)], buf[:n]...)
-		if i := bytes.Index(joined, headEnd); i >= 0 {
-			take = i + len(headEnd) - min(3, len(head))
-		}
-		if len(head)+take > maxResponseHead {
-			return nil, fmt.Errorf("response head over %d bytes", maxResponseHead)
-		}
-		m, err := readFull(rc, buf[:take])
-		head = append(head, buf[:m]...)
-		if err != nil {
-			return nil, err
-		}
-		if take < n || bytes.HasSuffix(head, headEnd) {
-			return head, nil
-		}
-	}
-}
-
-// readFull reads exactly len(b) bytes the peek saw, through the poller
-// (so deadlines hold).
-func readFull(rc syscall.RawConn, b []byte) (int, error) {
-	got := 0
-	for got < len(b) {
-		var n int
-		var rerr error
-		err := rc.Read(func(fd uintptr) bool {
-			n, rerr = unix.Read(int(fd), b[got:])
-			return rerr != unix.EAGAIN
-		})
-		if err == nil {
-			err = rerr
-		}
-		if err != nil {
-			return got, err
-		}
-		if n == 0 {
-			return got, io.ErrUnexpectedEOF
-		}
-		got += n
-	}
-	return got, nil
-}
 
 // readHeadBuffered reads a response head from a connection that cannot be
 // peeked (TLS), returning what came after it too.
@@ -238,29 +158,3 @@ func readHeadBuffered(c net.Conn) (head, rest []byte, err error) {
 		}
 	}
 }
-
-// prefixConn returns bytes already read before reading the connection.
-type prefixConn struct {
-	net.Conn
-	pending []byte
-}
-
-func (c *prefixConn) Read(b []byte) (int, error) {
-	if len(c.pending) > 0 {
-		n := copy(b, c.pending)
-		c.pending = c.pending[n:]
-		return n, nil
-	}
-	return c.Conn.Read(b)
-}
-
-// CloseWrite half-closes the connection underneath when it can (TLS).
-func (c *prefixConn) CloseWrite() error {
-	if cw, ok := c.Conn.(interface{ CloseWrite() error }); ok {
-		return cw.CloseWrite()
-	}
-	return nil
-}
-
-// NetConn returns the connection underneath, for Abort.
-func (c *prefixConn) NetConn() net.Conn { return c.Conn }

@@ -1,4 +1,4 @@
-package relay
+package upstream
 
 import (
 	"context"
@@ -16,7 +16,7 @@ import (
 // addr (RFC 1928, with RFC 1929 username/password when auth is set),
 // connecting to the proxy through forward. Target names are sent
 // unresolved: the proxy resolves them. name identifies the upstream in
-// errors and in DialInfo's chain.
+// errors and in DialInfo.Path.
 //
 // The handshake is x/net/proxy's; the connection handed back is forward's
 // own (a *net.TCPConn for a first hop), not x/net's wrapper, so the relay
@@ -80,11 +80,11 @@ func (d *socks5Dialer) classify(ctx context.Context, err error) error {
 	switch {
 	case strings.Contains(msg, "username/password authentication failed"),
 		strings.Contains(msg, "no acceptable authentication methods"):
-		return &UpstreamError{Upstream: d.name, Stage: StageAuth, Code: plugins.CodeGeneral, Err: unwrapOp(err)}
+		return &Error{Upstream: d.name, Stage: StageAuth, Code: plugins.CodeGeneral, Err: unwrapOp(err)}
 	case strings.Contains(msg, "unknown error "):
 		for _, r := range socksReplies {
 			if strings.HasSuffix(msg, "unknown error "+r.text) {
-				return &UpstreamError{Upstream: d.name, Stage: StageTarget, Code: r.code,
+				return &Error{Upstream: d.name, Stage: StageTarget, Code: r.code,
 					Err: fmt.Errorf("SOCKS5 reply: %s", r.text)}
 			}
 		}
@@ -93,7 +93,7 @@ func (d *socks5Dialer) classify(ctx context.Context, err error) error {
 }
 
 // unwrapOp drops x/net's net.OpError around a handshake error, whose text
-// repeats addresses the UpstreamError already gives.
+// repeats addresses the Error already gives.
 func unwrapOp(err error) error {
 	var oe *net.OpError
 	if errors.As(err, &oe) && oe.Err != nil {

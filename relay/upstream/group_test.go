@@ -1,4 +1,4 @@
-package relay
+package upstream
 
 import (
 	"context"
@@ -94,12 +94,12 @@ func (h *healthLog) ups() []bool {
 	return out
 }
 
-func member(name string, d Dialer) (*Upstream, *healthLog) {
+func member(name string, d Dialer) (*Node, *healthLog) {
 	h := &healthLog{}
-	return &Upstream{Name: name, Dialer: d, OnHealth: h.record}, h
+	return &Node{Name: name, Dialer: d, OnHealth: h.record}, h
 }
 
-func mustGroup(t *testing.T, strategy string, members ...*Upstream) *Group {
+func mustGroup(t *testing.T, strategy string, members ...*Node) *Group {
 	t.Helper()
 	g, err := NewGroup("g", strategy, members)
 	if err != nil {
@@ -121,10 +121,10 @@ func boolsEqual(a, b []bool) bool {
 }
 
 func TestNewGroup(t *testing.T) {
-	one := []*Upstream{{Name: "a", Dialer: &stubDialer{name: "a"}}}
+	one := []*Node{{Name: "a", Dialer: &stubDialer{name: "a"}}}
 	tests := []struct {
 		strategy string
-		members  []*Upstream
+		members  []*Node
 		err      string
 	}{
 		{Failover, one, ""},
@@ -207,8 +207,8 @@ func TestGroupFailoverSkipsDeadMember(t *testing.T) {
 					t.Fatalf("dial %d: greeting %q", i, got)
 				}
 				c.Close()
-				if info.Chain() != "b" {
-					t.Fatalf("dial %d: Chain = %q, want b", i, info.Chain())
+				if info.Path() != "b" {
+					t.Fatalf("dial %d: Path = %q, want b", i, info.Path())
 				}
 				info.Release()
 				if n := dead.calls.Load(); n != 1 {
@@ -290,8 +290,8 @@ func TestGroupTargetErrorNotRetried(t *testing.T) {
 				if n := bd.calls.Load(); n != 0 {
 					t.Fatalf("the next member was tried %d times for a target failure", n)
 				}
-				if info.Chain() != "" {
-					t.Fatalf("Chain = %q", info.Chain())
+				if info.Path() != "" {
+					t.Fatalf("Path = %q", info.Path())
 				}
 				if a.Active() != 0 {
 					t.Fatalf("Active = %d after a failed dial", a.Active())
@@ -302,7 +302,7 @@ func TestGroupTargetErrorNotRetried(t *testing.T) {
 }
 
 func TestGroupPlainErrors(t *testing.T) {
-	// An error that is no UpstreamError is the target's (a direct
+	// An error that is no Error is the target's (a direct
 	// member): returned as is, unless it is the member's share of the
 	// deadline running out.
 	weird := errors.New("weird")
@@ -337,8 +337,8 @@ func TestGroupPlainErrors(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if connName(t, c) != "b" || info.Chain() != "b" || !a.Down() {
-				t.Fatalf("got %s chain %q, a down %v", connName(t, c), info.Chain(), a.Down())
+			if connName(t, c) != "b" || info.Path() != "b" || !a.Down() {
+				t.Fatalf("got %s chain %q, a down %v", connName(t, c), info.Path(), a.Down())
 			}
 		})
 	}
@@ -376,8 +376,8 @@ func TestGroupEveryMemberDown(t *testing.T) {
 }
 
 func TestGroupEveryMemberFails(t *testing.T) {
-	errA := &UpstreamError{Upstream: "a", Stage: StageConnect, Code: plugins.CodeConnRefused, Err: errors.New("refused-a")}
-	errB := &UpstreamError{Upstream: "b", Stage: StageHandshake, Code: plugins.CodeTimeout, Err: errors.New("slow-b")}
+	errA := &Error{Upstream: "a", Stage: StageConnect, Code: plugins.CodeConnRefused, Err: errors.New("refused-a")}
+	errB := &Error{Upstream: "b", Stage: StageHandshake, Code: plugins.CodeTimeout, Err: errors.New("slow-b")}
 	a, ha := member("a", &stubDialer{name: "a", fn: failWith(errA)})
 	b, hb := member("b", &stubDialer{name: "b", fn: failWith(errB)})
 	g := mustGroup(t, Failover, a, b)
@@ -398,75 +398,6 @@ func TestGroupEveryMemberFails(t *testing.T) {
 	// Next dial: every member is down.
 	_, err = g.DialContext(ctx, "tcp", "example.test:80")
 	upstreamErr(t, err, "g", StageDown, plugins.CodeGeneral)
-}
-
-func TestUpstreamBackoff(t *testing.T) {
-	u := &Upstream{Name: "u"}
-	if u.Down() || !u.Available(time.Now()) {
-		t.Fatal("a new upstream is not up")
-	}
-	// check marks u down once more and expects the backoff to be want.
-	check := func(want time.Duration) {
-		t.Helper()
-		before := time.Now()
-		u.MarkDown(errors.New("boom"))
-		after := time.Now()
-		if !u.Down() {
-			t.Fatal("not down")
-		}
-		if u.Available(before.Add(want - 10*time.Millisecond)) {
-			t.Fatalf("available before its %v backoff ran out", want)
-		}
-		if !u.Available(after.Add(want)) {
-			t.Fatalf("not available after its %v backoff", want)
-		}
-		if !u.Down() {
-			t.Fatal("Available changed Down")
-		}
-	}
-	for _, want := range []time.Duration{1, 2, 4, 8, 16, 32, 60, 60, 60} {
-		check(want * time.Second)
-	}
-	u.MarkUp()
-	if u.Down() || !u.Available(time.Now()) {
-		t.Fatal("MarkUp did not end the backoff")
-	}
-	check(time.Second) // the backoff starts over
-	if !strings.Contains(u.downReason(time.Now()), "u (boom; next try in 1s)") {
-		t.Fatalf("downReason = %q", u.downReason(time.Now()))
-	}
-}
-
-func TestUpstreamHealthTransitions(t *testing.T) {
-	u, h := member("u", &stubDialer{name: "u"})
-	e1, e2, e3 := errors.New("e1"), errors.New("e2"), errors.New("e3")
-	steps := []struct {
-		do   func()
-		want []healthEvent
-	}{
-		{u.MarkUp, nil},
-		{func() { u.MarkDown(e1) }, []healthEvent{{false, e1}}},
-		{func() { u.MarkDown(e2) }, []healthEvent{{false, e1}}},
-		{u.MarkUp, []healthEvent{{false, e1}, {true, nil}}},
-		{u.MarkUp, []healthEvent{{false, e1}, {true, nil}}},
-		{func() { u.MarkDown(e3) }, []healthEvent{{false, e1}, {true, nil}, {false, e3}}},
-	}
-	for i, s := range steps {
-		s.do()
-		got := h.get()
-		if len(got) != len(s.want) {
-			t.Fatalf("step %d: events %+v, want %+v", i, got, s.want)
-		}
-		for j := range got {
-			if got[j] != s.want[j] {
-				t.Fatalf("step %d: events %+v, want %+v", i, got, s.want)
-			}
-		}
-	}
-	// No OnHealth: no call, no panic.
-	v := &Upstream{Name: "v"}
-	v.MarkDown(e1)
-	v.MarkUp()
 }
 
 func TestGroupBackoffExpiryRetries(t *testing.T) {
@@ -491,7 +422,7 @@ func TestGroupBackoffExpiryRetries(t *testing.T) {
 		}
 	})
 	t.Run("member still down", func(t *testing.T) {
-		ad := &stubDialer{name: "a", fn: failWith(&UpstreamError{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})}
+		ad := &stubDialer{name: "a", fn: failWith(&Error{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})}
 		bd := &stubDialer{name: "b"}
 		a, ha := member("a", ad)
 		b, _ := member("b", bd)
@@ -515,18 +446,6 @@ func TestGroupBackoffExpiryRetries(t *testing.T) {
 			t.Fatal("backoff did not double")
 		}
 	})
-}
-
-// waitAvailable waits for u's backoff to run out.
-func waitAvailable(t *testing.T, u *Upstream) {
-	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
-	for !u.Available(time.Now()) {
-		if time.Now().After(deadline) {
-			t.Fatal("backoff never ran out")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
 }
 
 func TestGroupRoundRobin(t *testing.T) {
@@ -565,7 +484,7 @@ func TestGroupRoundRobin(t *testing.T) {
 
 	// A member failing: the dial moves on to the next in turn.
 	a.MarkUp()
-	ad.fn = failWith(&UpstreamError{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})
+	ad.fn = failWith(&Error{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})
 	for range 2 {
 		c, err := g.DialContext(context.Background(), "tcp", "example.test:80")
 		if err != nil || connName(t, c) != "b" {
@@ -596,7 +515,7 @@ func TestGroupLeastConnections(t *testing.T) {
 	ad, bd := &stubDialer{name: "a"}, &stubDialer{name: "b"}
 	a, _ := member("a", ad)
 	b, _ := member("b", bd)
-	byName := map[string]*Upstream{"a": a, "b": b}
+	byName := map[string]*Node{"a": a, "b": b}
 	g := mustGroup(t, LeastConnections, a, b)
 	dial := func() (string, *DialInfo) {
 		t.Helper()
@@ -693,7 +612,7 @@ func TestGroupDeadlineShare(t *testing.T) {
 				deadlines[name] = dl
 			}
 			mu.Unlock()
-			return nil, &UpstreamError{Upstream: name, Stage: StageHandshake, Code: plugins.CodeTimeout, Err: context.DeadlineExceeded}
+			return nil, &Error{Upstream: name, Stage: StageHandshake, Code: plugins.CodeTimeout, Err: context.DeadlineExceeded}
 		}}
 	}
 	last := &stubDialer{name: "c"}
@@ -770,8 +689,8 @@ func TestGroupSilentMemberGetsItsShare(t *testing.T) {
 		t.Fatalf("the second member did not get the rest of the deadline: %v", err)
 	}
 	defer c.Close()
-	if readN(t, c, len("via b\n")) != "via b\n" || info.Chain() != "b" {
-		t.Fatalf("not through b: chain %q", info.Chain())
+	if readN(t, c, len("via b\n")) != "via b\n" || info.Path() != "b" {
+		t.Fatalf("not through b: chain %q", info.Path())
 	}
 	if !a.Down() {
 		t.Fatal("the silent member is not marked down")
@@ -784,12 +703,12 @@ func TestGroupSilentMemberGetsItsShare(t *testing.T) {
 }
 
 func TestGroupNested(t *testing.T) {
-	ad := &stubDialer{name: "a", fn: failWith(&UpstreamError{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})}
+	ad := &stubDialer{name: "a", fn: failWith(&Error{Upstream: "a", Stage: StageConnect, Err: errors.New("refused")})}
 	bd, cd := &stubDialer{name: "b"}, &stubDialer{name: "c"}
 	a, _ := member("a", ad)
 	b, _ := member("b", bd)
 	c, _ := member("c", cd)
-	inner, err := NewGroup("inner", Failover, []*Upstream{a, b})
+	inner, err := NewGroup("inner", Failover, []*Node{a, b})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -798,8 +717,8 @@ func TestGroupNested(t *testing.T) {
 
 	ctx, info := dialCtx(t, 10*time.Second)
 	conn, err := g.DialContext(ctx, "tcp", "example.test:80")
-	if err != nil || connName(t, conn) != "b" || info.Chain() != "b" {
-		t.Fatalf("dial: %v, chain %q", err, info.Chain())
+	if err != nil || connName(t, conn) != "b" || info.Path() != "b" {
+		t.Fatalf("dial: %v, chain %q", err, info.Path())
 	}
 	if b.Active() != 1 || in.Active() != 1 {
 		t.Fatalf("Active b=%d inner=%d", b.Active(), in.Active())
@@ -813,79 +732,11 @@ func TestGroupNested(t *testing.T) {
 	b.MarkDown(errors.New("boom"))
 	ctx, info = dialCtx(t, 10*time.Second)
 	conn, err = g.DialContext(ctx, "tcp", "example.test:80")
-	if err != nil || connName(t, conn) != "c" || info.Chain() != "c" {
-		t.Fatalf("dial: %v, chain %q", err, info.Chain())
+	if err != nil || connName(t, conn) != "c" || info.Path() != "c" {
+		t.Fatalf("dial: %v, chain %q", err, info.Path())
 	}
 	if !in.Down() || !boolsEqual(hin.ups(), []bool{false}) {
 		t.Fatalf("inner down %v, health %v", in.Down(), hin.ups())
-	}
-}
-
-func TestUpstreamProbe(t *testing.T) {
-	socks := func(f *socksFake) func(t *testing.T) Dialer {
-		return func(t *testing.T) Dialer {
-			d, err := SOCKS5("p", startSOCKS(t, f).addr(), nil, Direct())
-			if err != nil {
-				t.Fatal(err)
-			}
-			return d
-		}
-	}
-	tests := []struct {
-		name     string
-		d        func(t *testing.T) Dialer
-		timeout  time.Duration
-		wasDown  bool
-		wantErr  bool
-		wantDown bool
-		health   []bool
-	}{
-		{"works", socks(&socksFake{}), 10 * time.Second, false, false, false, nil},
-		{"works again", socks(&socksFake{}), 10 * time.Second, true, false, false, []bool{false, true}},
-		{"target refused beyond a working upstream", socks(&socksFake{reply: 0x05}), 10 * time.Second, true, true, false, []bool{false, true}},
-		{"proxy down", func(t *testing.T) Dialer {
-			d, _ := SOCKS5("p", closedAddr(t), nil, Direct())
-			return d
-		}, 10 * time.Second, false, true, true, []bool{false}},
-		{"proxy silent", socks(&socksFake{silent: true}), 300 * time.Millisecond, false, true, true, []bool{false}},
-		{"direct, target refused", func(t *testing.T) Dialer { return DirectTarget() }, 10 * time.Second, false, true, false, nil},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			u, h := member("p", tt.d(t))
-			if tt.wasDown {
-				u.MarkDown(errors.New("earlier"))
-			}
-			target := "example.test:80"
-			if tt.name == "direct, target refused" {
-				target = closedAddr(t)
-			}
-			ctx, cancel := context.WithTimeout(context.Background(), tt.timeout)
-			defer cancel()
-			err := u.Probe(ctx, target)
-			if (err != nil) != tt.wantErr {
-				t.Fatalf("Probe: %v", err)
-			}
-			if u.Down() != tt.wantDown {
-				t.Fatalf("Down = %v, want %v (probe error %v)", u.Down(), tt.wantDown, err)
-			}
-			if !boolsEqual(h.ups(), tt.health) {
-				t.Fatalf("health %v, want %v", h.ups(), tt.health)
-			}
-		})
-	}
-}
-
-func TestUpstreamDialIgnoresHealth(t *testing.T) {
-	d := &stubDialer{name: "u"}
-	u, _ := member("u", d)
-	u.MarkDown(errors.New("boom"))
-	c, err := u.DialContext(context.Background(), "tcp", "example.test:80")
-	if err != nil || connName(t, c) != "u" {
-		t.Fatalf("dial: %v", err)
-	}
-	if !u.Down() || u.Active() != 0 {
-		t.Fatal("a direct dial through the upstream changed its health or count")
 	}
 }
 
