@@ -194,8 +194,6 @@ name = "log"
 
 // echoServer and echoCheck forward to testkit for upstreams_test.go,
 // which moves to relay/upstream with the dialers; drop them when it has.
-func echoServer(t *testing.T) string     { return testkit.EchoServer(t) }
-func echoCheck(t *testing.T, c net.Conn) { testkit.EchoCheck(t, c) }
 
 // httpServer serves "<host> <path>" for any request.
 func httpServer(t *testing.T) string {

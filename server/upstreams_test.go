@@ -7,13 +7,15 @@ import (
 	"net/http"
 	"strings"
 	"testing"
+
+	"ferry/test/testkit"
 )
 
 // TestPluginChoosesUpstream: an upstream a plugin sets in OnConnect wins
 // over the routes (here a catch-all reject); one the config does not have
 // fails the request with 502.
 func TestPluginChoosesUpstream(t *testing.T) {
-	echo := echoServer(t)
+	echo := testkit.EchoServer(t)
 	parent := start(t, basicConfig)
 	pick := &testPlugin{name: "pick", upstream: "parent"}
 	bad := &testPlugin{name: "bad", upstream: "nope"}
@@ -50,7 +52,7 @@ reject = true
 	if got := readSOCKS5Reply(t, c); got != 0 {
 		t.Fatalf("through the plugin's upstream: REP %#x", got)
 	}
-	echoCheck(t, c)
+	testkit.EchoCheck(t, c)
 	if n := parent.srv.Stats().Accepted; n != 1 {
 		t.Errorf("parent accepted %d connections, want 1", n)
 	}

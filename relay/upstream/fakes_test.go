@@ -4,18 +4,13 @@ import (
 	"bufio"
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/tls"
 	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
-	"math/big"
 	"net"
 	"net/http"
 	"net/netip"
@@ -28,6 +23,7 @@ import (
 
 	"ferry/plugins"
 	"ferry/proxyproto"
+	"ferry/test/testkit"
 )
 
 // Fake servers the dialers are tested against, and helpers for the
@@ -134,16 +130,7 @@ func (s *fakeServer) relayTo(c net.Conn, r io.Reader, up net.Conn) {
 }
 
 // closedAddr is a 127.0.0.1 address nothing listens on.
-func closedAddr(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := ln.Addr().String()
-	ln.Close()
-	return addr
-}
+func closedAddr(t *testing.T) string { return testkit.ClosedAddr(t) }
 
 // silentServer accepts and never answers.
 func silentServer(t *testing.T) *fakeServer {
@@ -492,50 +479,8 @@ func basic(user, pass string) string {
 // testPKI makes a CA and a server certificate for "proxy.test" and
 // 127.0.0.1 signed by it.
 func testPKI(t *testing.T) (server *tls.Config, roots *x509.CertPool) {
-	t.Helper()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	now := time.Now()
-	caTmpl := &x509.Certificate{
-		SerialNumber:          big.NewInt(1),
-		Subject:               pkix.Name{CommonName: "ferry relay test CA"},
-		NotBefore:             now.Add(-time.Hour),
-		NotAfter:              now.Add(24 * time.Hour),
-		IsCA:                  true,
-		BasicConstraintsValid: true,
-		KeyUsage:              x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature,
-	}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ca, err := x509.ParseCertificate(caDER)
-	if err != nil {
-		t.Fatal(err)
-	}
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	leafTmpl := &x509.Certificate{
-		SerialNumber: big.NewInt(2),
-		Subject:      pkix.Name{CommonName: "proxy.test"},
-		DNSNames:     []string{"proxy.test"},
-		IPAddresses:  []net.IP{net.IPv4(127, 0, 0, 1)},
-		NotBefore:    now.Add(-time.Hour),
-		NotAfter:     now.Add(24 * time.Hour),
-		KeyUsage:     x509.KeyUsageDigitalSignature,
-		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
-	}
-	leafDER, err := x509.CreateCertificate(rand.Reader, leafTmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots = x509.NewCertPool()
-	roots.AddCert(ca)
-	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{leafDER}, PrivateKey: key}}}, roots
+	p := testkit.NewPKI(t, "proxy.test")
+	return p.ServerTLS(), p.Roots()
 }
 
 func dialCtx(t *testing.T, timeout time.Duration) (context.Context, *DialInfo) {
@@ -580,16 +525,7 @@ func readN(t *testing.T, c net.Conn, n int) string {
 }
 
 // echoCheck writes through c and expects the bytes back.
-func echoCheck(t *testing.T, c net.Conn) {
-	t.Helper()
-	const msg = "ping through the tunnel"
-	if _, err := io.WriteString(c, msg); err != nil {
-		t.Fatal(err)
-	}
-	if got := readN(t, c, len(msg)); got != msg {
-		t.Fatalf("echo: got %q, want %q", got, msg)
-	}
-}
+func echoCheck(t *testing.T, c net.Conn) { testkit.EchoCheck(t, c) }
 
 func mustTCPConn(t *testing.T, c net.Conn) {
 	t.Helper()
