@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/plugins"
 )
 
 // spliceable reports whether spliceCopy can join a and b.
@@ -136,7 +138,7 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 // idleWait is what a parkable copy needs to park.
 type idleWait struct {
 	c   *Channel
-	dir int
+	dir plugins.Direction
 }
 
 // splicer is one direction's state between RawConn callbacks.
