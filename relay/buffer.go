@@ -121,12 +121,6 @@ type chunkWriter struct {
 	err error
 }
 
-func newChunkWriter(dst net.Conn) *chunkWriter {
-	w := &chunkWriter{}
-	w.init(dst)
-	return w
-}
-
 // init readies w, in place, to write to dst: w must not move afterwards
 // (its callback is bound to it).
 func (w *chunkWriter) init(dst net.Conn) {
