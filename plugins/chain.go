@@ -30,14 +30,29 @@ func (e *HookError) Unwrap() error { return e.Err }
 type Chain struct {
 	plugins    []Plugin
 	connectors []Plugin // implement Connector, config order
-	readers    []Plugin // implement Reader, config order
-	writers    []Plugin // implement Writer, reverse order
 	closers    []Plugin // implement Closer, reverse order
 	auths      []Plugin // implement Authenticator, config order
 	dialChecks []Plugin // implement DialChecker, config order
 	httpReqs   []Plugin // implement HTTPRequester, config order
 	intercepts []Plugin // implement Interceptor, config order
-	realm      string
+	// data holds each direction's data hooks, by Direction: Up in config
+	// order, Down in reverse order.
+	data  [2][]dataHook
+	realm string
+}
+
+// dataHook is one plugin's hooks for one direction, bound once when the
+// Chain is built.
+type dataHook struct {
+	p    Plugin
+	data func(*Session, []byte) ([]byte, error) // OnRead or OnWrite
+	end  func(*Session) ([]byte, error)         // OnReadEnd or OnWriteEnd; nil if none
+}
+
+// hookNames name each direction's hooks in a *HookError, by Direction.
+var hookNames = [2]struct{ data, end string }{
+	Up:   {"OnRead", "OnReadEnd"},
+	Down: {"OnWrite", "OnWriteEnd"},
 }
 
 // NewChain orders ps (config order) into a Chain.
@@ -46,9 +61,6 @@ func NewChain(ps []Plugin) *Chain {
 	for _, p := range ps {
 		if _, ok := p.(Connector); ok {
 			c.connectors = append(c.connectors, p)
-		}
-		if _, ok := p.(Reader); ok {
-			c.readers = append(c.readers, p)
 		}
 		if _, ok := p.(Authenticator); ok {
 			c.auths = append(c.auths, p)
@@ -65,20 +77,47 @@ func NewChain(ps []Plugin) *Chain {
 		if _, ok := p.(Interceptor); ok {
 			c.intercepts = append(c.intercepts, p)
 		}
+		if h, ok := upHook(p); ok {
+			c.data[Up] = append(c.data[Up], h)
+		}
 	}
 	if c.realm == "" {
 		c.realm = "ferry"
 	}
 	for i := len(ps) - 1; i >= 0; i-- {
 		p := ps[i]
-		if _, ok := p.(Writer); ok {
-			c.writers = append(c.writers, p)
+		if h, ok := downHook(p); ok {
+			c.data[Down] = append(c.data[Down], h)
 		}
 		if _, ok := p.(Closer); ok {
 			c.closers = append(c.closers, p)
 		}
 	}
 	return c
+}
+
+// upHook binds p's client-to-upstream hooks, if it hooks that direction.
+func upHook(p Plugin) (dataHook, bool) {
+	if !DataDirectionsOf(p).Has(Up) {
+		return dataHook{}, false
+	}
+	h := dataHook{p: p, data: p.(Reader).OnRead}
+	if e, ok := p.(ReadEnder); ok {
+		h.end = e.OnReadEnd
+	}
+	return h, true
+}
+
+// downHook binds p's upstream-to-client hooks, if it hooks that direction.
+func downHook(p Plugin) (dataHook, bool) {
+	if !DataDirectionsOf(p).Has(Down) {
+		return dataHook{}, false
+	}
+	h := dataHook{p: p, data: p.(Writer).OnWrite}
+	if e, ok := p.(WriteEnder); ok {
+		h.end = e.OnWriteEnd
+	}
+	return h, true
 }
 
 // Plugins returns the chain's plugins in config order.
@@ -216,11 +255,16 @@ func callHTTPRequest(p Plugin, s *Session, req *http.Request) (err error) {
 	return nil
 }
 
-// HasReaders reports whether any plugin sees client-to-upstream data.
-func (c *Chain) HasReaders() bool { return c != nil && len(c.readers) > 0 }
+// HasData reports whether any plugin sees the data going d.
+func (c *Chain) HasData(d Direction) bool { return c != nil && len(c.data[d]) > 0 }
 
-// HasWriters reports whether any plugin sees upstream-to-client data.
-func (c *Chain) HasWriters() bool { return c != nil && len(c.writers) > 0 }
+// HasReaders reports whether any plugin sees client-to-upstream data:
+// HasData(Up).
+func (c *Chain) HasReaders() bool { return c.HasData(Up) }
+
+// HasWriters reports whether any plugin sees upstream-to-client data:
+// HasData(Down).
+func (c *Chain) HasWriters() bool { return c.HasData(Down) }
 
 // recoverHook turns a panic in plugin p's hook into a *HookError in *err.
 func recoverHook(p Plugin, hook string, err *error) {
@@ -252,96 +296,29 @@ func callConnect(ctx context.Context, p Plugin, s *Session) (err error) {
 	return nil
 }
 
-// ReadEnd ends the client's stream: each Reader in order gets what the
-// earlier ones released, then, if it is a ReadEnder, releases what it
-// holds. The result goes upstream.
-func (c *Chain) ReadEnd(s *Session) ([]byte, error) {
-	if c == nil {
-		return nil, nil
-	}
-	return c.end(c.readers, "OnReadEnd", s)
-}
-
-// WriteEnd is ReadEnd for the way back.
-func (c *Chain) WriteEnd(s *Session) ([]byte, error) {
-	if c == nil {
-		return nil, nil
-	}
-	return c.end(c.writers, "OnWriteEnd", s)
-}
-
-func (c *Chain) end(hooks []Plugin, hook string, s *Session) (out []byte, err error) {
-	var cur Plugin
-	defer func() {
-		if r := recover(); r != nil {
-			out = nil
-			err = &HookError{Plugin: cur.Name(), Hook: hook, Err: fmt.Errorf("panic: %v", r), Stack: debug.Stack()}
-		}
-	}()
-	var pending []byte
-	for _, cur = range hooks {
-		var extra []byte
-		if hook == "OnReadEnd" {
-			if len(pending) > 0 {
-				pending, err = cur.(Reader).OnRead(s, pending)
-			}
-			if e, ok := cur.(ReadEnder); ok && err == nil {
-				extra, err = e.OnReadEnd(s)
-			}
-		} else {
-			if len(pending) > 0 {
-				pending, err = cur.(Writer).OnWrite(s, pending)
-			}
-			if e, ok := cur.(WriteEnder); ok && err == nil {
-				extra, err = e.OnWriteEnd(s)
-			}
-		}
-		if err != nil {
-			if err == ErrClose {
-				return nil, err
-			}
-			return nil, &HookError{Plugin: cur.Name(), Hook: hook, Err: err}
-		}
-		pending = append(pending, extra...)
-	}
-	return pending, nil
-}
-
-// Read passes a client chunk through the Reader hooks.
-func (c *Chain) Read(s *Session, b []byte) ([]byte, error) {
+// Data passes a chunk going d through that direction's data hooks: for
+// Up the Readers in config order, for Down the Writers in reverse order.
+// A hook that returns nothing (it held or dropped the bytes) ends the
+// pass: the later hooks see nothing of it.
+func (c *Chain) Data(s *Session, d Direction, b []byte) (out []byte, err error) {
 	if c == nil {
 		return b, nil
 	}
-	return c.run(c.readers, "OnRead", s, b)
-}
-
-// Write passes an upstream chunk through the Writer hooks.
-func (c *Chain) Write(s *Session, b []byte) ([]byte, error) {
-	if c == nil {
-		return b, nil
-	}
-	return c.run(c.writers, "OnWrite", s, b)
-}
-
-func (c *Chain) run(hooks []Plugin, hook string, s *Session, b []byte) (out []byte, err error) {
-	var cur Plugin
+	hooks := c.data[d]
+	var cur *dataHook
 	defer func() {
 		if r := recover(); r != nil {
 			out = nil
-			err = &HookError{Plugin: cur.Name(), Hook: hook, Err: fmt.Errorf("panic: %v", r), Stack: debug.Stack()}
+			err = &HookError{Plugin: cur.p.Name(), Hook: hookNames[d].data, Err: fmt.Errorf("panic: %v", r), Stack: debug.Stack()}
 		}
 	}()
-	for _, cur = range hooks {
-		if hook == "OnRead" {
-			b, err = cur.(Reader).OnRead(s, b)
-		} else {
-			b, err = cur.(Writer).OnWrite(s, b)
-		}
-		if err != nil {
+	for i := range hooks {
+		cur = &hooks[i]
+		if b, err = cur.data(s, b); err != nil {
 			if err == ErrClose {
 				return nil, err
 			}
-			return nil, &HookError{Plugin: cur.Name(), Hook: hook, Err: err}
+			return nil, &HookError{Plugin: cur.p.Name(), Hook: hookNames[d].data, Err: err}
 		}
 		if len(b) == 0 {
 			// Held or dropped: later hooks see nothing of it.
@@ -350,6 +327,56 @@ func (c *Chain) run(hooks []Plugin, hook string, s *Session, b []byte) (out []by
 	}
 	return b, nil
 }
+
+// End ends the stream going d: each of that direction's hooks in turn
+// gets what the earlier ones released, then, if it has an end hook
+// (ReadEnder for Up, WriteEnder for Down), releases what it holds. The
+// result goes on toward d's receiver.
+func (c *Chain) End(s *Session, d Direction) (out []byte, err error) {
+	if c == nil {
+		return nil, nil
+	}
+	hooks := c.data[d]
+	var cur *dataHook
+	defer func() {
+		if r := recover(); r != nil {
+			out = nil
+			err = &HookError{Plugin: cur.p.Name(), Hook: hookNames[d].end, Err: fmt.Errorf("panic: %v", r), Stack: debug.Stack()}
+		}
+	}()
+	var pending []byte
+	for i := range hooks {
+		cur = &hooks[i]
+		var extra []byte
+		if len(pending) > 0 {
+			pending, err = cur.data(s, pending)
+		}
+		if cur.end != nil && err == nil {
+			extra, err = cur.end(s)
+		}
+		if err != nil {
+			if err == ErrClose {
+				return nil, err
+			}
+			return nil, &HookError{Plugin: cur.p.Name(), Hook: hookNames[d].end, Err: err}
+		}
+		pending = append(pending, extra...)
+	}
+	return pending, nil
+}
+
+// Read passes a client chunk through the Reader hooks: Data(s, Up, b).
+func (c *Chain) Read(s *Session, b []byte) ([]byte, error) { return c.Data(s, Up, b) }
+
+// Write passes an upstream chunk through the Writer hooks:
+// Data(s, Down, b).
+func (c *Chain) Write(s *Session, b []byte) ([]byte, error) { return c.Data(s, Down, b) }
+
+// ReadEnd ends the client's stream: End(s, Up).
+func (c *Chain) ReadEnd(s *Session) ([]byte, error) { return c.End(s, Up) }
+
+// WriteEnd ends the upstream's stream: End(s, Down).
+func (c *Chain) WriteEnd(s *Session) ([]byte, error) { return c.End(s, Down) }
 
 // Close runs OnClose hooks in reverse config order. A panicking hook is
 // reported through onPanic and does not stop the others.

@@ -21,7 +21,10 @@
 // every channel of every listener that names it, concurrently. An instance
 // implements Plugin and any of the hook interfaces (Connector, Reader,
 // Writer, Closer, io.Closer); the relay asks which ones once, when it builds
-// a Chain, never per chunk. Per-channel state belongs in the Session
+// a Chain, never per chunk. An instance whose data hooks depend on its
+// configuration (rules for one direction only) also implements
+// DataDirector, so that the direction it leaves alone keeps the kernel
+// splice path. Per-channel state belongs in the Session
 // (Session.Value/SetValue), not in the plugin.
 //
 // This package does not dial, listen or copy: server and relay drive it.
@@ -63,6 +66,10 @@ type Reader interface {
 
 // Writer is Reader for the way back: chunks read from the upstream before
 // they reach the client, in reverse config order.
+//
+// A plugin that has both hooks but needs only one for its configuration
+// declares which with DataDirector rather than wrapping itself in a type
+// per direction.
 type Writer interface {
 	OnWrite(s *Session, p []byte) ([]byte, error)
 }

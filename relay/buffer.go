@@ -121,15 +121,16 @@ type chunkWriter struct {
 	err error
 }
 
-func newChunkWriter(dst net.Conn) *chunkWriter {
-	w := &chunkWriter{dst: dst}
+// init readies w, in place, to write to dst: w must not move afterwards
+// (its callback is bound to it).
+func (w *chunkWriter) init(dst net.Conn) {
+	*w = chunkWriter{dst: dst}
 	if sc, ok := dst.(syscall.Conn); ok {
 		if rc, err := sc.SyscallConn(); err == nil {
 			w.rc = rc
 			w.fn = w.send
 		}
 	}
-	return w
 }
 
 func (w *chunkWriter) send(fd uintptr) bool {

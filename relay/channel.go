@@ -53,11 +53,10 @@ type Channel struct {
 	// been idle for its After; nil keeps them waiting.
 	Parker *Parker
 
-	start    time.Time
-	lastNano atomic.Int64 // last user-space activity, ns since start
-	up, down atomic.Int64 // bytes delivered each way
-
-	upMu, downMu sync.Mutex // serialise hook output with injected bytes
+	start     time.Time
+	lastNano  atomic.Int64    // last user-space activity, ns since start
+	delivered [2]atomic.Int64 // bytes delivered each way, by plugins.Direction
+	writeMu   [2]sync.Mutex   // serialise hook output with injected bytes, by direction
 
 	timerMu   sync.Mutex
 	idleTimer *time.Timer
@@ -117,7 +116,7 @@ func (c *Channel) Start(ctx context.Context, done func(Result)) {
 	}
 	c.stopShutdown = context.AfterFunc(ctx, func() { c.end(plugins.ReasonShutdown, nil) })
 
-	hooked := c.Chain.HasReaders() || c.Chain.HasWriters()
+	hooked := c.Chain.HasData(plugins.Up) || c.Chain.HasData(plugins.Down)
 	// The splice loop counts bytes and activity per chunk. io.Copy (for
 	// connections that cannot be spliced) reports nothing until it ends,
 	// so with an idle timeout those go through the counting copy.
@@ -138,21 +137,15 @@ func (c *Channel) Start(ctx context.Context, done func(Result)) {
 		c.Session.Attach(c)
 	}
 	c.live.Store(2)
-	go c.run(dirUp)
-	c.run(dirDown)
+	go c.run(plugins.Up)
+	c.run(plugins.Down)
 }
-
-// The two directions of a channel.
-const (
-	dirUp   = 0 // client to upstream
-	dirDown = 1 // upstream to client
-)
 
 // run copies one direction until it ends or parks. The last direction to
 // end completes the channel.
-func (c *Channel) run(dir int) {
+func (c *Channel) run(d plugins.Direction) {
 	var err error
-	if dir == dirUp {
+	if d == plugins.Up {
 		err = c.clientToUpstream()
 	} else {
 		err = c.upstreamToClient()
@@ -160,11 +153,7 @@ func (c *Channel) run(dir int) {
 	if err == errParked {
 		return // a new goroutine carries on when the socket wakes
 	}
-	if dir == dirUp {
-		c.finishDirection(err, c.Upstream, plugins.ReasonClientClosed, plugins.ReasonUpstreamClosed, "from client to upstream")
-	} else {
-		c.finishDirection(err, c.Client, plugins.ReasonUpstreamClosed, plugins.ReasonClientClosed, "from upstream to client")
-	}
+	c.finishDirection(d, err)
 	if c.live.Add(-1) == 0 {
 		c.complete()
 	}
@@ -172,7 +161,7 @@ func (c *Channel) run(dir int) {
 
 // resume carries on a parked direction; the Parker calls it on a new
 // goroutine.
-func (c *Channel) resume(dir int) { c.run(dir) }
+func (c *Channel) resume(d plugins.Direction) { c.run(d) }
 
 // complete ends the channel once both copies have ended and reports.
 func (c *Channel) complete() {
@@ -188,7 +177,8 @@ func (c *Channel) complete() {
 	}
 	c.stopShutdown()
 	(*c.cancel.Load())()
-	c.done(Result{Up: c.up.Load(), Down: c.down.Load(), Reason: c.reason, Err: c.err})
+	up, down := c.Bytes()
+	c.done(Result{Up: up, Down: down, Reason: c.reason, Err: c.err})
 }
 
 // end records the first reason the channel ends for and closes both sides,
@@ -217,8 +207,8 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 		// wake them to finish.
 		c.ending.Store(true)
 		if p := c.parker.Load(); p != nil {
-			p.unpark(c, dirUp)
-			p.unpark(c, dirDown)
+			p.unpark(c, plugins.Up)
+			p.unpark(c, plugins.Down)
 		}
 	})
 }
@@ -226,7 +216,7 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 // Bytes returns the bytes delivered so far to the upstream and to the
 // client. It is safe to call from any goroutine while Run runs.
 func (c *Channel) Bytes() (up, down int64) {
-	return c.up.Load(), c.down.Load()
+	return c.delivered[plugins.Up].Load(), c.delivered[plugins.Down].Load()
 }
 
 // Close ends the channel with plugins.ReasonAdminClosed, unless it has
@@ -237,19 +227,38 @@ func (c *Channel) Close() {
 	c.end(plugins.ReasonAdminClosed, nil)
 }
 
+// flow is one direction of a channel as its copy loop sees it.
+type flow struct {
+	dir      plugins.Direction
+	src, dst net.Conn
+	wr       chunkWriter // writes to dst
+	// splice copies in the kernel; hooked runs the chain's data hooks
+	// for dir on each chunk (never both).
+	splice, hooked bool
+}
+
+// newFlow describes direction d of c.
+func (c *Channel) newFlow(d plugins.Direction) *flow {
+	f := &flow{dir: d, src: c.Client, dst: c.Upstream, hooked: c.Chain.HasData(d)}
+	if d == plugins.Down {
+		f.src, f.dst = c.Upstream, c.Client
+	}
+	f.splice = c.fast && !f.hooked
+	f.wr.init(f.dst)
+	return f
+}
+
 // Named so that goroutine dumps say which way a stuck copy goes.
 func (c *Channel) clientToUpstream() error {
 	pending := c.ClientPending
 	c.ClientPending = nil // delivered once, not again on a resume
-	return c.copy(dirUp, c.Upstream, c.Client, pending, &c.upMu, &c.up,
-		c.fast && !c.Chain.HasReaders(), c.Chain.HasReaders(), c.Chain.Read, c.Chain.ReadEnd)
+	return c.copy(c.newFlow(plugins.Up), pending)
 }
 
 func (c *Channel) upstreamToClient() error {
 	pending := c.UpstreamPending
 	c.UpstreamPending = nil
-	return c.copy(dirDown, c.Client, c.Upstream, pending, &c.downMu, &c.down,
-		c.fast && !c.Chain.HasWriters(), c.Chain.HasWriters(), c.Chain.Write, c.Chain.WriteEnd)
+	return c.copy(c.newFlow(plugins.Down), pending)
 }
 
 type closeWriter interface{ CloseWrite() error }
@@ -261,17 +270,32 @@ type writeError struct{ error }
 func (e readError) Unwrap() error  { return e.error }
 func (e writeError) Unwrap() error { return e.error }
 
-// finishDirection half-closes dst after an orderly EOF from src, or ends
-// the whole channel on an error. srcReason names src's side, dstReason
-// dst's.
+// ends describes each direction's two sides, by plugins.Direction: the
+// reasons that name the side it reads from (src) and the one it writes to
+// (dst), and the prefix of its errors.
+var ends = [2]struct {
+	src, dst plugins.CloseReason
+	label    string
+}{
+	plugins.Up:   {plugins.ReasonClientClosed, plugins.ReasonUpstreamClosed, "from client to upstream"},
+	plugins.Down: {plugins.ReasonUpstreamClosed, plugins.ReasonClientClosed, "from upstream to client"},
+}
+
+// finishDirection half-closes direction d's destination after an orderly
+// EOF from its source, or ends the whole channel on an error.
 //
 // The kernel reports a reset once: when the other direction's write to
 // src takes the ECONNRESET, a read of src that comes after it sees EOF,
 // and may pass on a FIN just before that direction resets dst. That
 // needs a reset while both directions use the socket (an upload); a
 // reset while the tunnel is idle or downloading reaches the read.
-func (c *Channel) finishDirection(err error, dst net.Conn, srcReason, dstReason plugins.CloseReason, dir string) {
+func (c *Channel) finishDirection(d plugins.Direction, err error) {
+	srcReason, dstReason := ends[d].src, ends[d].dst
 	if err == nil {
+		dst := c.Upstream
+		if d == plugins.Down {
+			dst = c.Client
+		}
 		c.firstEOF.CompareAndSwap(0, int32(srcReason))
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
 			return
@@ -295,9 +319,9 @@ func (c *Channel) finishDirection(err error, dst net.Conn, srcReason, dstReason 
 		if IsReset(err) {
 			r = resetReason(r)
 		}
-		c.end(r, fmt.Errorf("%s: %w", dir, err))
+		c.end(r, fmt.Errorf("%s: %w", ends[d].label, err))
 	default:
-		c.end(plugins.ReasonError, fmt.Errorf("%s: %w", dir, err))
+		c.end(plugins.ReasonError, fmt.Errorf("%s: %w", ends[d].label, err))
 	}
 }
 
@@ -316,43 +340,49 @@ func isPeerGone(err error) bool {
 		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
-type hookFunc func(*plugins.Session, []byte) ([]byte, error)
-
-type endFunc func(*plugins.Session) ([]byte, error)
-
-// copy moves bytes from src to dst until EOF (nil) or an error.
-func (c *Channel) copy(dir int, dst, src net.Conn, pending []byte, mu *sync.Mutex, count *atomic.Int64, fast, hooked bool, hook hookFunc, end endFunc) error {
-	wr := newChunkWriter(dst)
-	if len(pending) > 0 {
-		if err := c.deliver(wr, pending, mu, count, hooked, hook); err != nil {
-			return err
-		}
-	}
-	if fast {
-		// Splice in the kernel, with a pipe held only while bytes flow.
-		var idle *idleWait
-		if c.Parker != nil {
-			idle = &idleWait{c: c, dir: dir}
-		}
-		ok, err := spliceCopy(dst, src, func(n int) {
-			count.Add(int64(n))
-			c.lastNano.Store(int64(time.Since(c.start)))
-		}, idle)
-		if ok {
-			return err
-		}
-		n, err := io.Copy(dst, src)
-		count.Add(n)
+// copy delivers pending, then moves bytes along f until EOF (nil) or an
+// error.
+func (c *Channel) copy(f *flow, pending []byte) error {
+	if err := c.deliver(f, pending, f.hooked); err != nil {
 		return err
 	}
-	rd := newChunkReader(src, c.Buffers)
+	if f.splice {
+		return c.spliceFlow(f)
+	}
+	return c.copyChunks(f)
+}
+
+// spliceFlow moves f's bytes in the kernel, with a pipe held only while
+// bytes flow, or with io.Copy where the connections cannot be spliced.
+func (c *Channel) spliceFlow(f *flow) error {
+	var idle *idleWait
+	if c.Parker != nil {
+		idle = &idleWait{c: c, dir: f.dir}
+	}
+	count := &c.delivered[f.dir]
+	ok, err := spliceCopy(f.dst, f.src, func(n int) {
+		count.Add(int64(n))
+		c.lastNano.Store(int64(time.Since(c.start)))
+	}, idle)
+	if ok {
+		return err
+	}
+	n, err := io.Copy(f.dst, f.src)
+	count.Add(n)
+	return err
+}
+
+// copyChunks reads f's source chunk by chunk into pooled buffers and
+// delivers each, through the data hooks when f is hooked.
+func (c *Channel) copyChunks(f *flow) error {
+	rd := newChunkReader(f.src, c.Buffers)
 	for {
 		// A buffer is held only while a chunk is handled, not while the
 		// channel waits for one: idle channels cost no buffers.
 		bufp, n, rerr := rd.next()
 		if n > 0 {
 			c.lastNano.Store(int64(time.Since(c.start)))
-			err := c.deliver(wr, (*bufp)[:n], mu, count, hooked, hook)
+			err := c.deliver(f, (*bufp)[:n], f.hooked)
 			c.Buffers.Put(bufp)
 			if err != nil {
 				return err
@@ -361,15 +391,7 @@ func (c *Channel) copy(dir int, dst, src net.Conn, pending []byte, mu *sync.Mute
 			c.Buffers.Put(bufp)
 		}
 		if rerr == io.EOF {
-			if !hooked {
-				return nil
-			}
-			// Last call for bytes the hooks held back.
-			rest, err := end(c.Session)
-			if err != nil {
-				return err
-			}
-			return c.deliver(wr, rest, mu, count, false, nil)
+			return c.endFlow(f)
 		}
 		if rerr != nil {
 			return readError{rerr}
@@ -377,23 +399,39 @@ func (c *Channel) copy(dir int, dst, src net.Conn, pending []byte, mu *sync.Mute
 	}
 }
 
-func (c *Channel) deliver(dst *chunkWriter, p []byte, mu *sync.Mutex, count *atomic.Int64, hooked bool, hook hookFunc) error {
+// endFlow delivers, at f's EOF, the bytes its hooks held back: their last
+// call.
+func (c *Channel) endFlow(f *flow) error {
+	if !f.hooked {
+		return nil
+	}
+	rest, err := c.Chain.End(c.Session, f.dir)
+	if err != nil {
+		return err
+	}
+	return c.deliver(f, rest, false)
+}
+
+// deliver writes p to f's destination, first through the data hooks if
+// hooked.
+func (c *Channel) deliver(f *flow, p []byte, hooked bool) error {
 	if len(p) == 0 {
 		return nil
 	}
 	if hooked {
 		var err error
-		if p, err = hook(c.Session, p); err != nil {
+		if p, err = c.Chain.Data(c.Session, f.dir, p); err != nil {
 			return err
 		}
 		if len(p) == 0 {
 			return nil
 		}
 	}
+	mu := &c.writeMu[f.dir]
 	mu.Lock()
-	n, err := dst.write(p)
+	n, err := f.wr.write(p)
 	mu.Unlock()
-	count.Add(int64(n))
+	c.delivered[f.dir].Add(int64(n))
 	if err != nil {
 		return writeError{err}
 	}
@@ -402,19 +440,22 @@ func (c *Channel) deliver(dst *chunkWriter, p []byte, mu *sync.Mutex, count *ato
 
 // SendUpstream implements plugins.Link.
 func (c *Channel) SendUpstream(p []byte) error {
-	return c.inject(c.Upstream, p, &c.upMu, &c.up)
+	return c.inject(plugins.Up, c.Upstream, p)
 }
 
 // SendClient implements plugins.Link.
 func (c *Channel) SendClient(p []byte) error {
-	return c.inject(c.Client, p, &c.downMu, &c.down)
+	return c.inject(plugins.Down, c.Client, p)
 }
 
-func (c *Channel) inject(dst net.Conn, p []byte, mu *sync.Mutex, count *atomic.Int64) error {
+// inject writes p to dst, the destination of direction d, between the
+// copy loop's chunks.
+func (c *Channel) inject(d plugins.Direction, dst net.Conn, p []byte) error {
+	mu := &c.writeMu[d]
 	mu.Lock()
 	n, err := dst.Write(p)
 	mu.Unlock()
-	count.Add(int64(n))
+	c.delivered[d].Add(int64(n))
 	c.lastNano.Store(int64(time.Since(c.start)))
 	if err != nil {
 		return fmt.Errorf("inject: %w", err)

@@ -10,6 +10,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/plugins"
 )
 
 // Parker lets idle tunnels wait without goroutines. A copy that has seen
@@ -40,7 +42,7 @@ type Parker struct {
 // parkedCopy is one parked direction of a channel.
 type parkedCopy struct {
 	c   *Channel
-	dir int
+	dir plugins.Direction
 }
 
 // DefaultParkAfter is the wait before an idle copy parks.
@@ -141,7 +143,7 @@ func (p *Parker) take(token uint64) (parkedCopy, bool) {
 // park registers the copy's source socket. It returns false when the copy
 // must carry on in its goroutine: the channel is ending, or the socket
 // could not be registered.
-func (p *Parker) park(c *Channel, dir int, src syscall.RawConn) bool {
+func (p *Parker) park(c *Channel, dir plugins.Direction, src syscall.RawConn) bool {
 	token := c.parkID<<1 | uint64(dir)
 	p.mu.Lock()
 	p.waiting[token] = parkedCopy{c, dir}
@@ -186,7 +188,7 @@ func (p *Parker) park(c *Channel, dir int, src syscall.RawConn) bool {
 
 // unpark resumes a parked direction of c at once, so an ending channel's
 // copies see their closed sockets and finish.
-func (p *Parker) unpark(c *Channel, dir int) {
+func (p *Parker) unpark(c *Channel, dir plugins.Direction) {
 	if w, ok := p.take(c.parkID<<1 | uint64(dir)); ok {
 		go w.c.resume(w.dir)
 	}

@@ -7,6 +7,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"ferry/plugins"
 )
 
 // Parker is Linux only; elsewhere idle copies keep their goroutines.
@@ -29,7 +31,7 @@ func (p *Parker) Close() error { return nil }
 // Parked is always 0.
 func (p *Parker) Parked() int64 { return 0 }
 
-func (p *Parker) park(c *Channel, dir int, src syscall.RawConn) bool { return false }
-func (p *Parker) unpark(c *Channel, dir int)                         {}
+func (p *Parker) park(c *Channel, dir plugins.Direction, src syscall.RawConn) bool { return false }
+func (p *Parker) unpark(c *Channel, dir plugins.Direction)                         {}
 
 var errParked = errors.New("parked")

@@ -10,6 +10,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/plugins"
 )
 
 // spliceable reports whether spliceCopy can join a and b.
@@ -33,110 +35,188 @@ func spliceable(a, b net.Conn) bool {
 // parks: it returns errParked, and the Parker resumes the direction on a
 // new goroutine when the source wakes.
 func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, err error) {
+	l := newSpliceLoop(dst, src, moved, idle)
+	if l == nil {
+		return false, nil
+	}
+	return true, l.run()
+}
+
+// spliceLoop is one spliceCopy: the loop reads a chunk (fill), then
+// hands it to writeSmall or writePipe by where fill put it, while watch
+// decides when a silent source parks.
+type spliceLoop struct {
+	srcRC, dstRC syscall.RawConn
+	// sp carries each chunk between the RawConn callbacks, bound once
+	// per copy in fill and drain, not per chunk: a closure handed to
+	// RawConn escapes, and would allocate each time.
+	sp          splicer
+	fill, drain func(uintptr) bool
+	small       chunkWriter // writes small chunks to dst
+	moved       func(int)
+	total       int64 // bytes moved so far
+	watch       idleWatch
+}
+
+// newSpliceLoop prepares a copy from src to dst, or returns nil when the
+// two cannot be spliced.
+func newSpliceLoop(dst, src net.Conn, moved func(int), idle *idleWait) *spliceLoop {
 	s, okS := src.(*net.TCPConn)
 	d, okD := dst.(*net.TCPConn)
 	if !okS || !okD {
-		return false, nil
+		return nil
 	}
 	srcRC, err := s.SyscallConn()
 	if err != nil {
-		return false, nil
+		return nil
 	}
 	dstRC, err := d.SyscallConn()
 	if err != nil {
-		return false, nil
+		return nil
 	}
-	// The callbacks are bound once per copy, not per chunk: a closure
-	// handed to RawConn escapes, and would allocate each time.
-	sp := &splicer{small: true}
-	fill, drain := sp.fill, sp.drain
-	small := newChunkWriter(d)
-	// The read deadline measures silence for parking: armed once per
-	// After, not per chunk, so a busy copy pays a timer reset per After.
-	var total, armedAt int64
-	armed := false
+	l := &spliceLoop{srcRC: srcRC, dstRC: dstRC, moved: moved,
+		watch: idleWatch{wait: idle, src: s}}
+	l.small.init(d)
+	l.sp.small = true
+	l.fill, l.drain = l.sp.fill, l.sp.drain
+	return l
+}
+
+// run copies until src's EOF (nil), an error, or errParked.
+func (l *spliceLoop) run() error {
 	for {
-		if idle != nil && !armed {
-			s.SetReadDeadline(time.Now().Add(idle.c.Parker.After))
-			armed, armedAt = true, total
-		}
-		sp.p, sp.buf, sp.n, sp.err = nil, nil, 0, nil
+		l.watch.arm(l.total)
+		l.sp.p, l.sp.buf, l.sp.n, l.sp.err = nil, nil, 0, nil
 		// fill runs when the socket may have data; the pipe or buffer is
 		// taken inside it and handed back if there was none.
-		rerr := srcRC.Read(fill)
+		rerr := l.srcRC.Read(l.fill)
 		if rerr == nil {
-			rerr = sp.err
+			rerr = l.sp.err
 		}
 		if rerr != nil {
-			if sp.p != nil {
-				pipes.put(sp.p)
-			}
-			if sp.buf != nil {
-				smallBufs.Put(sp.buf)
-			}
-			if idle != nil && errors.Is(rerr, os.ErrDeadlineExceeded) {
-				armed = false
-				if total != armedAt {
-					continue // bytes moved since: not idle
-				}
-				s.SetReadDeadline(time.Time{})
-				if idle.c.Parker.park(idle.c, idle.dir, srcRC) {
-					return true, errParked
-				}
+			l.sp.release()
+			switch l.watch.expired(rerr, l.total, l.srcRC) {
+			case watchParked:
+				return errParked
+			case watchGoOn:
 				continue
 			}
-			if idle != nil {
-				s.SetReadDeadline(time.Time{})
-			}
-			return true, readError{wrapSyscall("splice", rerr)}
+			return readError{wrapSyscall("splice", rerr)}
 		}
-		if sp.buf != nil {
-			// A small chunk, read into a buffer: written back with one
-			// write, which for a few bytes costs less than two splices
-			// through a pipe.
-			n := sp.n
-			if n == 0 {
-				smallBufs.Put(sp.buf)
-				return true, nil // EOF
-			}
-			_, werr := small.write((*sp.buf)[:n])
-			full := n == len(*sp.buf)
-			smallBufs.Put(sp.buf)
-			if werr != nil {
-				return true, writeError{werr}
-			}
-			// A full buffer means more is waiting: splice the next chunk.
-			sp.small = !full
-			total += int64(n)
-			moved(n)
-			continue
+		var n int
+		var err error
+		if l.sp.buf != nil {
+			n, err = l.writeSmall()
+		} else {
+			n, err = l.writePipe()
 		}
-		if sp.n == 0 {
-			pipes.put(sp.p)
-			return true, nil // EOF
+		if err != nil || n == 0 {
+			return err // n == 0: EOF
 		}
-		n := sp.n
-		sp.small = n < smallChunk
-		sp.left, sp.err = n, nil
-		werr := dstRC.Write(drain)
-		if werr == nil {
-			werr = sp.err
-		}
-		if werr != nil {
-			// The pipe may still hold bytes: do not reuse it.
-			sp.p.close()
-			return true, writeError{wrapSyscall("splice", werr)}
-		}
-		pipes.put(sp.p)
-		total += int64(n)
-		moved(n)
+		l.total += int64(n)
+		l.moved(n)
 	}
+}
+
+// writeSmall writes a small chunk, read into a buffer, back with one
+// write, which for a few bytes costs less than two splices through a
+// pipe. It returns the bytes written, 0 at EOF.
+func (l *spliceLoop) writeSmall() (int, error) {
+	sp := &l.sp
+	n := sp.n
+	if n == 0 {
+		smallBufs.Put(sp.buf)
+		return 0, nil // EOF
+	}
+	_, werr := l.small.write((*sp.buf)[:n])
+	full := n == len(*sp.buf)
+	smallBufs.Put(sp.buf)
+	if werr != nil {
+		return 0, writeError{werr}
+	}
+	// A full buffer means more is waiting: splice the next chunk.
+	sp.small = !full
+	return n, nil
+}
+
+// writePipe splices a chunk from the pipe to dst and gives the pipe back
+// to the pool. It returns the bytes written, 0 at EOF.
+func (l *spliceLoop) writePipe() (int, error) {
+	sp := &l.sp
+	if sp.n == 0 {
+		pipes.put(sp.p)
+		return 0, nil // EOF
+	}
+	n := sp.n
+	sp.small = n < smallChunk
+	sp.left, sp.err = n, nil
+	werr := l.dstRC.Write(l.drain)
+	if werr == nil {
+		werr = sp.err
+	}
+	if werr != nil {
+		// The pipe may still hold bytes: do not reuse it.
+		sp.p.close()
+		return 0, writeError{wrapSyscall("splice", werr)}
+	}
+	pipes.put(sp.p)
+	return n, nil
+}
+
+// idleWatch measures a copy's silence with its source's read deadline
+// and parks the copy when the silence lasts the Parker's After. The
+// deadline is armed once per After, not per chunk, so a busy copy pays a
+// timer reset per After. A zero idleWatch (wait nil) never parks.
+type idleWatch struct {
+	wait    *idleWait
+	src     *net.TCPConn
+	armed   bool
+	armedAt int64 // bytes moved when the deadline was armed
+}
+
+// What idleWatch.expired decided about a read error.
+const (
+	watchNotMine = iota // not the watch's deadline: a read error
+	watchGoOn           // the deadline passed: read again
+	watchParked         // the copy parked: its goroutine returns
+)
+
+// arm sets the read deadline if it is not armed; total is the bytes
+// moved so far.
+func (w *idleWatch) arm(total int64) {
+	if w.wait != nil && !w.armed {
+		w.src.SetReadDeadline(time.Now().Add(w.wait.c.Parker.After))
+		w.armed, w.armedAt = true, total
+	}
+}
+
+// expired looks at a read error. When it is the watch's deadline, the
+// copy reads on if bytes moved since the deadline was armed, and parks
+// otherwise (reading on when the Parker declines). Any other error
+// clears the deadline.
+func (w *idleWatch) expired(rerr error, total int64, srcRC syscall.RawConn) int {
+	if w.wait == nil {
+		return watchNotMine
+	}
+	if !errors.Is(rerr, os.ErrDeadlineExceeded) {
+		w.src.SetReadDeadline(time.Time{})
+		return watchNotMine
+	}
+	w.armed = false
+	if total != w.armedAt {
+		return watchGoOn // bytes moved since: not idle
+	}
+	w.src.SetReadDeadline(time.Time{})
+	if w.wait.c.Parker.park(w.wait.c, w.wait.dir, srcRC) {
+		return watchParked
+	}
+	return watchGoOn
 }
 
 // idleWait is what a parkable copy needs to park.
 type idleWait struct {
 	c   *Channel
-	dir int
+	dir plugins.Direction
 }
 
 // splicer is one direction's state between RawConn callbacks.
@@ -159,6 +239,17 @@ var smallBufs = sync.Pool{New: func() any {
 	b := make([]byte, smallChunk)
 	return &b
 }}
+
+// release hands back the pipe or buffer fill took for a read that
+// failed.
+func (sp *splicer) release() {
+	if sp.p != nil {
+		pipes.put(sp.p)
+	}
+	if sp.buf != nil {
+		smallBufs.Put(sp.buf)
+	}
+}
 
 func (sp *splicer) fill(fd uintptr) bool {
 	if !sp.small {

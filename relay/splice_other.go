@@ -5,6 +5,8 @@ package relay
 import (
 	"net"
 	"syscall"
+
+	"ferry/plugins"
 )
 
 // spliceCopy is Linux only; elsewhere the caller copies with io.Copy.
@@ -14,7 +16,7 @@ func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, er
 
 type idleWait struct {
 	c   *Channel
-	dir int
+	dir plugins.Direction
 }
 
 func spliceable(a, b net.Conn) bool { return false }

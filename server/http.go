@@ -203,39 +203,38 @@ func lockedWrite(mu *sync.Mutex, c net.Conn, p []byte, n *atomic.Int64) error {
 }
 
 // hookWriter passes what net/http writes through one direction's data
-// hooks, then to the connection. toUpstream picks the direction.
+// hooks, then to the connection.
 type hookWriter struct {
-	s          *plugins.Session
-	link       *httpLink
-	toUpstream bool
-	chain      *plugins.Chain
-	idle       time.Duration
+	s     *plugins.Session
+	link  *httpLink
+	dir   plugins.Direction
+	chain *plugins.Chain
+	idle  time.Duration
 }
 
 func (w *hookWriter) Write(p []byte) (int, error) {
 	out := p
 	var err error
+	toUpstream := w.dir == plugins.Up
 	mu, dst, n := &w.link.downMu, w.link.client, &w.link.down
-	if w.toUpstream {
+	if toUpstream {
 		mu, dst, n = &w.link.upMu, w.link.upConn, &w.link.up
-		if w.chain.HasReaders() {
-			out, err = w.chain.Read(w.s, p)
-		}
-	} else if w.chain.HasWriters() {
-		out, err = w.chain.Write(w.s, p)
+	}
+	if w.chain.HasData(w.dir) {
+		out, err = w.chain.Data(w.s, w.dir, p)
 	}
 	if err != nil {
 		return 0, err
 	}
 	if len(out) > 0 {
 		mu.Lock()
-		if w.toUpstream {
+		if toUpstream {
 			dst = w.link.upConn
 		}
 		if w.idle > 0 {
 			dst.SetWriteDeadline(time.Now().Add(w.idle))
 		}
-		if w.toUpstream && w.link.upStopped.Load() {
+		if toUpstream && w.link.upStopped.Load() {
 			mu.Unlock()
 			return 0, errStopped
 		}
@@ -252,23 +251,14 @@ func (w *hookWriter) Write(p []byte) (int, error) {
 // end releases what the direction's hooks held back (ReadEnder,
 // WriteEnder) once the message is written.
 func (w *hookWriter) end() error {
-	var rest []byte
-	var err error
-	if w.toUpstream {
-		if !w.chain.HasReaders() {
-			return nil
-		}
-		rest, err = w.chain.ReadEnd(w.s)
-	} else {
-		if !w.chain.HasWriters() {
-			return nil
-		}
-		rest, err = w.chain.WriteEnd(w.s)
+	if !w.chain.HasData(w.dir) {
+		return nil
 	}
+	rest, err := w.chain.End(w.s, w.dir)
 	if err != nil || len(rest) == 0 {
 		return err
 	}
-	if w.toUpstream {
+	if w.dir == plugins.Up {
 		return w.link.SendUpstream(rest)
 	}
 	return w.link.SendClient(rest)

@@ -57,8 +57,8 @@ func (ex *exchange) prepare() error {
 	ex.expect = hd.AtLeast11() && ex.out.fr.Kind != httphead.None && listHas(req.Header.Get("Expect"), "100-continue")
 	ex.clientClose = req.Close || ex.out.fr.Ambiguous
 	idle := h.l.set.IdleTimeout
-	ex.upW = &hookWriter{s: ex.s, link: ex.link, toUpstream: true, chain: h.l.chain, idle: idle}
-	ex.downW = &hookWriter{s: ex.s, link: ex.link, chain: h.l.chain, idle: idle}
+	ex.upW = &hookWriter{s: ex.s, link: ex.link, dir: plugins.Up, chain: h.l.chain, idle: idle}
+	ex.downW = &hookWriter{s: ex.s, link: ex.link, dir: plugins.Down, chain: h.l.chain, idle: idle}
 	return nil
 }
 
@@ -95,8 +95,8 @@ func (ex *exchange) roundTrip(reused bool) (*httphead.Head, bool, error) {
 			return nil, started, err
 		}
 		// Whatever the Readers still hold belongs to the failed attempt.
-		if ex.upW.chain.HasReaders() {
-			ex.upW.chain.ReadEnd(ex.s)
+		if ex.upW.chain.HasData(plugins.Up) {
+			ex.upW.chain.End(ex.s, plugins.Up)
 		}
 		ex.f.closeUpstream()
 		up, _, err := ex.f.dial(ex.s)

@@ -113,10 +113,10 @@ const (
 	warnEvery = 10 * time.Second
 )
 
-// Plugin holds one instance's limits and shared limiters. New returns it
-// wrapped in a type with only the data hooks its limits need, so that an
-// instance that limits one direction, or only new connections, leaves the
-// rest of the relay's copy alone.
+// Plugin holds one instance's limits and shared limiters. It has the data
+// hooks of both directions and declares, with DataDirections, only those
+// its limits need, so that an instance that limits one direction, or only
+// new connections, leaves the rest of the relay's copy alone.
 type Plugin struct {
 	name    string
 	log     zerolog.Logger
@@ -133,21 +133,12 @@ type Plugin struct {
 	warn  throttle.Gate
 }
 
-// reader, writer and readWriter are Plugin with the data hooks its limits
-// need.
-type (
-	reader     struct{ *Plugin }
-	writer     struct{ *Plugin }
-	readWriter struct{ *Plugin }
-)
-
 var (
-	_ plugins.Connector = (*Plugin)(nil)
-	_ plugins.Closer    = (*Plugin)(nil)
-	_ plugins.Reader    = reader{}
-	_ plugins.Writer    = writer{}
-	_ plugins.Reader    = readWriter{}
-	_ plugins.Writer    = readWriter{}
+	_ plugins.Connector    = (*Plugin)(nil)
+	_ plugins.Closer       = (*Plugin)(nil)
+	_ plugins.Reader       = (*Plugin)(nil)
+	_ plugins.Writer       = (*Plugin)(nil)
+	_ plugins.DataDirector = (*Plugin)(nil)
 )
 
 // New builds an instance from its config table.
@@ -161,14 +152,6 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		return nil, err
 	}
 	p.log = env.Log
-	switch {
-	case p.up && p.down:
-		return readWriter{p}, nil
-	case p.up:
-		return reader{p}, nil
-	case p.down:
-		return writer{p}, nil
-	}
 	return p, nil
 }
 
@@ -278,8 +261,18 @@ func (r rates) newBucket() *bucket {
 // Name implements plugins.Plugin.
 func (p *Plugin) Name() string { return p.name }
 
-// base returns the instance under its wrapper.
-func (p *Plugin) base() *Plugin { return p }
+// DataDirections implements plugins.DataDirector: the directions some
+// scope limits.
+func (p *Plugin) DataDirections() plugins.Directions {
+	var ds plugins.Directions
+	if p.up {
+		ds |= plugins.UpData
+	}
+	if p.down {
+		ds |= plugins.DownData
+	}
+	return ds
+}
 
 // sessionKey keys a channel's state; the instance is part of it so that
 // two ratelimit instances on one listener keep apart.
@@ -355,35 +348,32 @@ func (p *Plugin) OnClose(s *plugins.Session, _ plugins.Stats) {
 	}
 }
 
-// OnRead implements plugins.Reader for instances that limit up.
-func (r reader) OnRead(s *plugins.Session, b []byte) ([]byte, error) { return r.read(s, b) }
-
-// OnWrite implements plugins.Writer for instances that limit down.
-func (w writer) OnWrite(s *plugins.Session, b []byte) ([]byte, error) { return w.write(s, b) }
-
-// OnRead implements plugins.Reader.
-func (rw readWriter) OnRead(s *plugins.Session, b []byte) ([]byte, error) { return rw.read(s, b) }
-
-// OnWrite implements plugins.Writer.
-func (rw readWriter) OnWrite(s *plugins.Session, b []byte) ([]byte, error) { return rw.write(s, b) }
-
-func (p *Plugin) read(s *plugins.Session, b []byte) ([]byte, error) {
-	st, _ := s.Value(sessionKey{p}).(*channelState)
-	if st == nil {
-		return b, nil
-	}
-	if err := p.wait(s.Context(), &st.up, len(b), s.SendUpstream); err != nil {
-		return nil, err
-	}
-	return b, nil
+// OnRead implements plugins.Reader: it waits until the limits on the
+// way up allow b.
+func (p *Plugin) OnRead(s *plugins.Session, b []byte) ([]byte, error) {
+	return p.pass(s, plugins.Up, b)
 }
 
-func (p *Plugin) write(s *plugins.Session, b []byte) ([]byte, error) {
+// OnWrite implements plugins.Writer: it waits until the limits on the
+// way down allow b.
+func (p *Plugin) OnWrite(s *plugins.Session, b []byte) ([]byte, error) {
+	return p.pass(s, plugins.Down, b)
+}
+
+// pass waits until the channel's limiters for direction d allow b, then
+// returns it unchanged.
+func (p *Plugin) pass(s *plugins.Session, d plugins.Direction, b []byte) ([]byte, error) {
 	st, _ := s.Value(sessionKey{p}).(*channelState)
 	if st == nil {
 		return b, nil
 	}
-	if err := p.wait(s.Context(), &st.down, len(b), s.SendClient); err != nil {
+	var err error
+	if d == plugins.Up {
+		err = p.wait(s.Context(), &st.up, len(b), s.SendUpstream)
+	} else {
+		err = p.wait(s.Context(), &st.down, len(b), s.SendClient)
+	}
+	if err != nil {
 		return nil, err
 	}
 	return b, nil

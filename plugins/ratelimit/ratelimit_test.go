@@ -40,7 +40,7 @@ func mustLoad(t *testing.T, opts string, c *fakeClock, log zerolog.Logger) *Plug
 	if err != nil {
 		t.Fatalf("load %q: %v", opts, err)
 	}
-	p := pl.(interface{ base() *Plugin }).base()
+	p := pl.(*Plugin)
 	if c != nil {
 		p.now, p.sleep = c.Now, c.Sleep
 	}
@@ -156,8 +156,8 @@ func TestConfig(t *testing.T) {
 			if err != nil {
 				t.Fatalf("got error %v, want none", err)
 			}
-			_, isReader := p.(plugins.Reader)
-			_, isWriter := p.(plugins.Writer)
+			ds := plugins.DataDirectionsOf(p)
+			isReader, isWriter := ds.Has(plugins.Up), ds.Has(plugins.Down)
 			if isReader != tt.wantReader || isWriter != tt.wantWriter {
 				t.Errorf("got reader %v, writer %v, want %v, %v", isReader, isWriter, tt.wantReader, tt.wantWriter)
 			}
@@ -327,7 +327,7 @@ func TestDataUnchanged(t *testing.T) {
 		t.Fatal(err)
 	}
 	in := bytes.Repeat([]byte("0123456789"), 1000)
-	rw := readWriter{p}
+	rw := p
 	for _, tt := range []struct {
 		name string
 		hook func(*plugins.Session, []byte) ([]byte, error)
@@ -368,7 +368,7 @@ func TestSharedScopes(t *testing.T) {
 	// The user's 500 B burst goes to a1; a2 then waits a second for the
 	// user's rate, the client's burst covering both.
 	for _, s := range []*plugins.Session{a1, a2} {
-		if _, err := p.write(s, make([]byte, 500)); err != nil {
+		if _, err := p.OnWrite(s, make([]byte, 500)); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -409,7 +409,7 @@ func TestOnCloseWithoutConnect(t *testing.T) {
 		t.Fatal(err)
 	}
 	p.OnClose(session("2", "192.0.2.1:1001", ""), plugins.Stats{Reason: plugins.ReasonRejected})
-	p.write(held, make([]byte, 1000)) // empty the bucket so that it stays
+	p.OnWrite(held, make([]byte, 1000)) // empty the bucket so that it stays
 	if got := p.clients.len(); got != 1 {
 		t.Fatalf("client buckets: got %d, want 1", got)
 	}
@@ -484,7 +484,7 @@ func TestTwoInstances(t *testing.T) {
 		if err := p.OnConnect(context.Background(), s); err != nil {
 			t.Fatal(err)
 		}
-		p.write(s, make([]byte, 1000))
+		p.OnWrite(s, make([]byte, 1000))
 	}
 	if c.slept != 0 {
 		t.Errorf("slept %v, want 0: each instance has its own full bucket", c.slept)
@@ -506,7 +506,7 @@ func TestConcurrent(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	rw := pl.(readWriter)
+	rw := pl.(*Plugin)
 	var wg sync.WaitGroup
 	for i := range 16 {
 		wg.Go(func() {

@@ -65,34 +65,22 @@ type Rule struct {
 	Replace string `toml:"replace"`
 }
 
-// Plugin rewrites channel data. New returns it wrapped so that it
-// implements only the hooks of the directions its rules use: a direction
-// without rules keeps the kernel splice path.
+// Plugin rewrites channel data. It has the data hooks of both
+// directions and declares, with DataDirections, only those its rules
+// use: a direction without rules keeps the kernel splice path.
 type Plugin struct {
 	name       string
 	up, down   []*rule
 	flushAfter time.Duration
 }
 
-// The wrappers New returns.
-type (
-	upHooks   struct{ *Plugin }
-	downHooks struct{ *Plugin }
-	bothHooks struct{ *Plugin }
-)
-
 var (
-	_ plugins.Reader     = upHooks{}
-	_ plugins.ReadEnder  = upHooks{}
-	_ plugins.Closer     = upHooks{}
-	_ plugins.Writer     = downHooks{}
-	_ plugins.WriteEnder = downHooks{}
-	_ plugins.Closer     = downHooks{}
-	_ plugins.Reader     = bothHooks{}
-	_ plugins.ReadEnder  = bothHooks{}
-	_ plugins.Writer     = bothHooks{}
-	_ plugins.WriteEnder = bothHooks{}
-	_ plugins.Closer     = bothHooks{}
+	_ plugins.Reader       = (*Plugin)(nil)
+	_ plugins.ReadEnder    = (*Plugin)(nil)
+	_ plugins.Writer       = (*Plugin)(nil)
+	_ plugins.WriteEnder   = (*Plugin)(nil)
+	_ plugins.Closer       = (*Plugin)(nil)
+	_ plugins.DataDirector = (*Plugin)(nil)
 )
 
 // New builds an instance from its config table.
@@ -101,18 +89,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	if err := env.Decode(&cfg); err != nil {
 		return nil, err
 	}
-	p, err := newPlugin(env.Name, cfg)
-	if err != nil {
-		return nil, err
-	}
-	switch {
-	case len(p.up) > 0 && len(p.down) > 0:
-		return bothHooks{p}, nil
-	case len(p.up) > 0:
-		return upHooks{p}, nil
-	default:
-		return downHooks{p}, nil
-	}
+	return newPlugin(env.Name, cfg)
 }
 
 func newPlugin(name string, cfg Config) (*Plugin, error) {
@@ -148,57 +125,45 @@ func newPlugin(name string, cfg Config) (*Plugin, error) {
 // Name implements plugins.Plugin.
 func (p *Plugin) Name() string { return p.name }
 
-// OnRead implements plugins.Reader.
-func (h upHooks) OnRead(s *plugins.Session, b []byte) ([]byte, error) {
-	return h.rewrite(s, up, b)
-}
-
-// OnWrite implements plugins.Writer.
-func (h downHooks) OnWrite(s *plugins.Session, b []byte) ([]byte, error) {
-	return h.rewrite(s, down, b)
-}
-
-// OnRead implements plugins.Reader.
-func (h bothHooks) OnRead(s *plugins.Session, b []byte) ([]byte, error) {
-	return h.rewrite(s, up, b)
-}
-
-// OnWrite implements plugins.Writer.
-func (h bothHooks) OnWrite(s *plugins.Session, b []byte) ([]byte, error) {
-	return h.rewrite(s, down, b)
-}
-
-// OnReadEnd implements plugins.ReadEnder.
-func (h upHooks) OnReadEnd(s *plugins.Session) ([]byte, error) { return h.end(s, up) }
-
-// OnWriteEnd implements plugins.WriteEnder.
-func (h downHooks) OnWriteEnd(s *plugins.Session) ([]byte, error) { return h.end(s, down) }
-
-// OnReadEnd implements plugins.ReadEnder.
-func (h bothHooks) OnReadEnd(s *plugins.Session) ([]byte, error) { return h.end(s, up) }
-
-// OnWriteEnd implements plugins.WriteEnder.
-func (h bothHooks) OnWriteEnd(s *plugins.Session) ([]byte, error) { return h.end(s, down) }
-
-// direction is a way through the channel.
-type direction uint8
-
-const (
-	up direction = iota
-	down
-)
-
-func (d direction) String() string {
-	if d == up {
-		return "up"
+// DataDirections implements plugins.DataDirector: the directions that
+// have rules.
+func (p *Plugin) DataDirections() plugins.Directions {
+	var ds plugins.Directions
+	if len(p.up) > 0 {
+		ds |= plugins.UpData
 	}
-	return "down"
+	if len(p.down) > 0 {
+		ds |= plugins.DownData
+	}
+	return ds
 }
+
+// OnRead implements plugins.Reader.
+func (p *Plugin) OnRead(s *plugins.Session, b []byte) ([]byte, error) {
+	return p.rewrite(s, up, b)
+}
+
+// OnWrite implements plugins.Writer.
+func (p *Plugin) OnWrite(s *plugins.Session, b []byte) ([]byte, error) {
+	return p.rewrite(s, down, b)
+}
+
+// OnReadEnd implements plugins.ReadEnder.
+func (p *Plugin) OnReadEnd(s *plugins.Session) ([]byte, error) { return p.end(s, up) }
+
+// OnWriteEnd implements plugins.WriteEnder.
+func (p *Plugin) OnWriteEnd(s *plugins.Session) ([]byte, error) { return p.end(s, down) }
+
+// up and down are the two directions, named as in the rules.
+const (
+	up   = plugins.Up
+	down = plugins.Down
+)
 
 // stateKey finds one instance's state for one direction in a Session.
 type stateKey struct {
 	p   *Plugin
-	dir direction
+	dir plugins.Direction
 }
 
 // stream is the per-channel, per-direction state: one stage per rule,
@@ -218,7 +183,7 @@ type stage struct {
 	held []byte
 }
 
-func (p *Plugin) stream(s *plugins.Session, d direction) *stream {
+func (p *Plugin) stream(s *plugins.Session, d plugins.Direction) *stream {
 	key := stateKey{p, d}
 	if v := s.Value(key); v != nil {
 		return v.(*stream)
@@ -284,7 +249,7 @@ func (p *Plugin) timed(s *plugins.Session) bool {
 // to the relay, to pass through the plugins after it. With the timer it
 // sends the output itself, under st.mu, so that a flush can never
 // overtake it, and returns nothing.
-func (p *Plugin) rewrite(s *plugins.Session, d direction, b []byte) ([]byte, error) {
+func (p *Plugin) rewrite(s *plugins.Session, d plugins.Direction, b []byte) ([]byte, error) {
 	st := p.stream(s, d)
 	st.mu.Lock()
 	defer st.mu.Unlock()
@@ -305,7 +270,7 @@ func (p *Plugin) rewrite(s *plugins.Session, d direction, b []byte) ([]byte, err
 // held tails are rewritten as the end of the stream. The relay writes
 // what end returns, after the plugins that follow, before it
 // half-closes; with the timer, end sends it itself like rewrite.
-func (p *Plugin) end(s *plugins.Session, d direction) ([]byte, error) {
+func (p *Plugin) end(s *plugins.Session, d plugins.Direction) ([]byte, error) {
 	v := s.Value(stateKey{p, d})
 	if v == nil {
 		return nil, nil // nothing came this way
@@ -323,7 +288,7 @@ func (p *Plugin) end(s *plugins.Session, d direction) ([]byte, error) {
 
 // sendLocked sends out the way d goes, with st.mu held, and returns what
 // the relay must write instead: nothing, unless sending failed.
-func (p *Plugin) sendLocked(s *plugins.Session, d direction, out []byte) []byte {
+func (p *Plugin) sendLocked(s *plugins.Session, d plugins.Direction, out []byte) []byte {
 	if len(out) == 0 {
 		return nil
 	}
@@ -350,7 +315,7 @@ func (st *stream) stopTimer() {
 
 // flush runs from the timer: no bytes came for flushAfter, so the held
 // tails are rewritten as if the stream ended there and sent.
-func (p *Plugin) flush(s *plugins.Session, d direction, st *stream, gen uint64) {
+func (p *Plugin) flush(s *plugins.Session, d plugins.Direction, st *stream, gen uint64) {
 	st.mu.Lock()
 	defer st.mu.Unlock()
 	if st.closed || st.gen != gen {
@@ -367,7 +332,7 @@ func (p *Plugin) flush(s *plugins.Session, d direction, st *stream, gen uint64) 
 	}
 }
 
-func send(s *plugins.Session, d direction, b []byte) error {
+func send(s *plugins.Session, d plugins.Direction, b []byte) error {
 	if d == up {
 		return s.SendUpstream(b)
 	}
@@ -376,7 +341,7 @@ func send(s *plugins.Session, d direction, b []byte) error {
 
 // OnClose implements plugins.Closer: it stops pending flushes.
 func (p *Plugin) OnClose(s *plugins.Session, _ plugins.Stats) {
-	for _, d := range []direction{up, down} {
+	for _, d := range []plugins.Direction{up, down} {
 		v := s.Value(stateKey{p, d})
 		if v == nil {
 			continue

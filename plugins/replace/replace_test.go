@@ -49,7 +49,7 @@ func TestNewErrors(t *testing.T) {
 	}{
 		{"no rules", ``, "rule: add at least one"},
 		{"no direction", `rule = [{find = "a"}]`, "rule[0].direction: missing"},
-		{"bad direction", `rule = [{direction = "in", find = "a"}]`, `rule[0].direction: "in" is not up, down or both`},
+		{"bad plugins.Direction", `rule = [{direction = "in", find = "a"}]`, `rule[0].direction: "in" is not up, down or both`},
 		{"no pattern", `rule = [{direction = "up", replace = "a"}]`, "rule[0].find: set find"},
 		{"both patterns", `rule = [{direction = "up", find = "a", regexp = "b"}]`, "rule[0].regexp: set find or regexp, not both"},
 		{"bad regexp", `rule = [{direction = "up", find = "x"}, {direction = "up", regexp = "a("}]`, "rule[1].regexp: error parsing regexp"},
@@ -95,10 +95,11 @@ func TestHooksByDirection(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			_, isR := p.(plugins.Reader)
-			_, isW := p.(plugins.Writer)
+			ds := plugins.DataDirectionsOf(p)
+			isR, isW := ds.Has(plugins.Up), ds.Has(plugins.Down)
 			_, isRE := p.(plugins.ReadEnder)
 			_, isWE := p.(plugins.WriteEnder)
+			isRE, isWE = isRE && isR, isWE && isW
 			_, isC := p.(plugins.Closer)
 			if isR != tt.wantRead || isW != tt.wantWrit || !isC || p.Name() != "rw" {
 				t.Fatalf("got reader=%v writer=%v closer=%v name=%q, want %v %v true rw", isR, isW, isC, p.Name(), tt.wantRead, tt.wantWrit)
@@ -121,7 +122,7 @@ type fakeLink struct {
 
 func newFakeLink() *fakeLink { return &fakeLink{changed: make(chan struct{}, 1)} }
 
-func (l *fakeLink) write(d direction, p []byte) error {
+func (l *fakeLink) write(d plugins.Direction, p []byte) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.fail != nil {
@@ -142,7 +143,7 @@ func (l *fakeLink) write(d direction, p []byte) error {
 func (l *fakeLink) SendUpstream(p []byte) error { return l.write(up, p) }
 func (l *fakeLink) SendClient(p []byte) error   { return l.write(down, p) }
 
-func (l *fakeLink) got(d direction) string {
+func (l *fakeLink) got(d plugins.Direction) string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if d == up {
@@ -152,7 +153,7 @@ func (l *fakeLink) got(d direction) string {
 }
 
 // waitFor waits until the link's d side has received want.
-func (l *fakeLink) waitFor(t *testing.T, d direction, want string) {
+func (l *fakeLink) waitFor(t *testing.T, d plugins.Direction, want string) {
 	t.Helper()
 	deadline := time.After(5 * time.Second)
 	for l.got(d) != want {
@@ -183,7 +184,7 @@ func testPlugin(t *testing.T, flush time.Duration, rules ...Rule) *Plugin {
 }
 
 // deliver is the relay: the hook's output, if any, goes to the link.
-func deliver(t *testing.T, p *Plugin, s *plugins.Session, l *fakeLink, d direction, b []byte) {
+func deliver(t *testing.T, p *Plugin, s *plugins.Session, l *fakeLink, d plugins.Direction, b []byte) {
 	t.Helper()
 	out, err := p.rewrite(s, d, b)
 	if err != nil {
@@ -247,11 +248,11 @@ func TestFlushOffHoldsUntilNextRead(t *testing.T) {
 }
 
 // endHook calls the end hook of direction d, as the relay does at EOF.
-func endHook(p *Plugin, s *plugins.Session, d direction) ([]byte, error) {
+func endHook(p *Plugin, s *plugins.Session, d plugins.Direction) ([]byte, error) {
 	if d == up {
-		return upHooks{p}.OnReadEnd(s)
+		return p.OnReadEnd(s)
 	}
-	return downHooks{p}.OnWriteEnd(s)
+	return p.OnWriteEnd(s)
 }
 
 // TestEndReleasesHeldTail: when a direction ends, the held tail is
@@ -268,7 +269,7 @@ func TestEndReleasesHeldTail(t *testing.T) {
 	tests := []struct {
 		name     string
 		flush    time.Duration
-		d        direction
+		d        plugins.Direction
 		in       []string
 		wantOut  string // what the hooks passed on before the end
 		wantTail string // what the end released
@@ -413,7 +414,7 @@ func (r *recorder) OnWrite(_ *plugins.Session, b []byte) ([]byte, error) {
 	return b, nil
 }
 
-func (r *recorder) got(d direction) string {
+func (r *recorder) got(d plugins.Direction) string {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if d == up {
@@ -428,7 +429,7 @@ func (r *recorder) got(d direction) string {
 // the direction.
 func TestEndThroughChain(t *testing.T) {
 	for _, flush := range []time.Duration{0, time.Hour} {
-		for _, d := range []direction{up, down} {
+		for _, d := range []plugins.Direction{up, down} {
 			t.Run(fmt.Sprintf("%s flush_after %v", d, flush), func(t *testing.T) {
 				pl, err := New(decodeEnv(t, fmt.Sprintf("flush_after = %q\nrule = [{direction = %q, find = \"Server: nginx\", replace = \"Server: ferry\"}]", flush, d)))
 				if err != nil {
@@ -526,7 +527,7 @@ func TestConcurrentDirections(t *testing.T) {
 		c := &channel{l: newFakeLink()}
 		c.s = newSession("tcp", c.l)
 		chans = append(chans, c)
-		for _, d := range []direction{up, down} {
+		for _, d := range []plugins.Direction{up, down} {
 			rng := rand.New(rand.NewPCG(uint64(i), uint64(d)))
 			c.inputs[d] = randomText(rng, "abcd", 3000)
 			wg.Go(func() {
@@ -558,7 +559,7 @@ func TestConcurrentDirections(t *testing.T) {
 	}
 	wg.Wait()
 	for i, c := range chans {
-		for _, d := range []direction{up, down} {
+		for _, d := range []plugins.Direction{up, down} {
 			if got, want := c.l.got(d), string(c.inputs[d]); undo.Replace(got) != want {
 				t.Fatalf("channel %d %s: got %q, which does not undo to the input %q", i, d, got, want)
 			}
