@@ -55,11 +55,9 @@ type chunkReader struct {
 
 func newChunkReader(src net.Conn, pool *BufferPool) *chunkReader {
 	r := &chunkReader{src: src, pool: pool}
-	if sc, ok := src.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			r.rc = rc
-			r.fn = r.read // bound once: a closure per read would allocate
-		}
+	if rc := rawConn(src); rc != nil {
+		r.rc = rc
+		r.fn = r.read // bound once: a closure per read would allocate
 	}
 	return r
 }
@@ -125,11 +123,9 @@ type chunkWriter struct {
 // (its callback is bound to it).
 func (w *chunkWriter) init(dst net.Conn) {
 	*w = chunkWriter{dst: dst}
-	if sc, ok := dst.(syscall.Conn); ok {
-		if rc, err := sc.SyscallConn(); err == nil {
-			w.rc = rc
-			w.fn = w.send
-		}
+	if rc := rawConn(dst); rc != nil {
+		w.rc = rc
+		w.fn = w.send
 	}
 }
 

@@ -13,49 +13,11 @@ import (
 	"ferry/plugins"
 )
 
-func newTestParker(t *testing.T) *Parker {
-	t.Helper()
-	p, err := NewParker(20 * time.Millisecond)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { p.Close() })
-	return p
-}
-
-// waitParked waits until n copies are parked.
-func waitParked(t *testing.T, p *Parker, n int64) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for p.Parked() != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("parked copies: %d, want %d", p.Parked(), n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 // copyGoroutines counts goroutines running a channel's copies.
 func copyGoroutines() int {
 	buf := make([]byte, 1<<20)
 	buf = buf[:runtime.Stack(buf, true)]
 	return strings.Count(string(buf), "relay.(*Channel).run(")
-}
-
-func exchange(t *testing.T, client, target net.Conn, msg string) {
-	t.Helper()
-	for _, w := range []struct{ from, to net.Conn }{{client, target}, {target, client}} {
-		if _, err := w.from.Write([]byte(msg)); err != nil {
-			t.Fatal(err)
-		}
-		got := make([]byte, len(msg))
-		if _, err := io.ReadFull(w.to, got); err != nil {
-			t.Fatal(err)
-		}
-		if string(got) != msg {
-			t.Fatalf("got %q, want %q", got, msg)
-		}
-	}
 }
 
 func TestParkedChannelHasNoGoroutines(t *testing.T) {

@@ -4,7 +4,6 @@ package relay
 
 import (
 	"net"
-	"syscall"
 
 	"ferry/plugins"
 )
@@ -20,26 +19,6 @@ type idleWait struct {
 }
 
 func spliceable(a, b net.Conn) bool { return false }
-
-// rawRead and rawWrite are read(2) and write(2), retried on EINTR; on
-// Linux they also skip the runtime's syscall bookkeeping.
-func rawRead(fd int, p []byte) (int, error) {
-	for {
-		n, err := syscall.Read(fd, p)
-		if err != syscall.EINTR {
-			return n, err
-		}
-	}
-}
-
-func rawWrite(fd int, p []byte) (int, error) {
-	for {
-		n, err := syscall.Write(fd, p)
-		if err != syscall.EINTR {
-			return n, err
-		}
-	}
-}
 
 // TunnelFDs is the most descriptors one tunnel holds: its two sockets
 // (the splice path, which adds a pipe per direction, is Linux only).

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The one test entry point: installs what the tests need on a fresh Debian
-# machine (as root, via apt-get), checks formatting and vet, runs every test
+# machine (as root, via apt-get), checks formatting and vet, builds and
+# vets every other release target (without running it), runs every test
 # with the race detector (the end-to-end tests in test/ included), runs
 # every benchmark once as a smoke test, then fuzzes each fuzz target for a
 # bounded time.
@@ -45,6 +46,19 @@ go vet ./...
 # scripts/ (the bench and soak tools) is a module of its own: ./... above
 # stops at its go.mod.
 (cd scripts && go vet ./...)
+
+# Every release target (scripts/release.sh's) other than this machine's
+# is built and vetted, test files of the product's packages included, but
+# not run: a Linux-only call outside a _linux.go file fails here.
+echo "== cross builds (built and vetted, not run)"
+host="$(go env GOOS)/$(go env GOARCH)"
+product=$(go list ./... | grep -v -e '^ferry/test' -e '^ferry/scripts')
+for t in linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 freebsd/amd64 freebsd/arm64 windows/amd64 windows/arm64; do
+	[ "$t" = "$host" ] && continue
+	echo "-- $t"
+	GOOS=${t%/*} GOARCH=${t#*/} go build -o /dev/null .
+	GOOS=${t%/*} GOARCH=${t#*/} go vet $product
+done
 
 echo "== go test -race"
 go test -race -count=1 -timeout 20m ./...

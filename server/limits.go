@@ -5,8 +5,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"golang.org/x/sys/unix"
-
 	"ferry/config"
 	"ferry/relay"
 )
@@ -16,11 +14,11 @@ import (
 // than failing accept with EMFILE, which leaves the client waiting in the
 // backlog, or a dial, which answers 502.
 func autoMaxConnections() int {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == unix.RLIM_INFINITY {
+	limit, ok := fileLimit()
+	if !ok {
 		return 0
 	}
-	return maxConnectionsFor(lim.Cur)
+	return maxConnectionsFor(limit)
 }
 
 // maxConnectionsFor is the connection budget of an open-file limit: each

@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"golang.org/x/sys/unix"
-
 	"ferry/relay"
 	"ferry/test/testkit"
 )
@@ -216,11 +214,11 @@ func TestMaxConnectionsFor(t *testing.T) {
 }
 
 func openFileLimit(t *testing.T) int {
-	var lim unix.Rlimit
-	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
-		t.Fatal(err)
+	limit, ok := fileLimit()
+	if !ok {
+		t.Fatal("no open-file limit")
 	}
-	return int(lim.Cur)
+	return int(limit)
 }
 
 // Targets that are not host:port get the protocol's refusal, never a dial.

@@ -18,7 +18,6 @@ import (
 	"io"
 	"os"
 	"sync"
-	"syscall"
 
 	"github.com/rs/zerolog"
 
@@ -127,10 +126,10 @@ type fileService struct {
 }
 
 func (s *fileService) Start(context.Context) error {
-	// O_NONBLOCK: a FIFO with no reader fails at once (ENXIO) instead of
-	// blocking the start or reload that opens it; Go's poller makes the
+	// openNonblock: a FIFO with no reader fails at once (ENXIO) instead
+	// of blocking the start or reload that opens it; Go's poller makes the
 	// writes wait as usual.
-	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|syscall.O_NONBLOCK, 0o640)
+	f, err := os.OpenFile(s.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE|openNonblock, 0o640)
 	if err != nil {
 		return fmt.Errorf("open access log: %w", err)
 	}

@@ -9,12 +9,12 @@
 //	// "big.pem: 2.0 MiB, over the 1 MiB limit for this file"
 //
 // A FIFO, device, socket or directory is refused at once, without
-// blocking: the file is opened with O_NONBLOCK and checked with fstat
-// before any read. The cap is checked against the size fstat reports and
-// again while reading (files under /proc report a size of 0). The
-// deadline guards regular files whose reads can block (a hung network or
-// FUSE file system): the read goes on in a goroutine, which is left to
-// finish on its own when the deadline passes.
+// blocking: the file is opened with O_NONBLOCK (on Unix) and checked with
+// fstat before any read. The cap is checked against the size fstat
+// reports and again while reading (files under /proc report a size of
+// 0). The deadline guards regular files whose reads can block (a hung
+// network or FUSE file system): the read goes on in a goroutine, which is
+// left to finish on its own when the deadline passes.
 //
 // It does not watch files for changes, and does not limit how often a
 // file is read.
@@ -26,7 +26,6 @@ import (
 	"io"
 	"io/fs"
 	"os"
-	"syscall"
 	"time"
 )
 
@@ -75,9 +74,9 @@ type file struct {
 
 // open opens the regular file at path for reading.
 func open(path string, limit int64) (*file, error) {
-	// O_NONBLOCK: opening a FIFO without a writer, or some devices, would
+	// openFlags: opening a FIFO without a writer, or some devices, would
 	// otherwise block here, before fstat can tell what the path is.
-	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_NOCTTY, 0)
+	f, err := os.OpenFile(path, os.O_RDONLY|openFlags, 0)
 	if err != nil {
 		return nil, err // *fs.PathError: names the path
 	}
