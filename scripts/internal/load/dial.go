@@ -9,6 +9,8 @@ import (
 	"net"
 	"net/netip"
 	"time"
+
+	"ferry/plugins/pkg/netx"
 )
 
 // Refusal is a proxy's answer that it did not open the tunnel: an HTTP
@@ -44,7 +46,7 @@ func Connect(c net.Conn, target netip.AddrPort) (net.Conn, error) {
 		return nil, &Refusal{Proto: "connect", Code: code, Line: string(line)}
 	}
 	if len(rest) > 0 {
-		return &PrefixConn{Conn: c, Prefix: rest}, nil
+		return &netx.PrefixConn{Conn: c, Prefix: rest}, nil
 	}
 	return c, nil
 }
@@ -138,26 +140,10 @@ func SOCKS5Request(cmd byte, target netip.AddrPort) []byte {
 	return binary.BigEndian.AppendUint16(req, target.Port())
 }
 
-// PrefixConn is a connection whose first reads return Prefix: bytes a
-// handshake read past its end.
-type PrefixConn struct {
-	net.Conn
-	Prefix []byte
-}
-
-func (p *PrefixConn) Read(b []byte) (int, error) {
-	if len(p.Prefix) > 0 {
-		n := copy(b, p.Prefix)
-		p.Prefix = p.Prefix[n:]
-		return n, nil
-	}
-	return p.Conn.Read(b)
-}
-
 // Reset closes c with a TCP RST instead of a FIN (and leaves no
 // TIME_WAIT).
 func Reset(c net.Conn) {
-	if p, ok := c.(*PrefixConn); ok {
+	if p, ok := c.(*netx.PrefixConn); ok {
 		c = p.Conn
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
