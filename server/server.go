@@ -19,13 +19,10 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
-	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -36,7 +33,6 @@ import (
 	"ferry/plugins"
 	"ferry/plugins/pkg/throttle"
 	"ferry/relay"
-	"ferry/relay/upstream"
 )
 
 // Server is a set of listeners sharing plugins and services.
@@ -89,43 +85,6 @@ type Server struct {
 	dialHook atomic.Pointer[dialFunc]
 }
 
-// generation is what one configuration built: its plugin instances,
-// services and listeners. Connections keep the generation they were
-// accepted under until they end; a reload retires the old generation,
-// which is closed when its last connection is gone.
-type generation struct {
-	cfg       *config.Config
-	services  *plugins.Services
-	instances []plugins.Plugin
-	listeners []*frontend
-	ups       *upstream.Table
-	conns     sync.WaitGroup
-	closeOnce sync.Once
-	// maxConns caps client connections over all listeners; 0: none.
-	maxConns int64
-}
-
-// close stops the generation's services and closes its plugins.
-func (g *generation) close() error {
-	var errs []error
-	g.closeOnce.Do(func() {
-		if g.ups != nil {
-			g.ups.Stop()
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		errs = append(errs, g.services.Stop(ctx))
-		for i := len(g.instances) - 1; i >= 0; i-- {
-			if c, ok := g.instances[i].(interface{ Close() error }); ok {
-				if err := c.Close(); err != nil {
-					errs = append(errs, fmt.Errorf("close plugin %s: %w", g.instances[i].Name(), err))
-				}
-			}
-		}
-	})
-	return errors.Join(errs...)
-}
-
 // New builds every plugin instance and listener from cfg without opening
 // sockets, so it also serves `ferry check`. Call Close if Start is never
 // called.
@@ -145,105 +104,6 @@ func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
 	}
 	s.gen = gen
 	return s, nil
-}
-
-// build makes a generation from cfg: plugin instances (not started) and
-// listeners (without sockets).
-func (s *Server) build(cfg *config.Config) (*generation, error) {
-	ups, err := upstream.Build(cfg, s.log)
-	if err != nil {
-		return nil, err
-	}
-	g := &generation{cfg: cfg, services: plugins.NewServices(), ups: ups, maxConns: maxConnections(cfg)}
-	names, instances, err := buildPlugins(cfg, s.log, g.services)
-	g.instances = instances
-	if err != nil {
-		g.close()
-		return nil, err
-	}
-	byName := make(map[string]plugins.Plugin)
-	for i, p := range instances {
-		byName[names[i]] = p
-	}
-	for i := range cfg.Listeners {
-		lc := cfg.Listeners[i]
-		var ps []plugins.Plugin
-		for _, name := range lc.Plugins {
-			p, ok := byName[name]
-			if !ok {
-				g.close()
-				return nil, fmt.Errorf("listener %s: no plugin instance %q", lc.Name, name)
-			}
-			ps = append(ps, p)
-		}
-		g.listeners = append(g.listeners, newFrontend(s, g, lc, cfg.Effective(&lc), plugins.NewChain(ps)))
-	}
-	return g, nil
-}
-
-// buildPlugins creates every [[plugin]] instance of cfg. It goes on past a
-// failing one so that all problems are reported at once; on error the
-// instances built are returned too, in config order, for the caller to
-// close.
-func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services) (names []string, out []plugins.Plugin, err error) {
-	var errs []error
-	for i := range cfg.Plugins {
-		pc := &cfg.Plugins[i]
-		reg, ok := plugins.Lookup(pc.Type)
-		if !ok {
-			errs = append(errs, unknownType(pc))
-			continue
-		}
-		env := plugins.NewEnv(pc.Name, log.With().Str("plugin", pc.Name).Logger(), svcs, pc.Decode)
-		env.ConfigDir = configDir(cfg.File)
-		p, err := reg.New(env)
-		if err != nil {
-			errs = append(errs, pc.WrapError(err))
-			continue
-		}
-		names = append(names, pc.Name)
-		out = append(out, p)
-	}
-	return names, out, config.Join(errs...)
-}
-
-// unknownType reports a [[plugin]] whose type is not compiled in, at the
-// key that names the type; nil when config has already reported that key.
-// config does not look at the registry: this is where types are checked,
-// for `ferry check` and `ferry run` alike.
-func unknownType(pc *config.PluginConfig) error {
-	key := pc.TypeKey()
-	if key == "" {
-		return nil
-	}
-	return pc.WrapError(plugins.Errorf(key, "unknown plugin type %q (%s)", pc.Type, knownTypes()))
-}
-
-// knownTypes lists the compiled-in plugin types for messages.
-func knownTypes() string {
-	regs := plugins.Registered()
-	if len(regs) == 0 {
-		return "no plugin types are compiled in"
-	}
-	names := make([]string, len(regs))
-	for i, r := range regs {
-		names[i] = r.Type
-	}
-	return "known types: " + strings.Join(names, ", ")
-}
-
-// CheckPlugins builds and closes every plugin instance of cfg, returning
-// all their problems, unknown types included. For `ferry check` on a file
-// whose other problems stop it from being built whole
-// (config.Error.Partial).
-func CheckPlugins(cfg *config.Config) error {
-	_, built, err := buildPlugins(cfg, zerolog.Nop(), plugins.NewServices())
-	for _, p := range built {
-		if cl, ok := p.(interface{ Close() error }); ok {
-			cl.Close()
-		}
-	}
-	return err
 }
 
 // Start starts the services, then opens every listener and serves them.
@@ -519,13 +379,4 @@ type dialFunc func(ctx context.Context, network, addr string) (net.Conn, error)
 
 func (f dialFunc) DialContext(ctx context.Context, network, addr string) (net.Conn, error) {
 	return f(ctx, network, addr)
-}
-
-// configDir is the directory relative plugin paths start from: the config
-// file's, or none for the embedded default.
-func configDir(file string) string {
-	if file == "" || strings.HasPrefix(file, "<") {
-		return ""
-	}
-	return filepath.Dir(file)
 }

@@ -30,16 +30,31 @@ const (
 // serveSOCKS5 reads the greeting and request, answering protocol errors
 // with the RFC's codes.
 func (h *conn) serveSOCKS5() {
+	if !h.socks5Negotiate() {
+		return
+	}
+	target, ok := h.socks5Request()
+	if !ok {
+		return
+	}
+	s := h.newSession("socks5", target)
+	h.tunnel(s, socks5Replier{h})
+}
+
+// socks5Negotiate reads the greeting, picks the auth method and, for
+// username/password, checks the login. It reports whether the client may
+// go on to its request; when not, the client has been answered or is gone.
+func (h *conn) socks5Negotiate() bool {
 	buf := h.scratch[:] // a local array would escape through io.ReadFull
 	// Greeting: VER NMETHODS METHODS...
 	if _, err := io.ReadFull(h.br, buf[:2]); err != nil {
 		h.debugHandshake("socks5", err)
-		return
+		return false
 	}
 	methods := buf[1]
 	if _, err := io.ReadFull(h.br, buf[:methods]); err != nil {
 		h.debugHandshake("socks5", err)
-		return
+		return false
 	}
 	// A listener with an authenticator accepts username/password only.
 	want := byte(socks5NoAuth)
@@ -49,26 +64,52 @@ func (h *conn) serveSOCKS5() {
 	if !slices.Contains(buf[:methods], want) {
 		h.write(socks5Version, socks5NoAcceptable)
 		h.l.log.Debug().Str("client", h.client.String()).Msg("socks5: no acceptable auth method")
-		return
+		return false
 	}
 	if err := h.write(socks5Version, want); err != nil {
-		return
+		return false
 	}
-	if want == socks5UserPass && !h.socks5Auth() {
-		return
-	}
+	return want != socks5UserPass || h.socks5Auth()
+}
 
+// socks5Request reads the request and returns its target as host:port.
+// Only CONNECT is served; other commands and address types are answered
+// with their RFC failure codes and ok is false.
+func (h *conn) socks5Request() (target string, ok bool) {
+	buf := h.scratch[:] // a local array would escape through io.ReadFull
 	// Request: VER CMD RSV ATYP DST.ADDR DST.PORT
 	if _, err := io.ReadFull(h.br, buf[:4]); err != nil {
 		h.debugHandshake("socks5", err)
-		return
+		return "", false
 	}
 	if buf[0] != socks5Version {
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Msg("socks5: bad request version")
-		return
+		return "", false
 	}
 	cmd, atyp := buf[1], buf[3]
-	var host string
+	host, ok := h.socks5Host(atyp)
+	if !ok {
+		return "", false
+	}
+	if _, err := io.ReadFull(h.br, buf[:2]); err != nil {
+		h.debugHandshake("socks5", err)
+		return "", false
+	}
+	port := binary.BigEndian.Uint16(buf[:2])
+	if cmd != socks5CmdConnect {
+		// BIND and UDP ASSOCIATE are not served.
+		h.socks5Reply(socks5RepCmdNotSupported, nil)
+		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Uint8("cmd", cmd).Msg("socks5: command not supported")
+		return "", false
+	}
+	return net.JoinHostPort(host, strconv.Itoa(int(port))), true
+}
+
+// socks5Host reads DST.ADDR of address type atyp. A domain name that is
+// no valid host name, or an unknown address type, is answered with a
+// failure and ok is false.
+func (h *conn) socks5Host(atyp byte) (host string, ok bool) {
+	buf := h.scratch[:] // a local array would escape through io.ReadFull
 	switch atyp {
 	case socks5AtypIPv4, socks5AtypIPv6:
 		n := 4
@@ -77,42 +118,30 @@ func (h *conn) serveSOCKS5() {
 		}
 		if _, err := io.ReadFull(h.br, buf[:n]); err != nil {
 			h.debugHandshake("socks5", err)
-			return
+			return "", false
 		}
 		a, _ := netip.AddrFromSlice(buf[:n])
-		host = a.String()
+		return a.String(), true
 	case socks5AtypDomain:
 		if _, err := io.ReadFull(h.br, buf[:1]); err != nil {
 			h.debugHandshake("socks5", err)
-			return
+			return "", false
 		}
 		n := int(buf[0])
 		if _, err := io.ReadFull(h.br, buf[:n]); err != nil {
 			h.debugHandshake("socks5", err)
-			return
+			return "", false
 		}
 		host = string(buf[:n])
 		if !validHostName(host) {
 			h.socks5Reply(plugins.CodeHostUnreachable.SOCKS5Reply(), nil)
-			return
+			return "", false
 		}
+		return host, true
 	default:
 		h.socks5Reply(socks5RepAtypNotSupported, nil)
-		return
+		return "", false
 	}
-	if _, err := io.ReadFull(h.br, buf[:2]); err != nil {
-		h.debugHandshake("socks5", err)
-		return
-	}
-	port := binary.BigEndian.Uint16(buf[:2])
-	if cmd != socks5CmdConnect {
-		// BIND and UDP ASSOCIATE are not served.
-		h.socks5Reply(socks5RepCmdNotSupported, nil)
-		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Uint8("cmd", cmd).Msg("socks5: command not supported")
-		return
-	}
-	s := h.newSession("socks5", net.JoinHostPort(host, strconv.Itoa(int(port))))
-	h.tunnel(s, socks5Replier{h})
 }
 
 type socks5Replier struct{ h *conn }

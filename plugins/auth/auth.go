@@ -289,41 +289,6 @@ func limits(cfg Config) (*throttle, int, error) {
 	return newThrottle(fails, window, lockout, maxLockout), slots, nil
 }
 
-// Counts are an instance's counters since it was built, for metrics.
-type Counts struct {
-	Checks    uint64 // bcrypt checks run
-	Failures  uint64 // refusals after a password check: wrong password or unknown user
-	Throttled uint64 // refusals without a password check: address locked out, or its budget in flight
-	Busy      uint64 // refusals after waiting maxCheckWait for a check slot
-	Lockouts  uint64 // addresses locked out
-	Tracked   int    // client addresses with failures remembered now
-}
-
-type counters struct {
-	checks, failures, throttled, busy, lockouts atomic.Uint64
-}
-
-// Counts reports the instance's counters.
-func (p *Plugin) Counts() Counts {
-	return Counts{
-		Checks:    p.counts.checks.Load(),
-		Failures:  p.counts.failures.Load(),
-		Throttled: p.counts.throttled.Load(),
-		Busy:      p.counts.busy.Load(),
-		Lockouts:  p.counts.lockouts.Load(),
-		Tracked:   p.throttle.len(),
-	}
-}
-
-var _ plugins.Counter = (*Plugin)(nil)
-
-// Counters implements plugins.Counter for ferry_plugin_events_total.
-func (p *Plugin) Counters() map[string]uint64 {
-	c := p.Counts()
-	return map[string]uint64{"checks": c.Checks, "failures": c.Failures, "throttled": c.Throttled,
-		"busy": c.Busy, "lockouts": c.Lockouts}
-}
-
 // The reasons a check fails, for the log; the client is told neither.
 var (
 	errUnknownUser   = errors.New("unknown user")

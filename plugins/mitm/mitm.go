@@ -174,74 +174,116 @@ func (p *Plugin) inScope(name string) bool {
 
 // Intercept implements plugins.Interceptor.
 func (p *Plugin) Intercept(ctx context.Context, s *plugins.Session, t *plugins.Tunnel) error {
+	name, hello, err := p.scope(s, t)
+	if hello == nil || err != nil {
+		return err
+	}
+	return p.terminate(ctx, s, t, name, hello.SupportedProtos)
+}
+
+// scope decides a tunnel's fate from its target and, where that may be in
+// scope, the client's ClientHello: leave it untouched (nil hello and
+// error), refuse it (the error refuse returns), or intercept it with a
+// leaf for name (hello set).
+func (p *Plugin) scope(s *plugins.Session, t *plugins.Tunnel) (name string, hello *tls.ClientHelloInfo, err error) {
 	host, _, err := net.SplitHostPort(s.Target)
 	if err != nil {
-		return nil
+		return "", nil, nil
 	}
 	_, isIP := match.ParseLiteral(host)
 	// A name out of scope is left alone before reading a byte, so it keeps
 	// the fast path and server-first protocols are not delayed. An IP
 	// target may still be in scope by its server name.
 	if !isIP && !p.inScope(host) {
-		return nil
+		return "", nil, nil
 	}
-	hello, err := p.peekHello(t)
+	hello, err = p.peekHello(t)
 	if hello == nil {
 		if !isIP && malformed(err) {
 			// A TLS record for a name in scope that crypto/tls cannot
 			// parse ("name.example." as server name, say): relaying it
 			// untouched would let a client step around interception.
-			return p.refuse(s, t, host, alertDecodeError, fmt.Sprintf("unreadable ClientHello: %v", err))
+			return "", nil, p.refuse(s, t, host, alertDecodeError, fmt.Sprintf("unreadable ClientHello: %v", err))
 		}
-		return nil // not TLS, or the client was silent: relay untouched
+		return "", nil, nil // not TLS, or the client was silent: relay untouched
 	}
-	name := hello.ServerName
+	name = hello.ServerName
 	switch {
 	case name != "" && !validServerName(name):
 		// A wildcard, an IP literal or no host name at all never becomes
 		// a leaf's name. Out of scope for an IP target, as any name is.
 		if isIP && !p.inScope(name) {
-			return nil
+			return "", nil, nil
 		}
-		return p.refuse(s, t, name, alertUnrecognizedName, "the client's server name is not a DNS host name (RFC 6066 section 3)")
+		return "", nil, p.refuse(s, t, name, alertUnrecognizedName, "the client's server name is not a DNS host name (RFC 6066 section 3)")
 	case name == "":
 		name = host
 		if !isIP && !ValidHostName(name) {
-			return p.refuse(s, t, name, alertUnrecognizedName, "the target is not a DNS host name, and the client sent no server name")
+			return "", nil, p.refuse(s, t, name, alertUnrecognizedName, "the target is not a DNS host name, and the client sent no server name")
 		}
 	}
 	if !p.inScope(name) {
-		return nil
+		return "", nil, nil
 	}
+	return name, hello, nil
+}
 
+// terminate runs TLS with the target as name, offering the client's
+// protos, then with the client under a leaf for name, and swaps the
+// tunnel's connections for the two TLS ones. Both handshakes share one
+// timeout.
+func (p *Plugin) terminate(ctx context.Context, s *plugins.Session, t *plugins.Tunnel, name string, protos []string) error {
 	hctx, cancel := context.WithTimeout(ctx, p.timeout)
 	defer cancel()
 	// The target first: its certificate is checked, and its choice of
 	// protocol is what the client is offered.
+	up, err := p.handshakeTarget(hctx, s, t, name, protos)
+	if err != nil {
+		return err
+	}
+	alpn := up.ConnectionState().NegotiatedProtocol
+	client, err := p.handshakeClient(hctx, s, t, name, alpn)
+	if err != nil {
+		up.Close()
+		return err
+	}
+	s.Log.Debug().Str("plugin", p.name).Str("sni", name).Str("alpn", alpn).Msg("mitm: intercepting")
+	t.Client, t.Upstream, t.ClientPending = client, up, nil
+	s.Intercepted = name
+	return nil
+}
+
+// handshakeTarget runs TLS with the target as name, verifying its
+// certificate (unless insecure_upstream) and offering protos by ALPN.
+func (p *Plugin) handshakeTarget(ctx context.Context, s *plugins.Session, t *plugins.Tunnel, name string, protos []string) (*tls.Conn, error) {
 	up := tls.Client(t.Upstream, &tls.Config{
 		ServerName:         name,
-		NextProtos:         hello.SupportedProtos,
+		NextProtos:         protos,
 		RootCAs:            p.roots,
 		InsecureSkipVerify: p.insecure,
 		MinVersion:         tls.VersionTLS12,
 	})
-	if err := up.HandshakeContext(hctx); err != nil {
+	if err := up.HandshakeContext(ctx); err != nil {
 		s.Log.Warn().Str("plugin", p.name).Str("target", s.Target).Str("sni", name).Err(err).
 			Msg("mitm: TLS to the target failed; tunnel closed")
-		return fmt.Errorf("mitm: TLS to %s (%s): %w", s.Target, name, err)
+		return nil, fmt.Errorf("mitm: TLS to %s (%s): %w", s.Target, name, err)
 	}
-	alpn := up.ConnectionState().NegotiatedProtocol
+	return up, nil
+}
+
+// handshakeClient answers the client's ClientHello (still pending in t)
+// with a leaf for name, offering only alpn, the protocol the target chose.
+func (p *Plugin) handshakeClient(ctx context.Context, s *plugins.Session, t *plugins.Tunnel, name, alpn string) (*tls.Conn, error) {
 	leaf, err := p.ca.Leaf(name)
 	if err != nil {
-		up.Close()
-		return fmt.Errorf("mitm: certificate for %s: %w", name, err)
+		return nil, fmt.Errorf("mitm: certificate for %s: %w", name, err)
 	}
 	srvCfg := &tls.Config{Certificates: []tls.Certificate{*leaf}, MinVersion: tls.VersionTLS12}
 	if alpn != "" {
 		srvCfg.NextProtos = []string{alpn}
 	}
 	client := tls.Server(&netx.PrefixConn{Conn: t.Client, Prefix: t.ClientPending}, srvCfg)
-	if err := client.HandshakeContext(hctx); err != nil {
+	if err := client.HandshakeContext(ctx); err != nil {
 		// Clients that refuse the leaf say so in different ways (an alert,
 		// or an unencrypted one Go reads as a bad record MAC).
 		hint := "a client that does not trust ferry's CA fails here: install the CA in it (ferry ca show prints how)"
@@ -250,13 +292,9 @@ func (p *Plugin) Intercept(ctx context.Context, s *plugins.Session, t *plugins.T
 		}
 		s.Log.Warn().Str("plugin", p.name).Str("target", s.Target).Str("sni", name).Err(err).
 			Str("hint", hint).Msg("mitm: TLS with the client failed; tunnel closed")
-		up.Close()
-		return fmt.Errorf("mitm: TLS with the client for %s: %w", name, err)
+		return nil, fmt.Errorf("mitm: TLS with the client for %s: %w", name, err)
 	}
-	s.Log.Debug().Str("plugin", p.name).Str("sni", name).Str("alpn", alpn).Msg("mitm: intercepting")
-	t.Client, t.Upstream, t.ClientPending = client, up, nil
-	s.Intercepted = name
-	return nil
+	return client, nil
 }
 
 // TLS alert descriptions refuse sends (RFC 8446 section 6).

@@ -210,84 +210,116 @@ func (e *EntryError) Unwrap() error { return e.Err }
 // *EntryError naming its list and position ("dest[2]: invalid CIDR ..."),
 // joined with errors.Join.
 func Compile(s Spec) (*Rule, error) {
-	var errs []error
-	bad := func(key string, i int, err error) {
-		errs = append(errs, &EntryError{Key: key, Index: i, Err: err})
-	}
+	var errs entryErrors
 	r := &Rule{User: s.User, Listener: s.Listener}
-	prefixes := func(key string, list []string) *Prefixes {
-		if len(list) == 0 {
-			return nil
-		}
-		ps := make([]netip.Prefix, 0, len(list))
-		for i, e := range list {
-			p, err := ParsePrefix(e)
-			if err != nil {
-				bad(key, i, err)
-				continue
-			}
-			ps = append(ps, p)
-		}
-		return NewPrefixes(ps...)
-	}
-	r.Client = prefixes("client", s.Client)
-	r.Dest = prefixes("dest", s.Dest)
-	for i, e := range s.Port {
-		p, err := ParsePortRange(e)
-		if err != nil {
-			bad("port", i, err)
-			continue
-		}
-		r.Port = append(r.Port, p)
-	}
-	if len(s.Domain) > 0 || len(s.DomainFile) > 0 {
-		r.Domain = new(Domains)
-	}
-	for i, e := range s.Domain {
-		d, err := ParseDomain(e)
-		if err != nil {
-			bad("domain", i, err)
-			continue
-		}
-		r.Domain.Add(d)
-	}
-	for i, path := range s.DomainFile {
-		if _, err := r.Domain.LoadFile(path); err != nil {
-			bad("domain_file", i, err)
-		}
-	}
+	r.Client = compilePrefixes("client", s.Client, &errs)
+	r.Dest = compilePrefixes("dest", s.Dest, &errs)
+	r.Port = compilePorts(s.Port, &errs)
+	r.Domain = compileDomains(s.Domain, s.DomainFile, &errs)
 	if len(s.Target) > 0 {
 		if len(s.Domain) > 0 || len(s.DomainFile) > 0 || len(s.Dest) > 0 {
 			return nil, errors.New("target: cannot be combined with domain, domain_file or dest")
 		}
 		r.AnyTarget = true
-		var ps []netip.Prefix
-		for i, e := range s.Target {
-			p, err := ParsePrefix(e)
-			if err == nil {
-				ps = append(ps, p)
-				continue
-			}
-			if strings.Contains(e, "/") {
-				bad("target", i, err) // meant as a CIDR: say what is wrong with it
-				continue
-			}
-			d, err := ParseDomain(e)
-			if err != nil {
-				bad("target", i, fmt.Errorf("invalid destination %q: want a name, *.name, .name, an IP address or a CIDR", e))
-				continue
-			}
-			if r.Domain == nil {
-				r.Domain = new(Domains)
-			}
-			r.Domain.Add(d)
-		}
-		if len(ps) > 0 {
-			r.Dest = NewPrefixes(ps...)
-		}
+		r.compileTarget(s.Target, &errs)
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)
 	}
 	return r, nil
+}
+
+// entryErrors collects the bad entries of a Spec, so that Compile goes on
+// past the first and reports them all.
+type entryErrors []error
+
+// add records that entry i of the list key is bad.
+func (e *entryErrors) add(key string, i int, err error) {
+	*e = append(*e, &EntryError{Key: key, Index: i, Err: err})
+}
+
+// compilePrefixes parses the addresses and CIDRs of the list key; nil
+// when the list is empty.
+func compilePrefixes(key string, list []string, errs *entryErrors) *Prefixes {
+	if len(list) == 0 {
+		return nil
+	}
+	ps := make([]netip.Prefix, 0, len(list))
+	for i, e := range list {
+		p, err := ParsePrefix(e)
+		if err != nil {
+			errs.add(key, i, err)
+			continue
+		}
+		ps = append(ps, p)
+	}
+	return NewPrefixes(ps...)
+}
+
+// compilePorts parses the port list.
+func compilePorts(list []string, errs *entryErrors) Ports {
+	var out Ports
+	for i, e := range list {
+		p, err := ParsePortRange(e)
+		if err != nil {
+			errs.add("port", i, err)
+			continue
+		}
+		out = append(out, p)
+	}
+	return out
+}
+
+// compileDomains parses the domain list and loads the domain files into
+// one set; nil when both are empty.
+func compileDomains(domains, files []string, errs *entryErrors) *Domains {
+	if len(domains) == 0 && len(files) == 0 {
+		return nil
+	}
+	out := new(Domains)
+	for i, e := range domains {
+		d, err := ParseDomain(e)
+		if err != nil {
+			errs.add("domain", i, err)
+			continue
+		}
+		out.Add(d)
+	}
+	for i, path := range files {
+		if _, err := out.LoadFile(path); err != nil {
+			errs.add("domain_file", i, err)
+		}
+	}
+	return out
+}
+
+// compileTarget sorts the target list, which mixes names and addresses,
+// into r.Domain and r.Dest. An entry with a slash was meant as a CIDR and
+// is reported as one; anything else that is no address is parsed as a
+// name.
+func (r *Rule) compileTarget(list []string, errs *entryErrors) {
+	var ps []netip.Prefix
+	for i, e := range list {
+		p, err := ParsePrefix(e)
+		if err == nil {
+			ps = append(ps, p)
+			continue
+		}
+		if strings.Contains(e, "/") {
+			errs.add("target", i, err) // meant as a CIDR: say what is wrong with it
+			continue
+		}
+		d, err := ParseDomain(e)
+		if err != nil {
+			errs.add("target", i, fmt.Errorf("invalid destination %q: want a name, *.name, .name, an IP address or a CIDR", e))
+			continue
+		}
+		if r.Domain == nil {
+			r.Domain = new(Domains)
+		}
+		r.Domain.Add(d)
+	}
+	if len(ps) > 0 {
+		r.Dest = NewPrefixes(ps...)
+	}
 }
