@@ -33,15 +33,7 @@ func (rs *results) panel(title, xlabel string, ss []series) (*plot.Plot, error) 
 	p.Title.Text = title
 	p.X.Label.Text = xlabel
 	p.X.Min = 0
-	var rows []subj
-	for _, s := range rs.subjects {
-		for _, se := range ss {
-			if _, ok := se.get(s); ok {
-				rows = append(rows, s)
-				break
-			}
-		}
-	}
+	rows := rs.panelRows(ss)
 	if len(rows) == 0 {
 		p.Title.Text += " (no data)"
 		p.NominalY("")
@@ -67,54 +59,15 @@ func (rs *results) panel(title, xlabel string, ss []series) (*plot.Plot, error) 
 		// The first series on top (the Y axis counts upward).
 		offset := width/2 - barW/2 - barW*vg.Length(k)
 		if len(ss) == 1 {
-			// Two charts of one series: ferry's bars in colour, the rest grey.
-			fv, pv := make(plotter.Values, len(vals)), make(plotter.Values, len(vals))
-			for i, v := range vals {
-				if isFerry[i] {
-					fv[i] = v
-				} else {
-					pv[i] = v
-				}
-			}
-			for _, part := range []struct {
-				v plotter.Values
-				c color.Color
-			}{{fv, ferryColor}, {pv, peerColor}} {
-				b, err := plotter.NewBarChart(part.v, barW)
-				if err != nil {
-					return nil, err
-				}
-				b.Horizontal, b.Color, b.LineStyle.Width = true, part.c, 0
-				p.Add(b)
-			}
-		} else {
-			b, err := plotter.NewBarChart(vals, barW)
-			if err != nil {
+			if err := addFerryBars(p, vals, isFerry, barW); err != nil {
 				return nil, err
 			}
-			b.Horizontal, b.Offset, b.LineStyle.Width = true, offset, 0
-			b.Color = []color.Color{seriesA, seriesB, ferryColor, peerColor}[k%4]
-			p.Add(b)
-			p.Legend.Add(se.name, b)
-		}
-		// The figure at the end of each bar.
-		xys := make(plotter.XYs, len(vals))
-		txt := make([]string, len(vals))
-		for i, v := range vals {
-			xys[i].X, xys[i].Y = v, float64(i)
-			if v > 0 {
-				txt[i] = num(v)
-			}
-		}
-		l, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: txt})
-		if err != nil {
+		} else if err := addSeriesBars(p, se.name, k, vals, barW, offset); err != nil {
 			return nil, err
 		}
-		l.Offset = vg.Point{X: vg.Points(3), Y: offset - vg.Points(4)}
-		for i := range l.TextStyle {
-			l.TextStyle[i].Font.Size = vg.Points(8)
+		if err := addBarFigures(p, vals, offset); err != nil {
+			return nil, err
 		}
-		p.Add(l)
 	}
 	p.X.Max = maxV * 1.25
 	p.NominalY(labels...)
@@ -123,6 +76,82 @@ func (rs *results) panel(title, xlabel string, ss []series) (*plot.Plot, error) 
 	p.Legend.TextStyle.Font.Size = vg.Points(9)
 	p.Y.Tick.Label.Font.Size = vg.Points(9)
 	return p, nil
+}
+
+// panelRows are the subjects with a figure in any of ss, in the order
+// measured.
+func (rs *results) panelRows(ss []series) []subj {
+	var rows []subj
+	for _, s := range rs.subjects {
+		for _, se := range ss {
+			if _, ok := se.get(s); ok {
+				rows = append(rows, s)
+				break
+			}
+		}
+	}
+	return rows
+}
+
+// addFerryBars draws the bars of a panel of one series: ferry's in
+// colour, the rest grey.
+func addFerryBars(p *plot.Plot, vals plotter.Values, isFerry []bool, barW vg.Length) error {
+	fv, pv := make(plotter.Values, len(vals)), make(plotter.Values, len(vals))
+	for i, v := range vals {
+		if isFerry[i] {
+			fv[i] = v
+		} else {
+			pv[i] = v
+		}
+	}
+	for _, part := range []struct {
+		v plotter.Values
+		c color.Color
+	}{{fv, ferryColor}, {pv, peerColor}} {
+		b, err := plotter.NewBarChart(part.v, barW)
+		if err != nil {
+			return err
+		}
+		b.Horizontal, b.Color, b.LineStyle.Width = true, part.c, 0
+		p.Add(b)
+	}
+	return nil
+}
+
+// addSeriesBars draws the bars of series k of several, in its colour,
+// with a legend entry.
+func addSeriesBars(p *plot.Plot, name string, k int, vals plotter.Values, barW, offset vg.Length) error {
+	b, err := plotter.NewBarChart(vals, barW)
+	if err != nil {
+		return err
+	}
+	b.Horizontal, b.Offset, b.LineStyle.Width = true, offset, 0
+	b.Color = []color.Color{seriesA, seriesB, ferryColor, peerColor}[k%4]
+	p.Add(b)
+	p.Legend.Add(name, b)
+	return nil
+}
+
+// addBarFigures writes the figure at the end of each bar.
+func addBarFigures(p *plot.Plot, vals plotter.Values, offset vg.Length) error {
+	xys := make(plotter.XYs, len(vals))
+	txt := make([]string, len(vals))
+	for i, v := range vals {
+		xys[i].X, xys[i].Y = v, float64(i)
+		if v > 0 {
+			txt[i] = num(v)
+		}
+	}
+	l, err := plotter.NewLabels(plotter.XYLabels{XYs: xys, Labels: txt})
+	if err != nil {
+		return err
+	}
+	l.Offset = vg.Point{X: vg.Points(3), Y: offset - vg.Points(4)}
+	for i := range l.TextStyle {
+		l.TextStyle[i].Font.Size = vg.Points(8)
+	}
+	p.Add(l)
+	return nil
 }
 
 // httpSeries is one series per object size of the http runs.

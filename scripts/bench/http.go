@@ -36,77 +36,109 @@ type response struct {
 // EOF, up to maxBody bytes.
 func readResponse(br *bufio.Reader, maxBody int64) (response, error) {
 	var r response
+	http10, size, err := readStatusLine(br, &r)
+	if err != nil {
+		return r, err
+	}
+	h, err := readFields(br, size, &r)
+	if err != nil {
+		return r, err
+	}
+	if http10 && !h.keepAlive {
+		r.close = true
+	}
+	err = readBody(br, maxBody, h, &r)
+	return r, err
+}
+
+// readStatusLine reads the status line into r.status; it returns
+// whether the response is HTTP/1.0 and the line's length.
+func readStatusLine(br *bufio.Reader, r *response) (http10 bool, size int, err error) {
 	line, err := readLine(br, maxHead)
 	if err != nil {
-		return r, fmt.Errorf("status line: %w", err)
+		return false, 0, fmt.Errorf("status line: %w", err)
 	}
 	// HTTP/1.x SP 3DIGIT [SP reason]
 	if len(line) < 12 || !bytes.HasPrefix(line, []byte("HTTP/1.")) || line[8] != ' ' || (len(line) > 12 && line[12] != ' ') {
-		return r, fmt.Errorf("bad status line %q", clip(line))
+		return false, 0, fmt.Errorf("bad status line %q", clip(line))
 	}
-	http10 := line[7] == '0'
+	http10 = line[7] == '0'
 	r.status, err = strconv.Atoi(string(line[9:12]))
 	if err != nil || r.status < 100 {
-		return r, fmt.Errorf("bad status line %q", clip(line))
+		return false, 0, fmt.Errorf("bad status line %q", clip(line))
 	}
-	length, chunked, keepAlive := int64(-1), false, false
-	size := len(line)
+	return http10, len(line), nil
+}
+
+// framing is what the header fields say about the body and the
+// connection.
+type framing struct {
+	length             int64 // Content-Length, -1 if none
+	chunked, keepAlive bool
+}
+
+// readFields reads the header fields up to the empty line, size bytes
+// of the head already read; Connection: close sets r.close.
+func readFields(br *bufio.Reader, size int, r *response) (framing, error) {
+	f := framing{length: -1}
 	for {
 		line, err := readLine(br, maxHead-size)
 		if err != nil {
-			return r, fmt.Errorf("response head: %w", err)
+			return f, fmt.Errorf("response head: %w", err)
 		}
 		size += len(line) + 2
 		if len(line) == 0 {
-			break
+			return f, nil
 		}
 		name, value, ok := bytes.Cut(line, []byte(":"))
 		if !ok || len(name) == 0 {
-			return r, fmt.Errorf("bad header line %q", clip(line))
+			return f, fmt.Errorf("bad header line %q", clip(line))
 		}
 		value = bytes.TrimSpace(value)
 		switch {
 		case bytes.EqualFold(name, []byte("Content-Length")):
 			n, err := strconv.ParseInt(string(value), 10, 64)
-			if err != nil || n < 0 || (length >= 0 && n != length) {
-				return r, fmt.Errorf("bad Content-Length %q", clip(value))
+			if err != nil || n < 0 || (f.length >= 0 && n != f.length) {
+				return f, fmt.Errorf("bad Content-Length %q", clip(value))
 			}
-			length = n
+			f.length = n
 		case bytes.EqualFold(name, []byte("Transfer-Encoding")):
-			chunked = hasToken(value, "chunked")
-			if !chunked {
-				return r, fmt.Errorf("unsupported Transfer-Encoding %q", clip(value))
+			f.chunked = hasToken(value, "chunked")
+			if !f.chunked {
+				return f, fmt.Errorf("unsupported Transfer-Encoding %q", clip(value))
 			}
 		case bytes.EqualFold(name, []byte("Connection")), bytes.EqualFold(name, []byte("Proxy-Connection")):
 			if hasToken(value, "close") {
 				r.close = true
 			}
 			if hasToken(value, "keep-alive") {
-				keepAlive = true
+				f.keepAlive = true
 			}
 		}
 	}
-	if http10 && !keepAlive {
-		r.close = true
-	}
+}
+
+// readBody discards the body as f frames it, counting it in r.body.
+func readBody(br *bufio.Reader, maxBody int64, f framing, r *response) error {
 	switch {
 	case r.status < 200:
-		return r, fmt.Errorf("unexpected interim response %d", r.status)
+		return fmt.Errorf("unexpected interim response %d", r.status)
 	case r.status == 204 || r.status == 304:
-		return r, nil
-	case chunked:
+		return nil
+	case f.chunked:
+		var err error
 		r.body, err = readChunked(br, maxBody)
-		return r, err
-	case length >= 0:
-		if length > maxBody {
-			return r, fmt.Errorf("Content-Length %d over %d", length, maxBody)
+		return err
+	case f.length >= 0:
+		if f.length > maxBody {
+			return fmt.Errorf("Content-Length %d over %d", f.length, maxBody)
 		}
-		n, err := br.Discard(int(length))
+		n, err := br.Discard(int(f.length))
 		r.body = int64(n)
 		if err == io.EOF {
 			err = io.ErrUnexpectedEOF
 		}
-		return r, err
+		return err
 	default:
 		r.close = true
 		n, err := io.Copy(io.Discard, io.LimitReader(br, maxBody+1))
@@ -114,7 +146,7 @@ func readResponse(br *bufio.Reader, maxBody int64) (response, error) {
 		if err == nil && n > maxBody {
 			err = fmt.Errorf("close-delimited body over %d bytes", maxBody)
 		}
-		return r, err
+		return err
 	}
 }
 

@@ -74,40 +74,9 @@ func main() {
 }
 
 func runBench(args []string) int {
-	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	var c config
-	var streams, dirs, size, objects string
-	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle | http")
-	fs.StringVar(&c.proxy, "proxy", "127.0.0.1:8080", "the proxy's address")
-	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target); http mode: http (absolute-form requests to a forward proxy) | reverse (origin-form requests to a reverse proxy in front of -origin)")
-	fs.StringVar(&c.target, "target", "127.0.0.1:0", "address of the tool's own target server (fixed, for -proto tcp)")
-	fs.IntVar(&c.pid, "pid", 0, "the proxy's pid: its CPU time, RSS and fds (and those of its child processes) are read from /proc; 0: none")
-	fs.StringVar(&c.name, "name", "", "the proxy's name in the results (default: the command name of -pid)")
-	fs.StringVar(&c.variant, "variant", "", "a variant of the proxy's setup, in the results (e.g. hook)")
-	fs.BoolVar(&c.json, "json", false, "write one JSON line per result on stdout (the human lines go to stderr)")
-	fs.StringVar(&streams, "streams", "1,8", "throughput: numbers of parallel streams, one run each")
-	fs.StringVar(&dirs, "dirs", "up,down", "throughput: directions, one run each: up (client to target), down (target to client)")
-	fs.StringVar(&size, "bytes", "1GiB", "throughput: bytes per run, split among the streams")
-	fs.DurationVar(&c.duration, "duration", 5*time.Second, "connrate: how long to open tunnels")
-	fs.Int64Var(&c.count, "count", 0, "connrate: stop after this many tunnels; http: after this many requests per object (0: -duration only)")
-	fs.IntVar(&c.conc, "concurrency", 32, "connrate: parallel clients; http: keep-alive connections")
-	fs.StringVar(&c.origin, "origin", "", "http: the origin's address (host:port), which serves an object of n bytes at /n")
-	fs.StringVar(&objects, "objects", "1KiB,64KiB", "http: object sizes, one run each")
-	fs.IntVar(&c.echoBytes, "echo", 16, "connrate and idle: bytes echoed through each tunnel")
-	fs.Int64Var(&c.rounds, "rounds", 20000, "pingpong: measured round trips")
-	fs.IntVar(&c.msg, "msg", 64, "pingpong: message size in bytes")
-	fs.IntVar(&c.warmup, "warmup", 500, "pingpong: round trips before measuring; http: requests before measuring, spread over the connections")
-	fs.IntVar(&c.n, "n", 9000, "idle: tunnels to open and hold")
-	fs.IntVar(&c.openConc, "open-concurrency", 32, "idle: parallel openers")
-	fs.DurationVar(&c.hold, "hold", 3*time.Second, "idle: how long to hold the tunnels idle before reading memory and fds")
-	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "time cap of each measured run (a throughput run, a ping-pong run, opening the idle tunnels)")
-	fs.DurationVar(&c.dialTO, "dial-timeout", 10*time.Second, "connect + handshake timeout per tunnel")
-	fs.DurationVar(&c.settle, "settle", 300*time.Millisecond, "pause before each /proc reading that starts or ends a measurement, so the proxy is done with what came before")
-	fs.DurationVar(&c.maxTime, "max-time", 15*time.Minute, "the tool exits (status 3) after this long, whatever it is doing")
-	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "usage: bench -mode MODE -proxy ADDR -proto PROTO [-pid PID] [flags]\n       bench report [-meta FILE] [-png FILE] results.jsonl\n\n")
-		fs.PrintDefaults()
-	}
+	var l benchLists
+	fs := benchFlags(&c, &l)
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
@@ -115,55 +84,11 @@ func runBench(args []string) int {
 		fmt.Fprintf(os.Stderr, "bench: "+format+"\n", a...)
 		return 2
 	}
-	var err error
-	if c.bytes, err = parseSize(size); err != nil || c.bytes <= 0 {
-		return fail("-bytes: %q", size)
+	if err := c.parseLists(l); err != nil {
+		return fail("%v", err)
 	}
-	for _, s := range strings.Split(streams, ",") {
-		n, err := strconv.Atoi(strings.TrimSpace(s))
-		if err != nil || n < 1 || n > 1024 {
-			return fail("-streams: %q", s)
-		}
-		c.streams = append(c.streams, n)
-	}
-	for _, d := range strings.Split(dirs, ",") {
-		d = strings.TrimSpace(d)
-		if d != "up" && d != "down" {
-			return fail("-dirs: %q, want up or down", d)
-		}
-		c.dirs = append(c.dirs, d)
-	}
-	for _, o := range strings.Split(objects, ",") {
-		n, err := parseSize(o)
-		if err != nil || n < 1 || n > 1<<30 {
-			return fail("-objects: %q", o)
-		}
-		c.objects = append(c.objects, n)
-	}
-	switch {
-	case c.mode == "http" && (c.proto == "http" || c.proto == "reverse"):
-		if _, err := netip.ParseAddrPort(c.origin); err != nil {
-			return fail("-origin: %q, want IP:port", c.origin)
-		}
-	case c.mode == "http":
-		return fail("-proto: %q, want http or reverse in http mode", c.proto)
-	case c.proto == "connect", c.proto == "socks5", c.proto == "tcp":
-	default:
-		return fail("-proto: %q, want connect, socks5 or tcp", c.proto)
-	}
-	if c.conc < 1 || c.openConc < 1 || c.n < 1 || c.rounds < 1 || c.msg < 1 || c.msg > 2048 || c.echoBytes < 1 || c.echoBytes > 2048 {
-		return fail("-concurrency, -open-concurrency, -n, -rounds must be >= 1; -msg and -echo 1 to 2048")
-	}
-	if c.name == "" {
-		c.name = "proxy"
-		if c.pid > 0 {
-			c.name = procName(c.pid)
-		}
-	}
-	if c.pid > 0 {
-		if _, err := sample(c.pid, false); err != nil {
-			return fail("-pid: %v", err)
-		}
+	if err := c.check(); err != nil {
+		return fail("%v", err)
 	}
 
 	// The hard stop: nothing the tool does outlives -max-time.
@@ -192,6 +117,120 @@ func runBench(args []string) int {
 		b.human, b.out = os.Stderr, os.Stdout
 	}
 	fmt.Fprintf(b.human, "# %s: %s via %s (%s), target %s, proxy pid %d\n", c.mode, c.name, c.proxy, c.proto, ap, c.pid)
+	if err := b.runModes(); err != nil {
+		return fail("%v", err)
+	}
+	if b.failed {
+		return 1
+	}
+	return 0
+}
+
+// benchLists are the comma-separated flags, parsed by parseLists.
+type benchLists struct{ streams, dirs, size, objects string }
+
+// benchFlags defines the tool's flags into c and l.
+func benchFlags(c *config, l *benchLists) *flag.FlagSet {
+	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
+	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle | http")
+	fs.StringVar(&c.proxy, "proxy", "127.0.0.1:8080", "the proxy's address")
+	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target); http mode: http (absolute-form requests to a forward proxy) | reverse (origin-form requests to a reverse proxy in front of -origin)")
+	fs.StringVar(&c.target, "target", "127.0.0.1:0", "address of the tool's own target server (fixed, for -proto tcp)")
+	fs.IntVar(&c.pid, "pid", 0, "the proxy's pid: its CPU time, RSS and fds (and those of its child processes) are read from /proc; 0: none")
+	fs.StringVar(&c.name, "name", "", "the proxy's name in the results (default: the command name of -pid)")
+	fs.StringVar(&c.variant, "variant", "", "a variant of the proxy's setup, in the results (e.g. hook)")
+	fs.BoolVar(&c.json, "json", false, "write one JSON line per result on stdout (the human lines go to stderr)")
+	fs.StringVar(&l.streams, "streams", "1,8", "throughput: numbers of parallel streams, one run each")
+	fs.StringVar(&l.dirs, "dirs", "up,down", "throughput: directions, one run each: up (client to target), down (target to client)")
+	fs.StringVar(&l.size, "bytes", "1GiB", "throughput: bytes per run, split among the streams")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "connrate: how long to open tunnels")
+	fs.Int64Var(&c.count, "count", 0, "connrate: stop after this many tunnels; http: after this many requests per object (0: -duration only)")
+	fs.IntVar(&c.conc, "concurrency", 32, "connrate: parallel clients; http: keep-alive connections")
+	fs.StringVar(&c.origin, "origin", "", "http: the origin's address (host:port), which serves an object of n bytes at /n")
+	fs.StringVar(&l.objects, "objects", "1KiB,64KiB", "http: object sizes, one run each")
+	fs.IntVar(&c.echoBytes, "echo", 16, "connrate and idle: bytes echoed through each tunnel")
+	fs.Int64Var(&c.rounds, "rounds", 20000, "pingpong: measured round trips")
+	fs.IntVar(&c.msg, "msg", 64, "pingpong: message size in bytes")
+	fs.IntVar(&c.warmup, "warmup", 500, "pingpong: round trips before measuring; http: requests before measuring, spread over the connections")
+	fs.IntVar(&c.n, "n", 9000, "idle: tunnels to open and hold")
+	fs.IntVar(&c.openConc, "open-concurrency", 32, "idle: parallel openers")
+	fs.DurationVar(&c.hold, "hold", 3*time.Second, "idle: how long to hold the tunnels idle before reading memory and fds")
+	fs.DurationVar(&c.timeout, "timeout", 60*time.Second, "time cap of each measured run (a throughput run, a ping-pong run, opening the idle tunnels)")
+	fs.DurationVar(&c.dialTO, "dial-timeout", 10*time.Second, "connect + handshake timeout per tunnel")
+	fs.DurationVar(&c.settle, "settle", 300*time.Millisecond, "pause before each /proc reading that starts or ends a measurement, so the proxy is done with what came before")
+	fs.DurationVar(&c.maxTime, "max-time", 15*time.Minute, "the tool exits (status 3) after this long, whatever it is doing")
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "usage: bench -mode MODE -proxy ADDR -proto PROTO [-pid PID] [flags]\n       bench report [-meta FILE] [-png FILE] results.jsonl\n\n")
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+// parseLists fills c's sizes, stream counts, directions and objects
+// from the comma-separated flags.
+func (c *config) parseLists(l benchLists) error {
+	var err error
+	if c.bytes, err = parseSize(l.size); err != nil || c.bytes <= 0 {
+		return fmt.Errorf("-bytes: %q", l.size)
+	}
+	for _, s := range strings.Split(l.streams, ",") {
+		n, err := strconv.Atoi(strings.TrimSpace(s))
+		if err != nil || n < 1 || n > 1024 {
+			return fmt.Errorf("-streams: %q", s)
+		}
+		c.streams = append(c.streams, n)
+	}
+	for _, d := range strings.Split(l.dirs, ",") {
+		d = strings.TrimSpace(d)
+		if d != "up" && d != "down" {
+			return fmt.Errorf("-dirs: %q, want up or down", d)
+		}
+		c.dirs = append(c.dirs, d)
+	}
+	for _, o := range strings.Split(l.objects, ",") {
+		n, err := parseSize(o)
+		if err != nil || n < 1 || n > 1<<30 {
+			return fmt.Errorf("-objects: %q", o)
+		}
+		c.objects = append(c.objects, n)
+	}
+	return nil
+}
+
+// check rejects a bad protocol, origin or count, names the proxy and
+// checks its pid can be read.
+func (c *config) check() error {
+	switch {
+	case c.mode == "http" && (c.proto == "http" || c.proto == "reverse"):
+		if _, err := netip.ParseAddrPort(c.origin); err != nil {
+			return fmt.Errorf("-origin: %q, want IP:port", c.origin)
+		}
+	case c.mode == "http":
+		return fmt.Errorf("-proto: %q, want http or reverse in http mode", c.proto)
+	case c.proto == "connect", c.proto == "socks5", c.proto == "tcp":
+	default:
+		return fmt.Errorf("-proto: %q, want connect, socks5 or tcp", c.proto)
+	}
+	if c.conc < 1 || c.openConc < 1 || c.n < 1 || c.rounds < 1 || c.msg < 1 || c.msg > 2048 || c.echoBytes < 1 || c.echoBytes > 2048 {
+		return fmt.Errorf("-concurrency, -open-concurrency, -n, -rounds must be >= 1; -msg and -echo 1 to 2048")
+	}
+	if c.name == "" {
+		c.name = "proxy"
+		if c.pid > 0 {
+			c.name = procName(c.pid)
+		}
+	}
+	if c.pid > 0 {
+		if _, err := sample(c.pid, false); err != nil {
+			return fmt.Errorf("-pid: %v", err)
+		}
+	}
+	return nil
+}
+
+// runModes runs the measurements of the mode, emitting each result.
+func (b *bench) runModes() error {
+	c := b.cfg
 	switch c.mode {
 	case "throughput":
 		for _, s := range c.streams {
@@ -210,12 +249,9 @@ func runBench(args []string) int {
 			b.emit(b.httpLoad(n))
 		}
 	default:
-		return fail("-mode: %q, want throughput, connrate, pingpong, idle or http", c.mode)
+		return fmt.Errorf("-mode: %q, want throughput, connrate, pingpong, idle or http", c.mode)
 	}
-	if b.failed {
-		return 1
-	}
-	return 0
+	return nil
 }
 
 type bench struct {

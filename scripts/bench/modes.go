@@ -42,41 +42,7 @@ func (b *bench) throughput(streams int, dir string) *Result {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			c.SetDeadline(deadline)
-			var h [9]byte
-			h[0] = 'U'
-			if dir == "down" {
-				h[0] = 'D'
-			}
-			binary.BigEndian.PutUint64(h[1:], uint64(per))
-			if _, err := c.Write(h[:]); err != nil {
-				errs[i] = err
-				return
-			}
-			if dir == "up" {
-				for moved[i] < per {
-					n, err := c.Write(zeros[:min(int64(len(zeros)), per-moved[i])])
-					moved[i] += int64(n)
-					if err != nil {
-						errs[i] = err
-						return
-					}
-				}
-				var ack [1]byte
-				if _, err := io.ReadFull(c, ack[:]); err != nil || ack[0] != 'K' {
-					errs[i] = fmt.Errorf("no acknowledgement from the target: %v", err)
-				}
-				return
-			}
-			buf := make([]byte, chunk)
-			for moved[i] < per {
-				n, err := c.Read(buf[:min(int64(len(buf)), per-moved[i])])
-				moved[i] += int64(n)
-				if err != nil {
-					errs[i] = err
-					return
-				}
-			}
+			errs[i] = moveStream(c, dir, per, deadline, &moved[i])
 		}()
 	}
 	wg.Wait()
@@ -99,6 +65,55 @@ func (b *bench) throughput(streams int, dir string) *Result {
 		r.CPUSecPerGB = r.CPUSec / (float64(r.Bytes) / 1e9)
 	}
 	return r
+}
+
+// moveStream carries per bytes through one tunnel in direction dir
+// (up: sent to the target, down: read from it), counting them in moved.
+func moveStream(c net.Conn, dir string, per int64, deadline time.Time, moved *int64) error {
+	c.SetDeadline(deadline)
+	var h [9]byte
+	h[0] = 'U'
+	if dir == "down" {
+		h[0] = 'D'
+	}
+	binary.BigEndian.PutUint64(h[1:], uint64(per))
+	if _, err := c.Write(h[:]); err != nil {
+		return err
+	}
+	if dir == "up" {
+		return sendStream(c, per, moved)
+	}
+	return receiveStream(c, per, moved)
+}
+
+// sendStream writes per bytes to the target and waits for its
+// acknowledgement.
+func sendStream(c net.Conn, per int64, moved *int64) error {
+	for *moved < per {
+		n, err := c.Write(zeros[:min(int64(len(zeros)), per-*moved)])
+		*moved += int64(n)
+		if err != nil {
+			return err
+		}
+	}
+	var ack [1]byte
+	if _, err := io.ReadFull(c, ack[:]); err != nil || ack[0] != 'K' {
+		return fmt.Errorf("no acknowledgement from the target: %v", err)
+	}
+	return nil
+}
+
+// receiveStream reads per bytes from the target.
+func receiveStream(c net.Conn, per int64, moved *int64) error {
+	buf := make([]byte, chunk)
+	for *moved < per {
+		n, err := c.Read(buf[:min(int64(len(buf)), per-*moved)])
+		*moved += int64(n)
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // connrate opens tunnels as fast as cfg.conc clients can, each: connect,
@@ -254,44 +269,9 @@ func (b *bench) idle() *Result {
 			}
 		}
 	}()
-	var next, opened, errCount atomic.Int64
-	var stop atomic.Bool
-	var mu sync.Mutex
-	var firstErr error
-	maxErrs := int64(max(50, n/50))
-	openDeadline := m.t.Add(b.cfg.timeout)
-	var wg sync.WaitGroup
-	for range b.cfg.openConc {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			msg, got := make([]byte, b.cfg.echoBytes), make([]byte, b.cfg.echoBytes)
-			for !stop.Load() && time.Now().Before(openDeadline) {
-				i := next.Add(1) - 1
-				if i >= int64(n) {
-					return
-				}
-				c, err := b.openEcho(msg, got, false)
-				if err != nil {
-					if errCount.Add(1) == 1 {
-						mu.Lock()
-						firstErr = err
-						mu.Unlock()
-					}
-					if errCount.Load() >= maxErrs {
-						stop.Store(true)
-					}
-					time.Sleep(time.Millisecond)
-					continue
-				}
-				conns[i] = c
-				opened.Add(1)
-			}
-		}()
-	}
-	wg.Wait()
+	opened, errCount, firstErr := b.openIdle(conns, m.t.Add(b.cfg.timeout))
 	openElapsed := time.Since(m.t)
-	r.Errors, r.Tunnels = errCount.Load(), opened.Load()
+	r.Errors, r.Tunnels = errCount, opened
 	if firstErr != nil {
 		r.FirstError = firstErr.Error()
 	}
@@ -323,10 +303,59 @@ func (b *bench) idle() *Result {
 		r.PSSKiBPerTunnel = float64(held.pssKiB-base.pssKiB) / t
 		r.FDsPerTunnel = float64(held.fds-base.fds) / t
 	}
-	// Close them all, target side first (see target), give the closes a
-	// bounded time to come through to the clients, close the clients, and
-	// give the proxy a bounded time to let go of them before the next
-	// measurement.
+	b.closeIdle(conns)
+	b.waitFDs(base)
+	return r
+}
+
+// openIdle fills conns with tunnels that have echoed once, from
+// cfg.openConc openers, until all are open, openDeadline passes or too
+// many failed; it returns how many opened and failed, and the first
+// failure.
+func (b *bench) openIdle(conns []net.Conn, openDeadline time.Time) (opened, errs int64, first error) {
+	n := len(conns)
+	var next, openedN, errCount atomic.Int64
+	var stop atomic.Bool
+	var mu sync.Mutex
+	var firstErr error
+	maxErrs := int64(max(50, n/50))
+	var wg sync.WaitGroup
+	for range b.cfg.openConc {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			msg, got := make([]byte, b.cfg.echoBytes), make([]byte, b.cfg.echoBytes)
+			for !stop.Load() && time.Now().Before(openDeadline) {
+				i := next.Add(1) - 1
+				if i >= int64(n) {
+					return
+				}
+				c, err := b.openEcho(msg, got, false)
+				if err != nil {
+					if errCount.Add(1) == 1 {
+						mu.Lock()
+						firstErr = err
+						mu.Unlock()
+					}
+					if errCount.Load() >= maxErrs {
+						stop.Store(true)
+					}
+					time.Sleep(time.Millisecond)
+					continue
+				}
+				conns[i] = c
+				openedN.Add(1)
+			}
+		}()
+	}
+	wg.Wait()
+	return openedN.Load(), errCount.Load(), firstErr
+}
+
+// closeIdle closes the idle tunnels, target side first (see target),
+// gives the closes a bounded time to come through to the clients,
+// then closes the clients.
+func (b *bench) closeIdle(conns []net.Conn) {
 	b.tg.CloseConns()
 	end := time.Now().Add(10 * time.Second)
 	var one [1]byte
@@ -342,8 +371,13 @@ func (b *bench) idle() *Result {
 			conns[i] = nil
 		}
 	}
-	// Done when the proxy is back to its fd count, or the count has not
-	// moved for a second (forking proxies keep children and their fds).
+}
+
+// waitFDs gives the proxy a bounded time to let go of the closed
+// tunnels before the next measurement: done when it is back to its fd
+// count, or the count has not moved for a second (forking proxies keep
+// children and their fds).
+func (b *bench) waitFDs(base procSample) {
 	if b.cfg.pid > 0 {
 		end := time.Now().Add(15 * time.Second)
 		last, same := int64(-1), 0
@@ -362,7 +396,6 @@ func (b *bench) idle() *Result {
 			time.Sleep(100 * time.Millisecond)
 		}
 	}
-	return r
 }
 
 // driven is what drive measured.

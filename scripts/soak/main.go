@@ -34,14 +34,12 @@ package main
 import (
 	"flag"
 	"fmt"
-	"maps"
 	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
 	"slices"
-	"strings"
 	"time"
 
 	"ferry/scripts/internal/load"
@@ -66,8 +64,58 @@ type config struct {
 func main() { os.Exit(run(os.Args[1:])) }
 
 func run(args []string) int {
-	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
 	var c config
+	var longBytes string
+	fs := soakFlags(&c, &longBytes)
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	fail := func(format string, a ...any) int {
+		fmt.Fprintf(os.Stderr, "soak: "+format+"\n", a...)
+		return 2
+	}
+	if err := c.check(longBytes); err != nil {
+		return fail("%v", err)
+	}
+	// The hard stop: nothing the driver does outlives -max-time.
+	time.AfterFunc(c.maxTime, func() {
+		fmt.Fprintf(os.Stderr, "soak: -max-time %v reached, exiting\n", c.maxTime)
+		os.Exit(3)
+	})
+	start := time.Now()
+	// Targets' connections end at the latest well after the load and the
+	// settle, so they never hide a channel ferry keeps open.
+	tdl := start.Add(c.maxTime)
+
+	d := &driver{cfg: c, stop: make(chan struct{}), byName: map[string]*counts{}, shortLat: map[string][]time.Duration{}}
+	closeTargets, err := d.startTargets(&c, tdl)
+	defer closeTargets()
+	if err != nil {
+		return fail("%v", err)
+	}
+	d.setPaths(c)
+
+	// ferry answers, and stands still for a baseline.
+	pr := newProber(c.pid, c.admin)
+	base, err := baseline(pr)
+	if err != nil {
+		return fail("%v", err)
+	}
+	fmt.Printf("# soak: ferry pid %d; proxy %s, hook %s, forward %s, dead %s, admin %s; targets: stream %s, reset %s, http %s, closed %s\n",
+		c.pid, c.proxy, orNone(c.hook), c.forward, orNone(c.dead), c.admin, d.target, d.resetAddr, d.httpTarget, d.closed)
+	fmt.Printf("# load for %v: short tunnels %.0f/s, http requests %.0f/s, failures %.0f/s, %d long-transfer workers (%s x %d a tunnel, %v pauses), %d idle tunnels; samples every %v\n",
+		c.duration, c.shortRate, c.httpRate, c.failRate, c.longWorkers, longBytes, c.longReuse, c.longPause, c.idle, c.interval)
+	fmt.Println(base)
+
+	s := &soak{cfg: c, d: d, pr: pr, base: base}
+	s.runLoad()
+	s.settle()
+	return s.summary()
+}
+
+// soakFlags defines the driver's flags into c and longBytes.
+func soakFlags(c *config, longBytes *string) *flag.FlagSet {
+	fs := flag.NewFlagSet("soak", flag.ContinueOnError)
 	fs.DurationVar(&c.duration, "duration", 10*time.Minute, "how long to drive the load")
 	fs.DurationVar(&c.interval, "interval", 5*time.Second, "time between samples")
 	fs.Float64Var(&c.warmup, "warmup", 0.2, "share of the run left out of the flatness comparison")
@@ -88,8 +136,7 @@ func run(args []string) int {
 	fs.Float64Var(&c.failRate, "fail-rate", 10, "failure scenarios a second")
 	fs.IntVar(&c.failConc, "fail-conc", 32, "failure scenarios at once, at most")
 	fs.IntVar(&c.longWorkers, "long-workers", 2, "long-transfer workers")
-	var longBytes string
-	fs.StringVar(&longBytes, "long-bytes", "32MiB", "bytes per long transfer")
+	fs.StringVar(longBytes, "long-bytes", "32MiB", "bytes per long transfer")
 	fs.IntVar(&c.longReuse, "long-reuse", 3, "long transfers per tunnel")
 	fs.DurationVar(&c.longPause, "long-pause", time.Second, "pause after each long transfer")
 	fs.IntVar(&c.idle, "idle", 16, "idle tunnels held at once")
@@ -103,74 +150,81 @@ func run(args []string) int {
 		fmt.Fprintf(fs.Output(), "usage: soak -duration D -pid PID -admin ADDR -proxy ADDR -forward ADDR -target ADDR [flags]\n\n")
 		fs.PrintDefaults()
 	}
-	if err := fs.Parse(args); err != nil {
-		return 2
-	}
-	fail := func(format string, a ...any) int {
-		fmt.Fprintf(os.Stderr, "soak: "+format+"\n", a...)
-		return 2
-	}
+	return fs
+}
+
+// check parses -long-bytes, rejects missing or bad flags and defaults
+// -max-time.
+func (c *config) check(longBytes string) error {
 	var err error
 	if c.longBytes, err = load.ParseSize(longBytes); err != nil || c.longBytes <= 0 {
-		return fail("-long-bytes: %q", longBytes)
+		return fmt.Errorf("-long-bytes: %q", longBytes)
 	}
 	if c.pid <= 0 || c.admin == "" || c.proxy == "" || c.forward == "" {
-		return fail("-pid, -admin, -proxy and -forward are required")
+		return fmt.Errorf("-pid, -admin, -proxy and -forward are required")
 	}
 	if c.duration <= 0 || c.interval <= 0 || c.warmup < 0 || c.warmup >= 1 || c.opTimeout <= 0 ||
 		c.idleTimeout <= time.Second || c.handshakeTimeout <= time.Second || c.longReuse < 1 || c.httpConns < 1 {
-		return fail("-duration, -interval, -op-timeout must be > 0; -warmup in [0, 1); -idle-timeout, -handshake-timeout > 1s; -long-reuse, -http-conns >= 1")
+		return fmt.Errorf("-duration, -interval, -op-timeout must be > 0; -warmup in [0, 1); -idle-timeout, -handshake-timeout > 1s; -long-reuse, -http-conns >= 1")
 	}
 	if c.maxTime <= 0 {
 		c.maxTime = c.duration + 5*time.Minute
 	}
-	// The hard stop: nothing the driver does outlives -max-time.
-	time.AfterFunc(c.maxTime, func() {
-		fmt.Fprintf(os.Stderr, "soak: -max-time %v reached, exiting\n", c.maxTime)
-		os.Exit(3)
-	})
-	start := time.Now()
-	// Targets' connections end at the latest well after the load and the
-	// settle, so they never hide a channel ferry keeps open.
-	tdl := start.Add(c.maxTime)
+	return nil
+}
 
-	d := &driver{cfg: c, stop: make(chan struct{}), byName: map[string]*counts{}, shortLat: map[string][]time.Duration{}}
+// startTargets starts the stream, reset and HTTP targets, whose
+// connections end at tdl, and picks and checks the closed port
+// (c.closed, a free one by default). The returned function closes the
+// targets started, also after an error.
+func (d *driver) startTargets(c *config, tdl time.Time) (func(), error) {
+	var closers []func()
+	closeAll := func() {
+		for i := len(closers) - 1; i >= 0; i-- {
+			closers[i]()
+		}
+	}
 	st, err := load.Listen(c.target, tdl, serveStream)
 	if err != nil {
-		return fail("stream target: %v", err)
+		return closeAll, fmt.Errorf("stream target: %v", err)
 	}
-	defer st.Close()
+	closers = append(closers, func() { st.Close() })
 	rt, err := load.Listen("127.0.0.1:0", tdl, serveReset)
 	if err != nil {
-		return fail("reset target: %v", err)
+		return closeAll, fmt.Errorf("reset target: %v", err)
 	}
-	defer rt.Close()
+	closers = append(closers, func() { rt.Close() })
 	hln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		return fail("http target: %v", err)
+		return closeAll, fmt.Errorf("http target: %v", err)
 	}
 	hs := &http.Server{Handler: httpHandler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: c.maxTime}
 	go hs.Serve(hln)
-	defer hs.Close()
+	closers = append(closers, func() { hs.Close() })
 	d.target = netip.MustParseAddrPort(st.Addr().String())
 	d.resetAddr = netip.MustParseAddrPort(rt.Addr().String())
 	d.httpTarget = hln.Addr().String()
 	if c.closed == "" {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
-			return fail("closed port: %v", err)
+			return closeAll, fmt.Errorf("closed port: %v", err)
 		}
 		c.closed = ln.Addr().String()
 		ln.Close()
 	}
 	if d.closed, err = netip.ParseAddrPort(c.closed); err != nil {
-		return fail("-closed: %v", err)
+		return closeAll, fmt.Errorf("-closed: %v", err)
 	}
 	if cn, err := net.DialTimeout("tcp", c.closed, time.Second); err == nil {
 		cn.Close()
-		return fail("-closed %s: something listens there", c.closed)
+		return closeAll, fmt.Errorf("-closed %s: something listens there", c.closed)
 	}
+	return closeAll, nil
+}
 
+// setPaths sets the paths the load takes through ferry and the HTTP
+// clients, one per listener speaking http.
+func (d *driver) setPaths(c config) {
 	d.proxied = []path{{"connect", "connect", c.proxy}, {"socks5", "socks5", c.proxy}}
 	proxies := []string{c.proxy}
 	if c.hook != "" {
@@ -187,62 +241,86 @@ func run(args []string) int {
 			DisableCompression: true, ResponseHeaderTimeout: c.opTimeout}
 		d.httpClients = append(d.httpClients, &http.Client{Transport: tr, Timeout: c.opTimeout})
 	}
+}
 
-	// ferry answers, and stands still for a baseline.
-	pr := newProber(c.pid, c.admin)
+// baseline waits up to 15s for ferry to answer, lets it stand still
+// for a second and reads the baseline sample.
+func baseline(pr *prober) (sample, error) {
 	var base sample
+	var err error
 	for i := 0; ; i++ {
 		if base, err = pr.read(); err == nil {
 			break
 		}
 		if i >= 150 {
-			return fail("ferry does not answer: %v", err)
+			return base, fmt.Errorf("ferry does not answer: %v", err)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
 	time.Sleep(time.Second)
 	if base, err = pr.read(); err != nil {
-		return fail("baseline: %v", err)
+		return base, fmt.Errorf("baseline: %v", err)
 	}
 	base.t, base.phase = 0, "base"
-	fmt.Printf("# soak: ferry pid %d; proxy %s, hook %s, forward %s, dead %s, admin %s; targets: stream %s, reset %s, http %s, closed %s\n",
-		c.pid, c.proxy, orNone(c.hook), c.forward, orNone(c.dead), c.admin, d.target, d.resetAddr, d.httpTarget, d.closed)
-	fmt.Printf("# load for %v: short tunnels %.0f/s, http requests %.0f/s, failures %.0f/s, %d long-transfer workers (%s x %d a tunnel, %v pauses), %d idle tunnels; samples every %v\n",
-		c.duration, c.shortRate, c.httpRate, c.failRate, c.longWorkers, longBytes, c.longReuse, c.longPause, c.idle, c.interval)
-	fmt.Println(base)
+	return base, nil
+}
 
-	// The load, sampled every interval.
-	loadStart := time.Now()
-	d.loadEnd = loadStart.Add(c.duration)
+// soak is one run after the baseline: the load, the settle and what
+// they found.
+type soak struct {
+	cfg       config
+	d         *driver
+	pr        *prober
+	base      sample
+	loadStart time.Time
+	prev      sample   // the last sample read, for ferry's CPU
+	load      []sample // under load, every interval
+	problems  []string
+	alive     bool // ferry answered every sample
+
+	settled    bool
+	settleTook time.Duration
+	last       sample // the last sample of the settle
+}
+
+// snap reads a sample in phase, with the driver's counts and ferry's
+// CPU since the previous one, and prints it if show. When ferry does
+// not answer it records the problem, stops the load and returns false.
+func (s *soak) snap(phase string, show bool) (sample, bool) {
+	sm, err := s.pr.read()
+	if err != nil {
+		s.problems = append(s.problems, err.Error())
+		fmt.Fprintf(os.Stderr, "soak: %v\n", err)
+		s.d.abort()
+		return sm, false
+	}
+	sm.t, sm.phase = time.Since(s.loadStart), phase
+	sm.ok, sm.exp, sm.unexp = s.d.nOK.Load(), s.d.nExpected.Load(), s.d.nUnexpected.Load()
+	if dt := (sm.t - s.prev.t).Seconds(); dt > 0 {
+		sm.cpu = 100 * float64(sm.ticks-s.prev.ticks) / clockTick / dt
+	}
+	s.prev = sm
+	if show {
+		fmt.Println(sm)
+	}
+	return sm, true
+}
+
+// runLoad drives the load for -duration, sampled every interval, then
+// waits for the operations in flight and closes the keep-alive
+// connections.
+func (s *soak) runLoad() {
+	c, d := s.cfg, s.d
+	s.loadStart = time.Now()
+	d.loadEnd = s.loadStart.Add(c.duration)
 	d.start()
 	loadDone := make(chan struct{})
 	go func() { d.wg.Wait(); close(loadDone) }()
-	var load []sample
-	var problems []string
-	prev := base
-	prev.t = -time.Since(loadStart) // base was read a moment ago
-	snap := func(phase string, show bool) (sample, bool) {
-		s, err := pr.read()
-		if err != nil {
-			problems = append(problems, err.Error())
-			fmt.Fprintf(os.Stderr, "soak: %v\n", err)
-			d.abort()
-			return s, false
-		}
-		s.t, s.phase = time.Since(loadStart), phase
-		s.ok, s.exp, s.unexp = d.nOK.Load(), d.nExpected.Load(), d.nUnexpected.Load()
-		if dt := (s.t - prev.t).Seconds(); dt > 0 {
-			s.cpu = 100 * float64(s.ticks-prev.ticks) / clockTick / dt
-		}
-		prev = s
-		if show {
-			fmt.Println(s)
-		}
-		return s, true
-	}
+	s.prev = s.base
+	s.prev.t = -time.Since(s.loadStart) // base was read a moment ago
 	tick := time.NewTicker(c.interval)
-	alive := true
-	for alive && time.Now().Before(d.loadEnd) {
+	s.alive = true
+	for s.alive && time.Now().Before(d.loadEnd) {
 		select {
 		case <-tick.C:
 		case <-d.stop:
@@ -250,9 +328,9 @@ func run(args []string) int {
 		if !d.loading() {
 			break
 		}
-		var s sample
-		if s, alive = snap("load", true); alive {
-			load = append(load, s)
+		var sm sample
+		if sm, s.alive = s.snap("load", true); s.alive {
+			s.load = append(s.load, sm)
 		}
 	}
 	tick.Stop()
@@ -263,156 +341,44 @@ func run(args []string) int {
 	select {
 	case <-loadDone:
 	case <-drainLimit.C:
-		problems = append(problems, "driver operations still running after the load")
+		s.problems = append(s.problems, "driver operations still running after the load")
 	}
 	drainLimit.Stop()
 	for _, hc := range d.httpClients {
 		hc.CloseIdleConnections()
 	}
-	settled, settleTook := false, time.Duration(0)
-	var last sample
-	if alive {
-		ended := time.Now()
-		for i := 0; ; i++ {
-			var s sample
-			if s, alive = snap("settle", false); !alive {
-				problems = append(problems, "ferry is gone after the load")
-				break
-			}
-			last = s
-			if s.gor <= base.gor+c.gorSlack && s.fds <= base.fds+c.fdSlack && s.active == 0 && s.channels == 0 {
-				settled, settleTook = true, time.Since(ended)
-				break
-			}
-			if time.Since(ended) >= c.settle || i >= 10000 {
-				break
-			}
-			if i%10 == 0 {
-				fmt.Println(s)
-			}
-			time.Sleep(500 * time.Millisecond)
-		}
-		last.phase = "after"
-		fmt.Println(last)
-	}
+}
 
-	// The summary.
-	fmt.Printf("\n== summary: %v of load, %d samples every %v; the first %v are warm-up\n",
-		c.duration, len(load), c.interval, fmtDur(time.Duration(c.warmup*float64(c.duration))))
-	if len(load) > 0 {
-		l := load[len(load)-1]
-		sec := float64(l.ticks-base.ticks) / clockTick
-		fmt.Printf("ferry CPU: %.1f s over %v of load, %.0f%% of a core on average; peak RSS %.1f MiB\n",
-			sec, fmtDur(l.t), 100*sec/l.t.Seconds(), float64(peakRSS(load))/1024)
+// settle samples ferry, if it is still there, until its goroutines and
+// fds are back near the baseline with no connection or channel open,
+// or -settle has passed.
+func (s *soak) settle() {
+	if !s.alive {
+		return
 	}
-	growing := []string{}
-	if ts, ok := trends(load, time.Duration(c.warmup*float64(c.duration))); ok {
-		t0 := ts[0]
-		fmt.Printf("flatness: first quarter %s-%s against last quarter %s-%s (averages)\n",
-			fmtDur(t0.fromT), fmtDur(t0.firstEnd), fmtDur(t0.lastFrom), fmtDur(t0.toT))
-		fmt.Printf("  %-12s %10s %10s %10s %12s  %s\n", "", "baseline", "first q", "last q", "growth/min", "verdict")
-		for _, t := range ts {
-			verdict := "flat"
-			if t.growing {
-				verdict = "GROWING"
-				growing = append(growing, t.s.name)
-			}
-			name := t.s.name
-			if t.s.unit != "" {
-				name += " " + t.s.unit
-			}
-			fmt.Printf("  %-12s %10.1f %10.1f %10.1f %+12.2f  %s\n", name, float64(t.s.get(base))/t.s.scale, t.first, t.last, t.perMin, verdict)
+	c, base := s.cfg, s.base
+	ended := time.Now()
+	for i := 0; ; i++ {
+		var sm sample
+		if sm, s.alive = s.snap("settle", false); !s.alive {
+			s.problems = append(s.problems, "ferry is gone after the load")
+			break
 		}
-	} else {
-		fmt.Println("flatness: too few samples after the warm-up to compare quarters (run longer or sample more often)")
-	}
-	if alive {
-		word := "settled"
-		if !settled {
-			word = "NOT SETTLED"
-			problems = append(problems, fmt.Sprintf("ferry did not come back to its baseline within %v of the load's end", c.settle))
+		s.last = sm
+		if sm.gor <= base.gor+c.gorSlack && sm.fds <= base.fds+c.fdSlack && sm.active == 0 && sm.channels == 0 {
+			s.settled, s.settleTook = true, time.Since(ended)
+			break
 		}
-		fmt.Printf("after the load: %s in %v: goroutines %d (baseline %d, slack %d), fds %d (baseline %d, slack %d), active %d, channels %d, rss %.1f MiB (baseline %.1f)\n",
-			word, settleTook.Round(100*time.Millisecond), last.gor, base.gor, c.gorSlack, last.fds, base.fds, c.fdSlack,
-			last.active, last.channels, float64(last.rssKiB)/1024, float64(base.rssKiB)/1024)
-	}
-	if alive && last.refused > base.refused {
-		fmt.Printf("ferry refused %d connections at once (ferry_connections_refused_total: a [limits] cap or max_connections)\n", last.refused-base.refused)
-	}
-	d.mu.Lock()
-	fmt.Printf("operations: %d ok, %d failed as expected, %d unexpected; %d paced starts skipped (all slots busy)\n",
-		d.nOK.Load(), d.nExpected.Load(), d.nUnexpected.Load(), d.skipped.Load())
-	if len(d.shortLat) > 0 {
-		fmt.Printf("short tunnels (connect, handshake, echo, close) by path; direct is the control, without ferry:\n")
-		fmt.Printf("  %-24s %8s %10s %10s %10s %10s\n", "path", "tunnels", "p50", "p99", "p99.9", "max")
-		for _, p := range slices.Sorted(maps.Keys(d.shortLat)) {
-			l := d.shortLat[p]
-			slices.Sort(l)
-			q := func(f float64) string {
-				return l[min(len(l)-1, int(f*float64(len(l))))].Round(10 * time.Microsecond).String()
-			}
-			fmt.Printf("  %-24s %8d %10s %10s %10s %10s\n", p, len(l), q(0.5), q(0.99), q(0.999), q(1))
+		if time.Since(ended) >= c.settle || i >= 10000 {
+			break
 		}
-	}
-	// By scenario, then by path: names are "scenario path".
-	byKind, byPath := map[string]*counts{}, map[string]*counts{}
-	var kinds, paths []string
-	add := func(m map[string]*counts, keys *[]string, k string, ct *counts) {
-		if m[k] == nil {
-			m[k] = &counts{}
-			*keys = append(*keys, k)
+		if i%10 == 0 {
+			fmt.Println(sm)
 		}
-		m[k].ok += ct.ok
-		m[k].expected += ct.expected
-		m[k].unexpected += ct.unexpected
+		time.Sleep(500 * time.Millisecond)
 	}
-	for _, n := range d.names {
-		kind, p, found := strings.Cut(n, " ")
-		if !found {
-			kind, p = n, "http" // "http", "http+hook"
-			if strings.HasSuffix(n, "+hook") {
-				kind, p = "http", "http+hook"
-			}
-		}
-		add(byKind, &kinds, kind, d.byName[n])
-		add(byPath, &paths, p, d.byName[n])
-	}
-	slices.Sort(kinds)
-	slices.Sort(paths)
-	fmt.Printf("  %-24s %8s %8s %10s\n", "scenario", "ok", "expected", "unexpected")
-	for _, k := range kinds {
-		ct := byKind[k]
-		fmt.Printf("  %-24s %8d %8d %10d\n", k, ct.ok, ct.expected, ct.unexpected)
-	}
-	fmt.Printf("  %-24s %8s %8s %10s\n", "path", "ok", "expected", "unexpected")
-	for _, p := range paths {
-		ct := byPath[p]
-		fmt.Printf("  %-24s %8d %8d %10d\n", p, ct.ok, ct.expected, ct.unexpected)
-	}
-	if len(d.errs) > 0 {
-		fmt.Println("first unexpected outcomes:")
-		for _, e := range d.errs {
-			fmt.Println("  " + e)
-		}
-	}
-	d.mu.Unlock()
-	if n := d.nUnexpected.Load(); n > 0 {
-		problems = append(problems, fmt.Sprintf("%d unexpected outcomes", n))
-	}
-	if len(growing) > 0 {
-		msg := "grew under load: " + strings.Join(growing, ", ")
-		if c.strict {
-			problems = append(problems, msg)
-		} else {
-			fmt.Println("warning: " + msg + " (not a failure without -strict)")
-		}
-	}
-	if len(problems) > 0 {
-		fmt.Println("result: FAIL: " + strings.Join(problems, "; "))
-		return 1
-	}
-	fmt.Println("result: PASS")
-	return 0
+	s.last.phase = "after"
+	fmt.Println(s.last)
 }
 
 func peakRSS(ss []sample) int64 {
