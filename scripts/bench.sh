@@ -138,16 +138,22 @@ results=$work/results.jsonl
 : >"$results"
 notes=()
 
+# stop_group ends the process group that $1 leads: TERM, up to $2 tenths
+# of a second to go, then KILL.
+stop_group() {
+	local p=$1 tries=$2
+	kill -TERM -- "-$p" 2>/dev/null || true
+	for _ in $(seq "$tries"); do
+		kill -0 "$p" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL -- "-$p" 2>/dev/null || true
+	wait "$p" 2>/dev/null || true
+}
 pid=""
 stop_proxy() {
 	[ -n "$pid" ] || return 0
-	kill -TERM -- "-$pid" 2>/dev/null || true
-	for _ in $(seq 100); do
-		kill -0 "$pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL -- "-$pid" 2>/dev/null || true
-	wait "$pid" 2>/dev/null || true
+	stop_group "$pid" 100
 	pid=""
 }
 # The plain HTTP origin (nginx) runs beside the tool while the http
@@ -155,13 +161,7 @@ stop_proxy() {
 origin_pid=""
 stop_origin() {
 	[ -n "$origin_pid" ] || return 0
-	kill -TERM -- "-$origin_pid" 2>/dev/null || true
-	for _ in $(seq 50); do
-		kill -0 "$origin_pid" 2>/dev/null || break
-		sleep 0.1
-	done
-	kill -KILL -- "-$origin_pid" 2>/dev/null || true
-	wait "$origin_pid" 2>/dev/null || true
+	stop_group "$origin_pid" 50
 	origin_pid=""
 }
 cleanup() {
