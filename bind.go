@@ -5,9 +5,9 @@ import (
 	"fmt"
 	"net"
 	"strings"
-	"syscall"
 
 	"ferry/config"
+	"ferry/plugins/pkg/netx"
 )
 
 // checkBinds tries to bind each listener address of cfg and its admin
@@ -38,7 +38,7 @@ func checkBinds(cfg *config.Config) (warnings []string, err error) {
 			ln.Close()
 			continue
 		}
-		if errors.Is(err, syscall.EADDRINUSE) {
+		if netx.IsAddrInUse(err) {
 			switch pid, ferry := portHolder(a.listen); {
 			case ferry:
 				continue // the running ferry's own listener

@@ -36,10 +36,11 @@ import (
 	"io"
 	"net"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/urfave/cli/v2"
+
+	"ferry/plugins/pkg/netx"
 )
 
 // defaultHealthAddr is the listener of the container image's
@@ -196,7 +197,7 @@ func exchange(ctx context.Context, addr string, req []byte, read func(*bufio.Rea
 
 // isClosed reports a peer that closed (FIN) or reset the connection.
 func isClosed(err error) bool {
-	return errors.Is(err, io.EOF) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE)
+	return errors.Is(err, io.EOF) || netx.IsReset(err) || netx.IsBrokenPipe(err)
 }
 
 // timeoutError says "no answer within the timeout" for a deadline error.

@@ -193,7 +193,7 @@ func runConfig(c *cli.Context) (*config.Config, error) {
 			return nil, err
 		}
 	}
-	if err := cfg.DefaultChain(c.StringSlice("upstream")); err != nil {
+	if err := cfg.UpstreamsFromFlags(c.StringSlice("upstream")); err != nil {
 		return nil, err
 	}
 	if v := c.String("log-level"); v != "" {

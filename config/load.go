@@ -324,10 +324,10 @@ func (c *Config) OverrideListen(addrs []string) error {
 	return nil
 }
 
-// DefaultChain makes the chain of proxy URLs given on the command line
+// UpstreamsFromFlags makes the chain of proxy URLs given on the command line
 // (first hop first) the default route: requests no [[route]] matches go
 // through it. Its upstreams are named "cli1", "cli2"... in that order.
-func (c *Config) DefaultChain(urls []string) error {
+func (c *Config) UpstreamsFromFlags(urls []string) error {
 	if len(urls) == 0 {
 		return nil
 	}

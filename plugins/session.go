@@ -42,10 +42,10 @@ type Session struct {
 	// [[upstream]]. A Connector may set it; when none does, the first
 	// [[route]] that matches decides (direct when none does).
 	Upstream string
-	// UpstreamChain is the upstream proxies the dial went through, first
+	// UpstreamPath is the upstream proxies the dial went through, first
 	// hop first, joined by ">" ("tiny>dante"; for a group, the member that
 	// served); empty for a direct dial. Set once the dial was tried.
-	UpstreamChain string
+	UpstreamPath string
 	// UpstreamAddr is the remote address of the dialed connection (the
 	// target's resolved address, or the first upstream proxy's), set once
 	// the dial succeeded; nil before.

@@ -25,10 +25,10 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"ferry/plugins"
+	"ferry/plugins/pkg/netx"
 )
 
 // Channel is one client joined to one upstream. Set the fields, then call
@@ -336,7 +336,7 @@ func resetReason(r plugins.CloseReason) plugins.CloseReason {
 // isPeerGone reports errors that mean the other end went away, which are
 // ordinary endings for a proxy rather than faults.
 func isPeerGone(err error) bool {
-	return errors.Is(err, syscall.ECONNRESET) || errors.Is(err, syscall.EPIPE) ||
+	return netx.IsReset(err) || netx.IsBrokenPipe(err) ||
 		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 

@@ -1,9 +1,9 @@
 package relay
 
 import (
-	"errors"
 	"net"
-	"syscall"
+
+	"ferry/plugins/pkg/netx"
 )
 
 // IsReset reports whether err says the peer reset the connection
@@ -20,7 +20,7 @@ import (
 // early answer, say) must still reach the other side, which an abort
 // would discard.
 func IsReset(err error) bool {
-	return err != nil && errors.Is(err, syscall.ECONNRESET)
+	return netx.IsReset(err)
 }
 
 // Abort closes c so that its peer sees a reset (RST) rather than an

@@ -50,7 +50,7 @@ func (s *Server) track(sess *plugins.Session, ch *relay.Channel) {
 	lc := &liveChannel{
 		info: ChannelInfo{
 			ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol, User: sess.User,
-			Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamChain, Intercepted: sess.Intercepted, Started: time.Now(),
+			Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamPath, Intercepted: sess.Intercepted, Started: time.Now(),
 		},
 		client: sess.Client, upAddr: sess.UpstreamAddr, ch: ch,
 	}

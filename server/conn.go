@@ -396,7 +396,7 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *u
 	t0 := time.Now()
 	up, err := d.DialContext(dctx, "tcp", s.Target)
 	h.l.srv.obs.Dialed(upstreamName(s), time.Since(t0), dialResult(err))
-	s.UpstreamChain = info.Path()
+	s.UpstreamPath = info.Path()
 	if err != nil {
 		info.Release()
 		h.l.gen.ups.LogFailure(s, err)

@@ -133,7 +133,7 @@ func (f *httpForwarder) upstreamFor(s *plugins.Session) (net.Conn, bool, plugins
 			}
 		}
 		s.UpstreamAddr = f.up.RemoteAddr()
-		s.UpstreamChain = f.upInfo.Path()
+		s.UpstreamPath = f.upInfo.Path()
 		return f.up, true, 0, nil
 	}
 	f.closeUpstream()

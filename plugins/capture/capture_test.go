@@ -181,7 +181,7 @@ func TestAddresses(t *testing.T) {
 		name           string
 		client, target string
 		dialed         string // s.UpstreamAddr; "": nil
-		chain          string // s.UpstreamChain
+		chain          string // s.UpstreamPath
 		wantClient     string // "" : check the prefix instead
 		wantTarget     string
 		clientPrefix   string
@@ -234,7 +234,7 @@ func TestAddresses(t *testing.T) {
 				if tt.dialed != "" {
 					s.UpstreamAddr = net.TCPAddrFromAddrPort(netip.MustParseAddrPort(tt.dialed))
 				}
-				s.UpstreamChain = tt.chain
+				s.UpstreamPath = tt.chain
 				if tt.chain != "" {
 					s.Upstream = tt.chain
 				} else {

@@ -109,10 +109,10 @@ func newStream(s *plugins.Session) *stream {
 
 // dialedAddr is the address ferry connected to for s when that is the
 // target itself. A dial through an upstream proxy reaches the proxy: when
-// s went through upstream proxies (UpstreamChain), or the connection went to another port than the
+// s went through upstream proxies (UpstreamPath), or the connection went to another port than the
 // target's, the address is not the target's.
 func dialedAddr(s *plugins.Session, port uint16) (netip.AddrPort, bool) {
-	if s.UpstreamAddr == nil || s.UpstreamChain != "" {
+	if s.UpstreamAddr == nil || s.UpstreamPath != "" {
 		return netip.AddrPort{}, false
 	}
 	ap, ok := addrPortOf(s.UpstreamAddr)

@@ -86,8 +86,8 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 		Str("proto", s.Protocol).
 		Str("target", s.Target).
 		Str("upstream", upstream)
-	if s.UpstreamChain != "" {
-		ev = ev.Str("chain", s.UpstreamChain)
+	if s.UpstreamPath != "" {
+		ev = ev.Str("chain", s.UpstreamPath)
 	}
 	if s.User != "" {
 		ev = ev.Str("user", s.User)

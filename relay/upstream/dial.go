@@ -6,11 +6,11 @@ import (
 	"fmt"
 	"net"
 	"os"
-	"syscall"
 
 	"golang.org/x/net/proxy"
 
 	"ferry/plugins"
+	"ferry/plugins/pkg/netx"
 )
 
 // Dialer reaches a target address. It is golang.org/x/net/proxy's
@@ -38,13 +38,13 @@ func DialCode(err error) plugins.Code {
 			return plugins.CodeTimeout
 		}
 		return plugins.CodeHostUnreachable
-	case errors.Is(err, syscall.ECONNREFUSED):
+	case netx.IsRefused(err):
 		return plugins.CodeConnRefused
-	case errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.EADDRNOTAVAIL):
+	case netx.IsHostUnreachable(err):
 		return plugins.CodeHostUnreachable
-	case errors.Is(err, syscall.ENETUNREACH):
+	case netx.IsNetUnreachable(err):
 		return plugins.CodeNetUnreachable
-	case errors.Is(err, syscall.ETIMEDOUT):
+	case netx.IsTimedOut(err):
 		return plugins.CodeTimeout
 	}
 	var ne net.Error

@@ -53,7 +53,7 @@ func dialInfoFrom(ctx context.Context) *DialInfo {
 
 // Path is the upstream proxies the dial went through, first hop first,
 // joined by ">"; empty for a direct dial. Sessions log it as "chain"
-// (Session.UpstreamChain).
+// (Session.UpstreamPath).
 func (d *DialInfo) Path() string {
 	d.mu.Lock()
 	defer d.mu.Unlock()

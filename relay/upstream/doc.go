@@ -15,7 +15,7 @@
 //		return upstream.DialCode(err), err // what the client is told
 //	}
 //	defer info.Release() // when the connection ends
-//	session.UpstreamChain = info.Path() // "corp>edge", empty for direct
+//	session.UpstreamPath = info.Path() // "corp>edge", empty for direct
 //
 // A failed dial through a parent is an *Error naming the upstream, the
 // stage it failed at and the client's code. The connection handed back
