@@ -27,6 +27,7 @@ import (
 	"ferry/plugins"
 	_ "ferry/plugins/all"
 	"ferry/server"
+	"ferry/test/testkit"
 )
 
 // denyPlugin refuses targets on host "blocked.test".
@@ -97,29 +98,6 @@ func startWith(t *testing.T, src string, cfg config.Admin, reload func() error) 
 		srv.Shutdown(time.Second)
 	})
 	return &fixture{srv: srv, proxy: srv.Addrs()[0].String(), adm: adm, web: web}
-}
-
-// echoServer echoes each connection until EOF.
-func echoServer(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			go func() {
-				defer c.Close()
-				io.Copy(c, c)
-			}()
-		}
-	}()
-	return ln.Addr().String()
 }
 
 // connect opens a CONNECT tunnel to target and returns it with the
@@ -226,7 +204,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 
 func TestMetrics(t *testing.T) {
 	f := start(t, config.Admin{}, nil)
-	target := echoServer(t)
+	target := testkit.EchoServer(t)
 
 	c, code := connect(t, f.proxy, target)
 	if code != 200 {
@@ -283,7 +261,7 @@ func TestRefusedOverLimit(t *testing.T) {
 	src := strings.Replace(testConfig, `plugins = ["deny"]`, "plugins = [\"deny\"]\nmax_connections = 1", 1)
 	f := startWith(t, src, config.Admin{}, nil)
 
-	hold, code := connect(t, f.proxy, echoServer(t))
+	hold, code := connect(t, f.proxy, testkit.EchoServer(t))
 	if code != 200 {
 		t.Fatalf("CONNECT: got %d, want 200", code)
 	}
@@ -328,7 +306,7 @@ func TestToken(t *testing.T) {
 
 func TestChannelsListAndClose(t *testing.T) {
 	f := start(t, config.Admin{}, nil)
-	target := echoServer(t)
+	target := testkit.EchoServer(t)
 	a, _ := connect(t, f.proxy, target)
 	b, _ := connect(t, f.proxy, target)
 	for _, c := range []net.Conn{a, b} {
@@ -510,7 +488,7 @@ upstream = "pool"
 	if up("dead") != 1 || up("pool") != 1 {
 		t.Fatalf("before any dial: dead %v, pool %v; want both up (1)", up("dead"), up("pool"))
 	}
-	c, code := connect(t, f.proxy, echoServer(t))
+	c, code := connect(t, f.proxy, testkit.EchoServer(t))
 	if code != 200 {
 		t.Fatalf("CONNECT through the group: got %d, want 200 (the second member)", code)
 	}
