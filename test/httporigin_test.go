@@ -27,9 +27,25 @@ import (
 // server block (directives and locations) without the listen line.
 func startNginx(t *testing.T, server string) string {
 	t.Helper()
+	addr, _ := runNginx(t, nginxSite{server: server})
+	return addr
+}
+
+// nginxSite is what a test sets in an nginx it runs.
+type nginxSite struct {
+	http   string // more directives of the http block (a log_format)
+	log    string // the access log's format name; empty for nginx's own
+	listen string // options after the listen address (proxy_protocol)
+	server string // the inside of the server block, without listen
+}
+
+// runNginx runs nginx with site on a free loopback port and returns its
+// address and its directory, where access.log is written.
+func runNginx(t *testing.T, site nginxSite) (addr, dir string) {
+	t.Helper()
 	nginx := needPeer(t, "nginx")
-	dir := t.TempDir()
-	addr := freeAddr(t)
+	dir = t.TempDir()
+	addr = freeAddr(t)
 	conf := filepath.Join(dir, "nginx.conf")
 	writeFile(t, conf, fmt.Sprintf(`daemon off;
 worker_processes 1;
@@ -37,20 +53,21 @@ pid %[1]s/nginx.pid;
 error_log %[1]s/error.log;
 events { worker_connections 64; }
 http {
-    access_log %[1]s/access.log;
+%[4]s
+    access_log %[1]s/access.log %[5]s;
     client_body_temp_path %[1]s/body;
     proxy_temp_path %[1]s/proxy;
     fastcgi_temp_path %[1]s/fastcgi;
     uwsgi_temp_path %[1]s/uwsgi;
     scgi_temp_path %[1]s/scgi;
     server {
-        listen %[2]s;
+        listen %[2]s %[6]s;
 %[3]s
     }
 }
-`, dir, addr, server))
+`, dir, addr, site.server, site.http, site.log, site.listen))
 	startPeer(t, addr, nginx, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
-	return addr
+	return addr, dir
 }
 
 // maxTestHead bounds the request and response heads the test's own

@@ -199,33 +199,16 @@ name = "log"
 // 127.0.0.6) as $proxy_protocol_addr.
 func TestNginxBehindFerry(t *testing.T) {
 	t.Parallel()
-	nginx := needPeer(t, "nginx")
+	needPeer(t, "nginx")
 	needCurl(t)
 	for _, version := range []string{"v1", "v2"} {
 		t.Run(version, func(t *testing.T) {
-			dir := t.TempDir()
-			backend := freeAddr(t)
-			conf := filepath.Join(dir, "nginx.conf")
-			writeFile(t, conf, fmt.Sprintf(`daemon off;
-worker_processes 1;
-pid %[1]s/nginx.pid;
-error_log %[1]s/error.log;
-events { worker_connections 64; }
-http {
-    log_format pp '$proxy_protocol_addr $remote_addr "$request"';
-    access_log %[1]s/access.log pp;
-    client_body_temp_path %[1]s/body;
-    proxy_temp_path %[1]s/proxy;
-    fastcgi_temp_path %[1]s/fastcgi;
-    uwsgi_temp_path %[1]s/uwsgi;
-    scgi_temp_path %[1]s/scgi;
-    server {
-        listen %[2]s proxy_protocol;
-        location / { return 200 "hello from nginx\n"; }
-    }
-}
-`, dir, backend))
-			startPeer(t, backend, nginx, "-p", dir, "-c", conf, "-e", filepath.Join(dir, "error.log"))
+			backend, dir := runNginx(t, nginxSite{
+				http:   `    log_format pp '$proxy_protocol_addr $remote_addr "$request"';`,
+				log:    "pp",
+				listen: "proxy_protocol",
+				server: `        location / { return 200 "hello from nginx\n"; }`,
+			})
 
 			f := startFerry(t, func(addr string) string {
 				return fmt.Sprintf(`[log]
