@@ -138,6 +138,33 @@ results=$work/results.jsonl
 : >"$results"
 notes=()
 
+# squid_conf FILE ADDR ACCESS_LOG [EXTRA] writes a squid configuration:
+# no cache, no disk, requests from localhost only, ACCESS_LOG as squid's
+# access_log value, EXTRA lines appended.
+squid_conf() {
+	local dir
+	dir=$(dirname "$1")
+	cat >"$1" <<EOF
+http_port $2
+pid_filename $dir/squid.pid
+access_log $3
+cache_log $dir/squid-cache.log
+cache_store_log none
+coredump_dir $dir
+netdb_filename none
+cache deny all
+cache_mem 8 MB
+shutdown_lifetime 0 seconds
+pinger_enable off
+visible_hostname ferry-bench-squid
+cache_effective_user proxy
+max_filedescriptors $(ulimit -n)
+http_access allow localhost
+http_access deny all
+${4:-}
+EOF
+}
+
 # stop_group ends the process group that $1 leads: TERM, up to $2 tenths
 # of a second to go, then KILL.
 stop_group() {
@@ -397,24 +424,7 @@ EOF
 	squid)
 		addr=127.0.0.1:$(port 7) proto=connect
 		# No cache, no disk; CONNECT to any port from localhost.
-		cat >"$dir/squid.conf" <<EOF
-http_port $addr
-pid_filename $dir/squid.pid
-access_log stdio:$dir/squid-access.log
-cache_log $dir/squid-cache.log
-cache_store_log none
-coredump_dir $dir
-netdb_filename none
-cache deny all
-cache_mem 8 MB
-shutdown_lifetime 0 seconds
-pinger_enable off
-visible_hostname ferry-bench-squid
-cache_effective_user proxy
-max_filedescriptors $(ulimit -n)
-http_access allow localhost
-http_access deny all
-EOF
+		squid_conf "$dir/squid.conf" "$addr" "stdio:$dir/squid-access.log"
 		start_proxy squid "$addr" squid -N -f "$dir/squid.conf" || { notes+=("squid did not start"); return; }
 		;;
 	dante)
@@ -497,26 +507,8 @@ EOF
 		;;
 	squid)
 		addr=127.0.0.1:$(port 7)
-		cat >"$dir/squid-http.conf" <<EOF
-http_port $addr
-pid_filename $dir/squid.pid
-access_log none
-cache_log $dir/squid-cache.log
-cache_store_log none
-coredump_dir $dir
-netdb_filename none
-cache deny all
-cache_mem 8 MB
-via off
-forwarded_for transparent
-shutdown_lifetime 0 seconds
-pinger_enable off
-visible_hostname ferry-bench-squid
-cache_effective_user proxy
-max_filedescriptors $(ulimit -n)
-http_access allow localhost
-http_access deny all
-EOF
+		squid_conf "$dir/squid-http.conf" "$addr" none "via off
+forwarded_for transparent"
 		drain_time_wait
 		start_proxy squid "$addr" squid -N -f "$dir/squid-http.conf" || { notes+=("squid (http) did not start"); return; }
 		;;
