@@ -142,14 +142,6 @@ func hangupServer(t *testing.T) *fakeServer {
 	return startFake(t, func(*fakeServer, net.Conn, int32) {})
 }
 
-// echoTarget sends greeting, then echoes.
-func echoTarget(t *testing.T, greeting string) *fakeServer {
-	return startFake(t, func(_ *fakeServer, c net.Conn, _ int32) {
-		io.WriteString(c, greeting)
-		io.Copy(c, c)
-	})
-}
-
 // headerLog records the PROXY headers a fake proxy read.
 type headerLog struct {
 	mu   sync.Mutex
