@@ -17,8 +17,13 @@ cd "$(dirname "$0")/.."
 # microsocks (SOCKS5), tinyproxy and squid (HTTP CONNECT, squid also over
 # TLS and with Basic auth) as the parent proxies ferry's upstreams,
 # chains, groups and routes go through; python3-requests as the keep-alive
-# client of the plain HTTP forwarding tests, nginx also as their origin.
-packages=(curl ca-certificates haproxy nginx-light tshark dante-server microsocks tinyproxy squid python3-requests)
+# client of the plain HTTP forwarding tests, nginx also as their origin;
+# chromium (headless) as the browser that reaches ferry over TLS, HTTP/2
+# and a PAC file; python3-socks (PySocks) as the SOCKS5 UDP client,
+# dnsmasq as the DNS server it queries on loopback, dante-client
+# (socksify) as a second SOCKS client.
+packages=(curl ca-certificates haproxy nginx-light tshark dante-server microsocks tinyproxy squid python3-requests
+	chromium python3-socks dnsmasq dante-client)
 
 missing=()
 for p in "${packages[@]}"; do
