@@ -155,6 +155,19 @@ type Listener struct {
 	PassTLVs []TLVType `toml:"pass_tlvs"`
 	// Plugins names [[plugin]] instances, run in this order.
 	Plugins []string `toml:"plugins"`
+	// Socks5Bind serves the SOCKS5 BIND command (RFC 1928 section 4): ferry
+	// opens a port for one incoming connection and tunnels it to the
+	// client. Default false: BIND is answered 0x07, since it opens ports.
+	Socks5Bind bool `toml:"socks5_bind"`
+	// Socks5BindPorts is the range BIND's listening port is taken from,
+	// like "40000-40999". Default: any free port the kernel picks.
+	Socks5BindPorts *match.PortRange `toml:"socks5_bind_ports"`
+	// Socks5BindTimeout bounds the wait for BIND's incoming connection,
+	// from the first reply. Default 2m.
+	Socks5BindTimeout *Duration `toml:"socks5_bind_timeout"`
+	// PAC, when set, makes the listener answer GET /proxy.pac with a proxy
+	// auto-config file generated from it. Only for listeners with http.
+	PAC *PAC `toml:"pac"`
 	// MaxConnections caps concurrent connections; 0 means unlimited.
 	// Default 10000.
 	MaxConnections *int `toml:"max_connections"`

@@ -376,6 +376,9 @@ func (l Listener) clone() Listener {
 	l.DialTimeout = clonePtr(l.DialTimeout)
 	l.IdleTimeout = clonePtr(l.IdleTimeout)
 	l.BufferSize = clonePtr(l.BufferSize)
+	l.Socks5BindPorts = clonePtr(l.Socks5BindPorts)
+	l.Socks5BindTimeout = clonePtr(l.Socks5BindTimeout)
+	l.PAC = l.PAC.clone()
 	return l
 }
 

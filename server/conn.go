@@ -222,6 +222,12 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 		h.l.finish(s, st)
 		return
 	}
+	h.startChannel(ctx, s, st, up, info)
+}
+
+// startChannel relays between the client and up, whose dial info is
+// released when the channel ends; the client has had its success reply.
+func (h *conn) startChannel(ctx context.Context, s *plugins.Session, st *plugins.Stats, up net.Conn, info *upstream.DialInfo) {
 	h.c.SetDeadline(time.Time{})
 	client, upConn, pending := h.c, up, h.takeBuffered()
 	// The tunnel reads the socket directly from here on: let the

@@ -1,0 +1,187 @@
+package test
+
+import (
+	"context"
+	"io"
+	"net"
+	"net/netip"
+	"strings"
+	"testing"
+	"time"
+
+	"ferry/test/testkit"
+)
+
+// TestSOCKS5BindOff: a listener that does not enable BIND answers it
+// 0x07 (command not supported), as before BIND existed.
+func TestSOCKS5BindOff(t *testing.T) {
+	f := startFerry(t, withJSON(""), nil)
+	_, rep, _ := dialBind(t, f.addr, anyPeer)
+	if rep != 0x07 {
+		t.Fatalf("BIND on a listener without socks5_bind: reply %#x, want 0x07", rep)
+	}
+}
+
+// TestSOCKS5BindTimeout: a BIND nobody connects to gets 0x06 (TTL
+// expired) after socks5_bind_timeout, and its port is closed.
+func TestSOCKS5BindTimeout(t *testing.T) {
+	f := startFerry(t, bindConfig(`socks5_bind_timeout = "300ms"`, ""), nil)
+	c, rep, bnd := dialBind(t, f.addr, anyPeer)
+	if rep != 0 {
+		t.Fatalf("first reply %#x, want 0", rep)
+	}
+	if rep, _ := bindReply(t, c); rep != 0x06 {
+		t.Errorf("second reply after the timeout %#x, want 0x06", rep)
+	}
+	waitClosed(t, bnd.String())
+	acc := f.waitLine(t, "access", func(l logLine) bool { return l.str("proto") == "socks5-bind" })
+	if !strings.Contains(acc.str("error"), "no connection within") {
+		t.Errorf("access line error %q, want the timeout", acc.str("error"))
+	}
+}
+
+// TestSOCKS5BindClientLeaves: a client that closes its control connection
+// while waiting closes the port.
+func TestSOCKS5BindClientLeaves(t *testing.T) {
+	f := startFerry(t, bindConfig("", ""), nil)
+	c, rep, bnd := dialBind(t, f.addr, netip.MustParseAddrPort("127.0.0.9:0"))
+	if rep != 0 {
+		t.Fatalf("first reply %#x, want 0", rep)
+	}
+	c.Close()
+	f.waitLine(t, "access", func(l logLine) bool { return l.str("proto") == "socks5-bind" })
+	waitClosed(t, bnd.String())
+}
+
+// TestSOCKS5BindWrongPeer: DST.ADDR names 127.0.0.2; a connection from
+// 127.0.0.1 is closed at once and the port stays open for 127.0.0.2,
+// whose connection is tunnelled and named in the second reply.
+func TestSOCKS5BindWrongPeer(t *testing.T) {
+	f := startFerry(t, bindConfig("", ""), nil)
+	c, rep, bnd := dialBind(t, f.addr, netip.MustParseAddrPort("127.0.0.2:21"))
+	if rep != 0 {
+		t.Fatalf("first reply %#x, want 0", rep)
+	}
+	if bnd.Addr() != netip.MustParseAddr("127.0.0.1") || bnd.Port() == 0 {
+		t.Fatalf("BND %v, want the control connection's local address 127.0.0.1 and a port", bnd)
+	}
+	for range 3 {
+		stray := mustDialFrom(t, "127.0.0.1", bnd.String())
+		stray.SetReadDeadline(time.Now().Add(logTimeout))
+		if n, err := stray.Read(make([]byte, 1)); err == nil {
+			t.Fatalf("a connection from the wrong address read %d bytes, want it closed", n)
+		}
+		stray.Close()
+	}
+	peer := mustDialFrom(t, "127.0.0.2", bnd.String())
+	rep, named := bindReply(t, c)
+	if rep != 0 || named != peer.LocalAddr().(*net.TCPAddr).AddrPort() {
+		t.Fatalf("second reply %#x naming %v, want 0 naming %v", rep, named, peer.LocalAddr())
+	}
+	// The tunnel carries both ways.
+	for _, dir := range []struct{ from, to net.Conn }{{c, peer}, {peer, c}} {
+		if _, err := dir.from.Write([]byte("ping")); err != nil {
+			t.Fatal(err)
+		}
+		buf := make([]byte, 4)
+		dir.to.SetReadDeadline(time.Now().Add(logTimeout))
+		if _, err := dir.to.Read(buf); err != nil || string(buf) != "ping" {
+			t.Fatalf("relayed %q, %v; want ping", buf, err)
+		}
+	}
+	peer.Close()
+	c.Close()
+	acc := f.waitLine(t, "access", func(l logLine) bool { return l.str("proto") == "socks5-bind" })
+	if acc.str("target") != named.String() {
+		t.Errorf("access target %q, want the peer %v", acc.str("target"), named)
+	}
+}
+
+// mustDialFrom connects to addr from the loopback address src.
+func mustDialFrom(t *testing.T, src, addr string) *net.TCPConn {
+	t.Helper()
+	c, err := dialFrom(context.Background(), src, addr)
+	if err != nil {
+		t.Fatalf("dial %s from %s: %v", addr, src, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestSOCKS5BindFlood: many BINDs at once hold no more ports than
+// max_connections allows; the others are refused, and closing the
+// clients closes every port.
+func TestSOCKS5BindFlood(t *testing.T) {
+	const limit, tries = 8, 40
+	f := startFerry(t, bindConfig("max_connections = 8", ""), nil)
+	pid := f.cmd.Process.Pid
+	before := fdCount(t, pid)
+	var open []net.Conn
+	var ports []string
+	for range tries {
+		c, err := testkit.DialTCP(context.Background(), f.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		open = append(open, c)
+		c.Write([]byte{5, 1, 0, 5, 2, 0, 1, 127, 0, 0, 9, 0, 0})
+		c.SetReadDeadline(time.Now().Add(logTimeout))
+		buf := make([]byte, 12)
+		if n, err := io.ReadFull(c, buf); err == nil && buf[3] == 0 {
+			ports = append(ports, netip.AddrPortFrom(netip.AddrFrom4([4]byte(buf[6:10])),
+				uint16(buf[10])<<8|uint16(buf[11])).String())
+		} else if n > 0 && err == nil {
+			t.Errorf("a BIND got reply % x", buf[:n])
+		}
+	}
+	t.Logf("%d of %d BINDs got a port; ferry holds %d descriptors, %d before", len(ports), tries, fdCount(t, pid), before)
+	if len(ports) != limit {
+		t.Errorf("%d of %d BINDs got a port, want max_connections = %d", len(ports), tries, limit)
+	}
+	// Each open BIND holds its client socket and its listening socket.
+	if n := fdCount(t, pid); n > before+2*limit+4 {
+		t.Errorf("ferry holds %d descriptors with %d BINDs open, %d before: more than two each", n, limit, before)
+	}
+	for _, c := range open {
+		c.Close()
+	}
+	for _, p := range ports {
+		waitClosed(t, p)
+	}
+	deadline := time.Now().Add(logTimeout)
+	for fdCount(t, pid) > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := fdCount(t, pid); n > before {
+		t.Errorf("ferry holds %d descriptors after the BINDs ended, %d before", n, before)
+	}
+}
+
+func fdCount(t *testing.T, pid int) int64 {
+	t.Helper()
+	n, err := testkit.CountFDs(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// TestSOCKS5BindParentRefused: a route through a parent proxy makes BIND
+// fail with 0x07 and a warning, instead of opening a port ferry could not
+// relay through the parent.
+func TestSOCKS5BindParentRefused(t *testing.T) {
+	parent := testkit.ClosedAddr(t)
+	f := startFerry(t, bindConfig("", `
+[[upstream]]
+name = "parent"
+url = "socks5://`+parent+`"
+
+[[route]]
+upstream = "parent"
+`), nil)
+	_, rep, _ := dialBind(t, f.addr, anyPeer)
+	if rep != 0x07 {
+		t.Errorf("BIND routed to a parent: reply %#x, want 0x07", rep)
+	}
+	f.waitLine(t, "socks5 bind refused: the route names a parent proxy, and BIND is served direct only", nil)
+}
