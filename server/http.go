@@ -57,6 +57,11 @@ func (h *conn) serveHTTP() {
 			h.serveCONNECT(req)
 			return
 		}
+		if h.l.cfg.PAC != nil && isPACRequest(req) {
+			fw.closeUpstream()
+			h.servePAC(req)
+			return
+		}
 		if !fw.forward(hd, req, fr) {
 			return
 		}

@@ -22,9 +22,10 @@ import (
 	"ferry/test/testkit"
 )
 
-// bindConfig is a JSON-logging SOCKS5 listener with BIND on and the log
-// plugin; extra goes into the [[listener]] table, tables after it.
-func bindConfig(extra, tables string) func(addr string) string {
+// debugConfig is a debug-level, JSON-logging listener "e2e" serving
+// SOCKS5 and HTTP with the log plugin; listenerTail ends the [[listener]]
+// table (keys, then its sub-tables), tables follow the [[plugin]].
+func debugConfig(listenerTail, tables string) func(addr string) string {
 	return func(addr string) string {
 		return fmt.Sprintf(`[log]
 level = "debug"
@@ -35,13 +36,18 @@ name = "e2e"
 listen = %q
 protocols = ["socks5", "http"]
 plugins = ["log"]
-socks5_bind = true
 %s
 
 [[plugin]]
 name = "log"
-%s`, addr, extra, tables)
+%s`, addr, listenerTail, tables)
 	}
+}
+
+// bindConfig is debugConfig with BIND on; extra goes into the
+// [[listener]] table.
+func bindConfig(extra, tables string) func(addr string) string {
+	return debugConfig("socks5_bind = true\n"+extra, tables)
 }
 
 // ftpServer is an FTP-style server in Python: it reads "PORT

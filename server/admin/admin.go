@@ -116,6 +116,7 @@ func New(srv *server.Server, cfg config.Admin, reload ReloadFunc, log zerolog.Lo
 	m.HandleFunc("DELETE /channels/{id}", a.closeChannel)
 	m.HandleFunc("POST /channels/{id}/close", a.closeChannel)
 	m.HandleFunc("POST /reload", a.postReload)
+	m.HandleFunc("GET "+server.PACPath, a.pac)
 	if cfg.Pprof {
 		m.HandleFunc("/debug/pprof/", pprof.Index)
 		m.HandleFunc("/debug/pprof/cmdline", pprof.Cmdline)
@@ -189,14 +190,14 @@ func (a *Admin) Shutdown(ctx context.Context) error {
 func (a *Admin) SetStopping() { a.stopping.Store(true) }
 
 // authenticate requires the bearer token, when one is set, on every path
-// but /healthz.
+// but the open ones (openPath).
 func (a *Admin) authenticate(next http.Handler) http.Handler {
 	if a.cfg.Token == "" {
 		return next
 	}
 	want := []byte("Bearer " + a.cfg.Token)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
+		if !openPath(r.URL.Path) && subtle.ConstantTimeCompare([]byte(r.Header.Get("Authorization")), want) != 1 {
 			w.Header().Set("WWW-Authenticate", `Bearer realm="ferry admin"`)
 			http.Error(w, "unauthorized", http.StatusUnauthorized)
 			return
@@ -215,7 +216,7 @@ func (a *Admin) checkHost(next http.Handler) http.Handler {
 		return next
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.URL.Path != "/healthz" && !a.ownHost(r) {
+		if !openPath(r.URL.Path) && !a.ownHost(r) {
 			a.warnRefused(&a.hostRefusals, r, "Host does not name the admin service (DNS rebinding?)")
 			http.Error(w, fmt.Sprintf("misdirected request: Host %q is not this admin service; "+
 				"use its address or localhost, or set [admin] token", r.Host), http.StatusMisdirectedRequest)
