@@ -58,7 +58,6 @@ func (h *conn) servePAC(req *http.Request) {
 		h.debugHandshake("http", err)
 		return
 	}
-	h.l.srv.obs.Handshake("pac", "ok")
 	h.l.log.Debug().Str("client", h.client.String()).Msg("pac file served")
 }
 

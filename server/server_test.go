@@ -267,16 +267,8 @@ func readSOCKS5Reply(t *testing.T, c net.Conn) byte {
 	if b != [2]byte{5, 0} {
 		t.Fatalf("method reply: got %x, want 0500", b)
 	}
-	var r [4]byte
-	if _, err := io.ReadFull(c, r[:]); err != nil {
-		t.Fatalf("read reply: %v", err)
-	}
-	n := 4
-	if r[3] == 4 {
-		n = 16
-	}
-	io.ReadFull(c, make([]byte, n+2))
-	return r[1]
+	rep, _ := readBindReply(t, c)
+	return rep
 }
 
 func TestSOCKS5(t *testing.T) {

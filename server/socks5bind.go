@@ -119,7 +119,9 @@ func (h *conn) bindOpen(ctx context.Context, s *plugins.Session) (*net.TCPListen
 	if local == nil {
 		return nil, nil, errors.New("bind: control connection has no TCP address")
 	}
-	ln, err := listenBindPort(ctx, local.AddrPort().Addr(), h.l.cfg.Socks5BindPorts)
+	// A v4 client of a dual-stack socket arrives on a v4-mapped address:
+	// listen, and reply, on the IPv4 address it names.
+	ln, err := listenBindPort(ctx, local.AddrPort().Addr().Unmap(), h.l.cfg.Socks5BindPorts)
 	if err != nil {
 		return nil, nil, &dialError{target: s.Target, code: plugins.CodeGeneral, err: err}
 	}

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -304,4 +305,37 @@ func chromiumDump(t *testing.T, chromium, pacURL, url string) string {
 		t.Fatalf("chromium %s: %v\n%s", url, err, stderr.String())
 	}
 	return string(out)
+}
+
+// TestPACReload: a reload changes the file served; a reload with a
+// hostile value is refused with its position and the file stays.
+func TestPACReload(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "ferry.toml")
+	var addr string
+	write := func(pac string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(pacConfig(pac, "")(addr)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := startFerry(t, nil, func(a string) []string {
+		addr = a
+		write(`direct = ["before.internal"]`)
+		return []string{"-c", path}
+	})
+	write(`direct = ["after.internal"]`)
+	f.send(t, syscall.SIGHUP)
+	f.waitLine(t, "configuration reloaded", nil)
+	if _, body := fetch(t, "GET", "http://"+f.addr+"/proxy.pac"); !strings.Contains(body, `"after.internal"`) || strings.Contains(body, "before") {
+		t.Errorf("PAC after reload:\n%s\nwant after.internal only", body)
+	}
+	write(`direct = ["x\"); return \"DIRECT\"; (\""]`)
+	f.send(t, syscall.SIGHUP)
+	line := f.waitLine(t, "reload failed: the running configuration stays", nil)
+	if e := line.str("error"); !strings.Contains(e, "listener[0].pac.direct[0]: invalid host pattern") {
+		t.Errorf("reload error %q, want the bad pattern at its key", e)
+	}
+	if _, body := fetch(t, "GET", "http://"+f.addr+"/proxy.pac"); !strings.Contains(body, `"after.internal"`) {
+		t.Errorf("PAC after a refused reload:\n%s\nwant it unchanged", body)
+	}
 }

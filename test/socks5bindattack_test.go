@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net"
 	"net/netip"
@@ -184,4 +185,108 @@ upstream = "parent"
 		t.Errorf("BIND routed to a parent: reply %#x, want 0x07", rep)
 	}
 	f.waitLine(t, "socks5 bind refused: the route names a parent proxy, and BIND is served direct only", nil)
+}
+
+// TestSOCKS5BindACL: the acl plugin sees a BIND twice: its OnConnect
+// refuses a denied DST.ADDR (0x02, no port opened), and its dial check
+// refuses a peer from a denied address, which is closed while the port
+// waits for an allowed one.
+func TestSOCKS5BindACL(t *testing.T) {
+	f := startFerry(t, func(addr string) string {
+		return strings.Replace(bindConfig("", `
+[[plugin]]
+name = "acl"
+default = "allow"
+rule = [ { action = "deny", dest = ["127.0.0.7", "127.0.0.1"] } ]
+`)(addr), `plugins = ["log"]`, `plugins = ["acl", "log"]`, 1)
+	}, nil)
+	if _, rep, _ := dialBind(t, f.addr, netip.MustParseAddrPort("127.0.0.7:20")); rep != 0x02 {
+		t.Errorf("BIND for a denied peer: reply %#x, want 0x02", rep)
+	}
+	c, rep, bnd := dialBind(t, f.addr, anyPeer)
+	if rep != 0 {
+		t.Fatalf("BIND for any peer: reply %#x, want 0", rep)
+	}
+	stray := mustDialFrom(t, "127.0.0.1", bnd.String())
+	stray.SetReadDeadline(time.Now().Add(logTimeout))
+	if _, err := stray.Read(make([]byte, 1)); err == nil {
+		t.Fatal("a peer from a denied address was not closed")
+	}
+	peer := mustDialFrom(t, "127.0.0.3", bnd.String())
+	if rep, named := bindReply(t, c); rep != 0 || named.Addr() != netip.MustParseAddr("127.0.0.3") {
+		t.Fatalf("second reply %#x naming %v, want 0 naming 127.0.0.3", rep, named)
+	}
+	peer.Close()
+}
+
+// TestSOCKS5BindPortRange: with a range of one port, a second BIND while
+// the first holds it fails (0x01) instead of opening another, and the
+// port is free again once the first client leaves.
+func TestSOCKS5BindPortRange(t *testing.T) {
+	port := freePort(t)
+	f := startFerry(t, bindConfig(fmt.Sprintf("socks5_bind_ports = \"%d-%d\"", port, port), ""), nil)
+	c, rep, bnd := dialBind(t, f.addr, anyPeer)
+	if rep != 0 || int(bnd.Port()) != port {
+		t.Fatalf("first BIND: reply %#x on %v, want 0 on port %d", rep, bnd, port)
+	}
+	if _, rep, _ := dialBind(t, f.addr, anyPeer); rep != 0x01 {
+		t.Errorf("second BIND with the one port taken: reply %#x, want 0x01", rep)
+	}
+	c.Close()
+	waitClosed(t, bnd.String())
+	deadline := time.Now().Add(logTimeout)
+	for {
+		_, rep, bnd = dialBind(t, f.addr, anyPeer)
+		if rep == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if rep != 0 || int(bnd.Port()) != port {
+		t.Errorf("BIND after the first ended: reply %#x on %v, want 0 on port %d", rep, bnd, port)
+	}
+}
+
+// TestSOCKS5BindEarlyData: bytes the client sends before the second
+// reply are not lost: the peer reads them first.
+func TestSOCKS5BindEarlyData(t *testing.T) {
+	f := startFerry(t, bindConfig("", ""), nil)
+	c, rep, bnd := dialBind(t, f.addr, anyPeer)
+	if rep != 0 {
+		t.Fatalf("first reply %#x, want 0", rep)
+	}
+	if _, err := c.Write([]byte("early")); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(50 * time.Millisecond) // let ferry's watcher buffer them
+	peer := mustDialFrom(t, "127.0.0.1", bnd.String())
+	if rep, _ := bindReply(t, c); rep != 0 {
+		t.Fatalf("second reply %#x, want 0", rep)
+	}
+	buf := make([]byte, 5)
+	peer.SetReadDeadline(time.Now().Add(logTimeout))
+	if _, err := io.ReadFull(peer, buf); err != nil || string(buf) != "early" {
+		t.Fatalf("peer read %q, %v; want early", buf, err)
+	}
+}
+
+// TestSOCKS5BindShutdown: a BIND waiting for its peer does not hold up
+// shutdown: ferry exits 0 and the port is closed.
+func TestSOCKS5BindShutdown(t *testing.T) {
+	f := startFerry(t, bindConfig("", ""), nil)
+	c, rep, bnd := dialBind(t, f.addr, netip.MustParseAddrPort("127.0.0.9:0"))
+	if rep != 0 {
+		t.Fatalf("first reply %#x, want 0", rep)
+	}
+	if code := f.stop(t); code != 0 {
+		t.Fatalf("ferry exited %d, want 0", code)
+	}
+	c.SetReadDeadline(time.Now().Add(logTimeout))
+	if _, err := c.Read(make([]byte, 16)); err == nil {
+		// a failure reply is fine; then the close must follow
+		if _, err := c.Read(make([]byte, 16)); err == nil {
+			t.Error("client connection still open after shutdown")
+		}
+	}
+	waitClosed(t, bnd.String())
 }
