@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -338,4 +339,67 @@ func TestPACReload(t *testing.T) {
 	if _, body := fetch(t, "GET", "http://"+f.addr+"/proxy.pac"); !strings.Contains(body, `"after.internal"`) {
 		t.Errorf("PAC after a refused reload:\n%s\nwant it unchanged", body)
 	}
+}
+
+// TestPACHostile: requests for the PAC file that try to inject into it
+// or hold the connection: a hostile Host never reaches the file, a
+// pipelined second request is not answered (the file's answer closes),
+// a body is not waited for, and many fetches at once leave nothing
+// behind (those past [limits] max_client_handshakes, 64 from one
+// address, are refused at accept as any connection is).
+func TestPACHostile(t *testing.T) {
+	f := startFerry(t, pacConfig(`direct = ["*.internal"]`, ""), nil)
+	raw := func(req string) string {
+		t.Helper()
+		c, err := net.DialTimeout("tcp", f.addr, logTimeout)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		c.SetDeadline(time.Now().Add(logTimeout))
+		c.Write([]byte(req))
+		b, err := io.ReadAll(c)
+		if err != nil {
+			t.Fatalf("read answer: %v", err)
+		}
+		return string(b)
+	}
+	ans := raw("GET /proxy.pac HTTP/1.1\r\nHost: x\"); alert(1); (\"\r\n\r\nGET /proxy.pac HTTP/1.1\r\nHost: a\r\n\r\n")
+	if strings.Count(ans, "HTTP/1.1 200") != 1 || strings.Contains(ans, "alert") {
+		t.Errorf("hostile Host and a pipelined request got:\n%s\nwant one 200 without the Host", ans)
+	}
+	ans = raw("GET /proxy.pac HTTP/1.1\r\nHost: a\r\nContent-Length: 1000000\r\n\r\npartial")
+	if !strings.HasPrefix(ans, "HTTP/1.1 200") {
+		t.Errorf("a GET with an unsent body got:\n%s\nwant 200 at once", ans)
+	}
+	pid := f.cmd.Process.Pid
+	before := fdCount(t, pid)
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for range 200 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := &http.Client{Timeout: logTimeout, Transport: &http.Transport{Proxy: nil, DisableKeepAlives: true}}
+			if resp, err := c.Get("http://" + f.addr + "/proxy.pac"); err == nil {
+				io.Copy(io.Discard, resp.Body)
+				resp.Body.Close()
+				if resp.StatusCode == 200 {
+					ok.Add(1)
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if ok.Load() == 0 {
+		t.Error("no fetch of 200 concurrent ones got the file")
+	}
+	deadline := time.Now().Add(logTimeout)
+	for fdCount(t, pid) > before && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if n := fdCount(t, pid); n > before {
+		t.Errorf("ferry holds %d descriptors after 200 PAC fetches, %d before", n, before)
+	}
+	t.Logf("%d of 200 concurrent fetches got the file", ok.Load())
 }
