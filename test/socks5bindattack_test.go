@@ -290,3 +290,43 @@ func TestSOCKS5BindShutdown(t *testing.T) {
 	}
 	waitClosed(t, bnd.String())
 }
+
+// TestSOCKS5BindConnlimit: connlimit counts waiting BINDs as channels
+// of their client: past per_client, a BIND is refused (0x02) before any
+// port opens, and a slot frees when a BIND ends.
+func TestSOCKS5BindConnlimit(t *testing.T) {
+	const perClient = 3
+	f := startFerry(t, func(addr string) string {
+		return strings.Replace(bindConfig("", fmt.Sprintf(`
+[[plugin]]
+name = "connlimit"
+per_client = %d
+`, perClient))(addr), `plugins = ["log"]`, `plugins = ["connlimit", "log"]`, 1)
+	}, nil)
+	var held []net.Conn
+	for i := range perClient {
+		c, rep, _ := dialBind(t, f.addr, anyPeer)
+		if rep != 0 {
+			t.Fatalf("BIND %d within per_client: reply %#x, want 0", i, rep)
+		}
+		held = append(held, c)
+	}
+	for range 5 {
+		if _, rep, _ := dialBind(t, f.addr, anyPeer); rep != 0x02 {
+			t.Errorf("BIND past per_client: reply %#x, want 0x02", rep)
+		}
+	}
+	held[0].Close()
+	deadline := time.Now().Add(logTimeout)
+	for {
+		c, rep, _ := dialBind(t, f.addr, anyPeer)
+		if rep == 0 {
+			c.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no BIND slot freed within %v of a client leaving", logTimeout)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
