@@ -215,13 +215,31 @@ func (h *conn) startTLS() bool {
 		return false
 	}
 	st := tc.ConnectionState()
-	h.c, h.alpn = tc, st.NegotiatedProtocol
+	h.c, h.alpn = tlsClient{tc}, st.NegotiatedProtocol
 	if len(st.VerifiedChains) > 0 {
 		h.user, h.certUser = certIdentity(st.PeerCertificates[0], h.l.tls.identity), true
 	}
 	h.rcv = rollingConn{Conn: tc}
 	h.br.Reset(h.rc)
 	return true
+}
+
+// tlsClient is a client's TLS connection. Its CloseWrite, which the
+// relay calls when the upstream has sent all it will, sends close_notify
+// (RFC 8446 section 6.1: the end of this side's stream) and then a FIN, so
+// a client that waits for the TCP stream's end sees it too; tls.Conn's
+// own CloseWrite leaves the TCP connection open. relay.Abort reaches the
+// TCP connection through NetConn.
+type tlsClient struct{ *tls.Conn }
+
+func (c tlsClient) CloseWrite() error {
+	if err := c.Conn.CloseWrite(); err != nil {
+		return err
+	}
+	if cw, ok := c.NetConn().(closeWriter); ok {
+		return cw.CloseWrite()
+	}
+	return nil
 }
 
 // tlsFailed ends a failed handshake. Plain HTTP sent to a TLS listener

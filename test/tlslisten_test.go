@@ -1,8 +1,9 @@
 package test
 
 import (
+	"context"
 	"crypto/tls"
-	"crypto/x509"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -13,16 +14,19 @@ import (
 	"ferry/test/testkit"
 )
 
-// tlsListener is a PKI written for a TLS listener: the CA clients trust,
-// and the listener's certificate and key.
+// tlsListener is a PKI written for a TLS listener in dir: the CA clients
+// trust (which signs client certificates too), and the listener's
+// certificate and key.
 type tlsListener struct {
-	ca, cert, key string
+	*testkit.PKI
+	dir, ca, cert, key string
 }
 
 func newTLSListener(t *testing.T) tlsListener {
 	t.Helper()
-	ca, cert, key := testkit.WritePKI(t, t.TempDir())
-	return tlsListener{ca: ca, cert: cert, key: key}
+	p := tlsListener{PKI: testkit.NewPKI(t), dir: t.TempDir()}
+	p.ca, p.cert, p.key = p.Write(t, p.dir)
+	return p
 }
 
 // config returns a config maker for startFerry: chainConfig's listener
@@ -103,23 +107,67 @@ func TestTLSListenerSOCKS(t *testing.T) {
 	}
 }
 
+// clientTLS is a client configuration trusting p's CA, presenting cert
+// (nil: none) and offering alpn.
+func (p tlsListener) clientTLS(cert *tls.Certificate, alpn ...string) *tls.Config {
+	c := &tls.Config{RootCAs: p.Roots(), NextProtos: alpn}
+	if cert != nil {
+		c.Certificates = []tls.Certificate{*cert}
+	}
+	return c
+}
+
+// dialTLS opens a TLS connection to addr and completes the handshake,
+// all within 5s, and leaves a 10s deadline on the connection.
+func dialTLS(addr string, cfg *tls.Config) (*tls.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second}, Config: cfg}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", addr)
+	if err != nil {
+		return nil, err
+	}
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	return c.(*tls.Conn), nil
+}
+
 // dialTLSListener opens a TLS connection to a TLS listener, trusting its
 // CA and offering alpn.
 func dialTLSListener(t *testing.T, addr string, p tlsListener, alpn ...string) *tls.Conn {
 	t.Helper()
-	pem, err := os.ReadFile(p.ca)
-	if err != nil {
-		t.Fatal(err)
-	}
-	roots := x509.NewCertPool()
-	roots.AppendCertsFromPEM(pem)
-	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: 5 * time.Second},
-		Config: &tls.Config{RootCAs: roots, NextProtos: alpn}}
-	c, err := d.Dial("tcp", addr)
+	c, err := dialTLS(addr, p.clientTLS(nil, alpn...))
 	if err != nil {
 		t.Fatalf("TLS dial %s: %v", addr, err)
 	}
 	t.Cleanup(func() { c.Close() })
-	c.SetDeadline(time.Now().Add(10 * time.Second))
-	return c.(*tls.Conn)
+	return c
+}
+
+// dialTLSListenerCert is dialTLSListener presenting cert (nil: none).
+func dialTLSListenerCert(t *testing.T, addr string, p tlsListener, cert *tls.Certificate) *tls.Conn {
+	t.Helper()
+	c, err := dialTLS(addr, p.clientTLS(cert))
+	if err != nil {
+		t.Fatalf("TLS dial %s: %v", addr, err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// tryTLSHandshake reports whether the listener accepts a handshake with
+// cert (nil: none). In TLS 1.3 the server refuses a client certificate
+// after the client's side of the handshake is done, so a read follows:
+// it must time out (the listener waits for a request), not fail.
+func tryTLSHandshake(addr string, p tlsListener, cert *tls.Certificate) error {
+	c, err := dialTLS(addr, p.clientTLS(cert))
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	c.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	_, err = c.Read(make([]byte, 1))
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return nil
+	}
+	return fmt.Errorf("read after handshake: %w", err)
 }

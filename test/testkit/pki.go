@@ -25,6 +25,7 @@ type PKI struct {
 	CertPEM []byte // the server's certificate
 	KeyPEM  []byte // the server's key, PKCS #8
 	leaf    tls.Certificate
+	caKey   *ecdsa.PrivateKey // signs client certificates (ClientCert)
 }
 
 // NewPKI makes a PKI.
@@ -74,6 +75,7 @@ func NewPKI(t testing.TB, names ...string) *PKI {
 		CertPEM: pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: leafDER}),
 		KeyPEM:  pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}),
 		leaf:    tls.Certificate{Certificate: [][]byte{leafDER}, PrivateKey: key},
+		caKey:   caKey,
 	}
 }
 
@@ -93,7 +95,13 @@ func (p *PKI) Roots() *x509.CertPool {
 // the server's certificate and its key.
 func WritePKI(t testing.TB, dir string, names ...string) (caFile, certFile, keyFile string) {
 	t.Helper()
-	p := NewPKI(t, names...)
+	return NewPKI(t, names...).Write(t, dir)
+}
+
+// Write writes p as PEM files in dir: the CA's certificate, the server's
+// certificate and its key.
+func (p *PKI) Write(t testing.TB, dir string) (caFile, certFile, keyFile string) {
+	t.Helper()
 	caFile, certFile, keyFile = filepath.Join(dir, "ca.pem"), filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
 	for file, b := range map[string][]byte{caFile: p.CAPEM, certFile: p.CertPEM, keyFile: p.KeyPEM} {
 		if err := os.WriteFile(file, b, 0o644); err != nil {
