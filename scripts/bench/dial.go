@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -18,6 +19,7 @@ type dialer struct {
 	proto   string
 	target  netip.AddrPort
 	timeout time.Duration // for connect + handshake
+	tls     *tls.Config   // TLS to the proxy first (tlsdial.go); nil: none
 }
 
 func (d *dialer) dial() (net.Conn, error) {
@@ -25,10 +27,14 @@ func (d *dialer) dial() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.SetDeadline(time.Now().Add(d.timeout))
+	if c, err = d.startTLS(c); err != nil {
+		return nil, err
+	}
 	if d.proto == "tcp" {
+		c.SetDeadline(time.Time{})
 		return c, nil
 	}
-	c.SetDeadline(time.Now().Add(d.timeout))
 	var rc net.Conn
 	switch d.proto {
 	case "connect":
