@@ -17,9 +17,9 @@ import (
 type dialer struct {
 	proxy   string
 	proto   string
+	tls     *tls.Config // TLS to the proxy first (tlsdial.go); nil: none
 	target  netip.AddrPort
 	timeout time.Duration // for connect + handshake
-	tls     *tls.Config   // TLS to the proxy first (tlsdial.go); nil: none
 }
 
 func (d *dialer) dial() (net.Conn, error) {
