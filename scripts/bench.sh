@@ -15,6 +15,10 @@
 #   ferry+hook: the same with a no-op data plugin (replace with a rule
 #     that never matches, flush_after 0s), which takes the splice fast
 #     path away: throughput and ping-pong;
+#   ferry+tls: CONNECT and SOCKS5 through a TLS listener (the tool speaks
+#     TLS to ferry with a certificate from `bench tls-cert`, resuming
+#     sessions; ferry to the target is plain): CONNECT every mode but
+#     http, SOCKS5 throughput and ping-pong;
 #   haproxy: tcp fixed forward, splice forced both ways, tcplog to a file;
 #   tinyproxy and squid (no cache, no disk): CONNECT, access log to a file;
 #   dante and microsocks: SOCKS5 (dante logs to a file, microsocks to stdout, into a file).
@@ -45,8 +49,9 @@
 #   PEERS        peers to run: haproxy tinyproxy squid dante microsocks
 #   FERRY        ferry setups to run: connect socks5 tcp hook-connect hook-socks5 hook-tcp http nolog-http
 #   MODES        modes to run: idle connrate pingpong throughput http
+#   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
-#   PORT_BASE    first of 13 loopback ports used (24100)
+#   PORT_BASE    first of 14 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
 #   KEEP=1       keep the work directory (configs, logs, results.jsonl)
 set -euo pipefail
@@ -76,6 +81,7 @@ HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks}
 FERRY=${FERRY:-connect socks5 tcp hook-connect hook-socks5 hook-tcp http nolog-http}
 MODES=${MODES:-idle connrate pingpong throughput http}
+FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5} # empty: none
 OUT=${OUT:-$root/BENCHMARKS.md}
 PNG=${PNG:-$root/BENCHMARKS.png}
 PORT_BASE=${PORT_BASE:-24100}
@@ -202,7 +208,7 @@ trap 'exit 130' INT TERM
 port() { echo $((PORT_BASE + $1)); }
 target=127.0.0.1:$(port 0)
 origin=127.0.0.1:$(port 12)
-for i in $(seq 0 12); do
+for i in $(seq 0 13); do
 	if ss -Hltn "sport = :$(port "$i")" 2>/dev/null | grep -q .; then
 		die "port $(port "$i") is in use; set PORT_BASE"
 	fi
@@ -213,6 +219,7 @@ ferry_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 ferry_dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | awk '{print $NF}' | grep -v '^BENCHMARKS' | head -8 | tr '\n' ' ' | sed 's/ $//' || true)
 CGO_ENABLED=0 go build -o "$work/ferry" .
 (cd scripts && go build -o "$work/bench" ./bench) # scripts is a module of its own
+"$work/bench" tls-cert "$work" # proxy.pem and proxy-key.pem for the TLS listener
 
 # start_proxy NAME ADDR CMD...: runs CMD on the proxy core in its own
 # session (so its children can be stopped with it) and waits until ADDR
@@ -266,6 +273,7 @@ measure() {
 		pingpong) args=(-rounds "$ROUNDS") ;;
 		idle) args=(-n "$IDLE_N" -hold "$HOLD") ;;
 		esac
+		if [ "$variant" = tls ]; then args+=(-tls-ca "$work/proxy.pem"); fi
 		if ! timeout 600 taskset -c "$TOOL_CPU" "$work/bench" -json -mode "$mode" -proxy "$addr" -proto "$proto" \
 			-target "$target" -pid "$pid" -name "$name" -variant "$variant" -timeout "$TIMEOUT" -max-time 9m \
 			"${args[@]}" >>"$results"; then
@@ -325,6 +333,15 @@ target = "$target"
 plugins = ["access", "noop"]
 max_connections = 0
 
+# The proxy listener behind TLS.
+[[listener]]
+name = "tls"
+listen = "127.0.0.1:$(port 13)"
+protocols = ["http", "socks5"]
+tls = { cert = "proxy.pem", key = "proxy-key.pem" }
+plugins = ["access"]
+max_connections = 0
+
 # Plain HTTP without the access log (the http setup uses "proxy").
 [[listener]]
 name = "nolog"
@@ -360,6 +377,8 @@ run_ferry() {
 	tcp) proto=tcp addr=127.0.0.1:$(port 2) ;;
 	hook-connect | hook-socks5) variant=hook proto=${setup#hook-} addr=127.0.0.1:$(port 3) modes=(pingpong throughput) ;;
 	hook-tcp) variant=hook proto=tcp addr=127.0.0.1:$(port 4) modes=(pingpong throughput) ;;
+	tls-connect) variant=tls proto=connect addr=127.0.0.1:$(port 13) ;;
+	tls-socks5) variant=tls proto=socks5 addr=127.0.0.1:$(port 13) modes=(pingpong throughput) ;;
 	*) die "unknown ferry setup $setup" ;;
 	esac
 	selected "${modes[@]}" || return 0
@@ -582,7 +601,7 @@ if selected http; then
 		notes+=("the nginx origin did not start: no plain HTTP figures")
 	fi
 fi
-for setup in $FERRY; do
+for setup in $FERRY $FERRY_TLS; do
 	case $setup in http | nolog-http) [ "$http_ok" = 1 ] || continue ;; esac
 	run_ferry "$setup"
 done
@@ -618,6 +637,7 @@ version() { "$@" 2>&1 | head -1 | tr -d '\r' || true; }
 	fi
 	echo "Sizes: throughput $BYTES per run over streams $STREAMS; connection rate $DURATION with $CONCURRENCY clients; ping-pong $ROUNDS round trips; idle $IDLE_N tunnels held $HOLD; time cap $TIMEOUT per run; plain HTTP $HTTP_DURATION (at most $HTTP_REQUESTS requests) per object size ($HTTP_OBJECTS) over $HTTP_CONNS keep-alive connections"
 	echo "Modes: $MODES"
+	echo "TLS (ferry+tls): Go crypto/tls on both ends, TLS 1.3 with an ECDSA P-256 certificate, the load tool resuming sessions; only the client's leg is TLS"
 	if [ "$http_ok" = 1 ]; then
 		echo "Plain HTTP origin: $(version nginx -v) (nginx-light, one process on core $TOOL_CPU, access_log off, sendfile, keepalive_requests 100000000); peers with logging off: squid (access_log none, cache deny all, via off, forwarded_for transparent), tinyproxy (LogLevel Critical, no LogFile, DisableViaHeader), haproxy (mode http, option http-keep-alive, nbthread 1, no log); ferry with its access log (HTTP) and without (+nolog)"
 	fi

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -16,6 +17,7 @@ import (
 type dialer struct {
 	proxy   string
 	proto   string
+	tls     *tls.Config // TLS to the proxy first (tlsdial.go); nil: none
 	target  netip.AddrPort
 	timeout time.Duration // for connect + handshake
 }
@@ -25,10 +27,14 @@ func (d *dialer) dial() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
+	c.SetDeadline(time.Now().Add(d.timeout))
+	if c, err = d.startTLS(c); err != nil {
+		return nil, err
+	}
 	if d.proto == "tcp" {
+		c.SetDeadline(time.Time{})
 		return c, nil
 	}
-	c.SetDeadline(time.Now().Add(d.timeout))
 	var rc net.Conn
 	switch d.proto {
 	case "connect":
