@@ -33,12 +33,19 @@ func (h *conn) serveSOCKS5() {
 	if !h.socks5Negotiate() {
 		return
 	}
-	target, ok := h.socks5Request()
+	cmd, target, ok := h.socks5Request()
 	if !ok {
 		return
 	}
-	s := h.newSession("socks5", target)
-	h.tunnel(s, socks5Replier{h})
+	switch cmd {
+	case socks5CmdConnect:
+		h.tunnel(h.newSession("socks5", target), socks5Replier{h})
+	case socks5CmdUDPAssociate:
+		h.serveSOCKS5UDP(target)
+	default:
+		h.socks5Reply(socks5RepCmdNotSupported, nil)
+		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Uint8("cmd", cmd).Msg("socks5: command not supported")
+	}
 }
 
 // socks5Negotiate reads the greeting, picks the auth method and, for
@@ -72,37 +79,32 @@ func (h *conn) socks5Negotiate() bool {
 	return want != socks5UserPass || h.socks5Auth()
 }
 
-// socks5Request reads the request and returns its target as host:port.
-// Only CONNECT is served; other commands and address types are answered
-// with their RFC failure codes and ok is false.
-func (h *conn) socks5Request() (target string, ok bool) {
+// socks5Request reads the request and returns its command and its
+// address as host:port. Unknown address types are answered with their
+// RFC failure code and ok is false.
+func (h *conn) socks5Request() (cmd byte, target string, ok bool) {
 	buf := h.scratch[:] // a local array would escape through io.ReadFull
 	// Request: VER CMD RSV ATYP DST.ADDR DST.PORT
 	if _, err := io.ReadFull(h.br, buf[:4]); err != nil {
 		h.debugHandshake("socks5", err)
-		return "", false
+		return 0, "", false
 	}
 	if buf[0] != socks5Version {
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Msg("socks5: bad request version")
-		return "", false
+		return 0, "", false
 	}
-	cmd, atyp := buf[1], buf[3]
+	cmd = buf[1]
+	atyp := buf[3]
 	host, ok := h.socks5Host(atyp)
 	if !ok {
-		return "", false
+		return 0, "", false
 	}
 	if _, err := io.ReadFull(h.br, buf[:2]); err != nil {
 		h.debugHandshake("socks5", err)
-		return "", false
+		return 0, "", false
 	}
 	port := binary.BigEndian.Uint16(buf[:2])
-	if cmd != socks5CmdConnect {
-		// BIND and UDP ASSOCIATE are not served.
-		h.socks5Reply(socks5RepCmdNotSupported, nil)
-		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Uint8("cmd", cmd).Msg("socks5: command not supported")
-		return "", false
-	}
-	return net.JoinHostPort(host, strconv.Itoa(int(port))), true
+	return cmd, net.JoinHostPort(host, strconv.Itoa(int(port))), true
 }
 
 // socks5Host reads DST.ADDR of address type atyp. A domain name that is

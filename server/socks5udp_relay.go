@@ -1,0 +1,247 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+	"net"
+	"net/netip"
+	"os"
+	"sync"
+	"time"
+
+	"ferry/plugins"
+	"ferry/relay/upstream"
+)
+
+// Bounds of an association.
+const (
+	// udpMaxDatagram is the largest datagram read: the most an IP packet
+	// can carry, so nothing is ever truncated.
+	udpMaxDatagram = 65535
+	// udpHeadroom is room kept before a datagram read from a destination
+	// for the header that goes in front of it to the client (IPv6's is
+	// the longest), so the payload is not copied.
+	udpHeadroom = 4 + 16 + 2
+	// udpSocketBuffer is asked of the kernel for each relay socket's
+	// receive and send buffers (it caps them at net.core.rmem_max and
+	// wmem_max): bursts a client sends faster than one goroutine relays
+	// wait there instead of being dropped.
+	udpSocketBuffer = 1 << 20
+)
+
+// udpBuffers recycles associations' datagram buffers (64 KiB each).
+var udpBuffers = sync.Pool{New: func() any {
+	b := make([]byte, udpHeadroom+udpMaxDatagram)
+	return &b
+}}
+
+// association is one SOCKS5 UDP association: its relay socket, which
+// client address it accepts, its destinations and its counts. Its
+// fields belong to the goroutine that reads the socket (readLoop) until
+// run returns.
+type association struct {
+	l     *frontend
+	s     *plugins.Session
+	fixed string // the upstream a plugin chose for every destination; "" routes each
+	sock  *net.UDPConn
+	// bound is what the reply advertises: the relay socket's port at the
+	// address the client reached (or socks5_udp_advertise).
+	bound netip.AddrPort
+	// clientIP and clientPort are the datagrams' accepted source; port 0
+	// until the first datagram fixes it.
+	clientIP   netip.Addr
+	clientPort uint16
+	dests      destTable
+	parent     *parentLink
+	idle       time.Duration
+	last       time.Time // of the last datagram relayed, either way
+
+	up, down, dgUp, dgDown, dropped int64
+	reason                          plugins.CloseReason
+	err                             error
+}
+
+// open makes the association's relay socket. It listens on every
+// address, IPv4 and IPv6, so that one socket reaches the client and any
+// destination; only the client's address is accepted from, and only
+// destinations it sent to are relayed back.
+func (a *association) open(h *conn) error {
+	sock, err := net.ListenUDP("udp", &net.UDPAddr{})
+	if err != nil {
+		return &dialError{target: "udp relay socket", code: plugins.CodeGeneral, err: err}
+	}
+	sock.SetReadBuffer(udpSocketBuffer)
+	sock.SetWriteBuffer(udpSocketBuffer)
+	a.sock = sock
+	a.clientIP, a.clientPort = clientFilter(a.s.Target, h.client)
+	ip := h.l.cfg.SOCKS5UDPAdvertise.Addr
+	if !ip.IsValid() {
+		if ta, ok := h.c.LocalAddr().(*net.TCPAddr); ok {
+			ip = ta.AddrPort().Addr().Unmap()
+		}
+	}
+	a.bound = netip.AddrPortFrom(ip, uint16(sock.LocalAddr().(*net.UDPAddr).Port))
+	a.idle = h.l.set.IdleTimeout
+	a.dests.init()
+	return nil
+}
+
+// advertised is the relay's address for the reply.
+func (a *association) advertised() net.Addr { return net.TCPAddrFromAddrPort(a.bound) }
+
+// close releases the socket and any upstream association.
+func (a *association) close() {
+	a.sock.Close()
+	if a.parent != nil {
+		a.parent.assoc.Control.Close()
+	}
+}
+
+// run relays until the control connection ctl closes, the association
+// idles out or ctx ends. This goroutine watches ctl (RFC 1928 §7: the
+// association ends with it); one more reads the relay socket.
+func (a *association) run(ctx context.Context, ctl net.Conn) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		a.readLoop(ctx)
+		ctl.Close() // wakes the watcher when the reader ended first
+	}()
+	stop := context.AfterFunc(ctx, func() { ctl.Close() })
+	defer stop()
+	// The client has nothing to say on the control connection; what it
+	// sends anyway is read and dropped so that its close is seen.
+	io.Copy(io.Discard, ctl)
+	a.sock.Close()
+	<-done
+	switch {
+	case ctx.Err() != nil:
+		a.reason, a.err = plugins.ReasonShutdown, nil
+	case a.reason == plugins.ReasonUnknown:
+		a.reason = plugins.ReasonClientClosed
+	}
+}
+
+// stats fills st with the association's counts and end.
+func (a *association) stats(st *plugins.Stats) {
+	st.Up, st.Down = a.up, a.down
+	st.DatagramsUp, st.DatagramsDown, st.DatagramsDropped = a.dgUp, a.dgDown, a.dropped
+	st.Reason, st.Err = a.reason, a.err
+}
+
+// readLoop relays datagrams until the socket is closed or idle. It sets
+// a.reason when it ends the association itself.
+func (a *association) readLoop(ctx context.Context) {
+	bp := udpBuffers.Get().(*[]byte)
+	defer udpBuffers.Put(bp)
+	buf := *bp
+	a.last = time.Now()
+	a.armIdle()
+	for {
+		n, from, err := a.sock.ReadFromUDPAddrPort(buf[udpHeadroom:])
+		if err != nil {
+			if errors.Is(err, os.ErrDeadlineExceeded) && time.Since(a.last) < a.idle {
+				a.armIdle() // something was relayed since the deadline was set
+				continue
+			}
+			if errors.Is(err, os.ErrDeadlineExceeded) {
+				a.reason = plugins.ReasonIdleTimeout
+			} else if !errors.Is(err, net.ErrClosed) {
+				a.reason, a.err = plugins.ReasonError, err
+			}
+			return
+		}
+		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
+		a.handle(ctx, buf, n, from)
+	}
+}
+
+// armIdle sets the read deadline idle_timeout after the last datagram
+// relayed; the deadline is only moved when it fires, not per datagram.
+func (a *association) armIdle() {
+	if a.idle > 0 {
+		a.sock.SetReadDeadline(a.last.Add(a.idle))
+	}
+}
+
+// handle relays one datagram of n bytes at buf[udpHeadroom:] from from.
+func (a *association) handle(ctx context.Context, buf []byte, n int, from netip.AddrPort) {
+	p := buf[udpHeadroom : udpHeadroom+n]
+	switch {
+	case from.Addr() == a.clientIP && (a.clientPort == 0 || from.Port() == a.clientPort):
+		a.fromClient(ctx, p, from)
+	case a.parent != nil && from == a.parent.assoc.Relay:
+		a.fromParent(p)
+	default:
+		a.fromDestination(buf, n, from)
+	}
+}
+
+// fromClient sends a client's datagram on to its destination.
+func (a *association) fromClient(ctx context.Context, p []byte, from netip.AddrPort) {
+	h, err := upstream.ParseUDPHeader(p)
+	if err != nil || h.Frag != 0 {
+		a.dropped++ // RFC 1928 §7: a relay that does not reassemble drops fragments
+		return
+	}
+	a.clientPort = from.Port()
+	d := a.destination(ctx, h)
+	if d == nil || d.err != nil {
+		a.dropped++
+		return
+	}
+	payload := p[h.Len:]
+	if d.viaParent {
+		_, err = a.sock.WriteToUDPAddrPort(p, a.parent.assoc.Relay) // the header is the parent's too
+	} else {
+		_, err = a.sock.WriteToUDPAddrPort(payload, d.addr)
+	}
+	if err != nil {
+		a.dropped++
+		return
+	}
+	a.dgUp++
+	a.up += int64(len(payload))
+	a.last = time.Now()
+}
+
+// fromDestination sends a destination's answer to the client with a
+// header naming its source. Only addresses datagrams were sent to are
+// relayed back: anyone else's are dropped.
+func (a *association) fromDestination(buf []byte, n int, from netip.AddrPort) {
+	if a.clientPort == 0 || a.dests.byFrom[from] == nil {
+		a.dropped++
+		return
+	}
+	start := udpHeadroom - upstream.UDPHeaderLen(from)
+	upstream.AppendUDPHeader(buf[start:start], from)
+	if _, err := a.sock.WriteToUDPAddrPort(buf[start:udpHeadroom+n], a.clientAddr()); err != nil {
+		a.dropped++
+		return
+	}
+	a.dgDown++
+	a.down += int64(n)
+	a.last = time.Now()
+}
+
+// fromParent sends the parent relay's datagram to the client as it is:
+// its header already names the source.
+func (a *association) fromParent(p []byte) {
+	h, err := upstream.ParseUDPHeader(p)
+	if err != nil || h.Frag != 0 || a.clientPort == 0 {
+		a.dropped++
+		return
+	}
+	if _, err := a.sock.WriteToUDPAddrPort(p, a.clientAddr()); err != nil {
+		a.dropped++
+		return
+	}
+	a.dgDown++
+	a.down += int64(len(p) - h.Len)
+	a.last = time.Now()
+}
+
+func (a *association) clientAddr() netip.AddrPort {
+	return netip.AddrPortFrom(a.clientIP, a.clientPort)
+}
