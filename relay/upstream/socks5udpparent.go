@@ -75,8 +75,8 @@ func (p *UDPParent) handshake(c net.Conn, from netip.AddrPort) (netip.AddrPort, 
 	if p.auth {
 		method = 0x02
 	}
-	buf := make([]byte, 0, 3+2*255)
-	if _, err := c.Write(append(buf, 0x05, 0x01, method)); err != nil {
+	buf := make([]byte, 3+2*255)
+	if _, err := c.Write(append(buf[:0], 0x05, 0x01, method)); err != nil {
 		return netip.AddrPort{}, fmt.Errorf("send greeting: %w", err)
 	}
 	if _, err := io.ReadFull(c, buf[:2]); err != nil {
@@ -95,7 +95,7 @@ func (p *UDPParent) handshake(c net.Conn, from netip.AddrPort) (netip.AddrPort, 
 	if _, err := c.Write(req); err != nil {
 		return netip.AddrPort{}, fmt.Errorf("send udp associate: %w", err)
 	}
-	return p.readReply(c, buf[:cap(buf)])
+	return p.readReply(c, buf)
 }
 
 // login runs RFC 1929's subnegotiation.
