@@ -1,0 +1,175 @@
+package test
+
+import (
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"net/netip"
+	"testing"
+	"time"
+
+	"ferry/test/testkit"
+)
+
+// Hostile SOCKS5 UDP clients: floods of garbage, sprays of destinations,
+// associations left idle, opened by the hundred, or over connlimit. Each
+// must cost ferry bounded work and leave nothing behind.
+
+// TestSOCKS5UDPFlood floods an association with garbage from the client
+// and from a stranger (20,000 datagrams of random bytes up to 1,400),
+// then checks that it still relays and that every garbage datagram was
+// dropped and counted, none relayed.
+func TestSOCKS5UDPFlood(t *testing.T) {
+	echo := udpEcho(t, "127.0.0.1")
+	f := startFerry(t, withJSON(""), nil)
+	_, c := udpAssociate(t, f.addr, "127.0.0.1")
+	stranger, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 3)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer stranger.Close()
+	rng := rand.New(rand.NewPCG(1, 2))
+	const n = 10000
+	buf := make([]byte, 1400)
+	sent := 0
+	for i := 0; i < n; i++ {
+		b := buf[:1+rng.IntN(len(buf)-1)]
+		for j := range b {
+			b[j] = byte(rng.Uint32())
+		}
+		b[0] = 1 // RSV not zero: garbage however the rest reads
+		if _, err := c.conn.WriteToUDPAddrPort(b, c.relay); err == nil {
+			sent++
+		}
+		stranger.WriteToUDPAddrPort(datagram(0, echo, "", b), c.relay)
+		if i%64 == 0 {
+			time.Sleep(time.Millisecond) // let the relay keep up: what it drops unread is not counted
+		}
+	}
+	// Whatever the flood left queued is read before this answer.
+	c.send(t, echo, []byte("after the flood"))
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		_, b, err := c.recv(time.Until(deadline))
+		if err != nil {
+			t.Fatalf("no echo after the flood: %v", err)
+		}
+		if string(b) == "after the flood" {
+			break
+		}
+		t.Fatalf("the client got %q, not its echo: garbage was relayed", b)
+	}
+	c.ctl.Close()
+	l := accessUDP(t, f)
+	checkDatagrams(t, l, 1, 1, true)
+	if d, _ := l.num("datagrams_dropped"); d > int64(2*n) || d < int64(sent) {
+		t.Errorf("datagrams_dropped %d, want between the client's %d and all %d", d, sent, 2*n)
+	}
+}
+
+// TestSOCKS5UDPDestinationBound sprays 300 destinations: the first 256
+// are decided and remembered, the rest dropped without a decision.
+func TestSOCKS5UDPDestinationBound(t *testing.T) {
+	echo := udpEcho(t, "127.0.0.1")
+	f := startFerry(t, withJSON(""), nil)
+	_, c := udpAssociate(t, f.addr, "127.0.0.1")
+	for i := 0; i < 300; i++ {
+		// 127.0.1.x:9 (discard): nothing answers, each a new destination.
+		dst := netip.AddrPortFrom(netip.AddrFrom4([4]byte{127, 0, 1 + byte(i/250), byte(1 + i%250)}), 9)
+		c.send(t, dst, []byte("x"))
+	}
+	c.send(t, echo, []byte("past the bound"))
+	if _, b, err := c.recv(quiet); err == nil {
+		t.Fatalf("a 301st destination answered %q, want it dropped", b)
+	}
+	c.ctl.Close()
+	l := accessUDP(t, f)
+	up, _ := l.num("datagrams_up")
+	dropped, _ := l.num("datagrams_dropped")
+	if up != 256 || dropped != 45 {
+		t.Errorf("datagrams up %d dropped %d, want 256 and 45", up, dropped)
+	}
+	f.waitLine(t, "socks5 udp: association reached its destination bound; datagrams to new destinations are dropped", nil)
+}
+
+// TestSOCKS5UDPIdle leaves an association idle: ferry ends it after
+// idle_timeout and closes the control connection.
+func TestSOCKS5UDPIdle(t *testing.T) {
+	echo := udpEcho(t, "127.0.0.1")
+	f := startFerry(t, withJSON(`idle_timeout = "500ms"`), nil)
+	_, c := udpAssociate(t, f.addr, "127.0.0.1")
+	c.send(t, echo, []byte("once"))
+	if _, _, err := c.recv(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	c.ctl.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if n, err := c.ctl.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("control connection read %d bytes, %v; want EOF when the association idles out", n, err)
+	}
+	l := accessUDP(t, f)
+	if l.str("reason") != "idle timeout" {
+		t.Errorf("reason %q, want idle timeout", l.str("reason"))
+	}
+}
+
+// TestSOCKS5UDPChurn opens and closes 200 associations, 20 at a time,
+// each relaying one datagram, and checks that ferry's descriptors come
+// back to where they were: every relay socket is closed.
+func TestSOCKS5UDPChurn(t *testing.T) {
+	echo := udpEcho(t, "127.0.0.1")
+	f := startFerry(t, withJSON(""), nil)
+	pid := f.cmd.Process.Pid
+	before, err := testkit.CountFDs(pid)
+	if err != nil {
+		t.Skipf("count descriptors: %v", err)
+	}
+	for round := 0; round < 10; round++ {
+		var cs []*udpClient
+		for i := 0; i < 20; i++ {
+			_, c := udpAssociate(t, f.addr, "127.0.0.1")
+			c.send(t, echo, []byte(fmt.Sprint(round, i)))
+			if _, _, err := c.recv(5 * time.Second); err != nil {
+				t.Fatalf("association %d/%d: %v", round, i, err)
+			}
+			cs = append(cs, c)
+		}
+		for _, c := range cs {
+			c.ctl.Close()
+			c.conn.Close()
+		}
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		after, _ := testkit.CountFDs(pid)
+		if after <= before {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("ferry holds %d descriptors after 200 associations ended, %d before", after, before)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if got := len(f.lines("access", func(l logLine) bool { return l.str("proto") == "socks5-udp" })); got != 200 {
+		t.Errorf("%d access lines, want one per association (200)", got)
+	}
+}
+
+// TestSOCKS5UDPConnlimit: an association counts as a channel of its
+// client for connlimit while its control connection is open.
+func TestSOCKS5UDPConnlimit(t *testing.T) {
+	f := startFerry(t, chainConfig([]string{"connlimit", "log"},
+		"[[plugin]]\nname = \"connlimit\"\nper_client = 1\n\n[[plugin]]\nname = \"log\"\n"), nil)
+	code, c := udpAssociate(t, f.addr, "127.0.0.1")
+	if code != 0 {
+		t.Fatalf("first association: reply %#x, want 0", code)
+	}
+	if code, _ := udpAssociate(t, f.addr, "127.0.0.1"); code != 0x02 {
+		t.Fatalf("second association over per_client = 1: reply %#x, want 0x02 (not allowed)", code)
+	}
+	c.ctl.Close()
+	f.waitLine(t, "access", func(l logLine) bool { return l.str("proto") == "socks5-udp" && l.str("reason") == "client closed" })
+	if code, _ := udpAssociate(t, f.addr, "127.0.0.1"); code != 0 {
+		t.Fatalf("association after the first ended: reply %#x, want 0", code)
+	}
+}
