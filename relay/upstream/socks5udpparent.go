@@ -118,7 +118,7 @@ func (p *UDPParent) login(c net.Conn, buf []byte) error {
 
 // readReply reads VER REP RSV ATYP BND.ADDR BND.PORT into buf (at least
 // 262 bytes).
-func (p *UDPParent) readReply(c net.Conn, buf []byte) (netip.AddrPort, error) {
+func (p *UDPParent) readReply(c io.Reader, buf []byte) (netip.AddrPort, error) {
 	if _, err := io.ReadFull(c, buf[:5]); err != nil {
 		return netip.AddrPort{}, fmt.Errorf("read reply: %w", err)
 	}
