@@ -44,7 +44,8 @@
 #   HTTP_OBJECTS   plain HTTP object sizes                           (1KiB,64KiB)
 #   PEERS        peers to run: haproxy tinyproxy squid dante microsocks
 #   FERRY        ferry setups to run: connect socks5 tcp hook-connect hook-socks5 hook-tcp http nolog-http
-#   MODES        modes to run: idle connrate pingpong throughput http
+#   MODES        modes to run: idle connrate pingpong throughput http udp
+#   UDP_WINDOW   udp: datagrams in flight through the association    (32)
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
 #   PORT_BASE    first of 13 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
@@ -75,7 +76,8 @@ HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks}
 FERRY=${FERRY:-connect socks5 tcp hook-connect hook-socks5 hook-tcp http nolog-http}
-MODES=${MODES:-idle connrate pingpong throughput http}
+MODES=${MODES:-idle connrate pingpong throughput http udp}
+UDP_WINDOW=${UDP_WINDOW:-32}
 OUT=${OUT:-$root/BENCHMARKS.md}
 PNG=${PNG:-$root/BENCHMARKS.png}
 PORT_BASE=${PORT_BASE:-24100}
@@ -265,6 +267,7 @@ measure() {
 		connrate) args=(-duration "$DURATION" -concurrency "$CONCURRENCY") ;;
 		pingpong) args=(-rounds "$ROUNDS") ;;
 		idle) args=(-n "$IDLE_N" -hold "$HOLD") ;;
+		udp) args=(-duration "$DURATION" -concurrency "$UDP_WINDOW") ;;
 		esac
 		if ! timeout 600 taskset -c "$TOOL_CPU" "$work/bench" -json -mode "$mode" -proxy "$addr" -proto "$proto" \
 			-target "$target" -pid "$pid" -name "$name" -variant "$variant" -timeout "$TIMEOUT" -max-time 9m \
@@ -362,6 +365,9 @@ run_ferry() {
 	hook-tcp) variant=hook proto=tcp addr=127.0.0.1:$(port 4) modes=(pingpong throughput) ;;
 	*) die "unknown ferry setup $setup" ;;
 	esac
+	if [ "$setup" = socks5 ]; then
+		modes+=(udp) # SOCKS5 UDP ASSOCIATE through the same listener
+	fi
 	selected "${modes[@]}" || return 0
 	log "ferry${variant:++$variant} $proto"
 	drain_time_wait
@@ -374,7 +380,11 @@ run_ferry() {
 run_peer() {
 	local peer=$1 addr proto
 	local dir=$work/peer
-	selected idle connrate pingpong throughput || return 0
+	local modes=(idle connrate pingpong throughput)
+	if [ "$peer" = dante ]; then
+		modes+=(udp) # dante relays UDP ASSOCIATE; microsocks does not
+	fi
+	selected "${modes[@]}" || return 0
 	drain_time_wait
 	case $peer in
 	haproxy)
@@ -444,7 +454,12 @@ client pass {
 }
 socks pass {
 	from: 127.0.0.0/8 to: 0.0.0.0/0
-	command: connect
+	command: connect udpassociate
+	log: error connect disconnect
+}
+socks pass {
+	from: 0.0.0.0/0 to: 127.0.0.0/8
+	command: udpreply
 	log: error connect disconnect
 }
 EOF
@@ -456,7 +471,7 @@ EOF
 		;;
 	esac
 	log "$peer $proto"
-	measure "$peer" "" "$proto" "$addr" idle connrate pingpong throughput || true
+	measure "$peer" "" "$proto" "$addr" "${modes[@]}" || true
 	stop_proxy
 }
 
