@@ -1,12 +1,11 @@
 package test
 
 import (
-	"bytes"
 	"fmt"
 	"net"
 	"net/netip"
-	"path/filepath"
 	"strconv"
+	"strings"
 	"testing"
 	"time"
 
@@ -215,61 +214,34 @@ func TestSOCKS5UDPACL(t *testing.T) {
 
 // TestSOCKS5UDPParentDante resolves through ferry -> dante (danted with
 // udpassociate allowed) -> dnsmasq: ferry opens its own association at
-// dante and relays to dante's relay.
+// dante, with dante's login when it wants one, and relays to dante's
+// relay.
 func TestSOCKS5UDPParentDante(t *testing.T) {
-	dns := startDNS(t, "127.0.0.1")
-	dante, danteLog := startDanteUDP(t)
-	f := startFerry(t, upstreamConfig("5s", upstreamTable("dante", "socks5://"+dante)+routeAll("dante")), nil)
-	ph, pp := splitHP(t, f.addr)
-	dh, dp := splitHP(t, dns)
-	out, err := pySocksUDP(t, 30*time.Second, "dns", ph, pp, dh, dp, dnsName)
-	if err != nil || out != dnsAnswer {
-		t.Fatalf("PySocks DNS query through ferry and dante: got %q (%v), want %s\ndante log:\n%s", out, err, dnsAnswer, readLog(danteLog))
+	for _, auth := range []bool{false, true} {
+		t.Run(fmt.Sprintf("auth=%v", auth), func(t *testing.T) {
+			dns := startDNS(t, "127.0.0.1")
+			dante, danteLog := startDante(t, auth)
+			url := "socks5://" + dante
+			if auth {
+				url = "socks5://" + danteUser + ":" + dantePass + "@" + dante
+			}
+			f := startFerry(t, upstreamConfig("5s", upstreamTable("dante", url)+routeAll("dante")), nil)
+			ph, pp := splitHP(t, f.addr)
+			dh, dp := splitHP(t, dns)
+			out, err := pySocksUDP(t, 30*time.Second, "dns", ph, pp, dh, dp, dnsName)
+			if err != nil || out != dnsAnswer {
+				t.Fatalf("PySocks DNS query through ferry and dante: got %q (%v), want %s\ndante log:\n%s", out, err, dnsAnswer, readLog(danteLog))
+			}
+			l := accessUDP(t, f)
+			checkDatagrams(t, l, 1, 1, false)
+			if l.str("upstream") != "dante" || l.str("chain") != "dante" {
+				t.Errorf("access line upstream %q chain %q, want dante, dante", l.str("upstream"), l.str("chain"))
+			}
+			if !strings.Contains(readLog(danteLog), "udpassociate") {
+				t.Errorf("dante's log shows no udpassociate:\n%s", readLog(danteLog))
+			}
+		})
 	}
-	l := accessUDP(t, f)
-	checkDatagrams(t, l, 1, 1, false)
-	if l.str("upstream") != "dante" || l.str("chain") != "dante" {
-		t.Errorf("access line upstream %q chain %q, want dante, dante", l.str("upstream"), l.str("chain"))
-	}
-	if !bytes.Contains([]byte(readLog(danteLog)), []byte("udpassociate")) {
-		t.Errorf("dante's log shows no udpassociate:\n%s", readLog(danteLog))
-	}
-}
-
-// startDanteUDP runs danted allowing CONNECT and UDP ASSOCIATE from
-// loopback and the replies back, and returns its address and log file.
-func startDanteUDP(t *testing.T) (addr, logFile string) {
-	t.Helper()
-	danted := needPeer(t, "danted")
-	dir := peerDir(t)
-	addr = freeAddr(t)
-	_, port, _ := net.SplitHostPort(addr)
-	logFile = filepath.Join(dir, "danted.log")
-	conf := filepath.Join(dir, "danted.conf")
-	writeFile(t, conf, fmt.Sprintf(`logoutput: %s
-internal: 127.0.0.1 port = %s
-external: 127.0.0.1
-clientmethod: none
-socksmethod: none
-user.privileged: root
-user.unprivileged: nobody
-client pass {
-	from: 127.0.0.0/8 to: 0.0.0.0/0
-	log: error connect disconnect
-}
-socks pass {
-	from: 127.0.0.0/8 to: 0.0.0.0/0
-	command: connect udpassociate
-	log: error connect disconnect
-}
-socks pass {
-	from: 0.0.0.0/0 to: 127.0.0.0/8
-	command: udpreply
-	log: error connect disconnect
-}
-`, logFile, port))
-	startPeer(t, addr, danted, "-f", conf, "-p", filepath.Join(dir, "danted.pid"))
-	return addr, logFile
 }
 
 // TestSOCKS5UDPRefused checks the associations ferry refuses at once,
