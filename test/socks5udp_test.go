@@ -244,16 +244,20 @@ func TestSOCKS5UDPParentDante(t *testing.T) {
 	}
 }
 
-// TestSOCKS5UDPRefused checks the associations ferry refuses at once,
-// with reply 0x07 (command not supported): a listener with socks5_udp =
-// false, and routes to upstreams that cannot carry datagrams (an HTTP
-// parent, a chain of two hops).
+// TestSOCKS5UDPRefused checks the associations ferry refuses at once:
+// with reply 0x07 (command not supported) a listener with socks5_udp =
+// false and routes to upstreams that cannot carry datagrams (an HTTP
+// parent, a chain of two hops); with 0x02 (not allowed) a client the acl
+// denies every destination.
 func TestSOCKS5UDPRefused(t *testing.T) {
 	closed := testkit.ClosedAddr(t)
 	tests := []struct {
 		name   string
 		config func(addr string) string
+		want   byte
 	}{
+		{name: "acl denies the client everything", want: 0x02, config: chainConfig([]string{"acl", "log"},
+			"[[plugin]]\nname = \"acl\"\ndefault = \"deny\"\n\n[[plugin.rule]]\naction = \"allow\"\nclient = [\"192.0.2.0/24\"]\n\n[[plugin]]\nname = \"log\"\n")},
 		{name: "socks5_udp = false", config: func(addr string) string {
 			return fmt.Sprintf("[[listener]]\nlisten = %q\nprotocols = [\"socks5\"]\nsocks5_udp = false\n", addr)
 		}},
@@ -264,8 +268,12 @@ func TestSOCKS5UDPRefused(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			f := startFerry(t, tt.config, nil)
-			if code, _ := udpAssociate(t, f.addr, "127.0.0.1"); code != 0x07 {
-				t.Fatalf("reply %#x, want 0x07 (command not supported)", code)
+			want := tt.want
+			if want == 0 {
+				want = 0x07
+			}
+			if code, _ := udpAssociate(t, f.addr, "127.0.0.1"); code != want {
+				t.Fatalf("reply %#x, want %#x", code, want)
 			}
 		})
 	}

@@ -176,7 +176,7 @@ func (p *ACL) query(s *plugins.Session) (match.Query, error) {
 // and decides every rule it can without the destination's address.
 func (p *ACL) OnConnect(_ context.Context, s *plugins.Session) error {
 	if s.Protocol == plugins.ProtocolSOCKS5UDP {
-		return nil // no destination yet: OnDestination decides each
+		return p.admitAssociation(s) // OnDestination decides each destination
 	}
 	q, err := p.query(s)
 	if err != nil {

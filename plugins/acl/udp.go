@@ -1,6 +1,7 @@
 package acl
 
 import (
+	"fmt"
 	"net/netip"
 
 	"ferry/plugins"
@@ -37,4 +38,32 @@ func (p *ACL) OnDestination(s *plugins.Session, target string, addr netip.AddrPo
 		return nil
 	}
 	return p.refuse(s, v.by(), "destination "+target, q.IP)
+}
+
+// admitAssociation decides a SOCKS5 UDP association, which names no
+// destination yet: refused when the rules deny this client every
+// destination (a rule on client, user or listener alone that denies it
+// before any that could allow, or default deny with no allow rule that
+// can match it), so that a client the acl keeps out gets no relay
+// socket; admitted otherwise, for OnDestination to decide each
+// destination.
+func (p *ACL) admitAssociation(s *plugins.Session) error {
+	q := match.Query{Client: clientAddr(s.Client), User: s.User, Listener: s.Listener}
+	for i, r := range p.rules {
+		who := match.Rule{Client: r.m.Client, User: r.m.User, Listener: r.m.Listener}
+		if who.Eval(q) != match.Yes {
+			continue // never matches this client
+		}
+		anyDest := len(r.m.Port) == 0 && r.m.Domain == nil && r.m.Dest == nil
+		switch {
+		case r.action == Allow:
+			return nil
+		case anyDest:
+			return p.refuse(s, fmt.Sprintf("rule[%d]", i), "every destination of a UDP association", netip.Addr{})
+		}
+	}
+	if p.def == Allow {
+		return nil
+	}
+	return p.refuse(s, "default", "every destination of a UDP association", netip.Addr{})
 }

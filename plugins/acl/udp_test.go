@@ -58,9 +58,54 @@ dest = ["9.9.9.0/24"]
 			}
 		})
 	}
+}
+
+// TestAdmitAssociation: an association is refused only when the rules
+// deny its client every destination.
+func TestAdmitAssociation(t *testing.T) {
+	const rules = `
+default = "deny"
+
+[[plugin.rule]]
+action = "deny"
+client = ["192.0.2.66"]
+
+[[plugin.rule]]
+action = "deny"
+client = ["192.0.2.0/24"]
+port = [25]
+
+[[plugin.rule]]
+action = "allow"
+client = ["192.0.2.0/24"]
+dest = ["9.9.9.9"]
+
+[[plugin.rule]]
+action = "allow"
+user = ["alice"]
+`
+	p := newACL(t, rules)
+	tests := []struct {
+		name, client, user, want string
+	}{
+		{name: "an allow rule may match a destination", client: "192.0.2.50", want: "allow"},
+		{name: "denied every destination by a client rule", client: "192.0.2.66", want: "deny"},
+		{name: "no allow rule for the client: default deny", client: "198.51.100.1", want: "deny"},
+		{name: "allowed by user", client: "198.51.100.1", user: "alice", want: "allow"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := req{target: "0.0.0.0:0", client: tt.client, user: tt.user}.session()
+			s.Protocol = plugins.ProtocolSOCKS5UDP
+			if got := outcome(t, p.OnConnect(context.Background(), s)); got != tt.want {
+				t.Fatalf("got %s, want %s", got, tt.want)
+			}
+		})
+	}
+	open := newACL(t, `default = "allow"`)
 	s := req{target: "0.0.0.0:0"}.session()
 	s.Protocol = plugins.ProtocolSOCKS5UDP
-	if err := p.OnConnect(context.Background(), s); err != nil {
-		t.Fatalf("OnConnect of an association: %v, want nil (its destinations are decided one by one)", err)
+	if err := open.OnConnect(context.Background(), s); err != nil {
+		t.Fatalf("default allow: %v, want the association admitted", err)
 	}
 }
