@@ -5,7 +5,10 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"net/http"
 	"net/netip"
+	"regexp"
+	"strconv"
 	"testing"
 	"time"
 
@@ -114,25 +117,38 @@ func TestSOCKS5UDPIdle(t *testing.T) {
 }
 
 // TestSOCKS5UDPChurn opens and closes 200 associations, 20 at a time,
-// each relaying one datagram, and checks that ferry's descriptors come
-// back to where they were: every relay socket is closed.
+// each relaying one datagram. While 20 are open, ferry runs at most two
+// goroutines for each (the control connection's and the relay socket
+// reader); once all ended, its goroutines and descriptors are back to
+// where they were: every relay socket is closed.
 func TestSOCKS5UDPChurn(t *testing.T) {
 	echo := udpEcho(t, "127.0.0.1")
-	f := startFerry(t, withJSON(""), nil)
+	adminAddr := freeAddr(t)
+	f := startFerry(t, func(addr string) string {
+		return jsonConfig(addr, "") + fmt.Sprintf("\n[admin]\nlisten = %q\ntoken = \"t\"\n", adminAddr)
+	}, nil)
 	pid := f.cmd.Process.Pid
-	before, err := testkit.CountFDs(pid)
+	fdsBefore, err := testkit.CountFDs(pid)
 	if err != nil {
 		t.Skipf("count descriptors: %v", err)
 	}
+	gBefore := goroutines(t, adminAddr)
+	const perRound = 20
 	for round := 0; round < 10; round++ {
 		var cs []*udpClient
-		for i := 0; i < 20; i++ {
+		for i := 0; i < perRound; i++ {
 			_, c := udpAssociate(t, f.addr, "127.0.0.1")
 			c.send(t, echo, []byte(fmt.Sprint(round, i)))
 			if _, _, err := c.recv(5 * time.Second); err != nil {
 				t.Fatalf("association %d/%d: %v", round, i, err)
 			}
 			cs = append(cs, c)
+		}
+		if round == 0 {
+			// A few more for the admin request and the runtime's own.
+			if g := goroutines(t, adminAddr); g > gBefore+2*perRound+8 {
+				t.Errorf("%d goroutines with %d associations open, %d before: more than 2 each", g, perRound, gBefore)
+			}
 		}
 		for _, c := range cs {
 			c.ctl.Close()
@@ -141,18 +157,41 @@ func TestSOCKS5UDPChurn(t *testing.T) {
 	}
 	deadline := time.Now().Add(10 * time.Second)
 	for {
-		after, _ := testkit.CountFDs(pid)
-		if after <= before {
+		fds, _ := testkit.CountFDs(pid)
+		g := goroutines(t, adminAddr)
+		if fds <= fdsBefore && g <= gBefore+2 {
 			break
 		}
 		if time.Now().After(deadline) {
-			t.Fatalf("ferry holds %d descriptors after 200 associations ended, %d before", after, before)
+			t.Fatalf("after 200 associations ended ferry holds %d descriptors (%d before) and runs %d goroutines (%d before)",
+				fds, fdsBefore, g, gBefore)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
 	if got := len(f.lines("access", func(l logLine) bool { return l.str("proto") == "socks5-udp" })); got != 200 {
 		t.Errorf("%d access lines, want one per association (200)", got)
 	}
+}
+
+// goroutines reads go_goroutines from the admin service's /metrics.
+func goroutines(t *testing.T, admin string) int {
+	t.Helper()
+	req, _ := http.NewRequest("GET", "http://"+admin+"/metrics", nil)
+	req.Header.Set("Authorization", "Bearer t")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("/metrics: %v", err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	// No keep-alive connection left to count among ferry's descriptors.
+	http.DefaultClient.CloseIdleConnections()
+	m := regexp.MustCompile(`(?m)^go_goroutines (\d+)`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("no go_goroutines in /metrics:\n%s", body)
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
 }
 
 // TestSOCKS5UDPConnlimit: an association counts as a channel of its
