@@ -1,9 +1,15 @@
 package server
 
 import (
+	"encoding/binary"
+	"io"
 	"net"
 	"net/netip"
+	"strings"
 	"testing"
+	"time"
+
+	"ferry/relay/upstream"
 )
 
 func TestClientFilter(t *testing.T) {
@@ -29,6 +35,80 @@ func TestClientFilter(t *testing.T) {
 			ip, port := clientFilter(tt.declared, tt.peer)
 			if ip.String() != tt.wantIP || port != tt.wantPort {
 				t.Fatalf("got %s port %d, want %s port %d", ip, port, tt.wantIP, tt.wantPort)
+			}
+		})
+	}
+}
+
+// TestSOCKS5UDPAssociate asks a running server for associations: served
+// by default, with the relay at the address the client reached and a
+// datagram echoed through it; 0x07 with socks5_udp = false; and the
+// association ends with its control connection, with one access line.
+func TestSOCKS5UDPAssociate(t *testing.T) {
+	echo, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer echo.Close()
+	go func() {
+		b := make([]byte, 2048)
+		for {
+			n, from, err := echo.ReadFromUDPAddrPort(b)
+			if err != nil {
+				return
+			}
+			echo.WriteToUDPAddrPort(b[:n], from)
+		}
+	}()
+	echoAP := echo.LocalAddr().(*net.UDPAddr).AddrPort()
+	tests := []struct {
+		name    string
+		config  string
+		wantRep byte
+	}{
+		{name: "on by default", config: basicConfig, wantRep: 0},
+		{name: "socks5_udp = false", config: basicConfig + "[[listener]]\nname = \"off\"\nlisten = \"127.0.0.1:0\"\nsocks5_udp = false\n", wantRep: 0x07},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := start(t, tt.config)
+			addr := f.srv.Addrs()[len(f.srv.Addrs())-1].String()
+			conn, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer conn.Close()
+			c := dial(t, addr)
+			c.Write(socks5Request("0.0.0.0", uint16(conn.LocalAddr().(*net.UDPAddr).Port), socks5CmdUDPAssociate))
+			var r [2 + 10]byte
+			if _, err := io.ReadFull(c, r[:]); err != nil {
+				t.Fatalf("read reply: %v", err)
+			}
+			if r[3] != tt.wantRep {
+				t.Fatalf("REP %#x, want %#x", r[3], tt.wantRep)
+			}
+			if tt.wantRep != 0 {
+				return
+			}
+			relay := netip.AddrPortFrom(netip.AddrFrom4([4]byte(r[6:10])), binary.BigEndian.Uint16(r[10:12]))
+			if relay.Addr() != netip.MustParseAddr("127.0.0.1") {
+				t.Fatalf("relay %s, want 127.0.0.1 (the address the client reached)", relay)
+			}
+			dgram := upstream.AppendUDPHeader(nil, echoAP)
+			conn.WriteToUDPAddrPort(append(dgram, "ping"...), relay)
+			conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+			b := make([]byte, 100)
+			n, _, err := conn.ReadFromUDPAddrPort(b)
+			if err != nil || string(b[:n]) != string(dgram)+"ping" {
+				t.Fatalf("echo through the relay: %q (%v), want %q", b[:n], err, string(dgram)+"ping")
+			}
+			c.Close()
+			deadline := time.Now().Add(5 * time.Second)
+			for !strings.Contains(f.logs.String(), `"proto":"socks5-udp"`) {
+				if time.Now().After(deadline) {
+					t.Fatalf("no access line for the association:\n%s", f.logs.String())
+				}
+				time.Sleep(10 * time.Millisecond)
 			}
 		})
 	}
