@@ -145,6 +145,12 @@ func (a *association) decide(ctx context.Context, target, host string, lit netip
 	var first error
 	for _, ip := range ips {
 		ap := netip.AddrPortFrom(ip.Unmap().WithZone(""), lit.Port())
+		if b := a.bindIP; b.IsValid() && b.Is4() != ap.Addr().Is4() {
+			if first == nil {
+				first = fmt.Errorf("%s: the relay socket is bound to %s, which cannot reach it", ap, b)
+			}
+			continue
+		}
 		err := a.l.refuseDst(ap)
 		if err == nil {
 			err = a.l.chain.CheckDestination(a.s, target, ap)

@@ -45,6 +45,8 @@ type association struct {
 	s     *plugins.Session
 	fixed string // the upstream a plugin chose for every destination; "" routes each
 	sock  *net.UDPConn
+	// bindIP is the relay socket's address; invalid for every address.
+	bindIP netip.Addr
 	// bound is what the reply advertises: the relay socket's port at the
 	// address the client reached (or socks5_udp_advertise).
 	bound netip.AddrPort
@@ -62,24 +64,37 @@ type association struct {
 	err                             error
 }
 
-// open makes the association's relay socket. It listens on every
-// address, IPv4 and IPv6, so that one socket reaches the client and any
-// destination; only the client's address is accepted from, and only
-// destinations it sent to are relayed back.
+// open makes the association's relay socket, one for both sides: the
+// client's datagrams and the destinations'. It is bound to the address
+// the client reached, so that what goes back to the client leaves from
+// the address the client sends to (a client whose socket is connected
+// to the relay, as PySocks's is, takes nothing else, and on a host with
+// several addresses the kernel might pick another). A client that
+// reached a loopback address gets a socket on every address instead: one
+// bound to loopback could not reach any other destination, and answers
+// to a loopback client leave from loopback anyway. Only the client's
+// address is accepted from, and only destinations it sent to are relayed
+// back.
 func (a *association) open(h *conn) error {
-	sock, err := net.ListenUDP("udp", &net.UDPAddr{})
+	var local netip.Addr
+	if ta, ok := h.c.LocalAddr().(*net.TCPAddr); ok {
+		local = ta.AddrPort().Addr().Unmap().WithZone("")
+	}
+	var bind netip.Addr // every address, IPv4 and IPv6
+	if local.IsValid() && !local.IsLoopback() && !local.IsUnspecified() {
+		bind = local
+	}
+	sock, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(bind, 0)))
 	if err != nil {
 		return &dialError{target: "udp relay socket", code: plugins.CodeGeneral, err: err}
 	}
 	sock.SetReadBuffer(udpSocketBuffer)
 	sock.SetWriteBuffer(udpSocketBuffer)
-	a.sock = sock
+	a.sock, a.bindIP = sock, bind
 	a.clientIP, a.clientPort = clientFilter(a.s.Target, h.client)
 	ip := h.l.cfg.SOCKS5UDPAdvertise.Addr
 	if !ip.IsValid() {
-		if ta, ok := h.c.LocalAddr().(*net.TCPAddr); ok {
-			ip = ta.AddrPort().Addr().Unmap()
-		}
+		ip = local
 	}
 	a.bound = netip.AddrPortFrom(ip, uint16(sock.LocalAddr().(*net.UDPAddr).Port))
 	a.idle = h.l.set.IdleTimeout
