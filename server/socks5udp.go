@@ -50,6 +50,9 @@ func (h *conn) serveSOCKS5UDP(declared string) {
 	if err != nil {
 		h.socks5Reply(udpFailReply(err), nil)
 		st.Reason, st.Err = reasonFor(err), err
+		if errors.As(err, new(*noUDPError)) {
+			st.Reason = plugins.ReasonRejected
+		}
 		h.l.finish(s, st)
 		return
 	}
@@ -103,7 +106,7 @@ func (h *conn) associate(ctx context.Context, s *plugins.Session) (*association,
 		// without destination conditions) to an upstream without UDP
 		// refuses the association now, with a clear answer, rather than
 		// dropping every datagram later.
-		name, _, err := h.l.gen.ups.Route(ctx, s, h.l.set.DialTimeout)
+		name, _, err := a.route(ctx, routeTarget(s.Target))
 		if err != nil {
 			return nil, err
 		}
@@ -118,6 +121,20 @@ func (h *conn) associate(ctx context.Context, s *plugins.Session) (*association,
 		return nil, err
 	}
 	return a, nil
+}
+
+// routeTarget is the declared address as the routes see it at
+// admission: a name (PySocks declares "0") becomes the unspecified
+// address, so that no route resolves it.
+func routeTarget(declared string) string {
+	host, port, err := net.SplitHostPort(declared)
+	if err != nil {
+		return "0.0.0.0:0"
+	}
+	if _, err := netip.ParseAddr(host); err != nil {
+		return net.JoinHostPort("0.0.0.0", port)
+	}
+	return declared
 }
 
 // clientFilter works out which source address the relay accepts
