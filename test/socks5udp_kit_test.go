@@ -15,6 +15,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"ferry/test/testkit"
 )
 
 // Helpers of the SOCKS5 UDP ASSOCIATE tests: a DNS server (dnsmasq), a
@@ -49,21 +51,11 @@ func startDNS(t *testing.T, ip string) string {
 // udpEcho runs a UDP echo server on ip until the test ends.
 func udpEcho(t *testing.T, ip string) netip.AddrPort {
 	t.Helper()
-	c, err := net.ListenUDP("udp", net.UDPAddrFromAddrPort(netip.AddrPortFrom(netip.MustParseAddr(ip), 0)))
+	c, err := testkit.UDPEcho(netip.AddrPortFrom(netip.MustParseAddr(ip), 0))
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { c.Close() })
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			c.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
 	return c.LocalAddr().(*net.UDPAddr).AddrPort()
 }
 

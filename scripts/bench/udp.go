@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"ferry/scripts/internal/load"
+	"ferry/test/testkit"
 )
 
 // The udp mode: datagrams through one SOCKS5 UDP association (RFC 1928
@@ -33,7 +34,7 @@ func (b *bench) udpLoad() *Result {
 		r.fail(fmt.Errorf("udp mode: -proto %q, want socks5", b.cfg.proto))
 		return r
 	}
-	echo, err := udpEchoServer()
+	echo, err := testkit.UDPEcho(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		r.fail(err)
 		return r
@@ -72,26 +73,6 @@ func (b *bench) udpLoad() *Result {
 		r.CPUUsPerDgram = r.CPUSec * 1e6 / float64(r.Datagrams)
 	}
 	return r
-}
-
-// udpEchoServer echoes every datagram back to its sender until closed.
-func udpEchoServer() (*net.UDPConn, error) {
-	c, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
-	if err != nil {
-		return nil, fmt.Errorf("udp echo server: %w", err)
-	}
-	c.SetReadBuffer(4 << 20)
-	go func() {
-		buf := make([]byte, 65535)
-		for {
-			n, from, err := c.ReadFromUDPAddrPort(buf)
-			if err != nil {
-				return
-			}
-			c.WriteToUDPAddrPort(buf[:n], from)
-		}
-	}()
-	return c, nil
 }
 
 // udpAssoc is the tool's association: the control connection, the relay
