@@ -64,7 +64,9 @@ func (h *conn) serveSOCKS5UDP(declared string) {
 	}
 	h.c.SetDeadline(time.Time{})
 	h.releaseReader()
+	h.l.srv.track(s, a) // listed on the admin API's /channels, closable there
 	a.run(ctx, h.c)
+	h.l.srv.untrack(s.ID)
 	a.stats(st)
 	h.l.finish(s, st)
 }

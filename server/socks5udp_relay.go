@@ -8,6 +8,7 @@ import (
 	"net/netip"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"ferry/plugins"
@@ -59,9 +60,26 @@ type association struct {
 	idle       time.Duration
 	last       time.Time // of the last datagram relayed, either way
 
-	up, down, dgUp, dgDown, dropped int64
-	reason                          plugins.CloseReason
-	err                             error
+	// ctl is the control connection; adminClosed: Close ended it.
+	ctl         net.Conn
+	adminClosed atomic.Bool
+
+	// up and down (payload bytes) are read by the admin API meanwhile.
+	up, down              atomic.Int64
+	dgUp, dgDown, dropped int64
+	reason                plugins.CloseReason
+	err                   error
+}
+
+// Bytes reports the payload bytes relayed so far each way (for
+// /channels).
+func (a *association) Bytes() (up, down int64) { return a.up.Load(), a.down.Load() }
+
+// Close ends the association with plugins.ReasonAdminClosed: closing the
+// control connection ends it as the client would.
+func (a *association) Close() {
+	a.adminClosed.Store(true)
+	a.ctl.Close()
 }
 
 // open makes the association's relay socket, one for both sides: the
@@ -90,7 +108,7 @@ func (a *association) open(h *conn) error {
 	}
 	sock.SetReadBuffer(udpSocketBuffer)
 	sock.SetWriteBuffer(udpSocketBuffer)
-	a.sock, a.bindIP = sock, bind
+	a.sock, a.bindIP, a.ctl = sock, bind, h.c
 	a.clientIP, a.clientPort = clientFilter(a.s.Target, h.client)
 	ip := h.l.cfg.SOCKS5UDPAdvertise.Addr
 	if !ip.IsValid() {
@@ -133,6 +151,8 @@ func (a *association) run(ctx context.Context, ctl net.Conn) {
 	switch {
 	case ctx.Err() != nil:
 		a.reason, a.err = plugins.ReasonShutdown, nil
+	case a.adminClosed.Load():
+		a.reason, a.err = plugins.ReasonAdminClosed, nil
 	case a.reason == plugins.ReasonUnknown:
 		a.reason = plugins.ReasonClientClosed
 	}
@@ -140,7 +160,7 @@ func (a *association) run(ctx context.Context, ctl net.Conn) {
 
 // stats fills st with the association's counts and end.
 func (a *association) stats(st *plugins.Stats) {
-	st.Up, st.Down = a.up, a.down
+	st.Up, st.Down = a.up.Load(), a.down.Load()
 	st.DatagramsUp, st.DatagramsDown, st.DatagramsDropped = a.dgUp, a.dgDown, a.dropped
 	st.Reason, st.Err = a.reason, a.err
 }
@@ -217,7 +237,7 @@ func (a *association) fromClient(ctx context.Context, p []byte, from netip.AddrP
 		return
 	}
 	a.dgUp++
-	a.up += int64(len(payload))
+	a.up.Add(int64(len(payload)))
 	a.last = time.Now()
 }
 
@@ -236,7 +256,7 @@ func (a *association) fromDestination(buf []byte, n int, from netip.AddrPort) {
 		return
 	}
 	a.dgDown++
-	a.down += int64(n)
+	a.down.Add(int64(n))
 	a.last = time.Now()
 }
 
@@ -253,7 +273,7 @@ func (a *association) fromParent(p []byte) {
 		return
 	}
 	a.dgDown++
-	a.down += int64(len(p) - h.Len)
+	a.down.Add(int64(len(p) - h.Len))
 	a.last = time.Now()
 }
 

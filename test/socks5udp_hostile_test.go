@@ -1,6 +1,7 @@
 package test
 
 import (
+	"encoding/json"
 	"fmt"
 	"io"
 	"math/rand/v2"
@@ -210,5 +211,52 @@ func TestSOCKS5UDPConnlimit(t *testing.T) {
 	f.waitLine(t, "access", func(l logLine) bool { return l.str("proto") == "socks5-udp" && l.str("reason") == "client closed" })
 	if code, _ := udpAssociate(t, f.addr, "127.0.0.1"); code != 0 {
 		t.Fatalf("association after the first ended: reply %#x, want 0", code)
+	}
+}
+
+// TestSOCKS5UDPAdmin: an association is listed on the admin API's
+// /channels with its bytes, and DELETE ends it as a tunnel: the control
+// connection closes, the access line says "closed by admin".
+func TestSOCKS5UDPAdmin(t *testing.T) {
+	echo := udpEcho(t, "127.0.0.1")
+	adminAddr := freeAddr(t)
+	f := startFerry(t, func(addr string) string {
+		return jsonConfig(addr, "") + fmt.Sprintf("\n[admin]\nlisten = %q\ntoken = \"t\"\n", adminAddr)
+	}, nil)
+	_, c := udpAssociate(t, f.addr, "127.0.0.1")
+	c.send(t, echo, []byte("listed"))
+	if _, _, err := c.recv(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	admin := func(method, path string) (int, []byte) {
+		t.Helper()
+		req, _ := http.NewRequest(method, "http://"+adminAddr+path, nil)
+		req.Header.Set("Authorization", "Bearer t")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", method, path, err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, b
+	}
+	var chans []struct {
+		ID, Protocol string
+		Up, Down     int64
+	}
+	_, body := admin("GET", "/channels")
+	if err := json.Unmarshal(body, &chans); err != nil || len(chans) != 1 || chans[0].Protocol != "socks5-udp" ||
+		chans[0].Up != 6 || chans[0].Down != 6 {
+		t.Fatalf("/channels: got %s (%v), want one socks5-udp channel with 6 bytes each way", body, err)
+	}
+	if code, _ := admin("DELETE", "/channels/"+chans[0].ID); code != 200 {
+		t.Fatalf("DELETE: got %d, want 200", code)
+	}
+	c.ctl.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := c.ctl.Read(make([]byte, 1)); err != io.EOF {
+		t.Fatalf("control connection after DELETE: %v, want EOF", err)
+	}
+	if l := accessUDP(t, f); l.str("reason") != "closed by admin" {
+		t.Errorf("reason %q, want closed by admin", l.str("reason"))
 	}
 }
