@@ -182,14 +182,15 @@ type Stats struct {
 	// Up counts bytes delivered to the upstream, Down bytes delivered to the
 	// client, after plugin hooks.
 	Up, Down int64
+	Start    time.Time
+	Duration time.Duration
+	Reason   CloseReason
+	// Err is the error behind Reason, if any (nil for orderly closes).
+	Err error
+
 	// DatagramsUp and DatagramsDown count the datagrams of a SOCKS5 UDP
 	// association (Up and Down count their payload bytes);
 	// DatagramsDropped those it did not relay: fragments, malformed ones,
 	// denied or unknown destinations, strangers' and past the bounds.
 	DatagramsUp, DatagramsDown, DatagramsDropped int64
-	Start                                        time.Time
-	Duration                                     time.Duration
-	Reason                                       CloseReason
-	// Err is the error behind Reason, if any (nil for orderly closes).
-	Err error
 }
