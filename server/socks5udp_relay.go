@@ -2,12 +2,9 @@ package server
 
 import (
 	"context"
-	"errors"
 	"io"
 	"net"
 	"net/netip"
-	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 
@@ -30,12 +27,6 @@ const (
 	// wait there instead of being dropped.
 	udpSocketBuffer = 1 << 20
 )
-
-// udpBuffers recycles associations' datagram buffers (64 KiB each).
-var udpBuffers = sync.Pool{New: func() any {
-	b := make([]byte, udpHeadroom+udpMaxDatagram)
-	return &b
-}}
 
 // association is one SOCKS5 UDP association: its relay socket, which
 // client address it accepts, its destinations and its counts. Its
@@ -163,41 +154,6 @@ func (a *association) stats(st *plugins.Stats) {
 	st.Up, st.Down = a.up.Load(), a.down.Load()
 	st.DatagramsUp, st.DatagramsDown, st.DatagramsDropped = a.dgUp, a.dgDown, a.dropped
 	st.Reason, st.Err = a.reason, a.err
-}
-
-// readLoop relays datagrams until the socket is closed or idle. It sets
-// a.reason when it ends the association itself.
-func (a *association) readLoop(ctx context.Context) {
-	bp := udpBuffers.Get().(*[]byte)
-	defer udpBuffers.Put(bp)
-	buf := *bp
-	a.last = time.Now()
-	a.armIdle()
-	for {
-		n, from, err := a.sock.ReadFromUDPAddrPort(buf[udpHeadroom:])
-		if err != nil {
-			if errors.Is(err, os.ErrDeadlineExceeded) && time.Since(a.last) < a.idle {
-				a.armIdle() // something was relayed since the deadline was set
-				continue
-			}
-			if errors.Is(err, os.ErrDeadlineExceeded) {
-				a.reason = plugins.ReasonIdleTimeout
-			} else if !errors.Is(err, net.ErrClosed) {
-				a.reason, a.err = plugins.ReasonError, err
-			}
-			return
-		}
-		from = netip.AddrPortFrom(from.Addr().Unmap(), from.Port())
-		a.handle(ctx, buf, n, from)
-	}
-}
-
-// armIdle sets the read deadline idle_timeout after the last datagram
-// relayed; the deadline is only moved when it fires, not per datagram.
-func (a *association) armIdle() {
-	if a.idle > 0 {
-		a.sock.SetReadDeadline(a.last.Add(a.idle))
-	}
 }
 
 // handle relays one datagram of n bytes at buf[udpHeadroom:] from from.
