@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"ferry/relay/upstream"
+	"ferry/test/testkit"
 )
 
 func TestClientFilter(t *testing.T) {
@@ -45,21 +46,11 @@ func TestClientFilter(t *testing.T) {
 // datagram echoed through it; 0x07 with socks5_udp = false; and the
 // association ends with its control connection, with one access line.
 func TestSOCKS5UDPAssociate(t *testing.T) {
-	echo, err := net.ListenUDP("udp", &net.UDPAddr{IP: net.IPv4(127, 0, 0, 1)})
+	echo, err := testkit.UDPEcho(netip.MustParseAddrPort("127.0.0.1:0"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer echo.Close()
-	go func() {
-		b := make([]byte, 2048)
-		for {
-			n, from, err := echo.ReadFromUDPAddrPort(b)
-			if err != nil {
-				return
-			}
-			echo.WriteToUDPAddrPort(b[:n], from)
-		}
-	}()
 	echoAP := echo.LocalAddr().(*net.UDPAddr).AddrPort()
 	tests := []struct {
 		name    string

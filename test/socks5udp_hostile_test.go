@@ -177,22 +177,30 @@ func TestSOCKS5UDPChurn(t *testing.T) {
 // goroutines reads go_goroutines from the admin service's /metrics.
 func goroutines(t *testing.T, admin string) int {
 	t.Helper()
-	req, _ := http.NewRequest("GET", "http://"+admin+"/metrics", nil)
-	req.Header.Set("Authorization", "Bearer t")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("/metrics: %v", err)
-	}
-	body, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	// No keep-alive connection left to count among ferry's descriptors.
-	http.DefaultClient.CloseIdleConnections()
+	_, body := adminRequest(t, admin, "GET", "/metrics")
 	m := regexp.MustCompile(`(?m)^go_goroutines (\d+)`).FindSubmatch(body)
 	if m == nil {
 		t.Fatalf("no go_goroutines in /metrics:\n%s", body)
 	}
 	n, _ := strconv.Atoi(string(m[1]))
 	return n
+}
+
+// adminRequest sends method path to the admin service at admin (token
+// "t") and returns the status and body. It leaves no keep-alive
+// connection behind, to count among ferry's descriptors.
+func adminRequest(t *testing.T, admin, method, path string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(method, "http://"+admin+path, nil)
+	req.Header.Set("Authorization", "Bearer t")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, path, err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	http.DefaultClient.CloseIdleConnections()
+	return resp.StatusCode, body
 }
 
 // TestSOCKS5UDPConnlimit: an association counts as a channel of its
@@ -228,28 +236,16 @@ func TestSOCKS5UDPAdmin(t *testing.T) {
 	if _, _, err := c.recv(5 * time.Second); err != nil {
 		t.Fatal(err)
 	}
-	admin := func(method, path string) (int, []byte) {
-		t.Helper()
-		req, _ := http.NewRequest(method, "http://"+adminAddr+path, nil)
-		req.Header.Set("Authorization", "Bearer t")
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			t.Fatalf("%s %s: %v", method, path, err)
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		return resp.StatusCode, b
-	}
 	var chans []struct {
 		ID, Protocol string
 		Up, Down     int64
 	}
-	_, body := admin("GET", "/channels")
+	_, body := adminRequest(t, adminAddr, "GET", "/channels")
 	if err := json.Unmarshal(body, &chans); err != nil || len(chans) != 1 || chans[0].Protocol != "socks5-udp" ||
 		chans[0].Up != 6 || chans[0].Down != 6 {
 		t.Fatalf("/channels: got %s (%v), want one socks5-udp channel with 6 bytes each way", body, err)
 	}
-	if code, _ := admin("DELETE", "/channels/"+chans[0].ID); code != 200 {
+	if code, _ := adminRequest(t, adminAddr, "DELETE", "/channels/"+chans[0].ID); code != 200 {
 		t.Fatalf("DELETE: got %d, want 200", code)
 	}
 	c.ctl.SetReadDeadline(time.Now().Add(5 * time.Second))
