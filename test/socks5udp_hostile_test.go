@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -255,4 +256,27 @@ func TestSOCKS5UDPAdmin(t *testing.T) {
 	if l := accessUDP(t, f); l.str("reason") != "closed by admin" {
 		t.Errorf("reason %q, want closed by admin", l.str("reason"))
 	}
+}
+
+// TestSOCKS5UDPSizes relays datagrams from empty to the largest an IPv4
+// datagram carries with its SOCKS5 header (65,507 - 10 bytes), intact.
+func TestSOCKS5UDPSizes(t *testing.T) {
+	echo := udpEcho(t, "127.0.0.1")
+	f := startFerry(t, withJSON(""), nil)
+	_, c := udpAssociate(t, f.addr, "127.0.0.1")
+	c.conn.SetReadBuffer(1 << 20)
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, n := range []int{0, 1, 1400, 9000, 32768, 65507 - 10} {
+		p := make([]byte, n)
+		for i := range p {
+			p[i] = byte(rng.Uint32())
+		}
+		c.send(t, echo, p)
+		_, got, err := c.recv(5 * time.Second)
+		if err != nil || !bytes.Equal(got, p) {
+			t.Fatalf("%d-byte datagram: got %d bytes (%v), want it intact", n, len(got), err)
+		}
+	}
+	c.ctl.Close()
+	checkDatagrams(t, accessUDP(t, f), 6, 6, false)
 }
