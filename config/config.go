@@ -141,6 +141,13 @@ type Listener struct {
 	Protocols []string `toml:"protocols"`
 	// Target is the fixed destination of a tcp listener (host:port).
 	Target string `toml:"target"`
+	// SOCKS5UDP serves SOCKS5 UDP ASSOCIATE (RFC 1928 §7) on a listener
+	// with socks5. Default true; false answers the command with 0x07.
+	SOCKS5UDP *bool `toml:"socks5_udp"`
+	// SOCKS5UDPAdvertise is the IP address the SOCKS5 reply names as the
+	// UDP relay's (BND.ADDR), for a ferry behind NAT. Default: the local
+	// address of the client's control connection, the one it reached.
+	SOCKS5UDPAdvertise IPAddr `toml:"socks5_udp_advertise"`
 	// ProxyProtocol is off, optional or required (PROXY protocol v1/v2 from
 	// a load balancer). Default off.
 	ProxyProtocol string `toml:"proxy_protocol"`

@@ -372,6 +372,7 @@ func (l Listener) clone() Listener {
 	l.TrustedProxies = append([]CIDR(nil), l.TrustedProxies...)
 	l.Plugins = append([]string(nil), l.Plugins...)
 	l.MaxConnections = clonePtr(l.MaxConnections)
+	l.SOCKS5UDP = clonePtr(l.SOCKS5UDP)
 	l.HandshakeTimeout = clonePtr(l.HandshakeTimeout)
 	l.DialTimeout = clonePtr(l.DialTimeout)
 	l.IdleTimeout = clonePtr(l.IdleTimeout)

@@ -101,6 +101,7 @@ func (l *loader) listeners(ls []Listener, instances map[string]bool) {
 		l.protocols(p, ln)
 		l.socks5Bind(p, ln)
 		l.pac(p, ln)
+		l.socks5UDP(p, ln)
 
 		l.oneOf(p+".proxy_protocol", ln.ProxyProtocol, "off", "optional", "required")
 		if (ln.ProxyProtocol == "optional" || ln.ProxyProtocol == "required") && len(ln.TrustedProxies) == 0 {

@@ -187,4 +187,10 @@ type Stats struct {
 	Reason   CloseReason
 	// Err is the error behind Reason, if any (nil for orderly closes).
 	Err error
+
+	// DatagramsUp and DatagramsDown count the datagrams of a SOCKS5 UDP
+	// association (Up and Down count their payload bytes);
+	// DatagramsDropped those it did not relay: fragments, malformed ones,
+	// denied or unknown destinations, strangers' and past the bounds.
+	DatagramsUp, DatagramsDown, DatagramsDropped int64
 }

@@ -48,8 +48,9 @@
 #   HTTP_OBJECTS   plain HTTP object sizes                           (1KiB,64KiB)
 #   PEERS        peers to run: haproxy tinyproxy squid dante microsocks
 #   FERRY        ferry setups to run: connect socks5 tcp hook-connect hook-socks5 hook-tcp http nolog-http
-#   MODES        modes to run: idle connrate pingpong throughput http
+#   MODES        modes to run: idle connrate pingpong throughput http udp
 #   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5
+#   UDP_WINDOW   udp: datagrams in flight through the association    (32)
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
 #   PORT_BASE    first of 14 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
@@ -80,8 +81,9 @@ HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks}
 FERRY=${FERRY:-connect socks5 tcp hook-connect hook-socks5 hook-tcp http nolog-http}
-MODES=${MODES:-idle connrate pingpong throughput http}
+MODES=${MODES:-idle connrate pingpong throughput http udp}
 FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5} # empty: none
+UDP_WINDOW=${UDP_WINDOW:-32}
 OUT=${OUT:-$root/BENCHMARKS.md}
 PNG=${PNG:-$root/BENCHMARKS.png}
 PORT_BASE=${PORT_BASE:-24100}
@@ -272,6 +274,7 @@ measure() {
 		connrate) args=(-duration "$DURATION" -concurrency "$CONCURRENCY") ;;
 		pingpong) args=(-rounds "$ROUNDS") ;;
 		idle) args=(-n "$IDLE_N" -hold "$HOLD") ;;
+		udp) args=(-duration "$DURATION" -concurrency "$UDP_WINDOW") ;;
 		esac
 		if [ "$variant" = tls ]; then args+=(-tls-ca "$work/proxy.pem"); fi
 		if ! timeout 600 taskset -c "$TOOL_CPU" "$work/bench" -json -mode "$mode" -proxy "$addr" -proto "$proto" \
@@ -381,6 +384,9 @@ run_ferry() {
 	tls-socks5) variant=tls proto=socks5 addr=127.0.0.1:$(port 13) modes=(pingpong throughput) ;;
 	*) die "unknown ferry setup $setup" ;;
 	esac
+	if [ "$setup" = socks5 ]; then
+		modes+=(udp) # SOCKS5 UDP ASSOCIATE through the same listener
+	fi
 	selected "${modes[@]}" || return 0
 	log "ferry${variant:++$variant} $proto"
 	drain_time_wait
@@ -393,7 +399,11 @@ run_ferry() {
 run_peer() {
 	local peer=$1 addr proto
 	local dir=$work/peer
-	selected idle connrate pingpong throughput || return 0
+	local modes=(idle connrate pingpong throughput)
+	if [ "$peer" = dante ]; then
+		modes+=(udp) # dante relays UDP ASSOCIATE; microsocks does not
+	fi
+	selected "${modes[@]}" || return 0
 	drain_time_wait
 	case $peer in
 	haproxy)
@@ -463,7 +473,12 @@ client pass {
 }
 socks pass {
 	from: 127.0.0.0/8 to: 0.0.0.0/0
-	command: connect
+	command: connect udpassociate
+	log: error connect disconnect
+}
+socks pass {
+	from: 0.0.0.0/0 to: 127.0.0.0/8
+	command: udpreply
 	log: error connect disconnect
 }
 EOF
@@ -475,7 +490,7 @@ EOF
 		;;
 	esac
 	log "$peer $proto"
-	measure "$peer" "" "$proto" "$addr" idle connrate pingpong throughput || true
+	measure "$peer" "" "$proto" "$addr" "${modes[@]}" || true
 	stop_proxy
 }
 

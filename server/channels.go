@@ -10,8 +10,9 @@ import (
 	"ferry/relay"
 )
 
-// ChannelInfo describes a live channel: a CONNECT, SOCKS or tcp tunnel or
-// an upgraded (101) HTTP connection, from the moment its relay starts.
+// ChannelInfo describes a live channel: a CONNECT, SOCKS or tcp tunnel,
+// an upgraded (101) HTTP connection or a SOCKS5 UDP association (Up and
+// Down its payload bytes), from the moment its relay starts.
 type ChannelInfo struct {
 	ID       string `json:"id"`
 	Listener string `json:"listener"`
@@ -42,11 +43,21 @@ type ChannelInfo struct {
 type liveChannel struct {
 	info           ChannelInfo // without addresses and byte counts
 	client, upAddr net.Addr
-	ch             *relay.Channel
+	ch             liveRelay
 }
 
+// liveRelay is what the admin API needs of a live channel: a
+// *relay.Channel, or a SOCKS5 UDP association.
+type liveRelay interface {
+	Bytes() (up, down int64)
+	// Close ends it with plugins.ReasonAdminClosed.
+	Close()
+}
+
+var _ liveRelay = (*relay.Channel)(nil)
+
 // track registers ch as live until untrack(sess.ID).
-func (s *Server) track(sess *plugins.Session, ch *relay.Channel) {
+func (s *Server) track(sess *plugins.Session, ch liveRelay) {
 	lc := &liveChannel{
 		info: ChannelInfo{
 			ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol, User: sess.User,

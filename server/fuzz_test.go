@@ -77,10 +77,12 @@ dial_timeout = "200ms"
 name = "open"
 listen = "127.0.0.1:0"
 plugins = ["log"]
+socks5_udp = false # handshakes only; socks5udp_test.go covers associations
 [[listener]]
 name = "auth"
 listen = "127.0.0.1:0"
 plugins = ["gate", "log"]
+socks5_udp = false
 [[plugin]]
 name = "log"
 [[plugin]]

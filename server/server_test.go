@@ -287,7 +287,6 @@ func TestSOCKS5(t *testing.T) {
 		{"domain", socks5Request("localhost", echoPort, 1), 0x00},
 		{"refused", socks5Request("127.0.0.1", refusedPort, 1), 0x05},
 		{"bind not supported", socks5Request("127.0.0.1", echoPort, 2), 0x07},
-		{"udp associate not supported", socks5Request("127.0.0.1", echoPort, 3), 0x07},
 		{"bad address type", []byte{5, 1, 0, 5, 1, 0, 9, 1, 2, 3, 4, 0, 80}, 0x08},
 		{"unresolvable", socks5Request("no-such-host.invalid", 80, 1), 0x04},
 	}

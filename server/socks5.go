@@ -43,6 +43,8 @@ func (h *conn) serveSOCKS5() {
 		h.tunnel(h.newSession("socks5", target), socks5Replier{h})
 	case cmd == socks5CmdBind && h.l.cfg.Socks5Bind:
 		h.serveSOCKS5Bind(target)
+	case cmd == socks5CmdUDPAssociate:
+		h.serveSOCKS5UDP(target)
 	default:
 		h.socks5Reply(socks5RepCmdNotSupported, nil)
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Uint8("cmd", cmd).Msg("socks5: command not supported")
@@ -95,7 +97,8 @@ func (h *conn) socks5Request() (cmd byte, target string, ok bool) {
 		h.l.log.Debug().Str("client", h.c.RemoteAddr().String()).Msg("socks5: bad request version")
 		return 0, "", false
 	}
-	cmd, atyp := buf[1], buf[3]
+	cmd = buf[1]
+	atyp := buf[3]
 	host, ok := h.socks5Host(atyp)
 	if !ok {
 		return 0, "", false

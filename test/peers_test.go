@@ -90,8 +90,8 @@ func peerDir(t *testing.T) string {
 
 // startDante runs danted as a SOCKS5 parent on a free loopback port and
 // returns its address and its log file, which has a "tcp/connect" line
-// for every target it connects to. With auth it requires username and
-// password (danteUser, dantePass).
+// for every target it connects to. It relays UDP ASSOCIATE too. With
+// auth it requires username and password (danteUser, dantePass).
 func startDante(t *testing.T, auth bool) (addr, logFile string) {
 	t.Helper()
 	danted := needPeer(t, "danted")
@@ -121,7 +121,12 @@ socksmethod: %s
 }
 socks pass {
 	from: 127.0.0.0/8 to: 0.0.0.0/0
-	command: connect
+	command: connect udpassociate
+	log: error connect disconnect
+}
+socks pass {
+	from: 0.0.0.0/0 to: 127.0.0.0/8
+	command: udpreply
 	log: error connect disconnect
 }
 `, logFile, port, method, users))

@@ -175,6 +175,9 @@ func (p *ACL) query(s *plugins.Session) (match.Query, error) {
 // OnConnect implements plugins.Connector: it refuses private IP literals
 // and decides every rule it can without the destination's address.
 func (p *ACL) OnConnect(_ context.Context, s *plugins.Session) error {
+	if s.Protocol == plugins.ProtocolSOCKS5UDP {
+		return p.admitAssociation(s) // OnDestination decides each destination
+	}
 	q, err := p.query(s)
 	if err != nil {
 		return p.refuse(s, "bad target", err.Error(), netip.Addr{})

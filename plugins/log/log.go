@@ -101,6 +101,10 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 	if s.Status != 0 {
 		ev = ev.Int("status", s.Status)
 	}
+	if s.Protocol == plugins.ProtocolSOCKS5UDP {
+		ev = ev.Int64("datagrams_up", st.DatagramsUp).Int64("datagrams_down", st.DatagramsDown).
+			Int64("datagrams_dropped", st.DatagramsDropped)
+	}
 	ev = ev.Int64("up", st.Up).Int64("down", st.Down).
 		Float64("duration_ms", float64(st.Duration.Microseconds())/1000).
 		Str("reason", st.Reason.String())

@@ -31,6 +31,9 @@ type Table struct {
 	// sendsHeader: some upstream sends a PROXY header, so dials carry the
 	// client's.
 	sendsHeader bool
+	// udp says how SOCKS5 UDP associations reach each upstream
+	// (socks5udpparent.go).
+	udp map[string]udpRoute
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -44,6 +47,7 @@ func Build(cfg *config.Config, log zerolog.Logger) (*Table, error) {
 		t: &Table{
 			nodes: map[string]*Node{config.Direct: {Name: config.Direct, Dialer: DirectTarget()}},
 			gates: map[string]*throttle.Gate{},
+			udp:   map[string]udpRoute{},
 		},
 		byName: map[string]*config.Upstream{},
 		limit:  len(cfg.Upstreams),
@@ -105,6 +109,8 @@ func (b *builder) node(name string, depth int) (*Node, error) {
 	}
 	b.t.nodes[name] = n
 	b.t.gates[name] = new(throttle.Gate)
+	parent, uerr := udpParent(uc)
+	b.t.udp[name] = udpRoute{parent: parent, err: uerr}
 	if hc := uc.HealthCheck; hc != nil {
 		b.t.checks = append(b.t.checks, healthCheck{node: n, interval: hc.Interval.D(), timeout: hc.Timeout.D(), target: hc.Target})
 	}

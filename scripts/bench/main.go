@@ -6,6 +6,7 @@
 //
 //	bench -mode throughput|connrate|pingpong|idle -proxy ADDR -proto connect|socks5|tcp [-pid PID] [flags]
 //	bench -mode http -proxy ADDR -proto http|reverse -origin ADDR [-objects 1KiB,64KiB] [-pid PID] [flags]
+//	bench -mode udp -proxy ADDR -proto socks5 [-concurrency 32] [-duration 5s] [-pid PID] [flags]
 //	bench report [-meta FILE] [-png FILE] results.jsonl > BENCHMARKS.md
 //	bench size 64KiB      (prints 65536)
 //	bench tls-cert DIR    (a certificate for a TLS listener; see -tls-ca)
@@ -142,7 +143,7 @@ type benchLists struct{ streams, dirs, size, objects string }
 // benchFlags defines the tool's flags into c and l.
 func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle | http")
+	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle | http | udp")
 	fs.StringVar(&c.proxy, "proxy", "127.0.0.1:8080", "the proxy's address")
 	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target); http mode: http (absolute-form requests to a forward proxy) | reverse (origin-form requests to a reverse proxy in front of -origin)")
 	fs.StringVar(&c.target, "target", "127.0.0.1:0", "address of the tool's own target server (fixed, for -proto tcp)")
@@ -153,9 +154,9 @@ func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs.StringVar(&l.streams, "streams", "1,8", "throughput: numbers of parallel streams, one run each")
 	fs.StringVar(&l.dirs, "dirs", "up,down", "throughput: directions, one run each: up (client to target), down (target to client)")
 	fs.StringVar(&l.size, "bytes", "1GiB", "throughput: bytes per run, split among the streams")
-	fs.DurationVar(&c.duration, "duration", 5*time.Second, "connrate: how long to open tunnels")
+	fs.DurationVar(&c.duration, "duration", 5*time.Second, "connrate: how long to open tunnels; udp: how long to send datagrams")
 	fs.Int64Var(&c.count, "count", 0, "connrate: stop after this many tunnels; http: after this many requests per object (0: -duration only)")
-	fs.IntVar(&c.conc, "concurrency", 32, "connrate: parallel clients; http: keep-alive connections")
+	fs.IntVar(&c.conc, "concurrency", 32, "connrate: parallel clients; http: keep-alive connections; udp: datagrams in flight")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "speak TLS to the proxy (a ferry TLS listener) first, trusting this PEM CA file; not in http mode")
 	fs.StringVar(&c.origin, "origin", "", "http: the origin's address (host:port), which serves an object of n bytes at /n")
 	fs.StringVar(&l.objects, "objects", "1KiB,64KiB", "http: object sizes, one run each")
@@ -262,8 +263,10 @@ func (b *bench) runModes() error {
 		for _, n := range c.objects {
 			b.emit(b.httpLoad(n))
 		}
+	case "udp":
+		b.emit(b.udpLoad())
 	default:
-		return fmt.Errorf("-mode: %q, want throughput, connrate, pingpong, idle or http", c.mode)
+		return fmt.Errorf("-mode: %q, want throughput, connrate, pingpong, idle, http or udp", c.mode)
 	}
 	return nil
 }

@@ -54,6 +54,12 @@ func goldenResults(t *testing.T) []string {
 			}
 			add(r)
 		}
+		if s.proto == "socks5" && s.variant == "" && s.name != "microsocks" {
+			r := base
+			r.Mode, r.Concurrency, r.Datagrams, r.Bytes = "udp", 32, 200000*int64(i+1), 140000000*int64(i+1)
+			r.DgramsPerSec, r.MBps, r.CPUUsPerDgram, r.Lost = 70000/f, 49/f, 6*f, int64(i%2)
+			add(r)
+		}
 		r := base
 		r.Mode, r.Rounds, r.MsgBytes = "pingpong", 30000, 64
 		r.P50Us, r.P99Us, r.MeanUs, r.CPUUsPerRound = 20+f, 55+2*f, 22.125+f, 7.5+f/4

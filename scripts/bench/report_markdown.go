@@ -21,6 +21,7 @@ func (rs *results) markdown(w io.Writer, meta []string, png string) {
 	rs.writePingpongTables(w)
 	rs.writeIdleTables(w)
 	rs.writeHTTPTables(w)
+	rs.writeUDPTables(w)
 	rs.writeProblems(w)
 	rs.writeRaw(w)
 }

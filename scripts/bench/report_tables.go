@@ -38,7 +38,7 @@ type column struct {
 }
 
 // countColumns are shown without decimals.
-var countColumns = map[string]bool{"tunnels": true, "processes": true, "tunnels/s": true, "idle CPU ms during hold": true, "requests/s": true, "reopened": true}
+var countColumns = map[string]bool{"tunnels": true, "processes": true, "tunnels/s": true, "idle CPU ms during hold": true, "requests/s": true, "reopened": true, "datagrams/s": true, "lost": true}
 
 // table writes one metric: a row per subject that has a figure, its
 // figures, then ferry's figure (same metric, ratioBy) divided by the

@@ -76,6 +76,12 @@ type Result struct {
 	ReqP50Us    float64 `json:"req_p50_us,omitempty"` // request written to response read, per request
 	ReqP99Us    float64 `json:"req_p99_us,omitempty"`
 	Reopened    int64   `json:"reopened,omitempty"` // connections opened again in the run (the proxy closed them, or errors)
+
+	// udp (Concurrency: datagrams in flight; Bytes, MBps: payload, both ways)
+	Datagrams     int64   `json:"datagrams,omitempty"` // relayed by the proxy, each way counted
+	DgramsPerSec  float64 `json:"datagrams_per_s,omitempty"`
+	CPUUsPerDgram float64 `json:"cpu_us_per_datagram,omitempty"`
+	Lost          int64   `json:"lost,omitempty"` // sent and never echoed
 }
 
 // subject names what was measured: proxy, variant and protocol.
@@ -104,6 +110,9 @@ func (r *Result) human() string {
 	case "http":
 		fmt.Fprintf(&b, "%s c=%d %8.0f req/s  proxy %6.1f CPU-us/req  p50 %.0fus p99 %.0fus  (%d in %.1fs, %d reopened)",
 			sizeString(r.ObjectBytes), r.Concurrency, r.ReqsPerSec, r.CPUUsPerReq, r.ReqP50Us, r.ReqP99Us, r.Requests, r.Seconds, r.Reopened)
+	case "udp":
+		fmt.Fprintf(&b, "w=%d %8.0f datagrams/s  proxy %6.2f CPU-us/datagram  %.1f MB/s  (%d in %.1fs, %d lost)",
+			r.Concurrency, r.DgramsPerSec, r.CPUUsPerDgram, r.MBps, r.Datagrams, r.Seconds, r.Lost)
 	case "idle":
 		fmt.Fprintf(&b, "%d tunnels: %.2f KiB RSS/tunnel (PSS %.2f)  %.2f fds/tunnel  idle CPU %.0f ms in %.1fs  open %.1fs",
 			r.Tunnels, r.RSSKiBPerTunnel, r.PSSKiBPerTunnel, r.FDsPerTunnel, r.IdleCPUms, r.HoldSeconds, r.OpenSeconds)

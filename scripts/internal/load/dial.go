@@ -5,7 +5,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"net/netip"
 	"time"
@@ -90,40 +89,14 @@ func StatusCode(head []byte) int {
 // to the target address. A reply code other than 0 is a *Refusal. The
 // caller sets c's deadline.
 func SOCKS5(c net.Conn, target netip.AddrPort) error {
-	if _, err := c.Write([]byte{5, 1, 0}); err != nil {
-		return fmt.Errorf("socks5 greeting: %w", err)
-	}
-	var b [262]byte
-	if _, err := io.ReadFull(c, b[:2]); err != nil {
-		return fmt.Errorf("socks5 greeting: %w", err)
-	}
-	if b[0] != 5 || b[1] != 0 {
-		return fmt.Errorf("socks5 method %d", b[1])
+	if err := greetSOCKS5(c); err != nil {
+		return err
 	}
 	if _, err := c.Write(SOCKS5Request(1, target)); err != nil {
 		return fmt.Errorf("socks5 request: %w", err)
 	}
-	if _, err := io.ReadFull(c, b[:5]); err != nil {
-		return fmt.Errorf("socks5 reply: %w", err)
-	}
-	if b[1] != 0 {
-		return &Refusal{Proto: "socks5", Code: int(b[1])}
-	}
-	rest := 0
-	switch b[3] {
-	case 1:
-		rest = 4 - 1 + 2
-	case 4:
-		rest = 16 - 1 + 2
-	case 3:
-		rest = int(b[4]) + 2
-	default:
-		return fmt.Errorf("socks5 reply address type %d", b[3])
-	}
-	if _, err := io.ReadFull(c, b[:rest]); err != nil {
-		return fmt.Errorf("socks5 reply: %w", err)
-	}
-	return nil
+	_, err := ReadSOCKS5Reply(c)
+	return err
 }
 
 // SOCKS5Request is a SOCKS5 request with command cmd (1 CONNECT, 2 BIND)
