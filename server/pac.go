@@ -91,9 +91,13 @@ func (l *frontend) pacProxies(reqHost string, local netip.Addr) []string {
 		}
 	}
 	addr := net.JoinHostPort(host, port)
-	// A listener that serves TLS (a setting still to come) is listed
-	// first as "HTTPS host:port", which browsers reach over TLS, then as
-	// PROXY for browsers without HTTPS proxies: insert it here.
+	// A TLS listener is only "HTTPS host:port": PROXY would have the
+	// browser speak plaintext HTTP to a port that expects a ClientHello.
+	// The browser checks the proxy's certificate against host, so the
+	// certificate must name it (else configure proxies).
+	if l.tls != nil {
+		return []string{"HTTPS " + addr}
+	}
 	return []string{"PROXY " + addr}
 }
 

@@ -95,14 +95,19 @@ func TestPACHostOf(t *testing.T) {
 func TestPACProxiesDerived(t *testing.T) {
 	tests := []struct {
 		listen, host, local, want string
+		tls                       bool
 	}{
-		{"127.0.0.1:3128", "other:1", "127.0.0.1", "PROXY 127.0.0.1:3128"},
-		{"0.0.0.0:3128", "proxy.lan:3128", "10.0.0.5", "PROXY proxy.lan:3128"},
-		{":3128", `bad"host`, "10.0.0.5", "PROXY 10.0.0.5:3128"},
-		{"[::]:3128", "", "::1", "PROXY [::1]:3128"},
+		{"127.0.0.1:3128", "other:1", "127.0.0.1", "PROXY 127.0.0.1:3128", false},
+		{"0.0.0.0:3128", "proxy.lan:3128", "10.0.0.5", "PROXY proxy.lan:3128", false},
+		{":3128", `bad"host`, "10.0.0.5", "PROXY 10.0.0.5:3128", false},
+		{"[::]:3128", "", "::1", "PROXY [::1]:3128", false},
+		{"0.0.0.0:8443", "proxy.lan:8443", "10.0.0.5", "HTTPS proxy.lan:8443", true},
 	}
 	for _, tt := range tests {
 		l := &frontend{cfg: config.Listener{Listen: tt.listen, PAC: &config.PAC{}}}
+		if tt.tls {
+			l.tls = &tlsFront{}
+		}
 		got := l.pacProxies(tt.host, netip.MustParseAddr(tt.local))
 		if len(got) != 1 || got[0] != tt.want {
 			t.Errorf("listen %s, Host %q: got %q, want %q", tt.listen, tt.host, got, tt.want)
