@@ -37,6 +37,7 @@ type frontend struct {
 	log     zerolog.Logger
 
 	http, socks5, socks4 bool
+	h2c                  bool // HTTP/2 with prior knowledge (h2.go)
 	tcpTarget            string
 
 	// guardLocal: refuse destinations on the proxy host (bound beyond
@@ -98,6 +99,7 @@ func newFrontend(s *Server, gen *generation, lc config.Listener, set config.Sett
 		http:    slices.Contains(lc.Protocols, "http"),
 		socks5:  slices.Contains(lc.Protocols, "socks5"),
 		socks4:  slices.Contains(lc.Protocols, "socks4"),
+		h2c:     lc.H2C && slices.Contains(lc.Protocols, "http"),
 	}
 	if slices.Contains(lc.Protocols, "tcp") {
 		l.tcpTarget = lc.Target
@@ -130,6 +132,9 @@ type socket struct {
 
 	active, accepted, refused atomic.Int64
 	refusalLog                throttle.Gate
+	// streams counts HTTP/2 streams per client address, for
+	// max_client_streams.
+	streams handshakes
 }
 
 // reusable reports whether a new configuration's listen address may take
