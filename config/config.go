@@ -181,6 +181,9 @@ type Listener struct {
 	// operator's). ferry's own listeners and admin service are refused
 	// whatever this says.
 	AllowLocalDestinations bool `toml:"allow_local_destinations"`
+	// TLS, when set, makes clients speak TLS to the listener before their
+	// protocol; see ListenerTLS. Default nil: plain TCP.
+	TLS *ListenerTLS `toml:"tls"`
 
 	// Per-listener overrides of [defaults], with the same units and limits;
 	// nil (key absent) means the [defaults] value. An explicit "0s"

@@ -1,12 +1,8 @@
 package config
 
 import (
-	"crypto/x509"
-	"path/filepath"
 	"strings"
 	"time"
-
-	"ferry/plugins/pkg/safefile"
 )
 
 // upstreams checks the [[upstream]] tables and returns their names.
@@ -157,18 +153,9 @@ func (l *loader) tlsSettings(p string, u *Upstream) {
 		l.errorf(p+".ca_file", "only an https upstream has TLS settings")
 		return
 	}
-	path := u.CAFile
-	if !filepath.IsAbs(path) && l.file != "" && !strings.HasPrefix(l.file, "<") {
-		path = filepath.Join(filepath.Dir(l.file), path)
-	}
-	pem, err := safefile.ReadFile(path, safefile.MaxCert)
+	pool, err := ReadCertPool(l.filePath(u.CAFile))
 	if err != nil {
 		l.errorf(p+".ca_file", "%v", err)
-		return
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		l.errorf(p+".ca_file", "%s: no PEM certificate found", path)
 		return
 	}
 	u.RootCAs = pool

@@ -126,6 +126,9 @@ func (l *loader) listeners(ls []Listener, instances map[string]bool) {
 			seen[name] = true
 		}
 
+		if ln.TLS != nil {
+			l.listenerTLS(p, ln.TLS)
+		}
 		if ln.MaxConnections != nil && *ln.MaxConnections < 0 {
 			l.errorf(p+".max_connections", "must not be negative (0 means unlimited)")
 		}

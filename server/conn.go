@@ -32,8 +32,13 @@ type conn struct {
 	// is for: the peer, or the source of a trusted PROXY header.
 	peer, client net.Addr
 	proxyHeader  *proxyproto.Header
-	// user authenticated in the SOCKS5 handshake.
-	user string
+	// user authenticated in the SOCKS5 handshake or by a client
+	// certificate (certUser).
+	user     string
+	certUser bool
+	// alpn is the protocol the client picked in a TLS listener's ALPN
+	// (see listenerALPN); empty without TLS or without ALPN.
+	alpn string
 	// id is the session id taken for a SOCKS5 login, which the session
 	// keeps; empty until one is taken.
 	id string
@@ -80,6 +85,9 @@ func (h *conn) serve() {
 	h.peer = h.c.RemoteAddr()
 	h.client = h.peer
 	if h.l.proxyMode != ppOff && !h.readProxyHeader() {
+		return
+	}
+	if h.l.tls != nil && !h.startTLS() {
 		return
 	}
 	if h.l.tcpTarget != "" {
@@ -335,10 +343,10 @@ func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, *upst
 var errShuttingDown = errors.New("server shutting down")
 
 // admit authenticates an HTTP client when the listener requires it (SOCKS5
-// clients did in their handshake), runs the OnConnect hooks, then picks
+// clients did in their handshake, a client certificate in TLS's), runs the OnConnect hooks, then picks
 // the upstream by the routes unless a plugin chose one.
 func (h *conn) admit(ctx context.Context, s *plugins.Session) error {
-	if h.l.chain.RequiresAuth() && s.Request != nil {
+	if h.l.chain.RequiresAuth() && s.Request != nil && !h.certUser {
 		user, pass, ok := proxyBasicAuth(s.Request)
 		if !ok {
 			return &plugins.RejectError{Code: plugins.CodeAuthRequired, Msg: "proxy authentication required"}

@@ -51,6 +51,7 @@ type frontend struct {
 	trusted   []netip.Prefix // peers allowed to send a PROXY header
 	sendProxy int            // PROXY version sent to a tcp target; 0: none
 	passTLVs  []byte         // TLV types forwarded in that header
+	tls       *tlsFront      // nil: plain TCP
 
 	// readers and writers recycle plain HTTP's buffer_size buffers
 	// between requests and connections.
@@ -116,6 +117,9 @@ func newFrontend(s *Server, gen *generation, lc config.Listener, set config.Sett
 	}
 	for _, t := range lc.PassTLVs {
 		l.passTLVs = append(l.passTLVs, byte(t))
+	}
+	if lc.TLS != nil {
+		l.tls = newTLSFront(lc.TLS, l.log)
 	}
 	return l
 }

@@ -56,9 +56,10 @@ func (h *conn) socks5Negotiate() bool {
 		h.debugHandshake("socks5", err)
 		return false
 	}
-	// A listener with an authenticator accepts username/password only.
+	// A listener with an authenticator accepts username/password only,
+	// but from a client its certificate named.
 	want := byte(socks5NoAuth)
-	if h.l.chain.RequiresAuth() {
+	if h.l.chain.RequiresAuth() && !h.certUser {
 		want = socks5UserPass
 	}
 	if !slices.Contains(buf[:methods], want) {
