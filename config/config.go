@@ -143,6 +143,9 @@ type Listener struct {
 	// plaintext listener that serves http: a connection that opens with
 	// the HTTP/2 preface speaks HTTP/2. Default false.
 	H2C bool `toml:"h2c"`
+	// HTTP2 offers h2 in a TLS listener's ALPN, before http/1.1, when it
+	// serves http (RFC 9113 section 3.2). Default true; only with tls.
+	HTTP2 *bool `toml:"http2"`
 	// MaxStreamsPerConnection is the SETTINGS_MAX_CONCURRENT_STREAMS an
 	// HTTP/2 connection is given: its open streams (tunnels and requests)
 	// at once, 1 to 10000. Default (key absent) 100.

@@ -90,6 +90,10 @@ func (h *conn) serve() {
 	if h.l.tls != nil && !h.startTLS() {
 		return
 	}
+	if h.alpn == "h2" {
+		h.serveH2(h.c)
+		return
+	}
 	if h.l.tcpTarget != "" {
 		h.tunnel(h.newSession("tcp", h.l.tcpTarget), nopReplier{})
 		return

@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -79,7 +80,12 @@ type h2Conn struct {
 // and every stream's session is finished.
 func (h *conn) serveH2(c net.Conn) {
 	hc := &h2Conn{h: h, id: h.l.srv.nextID(), ip: addrIP(h.client), maxClient: h2ClientLimit(&h.l.cfg)}
-	pc := &netx.PrefixConn{Conn: c, Prefix: h.takeBuffered()}
+	// Over TLS nothing was read past the handshake: c is the TLS
+	// connection itself, whose state the HTTP/2 server checks (RFC 9113
+	// section 9.2) and gives requests.
+	if rest := h.takeBuffered(); rest != nil {
+		c = &netx.PrefixConn{Conn: c, Prefix: rest}
+	}
 	h.releaseReader()
 	base, srv := hc.servers()
 	// Shutdown sends GOAWAY: streams under way finish within the drain,
@@ -90,7 +96,7 @@ func (h *conn) serveH2(c net.Conn) {
 	defer stopHard()
 	h.l.log.Debug().Str("id", hc.id).Str("client", h.client.String()).Msg("http2 connection")
 	h.l.srv.obs.Handshake("h2", "ok")
-	srv.ServeConn(pc, &http2.ServeConnOpts{Context: h.l.srv.hardCtx, BaseConfig: base, Handler: hc})
+	srv.ServeConn(c, &http2.ServeConnOpts{Context: h.l.srv.hardCtx, BaseConfig: base, Handler: hc})
 	hc.wait()
 }
 
@@ -125,6 +131,12 @@ func (hc *h2Conn) servers() (*http.Server, *http2.Server) {
 		l.log.Error().Err(err).Msg("http2: configure server")
 	}
 	return base, srv
+}
+
+// serveH2 reports whether a TLS listener serves HTTP/2: http2 (default
+// true) and the http protocol.
+func serveH2(lc config.Listener) bool {
+	return (lc.HTTP2 == nil || *lc.HTTP2) && slices.Contains(lc.Protocols, "http")
 }
 
 // h2StreamLimit is the listener's max_streams_per_connection.
@@ -237,7 +249,11 @@ func (hc *h2Conn) wait() {
 // addresses, PROXY header and user, with c standing for the stream.
 func (hc *h2Conn) sub(c net.Conn) *conn {
 	h := hc.h
-	return &conn{l: h.l, c: c, start: time.Now(), peer: h.peer, client: h.client, proxyHeader: h.proxyHeader, user: h.user}
+	return &conn{
+		l: h.l, c: c, start: time.Now(), peer: h.peer, client: h.client, proxyHeader: h.proxyHeader,
+		// A client certificate's user is every stream's.
+		user: h.user, certUser: h.certUser,
+	}
 }
 
 // debugWriter turns the HTTP/2 server's log lines into debug events:

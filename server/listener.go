@@ -100,7 +100,7 @@ func newFrontend(s *Server, gen *generation, lc config.Listener, set config.Sett
 		http:    slices.Contains(lc.Protocols, "http"),
 		socks5:  slices.Contains(lc.Protocols, "socks5"),
 		socks4:  slices.Contains(lc.Protocols, "socks4"),
-		h2c:     lc.H2C && slices.Contains(lc.Protocols, "http"),
+		h2c:     lc.H2C && lc.TLS == nil && slices.Contains(lc.Protocols, "http"),
 	}
 	if slices.Contains(lc.Protocols, "tcp") {
 		l.tcpTarget = lc.Target
@@ -119,7 +119,7 @@ func newFrontend(s *Server, gen *generation, lc config.Listener, set config.Sett
 		l.passTLVs = append(l.passTLVs, byte(t))
 	}
 	if lc.TLS != nil {
-		l.tls = newTLSFront(lc.TLS, l.log)
+		l.tls = newTLSFront(lc.TLS, listenerALPN(serveH2(lc)), l.log)
 	}
 	return l
 }
