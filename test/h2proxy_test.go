@@ -218,11 +218,11 @@ func httptestServer(t *testing.T, h http.HandlerFunc) string {
 }
 
 // TestH2CSlowReader opens 100 CONNECT streams on one connection (the
-// default stream limit); one never reads what its target sends, the
-// other 99 echo 256 KiB each. The slow one holds only its own stream's
-// window: the others finish, and its target is held back after a bounded
-// amount (flow control reaches back to the target), not the whole
-// transfer.
+// default stream limit): one never reads what its target sends, one
+// sends to a target that never reads, the other 98 echo 256 KiB each.
+// Each stalled tunnel holds only its own stream's window: the others
+// finish, and the first one's target is held back after a bounded amount
+// (flow control reaches back to the target), not the whole transfer.
 func TestH2CSlowReader(t *testing.T) {
 	t.Parallel()
 	echo := testkit.EchoServer(t)
@@ -246,11 +246,30 @@ func TestH2CSlowReader(t *testing.T) {
 	slow := mustH2Connect(t, ctx, cc, source.Addr)
 	defer slow.Close()
 	waitFor(t, func() bool { return sent.Load() > 1<<20 })
+	// The upload stall: the target never reads, so ferry stops taking
+	// the stream's DATA once its window is full; the writer blocks.
+	sink := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		c.SetReadDeadline(time.Now().Add(60 * time.Second))
+		c.Read(make([]byte, 1)) // returns when the tunnel closes
+	})
+	stuck := mustH2Connect(t, ctx, cc, sink.Addr)
+	defer stuck.Close()
+	var uploaded atomic.Int64
+	go func() {
+		buf := make([]byte, 64<<10)
+		for uploaded.Load() < sourceMax {
+			n, err := stuck.Write(buf)
+			uploaded.Add(int64(n))
+			if err != nil {
+				return
+			}
+		}
+	}()
 
 	payload := bytes.Repeat([]byte("0123456789abcdef"), 16<<10) // 256 KiB
 	var wg sync.WaitGroup
-	errs := make(chan error, 99)
-	for i := range 99 {
+	errs := make(chan error, 98)
+	for i := range 98 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -264,7 +283,10 @@ func TestH2CSlowReader(t *testing.T) {
 			t.Error(err)
 		}
 	}
-	t.Logf("the stalled stream's target sent %d KiB", sent.Load()>>10)
+	t.Logf("the stalled streams: the target sent %d KiB, the client uploaded %d KiB", sent.Load()>>10, uploaded.Load()>>10)
+	if got := uploaded.Load(); got > 64<<20 {
+		t.Errorf("the client uploaded %d MiB to a target that reads nothing: flow control did not hold it back", got>>20)
+	}
 	// Backpressure: what the source got rid of is the stream's window
 	// and the socket buffers on the way, far below what it would send.
 	if got := sent.Load(); got > 64<<20 {
