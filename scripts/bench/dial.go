@@ -11,16 +11,21 @@ import (
 
 // dialer opens tunnels to target through a proxy speaking proto:
 // "connect" (HTTP CONNECT), "socks5" (no authentication, target as an
-// IPv4/IPv6 address) or "tcp" (the proxy forwards every connection to a
-// fixed target: nothing to say).
+// IPv4/IPv6 address), "tcp" (the proxy forwards every connection to a
+// fixed target: nothing to say) or "h2c" (CONNECT streams of shared
+// HTTP/2 connections, h2.go).
 type dialer struct {
 	proxy   string
 	proto   string
 	target  netip.AddrPort
 	timeout time.Duration // for connect + handshake
+	h2      h2Pool
 }
 
 func (d *dialer) dial() (net.Conn, error) {
+	if d.proto == "h2c" {
+		return d.h2c()
+	}
 	c, err := net.DialTimeout("tcp", d.proxy, d.timeout)
 	if err != nil {
 		return nil, err
