@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -311,4 +312,30 @@ func echoStream(ctx context.Context, cc *http2.ClientConn, echo string, payload 
 		return fmt.Errorf("stream %d: echoed %d of %d bytes, err %v", i, len(got), len(payload), err)
 	}
 	return nil
+}
+
+// TestH2CShutdown: on SIGTERM an HTTP/2 connection gets GOAWAY: its open
+// tunnel keeps working within drain_timeout, a new stream is refused,
+// and ferry exits 0 once the tunnel ends.
+func TestH2CShutdown(t *testing.T) {
+	t.Parallel()
+	echo := testkit.EchoServer(t)
+	f := startFerry(t, func(addr string) string {
+		return strings.Replace(h2cConfig("", nil, "")(addr), "[[listener]]", "[defaults]\ndrain_timeout = \"20s\"\n\n[[listener]]", 1)
+	}, nil)
+	cc := dialH2C(t, f.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tun := mustH2Connect(t, ctx, cc, echo)
+	testkit.EchoCheck(t, tun)
+	f.signal(t)
+	waitFor(t, func() bool { return !cc.State().Closed && cc.State().StreamsActive == 1 && !cc.CanTakeNewRequest() })
+	testkit.EchoCheck(t, tun)
+	if _, _, err := h2Connect(ctx, cc, echo, nil); err == nil {
+		t.Error("a new stream after GOAWAY opened, want it refused")
+	}
+	tun.Close()
+	if code := f.wait(t); code != 0 {
+		t.Errorf("ferry exited %d, want 0", code)
+	}
 }
