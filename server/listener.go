@@ -38,6 +38,8 @@ type frontend struct {
 
 	http, socks5, socks4 bool
 	h2c                  bool // HTTP/2 with prior knowledge (h2.go)
+	// h2Buffers are the relay buffers of HTTP/2 tunnels (h2Chunk).
+	h2Buffers *relay.BufferPool
 	tcpTarget            string
 
 	// guardLocal: refuse destinations on the proxy host (bound beyond
@@ -96,6 +98,8 @@ func newFrontend(s *Server, gen *generation, lc config.Listener, set config.Sett
 		set:     set,
 		chain:   chain,
 		buffers: relay.NewBufferPool(set.BufferSize),
+		// A stream's reader holds its buffer while it waits: see h2Chunk.
+		h2Buffers: relay.NewBufferPool(min(set.BufferSize, h2Chunk)),
 		log:     s.log.With().Str("listener", lc.Name).Logger(),
 		http:    slices.Contains(lc.Protocols, "http"),
 		socks5:  slices.Contains(lc.Protocols, "socks5"),
