@@ -339,3 +339,46 @@ func TestH2CShutdown(t *testing.T) {
 		t.Errorf("ferry exited %d, want 0", code)
 	}
 }
+
+// TestH2CDataHooks: a CONNECT stream's bytes go through the listener's
+// data hooks (the replace plugin rewrites what the client sends), and an
+// absolute-URI request, which would pass them by, is answered 501.
+func TestH2CDataHooks(t *testing.T) {
+	t.Parallel()
+	echo := testkit.EchoServer(t)
+	web := testkit.HTTPTarget(t)
+	replace := `[[plugin]]
+name = "replace"
+flush_after = "0s"
+
+[[plugin.rule]]
+direction = "up"
+find = "ferry"
+replace = "FERRY"
+`
+	f := startFerry(t, h2cConfig("", []string{"replace"}, replace), nil)
+	cc := dialH2C(t, f.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	tun := mustH2Connect(t, ctx, cc, echo)
+	defer tun.Close()
+	msg := "through ferry over HTTP/2\n"
+	if _, err := io.WriteString(tun, msg); err != nil {
+		t.Fatal(err)
+	}
+	got := make([]byte, len(msg))
+	if _, err := io.ReadFull(tun, got); err != nil {
+		t.Fatal(err)
+	}
+	if want := strings.ReplaceAll(msg, "ferry", "FERRY"); string(got) != want {
+		t.Errorf("echo through the hook: got %q, want %q", got, want)
+	}
+	resp, err := h2Get(ctx, cc, web.URL+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusNotImplemented {
+		t.Errorf("GET http:// with data hooks: got %d, want 501", resp.StatusCode)
+	}
+}
