@@ -12,12 +12,17 @@
 # TOOL_CPU (1) with its own target server. Setups:
 #   ferry CONNECT, SOCKS5 and tcp (fixed forward), access log on (log
 #     plugin, to a file): every mode;
-#   ferry HTTP/2 CONNECT (h2c): the tunnels of a run as CONNECT streams
-#     of one HTTP/2 connection (prior knowledge), on the same listener:
-#     idle, ping-pong and throughput;
+#   ferry HTTP/2 CONNECT: the tunnels of a run as CONNECT streams of one
+#     HTTP/2 connection, with prior knowledge (h2c) on the same listener
+#     and, as ferry+tls, ALPN h2 on the TLS listener: idle, ping-pong and
+#     throughput;
 #   ferry+hook: the same with a no-op data plugin (replace with a rule
 #     that never matches, flush_after 0s), which takes the splice fast
 #     path away: throughput and ping-pong;
+#   ferry+tls: CONNECT and SOCKS5 through a TLS listener (the tool speaks
+#     TLS to ferry with a certificate from `bench tls-cert`, resuming
+#     sessions; ferry to the target is plain): CONNECT every mode but
+#     http, SOCKS5 throughput and ping-pong;
 #   haproxy: tcp fixed forward, splice forced both ways, tcplog to a file;
 #   tinyproxy and squid (no cache, no disk): CONNECT, access log to a file;
 #   dante and microsocks: SOCKS5 (dante logs to a file, microsocks to stdout, into a file).
@@ -46,10 +51,10 @@
 #   HTTP_REQUESTS  plain HTTP requests per run at most               (2000000)
 #   HTTP_OBJECTS   plain HTTP object sizes                           (1KiB,64KiB)
 #   PEERS        peers to run: haproxy tinyproxy squid dante microsocks
-#   FERRY        ferry setups to run: connect socks5 tcp h2c hook-connect hook-socks5 hook-tcp http nolog-http
+#   FERRY        ferry setups to run: connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp tls-connect tls-socks5 tls-h2 http nolog-http
 #   MODES        modes to run: idle connrate pingpong throughput http
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
-#   PORT_BASE    first of 13 loopback ports used (24100)
+#   PORT_BASE    first of 14 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
 #   KEEP=1       keep the work directory (configs, logs, results.jsonl)
 set -euo pipefail
@@ -77,7 +82,7 @@ HTTP_DURATION=${HTTP_DURATION:-$d_http}
 HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks}
-FERRY=${FERRY:-connect socks5 tcp h2c hook-connect hook-socks5 hook-tcp http nolog-http}
+FERRY=${FERRY:-connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp tls-connect tls-socks5 tls-h2 http nolog-http}
 MODES=${MODES:-idle connrate pingpong throughput http}
 OUT=${OUT:-$root/BENCHMARKS.md}
 PNG=${PNG:-$root/BENCHMARKS.png}
@@ -205,7 +210,7 @@ trap 'exit 130' INT TERM
 port() { echo $((PORT_BASE + $1)); }
 target=127.0.0.1:$(port 0)
 origin=127.0.0.1:$(port 12)
-for i in $(seq 0 12); do
+for i in $(seq 0 13); do
 	if ss -Hltn "sport = :$(port "$i")" 2>/dev/null | grep -q .; then
 		die "port $(port "$i") is in use; set PORT_BASE"
 	fi
@@ -216,6 +221,7 @@ ferry_rev=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 ferry_dirty=$(git status --porcelain --untracked-files=no 2>/dev/null | awk '{print $NF}' | grep -v '^BENCHMARKS' | head -8 | tr '\n' ' ' | sed 's/ $//' || true)
 CGO_ENABLED=0 go build -o "$work/ferry" .
 (cd scripts && go build -o "$work/bench" ./bench) # scripts is a module of its own
+"$work/bench" tls-cert "$work" # proxy.pem and proxy-key.pem for the TLS listener
 
 # start_proxy NAME ADDR CMD...: runs CMD on the proxy core in its own
 # session (so its children can be stopped with it) and waits until ADDR
@@ -269,6 +275,7 @@ measure() {
 		pingpong) args=(-rounds "$ROUNDS") ;;
 		idle) args=(-n "$IDLE_N" -hold "$HOLD") ;;
 		esac
+		if [ "$variant" = tls ]; then args+=(-tls-ca "$work/proxy.pem"); fi
 		if ! timeout 600 taskset -c "$TOOL_CPU" "$work/bench" -json -mode "$mode" -proxy "$addr" -proto "$proto" \
 			-target "$target" -pid "$pid" -name "$name" -variant "$variant" -timeout "$TIMEOUT" -max-time 9m \
 			"${args[@]}" >>"$results"; then
@@ -304,7 +311,7 @@ listen = "127.0.0.1:$(port 1)"
 protocols = ["http", "socks5"]
 plugins = ["access"]
 max_connections = 0
-# The h2c setup: its idle run holds IDLE_N streams from one address.
+# The h2 setup: its idle run holds IDLE_N streams from one address.
 h2c = true
 max_client_streams = 0
 
@@ -330,6 +337,16 @@ protocols = ["tcp"]
 target = "$target"
 plugins = ["access", "noop"]
 max_connections = 0
+
+# The proxy listener behind TLS.
+[[listener]]
+name = "tls"
+listen = "127.0.0.1:$(port 13)"
+protocols = ["http", "socks5"]
+tls = { cert = "proxy.pem", key = "proxy-key.pem" }
+plugins = ["access"]
+max_connections = 0
+max_client_streams = 0
 
 # Plain HTTP without the access log (the http setup uses "proxy").
 [[listener]]
@@ -361,12 +378,15 @@ run_ferry() {
 	local setup=$1 variant="" proto addr modes=(idle connrate pingpong throughput)
 	case $setup in
 	connect | socks5) proto=$setup addr=127.0.0.1:$(port 1) ;;
-	h2c) proto=h2c addr=127.0.0.1:$(port 1) modes=(idle pingpong throughput) ;;
+	h2) proto=h2 addr=127.0.0.1:$(port 1) modes=(idle pingpong throughput) ;;
+	tls-h2) variant=tls proto=h2 addr=127.0.0.1:$(port 13) modes=(idle pingpong throughput) ;;
 	http) proto=http addr=127.0.0.1:$(port 1) modes=(http) ;;
 	nolog-http) variant=nolog proto=http addr=127.0.0.1:$(port 10) modes=(http) ;;
 	tcp) proto=tcp addr=127.0.0.1:$(port 2) ;;
 	hook-connect | hook-socks5) variant=hook proto=${setup#hook-} addr=127.0.0.1:$(port 3) modes=(pingpong throughput) ;;
 	hook-tcp) variant=hook proto=tcp addr=127.0.0.1:$(port 4) modes=(pingpong throughput) ;;
+	tls-connect) variant=tls proto=connect addr=127.0.0.1:$(port 13) ;;
+	tls-socks5) variant=tls proto=socks5 addr=127.0.0.1:$(port 13) modes=(pingpong throughput) ;;
 	*) die "unknown ferry setup $setup" ;;
 	esac
 	selected "${modes[@]}" || return 0
@@ -625,6 +645,7 @@ version() { "$@" 2>&1 | head -1 | tr -d '\r' || true; }
 	fi
 	echo "Sizes: throughput $BYTES per run over streams $STREAMS; connection rate $DURATION with $CONCURRENCY clients; ping-pong $ROUNDS round trips; idle $IDLE_N tunnels held $HOLD; time cap $TIMEOUT per run; plain HTTP $HTTP_DURATION (at most $HTTP_REQUESTS requests) per object size ($HTTP_OBJECTS) over $HTTP_CONNS keep-alive connections"
 	echo "Modes: $MODES"
+	echo "TLS (ferry+tls): Go crypto/tls on both ends, TLS 1.3 with an ECDSA P-256 certificate, the load tool resuming sessions; only the client's leg is TLS"
 	if [ "$http_ok" = 1 ]; then
 		echo "Plain HTTP origin: $(version nginx -v) (nginx-light, one process on core $TOOL_CPU, access_log off, sendfile, keepalive_requests 100000000); peers with logging off: squid (access_log none, cache deny all, via off, forwarded_for transparent), tinyproxy (LogLevel Critical, no LogFile, DisableViaHeader), haproxy (mode http, option http-keep-alive, nbthread 1, no log); ferry with its access log (HTTP) and without (+nolog)"
 	fi

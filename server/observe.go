@@ -21,7 +21,8 @@ type Observer interface {
 	ConnRefused(listener, reason string)
 	// Handshake: a client's request on protocol ("http", "connect",
 	// "socks5", "socks4", "tcp"; "unknown" before detection;
-	// "proxy_protocol" for a PROXY header refused) came to outcome: ok,
+	// "proxy_protocol" for a PROXY header refused; "tls" for a TLS
+	// listener's failed handshake) came to outcome: ok,
 	// timeout, error, rejected or dial_failed.
 	Handshake(protocol, outcome string)
 	// Dialed: a dial through upstream ("direct" without one) took d;

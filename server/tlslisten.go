@@ -50,7 +50,7 @@ type tlsFront struct {
 	mu    sync.Mutex // one check at a time; guards the fields below
 	seen  [3]fileSig // the files the current configuration came from
 	bad   [3]fileSig // the last state that failed to load, warned of
-	first bool       // the configuration is still the one Load read
+	first bool       // the check newTLSFront runs: nothing to announce
 }
 
 // fileSig tells a file's versions apart: size and modification time as
@@ -78,6 +78,7 @@ func newTLSFront(set *config.ListenerTLS, alpn []string, log zerolog.Logger) *tl
 	t.cur.Store(t.build(set.Certificate, set.ClientCAs))
 	t.first = true
 	t.check()
+	t.first = false
 	t.due.Store(time.Now().Add(tlsCheckEvery).UnixNano())
 	return t
 }
@@ -113,7 +114,7 @@ func (t *tlsFront) check() {
 	if !t.first {
 		t.log.Info().Str("cert", t.set.CertPath).Msg("tls: certificate reloaded")
 	}
-	t.seen, t.bad, t.first = sigs, [3]fileSig{}, false
+	t.seen, t.bad = sigs, [3]fileSig{}
 }
 
 // read loads the files as Load does.

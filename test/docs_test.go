@@ -19,7 +19,10 @@ var tomlBlock = regexp.MustCompile("(?s)```toml\n(.*?)```")
 // TestDocExamples loads every toml block of the root README and of each
 // plugin's README as ferry check would, plugins' own settings included, so
 // the manuals cannot drift from the code. A block that opens with
-// "# needs:" depends on something not compiled in and is skipped.
+// "# needs:" depends on something not compiled in and is skipped. The
+// root README's blocks are loaded as if from testdata/docs, so the files
+// they name relative to the configuration (the TLS listener's test
+// certificates, tls/*.pem) are found there.
 func TestDocExamples(t *testing.T) {
 	files, err := filepath.Glob("../plugins/*/README.md")
 	if err != nil {
@@ -41,7 +44,11 @@ func TestDocExamples(t *testing.T) {
 			blocks++
 			name := filepath.Base(filepath.Dir(f)) + "/" + filepath.Base(f) + "#" + string(rune('0'+i))
 			t.Run(name, func(t *testing.T) {
-				cfg, err := config.Parse(name, []byte(src))
+				file := name
+				if rest, ok := strings.CutPrefix(name, "../"); ok {
+					file = "testdata/docs/" + rest
+				}
+				cfg, err := config.Parse(file, []byte(src))
 				if err != nil {
 					t.Fatalf("config:\n%v\nblock:\n%s", err, src)
 				}

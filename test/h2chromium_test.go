@@ -58,7 +58,7 @@ func TestH2Chromium(t *testing.T) {
 		fmt.Fprint(w, page)
 	})
 	f := startFerry(t, pki.config("", []string{"log"}, "[[plugin]]\nname = \"log\"\n"), nil)
-	dom := runChromium(t, chromium, f.addr, "https://"+a+"/")
+	dom := runChromium(t, chromium, f.addr, pki.cert, "https://"+a+"/")
 	for _, mark := range []string{"[a/s1.js]", "[a/s2.js]", "[b/b.js]", "[c/c.js]"} {
 		if !strings.Contains(dom, mark) {
 			t.Errorf("page lacks %s: the script did not load through ferry; DOM:\n%s", mark, dom)
@@ -90,18 +90,19 @@ func TestH2Chromium(t *testing.T) {
 }
 
 // runChromium loads url in headless Chromium through proxyAddr as an
-// HTTPS proxy and returns the DOM after the load. Both ferry's and the
-// origins' certificates come from a test CA Chromium does not know.
-func runChromium(t *testing.T, chromium, proxyAddr, url string) string {
+// HTTPS proxy, trusting the key of the PEM certificate in certFile (the
+// listener's and the test origins'), and returns the DOM after the load.
+func runChromium(t *testing.T, chromium, proxyAddr, certFile, url string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
 		"--disable-quic", "--no-first-run", "--disable-background-networking",
 		"--disable-component-update", "--disable-sync", "--user-data-dir="+t.TempDir(),
-		"--ignore-certificate-errors",
+		"--ignore-certificate-errors-spki-list="+spkiHash(t, certFile),
 		"--proxy-server=https://"+proxyAddr, "--proxy-bypass-list=<-loopback>",
-		"--virtual-time-budget=10000", "--dump-dom", url)
+		"--dump-dom", url)
+	cmd.WaitDelay = 5 * time.Second
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

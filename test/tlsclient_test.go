@@ -179,3 +179,30 @@ func TestTLSClientCertRequire(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// TestTLSClientCertConnlimit: connlimit's per_user counts a certificate
+// user's channels as it counts a password user's.
+func TestTLSClientCertConnlimit(t *testing.T) {
+	t.Parallel()
+	pki := newTLSListener(t)
+	echo := testkit.EchoServer(t)
+	extra := fmt.Sprintf(", client_ca = %q", pki.ca)
+	tables := "[[plugin]]\nname = \"connlimit\"\nper_user = 1\n\n[[plugin]]\nname = \"log\"\n"
+	f := startFerry(t, pki.config(extra, []string{"connlimit", "log"}, tables), nil)
+	alice := pki.ClientCert(t, testkit.ClientID{CN: "alice"})
+	bob := pki.ClientCert(t, testkit.ClientID{CN: "bob"})
+	first := dialTLSListenerCert(t, f.addr, pki, &alice)
+	if rep, err := testkit.SOCKS5Request(first, echo); err != nil || rep != 0 {
+		t.Fatalf("alice's first tunnel: reply %#x, %v", rep, err)
+	}
+	testkit.EchoCheck(t, first)
+	second := dialTLSListenerCert(t, f.addr, pki, &alice)
+	if rep, err := testkit.SOCKS5Request(second, echo); err != nil || rep == 0 {
+		t.Fatalf("alice's second tunnel: reply %#x, %v; want it refused by per_user = 1", rep, err)
+	}
+	other := dialTLSListenerCert(t, f.addr, pki, &bob)
+	if rep, err := testkit.SOCKS5Request(other, echo); err != nil || rep != 0 {
+		t.Fatalf("bob's tunnel: reply %#x, %v; want it open", rep, err)
+	}
+	testkit.EchoCheck(t, other)
+}

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"crypto/tls"
 	"fmt"
 	"net"
 	"net/netip"
@@ -12,28 +13,33 @@ import (
 // dialer opens tunnels to target through a proxy speaking proto:
 // "connect" (HTTP CONNECT), "socks5" (no authentication, target as an
 // IPv4/IPv6 address), "tcp" (the proxy forwards every connection to a
-// fixed target: nothing to say) or "h2c" (CONNECT streams of shared
-// HTTP/2 connections, h2.go).
+// fixed target: nothing to say) or "h2" (CONNECT streams of shared
+// HTTP/2 connections, h2.go: h2c, or ALPN h2 with TLS).
 type dialer struct {
 	proxy   string
 	proto   string
 	target  netip.AddrPort
 	timeout time.Duration // for connect + handshake
-	h2      h2Pool
+	tls     *tls.Config   // TLS to the proxy first (tlsdial.go); nil: none
+	h2      h2Pool        // the connections of proto h2 (h2.go)
 }
 
 func (d *dialer) dial() (net.Conn, error) {
-	if d.proto == "h2c" {
-		return d.h2c()
+	if d.proto == "h2" {
+		return d.h2Stream()
 	}
 	c, err := net.DialTimeout("tcp", d.proxy, d.timeout)
 	if err != nil {
 		return nil, err
 	}
+	c.SetDeadline(time.Now().Add(d.timeout))
+	if c, err = d.startTLS(c); err != nil {
+		return nil, err
+	}
 	if d.proto == "tcp" {
+		c.SetDeadline(time.Time{})
 		return c, nil
 	}
-	c.SetDeadline(time.Now().Add(d.timeout))
 	var rc net.Conn
 	switch d.proto {
 	case "connect":

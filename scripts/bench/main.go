@@ -4,10 +4,11 @@
 // proxy's CPU time, memory and file descriptors from /proc, and turns the
 // results into a report with a chart.
 //
-//	bench -mode throughput|connrate|pingpong|idle -proxy ADDR -proto connect|socks5|tcp|h2c [-pid PID] [flags]
+//	bench -mode throughput|connrate|pingpong|idle -proxy ADDR -proto connect|socks5|tcp|h2 [-pid PID] [flags]
 //	bench -mode http -proxy ADDR -proto http|reverse -origin ADDR [-objects 1KiB,64KiB] [-pid PID] [flags]
 //	bench report [-meta FILE] [-png FILE] results.jsonl > BENCHMARKS.md
 //	bench size 64KiB      (prints 65536)
+//	bench tls-cert DIR    (a certificate for a TLS listener; see -tls-ca)
 //
 // The tool runs its own target at the far end of the proxy (-target;
 // with -proto tcp, configure the proxy to forward to that address). Every
@@ -53,6 +54,7 @@ type config struct {
 	echoBytes int
 	origin    string
 	objects   []int64
+	tlsCA     string
 }
 
 func main() {
@@ -61,6 +63,9 @@ func main() {
 	}
 	// bench size 64KiB prints 65536: scripts/bench.sh names the
 	// origin's objects so.
+	if len(os.Args) > 1 && os.Args[1] == "tls-cert" {
+		os.Exit(runTLSCert(os.Args[2:]))
+	}
 	if len(os.Args) == 3 && os.Args[1] == "size" {
 		n, err := parseSize(os.Args[2])
 		if err != nil {
@@ -112,6 +117,11 @@ func runBench(args []string) int {
 		return fail("target address: %v", err)
 	}
 	b := &bench{cfg: c, tg: tg, d: &dialer{proxy: c.proxy, proto: c.proto, target: ap, timeout: c.dialTO}}
+	if c.tlsCA != "" {
+		if b.d.tls, err = clientTLS(c.tlsCA, c.proxy); err != nil {
+			return fail("%v", err)
+		}
+	}
 	b.human, b.out = io.Writer(os.Stdout), io.Discard
 	if c.json {
 		b.human, b.out = os.Stderr, os.Stdout
@@ -134,7 +144,7 @@ func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle | http")
 	fs.StringVar(&c.proxy, "proxy", "127.0.0.1:8080", "the proxy's address")
-	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target) | h2c (CONNECT streams of HTTP/2 connections, prior knowledge); http mode: http (absolute-form requests to a forward proxy) | reverse (origin-form requests to a reverse proxy in front of -origin)")
+	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target) | h2 (CONNECT streams of HTTP/2 connections: h2c, or ALPN h2 with -tls-ca); http mode: http (absolute-form requests to a forward proxy) | reverse (origin-form requests to a reverse proxy in front of -origin)")
 	fs.StringVar(&c.target, "target", "127.0.0.1:0", "address of the tool's own target server (fixed, for -proto tcp)")
 	fs.IntVar(&c.pid, "pid", 0, "the proxy's pid: its CPU time, RSS and fds (and those of its child processes) are read from /proc; 0: none")
 	fs.StringVar(&c.name, "name", "", "the proxy's name in the results (default: the command name of -pid)")
@@ -146,6 +156,7 @@ func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs.DurationVar(&c.duration, "duration", 5*time.Second, "connrate: how long to open tunnels")
 	fs.Int64Var(&c.count, "count", 0, "connrate: stop after this many tunnels; http: after this many requests per object (0: -duration only)")
 	fs.IntVar(&c.conc, "concurrency", 32, "connrate: parallel clients; http: keep-alive connections")
+	fs.StringVar(&c.tlsCA, "tls-ca", "", "speak TLS to the proxy (a ferry TLS listener) first, trusting this PEM CA file; not in http mode")
 	fs.StringVar(&c.origin, "origin", "", "http: the origin's address (host:port), which serves an object of n bytes at /n")
 	fs.StringVar(&l.objects, "objects", "1KiB,64KiB", "http: object sizes, one run each")
 	fs.IntVar(&c.echoBytes, "echo", 16, "connrate and idle: bytes echoed through each tunnel")
@@ -207,9 +218,12 @@ func (c *config) check() error {
 		}
 	case c.mode == "http":
 		return fmt.Errorf("-proto: %q, want http or reverse in http mode", c.proto)
-	case c.proto == "connect", c.proto == "socks5", c.proto == "tcp", c.proto == "h2c":
+	case c.proto == "connect", c.proto == "socks5", c.proto == "tcp", c.proto == "h2":
 	default:
-		return fmt.Errorf("-proto: %q, want connect, socks5, tcp or h2c", c.proto)
+		return fmt.Errorf("-proto: %q, want connect, socks5, tcp or h2", c.proto)
+	}
+	if c.mode == "http" && c.tlsCA != "" {
+		return fmt.Errorf("-tls-ca: not in http mode")
 	}
 	if c.conc < 1 || c.openConc < 1 || c.n < 1 || c.rounds < 1 || c.msg < 1 || c.msg > 2048 || c.echoBytes < 1 || c.echoBytes > 2048 {
 		return fmt.Errorf("-concurrency, -open-concurrency, -n, -rounds must be >= 1; -msg and -echo 1 to 2048")

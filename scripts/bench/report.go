@@ -87,7 +87,7 @@ func protoLabel(p string) string {
 		return "CONNECT"
 	case "socks5":
 		return "SOCKS5"
-	case "h2c":
+	case "h2":
 		return "HTTP/2 CONNECT"
 	case "http":
 		return "HTTP"

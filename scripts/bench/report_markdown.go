@@ -93,7 +93,7 @@ func writeChart(w io.Writer, png string) {
 // writeResultsIntro explains how to read the tables.
 func writeResultsIntro(w io.Writer) {
 	fmt.Fprintf(w, "## Results\n\n")
-	fmt.Fprintf(w, "Each table has a row per proxy setup (**ferry** in bold; `+hook`: ferry with a no-op data plugin, which turns off the splice fast path; `+nolog`: ferry without its access log) ")
+	fmt.Fprintf(w, "Each table has a row per proxy setup (**ferry** in bold; `+hook`: ferry with a no-op data plugin, which turns off the splice fast path; `+nolog`: ferry without its access log; `+tls`: through a TLS listener, the client's leg encrypted) ")
 	fmt.Fprintf(w, "and, on the right, ferry's figure for the same metric on each of its protocols divided by the row's: ")
 	fmt.Fprintf(w, "below 1 means ferry's figure is smaller (better for CPU, latency, memory; worse for rates).\n\n")
 }

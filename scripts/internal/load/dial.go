@@ -141,10 +141,13 @@ func SOCKS5Request(cmd byte, target netip.AddrPort) []byte {
 }
 
 // Reset closes c with a TCP RST instead of a FIN (and leaves no
-// TIME_WAIT).
+// TIME_WAIT); under TLS, without its close_notify.
 func Reset(c net.Conn) {
 	if p, ok := c.(*netx.PrefixConn); ok {
 		c = p.Conn
+	}
+	if w, ok := c.(interface{ NetConn() net.Conn }); ok {
+		c = w.NetConn()
 	}
 	if tc, ok := c.(*net.TCPConn); ok {
 		tc.SetLinger(0)
