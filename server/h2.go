@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"io"
@@ -82,9 +83,12 @@ func (h *conn) serveH2(c net.Conn) {
 	hc := &h2Conn{h: h, id: h.l.srv.nextID(), ip: addrIP(h.client), maxClient: h2ClientLimit(&h.l.cfg)}
 	// Over TLS nothing was read past the handshake: c is the TLS
 	// connection itself, whose state the HTTP/2 server checks (RFC 9113
-	// section 9.2) and gives requests.
-	if rest := h.takeBuffered(); rest != nil {
-		c = &netx.PrefixConn{Conn: c, Prefix: rest}
+	// section 9.2) and gives requests; its reads come from whole records.
+	// Over plain TCP a buffer saves the HTTP/2 server a read of its own for
+	// each 9-byte frame header.
+	if h.l.tls == nil {
+		pc := &netx.PrefixConn{Conn: c, Prefix: h.takeBuffered()}
+		c = &bufferedConn{Conn: c, r: bufio.NewReaderSize(pc, h2ReadBuffer)}
 	}
 	h.releaseReader()
 	base, srv := hc.servers()
@@ -255,6 +259,18 @@ func (hc *h2Conn) sub(c net.Conn) *conn {
 		user: h.user, certUser: h.certUser,
 	}
 }
+
+// h2ReadBuffer is the read buffer of an h2c connection: a DATA frame of
+// the default size (16 KiB) and the header of the next.
+const h2ReadBuffer = 16<<10 + 64
+
+// bufferedConn reads c through a buffer.
+type bufferedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *bufferedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 // debugWriter turns the HTTP/2 server's log lines into debug events:
 // they are about clients, not about ferry.

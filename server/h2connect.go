@@ -73,7 +73,8 @@ func (h *conn) relayStream(s *plugins.Session, st *plugins.Stats, client, up net
 		Upstream:      up,
 		Session:       s,
 		Chain:         h.l.chain,
-		Buffers:       h.l.h2Buffers,
+		Buffers:       h.l.buffers,
+		ClientBuffers: h.l.h2Buffers,
 		IdleTimeout:   h.l.set.IdleTimeout,
 		ClientPending: pending,
 	}
@@ -84,11 +85,11 @@ func (h *conn) relayStream(s *plugins.Session, st *plugins.Stats, client, up net
 	st.Up, st.Down, st.Reason, st.Err = res.Up, res.Down, res.Reason, res.Err
 }
 
-// h2Chunk bounds the relay buffers of HTTP/2 tunnels. Unlike a socket, a
-// stream cannot say it has data before it is read, so the copy from the
-// client holds its buffer while the tunnel is idle; and the client's
-// SETTINGS_MAX_FRAME_SIZE (16 KiB unless it says more: RFC 9113 section
-// 6.5.2) cuts what goes to it into frames of that size anyway.
+// h2Chunk bounds the buffers an HTTP/2 tunnel reads its client into.
+// Unlike a socket, a stream cannot say it has data before it is read, so
+// the copy from the client holds its buffer while the tunnel is idle.
+// The way back reads the target's socket into buffer_size buffers, taken
+// only once data is there.
 const h2Chunk = 16 << 10
 
 // h2Error answers a stream with status and a short text body, like

@@ -38,9 +38,9 @@ type frontend struct {
 
 	http, socks5, socks4 bool
 	h2c                  bool // HTTP/2 with prior knowledge (h2.go)
-	// h2Buffers are the relay buffers of HTTP/2 tunnels (h2Chunk).
+	// h2Buffers are what HTTP/2 tunnels read their clients into (h2Chunk).
 	h2Buffers *relay.BufferPool
-	tcpTarget            string
+	tcpTarget string
 
 	// guardLocal: refuse destinations on the proxy host (bound beyond
 	// loopback, without allow_local_destinations). refuseDst is refuseDial
@@ -100,11 +100,11 @@ func newFrontend(s *Server, gen *generation, lc config.Listener, set config.Sett
 		buffers: relay.NewBufferPool(set.BufferSize),
 		// A stream's reader holds its buffer while it waits: see h2Chunk.
 		h2Buffers: relay.NewBufferPool(min(set.BufferSize, h2Chunk)),
-		log:     s.log.With().Str("listener", lc.Name).Logger(),
-		http:    slices.Contains(lc.Protocols, "http"),
-		socks5:  slices.Contains(lc.Protocols, "socks5"),
-		socks4:  slices.Contains(lc.Protocols, "socks4"),
-		h2c:     lc.H2C && lc.TLS == nil && slices.Contains(lc.Protocols, "http"),
+		log:       s.log.With().Str("listener", lc.Name).Logger(),
+		http:      slices.Contains(lc.Protocols, "http"),
+		socks5:    slices.Contains(lc.Protocols, "socks5"),
+		socks4:    slices.Contains(lc.Protocols, "socks4"),
+		h2c:       lc.H2C && lc.TLS == nil && slices.Contains(lc.Protocols, "http"),
 	}
 	if slices.Contains(lc.Protocols, "tcp") {
 		l.tcpTarget = lc.Target
