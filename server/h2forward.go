@@ -48,6 +48,10 @@ func (hc *h2Conn) forward(w http.ResponseWriter, r *http.Request) {
 		h2Error(w, http.StatusBadRequest, "ferry forwards http:// URLs; tunnel https:// with CONNECT", nil, "")
 		return
 	}
+	if r.Host == "" {
+		h2Error(w, http.StatusBadRequest, "ferry is a proxy: send the origin in :authority", nil, "")
+		return
+	}
 	if h.l.chain.HasData(plugins.Up) || h.l.chain.HasData(plugins.Down) {
 		// The data hooks see HTTP/1 bytes; passing requests by them
 		// unseen would be worse than refusing.
