@@ -63,8 +63,9 @@ func TestH2CConnectTunnels(t *testing.T) {
 }
 
 // TestH2CConnectErrors checks the answers to tunnels that cannot open: a
-// closed port (502), a destination the acl plugin denies (403), a
-// missing port (400), and that the connection carries on after each.
+// closed port (502), a parent proxy that never answers (504 within
+// dial_timeout), a destination the acl plugin denies (403), a missing
+// port (400), and that the connection carries on after each.
 func TestH2CConnectErrors(t *testing.T) {
 	t.Parallel()
 	echo := testkit.EchoServer(t)
@@ -77,8 +78,8 @@ default = "allow"
 [[plugin.rule]]
 action = "deny"
 port = [%s]
-`, denyPort)
-	f := startFerry(t, h2cConfig("", []string{"acl"}, acl), nil)
+`, denyPort) + upstreamTable("silent", "http://"+newSilentParent(t)) + "[[route]]\nport = [\"1050\"]\nupstream = \"silent\"\n"
+	f := startFerry(t, h2cConfig(`dial_timeout = "1s"`, []string{"acl"}, acl), nil)
 	cc := dialH2C(t, f.addr)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -87,6 +88,7 @@ port = [%s]
 		want         int
 	}{
 		{"closed port", closed, http.StatusBadGateway},
+		{"silent parent", "127.0.0.1:1050", http.StatusGatewayTimeout},
 		{"denied", "127.0.0.1:" + denyPort, http.StatusForbidden},
 		{"no port", "127.0.0.1", http.StatusBadRequest},
 	} {
