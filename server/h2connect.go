@@ -90,7 +90,7 @@ func (h *conn) relayStream(s *plugins.Session, st *plugins.Stats, client, up net
 // the copy from the client holds its buffer while the tunnel is idle.
 // The way back reads the target's socket into buffer_size buffers, taken
 // only once data is there.
-const h2Chunk = 16 << 10
+const h2Chunk = 32 << 10
 
 // h2Error answers a stream with status and a short text body, like
 // writeHTTPError for HTTP/1 (and a Proxy-Authenticate challenge with a
