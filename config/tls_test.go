@@ -1,52 +1,29 @@
 package config
 
 import (
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
+	"ferry/test/testkit"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 )
 
-// writeSelfSigned writes a self-signed certificate and its key as PEM
-// files named name.pem and name-key.pem in dir.
-func writeSelfSigned(t *testing.T, dir, name string) {
+// writePair writes a testkit PKI's certificate and key in dir as
+// name.pem and name-key.pem, and its CA as name-ca.pem.
+func writePair(t *testing.T, dir, name string) {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: name},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
-		IsCA: true, BasicConstraintsValid: true}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
-	if err != nil {
-		t.Fatal(err)
-	}
-	write := func(file, typ string, b []byte) {
-		if err := os.WriteFile(filepath.Join(dir, file), pem.EncodeToMemory(&pem.Block{Type: typ, Bytes: b}), 0o600); err != nil {
+	p := testkit.NewPKI(t)
+	for file, b := range map[string][]byte{name + ".pem": p.CertPEM, name + "-key.pem": p.KeyPEM, name + "-ca.pem": p.CAPEM} {
+		if err := os.WriteFile(filepath.Join(dir, file), b, 0o600); err != nil {
 			t.Fatal(err)
 		}
 	}
-	write(name+".pem", "CERTIFICATE", der)
-	write(name+"-key.pem", "PRIVATE KEY", keyDER)
 }
 
 func TestListenerTLS(t *testing.T) {
 	dir := t.TempDir()
-	writeSelfSigned(t, dir, "a")
-	writeSelfSigned(t, dir, "b")
+	writePair(t, dir, "a")
+	writePair(t, dir, "b")
 	file := filepath.Join(dir, "ferry.toml")
 	head := "[[listener]]\nlisten = \"127.0.0.1:8443\"\n"
 	for _, tt := range []struct {
@@ -54,7 +31,7 @@ func TestListenerTLS(t *testing.T) {
 		wantErrs  []string
 	}{
 		{name: "ok", tls: `tls = { cert = "a.pem", key = "a-key.pem" }`},
-		{name: "client ca", tls: `tls = { cert = "a.pem", key = "a-key.pem", client_ca = "b.pem", client_auth = "optional", client_identity = ["cn"] }`},
+		{name: "client ca", tls: `tls = { cert = "a.pem", key = "a-key.pem", client_ca = "b-ca.pem", client_auth = "optional", client_identity = ["cn"] }`},
 		{name: "no key", tls: `tls = { cert = "a.pem" }`,
 			wantErrs: []string{"ferry.toml:3:1: listener[0].tls.key: missing"}},
 		{name: "no cert", tls: `tls = { key = "a-key.pem" }`,

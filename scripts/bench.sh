@@ -51,8 +51,9 @@
 #   HTTP_REQUESTS  plain HTTP requests per run at most               (2000000)
 #   HTTP_OBJECTS   plain HTTP object sizes                           (1KiB,64KiB)
 #   PEERS        peers to run: haproxy tinyproxy squid dante microsocks
-#   FERRY        ferry setups to run: connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp tls-connect tls-socks5 tls-h2 http nolog-http
+#   FERRY        ferry setups to run: connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http
 #   MODES        modes to run: idle connrate pingpong throughput http
+#   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5 tls-h2
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
 #   PORT_BASE    first of 14 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
@@ -82,8 +83,9 @@ HTTP_DURATION=${HTTP_DURATION:-$d_http}
 HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks}
-FERRY=${FERRY:-connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp tls-connect tls-socks5 tls-h2 http nolog-http}
+FERRY=${FERRY:-connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http}
 MODES=${MODES:-idle connrate pingpong throughput http}
+FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5 tls-h2} # empty: none
 OUT=${OUT:-$root/BENCHMARKS.md}
 PNG=${PNG:-$root/BENCHMARKS.png}
 PORT_BASE=${PORT_BASE:-24100}
@@ -609,7 +611,7 @@ if selected http; then
 		notes+=("the nginx origin did not start: no plain HTTP figures")
 	fi
 fi
-for setup in $FERRY; do
+for setup in $FERRY $FERRY_TLS; do
 	case $setup in http | nolog-http) [ "$http_ok" = 1 ] || continue ;; esac
 	run_ferry "$setup"
 done

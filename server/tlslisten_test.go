@@ -2,13 +2,8 @@ package server
 
 import (
 	"bytes"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"encoding/pem"
-	"math/big"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -19,6 +14,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"ferry/config"
+	"ferry/test/testkit"
 )
 
 func TestCertIdentity(t *testing.T) {
@@ -67,34 +63,23 @@ func TestLooksLikeHTTP(t *testing.T) {
 	}
 }
 
-// writeCert writes a self-signed certificate named cn and its key to
-// certPath and keyPath.
-func writeCert(t *testing.T, certPath, keyPath, cn string) {
+// writePKI writes a fresh testkit PKI's certificate and key to certPath
+// and keyPath, and returns the certificate's DER.
+func writePKI(t *testing.T, certPath, keyPath string) []byte {
 	t.Helper()
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
+	p := testkit.NewPKI(t)
+	if err := os.WriteFile(keyPath, p.KeyPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: cn},
-		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour)}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
-	if err != nil {
+	if err := os.WriteFile(certPath, p.CertPEM, 0o600); err != nil {
 		t.Fatal(err)
 	}
-	keyDER, _ := x509.MarshalPKCS8PrivateKey(key)
-	os.WriteFile(keyPath, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), 0o600)
-	os.WriteFile(certPath, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600)
+	return p.ServerTLS().Certificates[0].Certificate[0]
 }
 
-// servedCN is the common name of the certificate front hands out at now.
-func servedCN(t *testing.T, front *tlsFront, now time.Time) string {
-	t.Helper()
-	c := front.config(now)
-	leaf, err := x509.ParseCertificate(c.Certificates[0].Certificate[0])
-	if err != nil {
-		t.Fatal(err)
-	}
-	return leaf.Subject.CommonName
+// served is the DER of the certificate front hands out at now.
+func served(front *tlsFront, now time.Time) []byte {
+	return front.config(now).Certificates[0].Certificate[0]
 }
 
 // TestTLSFrontReload: the configuration follows the files, checked at
@@ -103,32 +88,32 @@ func servedCN(t *testing.T, front *tlsFront, now time.Time) string {
 func TestTLSFrontReload(t *testing.T) {
 	dir := t.TempDir()
 	set := &config.ListenerTLS{CertPath: filepath.Join(dir, "c.pem"), KeyPath: filepath.Join(dir, "k.pem")}
-	writeCert(t, set.CertPath, set.KeyPath, "one")
+	one := writePKI(t, set.CertPath, set.KeyPath)
 	var logs bytes.Buffer
 	front := newTLSFront(set, listenerALPN(false), zerolog.New(&logs))
 	now := time.Now()
-	if got := servedCN(t, front, now); got != "one" {
-		t.Fatalf("served %q, want one", got)
+	if !bytes.Equal(served(front, now), one) {
+		t.Fatal("not serving the certificate of the files")
 	}
 	// Modification times of a rewrite within the same tick must differ.
 	later := func(path string, d time.Duration) {
 		os.Chtimes(path, time.Now().Add(d), time.Now().Add(d))
 	}
-	writeCert(t, set.CertPath, set.KeyPath, "two")
+	two := writePKI(t, set.CertPath, set.KeyPath)
 	later(set.CertPath, time.Minute)
-	if got := servedCN(t, front, now.Add(tlsCheckEvery/2)); got != "one" {
-		t.Errorf("served %q before a check was due, want one", got)
+	if !bytes.Equal(served(front, now.Add(tlsCheckEvery/2)), one) {
+		t.Error("a new certificate served before a check was due")
 	}
 	now = now.Add(2 * tlsCheckEvery)
-	if got := servedCN(t, front, now); got != "two" {
-		t.Errorf("served %q after the files changed, want two", got)
+	if !bytes.Equal(served(front, now), two) {
+		t.Error("the old certificate served after the files changed")
 	}
 	os.WriteFile(set.KeyPath, []byte("not a key"), 0o600)
 	later(set.KeyPath, 2*time.Minute)
 	for i := range 3 {
 		now = now.Add(2 * tlsCheckEvery)
-		if got := servedCN(t, front, now); got != "two" {
-			t.Errorf("check %d: served %q with a broken key, want the last good one", i, got)
+		if !bytes.Equal(served(front, now), two) {
+			t.Errorf("check %d: with a broken key, not the last good certificate", i)
 		}
 	}
 	if n := strings.Count(logs.String(), "keeping the previous certificate"); n != 1 {

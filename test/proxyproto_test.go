@@ -116,22 +116,7 @@ func TestHAProxyInFront(t *testing.T) {
 	for _, send := range []string{"send-proxy", "send-proxy-v2"} {
 		t.Run(send, func(t *testing.T) {
 			f := startFerry(t, proxyListenerConfig("required"), nil)
-			front := freeAddr(t)
-			cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-			writeFile(t, cfg, fmt.Sprintf(`global
-    maxconn 64
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend fe
-    bind %s
-    default_backend ferry
-backend ferry
-    server ferry %s %s
-`, front, f.addr, send))
-			startPeer(t, front, haproxy, "-db", "-f", cfg)
+			front := startHAProxyFront(t, haproxy, f.addr, send)
 
 			url := "http://" + web.Listener.Addr().String() + "/"
 			body := curl(t, "--interface", "127.0.0.5", "-x", "http://"+front, url)
@@ -147,6 +132,30 @@ backend ferry
 			}
 		})
 	}
+}
+
+// startHAProxyFront runs haproxy in mode tcp on a free address in front
+// of backend, to which it sends PROXY headers as send says ("send-proxy"
+// or "send-proxy-v2"), and returns the front address.
+func startHAProxyFront(t *testing.T, haproxy, backend, send string) string {
+	t.Helper()
+	front := freeAddr(t)
+	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
+	writeFile(t, cfg, fmt.Sprintf(`global
+    maxconn 64
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 30s
+    timeout server 30s
+frontend fe
+    bind %s
+    default_backend ferry
+backend ferry
+    server ferry %s %s
+`, front, backend, send))
+	startPeer(t, front, haproxy, "-db", "-f", cfg)
+	return front
 }
 
 // TestCurlHAProxyProtocol: with proxy_protocol = "optional", clients may

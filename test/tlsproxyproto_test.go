@@ -2,9 +2,7 @@ package test
 
 import (
 	"crypto/tls"
-	"fmt"
 	"net"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -29,22 +27,7 @@ func TestTLSListenerBehindHAProxy(t *testing.T) {
 	pki := newTLSListener(t)
 	web := testkit.HTTPTarget(t)
 	f := startFerry(t, tlsBehindLB(pki), nil)
-	front := freeAddr(t)
-	cfg := filepath.Join(t.TempDir(), "haproxy.cfg")
-	writeFile(t, cfg, fmt.Sprintf(`global
-    maxconn 64
-defaults
-    mode tcp
-    timeout connect 5s
-    timeout client 30s
-    timeout server 30s
-frontend fe
-    bind %s
-    default_backend ferry
-backend ferry
-    server ferry %s send-proxy-v2
-`, front, f.addr))
-	startPeer(t, front, haproxy, "-db", "-f", cfg)
+	front := startHAProxyFront(t, haproxy, f.addr, "send-proxy-v2")
 	webAddr := web.Listener.Addr().String()
 	for _, args := range [][]string{{"http://" + webAddr + "/"}, {"-p", "http://" + webAddr + "/"}} {
 		body := curl(t, append([]string{"--interface", "127.0.0.5", "-x", "https://" + front, "--proxy-cacert", pki.ca}, args...)...)

@@ -18,9 +18,9 @@ import (
 type dialer struct {
 	proxy   string
 	proto   string
+	tls     *tls.Config // TLS to the proxy first (tlsdial.go); nil: none
 	target  netip.AddrPort
 	timeout time.Duration // for connect + handshake
-	tls     *tls.Config   // TLS to the proxy first (tlsdial.go); nil: none
 	h2      h2Pool        // the connections of proto h2 (h2.go)
 }
 

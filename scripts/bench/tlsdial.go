@@ -50,14 +50,15 @@ func clientTLS(caFile, addr string) (*tls.Config, error) {
 	}, nil
 }
 
-// startTLS runs the client handshake on c when the dialer speaks TLS, within
-// the deadline already set on c.
+// startTLS runs the client handshake on c when the dialer speaks TLS,
+// within the deadline already set on c; it closes c when it fails.
 func (d *dialer) startTLS(c net.Conn) (net.Conn, error) {
 	if d.tls == nil {
 		return c, nil
 	}
 	tc := tls.Client(c, d.tls)
 	if err := tc.Handshake(); err != nil {
+		c.Close()
 		return nil, fmt.Errorf("TLS handshake with the proxy: %w", err)
 	}
 	return tc, nil
