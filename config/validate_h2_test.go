@@ -40,7 +40,7 @@ func TestHTTP2Settings(t *testing.T) {
 
 func TestHTTP2TLSSettings(t *testing.T) {
 	dir := t.TempDir()
-	writeSelfSigned(t, dir, "a")
+	writePair(t, dir, "a")
 	file := filepath.Join(dir, "ferry.toml")
 	head := "[[listener]]\nlisten = \"127.0.0.1:8443\"\ntls = { cert = \"a.pem\", key = \"a-key.pem\" }\n"
 	tests := []struct {
