@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -35,11 +37,13 @@ func TestH2CConnectTunnels(t *testing.T) {
 	for range n {
 		tun := mustH2Connect(t, ctx, cc, echo)
 		testkit.EchoCheck(t, tun)
-		// The client's END_STREAM half-closes the target, whose close
-		// ends the stream.
+		// The client's END_STREAM half-closes the target, which still
+		// answers, then closes: that ends the stream.
+		const last = "sent with END_STREAM"
+		io.WriteString(tun, last)
 		tun.CloseWrite()
-		if b, err := io.ReadAll(tun); err != nil || len(b) != 0 {
-			t.Errorf("after END_STREAM: read %q, %v; want EOF", b, err)
+		if b, err := io.ReadAll(tun); err != nil || string(b) != last {
+			t.Errorf("after END_STREAM: read %q, %v; want %q, then EOF", b, err, last)
 		}
 	}
 	lines := accessLines(t, f, echo, n)
@@ -382,5 +386,57 @@ replace = "FERRY"
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusNotImplemented {
 		t.Errorf("GET http:// with data hooks: got %d, want 501", resp.StatusCode)
+	}
+}
+
+// TestH2CResets: a reset is passed on as a reset both ways (RFC 9113
+// section 8.5). A client that resets its stream (RST_STREAM) resets the
+// target's connection; a target that resets its connection gets the
+// client's stream reset, after the bytes it sent.
+func TestH2CResets(t *testing.T) {
+	t.Parallel()
+	readErr := make(chan error, 1)
+	patient := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		_, err := io.Copy(io.Discard, c)
+		readErr <- err
+	})
+	rude := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		// Once the tunnel is open (a reset right at accept would fail
+		// ferry's dial instead).
+		c.SetReadDeadline(time.Now().Add(20 * time.Second))
+		io.ReadFull(c, make([]byte, 2))
+		io.WriteString(c, "last words")
+		c.SetLinger(0) // close with RST
+	})
+	f := startFerry(t, h2cConfig("", nil, ""), nil)
+	cc := dialH2C(t, f.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+
+	tun := mustH2Connect(t, ctx, cc, patient.Addr)
+	io.WriteString(tun, "hello")
+	tun.Close() // the response is unread: x/net sends RST_STREAM (CANCEL)
+	select {
+	case err := <-readErr:
+		if !errors.Is(err, syscall.ECONNRESET) {
+			t.Errorf("target after the client's RST_STREAM: read error %v, want ECONNRESET", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatal("the target saw no end within 20s of the client's RST_STREAM")
+	}
+	if l := accessLines(t, f, patient.Addr, 1)[0]; l.str("reason") != "client reset" {
+		t.Errorf("access reason %q, want client reset: %v", l.str("reason"), l)
+	}
+
+	tun = mustH2Connect(t, ctx, cc, rude.Addr)
+	io.WriteString(tun, "go")
+	b, err := io.ReadAll(tun)
+	var se http2.StreamError
+	if string(b) != "last words" || !errors.As(err, &se) {
+		t.Errorf("from a target that reset: read %q, %v; want its bytes, then the stream reset", b, err)
+	}
+	if l := accessLines(t, f, rude.Addr, 1)[0]; l.str("reason") != "upstream reset" {
+		t.Errorf("access reason %q, want upstream reset: %v", l.str("reason"), l)
 	}
 }
