@@ -137,3 +137,16 @@ func h2Get(ctx context.Context, cc *http2.ClientConn, rawURL string, hdr http.He
 	req := (&http.Request{Method: http.MethodGet, URL: u, Host: u.Host, Header: hdr}).WithContext(ctx)
 	return cc.RoundTrip(req)
 }
+
+// h2GetBody is h2Get without extra fields that reads the whole answer:
+// its status and body.
+func h2GetBody(t testing.TB, ctx context.Context, cc *http2.ClientConn, rawURL string) (int, string) {
+	t.Helper()
+	resp, err := h2Get(ctx, cc, rawURL, nil)
+	if err != nil {
+		t.Fatalf("GET %s: %v", rawURL, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	return resp.StatusCode, string(b)
+}

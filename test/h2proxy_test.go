@@ -379,13 +379,8 @@ replace = "FERRY"
 	if want := strings.ReplaceAll(msg, "ferry", "FERRY"); string(got) != want {
 		t.Errorf("echo through the hook: got %q, want %q", got, want)
 	}
-	resp, err := h2Get(ctx, cc, web.URL+"/", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusNotImplemented {
-		t.Errorf("GET http:// with data hooks: got %d, want 501", resp.StatusCode)
+	if code, _ := h2GetBody(t, ctx, cc, web.URL+"/"); code != http.StatusNotImplemented {
+		t.Errorf("GET http:// with data hooks: got %d, want 501", code)
 	}
 }
 

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"testing"
@@ -54,22 +53,11 @@ func TestH2TLSConnect(t *testing.T) {
 	if p := ls[0].str("parent"); p == "" || ls[1].str("parent") != p {
 		t.Errorf("access lines do not share a parent: %v", ls)
 	}
-	resp, err := h2Get(ctx, cc, web.URL+"/", nil)
-	if err != nil {
-		t.Fatal(err)
+	if code, b := h2GetBody(t, ctx, cc, web.URL+"/"); code != http.StatusOK || b != testkit.TargetBody {
+		t.Errorf("GET http:// over h2: got %d %q, want 200 with the target's body", code, b)
 	}
-	b, _ := io.ReadAll(resp.Body)
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusOK || string(b) != testkit.TargetBody {
-		t.Errorf("GET http:// over h2: got %d %q, want 200 with the target's body", resp.StatusCode, b)
-	}
-	resp, err = h2Get(ctx, cc, strings.Replace(web.URL, "http:", "https:", 1)+"/", nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusBadRequest {
-		t.Errorf("GET https:// over h2: got %d, want 400", resp.StatusCode)
+	if code, _ := h2GetBody(t, ctx, cc, strings.Replace(web.URL, "http:", "https:", 1)+"/"); code != http.StatusBadRequest {
+		t.Errorf("GET https:// over h2: got %d, want 400", code)
 	}
 }
 
