@@ -1,6 +1,8 @@
 package server
 
 import (
+	"bufio"
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -14,6 +16,7 @@ import (
 
 	"ferry/plugins"
 	"ferry/relay/upstream"
+	"ferry/server/httphead"
 )
 
 // errCutShort is a response that broke off after its head was sent.
@@ -128,16 +131,60 @@ func (fw *h2Forward) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 		fw.dialErr = err
 		return nil, err
 	}
-	up := &upstreamConn{info: info}
+	up := &upstreamConn{info: info, recording: true, recMax: fw.headLimits().MaxBytes}
 	up.Conn = c
 	up.d.Store(int64(fw.sub.l.set.IdleTimeout)) // a stalled origin times out
 	fw.up = up
 	return up, nil
 }
 
+// response notes the status and drops the fields the origin's
+// Connection field named: net/http drops a Connection field that says
+// "close" before httputil.ReverseProxy can read the other names in it
+// (RFC 9110 section 7.6.1), so they are read from the head as it came.
 func (fw *h2Forward) response(resp *http.Response) error {
 	fw.s.Status = resp.StatusCode
+	fw.mu.Lock()
+	up := fw.up
+	fw.mu.Unlock()
+	if up == nil {
+		return nil
+	}
+	for _, name := range connectionTokens(up.stopRecording(), fw.headLimits()) {
+		resp.Header.Del(name)
+	}
 	return nil
+}
+
+func (fw *h2Forward) headLimits() httphead.Limits {
+	lim := &fw.sub.l.gen.cfg.Limits
+	return httphead.Limits{MaxBytes: int(lim.MaxResponseHeaderBytes), MaxFields: lim.MaxHeaders}
+}
+
+// connectionTokens returns what the Connection fields of the final
+// response head in b name.
+func connectionTokens(b []byte, lim httphead.Limits) []string {
+	br := bufio.NewReader(bytes.NewReader(b))
+	for {
+		hd, err := httphead.ReadResponse(br, lim)
+		if err != nil {
+			return nil
+		}
+		if hd.Status < 200 && hd.Status != http.StatusSwitchingProtocols {
+			continue // interim
+		}
+		var out []string
+		for i := range hd.Len() {
+			if strings.EqualFold(hd.Name(i), "Connection") {
+				for _, tok := range strings.Split(hd.Value(i), ",") {
+					if tok = strings.TrimSpace(tok); tok != "" {
+						out = append(out, tok)
+					}
+				}
+			}
+		}
+		return out
+	}
 }
 
 // fail answers a request that got no response: the dial's code, 504 for
@@ -187,12 +234,39 @@ func (fw *h2Forward) finish() {
 
 // upstreamConn is a forwarded request's connection to the origin: reads
 // time out after idle_timeout without a byte, both ways are counted, and
-// closing it releases its dial.
+// closing it releases its dial. It keeps what it reads first, up to
+// recordMax bytes, until the response head has been looked at.
 type upstreamConn struct {
 	rollingConn
 	written atomic.Int64
 	info    *upstream.DialInfo
 	once    sync.Once
+
+	recMu     sync.Mutex
+	rec       []byte
+	recMax    int
+	recording bool
+}
+
+func (c *upstreamConn) Read(p []byte) (int, error) {
+	n, err := c.rollingConn.Read(p)
+	c.recMu.Lock()
+	if c.recording {
+		c.rec = append(c.rec, p[:min(n, c.recMax-len(c.rec))]...)
+		c.recording = len(c.rec) < c.recMax
+	}
+	c.recMu.Unlock()
+	return n, err
+}
+
+// stopRecording returns what was read so far and ends the recording.
+func (c *upstreamConn) stopRecording() []byte {
+	c.recMu.Lock()
+	defer c.recMu.Unlock()
+	c.recording = false
+	b := c.rec
+	c.rec = nil
+	return b
 }
 
 func (c *upstreamConn) Write(p []byte) (int, error) {

@@ -1,6 +1,7 @@
 package test
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/base64"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -171,6 +173,10 @@ func TestH2CForward(t *testing.T) {
 		seen = append(seen, r.Header.Clone())
 		protos = append(protos, r.Proto)
 		mu.Unlock()
+		if r.Method == http.MethodPost {
+			io.Copy(w, r.Body)
+			return
+		}
 		w.Header().Set("X-Origin", "yes")
 		io.WriteString(w, testkit.TargetBody)
 	})
@@ -194,6 +200,34 @@ set = { "X-Env" = "e2e" }
 			t.Fatalf("GET: got %d %q (X-Origin %q), want 200 with the target's body", resp.StatusCode, b, resp.Header.Get("X-Origin"))
 		}
 	}
+	body := strings.Repeat("posted through HTTP/2\n", 10000)
+	u, _ := url.Parse(web + "/post")
+	req := (&http.Request{Method: http.MethodPost, URL: u, Host: u.Host, Header: http.Header{"X-Client": {"kept"}},
+		Body: io.NopCloser(strings.NewReader(body)), ContentLength: int64(len(body))}).WithContext(ctx)
+	resp, err := cc.RoundTrip(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if string(got) != body {
+		t.Errorf("POST: echoed %d of %d bytes, want the body back", len(got), len(body))
+	}
+	// Hop-by-hop fields of the origin's answer stay with ferry (RFC 9110
+	// section 7.6.1): those Connection names, and Keep-Alive.
+	hop := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		testkit.NewBufConn(c, bufio.NewReader(c)).Reader().ReadSlice('\n')
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nConnection: X-Hop, close\r\nX-Hop: 1\r\nKeep-Alive: timeout=5\r\nX-End: 1\r\nContent-Length: 2\r\n\r\nok")
+	})
+	resp, err = h2Get(ctx, cc, "http://"+hop.Addr+"/", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if h := resp.Header; h.Get("X-Hop") != "" || h.Get("Keep-Alive") != "" || h.Get("X-End") != "1" {
+		t.Errorf("answer's fields %v: want X-End, neither X-Hop nor Keep-Alive", h)
+	}
 	mu.Lock()
 	defer mu.Unlock()
 	for i, h := range seen {
@@ -202,7 +236,7 @@ set = { "X-Env" = "e2e" }
 		}
 	}
 	host := web[len("http://"):]
-	ls := accessLines(t, f, host, 2)
+	ls := accessLines(t, f, host, 3)[:2] // the GETs
 	for _, l := range ls {
 		if l.str("proto") != "http" || l.str("parent") == "" || l.str("method") != "GET" || l.str("url") != web+"/page?q=1" {
 			t.Errorf("access line: %v, want proto http, a parent, GET %s/page?q=1", l, web)
