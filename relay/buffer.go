@@ -39,13 +39,22 @@ func (b *BufferPool) Get() *[]byte { return b.pool.Get().(*[]byte) }
 // Put returns a buffer to the pool.
 func (b *BufferPool) Put(p *[]byte) { b.pool.Put(p) }
 
+// ReadWaiter is a connection that is not a socket but can wait for input
+// without a buffer, as a TLS connection over one can: WaitRead returns
+// once a Read may not block (bytes came, or some are left from the last
+// Read), or with the error a Read would meet. Its reader waits on it
+// before it takes a buffer.
+type ReadWaiter interface{ WaitRead() error }
+
 // chunkReader reads src in chunks into buffers taken from the pool only
 // once src has data: waiting without a buffer is what keeps idle channels
-// cheap. Connections that are not sockets fall back to a plain Read.
+// cheap. Connections that are not sockets fall back to a plain Read,
+// after WaitRead when they are ReadWaiters.
 type chunkReader struct {
 	src  net.Conn
 	pool *BufferPool
 	rc   syscall.RawConn // nil: plain Read
+	wait ReadWaiter      // with rc nil, waited on before a Read
 	fn   func(uintptr) bool
 
 	bufp *[]byte
@@ -58,6 +67,8 @@ func newChunkReader(src net.Conn, pool *BufferPool) *chunkReader {
 	if rc := rawConn(src); rc != nil {
 		r.rc = rc
 		r.fn = r.read // bound once: a closure per read would allocate
+	} else if w, ok := src.(ReadWaiter); ok {
+		r.wait = w
 	}
 	return r
 }
@@ -77,6 +88,11 @@ func (r *chunkReader) read(fd uintptr) bool {
 // needed); give the buffer back to the pool when done with it.
 func (r *chunkReader) next() (bufp *[]byte, n int, err error) {
 	if r.rc == nil {
+		if r.wait != nil {
+			if err := r.wait.WaitRead(); err != nil {
+				return nil, 0, err
+			}
+		}
 		bufp = r.pool.Get()
 		n, err = r.src.Read(*bufp)
 		return bufp, n, err

@@ -9,6 +9,7 @@ import (
 	"os"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 	"unicode"
 	"unicode/utf8"
@@ -213,40 +214,31 @@ func printable(s string) bool {
 func (h *conn) startTLS() bool {
 	var under net.Conn = h.c
 	// Bytes read past a PROXY header are the ClientHello's.
-	if rest := h.takeBuffered(); rest != nil {
-		under = &netx.PrefixConn{Conn: h.c, Prefix: rest}
+	prefix := &netx.PrefixConn{Conn: h.c, Prefix: h.takeBuffered()}
+	if prefix.Prefix != nil {
+		under = prefix
 	}
-	tc := tls.Server(under, h.l.tls.config(time.Now()))
+	rec := &recordConn{Conn: under}
+	tc := tls.Server(rec, h.l.tls.config(time.Now()))
 	if err := tc.Handshake(); err != nil {
 		h.tlsFailed(err)
 		return false
 	}
 	st := tc.ConnectionState()
-	h.c, h.alpn = tlsClient{tc}, st.NegotiatedProtocol
+	client := &tlsClient{Conn: tc, rec: rec, tcp: h.c}
+	// Bytes left of the prefix are not in the socket: then WaitRead
+	// cannot wait on it (none are, but for a client that sent records
+	// ahead of the handshake's end).
+	if sc, ok := h.c.(syscall.Conn); ok && len(prefix.Prefix) == 0 {
+		client.raw, _ = sc.SyscallConn()
+	}
+	h.c, h.alpn = client, st.NegotiatedProtocol
 	if len(st.VerifiedChains) > 0 {
 		h.user, h.certUser = certIdentity(st.PeerCertificates[0], h.l.tls.identity), true
 	}
 	h.rcv = rollingConn{Conn: tc}
 	h.br.Reset(h.rc)
 	return true
-}
-
-// tlsClient is a client's TLS connection. Its CloseWrite, which the
-// relay calls when the upstream has sent all it will, sends close_notify
-// (RFC 8446 section 6.1: the end of this side's stream) and then a FIN, so
-// a client that waits for the TCP stream's end sees it too; tls.Conn's
-// own CloseWrite leaves the TCP connection open. relay.Abort reaches the
-// TCP connection through NetConn.
-type tlsClient struct{ *tls.Conn }
-
-func (c tlsClient) CloseWrite() error {
-	if err := c.Conn.CloseWrite(); err != nil {
-		return err
-	}
-	if cw, ok := c.NetConn().(closeWriter); ok {
-		return cw.CloseWrite()
-	}
-	return nil
 }
 
 // tlsFailed ends a failed handshake. Plain HTTP sent to a TLS listener
