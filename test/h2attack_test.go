@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -431,4 +432,49 @@ func echoOnce(c io.ReadWriter) error {
 		return errors.New("echo mismatch")
 	}
 	return nil
+}
+
+// TestH2ClientNeverReads: a client opens tunnels to targets that send
+// without end and never reads its connection. Once ferry's writes to it
+// have made no progress for idle_timeout, the connection is closed, and
+// everything the streams held is let go.
+func TestH2ClientNeverReads(t *testing.T) {
+	t.Parallel()
+	w := startWatched(t, h2Setup("", `idle_timeout = "2s"`))
+	var dialed atomic.Int32
+	source := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		dialed.Add(1)
+		c.SetWriteDeadline(time.Now().Add(30 * time.Second))
+		buf := make([]byte, 64<<10)
+		for range 1 << 14 { // at most 1 GiB
+			if _, err := c.Write(buf); err != nil {
+				return
+			}
+		}
+	})
+	r := dialRawH2(t, w.addr)
+	// A large window, so that ferry's writes stall in the socket, not in
+	// flow control.
+	r.fr.WriteSettings(http2.Setting{ID: http2.SettingInitialWindowSize, Val: 1<<31 - 1})
+	r.fr.WriteWindowUpdate(0, 1<<31-1-65535)
+	for _, id := range []uint32{1, 3, 5} {
+		if err := r.connect(id, source.Addr); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor(t, func() bool { return dialed.Load() == 3 })
+	// Never read: wait until ferry has given up on the connection.
+	closed := func() bool {
+		u, err := w.usage()
+		return err == nil && u.active == 0
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for !closed() {
+		if time.Now().After(deadline) {
+			t.Fatal("ferry kept a connection that reads nothing for 30s (idle_timeout 2s)")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	r.c.Close()
+	w.checkSettled(t)
 }
