@@ -139,6 +139,21 @@ type Listener struct {
 	// Protocols lists what the listener detects per connection: any of http,
 	// socks5, socks4; or exactly ["tcp"] with Target set. Default all three.
 	Protocols []string `toml:"protocols"`
+	// H2C serves HTTP/2 with prior knowledge (RFC 9113 section 3.3) on a
+	// plaintext listener that serves http: a connection that opens with
+	// the HTTP/2 preface speaks HTTP/2. Default false.
+	H2C bool `toml:"h2c"`
+	// HTTP2 offers h2 in a TLS listener's ALPN, before http/1.1, when it
+	// serves http (RFC 9113 section 3.2). Default true; only with tls.
+	HTTP2 *bool `toml:"http2"`
+	// MaxStreamsPerConnection is the SETTINGS_MAX_CONCURRENT_STREAMS an
+	// HTTP/2 connection is given: its open streams (tunnels and requests)
+	// at once, 1 to 10000. Default (key absent) 100.
+	MaxStreamsPerConnection *int `toml:"max_streams_per_connection"`
+	// MaxClientStreams caps the HTTP/2 streams one client address has
+	// open at once over all its connections to the listener; more are
+	// answered 429. 0 means unlimited. Default (key absent) 1000.
+	MaxClientStreams *int `toml:"max_client_streams"`
 	// Target is the fixed destination of a tcp listener (host:port).
 	Target string `toml:"target"`
 	// SOCKS5UDP serves SOCKS5 UDP ASSOCIATE (RFC 1928 §7) on a listener

@@ -147,6 +147,7 @@ func (l *loader) listeners(ls []Listener, instances map[string]bool) {
 		if ln.BufferSize != nil {
 			l.bufferSize(p+".buffer_size", *ln.BufferSize)
 		}
+		l.http2(p, ln)
 	}
 }
 

@@ -20,6 +20,9 @@ type Session struct {
 	// ID is unique within the process; every log line about the channel
 	// carries it.
 	ID string
+	// Parent is the ID of the HTTP/2 connection whose stream this session
+	// is; empty for a session that has its client connection to itself.
+	Parent string
 	// Listener is the name of the listener that accepted the client.
 	Listener string
 	// Client is the client's address: the PROXY protocol source when a

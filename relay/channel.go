@@ -42,6 +42,11 @@ type Channel struct {
 	// Buffers supplies read buffers for the hooked copy; if nil, a pool of
 	// DefaultBufferSize buffers is made for this channel.
 	Buffers *BufferPool
+	// ClientBuffers, if set, supplies the buffers that reads of the client
+	// go into instead. A client that is not a socket (an HTTP/2 stream)
+	// holds its buffer while it waits for data, where small ones keep
+	// idle channels cheap.
+	ClientBuffers *BufferPool
 	// IdleTimeout ends the channel after no bytes either way for this
 	// long; zero disables it.
 	IdleTimeout time.Duration
@@ -375,7 +380,11 @@ func (c *Channel) spliceFlow(f *flow) error {
 // copyChunks reads f's source chunk by chunk into pooled buffers and
 // delivers each, through the data hooks when f is hooked.
 func (c *Channel) copyChunks(f *flow) error {
-	rd := newChunkReader(f.src, c.Buffers)
+	pool := c.Buffers
+	if f.dir == plugins.Up && c.ClientBuffers != nil {
+		pool = c.ClientBuffers
+	}
+	rd := newChunkReader(f.src, pool)
 	for {
 		// A buffer is held only while a chunk is handled, not while the
 		// channel waits for one: idle channels cost no buffers.
@@ -383,12 +392,12 @@ func (c *Channel) copyChunks(f *flow) error {
 		if n > 0 {
 			c.lastNano.Store(int64(time.Since(c.start)))
 			err := c.deliver(f, (*bufp)[:n], f.hooked)
-			c.Buffers.Put(bufp)
+			pool.Put(bufp)
 			if err != nil {
 				return err
 			}
 		} else if bufp != nil {
-			c.Buffers.Put(bufp)
+			pool.Put(bufp)
 		}
 		if rerr == io.EOF {
 			return c.endFlow(f)

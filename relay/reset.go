@@ -33,9 +33,14 @@ func IsReset(err error) bool {
 // crypto/tls.Conn has; a wrapper that hides its connection should have
 // one. When there is no TCP connection under c, Abort just closes c.
 // Abort is safe to call while other goroutines use c, as Close is.
+// A connection that is not a socket and has its own way to say "reset"
+// (an HTTP/2 stream: RST_STREAM) has an Abort method, which Abort calls.
 func Abort(c net.Conn) error {
 	if c == nil {
 		return nil
+	}
+	if a, ok := c.(aborter); ok {
+		return a.Abort()
 	}
 	if tc := tcpUnder(c); tc != nil {
 		tc.SetLinger(0)
@@ -46,6 +51,8 @@ func Abort(c net.Conn) error {
 	}
 	return c.Close()
 }
+
+type aborter interface{ Abort() error }
 
 // tcpUnder finds the *net.TCPConn under wrappers with a NetConn method;
 // nil when there is none.

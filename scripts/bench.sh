@@ -12,6 +12,10 @@
 # TOOL_CPU (1) with its own target server. Setups:
 #   ferry CONNECT, SOCKS5 and tcp (fixed forward), access log on (log
 #     plugin, to a file): every mode;
+#   ferry HTTP/2 CONNECT: the tunnels of a run as CONNECT streams of one
+#     HTTP/2 connection, with prior knowledge (h2c) on the same listener
+#     and, as ferry+tls, ALPN h2 on the TLS listener: idle, ping-pong and
+#     throughput;
 #   ferry+hook: the same with a no-op data plugin (replace with a rule
 #     that never matches, flush_after 0s), which takes the splice fast
 #     path away: throughput and ping-pong;
@@ -47,9 +51,9 @@
 #   HTTP_REQUESTS  plain HTTP requests per run at most               (2000000)
 #   HTTP_OBJECTS   plain HTTP object sizes                           (1KiB,64KiB)
 #   PEERS        peers to run: haproxy tinyproxy squid dante microsocks
-#   FERRY        ferry setups to run: connect socks5 tcp hook-connect hook-socks5 hook-tcp http nolog-http
+#   FERRY        ferry setups to run: connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http
 #   MODES        modes to run: idle connrate pingpong throughput http udp
-#   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5
+#   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5 tls-h2
 #   UDP_WINDOW   udp: datagrams in flight through the association    (32)
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
 #   PORT_BASE    first of 14 loopback ports used (24100)
@@ -80,9 +84,9 @@ HTTP_DURATION=${HTTP_DURATION:-$d_http}
 HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks}
-FERRY=${FERRY:-connect socks5 tcp hook-connect hook-socks5 hook-tcp http nolog-http}
+FERRY=${FERRY:-connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http}
 MODES=${MODES:-idle connrate pingpong throughput http udp}
-FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5} # empty: none
+FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5 tls-h2} # empty: none
 UDP_WINDOW=${UDP_WINDOW:-32}
 OUT=${OUT:-$root/BENCHMARKS.md}
 PNG=${PNG:-$root/BENCHMARKS.png}
@@ -312,6 +316,9 @@ listen = "127.0.0.1:$(port 1)"
 protocols = ["http", "socks5"]
 plugins = ["access"]
 max_connections = 0
+# The h2 setup: its idle run holds IDLE_N streams from one address.
+h2c = true
+max_client_streams = 0
 
 [[listener]]
 name = "forward"
@@ -344,6 +351,7 @@ protocols = ["http", "socks5"]
 tls = { cert = "proxy.pem", key = "proxy-key.pem" }
 plugins = ["access"]
 max_connections = 0
+max_client_streams = 0
 
 # Plain HTTP without the access log (the http setup uses "proxy").
 [[listener]]
@@ -375,6 +383,8 @@ run_ferry() {
 	local setup=$1 variant="" proto addr modes=(idle connrate pingpong throughput)
 	case $setup in
 	connect | socks5) proto=$setup addr=127.0.0.1:$(port 1) ;;
+	h2) proto=h2 addr=127.0.0.1:$(port 1) modes=(idle pingpong throughput) ;;
+	tls-h2) variant=tls proto=h2 addr=127.0.0.1:$(port 13) modes=(idle pingpong throughput) ;;
 	http) proto=http addr=127.0.0.1:$(port 1) modes=(http) ;;
 	nolog-http) variant=nolog proto=http addr=127.0.0.1:$(port 10) modes=(http) ;;
 	tcp) proto=tcp addr=127.0.0.1:$(port 2) ;;

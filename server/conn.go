@@ -90,6 +90,10 @@ func (h *conn) serve() {
 	if h.l.tls != nil && !h.startTLS() {
 		return
 	}
+	if h.alpn == "h2" {
+		h.serveH2(h.c)
+		return
+	}
 	if h.l.tcpTarget != "" {
 		h.tunnel(h.newSession("tcp", h.l.tcpTarget), nopReplier{})
 		return
@@ -104,6 +108,8 @@ func (h *conn) serve() {
 		h.serveSOCKS5()
 	case first[0] == 0x04 && h.l.socks4:
 		h.serveSOCKS4()
+	case h.l.h2c && first[0] == h2Preface[0] && h.sawH2Preface():
+		h.serveH2(h.c)
 	case h.l.http && isTokenByte(first[0]):
 		h.serveHTTP()
 	default:
@@ -241,18 +247,12 @@ func (h *conn) startChannel(ctx context.Context, s *plugins.Session, st *plugins
 	// The tunnel reads the socket directly from here on: let the
 	// handshake buffer go, which matters for many idle tunnels.
 	h.releaseReader()
-	if h.l.chain.HasInterceptors() {
-		t := &plugins.Tunnel{Client: client, Upstream: upConn, ClientPending: pending}
-		if err := h.l.chain.Intercept(ctx, s, t); err != nil {
-			t.Client.Close()
-			t.Upstream.Close()
-			up.Close()
-			info.Release()
-			st.Reason, st.Err = reasonFor(err), err
-			h.l.finish(s, st)
-			return
-		}
-		client, upConn, pending = t.Client, t.Upstream, t.ClientPending
+	client, upConn, pending, err := h.intercept(ctx, s, client, upConn, pending)
+	if err != nil {
+		info.Release()
+		st.Reason, st.Err = reasonFor(err), err
+		h.l.finish(s, st)
+		return
 	}
 	ch := &relay.Channel{
 		Client:        client,
@@ -281,6 +281,23 @@ func (h *conn) startChannel(ctx context.Context, s *plugins.Session, st *plugins
 		l.finish(s, st)
 		l.release()
 	})
+}
+
+// intercept hands a tunnel's connections to the chain's Interceptors,
+// if it has any, and returns what the channel is to carry. On error every
+// connection is closed.
+func (h *conn) intercept(ctx context.Context, s *plugins.Session, client, up net.Conn, pending []byte) (net.Conn, net.Conn, []byte, error) {
+	if !h.l.chain.HasInterceptors() {
+		return client, up, pending, nil
+	}
+	t := &plugins.Tunnel{Client: client, Upstream: up, ClientPending: pending}
+	if err := h.l.chain.Intercept(ctx, s, t); err != nil {
+		t.Client.Close()
+		t.Upstream.Close()
+		up.Close()
+		return nil, nil, nil, err
+	}
+	return t.Client, t.Upstream, t.ClientPending, nil
 }
 
 // release ends a connection's accounting: the listener's count, the

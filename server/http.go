@@ -143,13 +143,10 @@ func (h *conn) httpError(status int, msg string, cause error) {
 // client to close: after an error ferry does not trust what follows.
 // A HEAD request's answer has no body (RFC 9110 section 9.3.2).
 func writeHTTPError(w io.Writer, status int, msg string, cause error, realm string, head bool) {
-	body := fmt.Sprintf("%d %s: %s\n", status, http.StatusText(status), msg)
-	if re := (*plugins.RejectError)(nil); errors.As(cause, &re) && re.Msg != "" {
-		body = fmt.Sprintf("%d %s: %s\n", status, http.StatusText(status), re.Msg)
-	}
+	body := errorBody(status, msg, cause)
 	var extra string
 	if status == http.StatusProxyAuthRequired {
-		extra = "Proxy-Authenticate: Basic realm=" + strconv.Quote(realm) + "\r\n"
+		extra = "Proxy-Authenticate: " + proxyChallenge(realm) + "\r\n"
 	}
 	if head {
 		fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n",
@@ -159,6 +156,18 @@ func writeHTTPError(w io.Writer, status int, msg string, cause error, realm stri
 	fmt.Fprintf(w, "HTTP/1.1 %d %s\r\nContent-Type: text/plain; charset=utf-8\r\n%sContent-Length: %d\r\nConnection: close\r\n\r\n%s",
 		status, http.StatusText(status), extra, len(body), body)
 }
+
+// errorBody is the text of an error answer: the status and msg, or the
+// message of the plugin rejection that caused it.
+func errorBody(status int, msg string, cause error) string {
+	if re := (*plugins.RejectError)(nil); errors.As(cause, &re) && re.Msg != "" {
+		msg = re.Msg
+	}
+	return fmt.Sprintf("%d %s: %s\n", status, http.StatusText(status), msg)
+}
+
+// proxyChallenge is the Proxy-Authenticate value of a 407.
+func proxyChallenge(realm string) string { return "Basic realm=" + strconv.Quote(realm) }
 
 // httpLink holds a plain HTTP session's two connections, so hooks can
 // inject bytes and both writers share the byte counts.

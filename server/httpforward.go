@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"strings"
 	"time"
 
@@ -78,11 +79,7 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 		h.httpError(http.StatusBadRequest, "ferry is a proxy: send an absolute http:// URL, or CONNECT", nil)
 		return false
 	}
-	target := req.URL.Host
-	if _, port, err := net.SplitHostPort(target); err != nil || port == "" {
-		target = net.JoinHostPort(strings.Trim(req.URL.Hostname(), "[]"), "80")
-	}
-	s := h.newSession("http", target)
+	s := h.newSession("http", defaultPort(req.URL.Host, "80"))
 	s.Request = req
 	// The request's context ends with its exchange.
 	reqCtx, cancel := context.WithCancel(h.l.srv.hardCtx)
@@ -115,6 +112,16 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 	keepAlive = ex.run(reused)
 	st.Up, st.Down = link.up.Load(), link.down.Load()
 	return keepAlive && h.l.srv.drainCtx.Err() == nil
+}
+
+// defaultPort returns host:port for an authority, with port added when
+// the authority has none.
+func defaultPort(authority, port string) string {
+	if _, p, err := net.SplitHostPort(authority); err == nil && p != "" {
+		return authority
+	}
+	u := url.URL{Host: authority}
+	return net.JoinHostPort(strings.Trim(u.Hostname(), "[]"), port)
 }
 
 // upstreamFor runs OnConnect and returns a connection to the session's

@@ -52,7 +52,7 @@ func (s *Server) MaxConnections() int64 {
 }
 
 // handshakes counts, per client address, connections still in their
-// handshake.
+// handshake (or, for a socket, HTTP/2 streams open).
 type handshakes struct {
 	mu sync.Mutex
 	n  map[netip.Addr]int32
@@ -83,8 +83,11 @@ func (h *handshakes) release(ip netip.Addr) {
 }
 
 // peerIP is the IP of a connection's remote address.
-func peerIP(c net.Conn) netip.Addr {
-	if ta, ok := c.RemoteAddr().(*net.TCPAddr); ok {
+func peerIP(c net.Conn) netip.Addr { return addrIP(c.RemoteAddr()) }
+
+// addrIP is the IP of a TCP address; invalid for other addresses.
+func addrIP(a net.Addr) netip.Addr {
+	if ta, ok := a.(*net.TCPAddr); ok {
 		ip, _ := netip.AddrFromSlice(ta.IP)
 		return ip.Unmap()
 	}

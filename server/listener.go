@@ -37,7 +37,10 @@ type frontend struct {
 	log     zerolog.Logger
 
 	http, socks5, socks4 bool
-	tcpTarget            string
+	h2c                  bool // HTTP/2 with prior knowledge (h2.go)
+	// h2Buffers are what HTTP/2 tunnels read their clients into (h2Chunk).
+	h2Buffers *relay.BufferPool
+	tcpTarget string
 
 	// guardLocal: refuse destinations on the proxy host (bound beyond
 	// loopback, without allow_local_destinations). refuseDst is refuseDial
@@ -95,10 +98,13 @@ func newFrontend(s *Server, gen *generation, lc config.Listener, set config.Sett
 		set:     set,
 		chain:   chain,
 		buffers: relay.NewBufferPool(set.BufferSize),
-		log:     s.log.With().Str("listener", lc.Name).Logger(),
-		http:    slices.Contains(lc.Protocols, "http"),
-		socks5:  slices.Contains(lc.Protocols, "socks5"),
-		socks4:  slices.Contains(lc.Protocols, "socks4"),
+		// A stream's reader holds its buffer while it waits: see h2Chunk.
+		h2Buffers: relay.NewBufferPool(min(set.BufferSize, h2Chunk)),
+		log:       s.log.With().Str("listener", lc.Name).Logger(),
+		http:      slices.Contains(lc.Protocols, "http"),
+		socks5:    slices.Contains(lc.Protocols, "socks5"),
+		socks4:    slices.Contains(lc.Protocols, "socks4"),
+		h2c:       lc.H2C && lc.TLS == nil && slices.Contains(lc.Protocols, "http"),
 	}
 	if slices.Contains(lc.Protocols, "tcp") {
 		l.tcpTarget = lc.Target
@@ -117,7 +123,7 @@ func newFrontend(s *Server, gen *generation, lc config.Listener, set config.Sett
 		l.passTLVs = append(l.passTLVs, byte(t))
 	}
 	if lc.TLS != nil {
-		l.tls = newTLSFront(lc.TLS, l.log)
+		l.tls = newTLSFront(lc.TLS, listenerALPN(serveH2(lc)), l.log)
 	}
 	return l
 }
@@ -134,6 +140,9 @@ type socket struct {
 
 	active, accepted, refused atomic.Int64
 	refusalLog                throttle.Gate
+	// streams counts HTTP/2 streams per client address, for
+	// max_client_streams.
+	streams handshakes
 }
 
 // reusable reports whether a new configuration's listen address may take

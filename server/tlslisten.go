@@ -21,9 +21,14 @@ import (
 )
 
 // listenerALPN is what a TLS listener offers in ALPN (RFC 7301), in order
-// of preference; conn.alpn holds what the client picked. The one place to
-// add "h2" once HTTP/2 is served.
-func listenerALPN() []string { return []string{"http/1.1"} }
+// of preference; conn.alpn holds what the client picked. h2 comes first
+// on a listener that serves HTTP/2 (RFC 9113 section 3.2).
+func listenerALPN(h2 bool) []string {
+	if h2 {
+		return []string{"h2", "http/1.1"}
+	}
+	return []string{"http/1.1"}
+}
 
 // tlsCheckEvery is how often a TLS listener looks at its files for a
 // change, from the handshakes that need the certificate.
@@ -37,6 +42,7 @@ const tlsCheckEvery = time.Second
 // previous configuration, with one warning per failing state.
 type tlsFront struct {
 	set      *config.ListenerTLS
+	alpn     []string
 	identity []string
 	log      zerolog.Logger
 	cur      atomic.Pointer[tls.Config]
@@ -68,8 +74,8 @@ func statSig(path string) fileSig {
 
 // newTLSFront builds a TLS listener's configuration from what Load read,
 // or, when the files changed since, from the files.
-func newTLSFront(set *config.ListenerTLS, log zerolog.Logger) *tlsFront {
-	t := &tlsFront{set: set, identity: set.ClientIdentity, log: log}
+func newTLSFront(set *config.ListenerTLS, alpn []string, log zerolog.Logger) *tlsFront {
+	t := &tlsFront{set: set, alpn: alpn, identity: set.ClientIdentity, log: log}
 	t.cur.Store(t.build(set.Certificate, set.ClientCAs))
 	t.first = true
 	t.check()
@@ -130,7 +136,7 @@ func (t *tlsFront) read() (*tls.Certificate, *x509.CertPool, error) {
 // build makes the server configuration: Go's defaults but for TLS 1.2 as
 // the oldest version (RFC 8996 retires 1.0 and 1.1).
 func (t *tlsFront) build(cert *tls.Certificate, pool *x509.CertPool) *tls.Config {
-	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: listenerALPN()}
+	c := &tls.Config{MinVersion: tls.VersionTLS12, NextProtos: t.alpn}
 	if cert != nil { // nil only for a Config that Load did not fill in
 		c.Certificates = []tls.Certificate{*cert}
 	}

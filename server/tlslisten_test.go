@@ -90,7 +90,7 @@ func TestTLSFrontReload(t *testing.T) {
 	set := &config.ListenerTLS{CertPath: filepath.Join(dir, "c.pem"), KeyPath: filepath.Join(dir, "k.pem")}
 	one := writePKI(t, set.CertPath, set.KeyPath)
 	var logs bytes.Buffer
-	front := newTLSFront(set, zerolog.New(&logs))
+	front := newTLSFront(set, listenerALPN(false), zerolog.New(&logs))
 	now := time.Now()
 	if !bytes.Equal(served(front, now), one) {
 		t.Fatal("not serving the certificate of the files")

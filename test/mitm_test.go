@@ -61,6 +61,7 @@ level = "debug"
 name = "e2e"
 listen = %q
 plugins = ["mitm", "rewrite", "capture", "log"]
+h2c = true
 
 [[plugin]]
 name = "mitm"

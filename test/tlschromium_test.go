@@ -1,16 +1,13 @@
 package test
 
 import (
-	"context"
 	"crypto/sha256"
 	"crypto/x509"
 	"encoding/base64"
 	"encoding/pem"
 	"os"
-	"os/exec"
 	"strings"
 	"testing"
-	"time"
 
 	"ferry/test/testkit"
 )
@@ -45,18 +42,8 @@ func TestTLSListenerChromium(t *testing.T) {
 	pki := newTLSListener(t)
 	web := testkit.HTTPTarget(t)
 	f := startFerry(t, pki.config("", []string{"log"}, "[[plugin]]\nname = \"log\"\n"), nil)
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
 	url := "http://" + web.Listener.Addr().String() + "/"
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-		"--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync",
-		"--user-data-dir="+t.TempDir(), "--proxy-server=https://"+f.addr, "--proxy-bypass-list=<-loopback>",
-		"--ignore-certificate-errors-spki-list="+spkiHash(t, pki.cert), "--dump-dom", url)
-	cmd.WaitDelay = 5 * time.Second
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("chromium: %v\n%s", err, out)
-	}
+	out := runChromium(t, chromium, f.addr, pki.cert, url)
 	if !strings.Contains(string(out), strings.TrimSpace(testkit.TargetBody)) {
 		t.Fatalf("chromium's page %q, want the target's body", out)
 	}

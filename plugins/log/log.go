@@ -86,6 +86,9 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 		Str("proto", s.Protocol).
 		Str("target", s.Target).
 		Str("upstream", upstream)
+	if s.Parent != "" {
+		ev = ev.Str("parent", s.Parent)
+	}
 	if s.UpstreamPath != "" {
 		ev = ev.Str("chain", s.UpstreamPath)
 	}

@@ -12,17 +12,22 @@ import (
 
 // dialer opens tunnels to target through a proxy speaking proto:
 // "connect" (HTTP CONNECT), "socks5" (no authentication, target as an
-// IPv4/IPv6 address) or "tcp" (the proxy forwards every connection to a
-// fixed target: nothing to say).
+// IPv4/IPv6 address), "tcp" (the proxy forwards every connection to a
+// fixed target: nothing to say) or "h2" (CONNECT streams of shared
+// HTTP/2 connections, h2.go: h2c, or ALPN h2 with TLS).
 type dialer struct {
 	proxy   string
 	proto   string
 	tls     *tls.Config // TLS to the proxy first (tlsdial.go); nil: none
 	target  netip.AddrPort
 	timeout time.Duration // for connect + handshake
+	h2      h2Pool        // the connections of proto h2 (h2.go)
 }
 
 func (d *dialer) dial() (net.Conn, error) {
+	if d.proto == "h2" {
+		return d.h2Stream()
+	}
 	c, err := net.DialTimeout("tcp", d.proxy, d.timeout)
 	if err != nil {
 		return nil, err

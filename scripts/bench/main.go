@@ -4,7 +4,7 @@
 // proxy's CPU time, memory and file descriptors from /proc, and turns the
 // results into a report with a chart.
 //
-//	bench -mode throughput|connrate|pingpong|idle -proxy ADDR -proto connect|socks5|tcp [-pid PID] [flags]
+//	bench -mode throughput|connrate|pingpong|idle -proxy ADDR -proto connect|socks5|tcp|h2 [-pid PID] [flags]
 //	bench -mode http -proxy ADDR -proto http|reverse -origin ADDR [-objects 1KiB,64KiB] [-pid PID] [flags]
 //	bench -mode udp -proxy ADDR -proto socks5 [-concurrency 32] [-duration 5s] [-pid PID] [flags]
 //	bench report [-meta FILE] [-png FILE] results.jsonl > BENCHMARKS.md
@@ -145,7 +145,7 @@ func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
 	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle | http | udp")
 	fs.StringVar(&c.proxy, "proxy", "127.0.0.1:8080", "the proxy's address")
-	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target); http mode: http (absolute-form requests to a forward proxy) | reverse (origin-form requests to a reverse proxy in front of -origin)")
+	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target) | h2 (CONNECT streams of HTTP/2 connections: h2c, or ALPN h2 with -tls-ca); http mode: http (absolute-form requests to a forward proxy) | reverse (origin-form requests to a reverse proxy in front of -origin)")
 	fs.StringVar(&c.target, "target", "127.0.0.1:0", "address of the tool's own target server (fixed, for -proto tcp)")
 	fs.IntVar(&c.pid, "pid", 0, "the proxy's pid: its CPU time, RSS and fds (and those of its child processes) are read from /proc; 0: none")
 	fs.StringVar(&c.name, "name", "", "the proxy's name in the results (default: the command name of -pid)")
@@ -219,9 +219,9 @@ func (c *config) check() error {
 		}
 	case c.mode == "http":
 		return fmt.Errorf("-proto: %q, want http or reverse in http mode", c.proto)
-	case c.proto == "connect", c.proto == "socks5", c.proto == "tcp":
+	case c.proto == "connect", c.proto == "socks5", c.proto == "tcp", c.proto == "h2":
 	default:
-		return fmt.Errorf("-proto: %q, want connect, socks5 or tcp", c.proto)
+		return fmt.Errorf("-proto: %q, want connect, socks5, tcp or h2", c.proto)
 	}
 	if c.mode == "http" && c.tlsCA != "" {
 		return fmt.Errorf("-tls-ca: not in http mode")

@@ -87,6 +87,8 @@ func protoLabel(p string) string {
 		return "CONNECT"
 	case "socks5":
 		return "SOCKS5"
+	case "h2":
+		return "HTTP/2 CONNECT"
 	case "http":
 		return "HTTP"
 	case "reverse":
