@@ -30,6 +30,9 @@ type ChannelInfo struct {
 	// Intercepted is the TLS server name a mitm plugin terminated, when
 	// the channel relays decrypted bytes.
 	Intercepted string `json:"intercepted,omitempty"`
+	// Parent is the id of the HTTP/2 connection a CONNECT stream rides
+	// in, which its sibling streams share.
+	Parent string `json:"parent,omitempty"`
 	// Up and Down are bytes delivered so far to the upstream and to the
 	// client.
 	Up      int64     `json:"up"`
@@ -61,7 +64,7 @@ func (s *Server) track(sess *plugins.Session, ch liveRelay) {
 	lc := &liveChannel{
 		info: ChannelInfo{
 			ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol, User: sess.User,
-			Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamPath, Intercepted: sess.Intercepted, Started: time.Now(),
+			Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamPath, Intercepted: sess.Intercepted, Parent: sess.Parent, Started: time.Now(),
 		},
 		client: sess.Client, upAddr: sess.UpstreamAddr, ch: ch,
 	}

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/base64"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -467,5 +468,29 @@ func TestH2CResets(t *testing.T) {
 	}
 	if l := accessLines(t, f, rude.Addr, 1)[0]; l.str("reason") != "upstream reset" {
 		t.Errorf("access reason %q, want upstream reset: %v", l.str("reason"), l)
+	}
+}
+
+// TestH2CChannelsParent: the admin API's /channels names the HTTP/2
+// connection each live CONNECT stream rides in, the same for siblings.
+func TestH2CChannelsParent(t *testing.T) {
+	t.Parallel()
+	echo := testkit.EchoServer(t)
+	adminAddr := freeAddr(t)
+	f := startFerry(t, h2cConfig("", nil, fmt.Sprintf("[admin]\nlisten = %q\ntoken = \"t\"\n", adminAddr)), nil)
+	cc := dialH2C(t, f.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 2 {
+		testkit.EchoCheck(t, mustH2Connect(t, ctx, cc, echo)) // left open
+	}
+	_, body := adminRequest(t, adminAddr, "GET", "/channels")
+	var chans []struct{ ID, Parent string }
+	if err := json.Unmarshal(body, &chans); err != nil || len(chans) != 2 {
+		t.Fatalf("/channels: got %s (%v), want two streams", body, err)
+	}
+	p := chans[0].Parent
+	if p == "" || chans[1].Parent != p || p == chans[0].ID || p == chans[1].ID {
+		t.Errorf("/channels: parents %q and %q of streams %q and %q, want one shared connection id", p, chans[1].Parent, chans[0].ID, chans[1].ID)
 	}
 }
