@@ -19,16 +19,25 @@ import (
 // head that o will write, and leaves their edits in o.hdr.
 func (ex *exchange) hookResponse(o *responseOut) error {
 	resp := responseView(o, ex.out.req)
-	// The framing fields are ferry's: the body is copied as the origin
-	// framed it, so a plugin's Content-Length or Transfer-Encoding would
-	// make the client misread it (RFC 9112 section 6.3).
-	cl := slices.Clone(resp.Header["Content-Length"])
-	te := slices.Clone(resp.Header["Transfer-Encoding"])
-	if err := ex.f.h.l.chain.HTTPResponse(ex.s, ex.out.req, resp); err != nil {
+	if err := runResponseHooks(ex.f.h.l.chain, ex.s, resp, o.hd); err != nil {
 		return err
 	}
-	guardFields(o.hd, resp.Header, cl, te)
 	o.hdr = resp.Header
+	return nil
+}
+
+// runResponseHooks runs the chain's OnHTTPResponse hooks on resp and
+// undoes the edits ferry does not take (guardFields). The framing fields
+// are ferry's: the body is copied as the origin framed it, so a plugin's
+// Content-Length or Transfer-Encoding would make the client misread it
+// (RFC 9112 section 6.3).
+func runResponseHooks(chain *plugins.Chain, s *plugins.Session, resp *http.Response, hd *httphead.Head) error {
+	cl := slices.Clone(resp.Header["Content-Length"])
+	te := slices.Clone(resp.Header["Transfer-Encoding"])
+	if err := chain.HTTPResponse(s, resp.Request, resp); err != nil {
+		return err
+	}
+	guardFields(hd, resp.Header, cl, te)
 	return nil
 }
 
@@ -64,8 +73,12 @@ func responseView(o *responseOut, req *http.Request) *http.Response {
 // framing fields go back to cl and te as received, hop-by-hop fields it
 // added are dropped (RFC 9110 section 7.6.1: they are ferry's, for this
 // connection only), and so are names and values that are not valid
-// field syntax, which would otherwise split the head.
+// field syntax, which would otherwise split the head. hd is nil on the
+// HTTP/2 path, where net/http already dropped what Connection named.
 func guardFields(hd *httphead.Head, hdr http.Header, cl, te []string) {
+	if hd == nil {
+		hd = &httphead.Head{}
+	}
 	restore := func(k string, v []string) {
 		if v == nil {
 			delete(hdr, k)

@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"slices"
 	"strings"
 	"testing"
+
+	"golang.org/x/net/http2"
 
 	"ferry/plugins"
 	"ferry/server/httphead"
@@ -146,4 +149,48 @@ name = "log"
 		t.Fatalf("panic: %d close=%v", resp.StatusCode, resp.Close)
 	}
 	waitFor(t, func() bool { return strings.Contains(f.logs.String(), `"reason":"plugin error"`) })
+}
+
+// Absolute-URI requests over HTTP/2 run the same hooks: edits reach the
+// client, a rejection answers with its code and the connection serves
+// the next stream.
+func TestHTTPResponseHookH2(t *testing.T) {
+	web := httpServer(t)
+	f := start(t, `
+[[listener]]
+listen = "127.0.0.1:0"
+h2c = true
+plugins = ["respgate", "log"]
+[[plugin]]
+name = "respgate"
+[[plugin]]
+name = "log"
+`)
+	cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(dial(t, f.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	get := func(path string) (*http.Response, string) {
+		t.Helper()
+		u, _ := url.Parse("http://" + web + path)
+		resp, err := cc.RoundTrip(&http.Request{Method: "GET", URL: u, Host: web, Header: http.Header{}})
+		if err != nil {
+			t.Fatalf("GET %s: %v", path, err)
+		}
+		b, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		return resp, string(b)
+	}
+	if resp, body := get("/blocked"); resp.StatusCode != 403 || !strings.Contains(body, "response denied") {
+		t.Fatalf("blocked: %d %q", resp.StatusCode, body)
+	}
+	if resp, _ := get("/boom"); resp.StatusCode != 502 {
+		t.Fatalf("panic: %d", resp.StatusCode)
+	}
+	// The Date the hook removed is back: net/http's HTTP/2 server adds
+	// one to every response that has none.
+	resp, body := get("/a")
+	if resp.StatusCode != 200 || resp.Header.Get("X-Resp") != "200 GET" || body != web+" /a 0" {
+		t.Fatalf("GET: %d %v %q", resp.StatusCode, resp.Header, body)
+	}
 }

@@ -1,9 +1,12 @@
 package test
 
 import (
+	"context"
 	"fmt"
+	"io"
 	"strings"
 	"testing"
+	"time"
 )
 
 // TestHTTPResponseHeaders: curl through the real binary to an origin
@@ -45,5 +48,32 @@ add = { "X-Added" = "yes" }
 	got = curl(t, "-I", "-x", "http://"+f.addr, url)
 	if got != strings.TrimSuffix(want, "hello") {
 		t.Fatalf("HEAD: curl got:\n%q", got)
+	}
+}
+
+// TestHTTPResponseHeadersH2: an absolute-URI request over HTTP/2 goes
+// through the same response rules.
+func TestHTTPResponseHeadersH2(t *testing.T) {
+	t.Parallel()
+	origin, _ := recordingOrigin(t, "HTTP/1.1 200 OK\r\nX-Keep: a\r\nX-Drop: gone\r\nContent-Length: 5\r\n\r\nhello")
+	f := startFerry(t, h2cConfig("", []string{"headers"}, `[[plugin]]
+name = "headers"
+[plugin.response]
+remove = ["x-drop"]
+set = { "Content-Length" = "99" }
+add = { "X-Added" = "yes" }
+`), nil)
+	cc := dialH2C(t, f.addr)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	resp, err := h2Get(ctx, cc, "http://"+origin.Addr+"/r", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	h := resp.Header
+	if err != nil || string(b) != "hello" || h.Get("X-Added") != "yes" || h.Get("X-Drop") != "" || h.Get("X-Keep") != "a" || resp.ContentLength != 5 {
+		t.Fatalf("got %d %v %q %v", resp.StatusCode, h, b, err)
 	}
 }
