@@ -34,6 +34,7 @@ type Chain struct {
 	auths      []Plugin // implement Authenticator, config order
 	dialChecks []Plugin // implement DialChecker, config order
 	httpReqs   []Plugin // implement HTTPRequester, config order
+	httpResps  []Plugin // implement HTTPResponder, config order
 	intercepts []Plugin // implement Interceptor, config order
 	// data holds each direction's data hooks, by Direction: Up in config
 	// order, Down in reverse order.
@@ -73,6 +74,9 @@ func NewChain(ps []Plugin) *Chain {
 		}
 		if _, ok := p.(HTTPRequester); ok {
 			c.httpReqs = append(c.httpReqs, p)
+		}
+		if _, ok := p.(HTTPResponder); ok {
+			c.httpResps = append(c.httpResps, p)
 		}
 		if _, ok := p.(Interceptor); ok {
 			c.intercepts = append(c.intercepts, p)
@@ -251,6 +255,32 @@ func callHTTPRequest(p Plugin, s *Session, req *http.Request) (err error) {
 	defer recoverHook(p, "OnHTTPRequest", &err)
 	if e := p.(HTTPRequester).OnHTTPRequest(s, req); e != nil {
 		return &HookError{Plugin: p.Name(), Hook: "OnHTTPRequest", Err: e}
+	}
+	return nil
+}
+
+// HasHTTPResponders reports whether some plugin sees plain HTTP
+// responses, so the forwarder builds a response view only then.
+func (c *Chain) HasHTTPResponders() bool { return c != nil && len(c.httpResps) > 0 }
+
+// HTTPResponse runs the HTTPResponders on a plain HTTP response head, in
+// config order; the first error stops them.
+func (c *Chain) HTTPResponse(s *Session, req *http.Request, resp *http.Response) error {
+	if c == nil {
+		return nil
+	}
+	for _, p := range c.httpResps {
+		if err := callHTTPResponse(p, s, req, resp); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func callHTTPResponse(p Plugin, s *Session, req *http.Request, resp *http.Response) (err error) {
+	defer recoverHook(p, "OnHTTPResponse", &err)
+	if e := p.(HTTPResponder).OnHTTPResponse(s, req, resp); e != nil {
+		return &HookError{Plugin: p.Name(), Hook: "OnHTTPResponse", Err: e}
 	}
 	return nil
 }

@@ -177,6 +177,25 @@ type HTTPRequester interface {
 	OnHTTPRequest(s *Session, req *http.Request) error
 }
 
+// HTTPResponder sees the final response to each plain HTTP request (not
+// CONNECT) after its head came from the origin and before it goes to the
+// client, in config order, with req as the HTTPRequesters left it. It
+// sees the status and the end-to-end fields (hop-by-hop ones are already
+// gone) and may set, add or remove fields in resp.Header; changes to
+// Content-Length and Transfer-Encoding, and hop-by-hop fields it adds,
+// are ignored, since the framing is ferry's to keep (RFC 9110 section
+// 7.6.1). resp.Body is nil: the body is not read before the hook (body
+// hooks come later) and streams through the data hooks. 1xx responses,
+// 101 included, do not go through the hook; HEAD answers and 304 do.
+//
+// An error blocks the response: the client gets an error answer instead
+// (a *RejectError chooses its status, CodeForbidden is 403; any other
+// error is a 502 and ends the client connection), and the origin
+// connection is closed with the body unread.
+type HTTPResponder interface {
+	OnHTTPResponse(s *Session, req *http.Request, resp *http.Response) error
+}
+
 // Stats describe a finished channel.
 type Stats struct {
 	// Up counts bytes delivered to the upstream, Down bytes delivered to the

@@ -153,7 +153,18 @@ func (fw *h2Forward) response(resp *http.Response) error {
 	for _, name := range connectionTokens(up.stopRecording(), fw.headLimits()) {
 		resp.Header.Del(name)
 	}
-	return nil
+	return fw.hookResponse(resp)
+}
+
+// hookResponse runs the OnHTTPResponse hooks, as for HTTP/1.1, on the
+// response httputil.ReverseProxy will copy. An error goes to fail,
+// which answers it; the origin connection is not kept anyway.
+func (fw *h2Forward) hookResponse(resp *http.Response) error {
+	chain := fw.sub.l.chain
+	if !chain.HasHTTPResponders() || resp.StatusCode < 200 {
+		return nil
+	}
+	return runResponseHooks(chain, fw.s, resp, nil)
 }
 
 func (fw *h2Forward) headLimits() httphead.Limits {
@@ -194,7 +205,15 @@ func (fw *h2Forward) fail(w http.ResponseWriter, r *http.Request, err error) {
 	dialErr := fw.dialErr
 	fw.mu.Unlock()
 	st, s := fw.st, fw.s
+	var he *plugins.HookError
 	switch {
+	case errors.As(err, &he):
+		// An OnHTTPResponse hook blocked the response.
+		code := plugins.CodeOf(err)
+		s.Status = code.HTTPStatus()
+		h2Error(w, s.Status, code.String(), err, "")
+		st.Reason, st.Err = reasonFor(err), err
+		return
 	case dialErr != nil:
 		code := failCode(dialErr)
 		s.Status = code.HTTPStatus()

@@ -147,6 +147,10 @@ func originForm(t string) string {
 type responseOut struct {
 	hd *httphead.Head
 	fr httphead.Framing
+	// hdr is the view the OnHTTPResponse hooks edited (see
+	// responseView), nil when no plugin has the hook: then the head's
+	// fields are passed on without building one.
+	hdr http.Header
 	// dechunk: the body goes to an HTTP/1.0 client without chunk framing.
 	dechunk bool
 	// client10: the client speaks HTTP/1.0, which has no
@@ -161,36 +165,67 @@ type responseOut struct {
 	conn string
 }
 
+// kept reports whether field i goes to the client: not hop-by-hop, not
+// a framing field ferry drops or rewrites for this client.
+func (o *responseOut) kept(i int) bool {
+	name := o.hd.Name(i)
+	switch {
+	case o.upgrade && strings.EqualFold(name, "Upgrade"):
+		return true
+	case hopByHop(o.hd, name, false),
+		o.fr.HasTE && strings.EqualFold(name, "Content-Length"),
+		(o.dechunk || o.client10) && strings.EqualFold(name, "Transfer-Encoding"),
+		o.interim && httphead.IsFramingField(name):
+		return false
+	}
+	return true
+}
+
+// keep is kept for every field.
+func (o *responseOut) keep() []bool {
+	keep := make([]bool, o.hd.Len())
+	for i := range keep {
+		keep[i] = o.kept(i)
+	}
+	return keep
+}
+
 // append writes the response head: ferry's HTTP/1.1 status line with the
 // origin's code and reason, then its field lines byte for byte minus the
-// hop-by-hop ones and the framing fields ferry changes.
+// hop-by-hop ones and the framing fields ferry changes; fields the hooks
+// changed are written as they left them where they were, new ones last.
 func (o *responseOut) append(dst []byte) []byte {
 	hd := o.hd
 	dst = append(dst, "HTTP/1.1 "...)
 	dst = strconv.AppendInt(dst, int64(hd.Status), 10)
 	dst = append(append(dst, ' '), hd.Reason()...)
 	dst = append(dst, '\r', '\n')
+	var unchanged []bool
+	var keys, added []string
+	if o.hdr != nil {
+		unchanged, keys, added = viewEdits(hd, o.keep(), o.hdr)
+	}
 	te := false
 	for i := range hd.Len() {
-		name := hd.Name(i)
 		switch {
-		case o.upgrade && strings.EqualFold(name, "Upgrade"):
-		case hopByHop(hd, name, false):
-			continue
-		case o.fr.HasTE && strings.EqualFold(name, "Content-Length"):
-			continue
-		case (o.dechunk || o.client10) && strings.EqualFold(name, "Transfer-Encoding"):
-			continue
-		case o.interim && httphead.IsFramingField(name):
-			continue
-		case strings.EqualFold(name, "Transfer-Encoding"):
+		case !o.kept(i):
+		case strings.EqualFold(hd.Name(i), "Transfer-Encoding"):
 			if !te {
 				dst = appendCodings(dst, hd, i)
 			}
 			te = true
-			continue
+		case o.hdr == nil || unchanged[i]:
+			dst = hd.AppendField(dst, i)
+		case firstKey(keys, i):
+			for _, v := range o.hdr[keys[i]] {
+				dst = appendField(dst, hd.Name(i), v)
+			}
 		}
-		dst = hd.AppendField(dst, i)
+	}
+	for _, k := range added {
+		for _, v := range o.hdr[k] {
+			dst = appendField(dst, k, v)
+		}
 	}
 	switch {
 	case o.upgrade:

@@ -31,6 +31,12 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 	client11 := ex.out.hd.AtLeast11()
 	o := responseOut{hd: resp, fr: rfr, upgrade: upgrade, client10: !client11,
 		dechunk: rfr.Kind == httphead.Chunked && !client11}
+	// 1xx answers, 101 included, are not final responses to hook.
+	if h.l.chain.HasHTTPResponders() && resp.Status >= 200 {
+		if herr := ex.hookResponse(&o); herr != nil {
+			return ex.blocked(herr)
+		}
+	}
 	clientClose := ex.clientClose || rfr.Kind == httphead.Close || o.dechunk || h.l.srv.drainCtx.Err() != nil
 	upClose := !keepAlive(resp) || rfr.Kind == httphead.Close || rfr.Ambiguous
 	if ex.body == nil && ex.out.fr.Kind != httphead.None {

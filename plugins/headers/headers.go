@@ -1,6 +1,7 @@
 // Package headers edits the headers of plain HTTP requests on their way
 // upstream: set, add and remove headers, and optionally add Via and
-// X-Forwarded-For.
+// X-Forwarded-For; and the headers of their responses, set, add and
+// remove, under [plugin.response].
 //
 //	[[plugin]]
 //	name = "headers"
@@ -8,10 +9,13 @@
 //	set = { "X-Env" = "prod" }
 //	via = true
 //	x_forwarded_for = true
+//	[plugin.response]
+//	remove = ["Server"]
+//	set = { "X-Frame-Options" = "DENY" }
 //
-// It uses the HTTPRequester hook, so it sees plain http:// requests only:
-// inside CONNECT tunnels (HTTPS) the headers are encrypted and pass
-// untouched. Responses are not edited.
+// It uses the HTTPRequester and HTTPResponder hooks, so it sees plain
+// http:// exchanges only: inside CONNECT tunnels (HTTPS) the headers are
+// encrypted and pass untouched.
 package headers
 
 import (
@@ -28,7 +32,7 @@ import (
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "headers",
-		Description: "edits plain HTTP request headers: set, add, remove, Via, X-Forwarded-For",
+		Description: "edits plain HTTP request and response headers: set, add, remove, Via, X-Forwarded-For",
 		New:         New,
 	})
 }
@@ -47,21 +51,60 @@ type Config struct {
 	ViaName string `toml:"via_name"`
 	// XForwardedFor appends the client's IP address to X-Forwarded-For.
 	XForwardedFor bool `toml:"x_forwarded_for"`
+	// Response edits the headers of the responses, in the same order.
+	Response ResponseConfig `toml:"response"`
+}
+
+// ResponseConfig is the [plugin.response] table: the edits made to
+// response headers.
+type ResponseConfig struct {
+	Remove []string          `toml:"remove"`
+	Set    map[string]string `toml:"set"`
+	Add    map[string]string `toml:"add"`
 }
 
 type header struct{ name, value string }
 
+// rules are one message direction's edits, made in this order.
+type rules struct {
+	remove   []string
+	set, add []header
+}
+
+func (r *rules) empty() bool { return len(r.remove)+len(r.set)+len(r.add) == 0 }
+
+func (r *rules) apply(h http.Header) {
+	for _, name := range r.remove {
+		h.Del(name)
+	}
+	for _, f := range r.set {
+		h.Set(f.name, f.value)
+	}
+	for _, f := range r.add {
+		h.Add(f.name, f.value)
+	}
+}
+
 // Plugin edits request headers.
 type Plugin struct {
 	name    string
-	remove  []string
-	set     []header
-	add     []header
+	req     rules
 	via     string // empty: no Via
 	forward bool
 }
 
-var _ plugins.HTTPRequester = (*Plugin)(nil)
+// ResponsePlugin is the plugin when it has response rules too. It is a
+// type apart so that an instance without them has no HTTPResponder hook,
+// and ferry builds no response view for it.
+type ResponsePlugin struct {
+	*Plugin
+	resp rules
+}
+
+var (
+	_ plugins.HTTPRequester = (*Plugin)(nil)
+	_ plugins.HTTPResponder = (*ResponsePlugin)(nil)
+)
 
 // New builds an instance from its config table.
 func New(env plugins.Env) (plugins.Plugin, error) {
@@ -70,17 +113,8 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		return nil, err
 	}
 	p := &Plugin{name: env.Name, forward: cfg.XForwardedFor}
-	for i, name := range cfg.Remove {
-		if !httpguts.ValidHeaderFieldName(name) {
-			return nil, plugins.Errorf(fmt.Sprintf("remove[%d]", i), "%q is not a valid header name", name)
-		}
-		p.remove = append(p.remove, http.CanonicalHeaderKey(name))
-	}
 	var err error
-	if p.set, err = headerList("set", cfg.Set); err != nil {
-		return nil, err
-	}
-	if p.add, err = headerList("add", cfg.Add); err != nil {
+	if p.req, err = parseRules("", cfg.Remove, cfg.Set, cfg.Add); err != nil {
 		return nil, err
 	}
 	if cfg.Via {
@@ -95,7 +129,30 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	} else if cfg.ViaName != "" {
 		return nil, plugins.Errorf("via_name", "set via = true to send it")
 	}
-	return p, nil
+	rc := cfg.Response
+	resp, err := parseRules("response.", rc.Remove, rc.Set, rc.Add)
+	if err != nil || resp.empty() {
+		return p, err
+	}
+	return &ResponsePlugin{Plugin: p, resp: resp}, nil
+}
+
+// parseRules validates one direction's edits; prefix starts the key
+// named in errors.
+func parseRules(prefix string, remove []string, set, add map[string]string) (rules, error) {
+	var r rules
+	for i, name := range remove {
+		if !httpguts.ValidHeaderFieldName(name) {
+			return r, plugins.Errorf(fmt.Sprintf("%sremove[%d]", prefix, i), "%q is not a valid header name", name)
+		}
+		r.remove = append(r.remove, http.CanonicalHeaderKey(name))
+	}
+	var err error
+	if r.set, err = headerList(prefix+"set", set); err != nil {
+		return r, err
+	}
+	r.add, err = headerList(prefix+"add", add)
+	return r, err
 }
 
 // headerList validates a table of headers and orders it by name, so that
@@ -120,15 +177,7 @@ func (p *Plugin) Name() string { return p.name }
 
 // OnHTTPRequest implements plugins.HTTPRequester.
 func (p *Plugin) OnHTTPRequest(s *plugins.Session, req *http.Request) error {
-	for _, name := range p.remove {
-		req.Header.Del(name)
-	}
-	for _, h := range p.set {
-		req.Header.Set(h.name, h.value)
-	}
-	for _, h := range p.add {
-		req.Header.Add(h.name, h.value)
-	}
+	p.req.apply(req.Header)
 	if p.via != "" {
 		appendList(req.Header, "Via", strconv.Itoa(req.ProtoMajor)+"."+strconv.Itoa(req.ProtoMinor)+" "+p.via)
 	}
@@ -137,6 +186,13 @@ func (p *Plugin) OnHTTPRequest(s *plugins.Session, req *http.Request) error {
 			appendList(req.Header, "X-Forwarded-For", ip.String())
 		}
 	}
+	return nil
+}
+
+// OnHTTPResponse implements plugins.HTTPResponder. ferry ignores edits
+// to the framing and hop-by-hop fields.
+func (p *ResponsePlugin) OnHTTPResponse(_ *plugins.Session, _ *http.Request, resp *http.Response) error {
+	p.resp.apply(resp.Header)
 	return nil
 }
 

@@ -12,10 +12,9 @@ import (
 	"ferry/plugins"
 )
 
-// build makes a plugin from a TOML table body, through the real config
-// decoder.
-func build(t *testing.T, body string) (*Plugin, error) {
-	t.Helper()
+// newPlugin makes an instance from a TOML table body, through the real
+// config decoder, as New returns it.
+func newPlugin(body string) (plugins.Plugin, error) {
 	cfg, err := config.Parse("t.toml", []byte("[[listener]]\nlisten = \"127.0.0.1:1\"\nplugins = [\"h\"]\n[[plugin]]\nname = \"h\"\ntype = \"headers\"\n"+body))
 	if err != nil {
 		return nil, err
@@ -24,6 +23,19 @@ func build(t *testing.T, body string) (*Plugin, error) {
 	p, err := New(plugins.NewEnv("h", zerolog.Nop(), plugins.NewServices(), pc.Decode))
 	if err != nil {
 		return nil, pc.WrapError(err)
+	}
+	return p, nil
+}
+
+// build is newPlugin for the request side: the *Plugin either way.
+func build(t *testing.T, body string) (*Plugin, error) {
+	t.Helper()
+	p, err := newPlugin(body)
+	if err != nil {
+		return nil, err
+	}
+	if rp, ok := p.(*ResponsePlugin); ok {
+		return rp.Plugin, nil
 	}
 	return p.(*Plugin), nil
 }
@@ -79,6 +91,10 @@ func TestConfigErrors(t *testing.T) {
 		{"bad value", "set = { \"X-A\" = \"a\\r\\nInjected: 1\" }\n", "plugin[0].set.X-A: value has characters not allowed in a header"},
 		{"via name without via", "via_name = \"x\"\n", "plugin[0].via_name: set via = true to send it"},
 		{"unknown key", "viaa = true\n", "t.toml:7:1: plugin[0].viaa: unknown key"},
+		{"bad response name", "[plugin.response]\nremove = [\"ok\", \"Bad:Name\"]\n", `t.toml:8:17: plugin[0].response.remove[1]: "Bad:Name" is not a valid header name`},
+		{"bad response value", "response = { set = { \"X-A\" = \"a\\nb\" } }\n", "plugin[0].response.set.X-A: value has characters not allowed in a header"},
+		{"bad response add name", "[plugin.response]\nadd = { \"X A\" = \"1\" }\n", `plugin[0].response.add: "X A" is not a valid header name`},
+		{"unknown response key", "[plugin.response]\nvia = true\n", "plugin[0].response.via: unknown key"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
