@@ -48,28 +48,7 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 	case !client11:
 		o.conn = "keep-alive"
 	}
-	bw := h.l.getWriter(ex.downW)
-	defer h.l.putWriter(bw)
-	bufp := h.l.buffers.Get()
-	head := o.append((*bufp)[:0])
-	if _, werr := bw.Write(head); werr != nil {
-		err = &clientError{err: werr}
-	}
-	if err == nil && rfr.Kind != httphead.None && !upgrade {
-		c := httphead.Copier{Buf: *bufp, Dechunk: o.dechunk, Limits: ex.headLimits(), Flush: bw.Flush}
-		err = c.Copy(bw, ex.f.upBr, rfr)
-	}
-	h.l.buffers.Put(bufp)
-	if err == nil {
-		if ferr := bw.Flush(); ferr != nil {
-			err = &clientError{err: ferr}
-		}
-	}
-	if err == nil {
-		if eerr := ex.downW.end(); eerr != nil {
-			err = &clientError{err: eerr}
-		}
-	}
+	err = ex.writeResponse(&o, rfr, upgrade)
 	if !ex.finishBody() {
 		clientClose, upClose = true, true
 		h.linger = true
@@ -87,6 +66,33 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 		ex.f.closeUpstream()
 	}
 	return !clientClose
+}
+
+// writeResponse writes o's head and, unless the response has no body or
+// is an upgrade, copies the body as rfr frames it. Errors writing to the
+// client come back as *clientError.
+func (ex *exchange) writeResponse(o *responseOut, rfr httphead.Framing, upgrade bool) error {
+	h := ex.f.h
+	bw := h.l.getWriter(ex.downW)
+	defer h.l.putWriter(bw)
+	bufp := h.l.buffers.Get()
+	defer h.l.buffers.Put(bufp)
+	if _, err := bw.Write(o.append((*bufp)[:0])); err != nil {
+		return &clientError{err: err}
+	}
+	if rfr.Kind != httphead.None && !upgrade {
+		c := httphead.Copier{Buf: *bufp, Dechunk: o.dechunk, Limits: ex.headLimits(), Flush: bw.Flush}
+		if err := c.Copy(bw, ex.f.upBr, rfr); err != nil {
+			return err
+		}
+	}
+	if err := bw.Flush(); err != nil {
+		return &clientError{err: err}
+	}
+	if err := ex.downW.end(); err != nil {
+		return &clientError{err: err}
+	}
+	return nil
 }
 
 // responseFailed ends an exchange whose response broke off: a reset on
