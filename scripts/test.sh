@@ -20,11 +20,10 @@ cd "$(dirname "$0")/.."
 # client of the plain HTTP forwarding tests, nginx also as their origin;
 # chromium (headless) as the browser that reaches ferry over TLS, HTTP/2
 # and a PAC file; python3-socks (PySocks) as the SOCKS5 UDP client,
-# dnsmasq as the DNS server it queries on loopback, dante-client
-# (socksify) as a second SOCKS client; nodejs as the JavaScript engine
-# that evaluates ferry's PAC file.
+# dnsmasq as the DNS server it queries on loopback; nodejs as the
+# JavaScript engine that evaluates ferry's PAC file.
 packages=(curl ca-certificates haproxy nginx-light tshark dante-server microsocks tinyproxy squid python3-requests
-	chromium python3-socks dnsmasq dante-client nodejs)
+	chromium python3-socks dnsmasq nodejs)
 
 missing=()
 for p in "${packages[@]}"; do
