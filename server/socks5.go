@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"ferry/plugins"
+	"ferry/relay/upstream"
 )
 
 // SOCKS5 (RFC 1928) constants.
@@ -168,17 +169,7 @@ func (h *conn) socks5Reply(rep byte, bound net.Addr) error {
 	if ta, ok := bound.(*net.TCPAddr); ok {
 		ap = ta.AddrPort()
 	}
-	a := ap.Addr().Unmap()
-	if a.Is4() {
-		b = append(b, socks5AtypIPv4)
-		a4 := a.As4()
-		b = append(b, a4[:]...)
-	} else {
-		b = append(b, socks5AtypIPv6)
-		a16 := a.As16()
-		b = append(b, a16[:]...)
-	}
-	b = binary.BigEndian.AppendUint16(b, ap.Port())
+	b = upstream.AppendSOCKS5Addr(b, ap)
 	_, err := h.c.Write(b)
 	return err
 }

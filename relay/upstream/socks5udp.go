@@ -108,11 +108,13 @@ func UDPHeaderLen(ap netip.AddrPort) int {
 // (an IPv4-mapped address is written as IPv4).
 func AppendUDPHeader(b []byte, ap netip.AddrPort) []byte {
 	b = append(b, 0, 0, 0)
-	return appendAddr(b, ap)
+	return AppendSOCKS5Addr(b, ap)
 }
 
-// appendAddr appends ATYP ADDR PORT for ap.
-func appendAddr(b []byte, ap netip.AddrPort) []byte {
+// AppendSOCKS5Addr appends ATYP ADDR PORT for ap (RFC 1928 section 5),
+// an IPv4-mapped address as IPv4: the address part of SOCKS5 requests,
+// replies and UDP headers alike.
+func AppendSOCKS5Addr(b []byte, ap netip.AddrPort) []byte {
 	a := ap.Addr().Unmap()
 	if a.Is4() {
 		a4 := a.As4()

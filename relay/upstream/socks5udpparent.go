@@ -91,7 +91,7 @@ func (p *UDPParent) handshake(c net.Conn, from netip.AddrPort) (netip.AddrPort, 
 			return netip.AddrPort{}, err
 		}
 	}
-	req := appendAddr(append(buf[:0], 0x05, 0x03, 0x00), from)
+	req := AppendSOCKS5Addr(append(buf[:0], 0x05, 0x03, 0x00), from)
 	if _, err := c.Write(req); err != nil {
 		return netip.AddrPort{}, fmt.Errorf("send udp associate: %w", err)
 	}
