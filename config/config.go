@@ -99,6 +99,10 @@ type Limits struct {
 	// line and headers) from an origin or parent; a larger one is
 	// answered 502 and its connection closed. Default 64KiB.
 	MaxResponseHeaderBytes Size `toml:"max_response_header_bytes"`
+	// MaxBufferedBodyBytes bounds an HTTP message body that a plugin's
+	// body hook asked to see whole, and the same body decoded: a larger
+	// one streams through unchanged, unseen by the hook. Default 8MiB.
+	MaxBufferedBodyBytes Size `toml:"max_buffered_body_bytes"`
 }
 
 // Log configures ferry's own log output (stderr).

@@ -30,6 +30,7 @@ const (
 	DefaultMaxHeaderBytes         = 64 * units.KiB
 	DefaultMaxHeaders             = 100
 	DefaultMaxResponseHeaderBytes = 64 * units.KiB
+	DefaultMaxBufferedBodyBytes   = 8 * units.MiB
 )
 
 // DefaultProtocols returns what a listener serves when it lists none:
@@ -248,6 +249,9 @@ func (l *loader) applyDefaults(c *Config) {
 	}
 	if !l.x.has("limits.max_response_header_bytes") {
 		lim.MaxResponseHeaderBytes = DefaultMaxResponseHeaderBytes
+	}
+	if !l.x.has("limits.max_buffered_body_bytes") {
+		lim.MaxBufferedBodyBytes = DefaultMaxBufferedBodyBytes
 	}
 	for i := range c.Listeners {
 		ln := &c.Listeners[i]

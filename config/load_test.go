@@ -38,7 +38,7 @@ func TestParseValid(t *testing.T) {
 					Defaults: Defaults{HandshakeTimeout: Duration(10 * time.Second), DialTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute), DrainTimeout: Duration(30 * time.Second), BufferSize: 128 * units.KiB},
 					Listeners: []Listener{{Name: "listener-0", Listen: "127.0.0.1:8080", Protocols: []string{"http", "socks5", "socks4"},
 						ProxyProtocol: "off", SendProxyProtocol: "off", MaxConnections: ptr(10000)}},
-					Limits: Limits{MaxClientHandshakes: ptr(64), MaxHeaderBytes: 64 * units.KiB, MaxHeaders: 100, MaxResponseHeaderBytes: 64 * units.KiB},
+					Limits: Limits{MaxClientHandshakes: ptr(64), MaxHeaderBytes: 64 * units.KiB, MaxHeaders: 100, MaxResponseHeaderBytes: 64 * units.KiB, MaxBufferedBodyBytes: 8 * units.MiB},
 				}
 				want.idx = c.idx // positions, for Where
 				if !reflect.DeepEqual(*c, want) {

@@ -64,6 +64,9 @@ func (l *loader) limits(lim Limits) {
 	if lim.MaxResponseHeaderBytes < MinHeaderBytes || lim.MaxResponseHeaderBytes > MaxHeaderBytes {
 		l.errorf("limits.max_response_header_bytes", "must be between %v and %v, got %v", Size(MinHeaderBytes), Size(MaxHeaderBytes), lim.MaxResponseHeaderBytes)
 	}
+	if lim.MaxBufferedBodyBytes < 1 || lim.MaxBufferedBodyBytes > 1<<30 {
+		l.errorf("limits.max_buffered_body_bytes", "must be between 1B and 1GiB, got %v", lim.MaxBufferedBodyBytes)
+	}
 	if lim.MaxHeaders < 1 || lim.MaxHeaders > 10000 {
 		l.errorf("limits.max_headers", "must be between 1 and 10000, got %d", lim.MaxHeaders)
 	}

@@ -35,6 +35,7 @@ type Chain struct {
 	dialChecks []Plugin // implement DialChecker, config order
 	httpReqs   []Plugin // implement HTTPRequester, config order
 	httpResps  []Plugin // implement HTTPResponder, config order
+	httpBodies []Plugin // implement HTTPBodyHook, config order
 	intercepts []Plugin // implement Interceptor, config order
 	// data holds each direction's data hooks, by Direction: Up in config
 	// order, Down in reverse order.
@@ -77,6 +78,9 @@ func NewChain(ps []Plugin) *Chain {
 		}
 		if _, ok := p.(HTTPResponder); ok {
 			c.httpResps = append(c.httpResps, p)
+		}
+		if _, ok := p.(HTTPBodyHook); ok {
+			c.httpBodies = append(c.httpBodies, p)
 		}
 		if _, ok := p.(Interceptor); ok {
 			c.intercepts = append(c.intercepts, p)

@@ -150,6 +150,21 @@ type Tunnel struct {
 	// ClientPending are bytes already read from Client, which go
 	// upstream first (through the data hooks).
 	ClientPending []byte
+	// HTTP, set by an Interceptor, asks ferry to serve the tunnel as HTTP
+	// flows rather than relay it as bytes: "h2" or "http/1.1", the
+	// protocol both Client and Upstream speak. Each request then becomes
+	// a session of its own (Parent is the tunnel's ID) that passes the
+	// HTTP hooks; the data hooks still see the tunnel's plaintext bytes.
+	HTTP string
+	// Scheme is the flows' URL scheme: "https" when TLS was terminated,
+	// "http" for plaintext HTTP in a tunnel.
+	Scheme string
+	// Redial connects to the target again as Upstream was connected, for
+	// flows that outlive Upstream (an origin closes an idle connection).
+	// ferry sets it to a plain dial of the tunnel's target; an
+	// Interceptor that changes Upstream wraps it (mitm adds the TLS
+	// handshake). It is called only while the tunnel is open.
+	Redial func(ctx context.Context) (net.Conn, error)
 }
 
 // ClientRestrictor is implemented by plugins that can keep unknown
@@ -170,7 +185,10 @@ type Counter interface {
 
 // HTTPRequester sees each plain HTTP request (not CONNECT) after OnConnect
 // and before it is sent upstream, in config order, with hop-by-hop and
-// Proxy-* headers already removed. It may change the headers, method or
+// Proxy-* headers already removed. It sees the requests of intercepted
+// tunnels too (see Tunnel.HTTP): there OnConnect ran once for the tunnel,
+// s is the flow's own session (Parent is the tunnel's id) and req.URL is
+// the full https:// URL. It may change the headers, method or
 // URL path (not the target: that is s.Target, fixed by OnConnect). An
 // error refuses the request like OnConnect's.
 type HTTPRequester interface {
@@ -178,14 +196,15 @@ type HTTPRequester interface {
 }
 
 // HTTPResponder sees the final response to each plain HTTP request (not
-// CONNECT) after its head came from the origin and before it goes to the
+// CONNECT) and each request of an intercepted flow, after its head came
+// from the origin and before it goes to the
 // client, in config order, with req as the HTTPRequesters left it. It
 // sees the status and the end-to-end fields (hop-by-hop ones are already
 // gone) and may set, add or remove fields in resp.Header; changes to
 // Content-Length and Transfer-Encoding, and hop-by-hop fields it adds,
 // are ignored, since the framing is ferry's to keep (RFC 9110 section
 // 7.6.1). resp.Body is nil: the body is not read before the hook (body
-// hooks come later) and streams through the data hooks. 1xx responses,
+// hooks are HTTPBodyHook's) and streams through. 1xx responses,
 // 101 included, do not go through the hook; HEAD answers and 304 do.
 //
 // An error blocks the response: the client gets an error answer instead

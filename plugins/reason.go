@@ -78,6 +78,9 @@ type RejectError struct {
 	Msg string
 	// Err is the cause, if any.
 	Err error
+	// Answer, when set, is what an HTTP client gets instead of ferry's
+	// error text (see Block); SOCKS clients get Code's reply as ever.
+	Answer *HTTPAnswer
 }
 
 func (e *RejectError) Error() string {
@@ -103,11 +106,16 @@ func Reject(code Code, msg string) error {
 // CodeOf extracts the client-facing code from err; CodeGeneral when err
 // carries none.
 func CodeOf(err error) Code {
-	var re *RejectError
-	if errors.As(err, &re) {
+	if re, ok := asReject(err); ok {
 		return re.Code
 	}
 	return CodeGeneral
+}
+
+func asReject(err error) (*RejectError, bool) {
+	var re *RejectError
+	ok := errors.As(err, &re)
+	return re, ok
 }
 
 // ErrClose, returned by a data hook, ends the channel as an orderly close
