@@ -6,6 +6,8 @@
 #   QUICK=1 scripts/bench.sh    # smoke run, about 2 minutes: smaller sizes, 2000 idle tunnels
 #   MODES=http OUT=/tmp/http.md PNG=/tmp/http.png scripts/bench.sh
 #                               # plain HTTP only, about 1 minute (a partial report)
+#   scripts/bench.sh mitm       # intercepted HTTPS only, about 2 minutes: replaces
+#                               # the "Intercepted HTTPS" section of BENCHMARKS.md
 #
 # Each proxy runs alone, freshly started for each setup, pinned to core
 # PROXY_CPU (0) with taskset; the load tool (scripts/bench) runs on
@@ -36,6 +38,18 @@
 #     tinyproxy (LogLevel Critical, no log file, no Via): absolute-form;
 #   haproxy: mode http as a reverse proxy to the origin, keep-alive both
 #     sides, no log: origin-form GETs, the L7 reference.
+# and mitm, intercepted HTTPS (issue 18): GETs through CONNECT tunnels
+# whose TLS the proxy terminates, from Go's HTTP client (HTTP/1.1, a
+# keep-alive tunnel per connection; HTTP/2, one tunnel multiplexing all),
+# to nginx over TLS (HTTP/2) on the tool's core, objects of HTTP_OBJECTS,
+# each setup a fresh process, reported in a section of its own:
+#   ferry: the mitm plugin alone, no access log; and the same ferry
+#     proxying plain http:// requests for the same objects (the cost of a
+#     request without TLS);
+#   mitmdump (mitmproxy, Debian package mitmproxy; not installed by this
+#     script: apt-get install mitmproxy): -q, flow_detail=0, every body
+#     streamed, ferry's CA as its own (both proxies sign ECDSA P-256
+#     leaves), the origin's certificate verified.
 #
 # Environment (defaults full / QUICK=1):
 #   BYTES        bytes per throughput run, split among the streams  (4GiB / 512MiB)
@@ -49,14 +63,16 @@
 #   HTTP_CONNS     plain HTTP keep-alive connections                (16)
 #   HTTP_DURATION  plain HTTP run per proxy and object size          (5s / 2s)
 #   HTTP_REQUESTS  plain HTTP requests per run at most               (2000000)
-#   HTTP_OBJECTS   plain HTTP object sizes                           (1KiB,64KiB)
+#   HTTP_OBJECTS   plain HTTP and mitm object sizes                  (1KiB,64KiB)
+#   MITM_CONNS     mitm: HTTP/1.1 connections, HTTP/2 workers        (16)
+#   MITM_DURATION  mitm: run per proxy, protocol and object size     (5s / 2s)
 #   PEERS        peers to run: haproxy tinyproxy squid dante microsocks
 #   FERRY        ferry setups to run: connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http
-#   MODES        modes to run: idle connrate pingpong throughput http udp
+#   MODES        modes to run: idle connrate pingpong throughput http udp mitm
 #   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5 tls-h2
 #   UDP_WINDOW   udp: datagrams in flight through the association    (32)
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
-#   PORT_BASE    first of 14 loopback ports used (24100)
+#   PORT_BASE    first of 17 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
 #   KEEP=1       keep the work directory (configs, logs, results.jsonl)
 set -euo pipefail
@@ -85,7 +101,7 @@ HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks}
 FERRY=${FERRY:-connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http}
-MODES=${MODES:-idle connrate pingpong throughput http udp}
+MODES=${MODES:-idle connrate pingpong throughput http udp mitm}
 FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5 tls-h2} # empty: none
 UDP_WINDOW=${UDP_WINDOW:-32}
 OUT=${OUT:-$root/BENCHMARKS.md}
@@ -93,9 +109,20 @@ PNG=${PNG:-$root/BENCHMARKS.png}
 PORT_BASE=${PORT_BASE:-24100}
 PROXY_CPU=${PROXY_CPU:-0}
 TOOL_CPU=${TOOL_CPU:-1}
+MITM_CONNS=${MITM_CONNS:-16}
+d_mitm=5s
+[ "$quick" = 1 ] && d_mitm=2s
+MITM_DURATION=${MITM_DURATION:-$d_mitm}
 
 log() { echo "== $*" >&2; }
 die() { echo "bench.sh: $*" >&2; exit 1; }
+# scripts/bench.sh mitm: the mitm mode alone, into its section of OUT.
+mitm_only=0
+if [ "${1:-}" = mitm ]; then
+	mitm_only=1 MODES=mitm PEERS="" FERRY="" FERRY_TLS=""
+elif [ $# -gt 0 ]; then
+	die "unknown argument $1 (the only one is mitm)"
+fi
 # selected MODE...: whether MODES has any of the modes.
 selected() {
 	local m
@@ -118,7 +145,7 @@ for p in $PEERS; do
 	needed+=("${pkg[$p]}")
 done
 # The plain HTTP origin.
-if selected http; then needed+=(nginx-light); fi
+if selected http mitm; then needed+=(nginx-light); fi
 for p in "${needed[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
@@ -214,7 +241,7 @@ trap 'exit 130' INT TERM
 port() { echo $((PORT_BASE + $1)); }
 target=127.0.0.1:$(port 0)
 origin=127.0.0.1:$(port 12)
-for i in $(seq 0 13); do
+for i in $(seq 0 16); do
 	if ss -Hltn "sport = :$(port "$i")" 2>/dev/null | grep -q .; then
 		die "port $(port "$i") is in use; set PORT_BASE"
 	fi
@@ -279,11 +306,13 @@ measure() {
 		pingpong) args=(-rounds "$ROUNDS") ;;
 		idle) args=(-n "$IDLE_N" -hold "$HOLD") ;;
 		udp) args=(-duration "$DURATION" -concurrency "$UDP_WINDOW") ;;
+		mitm) args=(-origin "$origin" -origin-tls "localhost:${mitm_tls##*:}" -origin-ca "$work/mitm/ca/ca.pem"
+			-concurrency "$MITM_CONNS" -duration "$MITM_DURATION" -count "$HTTP_REQUESTS" -objects "$HTTP_OBJECTS") ;;
 		esac
 		if [ "$variant" = tls ]; then args+=(-tls-ca "$work/proxy.pem"); fi
 		if ! timeout 600 taskset -c "$TOOL_CPU" "$work/bench" -json -mode "$mode" -proxy "$addr" -proto "$proto" \
 			-target "$target" -pid "$pid" -name "$name" -variant "$variant" -timeout "$TIMEOUT" -max-time 9m \
-			"${args[@]}" >>"$results"; then
+			"${args[@]}" >>"${measure_out:-$results}"; then
 			log "$name${variant:++$variant} $proto $mode: the tool reported a failure"
 		fi
 		if ! kill -0 "$pid" 2>/dev/null; then
@@ -564,7 +593,11 @@ forwarded_for transparent"
 }
 
 # start_origin: nginx on the tool's core, serving an object of N bytes
-# at /N for each size of HTTP_OBJECTS, without logging.
+# at /N for each size of HTTP_OBJECTS, without logging, in plain HTTP on
+# origin and, for the mitm mode, over TLS with HTTP/2 on mitm_tls as
+# localhost (the tool's self-signed certificate, which the proxies verify
+# it with).
+mitm_tls=127.0.0.1:$(port 14)
 start_origin() {
 	local o=$work/origin size sizes=()
 	mkdir -p "$o/www" "$o/tmp"
@@ -594,6 +627,9 @@ http {
     client_body_temp_path $o/tmp;
     server {
         listen $origin;
+        listen $mitm_tls ssl http2;
+        ssl_certificate $work/proxy.pem;
+        ssl_certificate_key $work/proxy-key.pem;
         root $o/www;
     }
 }
@@ -618,12 +654,92 @@ EOF
 	return 1
 }
 
+# run_mitm: ferry (HTTP/1.1, HTTP/2, plain HTTP) and mitmdump (HTTP/1.1,
+# HTTP/2), each a fresh process, results in mitm.jsonl. Both proxies
+# sign their leaves with one CA (ferry ca init), which the tool trusts.
+run_mitm() {
+	local d=$work/mitm proto addr
+	"$work/ferry" ca init --out "$d/ca" >/dev/null
+	mkdir -p "$d/mitmproxy"
+	cat "$d/ca/ca-key.pem" "$d/ca/ca.pem" >"$d/mitmproxy/mitmproxy-ca.pem"
+	cp "$d/ca/ca.pem" "$d/mitmproxy/mitmproxy-ca-cert.pem"
+	addr=127.0.0.1:$(port 15)
+	cat >"$d/ferry.toml" <<EOF
+[log]
+level = "warn"
+format = "json"
+
+[[listener]]
+name = "mitm"
+listen = "$addr"
+protocols = ["http"]
+plugins = ["mitm"]
+max_connections = 0
+
+[[plugin]]
+name = "mitm"
+ca_cert = "$d/ca/ca.pem"
+ca_key = "$d/ca/ca-key.pem"
+intercept = ["localhost"]
+upstream_ca_file = "$work/proxy.pem"
+EOF
+	"$work/ferry" check -c "$d/ferry.toml" >/dev/null
+	for proto in h1 h2 http; do
+		log "ferry mitm $proto"
+		drain_time_wait
+		start_proxy ferry-mitm "$addr" "$work/ferry" run -c "$d/ferry.toml" || { notes+=("ferry (mitm) did not start"); break; }
+		measure_out=$work/mitm.jsonl measure ferry "" "$proto" "$addr" mitm || true
+		stop_proxy
+	done
+	if ! command -v mitmdump >/dev/null; then
+		log "mitmdump not found: install it (Debian: apt-get install mitmproxy) for the comparison"
+		notes+=("mitmdump not installed (apt-get install mitmproxy): ferry measured alone")
+	else
+		addr=127.0.0.1:$(port 16)
+		for proto in h1 h2; do
+			log "mitmdump $proto"
+			drain_time_wait
+			start_proxy mitmdump "$addr" mitmdump -q --listen-host 127.0.0.1 -p "${addr##*:}" \
+				--set confdir="$d/mitmproxy" --set flow_detail=0 --set stream_large_bodies=1 \
+				--set ssl_verify_upstream_trusted_ca="$work/proxy.pem" || { notes+=("mitmdump did not start"); break; }
+			measure_out=$work/mitm.jsonl measure mitmdump "" "$proto" "$addr" mitm || true
+			stop_proxy
+		done
+	fi
+}
+
+# mitm_report writes the "Intercepted HTTPS" section into OUT: in place
+# of the one there, else before "## Raw results", else at the end.
+mitm_report() {
+	[ -s "$work/mitm.jsonl" ] || return 0
+	{
+		echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
+		echo "ferry: built from commit $ferry_rev${ferry_dirty:+ with uncommitted changes to $ferry_dirty}; $(version mitmdump --version | sed 's/  */ /g'); origin $(version nginx -v)"
+		echo "Pinning: proxy on core $PROXY_CPU, the tool and nginx on core $TOOL_CPU; $MITM_DURATION per run, $MITM_CONNS connections (HTTP/1.1) or workers on one connection (HTTP/2)"
+		echo "Load average before the run: $load_before"
+		for n in "${notes[@]}"; do echo "Problem: $n"; done
+		echo "Reproduce: scripts/bench.sh mitm"
+	} >"$work/mitm-meta.txt"
+	"$work/bench" report-mitm -meta "$work/mitm-meta.txt" "$work/mitm.jsonl" >"$work/mitm.md"
+	[ -f "$OUT" ] || : >"$OUT"
+	awk -v sec="$work/mitm.md" '
+		function emit(  l) { while ((getline l < sec) > 0) print l; done = 1 }
+		/^## Intercepted HTTPS/ { emit(); skip = 1; next }
+		skip && /^## / { skip = 0 }
+		skip { next }
+		!done && /^## Raw results/ { emit() }
+		{ print }
+		END { if (!done) emit() }' "$OUT" >"$OUT.tmp"
+	mv "$OUT.tmp" "$OUT"
+	log "wrote the Intercepted HTTPS section of $OUT"
+}
+
 http_ok=0
-if selected http; then
+if selected http mitm; then
 	if start_origin; then
 		http_ok=1
 	else
-		notes+=("the nginx origin did not start: no plain HTTP figures")
+		notes+=("the nginx origin did not start: no plain HTTP or intercepted HTTPS figures")
 	fi
 fi
 for setup in $FERRY $FERRY_TLS; do
@@ -634,10 +750,16 @@ for peer in $PEERS; do
 	run_peer "$peer"
 	if [ "$http_ok" = 1 ]; then run_http_peer "$peer"; fi
 done
+if [ "$http_ok" = 1 ] && selected mitm; then run_mitm; fi
 stop_origin
 
 elapsed=$((SECONDS - started))
 version() { "$@" 2>&1 | head -1 | tr -d '\r' || true; }
+if [ "$mitm_only" = 1 ]; then
+	mitm_report
+	log "done in ${elapsed}s"
+	exit 0
+fi
 {
 	echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC')"
 	echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
@@ -677,4 +799,5 @@ link=$(realpath --relative-to="$(dirname "$OUT")" "$PNG" 2>/dev/null || basename
 # The hand-written analysis of the targets not met follows the figures.
 [ -f "$root/scripts/bench/analysis.md" ] && cat "$root/scripts/bench/analysis.md" >>"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"
+mitm_report
 log "wrote $OUT and $PNG in ${elapsed}s"

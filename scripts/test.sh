@@ -21,9 +21,10 @@ cd "$(dirname "$0")/.."
 # chromium (headless) as the browser that reaches ferry over TLS, HTTP/2
 # and a PAC file; python3-socks (PySocks) as the SOCKS5 UDP client,
 # dnsmasq as the DNS server it queries on loopback; nodejs as the
-# JavaScript engine that evaluates ferry's PAC file.
+# JavaScript engine that evaluates ferry's PAC file; libnss3-tools
+# (certutil) to make Chromium trust ferry's CA for intercepted HTTPS.
 packages=(curl ca-certificates haproxy nginx-light tshark dante-server microsocks tinyproxy squid python3-requests
-	chromium python3-socks dnsmasq nodejs)
+	chromium python3-socks dnsmasq nodejs libnss3-tools)
 
 missing=()
 for p in "${packages[@]}"; do

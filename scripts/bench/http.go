@@ -376,12 +376,20 @@ func (b *bench) httpLoad(size int64) *Result {
 		return func(deadline time.Time) error { return c.get(deadline.Add(b.cfg.dialTO)) }
 	})
 	b.stop(m, lr.elapsed, r)
-	r.Requests, r.Errors = lr.done, lr.errs
-	r.Bytes = r.Requests * size
+	b.requestFigures(r, lr, size)
 	for _, c := range clients {
 		r.Reopened += c.dials
 	}
 	r.Reopened -= dialsBefore
+	return r
+}
+
+// requestFigures fills r from a request load of objects of size bytes
+// (http and mitm modes), after b.stop: counts, first error, latency,
+// rates and the proxy's CPU per request.
+func (b *bench) requestFigures(r *Result, lr driven, size int64) {
+	r.Requests, r.Errors = lr.done, lr.errs
+	r.Bytes = r.Requests * size
 	if lr.firstErr != nil {
 		r.FirstError = lr.firstErr.Error()
 	}
@@ -393,5 +401,4 @@ func (b *bench) httpLoad(size int64) *Result {
 	if r.Requests > 0 && b.cfg.pid > 0 {
 		r.CPUUsPerReq = r.CPUSec * 1e6 / float64(r.Requests)
 	}
-	return r
 }

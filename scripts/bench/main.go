@@ -6,8 +6,10 @@
 //
 //	bench -mode throughput|connrate|pingpong|idle -proxy ADDR -proto connect|socks5|tcp|h2 [-pid PID] [flags]
 //	bench -mode http -proxy ADDR -proto http|reverse -origin ADDR [-objects 1KiB,64KiB] [-pid PID] [flags]
+//	bench -mode mitm -proxy ADDR -proto h1|h2|http -origin-tls NAME:PORT -origin-ca FILE -origin ADDR [-objects ...] [-pid PID] [flags]
 //	bench -mode udp -proxy ADDR -proto socks5 [-concurrency 32] [-duration 5s] [-pid PID] [flags]
 //	bench report [-meta FILE] [-png FILE] results.jsonl > BENCHMARKS.md
+//	bench report-mitm [-meta FILE] mitm.jsonl    (the "Intercepted HTTPS" section)
 //	bench size 64KiB      (prints 65536)
 //	bench tls-cert DIR    (a certificate for a TLS listener; see -tls-ca)
 //
@@ -56,11 +58,16 @@ type config struct {
 	origin    string
 	objects   []int64
 	tlsCA     string
+	originTLS string // mitm: the origin's TLS name:port, intercepted by the proxy
+	originCA  string // mitm: PEM CA the client trusts inside the tunnels (the proxy's)
 }
 
 func main() {
 	if len(os.Args) > 1 && os.Args[1] == "report" {
 		os.Exit(runReport(os.Args[2:]))
+	}
+	if len(os.Args) > 1 && os.Args[1] == "report-mitm" {
+		os.Exit(runReportMITM(os.Args[2:]))
 	}
 	// bench size 64KiB prints 65536: scripts/bench.sh names the
 	// origin's objects so.
@@ -143,7 +150,7 @@ type benchLists struct{ streams, dirs, size, objects string }
 // benchFlags defines the tool's flags into c and l.
 func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs := flag.NewFlagSet("bench", flag.ContinueOnError)
-	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle | http | udp")
+	fs.StringVar(&c.mode, "mode", "throughput", "throughput | connrate | pingpong | idle | http | udp | mitm")
 	fs.StringVar(&c.proxy, "proxy", "127.0.0.1:8080", "the proxy's address")
 	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target) | h2 (CONNECT streams of HTTP/2 connections: h2c, or ALPN h2 with -tls-ca); http mode: http (absolute-form requests to a forward proxy) | reverse (origin-form requests to a reverse proxy in front of -origin)")
 	fs.StringVar(&c.target, "target", "127.0.0.1:0", "address of the tool's own target server (fixed, for -proto tcp)")
@@ -159,7 +166,9 @@ func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs.IntVar(&c.conc, "concurrency", 32, "connrate: parallel clients; http: keep-alive connections; udp: datagrams in flight")
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "speak TLS to the proxy (a ferry TLS listener) first, trusting this PEM CA file; not in http mode")
 	fs.StringVar(&c.origin, "origin", "", "http: the origin's address (host:port), which serves an object of n bytes at /n")
-	fs.StringVar(&l.objects, "objects", "1KiB,64KiB", "http: object sizes, one run each")
+	fs.StringVar(&l.objects, "objects", "1KiB,64KiB", "http and mitm: object sizes, one run each")
+	fs.StringVar(&c.originTLS, "origin-tls", "", "mitm: the origin's HTTPS address as name:port, a name the proxy intercepts")
+	fs.StringVar(&c.originCA, "origin-ca", "", "mitm: PEM file of the CA(s) the client trusts for the origin's name (the intercepting proxy's)")
 	fs.IntVar(&c.echoBytes, "echo", 16, "connrate and idle: bytes echoed through each tunnel")
 	fs.Int64Var(&c.rounds, "rounds", 20000, "pingpong: measured round trips")
 	fs.IntVar(&c.msg, "msg", 64, "pingpong: message size in bytes")
@@ -219,12 +228,16 @@ func (c *config) check() error {
 		}
 	case c.mode == "http":
 		return fmt.Errorf("-proto: %q, want http or reverse in http mode", c.proto)
+	case c.mode == "mitm":
+		if err := c.checkMITM(); err != nil {
+			return err
+		}
 	case c.proto == "connect", c.proto == "socks5", c.proto == "tcp", c.proto == "h2":
 	default:
 		return fmt.Errorf("-proto: %q, want connect, socks5, tcp or h2", c.proto)
 	}
-	if c.mode == "http" && c.tlsCA != "" {
-		return fmt.Errorf("-tls-ca: not in http mode")
+	if (c.mode == "http" || c.mode == "mitm") && c.tlsCA != "" {
+		return fmt.Errorf("-tls-ca: not in %s mode", c.mode)
 	}
 	if c.conc < 1 || c.openConc < 1 || c.n < 1 || c.rounds < 1 || c.msg < 1 || c.msg > 2048 || c.echoBytes < 1 || c.echoBytes > 2048 {
 		return fmt.Errorf("-concurrency, -open-concurrency, -n, -rounds must be >= 1; -msg and -echo 1 to 2048")
@@ -265,8 +278,12 @@ func (b *bench) runModes() error {
 		}
 	case "udp":
 		b.emit(b.udpLoad())
+	case "mitm":
+		for _, n := range c.objects {
+			b.emit(b.mitmLoad(n))
+		}
 	default:
-		return fmt.Errorf("-mode: %q, want throughput, connrate, pingpong, idle, http or udp", c.mode)
+		return fmt.Errorf("-mode: %q, want throughput, connrate, pingpong, idle, http, udp or mitm", c.mode)
 	}
 	return nil
 }

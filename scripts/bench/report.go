@@ -36,18 +36,10 @@ func runReport(args []string) int {
 			return 1
 		}
 	}
-	var metaLines []string
-	if *meta != "" {
-		b, err := os.ReadFile(*meta)
-		if err != nil {
-			fmt.Fprintf(os.Stderr, "bench report: %v\n", err)
-			return 1
-		}
-		for _, l := range strings.Split(string(b), "\n") {
-			if strings.TrimSpace(l) != "" {
-				metaLines = append(metaLines, l)
-			}
-		}
+	metaLines, err := readMeta(*meta)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench report: %v\n", err)
+		return 1
 	}
 	link := *pngLink
 	if link == "" {
@@ -66,6 +58,24 @@ func runReport(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// readMeta reads the non-empty lines of a -meta file; none for "".
+func readMeta(file string) ([]string, error) {
+	if file == "" {
+		return nil, nil
+	}
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	var lines []string
+	for _, l := range strings.Split(string(b), "\n") {
+		if strings.TrimSpace(l) != "" {
+			lines = append(lines, l)
+		}
+	}
+	return lines, nil
 }
 
 // subj is one proxy setup measured: name, variant, protocol.

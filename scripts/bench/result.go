@@ -19,7 +19,7 @@ type Result struct {
 	Name    string `json:"name"`              // the proxy: ferry, haproxy, ...
 	Variant string `json:"variant,omitempty"` // e.g. "hook": ferry with a no-op data plugin
 	Proto   string `json:"proto"`             // connect | socks5 | tcp | http | reverse
-	Mode    string `json:"mode"`              // throughput | connrate | pingpong | idle | http
+	Mode    string `json:"mode"`              // throughput | connrate | pingpong | idle | http | udp | mitm
 	Process string `json:"process,omitempty"` // command name of -pid
 	Procs   int    `json:"procs,omitempty"`   // processes in the measured tree
 
@@ -68,7 +68,7 @@ type Result struct {
 	HoldSeconds      float64 `json:"hold_s,omitempty"`
 	CPUUsPerOpenConn float64 `json:"cpu_us_per_open,omitempty"` // proxy CPU while opening, per tunnel
 
-	// http (Concurrency: connections; Bytes, MBps: response bodies)
+	// http and mitm (Concurrency: connections, or h2 workers; Bytes, MBps: response bodies)
 	ObjectBytes int64   `json:"object_bytes,omitempty"`
 	Requests    int64   `json:"requests,omitempty"`
 	ReqsPerSec  float64 `json:"reqs_per_s,omitempty"`
@@ -107,7 +107,7 @@ func (r *Result) human() string {
 	case "pingpong":
 		fmt.Fprintf(&b, "%dB p50 %.1fus p99 %.1fus mean %.1fus  proxy %.2f CPU-us/round trip  (%d rounds)",
 			r.MsgBytes, r.P50Us, r.P99Us, r.MeanUs, r.CPUUsPerRound, r.Rounds)
-	case "http":
+	case "http", "mitm":
 		fmt.Fprintf(&b, "%s c=%d %8.0f req/s  proxy %6.1f CPU-us/req  p50 %.0fus p99 %.0fus  (%d in %.1fs, %d reopened)",
 			sizeString(r.ObjectBytes), r.Concurrency, r.ReqsPerSec, r.CPUUsPerReq, r.ReqP50Us, r.ReqP99Us, r.Requests, r.Seconds, r.Reopened)
 	case "udp":

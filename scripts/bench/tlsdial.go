@@ -30,13 +30,9 @@ import (
 // clientTLS is the configuration of the tool's TLS to the proxy at addr,
 // trusting the PEM certificates in caFile.
 func clientTLS(caFile, addr string) (*tls.Config, error) {
-	pemData, err := safefile.ReadFile(caFile, safefile.MaxCert)
+	roots, err := loadRoots("-tls-ca", caFile)
 	if err != nil {
-		return nil, fmt.Errorf("-tls-ca: %w", err)
-	}
-	roots := x509.NewCertPool()
-	if !roots.AppendCertsFromPEM(pemData) {
-		return nil, fmt.Errorf("-tls-ca: %s: no PEM certificate found", caFile)
+		return nil, err
 	}
 	host, _, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -48,6 +44,20 @@ func clientTLS(caFile, addr string) (*tls.Config, error) {
 		NextProtos:         []string{"http/1.1"},
 		ClientSessionCache: tls.NewLRUClientSessionCache(256),
 	}, nil
+}
+
+// loadRoots reads the PEM certificates of caFile (the value of flag) into
+// a pool.
+func loadRoots(flag, caFile string) (*x509.CertPool, error) {
+	pemData, err := safefile.ReadFile(caFile, safefile.MaxCert)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", flag, err)
+	}
+	roots := x509.NewCertPool()
+	if !roots.AppendCertsFromPEM(pemData) {
+		return nil, fmt.Errorf("%s: %s: no PEM certificate found", flag, caFile)
+	}
+	return roots, nil
 }
 
 // startTLS runs the client handshake on c when the dialer speaks TLS,
