@@ -9,6 +9,7 @@ import (
 	"crypto/x509"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -91,6 +92,16 @@ func flowOrigin(t *testing.T, dir string) (addr, caFile string) {
 	}
 	srv := httptest.NewUnstartedServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		w.Header().Set("X-Saw", r.Header.Get("X-Flow-Req"))
+		switch r.URL.Path {
+		case "/slow":
+			select {
+			case <-r.Context().Done():
+			case <-time.After(3 * time.Second):
+			}
+		case "/upgrade":
+			upgradeEcho(w)
+			return
+		}
 		if r.URL.Path == "/close" {
 			w.Header().Set("Connection", "close") // the origin ends its connection
 		}
@@ -197,7 +208,7 @@ plugins = ["mitm", %q]
 name = "mitm"
 ca_cert = %q
 ca_key = %q
-intercept = ["name.test"]
+intercept = ["name.test", "localhost"]
 upstream_ca_file = %q
 [[plugin]]
 name = %q
@@ -268,5 +279,104 @@ func TestFlowRedial(t *testing.T) {
 	req, _ = http.NewRequest("GET", "https://name.test/two", nil)
 	if resp, body := fc.do(t, req); resp.StatusCode != 200 || body != "HTTP/1.1 /two" {
 		t.Fatalf("second: %d %q", resp.StatusCode, body)
+	}
+}
+
+// upgradeEcho switches to an echo protocol: 101, then every byte back.
+func upgradeEcho(w http.ResponseWriter) {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	brw.Flush()
+	io.Copy(c, brw)
+}
+
+func TestFlowUpgrade(t *testing.T) {
+	e := newFlowEnv(t, "")
+	fc := e.dial(t, false)
+	fmt.Fprint(fc.tc, "GET /upgrade HTTP/1.1\r\nHost: name.test\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
+	resp, err := http.ReadResponse(fc.br, nil)
+	if err != nil || resp.StatusCode != 101 {
+		t.Fatalf("upgrade: %v %v", resp, err)
+	}
+	fmt.Fprint(fc.tc, "ping through the upgrade")
+	got := make([]byte, len("ping through the upgrade"))
+	fc.tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.ReadFull(fc.br, got); err != nil || string(got) != "ping through the upgrade" {
+		t.Fatalf("echo after 101: %q %v", got, err)
+	}
+}
+
+func TestFlowBounds(t *testing.T) {
+	e := newFlowEnv(t, "max_streams_per_connection = 3\nidle_timeout = \"1s\"")
+	t.Run("streams per connection", func(t *testing.T) {
+		fc := e.dial(t, true)
+		req, _ := http.NewRequest("GET", "https://name.test/", nil)
+		fc.do(t, req)
+		if got := fc.h2.State().MaxConcurrentStreams; got != 3 {
+			t.Errorf("SETTINGS_MAX_CONCURRENT_STREAMS %d, want 3", got)
+		}
+	})
+	t.Run("header size", func(t *testing.T) {
+		for _, h2 := range []bool{false, true} {
+			fc := e.dial(t, h2)
+			req, _ := http.NewRequest("GET", "https://name.test/", nil)
+			req.Header.Set("X-Big", strings.Repeat("x", 70<<10))
+			var resp *http.Response
+			var err error
+			if h2 {
+				resp, err = fc.h2.RoundTrip(req)
+			} else if err = req.Write(fc.tc); err == nil {
+				resp, err = http.ReadResponse(fc.br, req)
+			}
+			if err == nil && resp.StatusCode != http.StatusRequestHeaderFieldsTooLarge {
+				t.Errorf("h2=%v: a 70 KiB header got %d, want 431 or a refused stream", h2, resp.StatusCode)
+			}
+		}
+	})
+	t.Run("idle flow", func(t *testing.T) {
+		fc := e.dial(t, true)
+		req, _ := http.NewRequest("GET", "https://name.test/slow", nil)
+		start := time.Now()
+		resp, _ := fc.do(t, req)
+		if resp.StatusCode != http.StatusGatewayTimeout || time.Since(start) > 2500*time.Millisecond {
+			t.Errorf("a silent origin: %d after %v, want 504 after the 1s idle timeout", resp.StatusCode, time.Since(start))
+		}
+	})
+}
+
+// TestFlowPlaintext: plain HTTP/1 inside a CONNECT tunnel to a name in
+// scope is served as flows with http:// URLs.
+func TestFlowPlaintext(t *testing.T) {
+	e := newFlowEnv(t, "")
+	origin := httpServer(t)
+	_, port, _ := net.SplitHostPort(origin)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := testkit.DialCONNECT(ctx, e.f.addr, "localhost:"+port)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	br := bufio.NewReader(c)
+	for _, path := range []string{"/one", "/blocked"} {
+		fmt.Fprintf(c, "GET %s HTTP/1.1\r\nHost: localhost:%s\r\n\r\n", path, port)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		want := map[string]int{"/one": 200, "/blocked": 403}[path]
+		if resp.StatusCode != want || resp.Header.Get("X-Flow-Resp") != "seen" && want == 200 {
+			t.Errorf("GET %s in a plaintext tunnel: %d %v", path, resp.StatusCode, resp.Header)
+		}
+	}
+	waitFor(t, func() bool { return len(e.hooks.flows()) == 2 })
+	if u := e.hooks.flows()[0].Request.URL.String(); u != "http://localhost:"+port+"/one" {
+		t.Errorf("flow URL %q", u)
 	}
 }
