@@ -7,6 +7,7 @@ import (
 	"log"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"sync"
 	"time"
 
@@ -28,6 +29,7 @@ type flowTunnel struct {
 	proto  string // "h2" or "http/1.1"
 	client *flowClient
 	tr     *http.Transport
+	rp     *httputil.ReverseProxy
 
 	mu     sync.Mutex
 	first  net.Conn // the interceptor's upstream connection, until dialed
@@ -51,6 +53,7 @@ func (h *conn) serveFlows(ctx context.Context, s *plugins.Session, st *plugins.S
 	}
 	ft.client = newFlowClient(c, s, l.chain)
 	ft.tr = ft.transport()
+	ft.rp = ft.reverseProxy()
 	s.Request = nil
 	l.srv.track(s, ft)
 	stopHard := context.AfterFunc(ctx, func() { ft.client.Conn.Close() })

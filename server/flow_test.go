@@ -380,3 +380,30 @@ func TestFlowPlaintext(t *testing.T) {
 		t.Errorf("flow URL %q", u)
 	}
 }
+
+// TestFlowShutdown: idle intercepted connections end when a shutdown
+// starts (keep-alive off for HTTP/1.1, GOAWAY for HTTP/2) rather than
+// hold the drain to its end.
+func TestFlowShutdown(t *testing.T) {
+	e := newFlowEnv(t, "")
+	for _, h2 := range []bool{false, true} {
+		fc := e.dial(t, h2)
+		req, _ := http.NewRequest("GET", "https://name.test/", nil)
+		fc.do(t, req)
+		if h2 {
+			// A client closes an HTTP/2 connection with no streams left
+			// after GOAWAY, as browsers and curl do.
+			go func() {
+				for !fc.h2.State().Closing {
+					time.Sleep(10 * time.Millisecond)
+				}
+				fc.tc.Close()
+			}()
+		}
+	}
+	start := time.Now()
+	sum := e.f.srv.Shutdown(5 * time.Second)
+	if sum.Forced != 0 || time.Since(start) > 3*time.Second {
+		t.Fatalf("shutdown with idle intercepted connections: %+v after %v", sum, time.Since(start))
+	}
+}

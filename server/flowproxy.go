@@ -42,7 +42,7 @@ func (ft *flowTunnel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer ft.flows.Done()
 	fl := &flow{ft: ft, s: ft.newSession(), idle: ft.flowIdle()}
 	fl.st.Start = time.Now()
-	ctx, cancel := context.WithCancel(r.Context())
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), flowKey{}, fl))
 	fl.cancel = cancel
 	fl.watch = time.AfterFunc(fl.idle, func() { fl.timedOut.Store(true); cancel() })
 	defer fl.finish()
@@ -50,16 +50,27 @@ func (ft *flowTunnel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	defer fl.watch.Stop()
 	r = r.WithContext(ctx)
 	fl.s.BindContext(ctx)
-	rp := &httputil.ReverseProxy{
-		Rewrite:        fl.rewrite,
-		Transport:      fl,
-		ModifyResponse: fl.response,
-		ErrorHandler:   fl.fail,
-		ErrorLog:       log.New(debugWriter{ft.l}, "", 0),
-	}
-	rp.ServeHTTP(w, r)
+	ft.rp.ServeHTTP(w, r)
 	if fl.st.Reason == plugins.ReasonUnknown {
 		fl.st.Reason = plugins.ReasonCompleted
+	}
+}
+
+// flowKey holds a request's *flow in its context, where the tunnel's
+// one ReverseProxy finds it.
+type flowKey struct{}
+
+func flowOf(r *http.Request) *flow { return r.Context().Value(flowKey{}).(*flow) }
+
+// reverseProxy is the tunnel's proxy for all its flows: each callback
+// finds its flow in the request's context.
+func (ft *flowTunnel) reverseProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { flowOf(pr.In).rewrite(pr) },
+		Transport:      ft,
+		ModifyResponse: func(resp *http.Response) error { return flowOf(resp.Request).response(resp) },
+		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { flowOf(r).fail(w, r, err) },
+		ErrorLog:       log.New(debugWriter{ft.l}, "", 0),
 	}
 }
 
@@ -122,11 +133,11 @@ func keepForwarded(pr *httputil.ProxyRequest) {
 
 // RoundTrip implements http.RoundTripper: a request a hook refused goes
 // to the error handler, any other to the tunnel's transport.
-func (fl *flow) RoundTrip(req *http.Request) (*http.Response, error) {
-	if fl.reqErr != nil {
-		return nil, fl.reqErr
+func (ft *flowTunnel) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := flowOf(req).reqErr; err != nil {
+		return nil, err
 	}
-	return fl.ft.tr.RoundTrip(req)
+	return ft.tr.RoundTrip(req)
 }
 
 // response runs the response and body hooks on the target's answer.
