@@ -84,7 +84,7 @@ func init() {
 
 // flowOrigin is an HTTPS origin for name.test speaking h2 and
 // http/1.1; it echoes the X-Flow-Req field and serves gzip HTML.
-func flowOrigin(t *testing.T, dir string) (addr, caFile string) {
+func flowOrigin(t testing.TB, dir string) (addr, caFile string) {
 	caFile, certFile, keyFile := testkit.WritePKI(t, dir, "name.test")
 	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
 	if err != nil {
@@ -130,7 +130,7 @@ type flowConn struct {
 	br *bufio.Reader
 }
 
-func (fc *flowConn) do(t *testing.T, req *http.Request) (*http.Response, string) {
+func (fc *flowConn) do(t testing.TB, req *http.Request) (*http.Response, string) {
 	t.Helper()
 	var resp *http.Response
 	var err error
@@ -156,7 +156,7 @@ type flowEnv struct {
 	roots  *x509.CertPool
 }
 
-func (e *flowEnv) dial(t *testing.T, h2 bool) *flowConn {
+func (e *flowEnv) dial(t testing.TB, h2 bool) *flowConn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -185,7 +185,7 @@ func (e *flowEnv) dial(t *testing.T, h2 bool) *flowConn {
 	return fc
 }
 
-func newFlowEnv(t *testing.T, extra string) *flowEnv {
+func newFlowEnv(t testing.TB, extra string) *flowEnv {
 	dir := t.TempDir()
 	origin, originCA := flowOrigin(t, dir)
 	certPEM, keyPEM, err := mitm.NewCA("ferry test CA", time.Hour)
@@ -405,5 +405,25 @@ func TestFlowShutdown(t *testing.T) {
 	sum := e.f.srv.Shutdown(5 * time.Second)
 	if sum.Forced != 0 || time.Since(start) > 3*time.Second {
 		t.Fatalf("shutdown with idle intercepted connections: %+v after %v", sum, time.Since(start))
+	}
+}
+
+// BenchmarkFlow is for profiles of the flow path (the origin and the
+// client run in the same process, so its times are no ratio to quote):
+// go test -run X -bench Flow -cpuprofile cpu.out ./server/
+func BenchmarkFlow(b *testing.B) {
+	for _, h2 := range []bool{false, true} {
+		b.Run(fmt.Sprintf("h2=%v", h2), func(b *testing.B) {
+			e := newFlowEnv(b, "")
+			fc := e.dial(b, h2)
+			b.ReportAllocs()
+			b.ResetTimer()
+			for range b.N {
+				req, _ := http.NewRequest("GET", "https://name.test/x", nil)
+				if resp, _ := fc.do(b, req); resp.StatusCode != 200 {
+					b.Fatal(resp.Status)
+				}
+			}
+		})
 	}
 }

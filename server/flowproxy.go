@@ -8,6 +8,7 @@ import (
 	"log"
 	"net/http"
 	"net/http/httputil"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -71,6 +72,22 @@ func (ft *flowTunnel) reverseProxy() *httputil.ReverseProxy {
 		ModifyResponse: func(resp *http.Response) error { return flowOf(resp.Request).response(resp) },
 		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { flowOf(r).fail(w, r, err) },
 		ErrorLog:       log.New(debugWriter{ft.l}, "", 0),
+		BufferPool:     flowBuffers{},
+	}
+}
+
+// flowBuffers recycles the 32 KiB buffers httputil.ReverseProxy copies
+// bodies through, which it would otherwise allocate (and clear) for
+// every response.
+type flowBuffers struct{}
+
+var flowBufPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+func (flowBuffers) Get() []byte { return flowBufPool.Get().(*[32 << 10]byte)[:] }
+
+func (flowBuffers) Put(b []byte) {
+	if cap(b) == 32<<10 {
+		flowBufPool.Put((*[32 << 10]byte)(b[:32<<10]))
 	}
 }
 
