@@ -74,7 +74,7 @@ func (c *httpCond) match(v *httpView) bool {
 	if len(c.schemes) > 0 && !slices.Contains(c.schemes, strings.ToLower(r.URL.Scheme)) {
 		return false
 	}
-	if len(c.headers) > 0 && !c.hasHeader(r.Header) {
+	if len(c.headers) > 0 && !c.hasHeader(r) {
 		return false
 	}
 	if len(c.paths) > 0 || len(c.regexps) > 0 {
@@ -89,16 +89,17 @@ func (c *httpCond) match(v *httpView) bool {
 	return true
 }
 
-// hasHeader reports whether h has a field named like one of c's, in any
+// hasHeader reports whether r has a field named like one of c's, in any
 // case: server-built headers are canonical, but a hook may have added a
-// field under another spelling.
-func (c *httpCond) hasHeader(h http.Header) bool {
+// field under another spelling. Host, which net/http keeps apart from
+// the other fields, counts when r names a host.
+func (c *httpCond) hasHeader(r *http.Request) bool {
 	for _, name := range c.headers {
-		if _, ok := h[name]; ok {
+		if _, ok := r.Header[name]; ok || (name == "Host" && r.Host != "") {
 			return true
 		}
 	}
-	for k := range h {
+	for k := range r.Header {
 		if slices.ContainsFunc(c.headers, func(name string) bool { return strings.EqualFold(k, name) }) {
 			return true
 		}
