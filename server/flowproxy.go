@@ -168,7 +168,13 @@ func (fl *flow) response(resp *http.Response) error {
 	}
 	chain := fl.ft.l.chain
 	if chain.HasHTTPResponders() {
-		if err := runResponseHooks(chain, fl.s, resp, nil); err != nil {
+		// As on the plain HTTP path, the hooks see no body (the body
+		// hooks are for that), so one cannot consume it unseen.
+		body := resp.Body
+		resp.Body = nil
+		err := runResponseHooks(chain, fl.s, resp, nil)
+		resp.Body = body
+		if err != nil {
 			return err
 		}
 	}
