@@ -296,9 +296,13 @@ func (l logLine) dur(key string) (time.Duration, bool) {
 // logLines parses every JSON line ferry wrote to stderr so far. Lines that
 // are not JSON objects (a race report, a panic) are kept as {"raw": line}
 // so that they show up in failure messages.
-func (p *proc) logLines() []logLine {
+func (p *proc) logLines() []logLine { return parseLogLines(p.stderr.String()) }
+
+// parseLogLines parses JSON log lines (ferry's stderr, the log plugin's
+// file), keeping a line that is not a JSON object as {"raw": line}.
+func parseLogLines(text string) []logLine {
 	var out []logLine
-	sc := bufio.NewScanner(strings.NewReader(p.stderr.String()))
+	sc := bufio.NewScanner(strings.NewReader(text))
 	sc.Buffer(make([]byte, 0, 64<<10), 4<<20)
 	for sc.Scan() {
 		line := sc.Text()

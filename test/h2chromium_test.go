@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -94,14 +95,24 @@ func TestH2Chromium(t *testing.T) {
 // listener's and the test origins'), and returns the DOM after the load.
 func runChromium(t *testing.T, chromium, proxyAddr, certFile, url string) string {
 	t.Helper()
+	return headlessDOM(t, chromium, nil, "--ignore-certificate-errors-spki-list="+spkiHash(t, certFile),
+		"--proxy-server=https://"+proxyAddr, "--proxy-bypass-list=<-loopback>", url)
+}
+
+// headlessDOM runs headless Chromium with args (its proxy flags and the
+// URL last) and env added to the test's environment, and returns the DOM
+// after the load. The flags keep it off the internet; it gets a fresh
+// profile.
+func headlessDOM(t *testing.T, chromium string, env []string, args ...string) string {
+	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, chromium, "--headless", "--no-sandbox", "--disable-gpu",
+	cmd := exec.CommandContext(ctx, chromium, append([]string{"--headless", "--no-sandbox", "--disable-gpu",
 		"--disable-quic", "--no-first-run", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--user-data-dir="+t.TempDir(),
-		"--ignore-certificate-errors-spki-list="+spkiHash(t, certFile),
-		"--proxy-server=https://"+proxyAddr, "--proxy-bypass-list=<-loopback>",
-		"--dump-dom", url)
+		"--disable-component-update", "--disable-sync", "--user-data-dir=" + t.TempDir(), "--dump-dom"}, args...)...)
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.WaitDelay = 5 * time.Second
 	var stderr strings.Builder
 	cmd.Stderr = &stderr

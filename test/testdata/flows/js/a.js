@@ -1,0 +1,1 @@
+window.flowsA = "a.js ran";

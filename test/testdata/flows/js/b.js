@@ -1,0 +1,1 @@
+document.body.insertAdjacentText("beforeend", "[" + window.flowsA + "][b.js ran]");
