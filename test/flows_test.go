@@ -119,6 +119,10 @@ type flowsFerry struct {
 	ca, access, har string
 }
 
+// flowsMaxStreams is the listener's bound on concurrent HTTP/2 streams,
+// which holds on intercepted connections too.
+const flowsMaxStreams = 8
+
 func startFlowsFerry(t *testing.T, originCA string) flowsFerry {
 	t.Helper()
 	dir := t.TempDir()
@@ -136,6 +140,7 @@ name = "flows"
 listen = %q
 protocols = ["http"]
 allow_local_destinations = true
+max_streams_per_connection = %d
 plugins = ["acl", "mitm", "headers", "replace", "capture", "log"]
 
 [[plugin]]
@@ -178,7 +183,7 @@ har = %q
 [[plugin]]
 name = "log"
 file = %q
-`, addr, f.ca, filepath.Join(caDir, "ca-key.pem"), originCA, f.har, f.access)
+`, addr, flowsMaxStreams, f.ca, filepath.Join(caDir, "ca-key.pem"), originCA, f.har, f.access)
 	}, nil)
 	return f
 }
@@ -271,7 +276,8 @@ func readHAR(t *testing.T, file string) []harEntry {
 
 // TestFlows: requests inside intercepted tunnels are flows of their own,
 // which the HTTP plugins act on and the log and capture record, over
-// HTTP/2 and HTTP/1.1.
+// HTTP/2 and HTTP/1.1; the listener's HTTP/2 stream bound holds on the
+// intercepted connection.
 func TestFlows(t *testing.T) {
 	needCurl(t)
 	o := startFlowsOrigin(t)
@@ -357,6 +363,20 @@ func TestFlows(t *testing.T) {
 		}
 	})
 
+	t.Run("listener's stream bound on an intercepted connection", func(t *testing.T) {
+		cc := newH2Client(t, f.dialIntercepted(t, o, "h2"))
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		url := o.base + "/public/x?streams"
+		if status, body := h2GetBody(t, ctx, cc, url); status != 200 || body != "public x\n" {
+			t.Fatalf("GET %s: %d %q", url, status, body)
+		}
+		requests = append(requests, made{url, 200})
+		if got := cc.State().MaxConcurrentStreams; got != flowsMaxStreams {
+			t.Errorf("ferry's SETTINGS_MAX_CONCURRENT_STREAMS on the intercepted connection: %d, want the listener's %d", got, flowsMaxStreams)
+		}
+	})
+
 	flows := f.waitAccess(t, len(requests), func(l logLine) bool { return l.str("proto") == "http" })
 	if code := f.stop(t); code != 0 {
 		t.Errorf("ferry exited %d", code)
@@ -386,11 +406,9 @@ func grepLine(log, s string) string {
 	return ""
 }
 
-// keepAliveAcross sends two HTTP/1.1 requests on one client connection
-// through an intercepted tunnel, 2 s apart: nginx (keepalive_timeout 1s)
-// closes ferry's connection to it in between, and the second request
-// must still be answered. It returns the two URLs.
-func keepAliveAcross(t *testing.T, f flowsFerry, o flowsOrigin) []string {
+// dialIntercepted opens a CONNECT tunnel to the origin through ferry
+// and TLS inside it, trusting ferry's CA, offering ALPN proto.
+func (f flowsFerry) dialIntercepted(t *testing.T, o flowsOrigin, proto string) *tls.Conn {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
@@ -398,17 +416,30 @@ func keepAliveAcross(t *testing.T, f flowsFerry, o flowsOrigin) []string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer c.Close()
+	t.Cleanup(func() { c.Close() })
 	deadlineAfter(c, 30*time.Second)
 	pem, err := os.ReadFile(f.ca)
 	roots := x509.NewCertPool()
 	if err != nil || !roots.AppendCertsFromPEM(pem) {
 		t.Fatalf("read ferry's CA %s: %v", f.ca, err)
 	}
-	tc := tls.Client(c, &tls.Config{ServerName: "localhost", RootCAs: roots, NextProtos: []string{"http/1.1"}})
+	tc := tls.Client(c, &tls.Config{ServerName: "localhost", RootCAs: roots, NextProtos: []string{proto}})
 	if err := tc.HandshakeContext(ctx); err != nil {
 		t.Fatalf("TLS through ferry: %v", err)
 	}
+	if got := tc.ConnectionState().NegotiatedProtocol; got != proto {
+		t.Fatalf("ALPN %q through ferry, want %q", got, proto)
+	}
+	return tc
+}
+
+// keepAliveAcross sends two HTTP/1.1 requests on one client connection
+// through an intercepted tunnel, 2 s apart: nginx (keepalive_timeout 1s)
+// closes ferry's connection to it in between, and the second request
+// must still be answered. It returns the two URLs.
+func keepAliveAcross(t *testing.T, f flowsFerry, o flowsOrigin) []string {
+	t.Helper()
+	tc := f.dialIntercepted(t, o, "http/1.1")
 	br := bufio.NewReader(tc)
 	var urls []string
 	for i := 1; i <= 2; i++ {
