@@ -667,3 +667,55 @@ func TestSharedHarFile(t *testing.T) {
 		t.Errorf("other rotation: got %v", err)
 	}
 }
+
+// FuzzHarEntry: whatever a request and response carry (query strings,
+// cookies, header values, bodies of any bytes and type), the entry is
+// valid JSON that reads back.
+func FuzzHarEntry(f *testing.F) {
+	f.Add("a=1&b=%zz&&=x", "sid=1; bad", "text/html; charset=\"x", []byte("<p>\xff\xfe</p>"), "k=v; Path=/; Expires=x")
+	f.Add("", "", "application/x-www-form-urlencoded", []byte("a=%&b=\x00"), "")
+	f.Fuzz(func(t *testing.T, query, cookie, ctype string, body []byte, setCookie string) {
+		if len(body) > 4096 {
+			return
+		}
+		p := &Plugin{name: "capture", harMax: 1 << 10}
+		p.har = &harService{} // not started: entries are built, not written
+		req := &http.Request{Method: "POST", URL: &url.URL{Scheme: "http", Host: "x", Path: "/", RawQuery: query},
+			Proto: "HTTP/1.1", ProtoMajor: 1, Header: http.Header{"Cookie": {cookie}, "Content-Type": {ctype}, "X": {string(body)}}, ContentLength: -1}
+		resp := newResponse(200, http.Header{"Content-Type": {ctype}, "Set-Cookie": {setCookie}}, -1)
+		ex := &exchange{s: flowSession("z"), req: req, reqBody: body, resp: resp, respBody: body}
+		ex.run(t, p)
+		e := p.harEntryOf(ex.s, plugins.Stats{})
+		var got harDocEntry
+		if err := json.Unmarshal(e, &got); err != nil {
+			t.Fatalf("entry is not JSON: %v\n%s", err, e)
+		}
+		if got.Request.URL == "" || got.Response.Status != 200 {
+			t.Fatalf("entry %s", e)
+		}
+	})
+}
+
+// BenchmarkHarFlow is one small flow's hooks, its entry built and
+// appended to the file.
+func BenchmarkHarFlow(b *testing.B) {
+	t := &testing.T{}
+	path := filepath.Join(b.TempDir(), "b.har")
+	svcs := plugins.NewServices()
+	pl, err := New(newEnv("capture", svcs, Config{Har: path}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := svcs.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer svcs.Stop(context.Background())
+	p := pl.(*Plugin)
+	body := []byte(strings.Repeat("<p>hello</p>", 85)) // about 1KiB
+	b.ReportAllocs()
+	for b.Loop() {
+		ex := &exchange{s: flowSession("b"), req: newRequest(t, "GET", "http://example.com/a?x=1", http.Header{"Accept": {"*/*"}}, 0),
+			resp: newResponse(200, http.Header{"Content-Type": {"text/html"}, "Content-Length": {"1020"}}, 1020), respBody: body}
+		ex.run(t, p)
+	}
+}
