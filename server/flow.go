@@ -142,10 +142,14 @@ func (ft *flowTunnel) serveH2() {
 func (ft *flowTunnel) transport() *http.Transport {
 	l := ft.l
 	return &http.Transport{
-		DialContext:            ft.dial,
-		DialTLSContext:         ft.dial,
-		ForceAttemptHTTP2:      ft.proto == "h2",
-		DisableCompression:     true, // the client's Accept-Encoding is its own
+		DialContext:        ft.dial,
+		DialTLSContext:     ft.dial,
+		ForceAttemptHTTP2:  ft.proto == "h2",
+		DisableCompression: true, // the client's Accept-Encoding is its own
+		// Connections are keyed by the URL's host, which is the client's
+		// Host field: a client cycling through names gets a new
+		// connection each, of which at most 4 are kept.
+		MaxIdleConns:           4,
 		MaxIdleConnsPerHost:    4,
 		IdleConnTimeout:        l.set.IdleTimeout,
 		ResponseHeaderTimeout:  l.set.IdleTimeout,

@@ -52,6 +52,21 @@ func (p *flowHooks) WantsHTTPBody(_ *plugins.Session, m *plugins.HTTPMessage) bo
 func (p *flowHooks) OnHTTPBody(_ *plugins.Session, _ *plugins.HTTPMessage, b []byte) ([]byte, error) {
 	return bytes.ReplaceAll(b, []byte("Hello"), []byte("Howdy")), nil
 }
+func (p *flowHooks) StreamHTTPBody(_ *plugins.Session, m *plugins.HTTPMessage, body io.Reader) io.Reader {
+	if m.Dir == plugins.Down && m.Request.URL.Path == "/upper" {
+		return upperReader{body}
+	}
+	return body
+}
+
+type upperReader struct{ r io.Reader }
+
+func (u upperReader) Read(p []byte) (int, error) {
+	n, err := u.r.Read(p)
+	copy(p[:n], bytes.ToUpper(p[:n]))
+	return n, err
+}
+
 func (p *flowHooks) OnClose(s *plugins.Session, _ plugins.Stats) {
 	p.mu.Lock()
 	p.done = append(p.done, s)
@@ -255,8 +270,13 @@ func TestFlows(t *testing.T) {
 			if string(plain) != "<p>Howdy from the origin</p>" {
 				t.Fatalf("GET /gz decoded to %q, want the body hook's rewrite", plain)
 			}
-			// All three on one connection, each its own session.
-			waitFor(t, func() bool { return len(e.hooks.flows()) == 3 })
+			req, _ = http.NewRequest("GET", base+"/upper", nil)
+			resp, body = fc.do(t, req)
+			if body != strings.ToUpper(wantProto)+" /UPPER" || resp.ContentLength != -1 {
+				t.Fatalf("GET /upper: %q (length %d), want the streamer's rewrite without a length", body, resp.ContentLength)
+			}
+			// All four on one connection, each its own session.
+			waitFor(t, func() bool { return len(e.hooks.flows()) == 4 })
 			parent := e.hooks.flows()[0].Parent
 			for _, s := range e.hooks.flows() {
 				if s.Parent != parent || s.Intercepted != "name.test" || !strings.HasPrefix(s.Request.URL.String(), base+"/") {

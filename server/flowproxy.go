@@ -134,8 +134,27 @@ func (fl *flow) rewrite(pr *httputil.ProxyRequest) {
 		}
 	}
 	if out.Body != nil && out.Body != http.NoBody {
+		m := &plugins.HTTPMessage{Dir: plugins.Up, Request: out}
+		out.Body = fl.stream(m, out.Body, &out.ContentLength)
 		out.Body = &flowBody{ReadCloser: out.Body, fl: fl, n: &fl.up}
 	}
+}
+
+// stream passes a body through the chain's HTTPBodyStreamers; when one
+// replaced it, the length is unknown from then on (chunked, or HTTP/2
+// DATA to END_STREAM).
+func (fl *flow) stream(m *plugins.HTTPMessage, body io.ReadCloser, length *int64) io.ReadCloser {
+	chain := fl.ft.l.chain
+	if !chain.HasHTTPBodyStreamers() {
+		return body
+	}
+	r, changed := chain.StreamHTTPBody(fl.s, m, body)
+	if !changed {
+		return body
+	}
+	*length = -1
+	m.Header().Del("Content-Length")
+	return readCloser{Reader: r, Closer: body}
 }
 
 // keepForwarded puts back the Forwarded and X-Forwarded-* fields that
@@ -190,6 +209,10 @@ func (fl *flow) response(resp *http.Response) error {
 		} else {
 			resp.Body = readCloser{Reader: hb.stream, Closer: resp.Body}
 		}
+	}
+	if responseHasBody(resp) {
+		m := &plugins.HTTPMessage{Dir: plugins.Down, Request: resp.Request, Response: resp}
+		resp.Body = fl.stream(m, resp.Body, &resp.ContentLength)
 	}
 	resp.Body = &flowBody{ReadCloser: resp.Body, fl: fl, n: &fl.down}
 	return nil
