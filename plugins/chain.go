@@ -28,15 +28,16 @@ func (e *HookError) Unwrap() error { return e.Err }
 // Chain is a listener's plugins, sorted by the hooks they implement once,
 // so the relay never type-asserts per chunk. A nil *Chain has no hooks.
 type Chain struct {
-	plugins    []Plugin
-	connectors []Plugin // implement Connector, config order
-	closers    []Plugin // implement Closer, reverse order
-	auths      []Plugin // implement Authenticator, config order
-	dialChecks []Plugin // implement DialChecker, config order
-	httpReqs   []Plugin // implement HTTPRequester, config order
-	httpResps  []Plugin // implement HTTPResponder, config order
-	httpBodies []Plugin // implement HTTPBodyHook, config order
-	intercepts []Plugin // implement Interceptor, config order
+	plugins     []Plugin
+	connectors  []Plugin // implement Connector, config order
+	closers     []Plugin // implement Closer, reverse order
+	auths       []Plugin // implement Authenticator, config order
+	dialChecks  []Plugin // implement DialChecker, config order
+	httpReqs    []Plugin // implement HTTPRequester, config order
+	httpResps   []Plugin // implement HTTPResponder, config order
+	httpBodies  []Plugin // implement HTTPBodyHook, config order
+	httpStreams []Plugin // implement HTTPBodyStreamer, config order
+	intercepts  []Plugin // implement Interceptor, config order
 	// data holds each direction's data hooks, by Direction: Up in config
 	// order, Down in reverse order.
 	data  [2][]dataHook
@@ -81,6 +82,9 @@ func NewChain(ps []Plugin) *Chain {
 		}
 		if _, ok := p.(HTTPBodyHook); ok {
 			c.httpBodies = append(c.httpBodies, p)
+		}
+		if _, ok := p.(HTTPBodyStreamer); ok {
+			c.httpStreams = append(c.httpStreams, p)
 		}
 		if _, ok := p.(Interceptor); ok {
 			c.intercepts = append(c.intercepts, p)

@@ -1,8 +1,11 @@
 package plugins
 
 import (
+	"fmt"
+	"io"
 	"mime"
 	"net/http"
+	"runtime/debug"
 	"strings"
 )
 
@@ -156,3 +159,70 @@ func callHTTPBody(p Plugin, s *Session, m *HTTPMessage, body []byte) (out []byte
 	}
 	return out, nil
 }
+
+// HTTPBodyStreamer sees HTTP message bodies as they stream, without
+// ferry buffering them: to count, hash or scan a download, or rewrite it
+// on the fly. StreamHTTPBody is called once per message with a body,
+// after the body hooks, with the body as it will be sent (its
+// Content-Encoding not removed) and returns the reader to send it from:
+// body itself to only watch it (a reader that reads through body and
+// passes every byte on unchanged, or body as it is), or a reader of
+// other bytes. When a hook returns a reader that is not body, the length
+// is no longer known: ferry drops Content-Length and sends the message
+// chunked (HTTP/1.1; close-delimited to an HTTP/1.0 client) or as HTTP/2
+// DATA frames. An error from the reader ends the message (the client's
+// connection or stream is reset: the head is already sent). Hooks run in
+// config order, each reading what the one before returns.
+type HTTPBodyStreamer interface {
+	StreamHTTPBody(s *Session, m *HTTPMessage, body io.Reader) io.Reader
+}
+
+// HasHTTPBodyStreamers reports whether some plugin streams bodies.
+func (c *Chain) HasHTTPBodyStreamers() bool { return c != nil && len(c.httpStreams) > 0 }
+
+// StreamHTTPBody passes body through the HTTPBodyStreamers and reports
+// whether the reader it returns is another than body (the length is
+// then unknown). A panic in a hook, or in its reader, is an error of
+// the stream.
+func (c *Chain) StreamHTTPBody(s *Session, m *HTTPMessage, body io.Reader) (io.Reader, bool) {
+	if c == nil {
+		return body, false
+	}
+	r := body
+	for _, p := range c.httpStreams {
+		r = callStreamBody(p, s, m, r)
+	}
+	return r, r != body
+}
+
+func callStreamBody(p Plugin, s *Session, m *HTTPMessage, body io.Reader) (out io.Reader) {
+	defer func() {
+		if v := recover(); v != nil {
+			out = errReader{err: &HookError{Plugin: p.Name(), Hook: "StreamHTTPBody", Err: fmt.Errorf("panic: %v", v), Stack: debug.Stack()}}
+		}
+	}()
+	out = p.(HTTPBodyStreamer).StreamHTTPBody(s, m, body)
+	if out == nil || out == body {
+		return body
+	}
+	return &guardedReader{r: out, p: p}
+}
+
+// guardedReader turns a panic in a plugin's reader into its error.
+type guardedReader struct {
+	r io.Reader
+	p Plugin
+}
+
+func (g *guardedReader) Read(b []byte) (n int, err error) {
+	defer func() {
+		if v := recover(); v != nil {
+			n, err = 0, &HookError{Plugin: g.p.Name(), Hook: "StreamHTTPBody", Err: fmt.Errorf("panic in reader: %v", v), Stack: debug.Stack()}
+		}
+	}()
+	return g.r.Read(b)
+}
+
+type errReader struct{ err error }
+
+func (e errReader) Read([]byte) (int, error) { return 0, e.err }

@@ -78,13 +78,14 @@ func appendAnswer(dst []byte, a *plugins.HTTPAnswer, head, keep bool) []byte {
 }
 
 // writeAnswer writes a plugin's answer to w: on the HTTP/2 paths, and
-// for any server that answers through net/http. a is as answerOf returns
-// it; a status that is not a final one is sent as 502, since net/http
-// panics on some.
+// for any server that answers through net/http. a is best as answerOf
+// returns it (status settled, fields sanitized); a status that is still
+// not a final one is sent as 403, Block's code's: net/http panics on
+// some, and a 1xx would not end the exchange.
 func writeAnswer(w http.ResponseWriter, a *plugins.HTTPAnswer, head bool) {
 	status := a.Status
 	if status < 200 || status > 599 {
-		status = http.StatusBadGateway
+		status = http.StatusForbidden
 	}
 	hdr := w.Header()
 	for k, vs := range answerHeader(a.Header) {

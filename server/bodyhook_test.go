@@ -333,6 +333,12 @@ func TestBodyHookAnswer(t *testing.T) {
 		}
 	}
 	waitFor(t, func() bool { return strings.Contains(f.logs.String(), `"status":451`) })
+	// A request head refused before its body was read: the answer, and
+	// the connection ends, the body unread.
+	resp, b := p.do("POST", origin, "/req-answer", "", "some body")
+	if resp.StatusCode != 451 || string(b) != "not here\n" || !resp.Close {
+		t.Fatalf("refused head with a body: %d %q close=%v", resp.StatusCode, b, resp.Close)
+	}
 }
 
 // HEAD answers, 304s and bodies no hook wants never reach OnHTTPBody; a

@@ -60,6 +60,22 @@ func hookBody(chain *plugins.Chain, s *plugins.Session, m *plugins.HTTPMessage, 
 	return hookedBody{hooked: true, body: out}, nil
 }
 
+// hookReadCloser is hookBody for a net/http body: it returns the body to
+// send, and hooked when that is the hooks' result, whole, whose length
+// is then n (and the header's Content-Length); else the body as it came,
+// of the length it had.
+func hookReadCloser(chain *plugins.Chain, s *plugins.Session, m *plugins.HTTPMessage, body io.ReadCloser, limit int64) (_ io.ReadCloser, hooked bool, n int64, err error) {
+	hb, err := hookBody(chain, s, m, body, limit)
+	if err != nil {
+		return body, false, 0, err
+	}
+	if !hb.hooked {
+		return readCloser{Reader: hb.stream, Closer: body}, false, 0, nil
+	}
+	body.Close()
+	return io.NopCloser(bytes.NewReader(hb.body)), true, int64(len(hb.body)), nil
+}
+
 // readCapped reads r to its end or to n bytes, whichever comes first,
 // into a buffer that grows as bytes come, to at most n (or the declared
 // size, when known and smaller), so that the limit bounds what is held.

@@ -63,20 +63,24 @@ func (hc *h2Conn) serveConnect(w http.ResponseWriter, r *http.Request) {
 // relayStream runs the tunnel's channel to its end.
 func (h *conn) relayStream(s *plugins.Session, st *plugins.Stats, client, up net.Conn) {
 	ctx := h.l.srv.hardCtx
-	client, up, pending, err := h.intercept(ctx, s, client, up, nil)
+	t, err := h.intercept(ctx, s, client, up, nil)
 	if err != nil {
 		st.Reason, st.Err = reasonFor(err), err
 		return
 	}
+	if t.HTTP != "" {
+		h.serveFlows(ctx, s, st, t)
+		return
+	}
 	ch := &relay.Channel{
-		Client:        client,
-		Upstream:      up,
+		Client:        t.Client,
+		Upstream:      t.Upstream,
 		Session:       s,
 		Chain:         h.l.chain,
 		Buffers:       h.l.buffers,
 		ClientBuffers: h.l.h2Buffers,
 		IdleTimeout:   h.l.set.IdleTimeout,
-		ClientPending: pending,
+		ClientPending: t.ClientPending,
 	}
 	h.l.srv.track(s, ch)
 	s.Request = nil // as for an HTTP/1.1 tunnel (see Session.Request)

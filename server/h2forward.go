@@ -6,7 +6,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log"
 	"net"
 	"net/http"
@@ -193,44 +192,28 @@ func (fw *h2Forward) hookRequestBody(r *http.Request) error {
 		return nil
 	}
 	m := &plugins.HTTPMessage{Dir: plugins.Up, Request: r}
-	hb, err := hookBody(fw.sub.l.chain, fw.s, m, r.Body, fw.bodyLimit())
-	if err != nil {
-		return err
+	body, hooked, n, err := hookReadCloser(fw.sub.l.chain, fw.s, m, r.Body, fw.bodyLimit())
+	r.Body = body
+	if hooked {
+		r.ContentLength, r.TransferEncoding = n, nil
 	}
-	if hb.hooked {
-		r.Body, r.ContentLength, r.TransferEncoding = io.NopCloser(bytes.NewReader(hb.body)), int64(len(hb.body)), nil
-	} else {
-		r.Body = readCloser{hb.stream, r.Body}
-	}
-	return nil
+	return err
 }
 
 // hookResponseBody runs the body hooks on the response body; net/http's
 // Transport has removed the chunked framing, and ReverseProxy sends the
 // Content-Length hookBody sets.
 func (fw *h2Forward) hookResponseBody(resp *http.Response) error {
-	if bodyless(fw.s.Request.Method, resp.StatusCode) || resp.Body == nil || resp.Body == http.NoBody {
+	if !responseHasBody(resp) || resp.Body == nil || resp.Body == http.NoBody {
 		return nil
 	}
 	m := &plugins.HTTPMessage{Dir: plugins.Down, Request: fw.s.Request, Response: resp}
-	hb, err := hookBody(fw.sub.l.chain, fw.s, m, resp.Body, fw.bodyLimit())
-	if err != nil {
-		return err
+	body, hooked, n, err := hookReadCloser(fw.sub.l.chain, fw.s, m, resp.Body, fw.bodyLimit())
+	resp.Body = body
+	if hooked {
+		resp.ContentLength, resp.TransferEncoding = n, nil
 	}
-	if hb.hooked {
-		resp.Body.Close()
-		resp.Body, resp.ContentLength, resp.TransferEncoding = io.NopCloser(bytes.NewReader(hb.body)), int64(len(hb.body)), nil
-	} else {
-		resp.Body = readCloser{hb.stream, resp.Body}
-	}
-	return nil
-}
-
-// readCloser reads from one body and closes another: a body partly read
-// for the hooks, then passed on whole.
-type readCloser struct {
-	io.Reader
-	io.Closer
+	return err
 }
 
 func (fw *h2Forward) bodyLimit() int64 { return int64(fw.sub.l.gen.cfg.Limits.MaxBufferedBodyBytes) }

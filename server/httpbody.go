@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"bytes"
 	"io"
-	"net/http"
 	"slices"
 	"strconv"
 
@@ -333,10 +332,4 @@ func (ex *exchange) hookResponseBody(o *responseOut, rfr httphead.Framing, m *pl
 	}
 	o.reframe, o.length = true, len(out)
 	return out, nil
-}
-
-// bodyless reports statuses whose response never has a body, whatever
-// its fields say (RFC 9110 section 6.4.1).
-func bodyless(method string, status int) bool {
-	return method == http.MethodHead || status < 200 || status == http.StatusNoContent || status == http.StatusNotModified
 }

@@ -148,7 +148,7 @@ func (b *syncBuffer) String() string {
 
 // start runs a server from TOML on a free loopback port. Instances of the
 // "servertest" type named in insts are registered for this test.
-func start(t *testing.T, toml string, insts ...*testPlugin) *fixture {
+func start(t testing.TB, toml string, insts ...*testPlugin) *fixture {
 	t.Helper()
 	testInstMu.Lock()
 	for _, p := range insts {

@@ -47,8 +47,12 @@ func TestH2MITM(t *testing.T) {
 	if !strings.Contains(string(body), "REPLACED!!!") {
 		t.Errorf("body %q: want the marker replaced by the plugin after mitm", body)
 	}
-	l := f.waitLine(t, "access", func(l logLine) bool { return l.str("mitm") == "name.test" && l.str("parent") != "" })
-	if l.str("proto") != "connect" {
-		t.Errorf("access line: %v, want an intercepted CONNECT stream", l)
+	l := f.waitLine(t, "access", func(l logLine) bool {
+		return l.str("mitm") == "name.test" && l.str("parent") != "" && l.str("proto") == "connect"
+	})
+	// The request inside is a flow of its own, whose parent is the stream.
+	fl := f.waitLine(t, "access", func(fl logLine) bool { return fl.str("parent") == l.str("id") })
+	if fl.str("proto") != "http" || fl.str("url") != "https://name.test/" || fl.str("method") != "GET" {
+		t.Errorf("flow line: %v, want GET https://name.test/", fl)
 	}
 }

@@ -1,5 +1,6 @@
 // Package log is the access-log plugin: one structured line per finished
-// channel (or per plain HTTP request) with id, listener, client, protocol,
+// channel (or per plain HTTP request, or per request inside an
+// intercepted tunnel) with id, listener, client, protocol,
 // target, upstream, bytes each way, duration and close reason.
 //
 //	[[plugin]]

@@ -83,6 +83,10 @@ type Config struct {
 	HandshakeTimeout *units.Duration `toml:"handshake_timeout"`
 	// CacheSize is how many leaf certificates are kept. Default 1024.
 	CacheSize int `toml:"cache_size"`
+	// HTTP serves intercepted HTTP (h2, http/1.1, plaintext HTTP/1 in a
+	// tunnel to a name in scope) as flows that pass the HTTP hooks.
+	// Default true; false relays the plaintext as bytes.
+	HTTP *bool `toml:"http"`
 }
 
 // peekTimeout is how long an in-scope tunnel waits for the client's first
@@ -101,6 +105,7 @@ type Plugin struct {
 	roots     *x509.CertPool // nil: the system's
 	insecure  bool
 	timeout   time.Duration
+	http      bool
 }
 
 var _ plugins.Interceptor = (*Plugin)(nil)
@@ -121,7 +126,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &Plugin{name: env.Name, log: env.Log, ca: ca, insecure: cfg.InsecureUpstream, timeout: 10 * time.Second}
+	p := &Plugin{name: env.Name, log: env.Log, ca: ca, insecure: cfg.InsecureUpstream, timeout: 10 * time.Second, http: cfg.HTTP == nil || *cfg.HTTP}
 	for i, s := range cfg.Intercept {
 		if s == "*" {
 			p.all = true
@@ -175,10 +180,22 @@ func (p *Plugin) inScope(name string) bool {
 // Intercept implements plugins.Interceptor.
 func (p *Plugin) Intercept(ctx context.Context, s *plugins.Session, t *plugins.Tunnel) error {
 	name, hello, err := p.scope(s, t)
-	if hello == nil || err != nil {
+	if err != nil {
 		return err
 	}
-	return p.terminate(ctx, s, t, name, hello.SupportedProtos)
+	if hello == nil {
+		if p.http && name != "" && p.sniffHTTP(t) {
+			t.HTTP, t.Scheme = "http/1.1", "http"
+		}
+		return nil
+	}
+	if err := p.terminate(ctx, s, t, name, hello.SupportedProtos); err != nil {
+		return err
+	}
+	if p.http {
+		p.serveHTTP(s, t, name)
+	}
+	return nil
 }
 
 // scope decides a tunnel's fate from its target and, where that may be in
@@ -205,7 +222,10 @@ func (p *Plugin) scope(s *plugins.Session, t *plugins.Tunnel) (name string, hell
 			// untouched would let a client step around interception.
 			return "", nil, p.refuse(s, t, host, alertDecodeError, fmt.Sprintf("unreadable ClientHello: %v", err))
 		}
-		return "", nil, nil // not TLS, or the client was silent: relay untouched
+		if err == nil && !isIP {
+			return host, nil, nil // not TLS, or silent: relayed, or plaintext HTTP
+		}
+		return "", nil, nil
 	}
 	name = hello.ServerName
 	switch {
@@ -228,6 +248,85 @@ func (p *Plugin) scope(s *plugins.Session, t *plugins.Tunnel) (name string, hell
 	return name, hello, nil
 }
 
+// serveHTTP asks ferry to serve an intercepted tunnel as HTTP flows when
+// its protocol is HTTP: h2 or http/1.1 by ALPN, or, without ALPN, a
+// first plaintext line that looks like an HTTP/1 request. Other
+// protocols (and a client that stays silent) keep the byte relay. New
+// connections the flows need get the same TLS as the first.
+func (p *Plugin) serveHTTP(s *plugins.Session, t *plugins.Tunnel, name string) {
+	alpn := t.Upstream.(*tls.Conn).ConnectionState().NegotiatedProtocol
+	switch alpn {
+	case "h2", "http/1.1":
+	case "":
+		if !p.sniffHTTP(t) {
+			return
+		}
+		alpn = "http/1.1"
+	default:
+		return
+	}
+	t.HTTP, t.Scheme = alpn, "https"
+	if raw := t.Redial; raw != nil {
+		t.Redial = func(ctx context.Context) (net.Conn, error) {
+			c, err := raw(ctx)
+			if err != nil {
+				return nil, err
+			}
+			hctx, cancel := context.WithTimeout(ctx, p.timeout)
+			defer cancel()
+			tc, err := p.handshakeTarget(hctx, s, c, name, []string{alpn})
+			if err != nil {
+				c.Close()
+				return nil, err // not tc: a nil *tls.Conn is no nil net.Conn
+			}
+			return tc, nil
+		}
+	}
+}
+
+// sniffHTTP reports whether the client's first bytes in t (read now if
+// there are none yet, for at most peekTimeout, and only inside TLS: in
+// plaintext peekHello already waited) start an HTTP/1 request:
+// a method token of at most 20 letters and a space (RFC 9112 section
+// 3). What it reads stays in t.ClientPending.
+func (p *Plugin) sniffHTTP(t *plugins.Tunnel) bool {
+	if len(t.ClientPending) == 0 {
+		// Nothing came within peekTimeout already: a server-first
+		// protocol, not HTTP.
+		if _, ok := t.Client.(*tls.Conn); !ok {
+			return false
+		}
+	}
+	buf := make([]byte, 24)
+	deadline := time.Now().Add(peekTimeout)
+	for {
+		if i := bytes.IndexByte(t.ClientPending, ' '); i >= 0 {
+			return i > 0 && isMethod(t.ClientPending[:i])
+		}
+		if len(t.ClientPending) > 20 || !isMethod(t.ClientPending) {
+			return false
+		}
+		t.Client.SetReadDeadline(deadline)
+		n, err := t.Client.Read(buf)
+		t.Client.SetReadDeadline(time.Time{})
+		t.ClientPending = append(t.ClientPending, buf[:n]...)
+		if err != nil && n == 0 {
+			return false
+		}
+	}
+}
+
+// isMethod reports whether b is made of the letters methods use (all
+// registered methods are upper-case letters and '-').
+func isMethod(b []byte) bool {
+	for _, c := range b {
+		if (c < 'A' || c > 'Z') && c != '-' {
+			return false
+		}
+	}
+	return true
+}
+
 // terminate runs TLS with the target as name, offering the client's
 // protos, then with the client under a leaf for name, and swaps the
 // tunnel's connections for the two TLS ones. Both handshakes share one
@@ -237,7 +336,7 @@ func (p *Plugin) terminate(ctx context.Context, s *plugins.Session, t *plugins.T
 	defer cancel()
 	// The target first: its certificate is checked, and its choice of
 	// protocol is what the client is offered.
-	up, err := p.handshakeTarget(hctx, s, t, name, protos)
+	up, err := p.handshakeTarget(hctx, s, t.Upstream, name, protos)
 	if err != nil {
 		return err
 	}
@@ -255,8 +354,8 @@ func (p *Plugin) terminate(ctx context.Context, s *plugins.Session, t *plugins.T
 
 // handshakeTarget runs TLS with the target as name, verifying its
 // certificate (unless insecure_upstream) and offering protos by ALPN.
-func (p *Plugin) handshakeTarget(ctx context.Context, s *plugins.Session, t *plugins.Tunnel, name string, protos []string) (*tls.Conn, error) {
-	up := tls.Client(t.Upstream, &tls.Config{
+func (p *Plugin) handshakeTarget(ctx context.Context, s *plugins.Session, raw net.Conn, name string, protos []string) (*tls.Conn, error) {
+	up := tls.Client(raw, &tls.Config{
 		ServerName:         name,
 		NextProtos:         protos,
 		RootCAs:            p.roots,

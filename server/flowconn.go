@@ -1,0 +1,166 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net"
+	"sync"
+	"sync/atomic"
+
+	"ferry/plugins"
+)
+
+// flowClient is an intercepted tunnel's client side as the HTTP server
+// reads and writes it: the tunnel's data hooks see its plaintext both
+// ways, as they would in a relayed tunnel, and the bytes are counted for
+// the tunnel's access line and /channels.
+type flowClient struct {
+	net.Conn
+	s     *plugins.Session
+	chain *plugins.Chain
+	// hookUp and hookDown: the chain has data hooks that way.
+	hookUp, hookDown bool
+
+	rmu     sync.Mutex
+	pending []byte // hook output not yet handed to Read
+	ended   bool   // the client's stream ended and OnReadEnd ran
+	wmu     sync.Mutex
+	wended  bool
+	// up counts bytes read from the client, down bytes written to it,
+	// after the hooks.
+	up, down atomic.Int64
+	// hookErr is the first error a data hook returned; it ends the tunnel.
+	errMu   sync.Mutex
+	hookErr error
+}
+
+func newFlowClient(c net.Conn, s *plugins.Session, chain *plugins.Chain) *flowClient {
+	return &flowClient{Conn: c, s: s, chain: chain, hookUp: chain.HasData(plugins.Up), hookDown: chain.HasData(plugins.Down)}
+}
+
+func (c *flowClient) Read(p []byte) (int, error) {
+	if !c.hookUp {
+		n, err := c.Conn.Read(p)
+		c.up.Add(int64(n))
+		return n, err
+	}
+	c.rmu.Lock()
+	defer c.rmu.Unlock()
+	for len(c.pending) == 0 {
+		if c.ended {
+			return 0, io.EOF
+		}
+		n, err := c.Conn.Read(p)
+		if n > 0 {
+			out, herr := c.chain.Data(c.s, plugins.Up, p[:n])
+			if herr != nil {
+				return 0, c.fail(herr)
+			}
+			c.pending = append(c.pending, out...)
+		}
+		if errors.Is(err, io.EOF) {
+			out, herr := c.chain.End(c.s, plugins.Up)
+			if herr != nil {
+				return 0, c.fail(herr)
+			}
+			c.pending = append(c.pending, out...)
+			c.ended = true
+		} else if err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, c.pending)
+	c.pending = c.pending[n:]
+	if len(c.pending) == 0 {
+		c.pending = nil
+	}
+	c.up.Add(int64(n))
+	return n, nil
+}
+
+func (c *flowClient) Write(p []byte) (int, error) {
+	if !c.hookDown {
+		n, err := c.Conn.Write(p)
+		c.down.Add(int64(n))
+		return n, err
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	out, herr := c.chain.Data(c.s, plugins.Down, p)
+	if herr != nil {
+		return 0, c.fail(herr)
+	}
+	n, err := c.Conn.Write(out)
+	c.down.Add(int64(n))
+	if err != nil {
+		return 0, err
+	}
+	return len(p), nil
+}
+
+// Close lets the Writers release what they hold (OnWriteEnd) before the
+// connection closes.
+func (c *flowClient) Close() error {
+	if c.hookDown {
+		c.wmu.Lock()
+		if !c.wended {
+			c.wended = true
+			if out, err := c.chain.End(c.s, plugins.Down); err == nil && len(out) > 0 {
+				n, _ := c.Conn.Write(out)
+				c.down.Add(int64(n))
+			}
+		}
+		c.wmu.Unlock()
+	}
+	return c.Conn.Close()
+}
+
+func (c *flowClient) fail(err error) error {
+	c.errMu.Lock()
+	if c.hookErr == nil {
+		c.hookErr = err
+	}
+	c.errMu.Unlock()
+	c.Conn.Close()
+	return err
+}
+
+func (c *flowClient) err() error {
+	c.errMu.Lock()
+	defer c.errMu.Unlock()
+	return c.hookErr
+}
+
+// Bytes implements liveRelay for /channels.
+func (c *flowClient) Bytes() (up, down int64) { return c.up.Load(), c.down.Load() }
+
+// oneConnListener hands one connection to an http.Server, then blocks
+// until closed, so the server serves that connection and nothing else.
+type oneConnListener struct {
+	c      chan net.Conn
+	closed chan struct{}
+	once   sync.Once
+	addr   net.Addr
+}
+
+func newOneConnListener(c net.Conn) *oneConnListener {
+	l := &oneConnListener{c: make(chan net.Conn, 1), closed: make(chan struct{}), addr: c.LocalAddr()}
+	l.c <- c
+	return l
+}
+
+func (l *oneConnListener) Accept() (net.Conn, error) {
+	select {
+	case c := <-l.c:
+		return c, nil
+	case <-l.closed:
+		return nil, net.ErrClosed
+	}
+}
+
+func (l *oneConnListener) Close() error {
+	l.once.Do(func() { close(l.closed) })
+	return nil
+}
+
+func (l *oneConnListener) Addr() net.Addr { return l.addr }

@@ -1,0 +1,309 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net/http"
+	"net/http/httputil"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"ferry/plugins"
+)
+
+// flow is one request and its response inside an intercepted tunnel: a
+// session of its own, proxied by httputil.ReverseProxy (hop-by-hop
+// fields per RFC 9110 section 7.6.1, interim responses, trailers,
+// upgrades) through the tunnel's transport.
+type flow struct {
+	ft *flowTunnel
+	s  *plugins.Session
+	st plugins.Stats
+	// reqErr is a request hook's refusal, which RoundTrip returns so that
+	// the error handler answers it.
+	reqErr error
+	// up and down count body bytes: the request's toward the target, the
+	// response's toward the client.
+	up, down atomic.Int64
+	// watch ends the flow (cancel) when neither body moved for the idle
+	// timeout; timedOut says it did.
+	watch    *time.Timer
+	idle     time.Duration
+	cancel   context.CancelFunc
+	timedOut atomic.Bool
+}
+
+// ServeHTTP serves one request of the tunnel as a flow.
+func (ft *flowTunnel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	ft.flows.Add(1)
+	defer ft.flows.Done()
+	fl := &flow{ft: ft, s: ft.newSession(), idle: ft.flowIdle()}
+	fl.st.Start = time.Now()
+	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), flowKey{}, fl))
+	fl.cancel = cancel
+	fl.watch = time.AfterFunc(fl.idle, func() { fl.timedOut.Store(true); cancel() })
+	defer fl.finish()
+	defer cancel()
+	defer fl.watch.Stop()
+	r = r.WithContext(ctx)
+	fl.s.BindContext(ctx)
+	ft.rp.ServeHTTP(w, r)
+	if fl.st.Reason == plugins.ReasonUnknown {
+		fl.st.Reason = plugins.ReasonCompleted
+	}
+}
+
+// flowKey holds a request's *flow in its context, where the tunnel's
+// one ReverseProxy finds it.
+type flowKey struct{}
+
+func flowOf(r *http.Request) *flow { return r.Context().Value(flowKey{}).(*flow) }
+
+// reverseProxy is the tunnel's proxy for all its flows: each callback
+// finds its flow in the request's context.
+func (ft *flowTunnel) reverseProxy() *httputil.ReverseProxy {
+	return &httputil.ReverseProxy{
+		Rewrite:        func(pr *httputil.ProxyRequest) { flowOf(pr.In).rewrite(pr) },
+		Transport:      ft,
+		ModifyResponse: func(resp *http.Response) error { return flowOf(resp.Request).response(resp) },
+		ErrorHandler:   func(w http.ResponseWriter, r *http.Request, err error) { flowOf(r).fail(w, r, err) },
+		ErrorLog:       log.New(debugWriter{ft.l}, "", 0),
+		BufferPool:     flowBuffers{},
+	}
+}
+
+// flowBuffers recycles the 32 KiB buffers httputil.ReverseProxy copies
+// bodies through, which it would otherwise allocate (and clear) for
+// every response.
+type flowBuffers struct{}
+
+var flowBufPool = sync.Pool{New: func() any { return new([32 << 10]byte) }}
+
+func (flowBuffers) Get() []byte { return flowBufPool.Get().(*[32 << 10]byte)[:] }
+
+func (flowBuffers) Put(b []byte) {
+	if cap(b) == 32<<10 {
+		flowBufPool.Put((*[32 << 10]byte)(b[:32<<10]))
+	}
+}
+
+// newSession is a flow's session: the tunnel's client, user, target and
+// upstream, its own id, the tunnel as parent.
+func (ft *flowTunnel) newSession() *plugins.Session {
+	t, id := ft.tun, ft.l.srv.nextID()
+	return &plugins.Session{
+		ID: id, Parent: t.ID, Listener: t.Listener,
+		Client: t.Client, Peer: t.Peer, ProxyHeader: t.ProxyHeader,
+		Protocol: "http", Target: t.Target, User: t.User,
+		Upstream: t.Upstream, UpstreamPath: t.UpstreamPath, UpstreamAddr: t.UpstreamAddr,
+		Intercepted: t.Intercepted,
+		Log:         ft.l.log.Hook(idHook(id)),
+	}
+}
+
+// rewrite makes the outgoing request: the full URL, the fields
+// httputil.ReverseProxy's Rewrite mode drops put back (ferry forwards
+// what the client sent), then the request and body hooks.
+func (fl *flow) rewrite(pr *httputil.ProxyRequest) {
+	keepForwarded(pr)
+	out := pr.Out
+	out.URL.Scheme, out.URL.Host = fl.ft.scheme, pr.In.Host
+	out.Host = pr.In.Host
+	fl.s.Request = out
+	chain := fl.ft.l.chain
+	if err := chain.HTTPRequest(fl.s, out); err != nil {
+		fl.reqErr = err
+		return
+	}
+	if chain.HasHTTPBodyHooks() && out.Body != nil && out.Body != http.NoBody && out.ContentLength != 0 {
+		m := &plugins.HTTPMessage{Dir: plugins.Up, Request: out}
+		hb, err := hookBody(chain, fl.s, m, out.Body, int64(fl.ft.l.gen.cfg.Limits.MaxBufferedBodyBytes))
+		if err != nil {
+			fl.reqErr = err
+			return
+		}
+		if hb.hooked {
+			out.Body.Close()
+			out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(hb.body)), int64(len(hb.body))
+		} else {
+			out.Body = readCloser{Reader: hb.stream, Closer: out.Body}
+		}
+	}
+	if out.Body != nil && out.Body != http.NoBody {
+		m := &plugins.HTTPMessage{Dir: plugins.Up, Request: out}
+		out.Body = fl.stream(m, out.Body, &out.ContentLength)
+		out.Body = &flowBody{ReadCloser: out.Body, fl: fl, n: &fl.up}
+	}
+}
+
+// stream passes a body through the chain's HTTPBodyStreamers; when one
+// replaced it, the length is unknown from then on (chunked, or HTTP/2
+// DATA to END_STREAM).
+func (fl *flow) stream(m *plugins.HTTPMessage, body io.ReadCloser, length *int64) io.ReadCloser {
+	chain := fl.ft.l.chain
+	if !chain.HasHTTPBodyStreamers() {
+		return body
+	}
+	r, changed := chain.StreamHTTPBody(fl.s, m, body)
+	if !changed {
+		return body
+	}
+	*length = -1
+	m.Header().Del("Content-Length")
+	return readCloser{Reader: r, Closer: body}
+}
+
+// keepForwarded puts back the Forwarded and X-Forwarded-* fields that
+// httputil.ReverseProxy's Rewrite mode removes.
+func keepForwarded(pr *httputil.ProxyRequest) {
+	for _, k := range forwardedFields {
+		if v, ok := pr.In.Header[k]; ok {
+			pr.Out.Header[k] = v
+		}
+	}
+}
+
+// RoundTrip implements http.RoundTripper: a request a hook refused goes
+// to the error handler, any other to the tunnel's transport.
+func (ft *flowTunnel) RoundTrip(req *http.Request) (*http.Response, error) {
+	if err := flowOf(req).reqErr; err != nil {
+		return nil, err
+	}
+	return ft.tr.RoundTrip(req)
+}
+
+// response runs the response and body hooks on the target's answer.
+// Upgrades (101) pass untouched: their bytes then go through the
+// tunnel's data hooks only.
+func (fl *flow) response(resp *http.Response) error {
+	fl.s.Status = resp.StatusCode
+	if resp.StatusCode == http.StatusSwitchingProtocols {
+		fl.watch.Stop() // the upgraded stream ends with either side
+		return nil
+	}
+	chain := fl.ft.l.chain
+	if chain.HasHTTPResponders() {
+		// As on the plain HTTP path, the hooks see no body (the body
+		// hooks are for that), so one cannot consume it unseen.
+		body := resp.Body
+		resp.Body = nil
+		err := runResponseHooks(chain, fl.s, resp, nil)
+		resp.Body = body
+		if err != nil {
+			return err
+		}
+	}
+	if chain.HasHTTPBodyHooks() && responseHasBody(resp) {
+		m := &plugins.HTTPMessage{Dir: plugins.Down, Request: resp.Request, Response: resp}
+		hb, err := hookBody(chain, fl.s, m, resp.Body, int64(fl.ft.l.gen.cfg.Limits.MaxBufferedBodyBytes))
+		if err != nil {
+			return err
+		}
+		if hb.hooked {
+			resp.Body.Close()
+			resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(hb.body)), int64(len(hb.body))
+		} else {
+			resp.Body = readCloser{Reader: hb.stream, Closer: resp.Body}
+		}
+	}
+	if responseHasBody(resp) {
+		m := &plugins.HTTPMessage{Dir: plugins.Down, Request: resp.Request, Response: resp}
+		resp.Body = fl.stream(m, resp.Body, &resp.ContentLength)
+	}
+	resp.Body = &flowBody{ReadCloser: resp.Body, fl: fl, n: &fl.down}
+	return nil
+}
+
+// responseHasBody reports whether a response carries content (RFC 9110
+// section 6.4.1): not a HEAD answer, 1xx, 204 or 304.
+func responseHasBody(resp *http.Response) bool {
+	if resp.Request != nil && resp.Request.Method == http.MethodHead {
+		return false
+	}
+	switch {
+	case resp.StatusCode < 200, resp.StatusCode == http.StatusNoContent, resp.StatusCode == http.StatusNotModified:
+		return false
+	}
+	return resp.ContentLength != 0
+}
+
+// fail answers a request that got no response to pass on: a plugin's
+// answer or refusal, a timeout, or the target's failure.
+func (fl *flow) fail(w http.ResponseWriter, r *http.Request, err error) {
+	s, st := fl.s, &fl.st
+	head := r.Method == http.MethodHead
+	var he *plugins.HookError
+	switch a := plugins.AnswerOf(err); {
+	case a != nil:
+		writeAnswer(w, a, head)
+		s.Status = a.Status
+		st.Reason, st.Err = reasonFor(err), err
+		return
+	case errors.As(err, &he), errors.As(err, new(*plugins.RejectError)):
+		code := plugins.CodeOf(err)
+		s.Status = code.HTTPStatus()
+		h2Error(w, s.Status, code.String(), err, "")
+		st.Reason, st.Err = reasonFor(err), err
+		return
+	case fl.timedOut.Load():
+		s.Status = http.StatusGatewayTimeout
+		h2Error(w, s.Status, "no bytes either way for the idle timeout", nil, "")
+		st.Reason, st.Err = plugins.ReasonIdleTimeout, err
+		return
+	case r.Context().Err() != nil:
+		st.Reason, st.Err = plugins.ReasonClientReset, err
+		return
+	case isTimeout(err):
+		s.Status = http.StatusGatewayTimeout
+		h2Error(w, s.Status, "target timed out", nil, "")
+	default:
+		s.Status = http.StatusBadGateway
+		h2Error(w, s.Status, "target failed before answering", nil, "")
+	}
+	st.Reason, st.Err = plugins.ReasonUpstreamClosed, err
+}
+
+// finish ends the flow's session, also when the response broke off
+// mid-body (httputil.ReverseProxy then panics to abort the stream or
+// connection, which is passed on).
+func (fl *flow) finish() {
+	v := recover()
+	fl.st.Up, fl.st.Down = fl.up.Load(), fl.down.Load()
+	if v != nil && fl.st.Err == nil {
+		fl.st.Reason, fl.st.Err = plugins.ReasonUpstreamClosed, errCutShort
+		if fl.timedOut.Load() {
+			fl.st.Reason = plugins.ReasonIdleTimeout
+		}
+	}
+	fl.ft.l.finish(fl.s, &fl.st)
+	if v != nil {
+		panic(v)
+	}
+}
+
+// flowBody counts a body's bytes and keeps its flow alive while they
+// move.
+type flowBody struct {
+	io.ReadCloser
+	fl *flow
+	n  *atomic.Int64
+}
+
+func (b *flowBody) Read(p []byte) (int, error) {
+	n, err := b.ReadCloser.Read(p)
+	if n > 0 {
+		b.n.Add(int64(n))
+		b.fl.watch.Reset(b.fl.idle)
+	}
+	return n, err
+}
+
+// readCloser reads from Reader and closes Closer.
+type readCloser struct {
+	io.Reader
+	io.Closer
+}
