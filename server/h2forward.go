@@ -69,10 +69,18 @@ func (hc *h2Conn) forward(w http.ResponseWriter, r *http.Request) {
 	fw := &h2Forward{sub: sub, s: s, st: &plugins.Stats{Start: sub.start}}
 	defer fw.finish()
 	if err := fw.prepare(r); err != nil {
-		code := plugins.CodeOf(err)
-		s.Status = code.HTTPStatus()
-		h2Error(w, s.Status, code.String(), err, h.l.chain.Realm())
-		fw.st.Reason, fw.st.Err = reasonFor(err), err
+		fw.refuse(w, r, err, h.l.chain.Realm())
+		return
+	}
+	if err := fw.hookRequestBody(r); err != nil {
+		if errors.As(err, new(*bodyReadError)) {
+			// The client's body broke off: a reset stream hears nothing.
+			s.Status = http.StatusBadRequest
+			h2Error(w, s.Status, "request body broke off", nil, "")
+			fw.st.Reason, fw.st.Err = plugins.ReasonClientReset, err
+			return
+		}
+		fw.refuse(w, r, err, "")
 		return
 	}
 	rp := &httputil.ReverseProxy{
@@ -157,14 +165,72 @@ func (fw *h2Forward) response(resp *http.Response) error {
 }
 
 // hookResponse runs the OnHTTPResponse hooks, as for HTTP/1.1, on the
-// response httputil.ReverseProxy will copy. An error goes to fail,
-// which answers it; the origin connection is not kept anyway.
+// response httputil.ReverseProxy will copy, then the body hooks. An
+// error goes to fail, which answers it; the origin connection is not
+// kept anyway.
 func (fw *h2Forward) hookResponse(resp *http.Response) error {
 	chain := fw.sub.l.chain
-	if !chain.HasHTTPResponders() || resp.StatusCode < 200 {
+	if resp.StatusCode < 200 {
 		return nil
 	}
-	return runResponseHooks(chain, fw.s, resp, nil)
+	if chain.HasHTTPResponders() {
+		if err := runResponseHooks(chain, fw.s, resp, nil); err != nil {
+			return err
+		}
+	}
+	if err := fw.hookResponseBody(resp); err != nil {
+		return &errRefused{err: err}
+	}
+	return nil
+}
+
+// hookRequestBody runs the body hooks on the request body before it goes
+// to the origin. net/http has removed the HTTP/2 framing and answers an
+// "Expect: 100-continue" itself when the body is first read.
+func (fw *h2Forward) hookRequestBody(r *http.Request) error {
+	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
+		return nil
+	}
+	m := &plugins.HTTPMessage{Dir: plugins.Up, Request: r}
+	body, hooked, n, err := hookReadCloser(fw.sub.l.chain, fw.s, m, r.Body, fw.bodyLimit())
+	r.Body = body
+	if hooked {
+		r.ContentLength, r.TransferEncoding = n, nil
+	}
+	return err
+}
+
+// hookResponseBody runs the body hooks on the response body; net/http's
+// Transport has removed the chunked framing, and ReverseProxy sends the
+// Content-Length hookBody sets.
+func (fw *h2Forward) hookResponseBody(resp *http.Response) error {
+	if !responseHasBody(resp) || resp.Body == nil || resp.Body == http.NoBody {
+		return nil
+	}
+	m := &plugins.HTTPMessage{Dir: plugins.Down, Request: fw.s.Request, Response: resp}
+	body, hooked, n, err := hookReadCloser(fw.sub.l.chain, fw.s, m, resp.Body, fw.bodyLimit())
+	resp.Body = body
+	if hooked {
+		resp.ContentLength, resp.TransferEncoding = n, nil
+	}
+	return err
+}
+
+func (fw *h2Forward) bodyLimit() int64 { return int64(fw.sub.l.gen.cfg.Limits.MaxBufferedBodyBytes) }
+
+// refuse answers a request a plugin refused or failed on: with its
+// answer (plugins.AnswerOf) when the error carries one, else with
+// ferry's text for the error's code.
+func (fw *h2Forward) refuse(w http.ResponseWriter, r *http.Request, err error, realm string) {
+	fw.st.Reason, fw.st.Err = reasonFor(err), err
+	if a := answerOf(err); a != nil {
+		fw.s.Status = a.Status
+		writeAnswer(w, a, r.Method == http.MethodHead)
+		return
+	}
+	code := plugins.CodeOf(err)
+	fw.s.Status = code.HTTPStatus()
+	h2Error(w, fw.s.Status, code.String(), err, realm)
 }
 
 func (fw *h2Forward) headLimits() httphead.Limits {
@@ -206,13 +272,17 @@ func (fw *h2Forward) fail(w http.ResponseWriter, r *http.Request, err error) {
 	fw.mu.Unlock()
 	st, s := fw.st, fw.s
 	var he *plugins.HookError
+	if rf := (*errRefused)(nil); errors.As(err, &rf) {
+		if !errors.As(rf.err, new(*bodyReadError)) {
+			fw.refuse(w, r, rf.err, "")
+			return
+		}
+		err = rf.err // the origin's body broke off: an upstream failure
+	}
 	switch {
 	case errors.As(err, &he):
 		// An OnHTTPResponse hook blocked the response.
-		code := plugins.CodeOf(err)
-		s.Status = code.HTTPStatus()
-		h2Error(w, s.Status, code.String(), err, "")
-		st.Reason, st.Err = reasonFor(err), err
+		fw.refuse(w, r, err, "")
 		return
 	case dialErr != nil:
 		code := failCode(dialErr)

@@ -3,6 +3,7 @@ package server
 import (
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"sync/atomic"
 	"time"
@@ -41,6 +42,11 @@ type exchange struct {
 	bodyErr  error
 	bodyWait bool
 	bodyRead atomic.Bool
+	// gathered: the body hooks had the request body whole (see
+	// gatherRequest), and whole is what to send of it; streaming: it
+	// was over the limit, and its sender writes the head too.
+	gathered, streaming bool
+	whole               []byte
 }
 
 // prepare runs the OnHTTPRequest hooks on the view and builds the head
@@ -118,10 +124,13 @@ func (ex *exchange) retryable(err error) bool {
 	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
 		return true
 	}
-	return ex.out.fr.Kind != httphead.None
+	return ex.out.fr.Kind != httphead.None && !ex.gathered
 }
 
 func (ex *exchange) attempt() (*httphead.Head, error) {
+	if ex.streaming {
+		return ex.readFinal()
+	}
 	if _, err := ex.upW.Write(ex.head); err != nil {
 		return nil, err
 	}
@@ -138,7 +147,11 @@ func (ex *exchange) attempt() (*httphead.Head, error) {
 		}
 	}
 	ex.body = make(chan error, 1)
-	go ex.sendBody(ex.f.upRC)
+	if ex.gathered {
+		go ex.sendWhole(ex.f.upRC)
+	} else {
+		go ex.sendBody(ex.f.upRC)
+	}
 	return ex.readFinal()
 }
 
@@ -208,13 +221,19 @@ func (ex *exchange) awaitContinue() (*httphead.Head, error) {
 // sendBody copies the request body from the client to the upstream. When
 // the client side fails, it stops the response read: no answer can come
 // to a request that never ended.
-func (ex *exchange) sendBody(up *rollingConn) {
+func (ex *exchange) sendBody(up *rollingConn) { ex.bodySent(up, ex.copyBody(ex.upW)) }
+
+// copyBody copies the request body as framed from the client to dst.
+func (ex *exchange) copyBody(dst io.Writer) error {
 	h := ex.f.h
 	bufp := h.l.buffers.Get()
 	defer h.l.buffers.Put(bufp)
-	lim := &h.l.gen.cfg.Limits
-	c := httphead.Copier{Buf: *bufp, Limits: httphead.Limits{MaxBytes: int(lim.MaxHeaderBytes), MaxFields: lim.MaxHeaders}}
-	err := c.Copy(ex.upW, h.br, ex.out.fr)
+	c := httphead.Copier{Buf: *bufp, Limits: ex.requestLimits()}
+	return c.Copy(dst, h.br, ex.out.fr)
+}
+
+// bodySent reports the body sender's result, err from copying the body.
+func (ex *exchange) bodySent(up *rollingConn, err error) {
 	if err == nil {
 		ex.bodyRead.Store(true)
 		err = ex.upW.end()
@@ -226,6 +245,13 @@ func (ex *exchange) sendBody(up *rollingConn) {
 	ex.body <- err
 }
 
+// requestLimits bound a request body's chunk lines and trailers, as the
+// request head's limits do.
+func (ex *exchange) requestLimits() httphead.Limits {
+	lim := &ex.f.h.l.gen.cfg.Limits
+	return httphead.Limits{MaxBytes: int(lim.MaxHeaderBytes), MaxFields: lim.MaxHeaders}
+}
+
 // finishBody waits for the body sender and reports whether the whole
 // body went upstream. A sender still reading from the client once the
 // response is complete (the origin answered early) is stopped: the rest
@@ -233,7 +259,7 @@ func (ex *exchange) sendBody(up *rollingConn) {
 // request.
 func (ex *exchange) finishBody() bool {
 	if ex.body == nil {
-		return ex.out.fr.Kind == httphead.None
+		return ex.out.fr.Kind == httphead.None || ex.gathered
 	}
 	if !ex.bodyWait {
 		if !ex.bodyRead.Load() {

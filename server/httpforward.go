@@ -100,15 +100,15 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 	defer s.Attach(nil)
 	ex := &exchange{f: f, s: s, st: &st, link: link, out: requestOut{hd: hd, req: req, fr: fr}}
 	if err := ex.prepare(); err != nil {
-		code := plugins.CodeOf(err)
-		s.Status = code.HTTPStatus()
-		h.httpError(s.Status, code.String(), err)
-		st.Reason, st.Err = reasonFor(err), err
-		return false
+		return ex.refused(err, fr.Kind == httphead.None) && h.l.srv.drainCtx.Err() == nil
 	}
 	h.c.SetDeadline(time.Time{})
 	h.rc.d.Store(int64(h.l.set.IdleTimeout)) // the body streams under the idle timeout
 	defer h.rc.d.Store(0)
+	if goOn, keep := ex.gatherRequest(); !goOn {
+		st.Up, st.Down = link.up.Load(), link.down.Load()
+		return keep && h.l.srv.drainCtx.Err() == nil
+	}
 	keepAlive = ex.run(reused)
 	st.Up, st.Down = link.up.Load(), link.down.Load()
 	return keepAlive && h.l.srv.drainCtx.Err() == nil

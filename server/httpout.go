@@ -6,6 +6,8 @@ import (
 	"strconv"
 	"strings"
 
+	"golang.org/x/net/http/httpguts"
+
 	"ferry/server/httphead"
 )
 
@@ -18,6 +20,10 @@ type requestOut struct {
 	origURL url.URL
 	fr      httphead.Framing
 	upgrade bool
+	// reframe: the body goes with Content-Length: length instead of
+	// the client's framing (the body hooks changed it).
+	reframe bool
+	length  int
 }
 
 // keep reports the fields forwarded from the head as they came (or as
@@ -34,6 +40,7 @@ func (o *requestOut) keep() []bool {
 			keep[i] = true
 		case hopByHop(o.hd, name, true):
 		case o.fr.HasTE && strings.EqualFold(name, "Content-Length"):
+		case o.reframe && httphead.IsFramingField(name):
 		default:
 			keep[i] = true
 		}
@@ -44,7 +51,9 @@ func (o *requestOut) keep() []bool {
 // append writes the head: the client's method and request-target in
 // origin-form and its field lines byte for byte, except what the plugins
 // changed and what a proxy must change, in HTTP/1.1 (RFC 9110 section
-// 6.2: an intermediary sends its own version).
+// 6.2: an intermediary sends its own version). The framing fields are
+// ferry's, whatever the plugins did to the view: the client's, or a
+// Content-Length for a reframed body.
 func (o *requestOut) append(dst []byte) []byte {
 	hd, req := o.hd, o.req
 	target := originForm(hd.Target())
@@ -70,21 +79,22 @@ func (o *requestOut) append(dst []byte) []byte {
 			if firstKey(keys, i) {
 				dst = appendCodings(dst, hd, i)
 			}
-		case unchanged[i]:
+		case unchanged[i], strings.EqualFold(name, "Content-Length"):
 			dst = hd.AppendField(dst, i)
 		case firstKey(keys, i):
 			for _, v := range req.Header[keys[i]] {
-				dst = appendField(dst, name, v)
+				if !invalidValue(v) {
+					dst = appendField(dst, name, v)
+				}
 			}
 		}
 	}
 	if !host {
 		dst = appendField(dst, "Host", req.Host)
 	}
-	for _, k := range added {
-		for _, v := range req.Header[k] {
-			dst = appendField(dst, k, v)
-		}
+	dst = appendAdded(dst, added, req.Header)
+	if o.reframe {
+		dst = appendField(dst, "Content-Length", strconv.Itoa(o.length))
 	}
 	if o.upgrade {
 		dst = append(dst, "Connection: Upgrade\r\n"...)
@@ -110,6 +120,23 @@ func appendCodings(dst []byte, hd *httphead.Head, i int) []byte {
 		return appendField(dst, hd.Name(i), c)
 	}
 	return hd.AppendField(dst, i)
+}
+
+// appendAdded writes the fields the plugins added, but not framing
+// fields, which are ferry's, nor names and values that are not valid
+// field syntax, which would split the head.
+func appendAdded(dst []byte, added []string, hdr http.Header) []byte {
+	for _, k := range added {
+		if httphead.IsFramingField(k) || !httpguts.ValidHeaderFieldName(k) {
+			continue
+		}
+		for _, v := range hdr[k] {
+			if !invalidValue(v) {
+				dst = appendField(dst, k, v)
+			}
+		}
+	}
+	return dst
 }
 
 func firstKey(keys []string, i int) bool {
@@ -147,10 +174,16 @@ func originForm(t string) string {
 type responseOut struct {
 	hd *httphead.Head
 	fr httphead.Framing
-	// hdr is the view the OnHTTPResponse hooks edited (see
-	// responseView), nil when no plugin has the hook: then the head's
-	// fields are passed on without building one.
-	hdr http.Header
+	// hdr is the view the OnHTTPResponse and OnHTTPBody hooks edited
+	// (see responseView), nil when no plugin has the hooks: then the
+	// head's fields are passed on without building one. view is the
+	// whole view.
+	hdr  http.Header
+	view *http.Response
+	// reframe: the body goes with Content-Length: length instead of
+	// the origin's framing (the body hooks changed it).
+	reframe bool
+	length  int
 	// dechunk: the body goes to an HTTP/1.0 client without chunk framing.
 	dechunk bool
 	// client10: the client speaks HTTP/1.0, which has no
@@ -175,7 +208,7 @@ func (o *responseOut) kept(i int) bool {
 	case hopByHop(o.hd, name, false),
 		o.fr.HasTE && strings.EqualFold(name, "Content-Length"),
 		(o.dechunk || o.client10) && strings.EqualFold(name, "Transfer-Encoding"),
-		o.interim && httphead.IsFramingField(name):
+		(o.interim || o.reframe) && httphead.IsFramingField(name):
 		return false
 	}
 	return true
@@ -222,10 +255,9 @@ func (o *responseOut) append(dst []byte) []byte {
 			}
 		}
 	}
-	for _, k := range added {
-		for _, v := range o.hdr[k] {
-			dst = appendField(dst, k, v)
-		}
+	dst = appendAdded(dst, added, o.hdr)
+	if o.reframe {
+		dst = appendField(dst, "Content-Length", strconv.Itoa(o.length))
 	}
 	switch {
 	case o.upgrade:

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bufio"
 	"errors"
 	"fmt"
 	"net/http"
@@ -48,7 +49,14 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 	case !client11:
 		o.conn = "keep-alive"
 	}
-	err = ex.writeResponse(&o, rfr, upgrade)
+	if m, ps := ex.responseBodyHooks(&o, rfr); ps != nil {
+		err = ex.writeWhole(&o, rfr, m, ps)
+	} else {
+		err = ex.writeResponse(&o, rfr, upgrade)
+	}
+	if refused := (*errRefused)(nil); errors.As(err, &refused) {
+		return ex.blocked(refused.err)
+	}
 	if !ex.finishBody() {
 		clientClose, upClose = true, true
 		h.linger = true
@@ -86,6 +94,11 @@ func (ex *exchange) writeResponse(o *responseOut, rfr httphead.Framing, upgrade 
 			return err
 		}
 	}
+	return ex.endResponse(bw)
+}
+
+// endResponse sends what bw holds and what the data hooks held back.
+func (ex *exchange) endResponse(bw *bufio.Writer) error {
 	if err := bw.Flush(); err != nil {
 		return &clientError{err: err}
 	}
@@ -102,7 +115,10 @@ func (ex *exchange) responseFailed(err error) {
 	var we *httphead.WriteError
 	var ce *clientError
 	var he *plugins.HookError
+	var ns *errNotSent
 	switch {
+	case errors.As(err, &ns):
+		ex.fail(ns.err, true)
 	case errors.As(err, &he):
 		st.Reason, st.Err = plugins.ReasonPluginError, fmt.Errorf("response to client: %w", err)
 		ex.f.endUpstream(false)

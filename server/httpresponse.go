@@ -22,7 +22,7 @@ func (ex *exchange) hookResponse(o *responseOut) error {
 	if err := runResponseHooks(ex.f.h.l.chain, ex.s, resp, o.hd); err != nil {
 		return err
 	}
-	o.hdr = resp.Header
+	o.hdr, o.view = resp.Header, resp
 	return nil
 }
 
@@ -101,9 +101,10 @@ func guardFields(hd *httphead.Head, hdr http.Header, cl, te []string) {
 
 func invalidValue(v string) bool { return !httpguts.ValidHeaderFieldValue(v) }
 
-// blocked answers instead of a response an OnHTTPResponse hook refused.
-// The origin's body is never read, so its connection cannot carry
-// another request and is closed. The client's stays open when a
+// blocked answers instead of a response an OnHTTPResponse or OnHTTPBody
+// hook refused: the plugin's answer when the error carries one
+// (plugins.AnswerOf), else ferry's text. The origin's connection is
+// closed (its body may be unread). The client's stays open when a
 // *RejectError chose the answer and the request was read whole: the
 // client did nothing wrong, and its next request is not the origin's
 // fault either. Any other error is a 502 that ends it, as OnHTTPRequest
@@ -121,7 +122,14 @@ func (ex *exchange) blocked(err error) bool {
 	keep := reject && bodyDone && !ex.clientClose && ex.out.hd.AtLeast11() && h.l.srv.drainCtx.Err() == nil
 	ex.s.Status = status
 	st.Reason, st.Err = reasonFor(err), err
-	if werr := writeBlocked(h.c, status, msg, err, h.headReq, keep); werr != nil {
+	var werr error
+	if a := answerOf(err); a != nil {
+		ex.s.Status = a.Status
+		_, werr = h.c.Write(appendAnswer(nil, a, h.headReq, keep))
+	} else {
+		werr = writeBlocked(h.c, status, msg, err, h.headReq, keep)
+	}
+	if werr != nil {
 		keep = false
 	}
 	if !keep {

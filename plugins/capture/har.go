@@ -298,6 +298,10 @@ func (p *Plugin) harResponse(s *plugins.Session, f *flow, req *http.Request, sta
 		return r
 	}
 	r.Status, r.StatusText = resp.StatusCode, http.StatusText(resp.StatusCode)
+	if s.Status != 0 && s.Status != resp.StatusCode {
+		// A later hook refused the response: this is the origin's.
+		r.Comment = fmt.Sprintf("the client got %d from ferry instead: %v", s.Status, stats.Reason)
+	}
 	r.HTTPVersion = protoOr(resp.Proto, r.HTTPVersion)
 	r.Headers = harHeaders(resp.Header)
 	r.RedirectURL = resp.Header.Get("Location")

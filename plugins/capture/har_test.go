@@ -180,8 +180,9 @@ func newResponse(status int, h http.Header, bodyLen int64) *http.Response {
 }
 
 // sampleFlows are flows of every kind an entry describes: plain and
-// intercepted, gzip, binary, over har_max_body (4KiB), streamed, refused,
-// HEAD, a form. Their checks are in TestHarEntries.
+// intercepted, gzip, binary, over har_max_body (4KiB), streamed, refused
+// before and after the response, HEAD, a form. Their checks are in
+// TestHarEntries.
 func sampleFlows(t *testing.T) []*exchange {
 	t.Helper()
 	start := time.Date(2026, 12, 5, 8, 0, 0, 0, time.UTC)
@@ -220,10 +221,13 @@ func sampleFlows(t *testing.T) []*exchange {
 			stats: plugins.Stats{Reason: plugins.ReasonRejected, Err: errors.New("acl: denied")}},
 		{s: flowSession("c6"), req: newRequest(t, "HEAD", "http://example.com/old", nil, 0),
 			resp: newResponse(301, http.Header{"Location": {"http://example.com/new"}, "Content-Length": {"120"}}, 120)},
+		{s: flowSession("c8"), req: newRequest(t, "GET", "http://example.com/secret", nil, 0),
+			resp: newResponse(200, http.Header{"Content-Type": {"text/plain"}}, 0), stats: plugins.Stats{Reason: plugins.ReasonRejected}},
 		{s: flowSession("c7"), req: newRequest(t, "POST", "http://example.com/form", http.Header{"Content-Type": {"application/x-www-form-urlencoded"}}, 11),
 			reqBody: []byte("a=1&b=x+y%21"), resp: newResponse(204, nil, 0)},
 	}
 	exchanges[5].s.Status = http.StatusForbidden
+	exchanges[7].s.Status = http.StatusForbidden // a response hook after capture refused it
 	return exchanges
 }
 
@@ -258,15 +262,18 @@ func TestHarEntries(t *testing.T) {
 		t.Error("HTML is escaped in the file: it should read as it is")
 	}
 	doc := readHar(t, path)
-	if len(doc.Log.Entries) != 8 {
-		t.Fatalf("got %d entries, want 8", len(doc.Log.Entries))
+	if len(doc.Log.Entries) != 9 {
+		t.Fatalf("got %d entries, want 9", len(doc.Log.Entries))
 	}
 	es := doc.Log.Entries
 	checkPlainGet(t, es[0])
 	checkIntercepted(t, es[1])
 	checkBodies(t, es[2:5])
 	checkNoResponse(t, es[5])
-	checkHeadAndForm(t, es[6], es[7])
+	checkHeadAndForm(t, es[6], es[8])
+	if rs := es[7].Response; rs.Status != 200 || rs.Comment != "the client got 403 from ferry instead: rejected" {
+		t.Errorf("refused response: status %d comment %q", rs.Status, rs.Comment)
+	}
 	for i, e := range es {
 		if e.Cache == nil || e.Request.HeadersSize != -1 || e.Response.HeadersSize != -1 {
 			t.Errorf("entry %d: cache %v headersSize %d/%d; want {} and -1", i, e.Cache, e.Request.HeadersSize, e.Response.HeadersSize)
@@ -658,5 +665,57 @@ func TestSharedHarFile(t *testing.T) {
 	}
 	if _, err := New(newEnv("f", svcs, Config{Har: path, RotateSize: size(units.MiB)})); err == nil || !strings.Contains(err.Error(), "rotates it differently") {
 		t.Errorf("other rotation: got %v", err)
+	}
+}
+
+// FuzzHarEntry: whatever a request and response carry (query strings,
+// cookies, header values, bodies of any bytes and type), the entry is
+// valid JSON that reads back.
+func FuzzHarEntry(f *testing.F) {
+	f.Add("a=1&b=%zz&&=x", "sid=1; bad", "text/html; charset=\"x", []byte("<p>\xff\xfe</p>"), "k=v; Path=/; Expires=x")
+	f.Add("", "", "application/x-www-form-urlencoded", []byte("a=%&b=\x00"), "")
+	f.Fuzz(func(t *testing.T, query, cookie, ctype string, body []byte, setCookie string) {
+		if len(body) > 4096 {
+			return
+		}
+		p := &Plugin{name: "capture", harMax: 1 << 10}
+		p.har = &harService{} // not started: entries are built, not written
+		req := &http.Request{Method: "POST", URL: &url.URL{Scheme: "http", Host: "x", Path: "/", RawQuery: query},
+			Proto: "HTTP/1.1", ProtoMajor: 1, Header: http.Header{"Cookie": {cookie}, "Content-Type": {ctype}, "X": {string(body)}}, ContentLength: -1}
+		resp := newResponse(200, http.Header{"Content-Type": {ctype}, "Set-Cookie": {setCookie}}, -1)
+		ex := &exchange{s: flowSession("z"), req: req, reqBody: body, resp: resp, respBody: body}
+		ex.run(t, p)
+		e := p.harEntryOf(ex.s, plugins.Stats{})
+		var got harDocEntry
+		if err := json.Unmarshal(e, &got); err != nil {
+			t.Fatalf("entry is not JSON: %v\n%s", err, e)
+		}
+		if got.Request.URL == "" || got.Response.Status != 200 {
+			t.Fatalf("entry %s", e)
+		}
+	})
+}
+
+// BenchmarkHarFlow is one small flow's hooks, its entry built and
+// appended to the file.
+func BenchmarkHarFlow(b *testing.B) {
+	t := &testing.T{}
+	path := filepath.Join(b.TempDir(), "b.har")
+	svcs := plugins.NewServices()
+	pl, err := New(newEnv("capture", svcs, Config{Har: path}))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := svcs.Start(context.Background()); err != nil {
+		b.Fatal(err)
+	}
+	defer svcs.Stop(context.Background())
+	p := pl.(*Plugin)
+	body := []byte(strings.Repeat("<p>hello</p>", 85)) // about 1KiB
+	b.ReportAllocs()
+	for b.Loop() {
+		ex := &exchange{s: flowSession("b"), req: newRequest(t, "GET", "http://example.com/a?x=1", http.Header{"Accept": {"*/*"}}, 0),
+			resp: newResponse(200, http.Header{"Content-Type": {"text/html"}, "Content-Length": {"1020"}}, 1020), respBody: body}
+		ex.run(t, p)
 	}
 }

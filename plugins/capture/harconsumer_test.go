@@ -56,7 +56,7 @@ func TestHarPythonReader(t *testing.T) {
 	py := needTool(t, "python3")
 	path := writeSample(t)
 	out, err := exec.Command(py, "-c", harRequired, path).CombinedOutput()
-	if err != nil || string(out) != "8 entries\n" {
+	if err != nil || string(out) != "9 entries\n" {
 		t.Fatalf("python: %v\n%s", err, out)
 	}
 }

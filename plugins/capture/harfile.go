@@ -42,6 +42,11 @@ type harService struct {
 	mu  sync.Mutex
 	f   *os.File
 	err error // first failure; nothing is written after it
+	// size is the file's size after this service's last write, so that
+	// an append that finds it unchanged (no other writer came between)
+	// need not read the tail again; -1 when unknown.
+	size  int64
+	empty bool // the document had no entry at size
 }
 
 var _ plugins.Service = (*harService)(nil)
@@ -55,7 +60,7 @@ func (h *harService) Start(context.Context) error {
 	if err := h.open(); err != nil {
 		return err
 	}
-	if err := h.locked(func() error { _, _, err := h.end(); return err }); err != nil {
+	if err := h.locked(func(fi os.FileInfo) error { _, _, err := h.end(fi); return err }); err != nil {
 		h.f.Close()
 		h.f = nil
 		return err
@@ -87,21 +92,21 @@ func (h *harService) open() error {
 	if err != nil {
 		return fmt.Errorf("open HAR file: %w", err)
 	}
-	h.f = f
+	h.f, h.size = f, -1
 	return nil
 }
 
 // locked runs fn with the file locked against other writers, on the file
-// now at h.path: when another writer rotated it away, it opens the new
-// one first. Call with mu held.
-func (h *harService) locked(fn func() error) error {
+// now at h.path (fi is its state): when another writer rotated it away,
+// it opens the new one first. Call with mu held.
+func (h *harService) locked(fn func(fi os.FileInfo) error) error {
 	for range 8 { // a rotation per try; more means something else is wrong
 		if err := lockFile(h.f); err != nil {
 			return fmt.Errorf("lock HAR file: %w", err)
 		}
-		moved, err := h.moved()
+		fi, moved, err := h.moved()
 		if err == nil && !moved {
-			err = fn()
+			err = fn(fi)
 			if uerr := unlockFile(h.f); err == nil && uerr != nil {
 				err = fmt.Errorf("unlock HAR file: %w", uerr)
 			}
@@ -120,38 +125,40 @@ func (h *harService) locked(fn func() error) error {
 	return errors.New("HAR file keeps moving: rotated by another writer at every try")
 }
 
-// moved reports whether h.path no longer names the open file.
-func (h *harService) moved() (bool, error) {
+// moved returns the open file's state and whether h.path no longer
+// names it.
+func (h *harService) moved() (os.FileInfo, bool, error) {
 	fi, err := h.f.Stat()
 	if err != nil {
-		return false, fmt.Errorf("stat HAR file: %w", err)
+		return nil, false, fmt.Errorf("stat HAR file: %w", err)
 	}
 	pi, err := os.Stat(h.path)
 	if errors.Is(err, os.ErrNotExist) {
-		return true, nil
+		return fi, true, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("stat HAR file: %w", err)
+		return nil, false, fmt.Errorf("stat HAR file: %w", err)
 	}
-	return !os.SameFile(fi, pi), nil
+	return fi, !os.SameFile(fi, pi), nil
 }
 
 // end returns the offset where the next entry goes (the tail's) and
 // whether the document has no entry yet; an empty file gets the empty
-// document first. Call with the file locked.
-func (h *harService) end() (off int64, empty bool, err error) {
-	fi, err := h.f.Stat()
-	if err != nil {
-		return 0, false, fmt.Errorf("stat HAR file: %w", err)
+// document first. fi is the file's state; the tail is read only when
+// the size is not the one this service left. Call with the file locked.
+func (h *harService) end(fi os.FileInfo) (off int64, empty bool, err error) {
+	size := fi.Size()
+	if size == h.size && size > 0 {
+		return size - int64(len(harTail)), h.empty, nil
 	}
-	if fi.Size() == 0 {
+	if size == 0 {
 		doc := append(harHead(h.version), harTail...)
 		if _, err := h.f.WriteAt(doc, 0); err != nil {
 			return 0, false, fmt.Errorf("write HAR file: %w", err)
 		}
-		return int64(len(doc) - len(harTail)), true, nil
+		h.size, h.empty = int64(len(doc)), true
+		return h.size - int64(len(harTail)), true, nil
 	}
-	size := fi.Size()
 	head := make([]byte, len(harPrefix))
 	last := make([]byte, len(harTail)+1)
 	if size < int64(len(harPrefix)+len(last)) {
@@ -166,7 +173,10 @@ func (h *harService) end() (off int64, empty bool, err error) {
 	if string(head) != harPrefix || string(last[1:]) != harTail {
 		return 0, false, h.notOurs()
 	}
-	return size - int64(len(harTail)), last[0] == '[', nil
+	// Every document ends with the tail, so a size seen again can only
+	// be the same place: another writer that came between changed it.
+	h.size, h.empty = size, last[0] == '['
+	return size - int64(len(harTail)), h.empty, nil
 }
 
 func (h *harService) notOurs() error {
@@ -181,15 +191,15 @@ func (h *harService) add(entry []byte) {
 	if h.f == nil || h.err != nil {
 		return
 	}
-	err := h.locked(func() error { return h.addLocked(entry) })
+	err := h.locked(func(fi os.FileInfo) error { return h.addLocked(fi, entry) })
 	if err != nil {
 		h.err = err
 		h.log.Error().Err(err).Str("file", h.path).Msg("HAR capture stopped: cannot write the HAR file")
 	}
 }
 
-func (h *harService) addLocked(entry []byte) error {
-	off, empty, err := h.end()
+func (h *harService) addLocked(fi os.FileInfo, entry []byte) error {
+	off, empty, err := h.end(fi)
 	if err != nil {
 		return err
 	}
@@ -208,8 +218,10 @@ func (h *harService) addLocked(entry []byte) error {
 	b.Write(entry)
 	b.WriteString(harTail)
 	if _, err := h.f.WriteAt(b.Bytes(), off); err != nil {
+		h.size = -1 // a short write leaves the file in a state to read again
 		return fmt.Errorf("write HAR file: %w", err)
 	}
+	h.size, h.empty = off+int64(b.Len()), false
 	return nil
 }
 
@@ -222,7 +234,7 @@ func (h *harService) rotate() (int64, bool, error) {
 		if err := h.f.Truncate(0); err != nil {
 			return 0, false, fmt.Errorf("rotate HAR file: %w", err)
 		}
-		return h.end()
+		return h.restart()
 	}
 	if err := shiftRotated(h.path, h.rotateKeep); err != nil {
 		return 0, false, err
@@ -236,7 +248,17 @@ func (h *harService) rotate() (int64, bool, error) {
 		return 0, false, fmt.Errorf("lock HAR file: %w", err)
 	}
 	old.Close() // releases its lock
-	return h.end()
+	return h.restart()
+}
+
+// restart starts the empty document in the file just emptied or made.
+func (h *harService) restart() (int64, bool, error) {
+	fi, err := h.f.Stat()
+	if err != nil {
+		return 0, false, fmt.Errorf("stat HAR file: %w", err)
+	}
+	h.size = -1
+	return h.end(fi)
 }
 
 // sameSettings reports whether another instance naming this file asks

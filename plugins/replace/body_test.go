@@ -232,3 +232,25 @@ func TestBodyRuleGzip(t *testing.T) {
 		t.Fatalf("got %.40q..., want %.40q...", back, want)
 	}
 }
+
+// BenchmarkBodyRule rewrites a 1MiB HTML body with a literal and a
+// regexp body rule.
+func BenchmarkBodyRule(b *testing.B) {
+	body := bytes.Repeat([]byte("<p>Hello, world: token=abc123</p>\n"), (1<<20)/34)
+	for _, r := range []Rule{
+		{Scope: "body", Direction: "down", Find: "Hello", Replace: "Howdy"},
+		{Scope: "body", Direction: "down", Regexp: `token=[0-9a-z]+`, Replace: "token=X"},
+	} {
+		b.Run(r.Find+r.Regexp, func(b *testing.B) {
+			p, err := newPlugin("b", Config{Rules: []Rule{r}})
+			if err != nil {
+				b.Fatal(err)
+			}
+			s, m := newSession("http", nil), message(down, "text/html")
+			b.SetBytes(int64(len(body)))
+			for b.Loop() {
+				p.OnHTTPBody(s, m, body)
+			}
+		})
+	}
+}
