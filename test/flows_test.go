@@ -327,6 +327,9 @@ func TestFlows(t *testing.T) {
 		p := f.waitAccess(t, 1, flowURL(public))[0]
 		f.checkFlow(t, d, 403)
 		f.checkFlow(t, p, 200)
+		if n, _ := p.num("down"); n != int64(len("public x\n")) {
+			t.Errorf("flow %s: down %d, want the body's %d bytes", public, n, len("public x\n"))
+		}
 		if d.str("parent") != p.str("parent") {
 			t.Errorf("the two flows have parents %q and %q, want the same tunnel", d.str("parent"), p.str("parent"))
 		}
