@@ -2,11 +2,11 @@
 # Benchmarks ferry against Debian's proxies on loopback and writes
 # BENCHMARKS.md and BENCHMARKS.png (the chart) at the top of the repo.
 #
-#   scripts/bench.sh            # full run, about 6 minutes
+#   scripts/bench.sh            # full run, about 8 minutes (mitm included)
 #   QUICK=1 scripts/bench.sh    # smoke run, about 2 minutes: smaller sizes, 2000 idle tunnels
 #   MODES=http OUT=/tmp/http.md PNG=/tmp/http.png scripts/bench.sh
 #                               # plain HTTP only, about 1 minute (a partial report)
-#   scripts/bench.sh mitm       # intercepted HTTPS only, about 2 minutes: replaces
+#   scripts/bench.sh mitm       # intercepted HTTPS only, under 2 minutes: replaces
 #                               # the "Intercepted HTTPS" section of BENCHMARKS.md
 #
 # Each proxy runs alone, freshly started for each setup, pinned to core
