@@ -58,7 +58,7 @@ import (
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "capture",
-		Description: "writes each channel's data to a pcapng file as a synthetic TCP connection, for Wireshark",
+		Description: "writes each channel's data to a pcapng file for Wireshark, and HTTP requests to a HAR file for devtools",
 		New:         New,
 	})
 }

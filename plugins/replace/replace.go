@@ -13,7 +13,7 @@ import (
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "replace",
-		Description: "rewrites bytes or regexp matches in channel data, client to upstream and back, across reads",
+		Description: "rewrites bytes or regexp matches in channel data across reads, or in whole decoded HTTP bodies",
 		New:         New,
 	})
 }
