@@ -346,3 +346,35 @@ func must[T any](v T, err error) T {
 	}
 	return v
 }
+
+// An origin that answers before it has read a gathered body, and then
+// reads no more, does not hold the client: the answer arrives and the
+// connection ends, without waiting for the idle timeout.
+func TestBodyHookEarlyAnswer(t *testing.T) {
+	done := make(chan struct{})
+	origin := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+		<-done
+	}).Addr
+	t.Cleanup(func() { close(done) })
+	f, _ := startBodyHook(t, "[limits]\nmax_buffered_body_bytes = \"48MiB\"", "")
+	p := newProxyClient(t, f.addr)
+	p.c.SetDeadline(time.Now().Add(20 * time.Second))
+	const size = 40 << 20 // more than loopback socket buffers hold
+	fmt.Fprintf(p.c, "POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", origin, origin, size)
+	go io.Copy(p.c, &pattern{n: size})
+	resp, err := http.ReadResponse(p.br, nil)
+	if err != nil || resp.StatusCode != 413 {
+		t.Fatalf("got %v %v, want 413", resp, err)
+	}
+	start := time.Now()
+	if _, err := p.br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the answer: %v, want the connection closed", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the connection closed after %v", d)
+	}
+}

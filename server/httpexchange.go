@@ -261,6 +261,9 @@ func (ex *exchange) finishBody() bool {
 	if ex.body == nil {
 		return ex.out.fr.Kind == httphead.None || ex.gathered
 	}
+	if ex.gathered && !ex.bodyWait {
+		return ex.finishWhole()
+	}
 	if !ex.bodyWait {
 		if !ex.bodyRead.Load() {
 			select {
@@ -286,6 +289,25 @@ func (ex *exchange) finishBody() bool {
 		ex.bodyWait = true
 		return ex.bodyErr == nil && ex.bodyRead.Load()
 	}
+	return ex.bodyErr == nil
+}
+
+// finishWhole is finishBody for a body the hooks had whole: one still
+// being written once the response is complete (the origin answered
+// early and may read no more) is abandoned rather than waited for until
+// the idle timeout, and the upstream connection cannot carry another
+// request.
+func (ex *exchange) finishWhole() bool {
+	select {
+	case ex.bodyErr = <-ex.body:
+	default:
+		ex.link.stopUpstream()
+		ex.bodyErr = <-ex.body
+		if ex.bodyErr == nil {
+			ex.link.resumeUpstream() // it had just ended
+		}
+	}
+	ex.bodyWait = true
 	return ex.bodyErr == nil
 }
 
