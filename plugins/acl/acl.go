@@ -1,8 +1,10 @@
 // Package acl is the access-control plugin: ordered allow/deny rules on
 // the destination (name, address, port), the client address, the user and
-// the listener, the first match deciding, and an optional refusal of
-// private destinations (loopback, RFC 1918, link-local, cloud metadata...)
-// checked on the address each name resolves to.
+// the listener, and on HTTP requests' method, URL path (in a normal form
+// that spellings cannot get around), scheme and header fields, the first
+// match deciding; and an optional refusal of private destinations
+// (loopback, RFC 1918, link-local, cloud metadata...) checked on the
+// address each name resolves to.
 //
 //	[[plugin]]
 //	name = "acl"
@@ -32,8 +34,12 @@
 // upstream connection too, with that connection's address. Dials through
 // upstream proxies resolve at the proxy and are not checked at dial time.
 //
+// Rules with HTTP conditions (http.go) match HTTP requests only: plain
+// http:// ones at OnConnect and OnDial, and the requests of intercepted
+// tunnels at OnHTTPRequest; a tunnel's connection never.
+//
 // The plugin does not resolve names itself, reload its domain files, or
-// look inside TLS.
+// look inside TLS (mitm does, and hands it the requests).
 package acl
 
 import (
@@ -52,7 +58,7 @@ import (
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "acl",
-		Description: "allow/deny rules on destination name, address and port, client, user, listener; blocks private destinations",
+		Description: "allow/deny rules on destination name, address and port, client, user, listener, HTTP method, path, scheme, header; blocks private destinations",
 		New:         New,
 	})
 }
@@ -64,11 +70,29 @@ type ACL struct {
 	denyPrivate bool
 	rules       []rule
 	needIP      bool // some rule has a dest condition
+	// hasHTTP: some rule has an HTTP condition. Without one, an
+	// intercepted tunnel's requests get the tunnel's verdict, so
+	// OnHTTPRequest has nothing to decide.
+	hasHTTP bool
+	// denyStatus and body make the answer to a refused HTTP request;
+	// body "" is the default text naming the rule.
+	denyStatus int
+	body       string
 }
 
 type rule struct {
 	action Action
 	m      *match.Rule
+	http   *httpCond // nil: no condition on the HTTP request
+}
+
+// eval matches the rule against q and, for an HTTP request, hv (nil for
+// a tunnel's connection, which no HTTP condition matches).
+func (r *rule) eval(q match.Query, hv *httpView) match.Result {
+	if r.http != nil && !r.http.match(hv) {
+		return match.No
+	}
+	return r.m.Eval(q)
 }
 
 var (
@@ -113,10 +137,10 @@ type verdict struct {
 	early bool
 }
 
-// decide runs the rules in order on q. With q's destination address
-// unknown, rules that need it are undecided: the verdict is pending unless
-// every outcome still possible is the same.
-func (p *ACL) decide(q match.Query) verdict {
+// decide runs the rules in order on q and, for an HTTP request, hv. With
+// q's destination address unknown, rules that need it are undecided: the
+// verdict is pending unless every outcome still possible is the same.
+func (p *ACL) decide(q match.Query, hv *httpView) verdict {
 	first := noRule
 	allowPossible, denyPossible := false, false
 	possible := func(a Action) {
@@ -129,7 +153,7 @@ func (p *ACL) decide(q match.Query) verdict {
 	certain := false // a rule after first matches whatever the address
 rules:
 	for i, r := range p.rules {
-		switch r.m.Eval(q) {
+		switch r.eval(q, hv) {
 		case match.Yes:
 			if first == noRule {
 				return verdict{action: r.action, rule: i}
@@ -178,21 +202,26 @@ func (p *ACL) OnConnect(_ context.Context, s *plugins.Session) error {
 	if s.Protocol == plugins.ProtocolSOCKS5UDP {
 		return p.admitAssociation(s) // OnDestination decides each destination
 	}
+	req := httpRequestOf(s)
+	hv := newHTTPView(req)
+	if req != nil && p.hasHTTP {
+		s.SetValue(decidedKey{}, decidedOf(req)) // OnHTTPRequest need not decide again
+	}
 	q, err := p.query(s)
 	if err != nil {
-		return p.refuse(s, "bad target", err.Error(), netip.Addr{})
+		return p.refuse(s, nil, "bad target", err.Error(), netip.Addr{})
 	}
 	if p.denyPrivate && q.IP.IsValid() {
 		if err := p.checkPrivate(s, q.IP); err != nil {
 			return err
 		}
 	}
-	v := p.decide(q)
+	v := p.decide(q, hv)
 	if v.pending {
 		p.fields(s.Log.Debug(), s, v.by(), netip.Addr{}).Msg("acl verdict waits for the resolved address")
 		return nil
 	}
-	return p.apply(s, v, netip.Addr{})
+	return p.apply(s, hv, v, netip.Addr{})
 }
 
 // OnDial implements plugins.DialChecker: it refuses private addresses and
@@ -209,12 +238,13 @@ func (p *ACL) OnDial(s *plugins.Session, ap netip.AddrPort) error {
 	if !p.needIP {
 		return nil // OnConnect decided: no rule depends on the address
 	}
+	hv := newHTTPView(httpRequestOf(s))
 	q, err := p.query(s)
 	if err != nil {
-		return p.refuse(s, "bad target", err.Error(), a)
+		return p.refuse(s, nil, "bad target", err.Error(), a)
 	}
 	q.IP, q.Port = a, ap.Port()
-	return p.apply(s, p.decide(q), a)
+	return p.apply(s, hv, p.decide(q, hv), a)
 }
 
 // checkPrivate refuses a when it is a private destination.
@@ -227,16 +257,17 @@ func (p *ACL) checkPrivate(s *plugins.Session, a netip.Addr) error {
 	if pr.IsValid() {
 		detail = fmt.Sprintf("%s is in %s, %s", a, pr, why)
 	}
-	return p.refuse(s, "deny_private_destinations", detail, a)
+	return p.refuse(s, nil, "deny_private_destinations", detail, a)
 }
 
-// apply turns a decided verdict into nil or a refusal, logging it.
-func (p *ACL) apply(s *plugins.Session, v verdict, a netip.Addr) error {
+// apply turns a decided verdict into nil or a refusal, logging it; hv is
+// the HTTP request, nil for a tunnel.
+func (p *ACL) apply(s *plugins.Session, hv *httpView, v verdict, a netip.Addr) error {
 	if v.action == Allow {
 		p.fields(s.Log.Debug(), s, v.by(), a).Msg("acl allowed")
 		return nil
 	}
-	return p.refuse(s, v.by(), "", a)
+	return p.refuse(s, hv, v.by(), "", a)
 }
 
 // by names what decided v, for logs and the client: "rule[2]",
@@ -252,17 +283,21 @@ func (v verdict) by() string {
 }
 
 // refuse logs a refusal at info and returns the error that tells the
-// client 403 / SOCKS "not allowed". by names the rule (or setting) that
-// refused, detail says more when there is more to say.
-func (p *ACL) refuse(s *plugins.Session, by, detail string, a netip.Addr) error {
+// client 403 / SOCKS "not allowed", or, for an HTTP request (hv not nil),
+// the deny answer (deny_status, deny_body). by names the rule (or
+// setting) that refused, detail says more when there is more to say.
+func (p *ACL) refuse(s *plugins.Session, hv *httpView, by, detail string, a netip.Addr) error {
 	ev := p.fields(s.Log.Info(), s, by, a)
-	msg := "denied by " + by
+	msg := "acl: denied by " + by
 	if detail != "" {
 		ev = ev.Str("detail", detail)
 		msg += ": " + detail
 	}
 	ev.Msg("acl denied")
-	return plugins.Reject(plugins.CodeForbidden, "acl: "+msg)
+	if hv != nil {
+		return plugins.Block(p.denyStatus, p.denyBody(by), msg)
+	}
+	return plugins.Reject(plugins.CodeForbidden, msg)
 }
 
 // fields adds what a log line about s needs: plugin, client, user,

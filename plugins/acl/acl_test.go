@@ -22,7 +22,7 @@ import (
 
 // newACL builds an instance from the body of its [[plugin]] table, the
 // way ferry does: config.Parse, then the factory decoding strictly.
-func newACL(t *testing.T, body string) *ACL {
+func newACL(t testing.TB, body string) *ACL {
 	t.Helper()
 	p, err := tryACL(body, zerolog.Nop())
 	if err != nil {
@@ -71,7 +71,7 @@ func connect(t *testing.T, p *ACL, s *plugins.Session) string {
 	t.Helper()
 	err := p.OnConnect(context.Background(), s)
 	if err == nil {
-		if q, qerr := p.query(s); qerr == nil && p.decide(q).pending {
+		if q, qerr := p.query(s); qerr == nil && p.decide(q, newHTTPView(httpRequestOf(s))).pending {
 			return "pending"
 		}
 	}
@@ -409,6 +409,20 @@ rule = [
 			want: []string{`ferry.toml:10:1: plugin[0].rule[0].domain_file: open ` + filepath.Join(dir, "missing.txt") + `: no such file`}},
 		{name: "bad domain file line", body: "default = \"deny\"\n[[plugin.rule]]\naction = \"deny\"\ndomain_file = \"" + badList + "\"\n",
 			want: []string{`plugin[0].rule[0].domain_file: ` + badList + `:2: want one domain per line`}},
+		{name: "bad HTTP entries", body: `default = "allow"
+rule = [
+  { action = "deny", method = ["GET", "PO ST"], scheme = ["ftp"], header = ["X Y"] },
+  { action = "deny", path = ["admin/", "//a"], path_regexp = ["(", "^/ok"] },
+]`, want: []string{
+			`plugin[0].rule[0].method[1]: "PO ST" is not a valid method`,
+			`plugin[0].rule[0].scheme[0]: invalid scheme "ftp"`,
+			`plugin[0].rule[0].header[0]: "X Y" is not a valid header name`,
+			`plugin[0].rule[1].path[0]: invalid path prefix "admin/": must start with "/"`,
+			`plugin[0].rule[1].path[1]: path prefix "//a" is not in normal form: write "/a"`,
+			`plugin[0].rule[1].path_regexp[0]: error parsing regexp: missing closing ): ` + "`(`",
+		}},
+		{name: "deny status", body: "default = \"allow\"\ndeny_status = 200\n",
+			want: []string{`plugin[0].deny_status: 200 is not an error status: want 400 to 599`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

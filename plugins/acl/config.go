@@ -3,6 +3,7 @@ package acl
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"net/netip"
 	"time"
 
@@ -24,6 +25,13 @@ type Config struct {
 	// Rules are tried in order; the first that matches decides. Written
 	// [[plugin.rule]] or rule = [{...}, ...].
 	Rules []RuleConfig `toml:"rule"`
+	// DenyStatus is the status of the answer to a refused HTTP request
+	// (plain http:// or inside an intercepted tunnel), 400 to 599. If
+	// zero, 403.
+	DenyStatus int `toml:"deny_status"`
+	// DenyBody is that answer's text/plain body. If empty, "blocked by
+	// <plugin name>: <rule>" and a newline.
+	DenyBody string `toml:"deny_body"`
 }
 
 // RuleConfig is one rule. Every condition it sets must hold (AND); each
@@ -52,6 +60,24 @@ type RuleConfig struct {
 	Port []match.PortRange `toml:"port"`
 	// Listener lists listener names.
 	Listener []string `toml:"listener"`
+
+	// The HTTP conditions: a rule that sets one matches HTTP requests
+	// only (plain http://, and intercepted tunnels' requests), never a
+	// tunnel's connection.
+
+	// Method lists request methods, compared exactly (case-sensitive).
+	Method []string `toml:"method"`
+	// Path lists URL path prefixes ("/admin/"), compared with the path in
+	// normal form (see match.CleanPath).
+	Path []string `toml:"path"`
+	// PathRegexp lists RE2 regular expressions matched against the path
+	// in normal form followed by "?query" when the URL has one.
+	PathRegexp []string `toml:"path_regexp"`
+	// Scheme lists URL schemes: "http", "https".
+	Scheme []string `toml:"scheme"`
+	// Header lists header field names (case-insensitive): the request
+	// has one of them.
+	Header []string `toml:"header"`
 }
 
 // Action is what a rule, or the default, does with a request.
@@ -87,24 +113,34 @@ func build(env plugins.Env, cfg Config) (*ACL, error) {
 	if cfg.Default == "" {
 		errs = append(errs, plugins.Errorf("default", `missing: set default = "allow" or "deny", the verdict when no rule matches`))
 	}
+	errs = append(errs, checkDeny(cfg)...)
 	p := &ACL{
 		name:        env.Name,
 		def:         cfg.Default,
 		denyPrivate: cfg.DenyPrivateDestinations,
 		rules:       make([]rule, 0, len(cfg.Rules)),
+		denyStatus:  cfg.DenyStatus,
+		body:        cfg.DenyBody,
+	}
+	if p.denyStatus == 0 {
+		p.denyStatus = http.StatusForbidden
 	}
 	for i, rc := range cfg.Rules {
+		key := fmt.Sprintf("rule[%d]", i)
 		if rc.Action == "" {
-			errs = append(errs, plugins.Errorf(fmt.Sprintf("rule[%d]", i), `action: missing: set action = "allow" or "deny"`))
+			errs = append(errs, plugins.Errorf(key, `action: missing: set action = "allow" or "deny"`))
 		}
 		r, err := compile(env, rc)
 		if err != nil {
-			errs = append(errs, plugins.KeyErr(fmt.Sprintf("rule[%d].domain_file", i), err))
+			errs = append(errs, plugins.KeyErr(key+".domain_file", err))
 		}
 		if r.NeedsIP() {
 			p.needIP = true
 		}
-		p.rules = append(p.rules, rule{action: rc.Action, m: r})
+		hc, herrs := compileHTTP(key, rc)
+		errs = append(errs, herrs...)
+		p.hasHTTP = p.hasHTTP || hc != nil
+		p.rules = append(p.rules, rule{action: rc.Action, m: r, http: hc})
 	}
 	if len(errs) > 0 {
 		return nil, errors.Join(errs...)

@@ -18,7 +18,7 @@ var _ plugins.DestinationChecker = (*ACL)(nil)
 func (p *ACL) OnDestination(s *plugins.Session, target string, addr netip.AddrPort) error {
 	host, port, err := splitTarget(target)
 	if err != nil {
-		return p.refuse(s, "bad target", err.Error(), netip.Addr{})
+		return p.refuse(s, nil, "bad target", err.Error(), netip.Addr{})
 	}
 	q := match.Query{Host: host, Port: port, Client: clientAddr(s.Client), User: s.User, Listener: s.Listener}
 	if a, ok := match.ParseLiteral(host); ok {
@@ -32,12 +32,12 @@ func (p *ACL) OnDestination(s *plugins.Session, target string, addr netip.AddrPo
 			return err
 		}
 	}
-	v := p.decide(q)
+	v := p.decide(q, nil)
 	if v.pending || v.action == Allow {
 		p.fields(s.Log.Debug(), s, v.by(), q.IP).Str("dest", target).Msg("acl allowed udp destination")
 		return nil
 	}
-	return p.refuse(s, v.by(), "destination "+target, q.IP)
+	return p.refuse(s, nil, v.by(), "destination "+target, q.IP)
 }
 
 // admitAssociation decides a SOCKS5 UDP association, which names no
@@ -50,6 +50,9 @@ func (p *ACL) OnDestination(s *plugins.Session, target string, addr netip.AddrPo
 func (p *ACL) admitAssociation(s *plugins.Session) error {
 	q := match.Query{Client: clientAddr(s.Client), User: s.User, Listener: s.Listener}
 	for i, r := range p.rules {
+		if r.http != nil {
+			continue // an HTTP rule matches no datagram
+		}
 		who := match.Rule{Client: r.m.Client, User: r.m.User, Listener: r.m.Listener}
 		if who.Eval(q) != match.Yes {
 			continue // never matches this client
@@ -59,11 +62,11 @@ func (p *ACL) admitAssociation(s *plugins.Session) error {
 		case r.action == Allow:
 			return nil
 		case anyDest:
-			return p.refuse(s, fmt.Sprintf("rule[%d]", i), "every destination of a UDP association", netip.Addr{})
+			return p.refuse(s, nil, fmt.Sprintf("rule[%d]", i), "every destination of a UDP association", netip.Addr{})
 		}
 	}
 	if p.def == Allow {
 		return nil
 	}
-	return p.refuse(s, "default", "every destination of a UDP association", netip.Addr{})
+	return p.refuse(s, nil, "default", "every destination of a UDP association", netip.Addr{})
 }

@@ -742,7 +742,13 @@ func TestNewConfig(t *testing.T) {
 		{name: "defaults", cfg: Config{File: "/tmp/x.pcapng"}, wantLimit: int64(DefaultMaxBytes)},
 		{name: "max_bytes set", cfg: Config{File: "/tmp/x.pcapng", MaxBytes: size(4096)}, wantLimit: 4096},
 		{name: "rotation", cfg: Config{File: "/tmp/x.pcapng", RotateSize: size(units.MiB), RotateKeep: &two}, wantLimit: int64(DefaultMaxBytes)},
-		{name: "no file", cfg: Config{}, wantErr: "file: required"},
+		{name: "no file", cfg: Config{}, wantErr: "file: set file (a pcapng file), har (a HAR file) or both"},
+		{name: "har only", cfg: Config{Har: "x.har"}, wantLimit: int64(DefaultMaxBytes)},
+		{name: "both", cfg: Config{File: "x.pcapng", Har: "x.har", HarMaxBody: size(0)}, wantLimit: int64(DefaultMaxBytes)},
+		{name: "har is file", cfg: Config{File: "x", Har: "x"}, wantErr: "har: "},
+		{name: "negative har_max_body", cfg: Config{Har: "x", HarMaxBody: size(-1)}, wantErr: "har_max_body: must be between 0 and 1GiB"},
+		{name: "huge har_max_body", cfg: Config{Har: "x", HarMaxBody: size(2 * units.GiB)}, wantErr: "har_max_body: must be between"},
+		{name: "har_max_body alone", cfg: Config{File: "x", HarMaxBody: size(10)}, wantErr: "har_max_body: needs har"},
 		{name: "negative max_bytes", cfg: Config{File: "x", MaxBytes: size(-1)}, wantErr: "max_bytes: must not be negative"},
 		{name: "negative rotate_size", cfg: Config{File: "x", RotateSize: size(-1)}, wantErr: "rotate_size: must not be negative"},
 		{name: "negative rotate_keep", cfg: Config{File: "x", RotateSize: size(units.MiB), RotateKeep: &neg}, wantErr: "rotate_keep: must not be negative"},
@@ -753,6 +759,9 @@ func TestNewConfig(t *testing.T) {
 			dir := t.TempDir()
 			if tt.cfg.File != "" {
 				tt.cfg.File = filepath.Join(dir, tt.cfg.File)
+			}
+			if tt.cfg.Har != "" {
+				tt.cfg.Har = filepath.Join(dir, tt.cfg.Har)
 			}
 			p, err := New(newEnv("cap", plugins.NewServices(), tt.cfg))
 			if tt.wantErr != "" {

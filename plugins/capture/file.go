@@ -151,22 +151,32 @@ func (s *fileService) rotate() error {
 	if err := s.closeFile(); err != nil {
 		return err
 	}
-	if s.rotateKeep == 0 {
-		return s.open(true)
+	if err := shiftRotated(s.path, s.rotateKeep); err != nil {
+		return err
 	}
-	name := func(i int) string { return s.path + "." + strconv.Itoa(i) }
-	if err := os.Remove(name(s.rotateKeep)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+	return s.open(true)
+}
+
+// shiftRotated moves the file at path to path.1, older ones one number
+// up, dropping those past keep; with keep 0 it leaves path for the
+// caller to truncate. pcapng and HAR files rotate alike.
+func shiftRotated(path string, keep int) error {
+	if keep == 0 {
+		return nil
+	}
+	name := func(i int) string { return path + "." + strconv.Itoa(i) }
+	if err := os.Remove(name(keep)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return fmt.Errorf("rotate capture file: %w", err)
 	}
-	for i := s.rotateKeep - 1; i >= 1; i-- {
+	for i := keep - 1; i >= 1; i-- {
 		if err := os.Rename(name(i), name(i+1)); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return fmt.Errorf("rotate capture file: %w", err)
 		}
 	}
-	if err := os.Rename(s.path, name(1)); err != nil {
+	if err := os.Rename(path, name(1)); err != nil {
 		return fmt.Errorf("rotate capture file: %w", err)
 	}
-	return s.open(true)
+	return nil
 }
 
 // fail records the first write error and logs it once: capturing stops,

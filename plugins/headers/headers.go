@@ -1,7 +1,8 @@
-// Package headers edits the headers of plain HTTP requests on their way
+// Package headers edits the headers of HTTP requests on their way
 // upstream: set, add and remove headers, and optionally add Via and
 // X-Forwarded-For; and the headers of their responses, set, add and
-// remove, under [plugin.response].
+// remove, under [plugin.response]. Rules ([[plugin.rule]]) scope more
+// edits to requests by host and path, and to those requests' responses.
 //
 //	[[plugin]]
 //	name = "headers"
@@ -12,10 +13,13 @@
 //	[plugin.response]
 //	remove = ["Server"]
 //	set = { "X-Frame-Options" = "DENY" }
+//	[[plugin.rule]]
+//	host = ["api.example.com"]
+//	set = { "X-Debug" = "1" }
 //
 // It uses the HTTPRequester and HTTPResponder hooks, so it sees plain
-// http:// exchanges only: inside CONNECT tunnels (HTTPS) the headers are
-// encrypted and pass untouched.
+// http:// exchanges and the requests of tunnels that an interceptor
+// (mitm) serves as HTTP; other tunnels' headers pass untouched.
 package headers
 
 import (
@@ -27,12 +31,13 @@ import (
 	"golang.org/x/net/http/httpguts"
 
 	"ferry/plugins"
+	"ferry/plugins/pkg/match"
 )
 
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "headers",
-		Description: "edits plain HTTP request and response headers: set, add, remove, Via, X-Forwarded-For",
+		Description: "edits HTTP request and response headers, everywhere or by host and path: set, add, remove, Via, X-Forwarded-For",
 		New:         New,
 	})
 }
@@ -52,6 +57,29 @@ type Config struct {
 	// XForwardedFor appends the client's IP address to X-Forwarded-For.
 	XForwardedFor bool `toml:"x_forwarded_for"`
 	// Response edits the headers of the responses, in the same order.
+	Response ResponseConfig `toml:"response"`
+	// Rules are scoped edits: each rule whose scope covers a request
+	// makes its edits, in order, after the ones above (and after Via and
+	// X-Forwarded-For); its response edits apply to that request's
+	// response, after the top-level ones.
+	Rules []RuleConfig `toml:"rule"`
+}
+
+// RuleConfig is one [[plugin.rule]]: a scope and the edits made within.
+type RuleConfig struct {
+	// Host lists host patterns, as acl's domain: "example.com",
+	// "*.example.com" (names under it), ".example.com" (both). The
+	// request's URL host (the Host field or :authority), without port,
+	// must match one. If empty, any host.
+	Host []match.Domain `toml:"host"`
+	// Path lists URL path prefixes ("/v1/"), compared with the path in
+	// normal form (see match.CleanPath). If empty, any path.
+	Path []string `toml:"path"`
+	// Remove, Set and Add edit the request, as the top-level keys do.
+	Remove []string          `toml:"remove"`
+	Set    map[string]string `toml:"set"`
+	Add    map[string]string `toml:"add"`
+	// Response edits the response to a request the rule covered.
 	Response ResponseConfig `toml:"response"`
 }
 
@@ -91,6 +119,10 @@ type Plugin struct {
 	req     rules
 	via     string // empty: no Via
 	forward bool
+	scoped  []scoped
+	// scopedResp: some scoped rule edits responses, so the rules a
+	// request matched are remembered for its response.
+	scopedResp bool
 }
 
 // ResponsePlugin is the plugin when it has response rules too. It is a
@@ -129,10 +161,19 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	} else if cfg.ViaName != "" {
 		return nil, plugins.Errorf("via_name", "set via = true to send it")
 	}
+	if p.scoped, err = parseScoped(cfg.Rules); err != nil {
+		return nil, err
+	}
 	rc := cfg.Response
 	resp, err := parseRules("response.", rc.Remove, rc.Set, rc.Add)
-	if err != nil || resp.empty() {
-		return p, err
+	if err != nil {
+		return nil, err
+	}
+	for _, r := range p.scoped {
+		p.scopedResp = p.scopedResp || !r.resp.empty()
+	}
+	if resp.empty() && !p.scopedResp {
+		return p, nil
 	}
 	return &ResponsePlugin{Plugin: p, resp: resp}, nil
 }
@@ -186,13 +227,19 @@ func (p *Plugin) OnHTTPRequest(s *plugins.Session, req *http.Request) error {
 			appendList(req.Header, "X-Forwarded-For", ip.String())
 		}
 	}
+	if len(p.scoped) > 0 {
+		p.applyScoped(s, req)
+	}
 	return nil
 }
 
 // OnHTTPResponse implements plugins.HTTPResponder. ferry ignores edits
 // to the framing and hop-by-hop fields.
-func (p *ResponsePlugin) OnHTTPResponse(_ *plugins.Session, _ *http.Request, resp *http.Response) error {
+func (p *ResponsePlugin) OnHTTPResponse(s *plugins.Session, req *http.Request, resp *http.Response) error {
 	p.resp.apply(resp.Header)
+	if p.scopedResp {
+		p.applyScopedResponse(s, req, resp)
+	}
 	return nil
 }
 

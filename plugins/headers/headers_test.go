@@ -76,11 +76,7 @@ func TestOnHTTPRequest(t *testing.T) {
 			if err := p.OnHTTPRequest(&plugins.Session{Client: client}, req); err != nil {
 				t.Fatal(err)
 			}
-			for name, want := range tt.want {
-				if got := strings.Join(req.Header.Values(name), ","); got != want {
-					t.Errorf("%s: got %q, want %q", name, got, want)
-				}
-			}
+			checkHeader(t, "request", req.Header, tt.want)
 		})
 	}
 }

@@ -2,7 +2,6 @@ package headers
 
 import (
 	"net/http"
-	"strings"
 	"testing"
 
 	"ferry/plugins"
@@ -52,11 +51,7 @@ func TestOnHTTPResponse(t *testing.T) {
 			if err := p.OnHTTPResponse(&plugins.Session{}, &http.Request{}, resp); err != nil {
 				t.Fatal(err)
 			}
-			for name, want := range tt.want {
-				if got := strings.Join(resp.Header.Values(name), ","); got != want {
-					t.Errorf("%s: got %q, want %q", name, got, want)
-				}
-			}
+			checkHeader(t, "response", resp.Header, tt.want)
 		})
 	}
 }

@@ -1,6 +1,8 @@
 // Package replace is a plugin that rewrites channel data: literal byte
 // strings or regular expressions, client to upstream ("up", OnRead),
-// upstream to client ("down", OnWrite) or both, for plaintext protocols.
+// upstream to client ("down", OnWrite) or both, for plaintext protocols;
+// and, with body rules (scope = "body"), whole decoded HTTP bodies of
+// chosen media types, plain and intercepted (body.go).
 //
 //	[[plugin]]
 //	name = "rewrite"
@@ -17,6 +19,13 @@
 //	direction = "up"
 //	regexp = 'User-Agent: [^\r\n]*'
 //	replace = "User-Agent: ferry"
+//
+//	[[plugin.rule]]
+//	scope = "body"            # whole response bodies, decoded
+//	direction = "down"
+//	content_type = ["text/*"]
+//	find = "Hello"
+//	replace = "Howdy"
 //
 // A match may span reads: each rule keeps, per channel and direction, the
 // tail of what it has seen that could still begin a match (at most
@@ -35,7 +44,7 @@
 // "0s" there is no timer and output, the end-of-stream tail included,
 // passes through the plugins after this one (see README.md).
 //
-// It does not understand protocols: it does not fix Content-Length or
+// Stream rules do not understand protocols: they do not fix Content-Length or
 // chunk sizes after a change of length, decompress, or see inside TLS.
 // For plain HTTP proxying each request and each response is a stream of
 // its own, without the timer: its end releases the tail.

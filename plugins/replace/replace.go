@@ -13,7 +13,7 @@ import (
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "replace",
-		Description: "rewrites bytes or regexp matches in channel data, client to upstream and back, across reads",
+		Description: "rewrites bytes or regexp matches in channel data across reads, or in whole decoded HTTP bodies",
 		New:         New,
 	})
 }
@@ -52,26 +52,39 @@ type Config struct {
 
 // Rule is one replacement.
 type Rule struct {
-	// Direction is "up" (client to upstream), "down" (upstream to client)
-	// or "both". Required.
+	// Scope is "stream" (default): the rule rewrites channel data as it
+	// passes (OnRead, OnWrite); or "body": it rewrites whole decoded HTTP
+	// bodies (OnHTTPBody), plain and intercepted.
+	Scope string `toml:"scope"`
+	// Direction is "up" (client to upstream; request bodies for a body
+	// rule), "down" (upstream to client; response bodies) or "both".
+	// Required.
 	Direction string `toml:"direction"`
+	// ContentType limits a body rule to these media types ("text/html",
+	// or "text/*" for a whole type), matched against the message's
+	// Content-Type without parameters. Empty: every body. Body rules only.
+	ContentType []string `toml:"content_type"`
 	// Find is a literal byte string to replace. Set Find or Regexp.
 	Find string `toml:"find"`
-	// Regexp is an RE2 expression (Go syntax) to replace; no ^, $, \A,
-	// \z, \b, \B, and it must not match the empty string.
+	// Regexp is an RE2 expression (Go syntax) to replace; it must not
+	// match the empty string, and a stream rule's may not use ^, $, \A,
+	// \z, \b or \B (a body rule's may: the body is one whole text).
 	Regexp string `toml:"regexp"`
 	// Replace is what each match becomes; empty deletes matches. For a
 	// Regexp, $1, ${1} and ${name} expand to submatches and $$ is a $.
 	Replace string `toml:"replace"`
 }
 
-// Plugin rewrites channel data. It has the data hooks of both
-// directions and declares, with DataDirections, only those its rules
-// use: a direction without rules keeps the kernel splice path.
+// Plugin rewrites channel data and HTTP bodies. It has the data hooks
+// of both directions and declares, with DataDirections, only those its
+// stream rules use: a direction without them keeps the kernel splice
+// path.
 type Plugin struct {
-	name       string
-	up, down   []*rule
-	flushAfter time.Duration
+	name     string
+	up, down []*rule // stream rules
+	// bodyUp and bodyDown are the body rules: request and response bodies.
+	bodyUp, bodyDown []*rule
+	flushAfter       time.Duration
 }
 
 var (
@@ -112,21 +125,30 @@ func newPlugin(name string, cfg Config) (*Plugin, error) {
 		if err != nil {
 			return nil, plugins.Within(fmt.Sprintf("rule[%d]", i), err)
 		}
-		if r.up {
-			p.up = append(p.up, r)
-		}
-		if r.down {
-			p.down = append(p.down, r)
-		}
+		p.add(r)
 	}
 	return p, nil
+}
+
+// add files r under its scope and directions.
+func (p *Plugin) add(r *rule) {
+	up, down := &p.up, &p.down
+	if r.body {
+		up, down = &p.bodyUp, &p.bodyDown
+	}
+	if r.up {
+		*up = append(*up, r)
+	}
+	if r.down {
+		*down = append(*down, r)
+	}
 }
 
 // Name implements plugins.Plugin.
 func (p *Plugin) Name() string { return p.name }
 
 // DataDirections implements plugins.DataDirector: the directions that
-// have rules.
+// have stream rules. Body rules need no data hook.
 func (p *Plugin) DataDirections() plugins.Directions {
 	var ds plugins.Directions
 	if len(p.up) > 0 {

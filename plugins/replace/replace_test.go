@@ -61,6 +61,16 @@ func TestNewErrors(t *testing.T) {
 		{"max_match too small", "max_match = \"2B\"\nrule = [{direction = \"up\", find = \"a\"}]", "max_match: must be between 4B and 1MiB"},
 		{"max_match too large", "max_match = \"2MiB\"\nrule = [{direction = \"up\", find = \"a\"}]", "max_match: must be between"},
 		{"unknown key", `rule = [{direction = "up", find = "a", replacement = "b"}]`, "missing in the target struct"},
+		{"bad scope", `rule = [{scope = "message", direction = "up", find = "a"}]`, `rule[0].scope: "message" is not stream or body`},
+		{"content_type on stream", `rule = [{direction = "down", find = "a", content_type = ["text/html"]}]`, `rule[0].content_type: only for body rules`},
+		{"content_type on explicit stream", `rule = [{scope = "stream", direction = "down", find = "a", content_type = ["text/html"]}]`, `rule[0].content_type: only for body rules`},
+		{"not a media type", `rule = [{scope = "body", direction = "down", find = "a", content_type = ["text/html", "html"]}]`, `rule[0].content_type[1]: "html" is not a media type`},
+		{"parameters", `rule = [{scope = "body", direction = "down", find = "a", content_type = ["text/html; charset=utf-8"]}]`, `rule[0].content_type[0]: "text/html; charset=utf-8" has parameters`},
+		{"wildcard type", `rule = [{scope = "body", direction = "down", find = "a", content_type = ["*/html"]}]`, `rule[0].content_type[0]: "*/html": a wildcard type needs`},
+		{"bad token", `rule = [{scope = "body", direction = "down", find = "a", content_type = ["text/ht ml"]}]`, `rule[0].content_type[0]: "text/ht ml" is not a media type`},
+		{"empty body regexp", `rule = [{scope = "body", direction = "down", regexp = "(?m)^"}]`, `rule[0].regexp: matches the empty string`},
+		{"body without direction", `rule = [{scope = "body", find = "a"}]`, `rule[0].direction: missing`},
+		{"stream anchor hints body", `rule = [{direction = "down", regexp = "^a"}]`, `use a body rule`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -14,6 +14,10 @@ import (
 // replaces its matches.
 type rule struct {
 	up, down bool
+	// body marks a body rule (scope "body"): it rewrites whole decoded
+	// HTTP bodies of the media types in types (any type when empty).
+	body  bool
+	types mediaTypes
 
 	// find is the literal pattern; nil for a regexp rule.
 	find []byte
@@ -41,13 +45,16 @@ func compileRule(r Rule, maxMatch int) (*rule, error) {
 	default:
 		return nil, plugins.Errorf("direction", "%q is not up, down or both", r.Direction)
 	}
+	if err := out.compileScope(r); err != nil {
+		return nil, err
+	}
 	switch {
 	case r.Find != "" && r.Regexp != "":
 		return nil, plugins.Errorf("regexp", "set find or regexp, not both")
 	case r.Find != "":
 		out.find = []byte(r.Find)
 	case r.Regexp != "":
-		re, live, err := compileRegexp(r.Regexp, maxMatch)
+		re, live, err := compileRegexp(r.Regexp, maxMatch, !out.body)
 		if err != nil {
 			return nil, plugins.KeyErr("regexp", err)
 		}
@@ -56,6 +63,26 @@ func compileRule(r Rule, maxMatch int) (*rule, error) {
 		return nil, plugins.Errorf("find", "set find (a literal) or regexp")
 	}
 	return out, nil
+}
+
+// compileScope checks the rule's scope and the keys that go with it.
+func (out *rule) compileScope(r Rule) error {
+	switch r.Scope {
+	case "", "stream":
+		if len(r.ContentType) > 0 {
+			return plugins.Errorf("content_type", `only for body rules: add scope = "body"`)
+		}
+	case "body":
+		out.body = true
+		types, err := parseMediaTypes(r.ContentType)
+		if err != nil {
+			return err
+		}
+		out.types = types
+	default:
+		return plugins.Errorf("scope", "%q is not stream or body", r.Scope)
+	}
+	return nil
 }
 
 // streamless names the empty-width assertions rejected in regexps: a
@@ -70,9 +97,10 @@ var streamless = map[syntax.Op]string{
 	syntax.OpNoWordBoundary: `\B`,
 }
 
-// compileRegexp compiles expr for streaming: no anchors or word
-// boundaries, no empty matches.
-func compileRegexp(expr string, maxMatch int) (*regexp.Regexp, *liveness, error) {
+// compileRegexp compiles expr, for streaming unless stream is false (a
+// body rule, which sees the whole text at once, may use anchors and word
+// boundaries and needs no liveness program). Either way no empty matches.
+func compileRegexp(expr string, maxMatch int, stream bool) (*regexp.Regexp, *liveness, error) {
 	re, err := regexp.Compile(expr)
 	if err != nil {
 		return nil, nil, err
@@ -82,11 +110,14 @@ func compileRegexp(expr string, maxMatch int) (*regexp.Regexp, *liveness, error)
 	if err != nil {
 		return nil, nil, err
 	}
-	if what := findStreamless(tree); what != "" {
-		return nil, nil, fmt.Errorf("%s has no meaning on a stream: match the bytes around it instead (like \\r\\n)", what)
-	}
 	if re.Match(nil) {
 		return nil, nil, errors.New("matches the empty string: it would insert the replacement between every two bytes")
+	}
+	if !stream {
+		return re, nil, nil
+	}
+	if what := findStreamless(tree); what != "" {
+		return nil, nil, fmt.Errorf("%s has no meaning on a stream: match the bytes around it instead (like \\r\\n), or use a body rule (scope = \"body\")", what)
 	}
 	prog, err := syntax.Compile(tree.Simplify())
 	if err != nil {

@@ -310,7 +310,7 @@ func FuzzRegexpChunking(f *testing.F) {
 		if len(in) > 1024 || len(expr) > 64 {
 			return
 		}
-		re, live, err := compileRegexp(expr, 4096)
+		re, live, err := compileRegexp(expr, 4096, true)
 		if err != nil || len(live.prog.Inst) > 300 {
 			return // huge programs are merely slow
 		}
