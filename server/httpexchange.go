@@ -47,6 +47,14 @@ type exchange struct {
 	// was over the limit, and its sender writes the head too.
 	gathered, streaming bool
 	whole               []byte
+	// upDirty: a streamer stopped reading the response body before its
+	// end, so the upstream connection is not at the next response.
+	upDirty bool
+	// pumpR: the streamers' request body, read from pumpSrc, which
+	// sendPumped sends; clientDirty: they left some of it unread.
+	pumpR       io.Reader
+	pumpSrc     *httphead.BodyReader
+	clientDirty atomic.Bool
 }
 
 // prepare runs the OnHTTPRequest hooks on the view and builds the head
@@ -147,9 +155,12 @@ func (ex *exchange) attempt() (*httphead.Head, error) {
 		}
 	}
 	ex.body = make(chan error, 1)
-	if ex.gathered {
+	switch {
+	case ex.gathered:
 		go ex.sendWhole(ex.f.upRC)
-	} else {
+	case ex.pumpR != nil:
+		go ex.sendPumped(ex.f.upRC)
+	default:
 		go ex.sendBody(ex.f.upRC)
 	}
 	return ex.readFinal()
