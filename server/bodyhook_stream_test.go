@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -183,6 +184,13 @@ func (c *chunkWriter) Close() error {
 // connection.
 func rawOrigin(t *testing.T, resps map[string]string) string {
 	t.Helper()
+	return rawOriginFunc(t, func(req *http.Request, _ []byte) string { return resps[req.URL.Path] })
+}
+
+// rawOriginFunc is rawOrigin answering what answer returns for a
+// request and its body.
+func rawOriginFunc(t *testing.T, answer func(*http.Request, []byte) string) string {
+	t.Helper()
 	return testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 		c.SetDeadline(time.Now().Add(time.Minute))
 		br := bufio.NewReader(c)
@@ -191,14 +199,27 @@ func rawOrigin(t *testing.T, resps map[string]string) string {
 			if err != nil {
 				return
 			}
-			io.Copy(io.Discard, req.Body)
-			resp := resps[req.URL.Path]
+			body, _ := io.ReadAll(req.Body)
+			resp := answer(req, body)
 			io.WriteString(c, resp)
 			if strings.Contains(resp, "Connection: close") {
 				return
 			}
 		}
 	}).Addr
+}
+
+// readTestHead reads a response head as it came, through its empty line.
+func readTestHead(p *proxyClient) (string, error) {
+	var head strings.Builder
+	for range 200 {
+		line, err := p.br.ReadString('\n')
+		head.WriteString(line)
+		if err != nil || line == "\r\n" {
+			return head.String(), err
+		}
+	}
+	return head.String(), errors.New("head too long")
 }
 
 // A body nobody wants, and one a hook saw but kept, reach the client
@@ -211,23 +232,16 @@ func TestBodyHookByteForByte(t *testing.T) {
 	p := newProxyClient(t, f.addr)
 	for _, path := range []string{"/skip/raw", "/raw"} {
 		fmt.Fprintf(p.c, "GET http://%s%s HTTP/1.1\r\nHost: %s\r\n\r\n", origin, path, origin)
-		var head strings.Builder
-		for {
-			line, err := p.br.ReadString('\n')
-			if err != nil {
-				t.Fatalf("%s: %v", path, err)
-			}
-			head.WriteString(line)
-			if line == "\r\n" {
-				break
-			}
+		head, err := readTestHead(p)
+		if err != nil {
+			t.Fatalf("%s: %v", path, err)
 		}
 		got := make([]byte, len(body))
 		if _, err := io.ReadFull(p.br, got); err != nil || string(got) != body {
 			t.Fatalf("%s: body %q %v, want %q", path, got, err, body)
 		}
-		if wantHook := path == "/raw"; strings.Contains(head.String(), "X-Body-Hook") != wantHook {
-			t.Errorf("%s: head %q", path, head.String())
+		if wantHook := path == "/raw"; strings.Contains(head, "X-Body-Hook") != wantHook {
+			t.Errorf("%s: head %q", path, head)
 		}
 	}
 	if hook.called("down", "/raw") != 1 || hook.called("down", "/skip/raw") != 0 {
@@ -345,4 +359,36 @@ func must[T any](v T, err error) T {
 		panic(err)
 	}
 	return v
+}
+
+// An origin that answers before it has read a gathered body, and then
+// reads no more, does not hold the client: the answer arrives and the
+// connection ends, without waiting for the idle timeout.
+func TestBodyHookEarlyAnswer(t *testing.T) {
+	done := make(chan struct{})
+	origin := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+		<-done
+	}).Addr
+	t.Cleanup(func() { close(done) })
+	f, _ := startBodyHook(t, "[limits]\nmax_buffered_body_bytes = \"48MiB\"", "")
+	p := newProxyClient(t, f.addr)
+	p.c.SetDeadline(time.Now().Add(20 * time.Second))
+	const size = 40 << 20 // more than loopback socket buffers hold
+	fmt.Fprintf(p.c, "POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", origin, origin, size)
+	go io.Copy(p.c, &pattern{n: size})
+	resp, err := http.ReadResponse(p.br, nil)
+	if err != nil || resp.StatusCode != 413 {
+		t.Fatalf("got %v %v, want 413", resp, err)
+	}
+	start := time.Now()
+	if _, err := p.br.ReadByte(); err != io.EOF {
+		t.Fatalf("after the answer: %v, want the connection closed", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("the connection closed after %v", d)
+	}
 }

@@ -76,6 +76,22 @@ func hookReadCloser(chain *plugins.Chain, s *plugins.Session, m *plugins.HTTPMes
 	return io.NopCloser(bytes.NewReader(hb.body)), true, int64(len(hb.body)), nil
 }
 
+// streamReadCloser passes a net/http body through the chain's
+// HTTPBodyStreamers: when one replaced it, the length is unknown from
+// then on (*length -1, no Content-Length field).
+func streamReadCloser(chain *plugins.Chain, s *plugins.Session, m *plugins.HTTPMessage, body io.ReadCloser, length *int64) io.ReadCloser {
+	if !chain.HasHTTPBodyStreamers() {
+		return body
+	}
+	r, changed := chain.StreamHTTPBody(s, m, body)
+	if !changed {
+		return body
+	}
+	*length = -1
+	m.Header().Del("Content-Length")
+	return readCloser{Reader: r, Closer: body}
+}
+
 // readCapped reads r to its end or to n bytes, whichever comes first,
 // into a buffer that grows as bytes come, to at most n (or the declared
 // size, when known and smaller), so that the limit bounds what is held.

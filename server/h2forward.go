@@ -6,6 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log"
 	"net"
 	"net/http"
@@ -184,36 +185,44 @@ func (fw *h2Forward) hookResponse(resp *http.Response) error {
 	return nil
 }
 
-// hookRequestBody runs the body hooks on the request body before it goes
-// to the origin. net/http has removed the HTTP/2 framing and answers an
-// "Expect: 100-continue" itself when the body is first read.
+// hookRequestBody runs the body hooks and streamers on the request body
+// before it goes to the origin. net/http has removed the HTTP/2 framing
+// and answers an "Expect: 100-continue" itself when the body is first
+// read.
 func (fw *h2Forward) hookRequestBody(r *http.Request) error {
 	if r.Body == nil || r.Body == http.NoBody || r.ContentLength == 0 {
 		return nil
 	}
 	m := &plugins.HTTPMessage{Dir: plugins.Up, Request: r}
-	body, hooked, n, err := hookReadCloser(fw.sub.l.chain, fw.s, m, r.Body, fw.bodyLimit())
-	r.Body = body
-	if hooked {
-		r.ContentLength, r.TransferEncoding = n, nil
-	}
-	return err
+	return fw.hookBodyOf(m, &r.Body, &r.ContentLength, &r.TransferEncoding)
 }
 
-// hookResponseBody runs the body hooks on the response body; net/http's
-// Transport has removed the chunked framing, and ReverseProxy sends the
-// Content-Length hookBody sets.
+// hookResponseBody runs the body hooks and streamers on the response
+// body; net/http's Transport has removed the chunked framing, and
+// ReverseProxy sends the Content-Length hookBody sets (none for a body a
+// streamer replaced).
 func (fw *h2Forward) hookResponseBody(resp *http.Response) error {
 	if !responseHasBody(resp) || resp.Body == nil || resp.Body == http.NoBody {
 		return nil
 	}
 	m := &plugins.HTTPMessage{Dir: plugins.Down, Request: fw.s.Request, Response: resp}
-	body, hooked, n, err := hookReadCloser(fw.sub.l.chain, fw.s, m, resp.Body, fw.bodyLimit())
-	resp.Body = body
-	if hooked {
-		resp.ContentLength, resp.TransferEncoding = n, nil
+	return fw.hookBodyOf(m, &resp.Body, &resp.ContentLength, &resp.TransferEncoding)
+}
+
+// hookBodyOf runs the body hooks, then the streamers, on m's body and
+// leaves what to send in body, length and te.
+func (fw *h2Forward) hookBodyOf(m *plugins.HTTPMessage, body *io.ReadCloser, length *int64, te *[]string) error {
+	chain := fw.sub.l.chain
+	b, hooked, n, err := hookReadCloser(chain, fw.s, m, *body, fw.bodyLimit())
+	*body = b
+	if err != nil {
+		return err
 	}
-	return err
+	if hooked {
+		*length, *te = n, nil
+	}
+	*body = streamReadCloser(chain, fw.s, m, *body, length)
+	return nil
 }
 
 func (fw *h2Forward) bodyLimit() int64 { return int64(fw.sub.l.gen.cfg.Limits.MaxBufferedBodyBytes) }

@@ -107,19 +107,16 @@ func (ex *exchange) gatherRequest() (goOn, keep bool) {
 	if ex.out.fr.Kind == httphead.None || ex.out.upgrade {
 		return true, false
 	}
+	if h.l.chain.HasHTTPBodyStreamers() {
+		return ex.streamRequest()
+	}
 	m := &plugins.HTTPMessage{Dir: plugins.Up, Request: req}
 	ps := bodyHooksFor(h.l.chain, ex.s, m, ex.bodyLimit())
 	if ps == nil {
 		return true, false
 	}
-	if ex.expect {
-		if _, err := ex.downW.Write(continueLine); err != nil {
-			ex.clientFailed(&clientError{err: err})
-			return false, false
-		}
-		ex.expect = false
-		req.Header.Del("Expect")
-		ex.head = ex.out.append(ex.head[:0])
+	if !ex.continueHere() {
+		return false, false
 	}
 	spilled, whole := make(chan struct{}, 1), make(chan error, 1)
 	sw := &spillWriter{limit: int(ex.bodyLimit()), dst: ex.upW}
@@ -147,6 +144,23 @@ func (ex *exchange) gatherRequest() (goOn, keep bool) {
 		}
 		return ex.hookRequestBody(m, ps, sw.buf)
 	}
+}
+
+// continueHere answers the client's "Expect: 100-continue" for the
+// origin, which is not asked (see gatherRequest), and reports whether
+// the client is still there.
+func (ex *exchange) continueHere() bool {
+	if !ex.expect {
+		return true
+	}
+	if _, err := ex.downW.Write(continueLine); err != nil {
+		ex.clientFailed(&clientError{err: err})
+		return false
+	}
+	ex.expect = false
+	ex.out.req.Header.Del("Expect")
+	ex.head = ex.out.append(ex.head[:0])
+	return true
 }
 
 // gatherBody reads the request body into sw. A body that fits is
@@ -230,25 +244,19 @@ func (ex *exchange) refused(err error, whole bool) bool {
 	return keep
 }
 
-// responseBodyHooks returns the body hooks that want the response's
-// body and the message they are to see, or nil: a response without a
-// body (HEAD, 1xx, 204, 304) or an upgrade never calls them.
+// responseBodyHooks returns the message the body hooks and streamers
+// are to see, nil when there are none or the response has no body (HEAD,
+// 1xx, 204, 304) or is an upgrade, and the body hooks that want it.
 func (ex *exchange) responseBodyHooks(o *responseOut, rfr httphead.Framing) (*plugins.HTTPMessage, []plugins.Plugin) {
 	chain := ex.f.h.l.chain
-	if !chain.HasHTTPBodyHooks() || rfr.Kind == httphead.None || o.upgrade || o.hd.Status < 200 {
+	if !chain.HasHTTPBodyHooks() && !chain.HasHTTPBodyStreamers() || rfr.Kind == httphead.None || o.upgrade || o.hd.Status < 200 {
 		return nil, nil
 	}
-	resp := o.view
-	if resp == nil {
-		resp = responseView(o, ex.out.req)
+	if o.view == nil {
+		o.view = responseView(o, ex.out.req)
 	}
-	m := &plugins.HTTPMessage{Dir: plugins.Down, Request: ex.out.req, Response: resp}
-	ps := bodyHooksFor(chain, ex.s, m, ex.bodyLimit())
-	if ps == nil {
-		return nil, nil
-	}
-	o.view = resp
-	return m, ps
+	m := &plugins.HTTPMessage{Dir: plugins.Down, Request: ex.out.req, Response: o.view}
+	return m, bodyHooksFor(chain, ex.s, m, ex.bodyLimit())
 }
 
 // errNotSent marks a failure reading a response body the hooks were to

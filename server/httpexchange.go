@@ -47,6 +47,14 @@ type exchange struct {
 	// was over the limit, and its sender writes the head too.
 	gathered, streaming bool
 	whole               []byte
+	// upDirty: a streamer stopped reading the response body before its
+	// end, so the upstream connection is not at the next response.
+	upDirty bool
+	// pumpR: the streamers' request body, read from pumpSrc, which
+	// sendPumped sends; clientDirty: they left some of it unread.
+	pumpR       io.Reader
+	pumpSrc     *httphead.BodyReader
+	clientDirty atomic.Bool
 }
 
 // prepare runs the OnHTTPRequest hooks on the view and builds the head
@@ -147,9 +155,12 @@ func (ex *exchange) attempt() (*httphead.Head, error) {
 		}
 	}
 	ex.body = make(chan error, 1)
-	if ex.gathered {
+	switch {
+	case ex.gathered:
 		go ex.sendWhole(ex.f.upRC)
-	} else {
+	case ex.pumpR != nil:
+		go ex.sendPumped(ex.f.upRC)
+	default:
 		go ex.sendBody(ex.f.upRC)
 	}
 	return ex.readFinal()
@@ -261,6 +272,9 @@ func (ex *exchange) finishBody() bool {
 	if ex.body == nil {
 		return ex.out.fr.Kind == httphead.None || ex.gathered
 	}
+	if ex.gathered && !ex.bodyWait {
+		return ex.finishWhole()
+	}
 	if !ex.bodyWait {
 		if !ex.bodyRead.Load() {
 			select {
@@ -286,6 +300,25 @@ func (ex *exchange) finishBody() bool {
 		ex.bodyWait = true
 		return ex.bodyErr == nil && ex.bodyRead.Load()
 	}
+	return ex.bodyErr == nil
+}
+
+// finishWhole is finishBody for a body the hooks had whole: one still
+// being written once the response is complete (the origin answered
+// early and may read no more) is abandoned rather than waited for until
+// the idle timeout, and the upstream connection cannot carry another
+// request.
+func (ex *exchange) finishWhole() bool {
+	select {
+	case ex.bodyErr = <-ex.body:
+	default:
+		ex.link.stopUpstream()
+		ex.bodyErr = <-ex.body
+		if ex.bodyErr == nil {
+			ex.link.resumeUpstream() // it had just ended
+		}
+	}
+	ex.bodyWait = true
 	return ex.bodyErr == nil
 }
 

@@ -21,7 +21,8 @@ type requestOut struct {
 	fr      httphead.Framing
 	upgrade bool
 	// reframe: the body goes with Content-Length: length instead of
-	// the client's framing (the body hooks changed it).
+	// the client's framing (the body hooks changed it), or chunked for
+	// length -1 (a streamer changed it).
 	reframe bool
 	length  int
 }
@@ -93,8 +94,12 @@ func (o *requestOut) append(dst []byte) []byte {
 		dst = appendField(dst, "Host", req.Host)
 	}
 	dst = appendAdded(dst, added, req.Header)
-	if o.reframe {
+	switch {
+	case !o.reframe:
+	case o.length >= 0:
 		dst = appendField(dst, "Content-Length", strconv.Itoa(o.length))
+	default:
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
 	}
 	if o.upgrade {
 		dst = append(dst, "Connection: Upgrade\r\n"...)
@@ -181,7 +186,9 @@ type responseOut struct {
 	hdr  http.Header
 	view *http.Response
 	// reframe: the body goes with Content-Length: length instead of
-	// the origin's framing (the body hooks changed it).
+	// the origin's framing (the body hooks changed it); with length -1,
+	// chunked (a streamer changed it), or close-delimited to an HTTP/1.0
+	// client.
 	reframe bool
 	length  int
 	// dechunk: the body goes to an HTTP/1.0 client without chunk framing.
@@ -256,8 +263,12 @@ func (o *responseOut) append(dst []byte) []byte {
 		}
 	}
 	dst = appendAdded(dst, added, o.hdr)
-	if o.reframe {
+	switch {
+	case !o.reframe:
+	case o.length >= 0:
 		dst = appendField(dst, "Content-Length", strconv.Itoa(o.length))
+	case !o.client10:
+		dst = append(dst, "Transfer-Encoding: chunked\r\n"...)
 	}
 	switch {
 	case o.upgrade:

@@ -49,15 +49,20 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 	case !client11:
 		o.conn = "keep-alive"
 	}
-	if m, ps := ex.responseBodyHooks(&o, rfr); ps != nil {
+	switch m, ps := ex.responseBodyHooks(&o, rfr); {
+	case m != nil && h.l.chain.HasHTTPBodyStreamers():
+		err = ex.writeStreamed(&o, rfr, m, ps)
+		clientClose = clientClose || o.conn == "close"
+		upClose = upClose || ex.upDirty
+	case ps != nil:
 		err = ex.writeWhole(&o, rfr, m, ps)
-	} else {
+	default:
 		err = ex.writeResponse(&o, rfr, upgrade)
 	}
 	if refused := (*errRefused)(nil); errors.As(err, &refused) {
 		return ex.blocked(refused.err)
 	}
-	if !ex.finishBody() {
+	if !ex.finishBody() || ex.clientDirty.Load() {
 		clientClose, upClose = true, true
 		h.linger = true
 	}
@@ -116,9 +121,12 @@ func (ex *exchange) responseFailed(err error) {
 	var ce *clientError
 	var he *plugins.HookError
 	var ns *errNotSent
+	var cut *errStreamCut
 	switch {
 	case errors.As(err, &ns):
 		ex.fail(ns.err, true)
+	case errors.As(err, &cut):
+		ex.streamCut(cut.err)
 	case errors.As(err, &he):
 		st.Reason, st.Err = plugins.ReasonPluginError, fmt.Errorf("response to client: %w", err)
 		ex.f.endUpstream(false)

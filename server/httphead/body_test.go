@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -130,3 +131,57 @@ func TestCopyWriteError(t *testing.T) {
 type failWriter struct{}
 
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("boom") }
+
+// BodyReader gives the body without its framing, stops at its end, and
+// refuses what Copier refuses; small reads see the same bytes.
+func TestBodyReader(t *testing.T) {
+	tests := []struct {
+		name, in string
+		fr       Framing
+		want     string
+		wantErr  error
+	}{
+		{name: "chunked", in: "5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\nNEXT", fr: Framing{Kind: Chunked}, want: "hello world"},
+		{name: "length", in: "hello worldNEXT", fr: Framing{Kind: Length, Length: 11}, want: "hello world"},
+		{name: "close", in: "hello world", fr: Framing{Kind: Close}, want: "hello world"},
+		{name: "none", in: "NEXT", fr: Framing{}, want: ""},
+		{name: "bare LF", in: "5\nhello\r\n0\r\n\r\n", fr: Framing{Kind: Chunked}, wantErr: ErrChunk},
+		{name: "no CRLF after data", in: "5\r\nhelloX\r\n0\r\n\r\n", fr: Framing{Kind: Chunked}, want: "hello", wantErr: ErrChunk},
+		{name: "bad trailer", in: "5\r\nhello\r\n0\r\nbad trailer\r\n\r\n", fr: Framing{Kind: Chunked}, want: "hello", wantErr: ErrChunk},
+		{name: "cut chunk", in: "5\r\nhel", fr: Framing{Kind: Chunked}, want: "hel", wantErr: io.ErrUnexpectedEOF},
+		{name: "cut length", in: "hel", fr: Framing{Kind: Length, Length: 5}, want: "hel", wantErr: io.ErrUnexpectedEOF},
+	}
+	for _, tt := range tests {
+		for _, size := range []int{1, 4096} {
+			t.Run(fmt.Sprintf("%s/%d", tt.name, size), func(t *testing.T) {
+				src := bufio.NewReader(strings.NewReader(tt.in))
+				r := NewBodyReader(src, tt.fr, Limits{MaxBytes: 1024, MaxFields: 10})
+				var got bytes.Buffer
+				buf := make([]byte, size)
+				var err error
+				for range 1000 {
+					var n int
+					n, err = r.Read(buf)
+					got.Write(buf[:n])
+					if err != nil {
+						break
+					}
+				}
+				if got.String() != tt.want {
+					t.Errorf("body: got %q, want %q", got.String(), tt.want)
+				}
+				switch {
+				case tt.wantErr == nil && err != io.EOF:
+					t.Errorf("end: got %v, want EOF", err)
+				case tt.wantErr != nil && !errors.Is(err, tt.wantErr):
+					t.Errorf("error: got %v, want %v", err, tt.wantErr)
+				}
+				if tt.wantErr == nil && tt.fr.Kind != Close {
+					if rest, _ := io.ReadAll(src); !r.Done() || !strings.HasPrefix(string(rest), "NEXT") {
+						t.Errorf("after the body: done %v, rest %q", r.Done(), rest)
+					}
+				}
+			})
+		}
+	}
+}
