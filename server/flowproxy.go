@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -119,43 +118,27 @@ func (fl *flow) rewrite(pr *httputil.ProxyRequest) {
 		fl.reqErr = err
 		return
 	}
-	if chain.HasHTTPBodyHooks() && out.Body != nil && out.Body != http.NoBody && out.ContentLength != 0 {
-		m := &plugins.HTTPMessage{Dir: plugins.Up, Request: out}
-		hb, err := hookBody(chain, fl.s, m, out.Body, int64(fl.ft.l.gen.cfg.Limits.MaxBufferedBodyBytes))
+	if out.Body == nil || out.Body == http.NoBody {
+		return
+	}
+	m := &plugins.HTTPMessage{Dir: plugins.Up, Request: out}
+	if chain.HasHTTPBodyHooks() && out.ContentLength != 0 {
+		body, hooked, n, err := hookReadCloser(chain, fl.s, m, out.Body, fl.limit())
+		out.Body = body
 		if err != nil {
 			fl.reqErr = err
 			return
 		}
-		if hb.hooked {
-			out.Body.Close()
-			out.Body, out.ContentLength = io.NopCloser(bytes.NewReader(hb.body)), int64(len(hb.body))
-		} else {
-			out.Body = readCloser{Reader: hb.stream, Closer: out.Body}
+		if hooked {
+			out.ContentLength = n
 		}
 	}
-	if out.Body != nil && out.Body != http.NoBody {
-		m := &plugins.HTTPMessage{Dir: plugins.Up, Request: out}
-		out.Body = fl.stream(m, out.Body, &out.ContentLength)
-		out.Body = &flowBody{ReadCloser: out.Body, fl: fl, n: &fl.up}
-	}
+	out.Body = streamReadCloser(chain, fl.s, m, out.Body, &out.ContentLength)
+	out.Body = &flowBody{ReadCloser: out.Body, fl: fl, n: &fl.up}
 }
 
-// stream passes a body through the chain's HTTPBodyStreamers; when one
-// replaced it, the length is unknown from then on (chunked, or HTTP/2
-// DATA to END_STREAM).
-func (fl *flow) stream(m *plugins.HTTPMessage, body io.ReadCloser, length *int64) io.ReadCloser {
-	chain := fl.ft.l.chain
-	if !chain.HasHTTPBodyStreamers() {
-		return body
-	}
-	r, changed := chain.StreamHTTPBody(fl.s, m, body)
-	if !changed {
-		return body
-	}
-	*length = -1
-	m.Header().Del("Content-Length")
-	return readCloser{Reader: r, Closer: body}
-}
+// limit is what a body hook may make ferry buffer.
+func (fl *flow) limit() int64 { return int64(fl.ft.l.gen.cfg.Limits.MaxBufferedBodyBytes) }
 
 // keepForwarded puts back the Forwarded and X-Forwarded-* fields that
 // httputil.ReverseProxy's Rewrite mode removes.
@@ -197,22 +180,19 @@ func (fl *flow) response(resp *http.Response) error {
 			return err
 		}
 	}
-	if chain.HasHTTPBodyHooks() && responseHasBody(resp) {
-		m := &plugins.HTTPMessage{Dir: plugins.Down, Request: resp.Request, Response: resp}
-		hb, err := hookBody(chain, fl.s, m, resp.Body, int64(fl.ft.l.gen.cfg.Limits.MaxBufferedBodyBytes))
-		if err != nil {
-			return err
-		}
-		if hb.hooked {
-			resp.Body.Close()
-			resp.Body, resp.ContentLength = io.NopCloser(bytes.NewReader(hb.body)), int64(len(hb.body))
-		} else {
-			resp.Body = readCloser{Reader: hb.stream, Closer: resp.Body}
-		}
-	}
 	if responseHasBody(resp) {
 		m := &plugins.HTTPMessage{Dir: plugins.Down, Request: resp.Request, Response: resp}
-		resp.Body = fl.stream(m, resp.Body, &resp.ContentLength)
+		if chain.HasHTTPBodyHooks() {
+			body, hooked, n, err := hookReadCloser(chain, fl.s, m, resp.Body, fl.limit())
+			resp.Body = body
+			if err != nil {
+				return err
+			}
+			if hooked {
+				resp.ContentLength = n
+			}
+		}
+		resp.Body = streamReadCloser(chain, fl.s, m, resp.Body, &resp.ContentLength)
 	}
 	resp.Body = &flowBody{ReadCloser: resp.Body, fl: fl, n: &fl.down}
 	return nil
@@ -237,7 +217,7 @@ func (fl *flow) fail(w http.ResponseWriter, r *http.Request, err error) {
 	s, st := fl.s, &fl.st
 	head := r.Method == http.MethodHead
 	var he *plugins.HookError
-	switch a := plugins.AnswerOf(err); {
+	switch a := answerOf(err); {
 	case a != nil:
 		writeAnswer(w, a, head)
 		s.Status = a.Status

@@ -89,6 +89,12 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 
 	up, reused, code, err := f.upstreamFor(s)
 	h.l.srv.obs.Handshake(s.Protocol, handshakeOutcome(err))
+	if err != nil && answerOf(err) != nil {
+		// An OnConnect refusal with an answer of the plugin's (acl's
+		// deny_body): answered like an OnHTTPRequest one.
+		ex := &exchange{f: f, s: s, st: &st, out: requestOut{hd: hd, req: req, fr: fr}}
+		return ex.refused(err, fr.Kind == httphead.None) && h.l.srv.drainCtx.Err() == nil
+	}
 	if err != nil {
 		s.Status = code.HTTPStatus()
 		h.httpError(s.Status, code.String(), err)

@@ -49,19 +49,12 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 	case !client11:
 		o.conn = "keep-alive"
 	}
-	switch m, ps := ex.responseBodyHooks(&o, rfr); {
-	case m != nil && h.l.chain.HasHTTPBodyStreamers():
-		err = ex.writeStreamed(&o, rfr, m, ps)
-		clientClose = clientClose || o.conn == "close"
-		upClose = upClose || ex.upDirty
-	case ps != nil:
-		err = ex.writeWhole(&o, rfr, m, ps)
-	default:
-		err = ex.writeResponse(&o, rfr, upgrade)
-	}
+	err = ex.sendResponse(&o, rfr, upgrade)
 	if refused := (*errRefused)(nil); errors.As(err, &refused) {
 		return ex.blocked(refused.err)
 	}
+	// A streamed body may end with the connection it came on or goes to.
+	clientClose, upClose = clientClose || o.conn == "close", upClose || ex.upDirty
 	if !ex.finishBody() || ex.clientDirty.Load() {
 		clientClose, upClose = true, true
 		h.linger = true
@@ -79,6 +72,18 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 		ex.f.closeUpstream()
 	}
 	return !clientClose
+}
+
+// sendResponse passes the response on as the listener's plugins want
+// it: through the body streamers, the body hooks, or byte for byte.
+func (ex *exchange) sendResponse(o *responseOut, rfr httphead.Framing, upgrade bool) error {
+	switch m, ps := ex.responseBodyHooks(o, rfr); {
+	case m != nil && ex.f.h.l.chain.HasHTTPBodyStreamers():
+		return ex.writeStreamed(o, rfr, m, ps)
+	case ps != nil:
+		return ex.writeWhole(o, rfr, m, ps)
+	}
+	return ex.writeResponse(o, rfr, upgrade)
 }
 
 // writeResponse writes o's head and, unless the response has no body or

@@ -3,6 +3,7 @@ package httphead
 import (
 	"bufio"
 	"bytes"
+	"io"
 	"strings"
 	"testing"
 )
@@ -78,4 +79,44 @@ func checkHead(t *testing.T, h *Head, lim Limits) {
 			}
 		}
 	}
+}
+
+// FuzzBodyReader reads any bytes as a chunked body with BodyReader and
+// with a de-chunking Copier: both take the same data, and fail or
+// succeed together, whatever sizes the reads come in.
+func FuzzBodyReader(f *testing.F) {
+	for _, s := range []string{
+		"5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-T: 1\r\n\r\n",
+		"0\r\n\r\n",
+		"5\nhello\r\n0\r\n\r\n",
+		"ffffffffffffffff\r\n",
+		"3\r\nabcX\r\n0\r\n\r\n",
+	} {
+		f.Add([]byte(s), uint8(1))
+	}
+	f.Fuzz(func(t *testing.T, in []byte, size uint8) {
+		lim := Limits{MaxBytes: 256, MaxFields: 5}
+		fr := Framing{Kind: Chunked}
+		var want bytes.Buffer
+		c := Copier{Buf: make([]byte, 32), Dechunk: true, Limits: lim}
+		werr := c.Copy(&want, bufio.NewReaderSize(bytes.NewReader(in), 16), fr)
+		r := NewBodyReader(bufio.NewReaderSize(bytes.NewReader(in), 16), fr, lim)
+		var got bytes.Buffer
+		buf := make([]byte, int(size)+1)
+		var err error
+		for range len(in) + 2 {
+			var n int
+			n, err = r.Read(buf)
+			got.Write(buf[:n])
+			if err != nil {
+				break
+			}
+		}
+		if err == io.EOF {
+			err = nil
+		}
+		if (err == nil) != (werr == nil) || !bytes.HasPrefix(want.Bytes(), got.Bytes()) || err == nil && !bytes.Equal(got.Bytes(), want.Bytes()) {
+			t.Fatalf("BodyReader %q, %v; Copier %q, %v", got.Bytes(), err, want.Bytes(), werr)
+		}
+	})
 }

@@ -10,8 +10,9 @@
 // over Limits.MaxBytes or with more than Limits.MaxFields field lines is
 // an error before more is read.
 //
-// It does not parse URLs or field values beyond framing, decode bodies
-// (see Body for framed copying), or speak HTTP/2.
+// It does not parse URLs or field values beyond framing, decode content
+// codings, or speak HTTP/2. Bodies are copied as framed (Copier) or read
+// without their framing (BodyReader).
 //
 //	h, err := httphead.ReadRequest(br, httphead.Limits{MaxBytes: 64 << 10, MaxFields: 100})
 //	for i := range h.Len() { name, value := h.Name(i), h.Value(i) ... }

@@ -105,18 +105,41 @@ func decodeOne(c string, body []byte, max int64) ([]byte, error) {
 	default:
 		return nil, fmt.Errorf("%w %q", ErrUnsupported, c)
 	}
-	var out bytes.Buffer
-	n, err := io.Copy(&out, io.LimitReader(r, max+1))
+	out, err := readAtMost(r, max, int64(len(body)))
 	if errors.Is(err, zstd.ErrWindowSizeExceeded) || errors.Is(err, zstd.ErrDecoderSizeExceeded) {
 		return nil, ErrTooLarge
 	}
-	if err != nil {
+	if err != nil && !errors.Is(err, ErrTooLarge) {
 		return nil, fmt.Errorf("%s: %w", c, err)
 	}
-	if n > max {
-		return nil, ErrTooLarge
+	return out, err
+}
+
+// readAtMost reads r to its end into a buffer that grows by doubling
+// from about the encoded size, never past limit+1 bytes: a body that
+// decodes to more is ErrTooLarge having cost at most that much memory.
+func readAtMost(r io.Reader, limit, hint int64) ([]byte, error) {
+	buf := make([]byte, 0, min(limit+1, max(4*hint, 4<<10)))
+	for {
+		if len(buf) == cap(buf) {
+			// Double (append grows large slices by a quarter, which
+			// would cost five times the result in all), up to limit+1.
+			nb := make([]byte, len(buf), min(2*int64(cap(buf)), limit+1))
+			copy(nb, buf)
+			buf = nb
+		}
+		n, err := r.Read(buf[len(buf):cap(buf)])
+		buf = buf[:len(buf)+n]
+		if int64(len(buf)) > limit {
+			return nil, ErrTooLarge
+		}
+		if err == io.EOF {
+			return buf, nil
+		}
+		if err != nil {
+			return nil, err
+		}
 	}
-	return out.Bytes(), nil
 }
 
 // deflateReader reads "deflate", which RFC 9110 section 8.4.1.2 defines

@@ -3,6 +3,7 @@ package httpbody
 import (
 	"bytes"
 	"errors"
+	"runtime"
 	"testing"
 )
 
@@ -92,4 +93,25 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("decoded %d bytes past the limit", len(out))
 		}
 	})
+}
+
+// TestDecodeMemory: a bomb costs about the limit, not its decoded size.
+func TestDecodeMemory(t *testing.T) {
+	if testing.Short() {
+		t.Skip("encodes 64 MiB")
+	}
+	z, err := Encode("gzip", make([]byte, 64<<20))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m0, m1 runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&m0)
+	if _, err := Decode("gzip", z, 1<<20); !errors.Is(err, ErrTooLarge) {
+		t.Fatalf("err %v", err)
+	}
+	runtime.ReadMemStats(&m1)
+	if got := m1.TotalAlloc - m0.TotalAlloc; got > 3<<20 {
+		t.Errorf("decoding a 64 MiB bomb under a 1 MiB limit allocated %d bytes", got)
+	}
 }
