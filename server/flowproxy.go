@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 	"log"
 	"net/http"
@@ -237,14 +238,20 @@ func (fl *flow) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case r.Context().Err() != nil:
 		st.Reason, st.Err = plugins.ReasonClientReset, err
 		return
-	case isTimeout(err):
-		s.Status = http.StatusGatewayTimeout
-		h2Error(w, s.Status, "target timed out", nil, "")
-	default:
-		s.Status = http.StatusBadGateway
-		h2Error(w, s.Status, "target failed before answering", nil, "")
 	}
-	st.Reason, st.Err = plugins.ReasonUpstreamClosed, err
+	answerFailure(w, s, st, err, "target")
+}
+
+// answerFailure answers a request whose far end (what: "upstream",
+// "target") failed before a response came: 504 for a timeout, else 502.
+func answerFailure(w http.ResponseWriter, s *plugins.Session, st *plugins.Stats, err error, what string) {
+	msg := what + " failed before answering"
+	s.Status = http.StatusBadGateway
+	if isTimeout(err) {
+		s.Status, msg = http.StatusGatewayTimeout, what+" timed out"
+	}
+	h2Error(w, s.Status, msg, nil, "")
+	st.Reason, st.Err = plugins.ReasonUpstreamClosed, fmt.Errorf("request to %s: %w", s.Target, err)
 }
 
 // finish ends the flow's session, also when the response broke off

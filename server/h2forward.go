@@ -5,7 +5,6 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"log"
 	"net"
@@ -302,14 +301,8 @@ func (fw *h2Forward) fail(w http.ResponseWriter, r *http.Request, err error) {
 	case r.Context().Err() != nil:
 		st.Reason, st.Err = plugins.ReasonClientReset, err
 		return
-	case isTimeout(err):
-		s.Status = http.StatusGatewayTimeout
-		h2Error(w, s.Status, "upstream timed out", nil, "")
-	default:
-		s.Status = http.StatusBadGateway
-		h2Error(w, s.Status, "upstream failed before answering", nil, "")
 	}
-	st.Reason, st.Err = plugins.ReasonUpstreamClosed, fmt.Errorf("request to %s: %w", s.Target, err)
+	answerFailure(w, s, st, err, "upstream")
 }
 
 // finish counts the bytes and ends the session, also when the response
