@@ -145,11 +145,16 @@ plugins = ["acl", "mitm", "headers", "replace", "capture", "log"]
 
 [[plugin]]
 name = "acl"
-default = "allow"
+# Only the origin's name: Chromium's own requests to Google's services
+# are refused before any lookup, so nothing leaves loopback.
+default = "deny"
 deny_body = "blocked\n"
 [[plugin.rule]]
 action = "deny"
 path = ["/admin/"]
+[[plugin.rule]]
+action = "allow"
+domain = ["localhost"]
 
 [[plugin]]
 name = "mitm"
@@ -490,8 +495,8 @@ func TestFlowsChromium(t *testing.T) {
 		}
 	}
 	// Chromium's own background requests (to Google's update and time
-	// services: they fail, no name resolves here) are plain HTTP lines
-	// and CONNECT lines of other targets: only the origin's count.
+	// services) are refused by the acl, before any lookup: only the
+	// origin's lines count.
 	flows := f.waitAccess(t, 21, func(l logLine) bool {
 		return l.str("proto") == "http" && strings.HasPrefix(l.str("url"), o.base+"/")
 	})
@@ -504,6 +509,11 @@ func TestFlowsChromium(t *testing.T) {
 	}
 	if len(flows) != 21 || len(parents) != 1 {
 		t.Errorf("%d flows under parents %v, want 21 flows in one intercepted HTTP/2 tunnel", len(flows), parents)
+	}
+	for _, l := range f.accessLog() {
+		if strings.Contains(l.str("error"), "lookup") {
+			t.Errorf("ferry looked a name up for Chromium: %v", l)
+		}
 	}
 	if log := readLog(o.log); strings.Count(log, " HTTP/2.0 ") < 21 {
 		t.Logf("nginx's log (not all over HTTP/2 upstream):\n%s", log)

@@ -103,13 +103,27 @@ func runChromium(t *testing.T, chromium, proxyAddr, certFile, url string) string
 // URL last) and env added to the test's environment, and returns the DOM
 // after the load. The flags keep it off the internet; it gets a fresh
 // profile.
+// chromiumResolverRules lets Chromium resolve loopback names only:
+// localhost and the machine's name (which TestPACChromium uses, and
+// which /etc/hosts maps to loopback).
+func chromiumResolverRules() string {
+	rules := "MAP * ~NOTFOUND, EXCLUDE localhost, EXCLUDE 127.0.0.1"
+	if host, err := os.Hostname(); err == nil && host != "" {
+		rules += ", EXCLUDE " + host
+	}
+	return rules
+}
+
 func headlessDOM(t *testing.T, chromium string, env []string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, chromium, append([]string{"--headless", "--no-sandbox", "--disable-gpu",
 		"--disable-quic", "--no-first-run", "--disable-background-networking",
-		"--disable-component-update", "--disable-sync", "--user-data-dir=" + t.TempDir(), "--dump-dom"}, args...)...)
+		"--disable-component-update", "--disable-sync", "--user-data-dir=" + t.TempDir(), "--dump-dom",
+		// Names Chromium resolves itself (DIRECT, or its own services)
+		// never reach the machine's resolver: tests stay on loopback.
+		"--host-resolver-rules=" + chromiumResolverRules()}, args...)...)
 	if env != nil {
 		cmd.Env = append(os.Environ(), env...)
 	}
