@@ -216,6 +216,7 @@ func responseHasBody(resp *http.Response) bool {
 // answer or refusal, a timeout, or the target's failure.
 func (fl *flow) fail(w http.ResponseWriter, r *http.Request, err error) {
 	s, st := fl.s, &fl.st
+	w = countingWriter{ResponseWriter: w, n: &fl.down} // the answer is what the client got
 	head := r.Method == http.MethodHead
 	var he *plugins.HookError
 	switch a := answerOf(err); {
@@ -286,6 +287,18 @@ func (b *flowBody) Read(p []byte) (int, error) {
 		b.n.Add(int64(n))
 		b.fl.watch.Reset(b.fl.idle)
 	}
+	return n, err
+}
+
+// countingWriter counts the body bytes written through it.
+type countingWriter struct {
+	http.ResponseWriter
+	n *atomic.Int64
+}
+
+func (w countingWriter) Write(p []byte) (int, error) {
+	n, err := w.ResponseWriter.Write(p)
+	w.n.Add(int64(n))
 	return n, err
 }
 

@@ -335,6 +335,9 @@ func TestFlows(t *testing.T) {
 		if n, _ := p.num("down"); n != int64(len("public x\n")) {
 			t.Errorf("flow %s: down %d, want the body's %d bytes", public, n, len("public x\n"))
 		}
+		if n, _ := d.num("down"); n != int64(len("blocked\n")) {
+			t.Errorf("flow %s: down %d, want the answer's %d bytes", denied, n, len("blocked\n"))
+		}
 		if d.str("parent") != p.str("parent") {
 			t.Errorf("the two flows have parents %q and %q, want the same tunnel", d.str("parent"), p.str("parent"))
 		}
