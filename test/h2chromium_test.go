@@ -58,8 +58,9 @@ func TestH2Chromium(t *testing.T) {
 		w.Header().Set("Content-Type", "text/html")
 		fmt.Fprint(w, page)
 	})
-	f := startFerry(t, pki.config("", []string{"log"}, "[[plugin]]\nname = \"log\"\n"), nil)
+	f := startFerry(t, pki.config("", []string{"chromium-guard", "log"}, "[[plugin]]\nname = \"log\"\n"+chromiumACL), nil)
 	dom := runChromium(t, chromium, f.addr, pki.cert, "https://"+a+"/")
+	defer noLookups(t, f)
 	for _, mark := range []string{"[a/s1.js]", "[a/s2.js]", "[b/b.js]", "[c/c.js]"} {
 		if !strings.Contains(dom, mark) {
 			t.Errorf("page lacks %s: the script did not load through ferry; DOM:\n%s", mark, dom)
@@ -99,10 +100,31 @@ func runChromium(t *testing.T, chromium, proxyAddr, certFile, url string) string
 		"--proxy-server=https://"+proxyAddr, "--proxy-bypass-list=<-loopback>", url)
 }
 
-// headlessDOM runs headless Chromium with args (its proxy flags and the
-// URL last) and env added to the test's environment, and returns the DOM
-// after the load. The flags keep it off the internet; it gets a fresh
-// profile.
+// chromiumACL is an acl for a ferry that headless Chromium uses, whose
+// test targets are IP addresses: Chromium's own requests (Google's
+// update, time and account services) name hosts, which it refuses by
+// name, before any lookup, so the machine's resolver is never asked.
+const chromiumACL = `
+[[plugin]]
+name = "chromium-guard"
+type = "acl"
+default = "allow"
+[[plugin.rule]]
+action = "deny"
+domain = [".com", ".net", ".org", ".io"]
+`
+
+// noLookups fails the test when ferry looked a name up for Chromium:
+// the acl must have refused every name it sent before a lookup.
+func noLookups(t *testing.T, f *proc) {
+	t.Helper()
+	for _, l := range f.logLines() {
+		if strings.Contains(l.str("error"), "lookup") {
+			t.Errorf("ferry looked a name up for Chromium: %v", l)
+		}
+	}
+}
+
 // chromiumResolverRules lets Chromium resolve loopback names only:
 // localhost and the machine's name (which TestPACChromium uses, and
 // which /etc/hosts maps to loopback).
@@ -114,6 +136,10 @@ func chromiumResolverRules() string {
 	return rules
 }
 
+// headlessDOM runs headless Chromium with args (its proxy flags and the
+// URL last) and env added to the test's environment, and returns the DOM
+// after the load. The flags keep it off the internet; it gets a fresh
+// profile.
 func headlessDOM(t *testing.T, chromium string, env []string, args ...string) string {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)

@@ -41,9 +41,10 @@ func TestTLSListenerChromium(t *testing.T) {
 	chromium := needPeer(t, "chromium")
 	pki := newTLSListener(t)
 	web := testkit.HTTPTarget(t)
-	f := startFerry(t, pki.config("", []string{"log"}, "[[plugin]]\nname = \"log\"\n"), nil)
+	f := startFerry(t, pki.config("", []string{"chromium-guard", "log"}, "[[plugin]]\nname = \"log\"\n"+chromiumACL), nil)
 	url := "http://" + web.Listener.Addr().String() + "/"
 	out := runChromium(t, chromium, f.addr, pki.cert, url)
+	defer noLookups(t, f)
 	if !strings.Contains(string(out), strings.TrimSpace(testkit.TargetBody)) {
 		t.Fatalf("chromium's page %q, want the target's body", out)
 	}
