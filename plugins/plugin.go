@@ -107,6 +107,15 @@ type Closer interface {
 // config order before OnConnect; the first that returns nil admits the
 // client and ferry sets s.User. An error refuses it; the error should not
 // repeat the password.
+//
+// An Authenticator that knows the user's groups sets s.Groups when it
+// admits the client, and leaves it alone when it refuses: the groups
+// travel with the session (ferry copies them to the sessions of a SOCKS5
+// login, of HTTP/2 streams and of intercepted flows) for acl rules,
+// [[route]] group conditions and the access log. The slice is shared and
+// must not change once set. ferry clears s.Groups before the
+// Authenticators run and after a refusal, so a refusing Authenticator's
+// groups never leak into the session.
 type Authenticator interface {
 	Authenticate(ctx context.Context, s *Session, user, password string) error
 }

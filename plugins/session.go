@@ -41,6 +41,11 @@ type Session struct {
 	Target string
 	// User is the authenticated user name, if any.
 	User string
+	// Groups are the authenticated user's groups, set by the
+	// Authenticator that admitted the user (see Authenticator); nil
+	// without a user or when it knows of none. The slice may be shared
+	// with other sessions of the same user: read it, never change it.
+	Groups []string
 	// Upstream names the upstream chosen for the dial: "direct" or an
 	// [[upstream]]. A Connector may set it; when none does, the first
 	// [[route]] that matches decides (direct when none does).

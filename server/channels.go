@@ -19,7 +19,10 @@ type ChannelInfo struct {
 	Protocol string `json:"protocol"`
 	Client   string `json:"client"`
 	User     string `json:"user,omitempty"`
-	Target   string `json:"target"`
+	// Groups are the user's groups, as the authenticating plugin gave
+	// them.
+	Groups []string `json:"groups,omitempty"`
+	Target string   `json:"target"`
 	// Upstream is the upstream's name, "direct" without one;
 	// UpstreamAddr the dialed address.
 	Upstream     string `json:"upstream"`
@@ -63,7 +66,7 @@ var _ liveRelay = (*relay.Channel)(nil)
 func (s *Server) track(sess *plugins.Session, ch liveRelay) {
 	lc := &liveChannel{
 		info: ChannelInfo{
-			ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol, User: sess.User,
+			ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol, User: sess.User, Groups: sess.Groups,
 			Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamPath, Intercepted: sess.Intercepted, Parent: sess.Parent, Started: time.Now(),
 		},
 		client: sess.Client, upAddr: sess.UpstreamAddr, ch: ch,

@@ -36,6 +36,8 @@ type conn struct {
 	// certificate (certUser).
 	user     string
 	certUser bool
+	// groups are user's groups, from the SOCKS5 login's Authenticator.
+	groups []string
 	// alpn is the protocol the client picked in a TLS listener's ALPN
 	// (see listenerALPN); empty without TLS or without ALPN.
 	alpn string
@@ -189,6 +191,7 @@ func (h *conn) newSession(proto, target string) *plugins.Session {
 		Protocol:    proto,
 		Target:      target,
 		User:        h.user,
+		Groups:      h.groups,
 		Log:         h.l.log.Hook(idHook(id)),
 	}
 	s.BindContext(h.l.srv.hardCtx)
@@ -353,7 +356,9 @@ func (h *conn) admit(ctx context.Context, s *plugins.Session) error {
 		if !ok {
 			return &plugins.RejectError{Code: plugins.CodeAuthRequired, Msg: "proxy authentication required"}
 		}
+		s.Groups = nil
 		if err := h.l.chain.Authenticate(ctx, s, user, pass); err != nil {
+			s.Groups = nil
 			return err
 		}
 		s.User = user

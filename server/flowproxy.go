@@ -98,7 +98,7 @@ func (ft *flowTunnel) newSession() *plugins.Session {
 	return &plugins.Session{
 		ID: id, Parent: t.ID, Listener: t.Listener,
 		Client: t.Client, Peer: t.Peer, ProxyHeader: t.ProxyHeader,
-		Protocol: "http", Target: t.Target, User: t.User,
+		Protocol: "http", Target: t.Target, User: t.User, Groups: t.Groups,
 		Upstream: t.Upstream, UpstreamPath: t.UpstreamPath, UpstreamAddr: t.UpstreamAddr,
 		Intercepted: t.Intercepted,
 		Log:         ft.l.log.Hook(idHook(id)),

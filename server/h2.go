@@ -256,7 +256,7 @@ func (hc *h2Conn) sub(c net.Conn) *conn {
 	return &conn{
 		l: h.l, c: c, start: time.Now(), peer: h.peer, client: h.client, proxyHeader: h.proxyHeader,
 		// A client certificate's user is every stream's.
-		user: h.user, certUser: h.certUser,
+		user: h.user, groups: h.groups, certUser: h.certUser,
 	}
 }
 

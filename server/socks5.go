@@ -220,7 +220,7 @@ func (h *conn) socks5Auth() bool {
 		h.failedLogin(probe, string(user), err)
 		return false
 	}
-	h.user = string(user)
+	h.user, h.groups = string(user), probe.Groups
 	return h.write(0x01, 0x00) == nil
 }
 

@@ -96,6 +96,9 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 	if s.User != "" {
 		ev = ev.Str("user", s.User)
 	}
+	if len(s.Groups) > 0 {
+		ev = ev.Strs("groups", s.Groups)
+	}
 	if s.Intercepted != "" {
 		ev = ev.Str("mitm", s.Intercepted)
 	}
