@@ -285,6 +285,9 @@ type Route struct {
 	Client []match.Prefix `toml:"client"`
 	// User lists authenticated user names.
 	User []string `toml:"user"`
+	// Group lists groups of the authenticated user (as the auth plugin's
+	// groups give them); requests without a user do not match.
+	Group []match.Group `toml:"group"`
 	// Listener lists listener names.
 	Listener []string `toml:"listener"`
 	// Upstream names the [[upstream]] to use, or "direct". Exactly one of
@@ -300,7 +303,8 @@ type Route struct {
 // MatchesAll reports whether the route sets no condition: it takes every
 // request that reaches it.
 func (r *Route) MatchesAll() bool {
-	return len(r.Match) == 0 && len(r.Port) == 0 && len(r.Client) == 0 && len(r.User) == 0 && len(r.Listener) == 0
+	return len(r.Match) == 0 && len(r.Port) == 0 && len(r.Client) == 0 && len(r.User) == 0 && len(r.Listener) == 0 &&
+		len(r.Group) == 0
 }
 
 // Direct is the reserved upstream name of the direct dial.

@@ -217,6 +217,9 @@ func (l *loader) routes(rs []Route, upstreams map[string]int) {
 		if l.x.has(p+".match") && len(r.Match) == 0 {
 			l.errorf(p+".match", "empty: list destinations, or leave match out to match every destination")
 		}
+		if l.x.has(p+".group") && len(r.Group) == 0 {
+			l.errorf(p+".group", "empty: list groups, or leave group out to match every user")
+		}
 		r.Rule = l.routeRule(p, r)
 		// An explicit empty match is reported above, not taken for a catch-all.
 		if r.Rule != nil && !l.x.has(p+".match") && r.MatchesAll() && catchAll < 0 {
@@ -263,6 +266,7 @@ func (l *loader) routeRule(p string, r *Route) *match.Rule {
 		rule.Client = match.NewPrefixes(ps...)
 	}
 	rule.User = r.User
+	rule.Group = r.Group
 	rule.Listener = r.Listener
 	return rule
 }

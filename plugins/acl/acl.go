@@ -1,6 +1,6 @@
 // Package acl is the access-control plugin: ordered allow/deny rules on
-// the destination (name, address, port), the client address, the user and
-// the listener, and on HTTP requests' method, URL path (in a normal form
+// the destination (name, address, port), the client address, the user,
+// the user's groups and the listener, and on HTTP requests' method, URL path (in a normal form
 // that spellings cannot get around), scheme and header fields, the first
 // match deciding; and an optional refusal of private destinations
 // (loopback, RFC 1918, link-local, cloud metadata...) checked on the
@@ -58,7 +58,7 @@ import (
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "acl",
-		Description: "allow/deny rules on destination name, address and port, client, user, listener, HTTP method, path, scheme, header; blocks private destinations",
+		Description: "allow/deny rules on destination name, address and port, client, user, group, listener, HTTP method, path, scheme, header; blocks private destinations",
 		New:         New,
 	})
 }
@@ -107,14 +107,14 @@ var (
 func (p *ACL) Name() string { return p.name }
 
 // RestrictsClients implements plugins.ClientRestrictor: with default deny
-// and a client or user condition on every allow rule, a client nobody
-// listed cannot use the proxy.
+// and a client, user or group condition on every allow rule, a client
+// nobody listed cannot use the proxy.
 func (p *ACL) RestrictsClients() bool {
 	if p.def != Deny {
 		return false
 	}
 	for _, r := range p.rules {
-		if r.action == Allow && r.m.Client == nil && len(r.m.User) == 0 {
+		if r.action == Allow && r.m.Client == nil && len(r.m.User) == 0 && len(r.m.Group) == 0 {
 			return false
 		}
 	}
@@ -189,7 +189,7 @@ func (p *ACL) query(s *plugins.Session) (match.Query, error) {
 	if err != nil {
 		return match.Query{}, err
 	}
-	q := match.Query{Host: host, Port: port, Client: clientAddr(s.Client), User: s.User, Listener: s.Listener}
+	q := match.Query{Host: host, Port: port, Client: clientAddr(s.Client), User: s.User, Groups: s.Groups, Listener: s.Listener}
 	if a, ok := match.ParseLiteral(host); ok {
 		q.IP = a.Unmap().WithZone("")
 	}
@@ -309,6 +309,9 @@ func (p *ACL) fields(ev *zerolog.Event, s *plugins.Session, by string, a netip.A
 	ev = ev.Str("plugin", p.name).Str("client", addrString(s.Client)).Str("target", s.Target)
 	if s.User != "" {
 		ev = ev.Str("user", s.User)
+	}
+	if len(s.Groups) > 0 {
+		ev = ev.Strs("groups", s.Groups)
 	}
 	if a.IsValid() {
 		ev = ev.Stringer("addr", a)

@@ -45,6 +45,10 @@ type RuleConfig struct {
 	// User lists authenticated user names, compared exactly. Requests
 	// without a user do not match.
 	User []string `toml:"user"`
+	// Group lists groups of the authenticated user, compared exactly (the
+	// groups the authenticating plugin gave, such as auth's groups_file).
+	// Requests without a user do not match.
+	Group []match.Group `toml:"group"`
 	// Domain lists destination name patterns: "example.com" (the name),
 	// "*.example.com" (names under it, not example.com), ".example.com"
 	// (the name and names under it). IP literal destinations never match.
@@ -150,7 +154,7 @@ func build(env plugins.Env, cfg Config) (*ACL, error) {
 
 // compile turns a decoded rule into a match.Rule, loading its domain file.
 func compile(env plugins.Env, rc RuleConfig) (*match.Rule, error) {
-	r := &match.Rule{User: rc.User, Listener: rc.Listener, Port: rc.Port}
+	r := &match.Rule{User: rc.User, Group: rc.Group, Listener: rc.Listener, Port: rc.Port}
 	if len(rc.Client) > 0 {
 		r.Client = newPrefixes(rc.Client)
 	}

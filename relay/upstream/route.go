@@ -35,7 +35,7 @@ func (u *Table) Route(ctx context.Context, s *plugins.Session, resolveTimeout ti
 		return "", nil, fmt.Errorf("route: target %q: %w", s.Target, err)
 	}
 	port, _ := strconv.ParseUint(portStr, 10, 16)
-	q := match.Query{Host: host, Port: uint16(port), Client: s.ClientIP(), User: s.User, Listener: s.Listener}
+	q := match.Query{Host: host, Port: uint16(port), Client: s.ClientIP(), User: s.User, Groups: s.Groups, Listener: s.Listener}
 	resolved := false
 	for _, r := range u.routes {
 		res := r.rule.Eval(q)

@@ -2,7 +2,7 @@
 // destination name (exact, "*.sub" wildcards, ".domain" with subdomains,
 // or a set loaded from a file of a million names), destination address
 // (CIDRs, IPv4 and IPv6), destination port (ports and ranges), client
-// address, user and listener. The acl plugin builds its allow/deny rules
+// address, user, the user's groups and listener. The acl plugin builds its allow/deny rules
 // from it, and [[route]] match lists are meant to.
 //
 //	r, err := match.Compile(match.Spec{
@@ -53,6 +53,8 @@ type Query struct {
 	Client netip.Addr
 	// User is the authenticated user name, empty when none.
 	User string
+	// Groups are the authenticated user's groups.
+	Groups []string
 	// Listener is the name of the listener that accepted the client.
 	Listener string
 }
@@ -94,6 +96,9 @@ type Rule struct {
 	// User: the authenticated user is one of these (exact match). A request
 	// without a user does not match.
 	User []string
+	// Group: the authenticated user is in one of these groups (exact
+	// match). A request without a user does not match.
+	Group []Group
 	// Listener: the request came through one of these listeners.
 	Listener []string
 	// Port: the destination port is in one of the ranges.
@@ -127,6 +132,9 @@ func (r *Rule) Eval(q Query) Result {
 		return No
 	}
 	if len(r.User) > 0 && (q.User == "" || !slices.Contains(r.User, q.User)) {
+		return No
+	}
+	if len(r.Group) > 0 && (q.User == "" || !inGroups(r.Group, q.Groups)) {
 		return No
 	}
 	if r.Client != nil && !r.Client.Contains(q.Client) {
