@@ -15,11 +15,15 @@
 //	[plugin.users]                  # inline users, with or without a file
 //	alice = "$2y$10$..."            # bcrypt, from htpasswd -nB alice
 //	dev = "plain:secret"            # plain text: tests and development only
+//	groups_file = "/etc/ferry/groups"  # lines "group: user1 user2" (Apache's AuthGroupFile)
+//	[plugin.groups]                 # inline groups, with or without a file
+//	admins = ["alice"]
 //
 // Passwords are bcrypt hashes ($2y$, $2a$, $2b$); other hash types in the
 // file are errors naming the file and line. The server extracts the
 // credentials, answers 407 or the SOCKS5 failure, and sets Session.User;
-// this package only says yes or no.
+// this package only says yes or no, and on yes gives the user's groups
+// (Session.Groups) for acl rules and routes.
 //
 // A success is cached (an HMAC of user, password and hash, never the
 // password) so a known user pays bcrypt once rather than per connection.
@@ -33,11 +37,13 @@
 // its attempts are refused before the cache or any bcrypt until the
 // lockout ends; lockouts double up to max_lockout. At most
 // max_concurrent_checks bcrypt checks run at once (default GOMAXPROCS);
-// cached logins never wait for them. The file is polled by a service and
-// swapped in whole when it parses; a bad file keeps the users before it.
+// cached logins never wait for them. The files are polled by a service
+// and swapped in whole when they parse; a bad file keeps the users or
+// groups before it.
 //
 // The package does not lock accounts (only addresses), and does not
-// authorize: every known user may use every target the listener allows.
+// authorize: every known user may use every target the listener allows,
+// unless an acl or a [[route]] decides by user or group.
 package auth
 
 import (
@@ -48,7 +54,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"runtime"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -113,6 +118,13 @@ type Config struct {
 	// are checked. Default 2s; at least 100ms; "0s" never re-reads it. Only
 	// with Htpasswd.
 	ReloadInterval *units.Duration `toml:"reload_interval"`
+	// GroupsFile is a file of "group: user1 user2" lines, Apache's
+	// AuthGroupFile format (see parseGroups). Optional; re-read on change
+	// like Htpasswd. Relative paths are from the config file's directory.
+	GroupsFile string `toml:"groups_file"`
+	// Groups maps group names to their users, with or without GroupsFile:
+	// a user's groups are those of both.
+	Groups map[string][]string `toml:"groups"`
 
 	// MaxFailures is how many failed logins a client address (an IPv6
 	// /64) may have within FailureWindow before it is locked out. Default
@@ -138,8 +150,10 @@ type Plugin struct {
 	name   string
 	realm  string
 	log    zerolog.Logger
-	path   string           // htpasswd file; empty: inline users only
 	inline map[string]entry // never changed after New
+	// inlineGroups are the config's groups (user -> groups); never
+	// changed after New.
+	inlineGroups groupSet
 
 	users atomic.Pointer[table]
 	cache *cache
@@ -154,10 +168,13 @@ type Plugin struct {
 	counts   counters
 
 	// mu serializes reloads and guards what they keep between runs.
-	mu      sync.Mutex
-	seen    fileState     // the file as last read, good or bad
-	settle  time.Duration // leave a file this recently modified for later
-	lastErr string        // the last reload error logged, to log it once
+	mu         sync.Mutex
+	htpasswd   *watched         // nil: inline users only
+	groupsFile *watched         // nil: inline groups only
+	fileUsers  map[string]entry // the htpasswd file's last good users
+	fileGroups groupSet         // the groups file's last good groups
+	settle     time.Duration    // leave a file this recently modified for later
+	lastErr    string           // the last reload error logged, to log it once
 
 	dmu     sync.Mutex
 	dummies map[int][]byte // dummy hash per bcrypt cost, made once each
@@ -186,12 +203,16 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		return nil, plugins.Errorf("realm", "use printable ASCII only")
 	case len(cfg.Users) == 0 && cfg.Htpasswd == "":
 		return nil, plugins.Errorf("users", "none given; set users, htpasswd, or both")
-	case cfg.ReloadInterval != nil && cfg.Htpasswd == "":
-		return nil, plugins.Errorf("reload_interval", "only applies with htpasswd")
+	case cfg.ReloadInterval != nil && cfg.Htpasswd == "" && cfg.GroupsFile == "":
+		return nil, plugins.Errorf("reload_interval", "only applies with htpasswd or groups_file")
 	case every != 0 && every < minReloadInterval:
 		return nil, plugins.Errorf("reload_interval", "must be at least %v, or \"0s\" to never reload", minReloadInterval)
 	}
 	inline, err := parseInline(cfg.Users)
+	if err != nil {
+		return nil, err
+	}
+	inlineGroups, err := parseInlineGroups(cfg.Groups)
 	if err != nil {
 		return nil, err
 	}
@@ -203,26 +224,22 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		name:     env.Name,
 		realm:    cfg.Realm,
 		log:      env.Log,
-		path:     env.Path(cfg.Htpasswd),
 		inline:   inline,
+		htpasswd: watch(env.Path(cfg.Htpasswd)),
 		cache:    newCache(cacheSize),
 		compare:  bcrypt.CompareHashAndPassword,
 		sleep:    sleepCtx,
 		throttle: th,
 		slots:    make(chan struct{}, slots),
 		dummies:  make(map[int][]byte),
+
+		inlineGroups: inlineGroups,
+		groupsFile:   watch(env.Path(cfg.GroupsFile)),
 	}
-	if p.path == "" {
-		t, err := p.newTable(inline)
-		if err != nil {
-			return nil, err
-		}
-		p.users.Store(t)
-	} else {
-		// At start the file is read as it is: there are no users to keep.
-		if _, err := p.reload(); err != nil {
-			return nil, plugins.KeyErr("htpasswd", err)
-		}
+	if err := p.load(); err != nil {
+		return nil, err
+	}
+	if p.htpasswd != nil || p.groupsFile != nil {
 		p.settle = settleDelay
 		if every > 0 && env.Services != nil {
 			// Instance names are unique, so each instance has its own.
@@ -252,43 +269,6 @@ func (p *Plugin) Name() string { return p.name }
 // Realm implements plugins.Realmer.
 func (p *Plugin) Realm() string { return p.realm }
 
-// limits reads the throttle settings: the failure table (nil when
-// max_failures is 0) and the number of bcrypt checks that may run at once.
-func limits(cfg Config) (*throttle, int, error) {
-	fails, window, lockout, maxLockout := defaultMaxFailures, defaultFailureWindow, defaultLockout, defaultMaxLockout
-	if cfg.MaxFailures != nil {
-		fails = *cfg.MaxFailures
-	}
-	if cfg.FailureWindow != nil {
-		window = cfg.FailureWindow.D()
-	}
-	if cfg.Lockout != nil {
-		lockout = cfg.Lockout.D()
-	}
-	if cfg.MaxLockout != nil {
-		maxLockout = cfg.MaxLockout.D()
-	}
-	slots := runtime.GOMAXPROCS(0)
-	if cfg.MaxConcurrentChecks != nil {
-		slots = *cfg.MaxConcurrentChecks
-	}
-	switch {
-	case fails < 0:
-		return nil, 0, plugins.Errorf("max_failures", "must be 0 (never lock out) or more")
-	case window <= 0:
-		return nil, 0, plugins.Errorf("failure_window", "must be more than 0s")
-	case lockout <= 0:
-		return nil, 0, plugins.Errorf("lockout", "must be more than 0s")
-	case maxLockout < lockout:
-		return nil, 0, plugins.Errorf("max_lockout", "must be at least lockout (%v)", lockout)
-	case slots < 1:
-		return nil, 0, plugins.Errorf("max_concurrent_checks", "must be at least 1")
-	case slots > 1024:
-		return nil, 0, plugins.Errorf("max_concurrent_checks", "must be at most 1024")
-	}
-	return newThrottle(fails, window, lockout, maxLockout), slots, nil
-}
-
 // The reasons a check fails, for the log; the client is told neither.
 var (
 	errUnknownUser   = errors.New("unknown user")
@@ -316,6 +296,7 @@ func (p *Plugin) Authenticate(ctx context.Context, s *plugins.Session, user, pas
 	}
 	l, locked, err := p.checkFrom(ctx, ip, user, password)
 	if err == nil {
+		s.Groups = p.users.Load().groups[user]
 		return nil
 	}
 	switch err {

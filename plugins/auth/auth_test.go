@@ -474,7 +474,7 @@ func TestReloadUnchangedFileIsNotRead(t *testing.T) {
 	}
 	p.poll() // sees the new time, reads, finds the same content
 	p.mu.Lock()
-	before := p.seen
+	before := p.htpasswd.seen
 	p.mu.Unlock()
 	if before.racy {
 		t.Fatal("an hour-old file is marked racy")

@@ -3,6 +3,7 @@ package auth
 import (
 	"context"
 	"crypto/sha256"
+	"errors"
 	"fmt"
 	"os"
 	"time"
@@ -22,7 +23,7 @@ const racyWindow = 2 * time.Second
 // later poll, so the users never briefly become what a partial file says.
 const settleDelay = 100 * time.Millisecond
 
-// fileState is what the last read of the htpasswd file saw.
+// fileState is what the last read of a watched file saw.
 type fileState struct {
 	read bool // false until the first read
 	mod  time.Time
@@ -31,78 +32,148 @@ type fileState struct {
 	racy bool     // mod was within racyWindow of the read
 }
 
-// reload reads the htpasswd file if it changed since the last read and,
-// when it parses, swaps in its users (with the inline ones) and drops the
-// cached checks of users whose hash changed or who are gone. On any error
-// the users stay as they were. It reports whether the users changed.
-//
-// A file that stays bad is reported once, not at every poll: its content
-// is remembered like a good one's, so it is only parsed again once it has
-// changed.
-func (p *Plugin) reload() (changed bool, err error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	fi, err := os.Stat(p.path)
+// watched is a file the plugin reads users or groups from, with what its
+// last read saw. Its methods run under Plugin.mu.
+type watched struct {
+	path string
+	seen fileState // the file as last read, good or bad
+}
+
+// changed reads the file if it changed since the last read: its content,
+// or nil when it did not change (same modification time and size, or the
+// same content) or may be half written (modified within settle, or
+// changed while it was read). A file that stays bad is reported once,
+// not at every poll: its content is remembered like a good one's, so
+// that it is parsed again only once it has changed.
+func (w *watched) changed(settle time.Duration) ([]byte, error) {
+	fi, err := os.Stat(w.path)
 	if err != nil {
-		return false, err // names the path
+		return nil, err // names the path
 	}
 	if !fi.Mode().IsRegular() {
-		return false, fmt.Errorf("%s: not a regular file", p.path)
+		return nil, fmt.Errorf("%s: not a regular file", w.path)
 	}
-	prev := p.seen
+	prev := w.seen
 	if prev.read && !prev.racy && fi.ModTime().Equal(prev.mod) && fi.Size() == prev.size {
-		return false, nil
+		return nil, nil
 	}
-	if age := time.Since(fi.ModTime()); age >= 0 && age < p.settle {
-		return false, nil
+	if age := time.Since(fi.ModTime()); age >= 0 && age < settle {
+		return nil, nil
 	}
 	// Stat before reading: a write between the two leaves a newer file
 	// than the state says, which the next poll reads again.
-	data, err := safefile.ReadFile(p.path, safefile.MaxList)
+	data, err := safefile.ReadFile(w.path, safefile.MaxList)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
 	// A write that began after the stat (a truncate, then the new
 	// content) may have been read half done: if the file is not what the
 	// stat saw, this poll applies nothing and a later one reads it whole.
-	if after, err := os.Stat(p.path); err != nil || !after.ModTime().Equal(fi.ModTime()) ||
+	if after, err := os.Stat(w.path); err != nil || !after.ModTime().Equal(fi.ModTime()) ||
 		after.Size() != fi.Size() || int64(len(data)) != fi.Size() {
-		return false, nil
+		return nil, nil
 	}
-	p.seen = fileState{
+	w.seen = fileState{
 		read: true,
 		mod:  fi.ModTime(),
 		size: fi.Size(),
 		sum:  sha256.Sum256(data),
 		racy: time.Since(fi.ModTime()) < racyWindow,
 	}
-	if prev.read && p.seen.sum == prev.sum {
+	if prev.read && w.seen.sum == prev.sum {
+		return nil, nil
+	}
+	if data == nil {
+		data = []byte{} // an empty file is a change too
+	}
+	return data, nil
+}
+
+// reload reads the htpasswd and groups files that changed since the last
+// read and, when they parse, swaps in the users and groups they give
+// (with the inline ones) and drops the cached checks of users whose hash
+// changed or who are gone. A file with an error leaves what it gave
+// before as it was; the other file still applies. It reports whether
+// the users or groups changed.
+func (p *Plugin) reload() (changed bool, err error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	users, uerr := p.readUsers()
+	groups, gerr := p.readGroups()
+	if users || groups {
+		if err := p.publish(); err != nil {
+			return false, err
+		}
+	}
+	return users || groups, errors.Join(uerr, gerr)
+}
+
+// readUsers reads the htpasswd file if it changed and keeps its users
+// when they parse and do not clash with the inline ones.
+func (p *Plugin) readUsers() (bool, error) {
+	if p.htpasswd == nil {
 		return false, nil
 	}
-	users, err := parseHtpasswd(p.path, data)
+	data, err := p.htpasswd.changed(p.settle)
+	if data == nil || err != nil {
+		return false, err
+	}
+	users, err := parseHtpasswd(p.htpasswd.path, data)
 	if err == nil {
-		users, err = merge(p.inline, users)
+		_, err = merge(p.inline, users)
 	}
 	if err != nil {
 		return false, err
+	}
+	p.fileUsers = users
+	return true, nil
+}
+
+// readGroups reads the groups file if it changed and keeps its groups
+// when it parses.
+func (p *Plugin) readGroups() (bool, error) {
+	if p.groupsFile == nil {
+		return false, nil
+	}
+	data, err := p.groupsFile.changed(p.settle)
+	if data == nil || err != nil {
+		return false, err
+	}
+	groups, err := parseGroups(p.groupsFile.path, data)
+	if err != nil {
+		return false, err
+	}
+	p.fileGroups = groups
+	return true, nil
+}
+
+// publish swaps in a table of the inline users and groups and the files'
+// last good ones, and drops the cached checks of users whose hash changed
+// or who are gone.
+func (p *Plugin) publish() error {
+	users, err := merge(p.inline, p.fileUsers)
+	if err != nil {
+		return err // checked when the file was read
 	}
 	t, err := p.newTable(users)
 	if err != nil {
-		return false, err
+		return err
 	}
+	t.groups = joinGroups(p.inlineGroups, p.fileGroups)
 	p.users.Store(t)
 	p.cache.retain(func(user string) ([]byte, bool) {
 		e, ok := t.users[user]
 		return e.hash, ok
 	})
-	return true, nil
+	return nil
 }
 
 // poll runs reload and logs what happened: each new error once, at error
 // level, and each change of users at info.
 func (p *Plugin) poll() {
 	changed, err := p.reload()
-	n := len(p.users.Load().users)
+	t := p.users.Load()
+	n, g := len(t.users), len(t.groups)
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	switch {
@@ -113,13 +184,14 @@ func (p *Plugin) poll() {
 		}
 	case changed:
 		p.lastErr = ""
-		p.log.Info().Str("file", p.path).Int("users", n).Msg("users reloaded")
+		p.log.Info().Int("users_in_groups", g).Int("users", n).Msg("users reloaded")
 	default:
 		p.lastErr = ""
 	}
 }
 
-// poller is the service that polls the htpasswd file of one instance.
+// poller is the service that polls the htpasswd and groups files of one
+// instance.
 // The server starts it before the listeners open and stops it after the
 // last channel has ended.
 type poller struct {

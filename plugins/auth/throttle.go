@@ -3,8 +3,11 @@ package auth
 import (
 	"container/list"
 	"net/netip"
+	"runtime"
 	"sync"
 	"time"
+
+	"ferry/plugins"
 )
 
 // maxTracked bounds the client addresses the throttle remembers: 21 MiB
@@ -229,4 +232,41 @@ func (t *throttle) len() int {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return t.lru.Len()
+}
+
+// limits reads the throttle settings: the failure table (nil when
+// max_failures is 0) and the number of bcrypt checks that may run at once.
+func limits(cfg Config) (*throttle, int, error) {
+	fails, window, lockout, maxLockout := defaultMaxFailures, defaultFailureWindow, defaultLockout, defaultMaxLockout
+	if cfg.MaxFailures != nil {
+		fails = *cfg.MaxFailures
+	}
+	if cfg.FailureWindow != nil {
+		window = cfg.FailureWindow.D()
+	}
+	if cfg.Lockout != nil {
+		lockout = cfg.Lockout.D()
+	}
+	if cfg.MaxLockout != nil {
+		maxLockout = cfg.MaxLockout.D()
+	}
+	slots := runtime.GOMAXPROCS(0)
+	if cfg.MaxConcurrentChecks != nil {
+		slots = *cfg.MaxConcurrentChecks
+	}
+	switch {
+	case fails < 0:
+		return nil, 0, plugins.Errorf("max_failures", "must be 0 (never lock out) or more")
+	case window <= 0:
+		return nil, 0, plugins.Errorf("failure_window", "must be more than 0s")
+	case lockout <= 0:
+		return nil, 0, plugins.Errorf("lockout", "must be more than 0s")
+	case maxLockout < lockout:
+		return nil, 0, plugins.Errorf("max_lockout", "must be at least lockout (%v)", lockout)
+	case slots < 1:
+		return nil, 0, plugins.Errorf("max_concurrent_checks", "must be at least 1")
+	case slots > 1024:
+		return nil, 0, plugins.Errorf("max_concurrent_checks", "must be at most 1024")
+	}
+	return newThrottle(fails, window, lockout, maxLockout), slots, nil
 }

@@ -39,6 +39,8 @@ type table struct {
 	// (asleep) to the dummy's time.
 	dummy     []byte
 	dummyCost int
+	// groups are each user's groups, sorted; sessions share the slices.
+	groups groupSet
 }
 
 // parseInline checks the users table of the config. Errors name the key,
