@@ -96,6 +96,9 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 	if s.User != "" {
 		ev = ev.Str("user", s.User)
 	}
+	if s.SourceAddr.IsValid() {
+		ev = ev.Str("source", s.SourceAddr.String())
+	}
 	if s.Intercepted != "" {
 		ev = ev.Str("mitm", s.Intercepted)
 	}
