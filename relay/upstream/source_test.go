@@ -261,3 +261,20 @@ func buildTable(t *testing.T, src string) *Table {
 	}
 	return ups
 }
+
+// BenchmarkStickyPick is the cost a sticky pick adds to a session's
+// routing, for a pool of 4 and of MaxSourceAddresses addresses.
+func BenchmarkStickyPick(b *testing.B) {
+	for _, n := range []int{4, config.MaxSourceAddresses} {
+		addrs := make([]netip.Addr, n)
+		for i := range addrs {
+			addrs[i] = netip.AddrFrom4([4]byte{127, 0, byte(i >> 8), byte(i)})
+		}
+		p := newSourcePool(addrs, config.SourceSticky)
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			for b.Loop() {
+				p.pick("user:alice")
+			}
+		})
+	}
+}
