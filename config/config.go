@@ -21,6 +21,7 @@ package config
 import (
 	"crypto/x509"
 	"fmt"
+	"net/netip"
 	"strings"
 	"time"
 
@@ -295,6 +296,22 @@ type Route struct {
 	Upstream string `toml:"upstream"`
 	// Reject refuses matching requests (HTTP 403, SOCKS not allowed).
 	Reject bool `toml:"reject"`
+	// SourceAddress is the local address that dials for matching
+	// requests leave from: an address ("192.0.2.10"), or an array of
+	// them that SourceStrategy picks from for each session. It binds a
+	// direct dial and the first hop to an upstream proxy. Every address
+	// must be assigned to this host (anything in 127.0.0.0/8 and ::1
+	// counts) and an array holds one family. A string or an array, so it
+	// is decoded as any and checked by Load (see Sources). Default
+	// empty: the kernel picks.
+	SourceAddress any `toml:"source_address"`
+	// SourceStrategy picks from a source_address array: "sticky" (the
+	// same user, or without one the same client address, keeps the same
+	// address while it stays in the array), "random" or "round-robin".
+	// Default sticky; only with an array.
+	SourceStrategy string `toml:"source_strategy"`
+	// Sources is SourceAddress parsed by Load; nil when unset.
+	Sources []netip.Addr `toml:"-"`
 
 	// Rule is the compiled condition, set by Load.
 	Rule *match.Rule `toml:"-"`

@@ -236,6 +236,7 @@ func (l *loader) routes(rs []Route, upstreams map[string]int) {
 			}
 		}
 	}
+	l.routeSources(rs)
 }
 
 // routeRule compiles a route's conditions; nil when an entry is bad,

@@ -58,6 +58,11 @@ type Session struct {
 	// target's resolved address, or the first upstream proxy's), set once
 	// the dial succeeded; nil before.
 	UpstreamAddr net.Addr
+	// SourceAddr is the local address the dial leaves from, chosen by the
+	// matching route's source_address (for an upstream, the address of
+	// the first hop); the zero Addr when the kernel picks. A Connector
+	// may set it; a route's choice applies only when none did.
+	SourceAddr netip.Addr
 	// Request is the client's HTTP request (CONNECT or plain) with its
 	// original headers, nil for SOCKS and tcp. Connectors may read it (for
 	// example Proxy-Authorization); the body must not be touched. For

@@ -373,13 +373,16 @@ func (h *conn) admit(ctx context.Context, s *plugins.Session) error {
 		}
 		return nil
 	}
-	name, pinned, err := h.l.gen.ups.Route(ctx, s, h.l.set.DialTimeout)
+	c, err := h.l.gen.ups.Choose(ctx, s, h.l.set.DialTimeout)
 	if err != nil {
 		return err
 	}
-	s.Upstream = name
-	if len(pinned) > 0 {
-		s.SetValue(pinnedKey{}, pinnedAddrs{target: s.Target, ips: pinned})
+	s.Upstream = c.Upstream
+	if !s.SourceAddr.IsValid() {
+		s.SourceAddr = c.Source
+	}
+	if len(c.Pinned) > 0 {
+		s.SetValue(pinnedKey{}, pinnedAddrs{target: s.Target, ips: c.Pinned})
 	}
 	return nil
 }
@@ -408,7 +411,7 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *u
 	} else {
 		return nil, nil, fmt.Errorf("no upstream %q", s.Upstream)
 	}
-	info := &upstream.DialInfo{Refuse: h.l.refuseDst}
+	info := &upstream.DialInfo{Refuse: h.l.refuseDst, Source: s.SourceAddr}
 	if h.l.gen.ups.SendsHeader() {
 		info.ProxyHeader = h.clientHeader()
 	}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"net/url"
 	"strings"
 	"time"
@@ -27,6 +28,7 @@ type httpForwarder struct {
 	upTarget string
 	upVia    string
 	upUser   string
+	upSource netip.Addr // the local address it was bound to
 	upInfo   *upstream.DialInfo
 }
 
@@ -137,7 +139,8 @@ func (f *httpForwarder) upstreamFor(s *plugins.Session) (net.Conn, bool, plugins
 	if err := f.h.admit(f.h.l.srv.hardCtx, s); err != nil {
 		return nil, false, plugins.CodeOf(err), err
 	}
-	if f.up != nil && f.upTarget == s.Target && f.upVia == s.Upstream && f.upUser == s.User && f.idleAlive() {
+	if f.up != nil && f.upTarget == s.Target && f.upVia == s.Upstream && f.upUser == s.User &&
+		f.upSource == s.SourceAddr && f.idleAlive() {
 		// A reused connection skips the dial, not the dial checks: rules
 		// on destination addresses still see where it goes.
 		if ta, ok := f.up.RemoteAddr().(*net.TCPAddr); ok && f.h.l.chain.HasDialCheckers() && f.upInfo.Path() == "" {
@@ -175,7 +178,7 @@ func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error)
 	f.upRC = &rollingConn{Conn: up}
 	f.upRC.d.Store(int64(h.l.set.IdleTimeout))
 	f.upBr = h.l.getReader(f.upRC)
-	f.upTarget, f.upVia, f.upUser = s.Target, s.Upstream, s.User
+	f.upTarget, f.upVia, f.upUser, f.upSource = s.Target, s.Upstream, s.User, s.SourceAddr
 	return up, 0, nil
 }
 

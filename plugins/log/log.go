@@ -99,6 +99,9 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 	if len(s.Groups) > 0 {
 		ev = ev.Strs("groups", s.Groups)
 	}
+	if s.SourceAddr.IsValid() {
+		ev = ev.Str("source", s.SourceAddr.String())
+	}
 	if s.Intercepted != "" {
 		ev = ev.Str("mitm", s.Intercepted)
 	}

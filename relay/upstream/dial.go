@@ -29,6 +29,10 @@ func DialCode(err error) plugins.Code {
 	if errors.As(err, &ue) {
 		return ue.Code
 	}
+	var se *SourceError
+	if errors.As(err, &se) {
+		return plugins.CodeGeneral // ferry's fault, not the target's
+	}
 	var dnsErr *net.DNSError
 	switch {
 	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, os.ErrDeadlineExceeded):

@@ -33,6 +33,13 @@ type DialInfo struct {
 	// resolving again, so what was matched is what is dialed.
 	Pinned     []netip.Addr
 	PinnedHost string
+	// Source, if valid, is the local address the dial leaves from (a
+	// route's source_address): a direct dial to the target, or the first
+	// hop to an upstream proxy; the hops beyond are the proxies'. A
+	// target of the other address family is skipped: a name's other
+	// addresses are tried, and an address literal fails with
+	// ErrSourceFamily.
+	Source netip.Addr
 
 	mu       sync.Mutex
 	hops     []string

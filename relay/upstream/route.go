@@ -20,23 +20,46 @@ type route struct {
 	rule     *match.Rule
 	upstream string // "direct" or an [[upstream]]; empty with reject
 	reject   bool
+	source   *sourcePool // nil: the kernel picks the local address
 }
 
-// Route picks the session's upstream by the first route that matches it,
-// "direct" when none does. A route on destination addresses resolves a
-// name destination (once per session, within resolveTimeout); the
-// addresses are returned so a direct dial goes where the route decided.
+// Choice is what the routes decided for a session.
+type Choice struct {
+	// Upstream is "direct" or an [[upstream]].
+	Upstream string
+	// Pinned are the addresses a route on destination addresses resolved
+	// the target to, for the direct dial to use.
+	Pinned []netip.Addr
+	// Source is the local address to dial from (the route's
+	// source_address); the zero Addr lets the kernel pick.
+	Source netip.Addr
+}
+
+// Route is Choose without the source address, for callers that bind no
+// dial (SOCKS5 UDP).
 func (u *Table) Route(ctx context.Context, s *plugins.Session, resolveTimeout time.Duration) (name string, pinned []netip.Addr, err error) {
+	c, err := u.Choose(ctx, s, resolveTimeout)
+	return c.Upstream, c.Pinned, err
+}
+
+// Choose picks the session's upstream by the first route that matches
+// it, "direct" when none does, and the local address the route's
+// source_address gives the session. A route on destination addresses
+// resolves a name destination (once per session, within resolveTimeout);
+// the addresses are returned so a direct dial goes where the route
+// decided.
+func (u *Table) Choose(ctx context.Context, s *plugins.Session, resolveTimeout time.Duration) (Choice, error) {
 	if len(u.routes) == 0 {
-		return config.Direct, nil, nil
+		return Choice{Upstream: config.Direct}, nil
 	}
 	host, portStr, err := net.SplitHostPort(s.Target)
 	if err != nil {
-		return "", nil, fmt.Errorf("route: target %q: %w", s.Target, err)
+		return Choice{}, fmt.Errorf("route: target %q: %w", s.Target, err)
 	}
 	port, _ := strconv.ParseUint(portStr, 10, 16)
 	q := match.Query{Host: host, Port: uint16(port), Client: s.ClientIP(), User: s.User, Groups: s.Groups, Listener: s.Listener}
 	resolved := false
+	var pinned []netip.Addr
 	for _, r := range u.routes {
 		res := r.rule.Eval(q)
 		if res == match.NeedIP {
@@ -66,9 +89,9 @@ func (u *Table) Route(ctx context.Context, s *plugins.Session, resolveTimeout ti
 			continue
 		}
 		if r.reject {
-			return "", nil, &plugins.RejectError{Code: plugins.CodeForbidden, Msg: fmt.Sprintf("rejected by route[%d]", r.idx)}
+			return Choice{}, &plugins.RejectError{Code: plugins.CodeForbidden, Msg: fmt.Sprintf("rejected by route[%d]", r.idx)}
 		}
-		return r.upstream, pinned, nil
+		return Choice{Upstream: r.upstream, Pinned: pinned, Source: r.source.pick(stickyKey(s.User, q.Client))}, nil
 	}
-	return config.Direct, pinned, nil
+	return Choice{Upstream: config.Direct, Pinned: pinned}, nil
 }

@@ -24,10 +24,13 @@ import (
 // and the health checks that mark them up or down. Build makes it; Start
 // and Stop run its health checks.
 type Table struct {
-	nodes  map[string]*Node          // by name, "direct" included
-	gates  map[string]*throttle.Gate // failure log lines, per upstream
-	routes []route
-	checks []healthCheck
+	nodes map[string]*Node          // by name, "direct" included
+	gates map[string]*throttle.Gate // failure log lines, per upstream
+	// sourceLog rate-limits the warnings of dials that could not leave
+	// from a route's source address.
+	sourceLog throttle.Gate
+	routes    []route
+	checks    []healthCheck
 	// sendsHeader: some upstream sends a PROXY header, so dials carry the
 	// client's.
 	sendsHeader bool
@@ -48,6 +51,8 @@ func Build(cfg *config.Config, log zerolog.Logger) (*Table, error) {
 			nodes: map[string]*Node{config.Direct: {Name: config.Direct, Dialer: DirectTarget()}},
 			gates: map[string]*throttle.Gate{},
 			udp:   map[string]udpRoute{},
+
+			sourceLog: throttle.Gate{Period: time.Second},
 		},
 		byName: map[string]*config.Upstream{},
 		limit:  len(cfg.Upstreams),
@@ -68,7 +73,8 @@ func Build(cfg *config.Config, log zerolog.Logger) (*Table, error) {
 		if r.Rule == nil {
 			return nil, fmt.Errorf("route[%d]: not compiled", i) // Load compiles every route
 		}
-		b.t.routes = append(b.t.routes, route{idx: i, rule: r.Rule, upstream: r.Upstream, reject: r.Reject})
+		b.t.routes = append(b.t.routes, route{idx: i, rule: r.Rule, upstream: r.Upstream, reject: r.Reject,
+			source: newSourcePool(r.Sources, r.SourceStrategy)})
 	}
 	return b.t, nil
 }
@@ -208,6 +214,9 @@ func (u *Table) SendsHeader() bool { return u.sendsHeader }
 // A parent refusing ferry's credentials is a configuration error worth a
 // warning of its own.
 func (u *Table) LogFailure(s *plugins.Session, err error) {
+	if u.logSourceFailure(s, err) {
+		return
+	}
 	var ue *Error
 	if !errors.As(err, &ue) || ue.Stage == StageTarget {
 		return
@@ -232,6 +241,26 @@ func (u *Table) LogFailure(s *plugins.Session, err error) {
 	default:
 		ev.Msg("upstream " + string(ue.Stage) + " failed")
 	}
+}
+
+// logSourceFailure logs a dial that could not leave from its source
+// address, at most a line a second: the address left the host, or a
+// target has no address of its family. It reports whether err was one.
+func (u *Table) logSourceFailure(s *plugins.Session, err error) bool {
+	var se *SourceError
+	if !errors.As(err, &se) {
+		return false
+	}
+	ok, suppressed := u.sourceLog.Pass(time.Now())
+	if !ok {
+		return true
+	}
+	ev := s.Log.Warn().Str("source", se.Source.String()).Str("upstream", s.Upstream).Str("target", s.Target).Err(se.Err)
+	if suppressed > 0 {
+		ev = ev.Int("suppressed", suppressed)
+	}
+	ev.Msg("dial from source address failed")
+	return true
 }
 
 // Status is an upstream's state, for metrics and the admin API.
