@@ -99,7 +99,7 @@ func (ft *flowTunnel) newSession() *plugins.Session {
 		ID: id, Parent: t.ID, Listener: t.Listener,
 		Client: t.Client, Peer: t.Peer, ProxyHeader: t.ProxyHeader,
 		Protocol: "http", Target: t.Target, User: t.User, Groups: t.Groups,
-		Upstream: t.Upstream, UpstreamPath: t.UpstreamPath, UpstreamAddr: t.UpstreamAddr,
+		Upstream: t.Upstream, UpstreamPath: t.UpstreamPath, UpstreamAddr: t.UpstreamAddr, SourceAddr: t.SourceAddr,
 		Intercepted: t.Intercepted,
 		Log:         ft.l.log.Hook(idHook(id)),
 	}

@@ -176,7 +176,7 @@ func (a *association) route(ctx context.Context, target string) (string, []netip
 		return a.fixed, nil, nil
 	}
 	view := &plugins.Session{ID: a.s.ID, Listener: a.s.Listener, Client: a.s.Client, Peer: a.s.Peer,
-		Protocol: a.s.Protocol, Target: target, User: a.s.User, Log: a.s.Log}
+		Protocol: a.s.Protocol, Target: target, User: a.s.User, Groups: a.s.Groups, Log: a.s.Log}
 	return a.l.gen.ups.Route(ctx, view, min(udpResolveTimeout, a.l.set.DialTimeout))
 }
 

@@ -241,10 +241,20 @@ func TestSOCKS5UDPAdmin(t *testing.T) {
 		ID, Protocol string
 		Up, Down     int64
 	}
-	_, body := adminRequest(t, adminAddr, "GET", "/channels")
-	if err := json.Unmarshal(body, &chans); err != nil || len(chans) != 1 || chans[0].Protocol != "socks5-udp" ||
-		chans[0].Up != 6 || chans[0].Down != 6 {
-		t.Fatalf("/channels: got %s (%v), want one socks5-udp channel with 6 bytes each way", body, err)
+	// The relay counts a datagram after sending it: the client may read
+	// the echo before the count, so the listing is polled (bounded).
+	var body []byte
+	for deadline := time.Now().Add(5 * time.Second); ; {
+		_, body = adminRequest(t, adminAddr, "GET", "/channels")
+		err := json.Unmarshal(body, &chans)
+		ok := err == nil && len(chans) == 1 && chans[0].Protocol == "socks5-udp" && chans[0].Up == 6 && chans[0].Down == 6
+		if ok {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("/channels: got %s (%v), want one socks5-udp channel with 6 bytes each way", body, err)
+		}
+		time.Sleep(20 * time.Millisecond)
 	}
 	if code, _ := adminRequest(t, adminAddr, "DELETE", "/channels/"+chans[0].ID); code != 200 {
 		t.Fatalf("DELETE: got %d, want 200", code)

@@ -114,7 +114,7 @@ func (b *builder) node(name string, depth int) (*Node, error) {
 		}
 	}
 	b.t.nodes[name] = n
-	b.t.gates[name] = new(throttle.Gate)
+	b.t.gates[name] = &throttle.Gate{Period: time.Second} // at most a line a second each
 	parent, uerr := udpParent(uc)
 	b.t.udp[name] = udpRoute{parent: parent, err: uerr}
 	if hc := uc.HealthCheck; hc != nil {
