@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"sync"
 	"time"
@@ -24,6 +25,8 @@ type generation struct {
 	cfg       *config.Config
 	services  *plugins.Services
 	instances []plugins.Plugin
+	// byName are the instances by their [[plugin]] name.
+	byName    map[string]plugins.Plugin
 	listeners []*frontend
 	ups       *upstream.Table
 	conns     sync.WaitGroup
@@ -71,6 +74,7 @@ func (s *Server) build(cfg *config.Config) (*generation, error) {
 	for i, p := range instances {
 		byName[names[i]] = p
 	}
+	g.byName = byName
 	for i := range cfg.Listeners {
 		lc := cfg.Listeners[i]
 		var ps []plugins.Plugin
@@ -85,6 +89,50 @@ func (s *Server) build(cfg *config.Config) (*generation, error) {
 		g.listeners = append(g.listeners, newFrontend(s, g, lc, cfg.Effective(&lc), plugins.NewChain(ps)))
 	}
 	return g, nil
+}
+
+// carryState lets each instance of g that implements plugins.Carrier
+// adopt the state of old's instance of the same name, type and settings
+// (see plugins.Carrier). It runs on a reload, before g serves anyone.
+func carryState(old, g *generation) {
+	if old == nil {
+		return
+	}
+	oldDir, dir := configDir(old.cfg.File), configDir(g.cfg.File)
+	for i := range g.cfg.Plugins {
+		pc := &g.cfg.Plugins[i]
+		c, ok := g.byName[pc.Name].(plugins.Carrier)
+		if !ok {
+			continue
+		}
+		prev := old.pluginConfig(pc.Name)
+		if prev == nil || prev.Type != pc.Type || oldDir != dir || !sameSettings(prev, pc) {
+			continue
+		}
+		if p, ok := old.byName[pc.Name]; ok {
+			c.CarryFrom(p)
+		}
+	}
+}
+
+// pluginConfig returns the [[plugin]] table of g named name, or nil.
+func (g *generation) pluginConfig(name string) *config.PluginConfig {
+	for i := range g.cfg.Plugins {
+		if g.cfg.Plugins[i].Name == name {
+			return &g.cfg.Plugins[i]
+		}
+	}
+	return nil
+}
+
+// sameSettings reports whether two [[plugin]] tables decode to the same
+// values; a table that does not decode is never the same.
+func sameSettings(a, b *config.PluginConfig) bool {
+	var va, vb map[string]any
+	if a.Decode(&va) != nil || b.Decode(&vb) != nil {
+		return false
+	}
+	return reflect.DeepEqual(va, vb)
 }
 
 // buildPlugins creates every [[plugin]] instance of cfg. It goes on past a

@@ -191,6 +191,7 @@ func (s *Server) Reload(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
+	carryState(s.gen, g)
 	if err := g.services.Start(s.hardCtx); err != nil {
 		g.close()
 		return err

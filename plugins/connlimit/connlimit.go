@@ -15,7 +15,9 @@
 // once per warnEvery. OnClose gives back what OnConnect counted, and only
 // that: it also runs for channels that an earlier plugin, or this one,
 // refused. Counters live in the instance, so listeners that share it share
-// the limits, and a counter that drops to zero is deleted.
+// the limits, and a counter that drops to zero is deleted. A reload that
+// keeps the instance's name and settings carries the counters over (see
+// CarryFrom); one that changes them starts afresh.
 //
 // The package does not limit connections per listener (max_connections
 // does), does not group IPv6 clients by prefix, and, since every plain
@@ -68,15 +70,30 @@ type Plugin struct {
 	perUser   int
 	now       func() time.Time
 
+	// counts is the table of open channels; a reload may replace it, in
+	// CarryFrom, with the previous instance's before any channel comes.
+	counts *counts
+	warn   throttle.Gate
+}
+
+// counts are the open channels per client address and per user. An
+// instance and its successors after reloads share one (see CarryFrom), so
+// that a channel of the old configuration closing after the reload gives
+// back to the table the new instance checks.
+type counts struct {
 	mu      sync.Mutex
 	clients map[netip.Addr]int
 	users   map[string]int
-	warn    throttle.Gate
+}
+
+func newCounts() *counts {
+	return &counts{clients: make(map[netip.Addr]int), users: make(map[string]int)}
 }
 
 var (
 	_ plugins.Connector = (*Plugin)(nil)
 	_ plugins.Closer    = (*Plugin)(nil)
+	_ plugins.Carrier   = (*Plugin)(nil)
 )
 
 // New builds an instance from its config table.
@@ -99,14 +116,26 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		perClient: cfg.PerClient,
 		perUser:   cfg.PerUser,
 		now:       time.Now,
-		clients:   make(map[netip.Addr]int),
-		users:     make(map[string]int),
+		counts:    newCounts(),
 		warn:      throttle.Gate{Period: warnEvery},
 	}, nil
 }
 
 // Name implements plugins.Plugin.
 func (p *Plugin) Name() string { return p.name }
+
+// CarryFrom implements plugins.Carrier: the instance adopts old's counts
+// table, so that a reload does not reset anyone's open channels. ferry
+// calls it only when the settings are unchanged; it checks the limits
+// anyway and keeps its own, empty, table when old is not a connlimit
+// with the same limits.
+func (p *Plugin) CarryFrom(old plugins.Plugin) {
+	o, ok := old.(*Plugin)
+	if !ok || o == p || o.perClient != p.perClient || o.perUser != p.perUser {
+		return
+	}
+	p.counts = o.counts
+}
 
 // countedKey keys what an instance counted for a channel; the instance is
 // part of it so that two connlimit instances on one listener keep apart.
@@ -115,6 +144,7 @@ type countedKey struct{ p *Plugin }
 // counted is what OnConnect counted, for OnClose to give back exactly
 // that, whatever later plugins do to the session.
 type counted struct {
+	in     *counts    // the table counted in
 	client netip.Addr // invalid: not counted per client
 	user   string
 	byUser bool
@@ -127,7 +157,7 @@ func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
 	if s.Value(key) != nil {
 		return nil // the instance is listed twice: count the channel once
 	}
-	var c counted
+	c := counted{in: p.counts}
 	if p.perClient > 0 {
 		c.client, _ = clientAddr(s.Client)
 	}
@@ -146,27 +176,29 @@ func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
 	return nil
 }
 
-// take counts c in both scopes, or in neither when one is full.
+// take counts c in both scopes of its table, or in neither when one is
+// full.
 func (p *Plugin) take(c counted) error {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if c.client.IsValid() && p.clients[c.client] >= p.perClient {
+	t := c.in
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c.client.IsValid() && t.clients[c.client] >= p.perClient {
 		return fmt.Errorf("client %s has %d channels open, the limit", c.client, p.perClient)
 	}
-	if c.byUser && p.users[c.user] >= p.perUser {
+	if c.byUser && t.users[c.user] >= p.perUser {
 		return fmt.Errorf("user %s has %d channels open, the limit", c.user, p.perUser)
 	}
 	if c.client.IsValid() {
-		p.clients[c.client]++
+		t.clients[c.client]++
 	}
 	if c.byUser {
-		p.users[c.user]++
+		t.users[c.user]++
 	}
 	return nil
 }
 
 // OnClose implements plugins.Closer: it gives back what OnConnect counted
-// for the channel, if anything.
+// for the channel, if anything, to the table it counted in.
 func (p *Plugin) OnClose(s *plugins.Session, _ plugins.Stats) {
 	key := countedKey{p}
 	c, _ := s.Value(key).(*counted)
@@ -174,25 +206,27 @@ func (p *Plugin) OnClose(s *plugins.Session, _ plugins.Stats) {
 		return
 	}
 	s.SetValue(key, nil)
-	p.mu.Lock()
-	defer p.mu.Unlock()
+	t := c.in
+	t.mu.Lock()
+	defer t.mu.Unlock()
 	if c.client.IsValid() {
-		if p.clients[c.client]--; p.clients[c.client] <= 0 {
-			delete(p.clients, c.client)
+		if t.clients[c.client]--; t.clients[c.client] <= 0 {
+			delete(t.clients, c.client)
 		}
 	}
 	if c.byUser {
-		if p.users[c.user]--; p.users[c.user] <= 0 {
-			delete(p.users, c.user)
+		if t.users[c.user]--; t.users[c.user] <= 0 {
+			delete(t.users, c.user)
 		}
 	}
 }
 
 // open returns the channels counted for a client address and a user.
 func (p *Plugin) open(client netip.Addr, user string) (int, int) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.clients[client], p.users[user]
+	t := p.counts
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.clients[client], t.users[user]
 }
 
 // clientAddr is the IP address of a client address (see

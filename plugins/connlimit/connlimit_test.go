@@ -180,8 +180,8 @@ func TestLimits(t *testing.T) {
 					p.OnClose(s, plugins.Stats{})
 				}
 			}
-			if len(p.clients) != 0 || len(p.users) != 0 {
-				t.Errorf("after closing everything: got %v and %v, want empty maps", p.clients, p.users)
+			if len(p.counts.clients) != 0 || len(p.counts.users) != 0 {
+				t.Errorf("after closing everything: got %v and %v, want empty maps", p.counts.clients, p.counts.users)
 			}
 		})
 	}
@@ -204,8 +204,8 @@ func TestRejectedEarlier(t *testing.T) {
 	held.User = "mallory"
 	p.OnClose(held, plugins.Stats{})
 	p.OnClose(held, plugins.Stats{}) // a second OnClose is ignored
-	if len(p.clients) != 0 || len(p.users) != 0 {
-		t.Fatalf("got %v and %v, want empty maps", p.clients, p.users)
+	if len(p.counts.clients) != 0 || len(p.counts.users) != 0 {
+		t.Fatalf("got %v and %v, want empty maps", p.counts.clients, p.counts.users)
 	}
 }
 
@@ -230,8 +230,8 @@ func TestTwoInstances(t *testing.T) {
 	for _, p := range []*Plugin{b, b, a} {
 		p.OnClose(s, plugins.Stats{})
 	}
-	if len(a.clients) != 0 || len(b.clients) != 0 {
-		t.Errorf("got %v and %v, want empty maps", a.clients, b.clients)
+	if len(a.counts.clients) != 0 || len(b.counts.clients) != 0 {
+		t.Errorf("got %v and %v, want empty maps", a.counts.clients, b.counts.clients)
 	}
 }
 
@@ -300,7 +300,76 @@ func TestConcurrent(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if len(p.clients) != 0 || len(p.users) != 0 {
-		t.Errorf("got %v and %v, want empty maps", p.clients, p.users)
+	if len(p.counts.clients) != 0 || len(p.counts.users) != 0 {
+		t.Errorf("got %v and %v, want empty maps", p.counts.clients, p.counts.users)
+	}
+}
+
+// otherPlugin is a plugin of another type, for CarryFrom.
+type otherPlugin struct{}
+
+func (otherPlugin) Name() string { return "limits" }
+
+// TestCarryFrom: a reload's new instance with the same limits adopts the
+// old one's counts, shared: a client at its limit stays refused, and a
+// channel of the old instance closing after the reload makes room in the
+// new one. With other limits, or from another type, it starts afresh.
+func TestCarryFrom(t *testing.T) {
+	tests := []struct {
+		name    string
+		newOpts string
+		old     func(p *Plugin) plugins.Plugin // what CarryFrom gets
+		carried bool
+	}{
+		{name: "same limits", newOpts: "per_client = 2", carried: true},
+		{name: "same limits, other layout", newOpts: "per_client   =   2 # still two", carried: true},
+		{name: "other limit", newOpts: "per_client = 3"},
+		{name: "per_user added", newOpts: "per_client = 2\nper_user = 5"},
+		{name: "another type", newOpts: "per_client = 2", old: func(*Plugin) plugins.Plugin { return otherPlugin{} }},
+		{name: "itself", newOpts: "per_client = 2", old: func(p *Plugin) plugins.Plugin { return p }},
+	}
+	ip := netip.MustParseAddr("192.0.2.1")
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			old := mustLoad(t, "per_client = 2", zerolog.Nop())
+			held := []*plugins.Session{session("192.0.2.1:1", ""), session("192.0.2.1:2", "")}
+			for _, s := range held {
+				if err := old.OnConnect(context.Background(), s); err != nil {
+					t.Fatal(err)
+				}
+			}
+			p := mustLoad(t, tt.newOpts, zerolog.Nop())
+			var from plugins.Plugin = old
+			if tt.old != nil {
+				from = tt.old(p)
+			}
+			p.CarryFrom(from)
+			want := 0
+			if tt.carried {
+				want = 2
+			}
+			if got, _ := p.open(ip, ""); got != want {
+				t.Fatalf("after CarryFrom: new instance counts %d, want %d", got, want)
+			}
+			s := session("192.0.2.1:3", "")
+			err := p.OnConnect(context.Background(), s)
+			if tt.carried != (err != nil) {
+				t.Fatalf("client at the limit after CarryFrom: got error %v, want one: %v", err, tt.carried)
+			}
+			p.OnClose(s, plugins.Stats{})
+			// An old channel ends after the reload, through the old instance.
+			old.OnClose(held[0], plugins.Stats{})
+			if got, _ := p.open(ip, ""); got != want/2 {
+				t.Fatalf("after an old channel closed: new instance counts %d, want %d", got, want/2)
+			}
+			if err := p.OnConnect(context.Background(), s); err != nil {
+				t.Fatalf("after an old channel closed: %v", err)
+			}
+			p.OnClose(s, plugins.Stats{})
+			old.OnClose(held[1], plugins.Stats{})
+			if len(p.counts.clients) != 0 || len(old.counts.clients) != 0 {
+				t.Errorf("after closing everything: got %v and %v, want empty maps", p.counts.clients, old.counts.clients)
+			}
+		})
 	}
 }
