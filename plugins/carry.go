@@ -17,7 +17,9 @@ package plugins
 // until they end, and its OnClose runs for them: the state must therefore
 // be shared between the two instances, not copied, so that a channel
 // closing after the reload gives back to the table the new instance
-// checks. CarryFrom runs once, before the new instance sees any channel;
+// checks. The old instance's Close (io.Closer) runs once its last channel
+// has ended, while the new instance goes on with the shared state: it
+// must not tear that state down. CarryFrom runs once, before the new instance sees any channel;
 // old may be of another Go type (a plugin must check), and CarryFrom must
 // leave the new instance working on its own state when it cannot adopt
 // old's.

@@ -84,3 +84,36 @@ func TestReloadKeepsConnlimit(t *testing.T) {
 		})
 	}
 }
+
+// TestReloadKeepsRatelimit: a client that used up its new-connection rate
+// stays refused across a reload that keeps ratelimit's settings; one that
+// changes them starts afresh.
+func TestReloadKeepsRatelimit(t *testing.T) {
+	t.Parallel()
+	const limit = "type = \"ratelimit\"\nnew_connections = { per_client = 2, interval = \"1h\" }"
+	tests := []struct {
+		name, after string
+		want        string // the next CONNECT after the reload
+	}{
+		{name: "same settings", after: "# reloaded\n" + limit, want: "403"},
+		{name: "changed rate", after: "type = \"ratelimit\"\nnew_connections = { per_client = 3, interval = \"1h\" }", want: "200"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			f := startFerry(t, pluginConfig(limit), nil)
+			target := newEchoTarget(t)
+			for i, want := range []string{"200", "200", "403"} {
+				if got := ask(t, f.addr, target.Addr, askCONNECT); got != want {
+					t.Fatalf("CONNECT %d before the reload: got %s, want %s", i+1, got, want)
+				}
+			}
+			writeFile(t, f.cmd.Args[len(f.cmd.Args)-1], pluginConfig(tt.after)(f.addr))
+			f.send(t, syscall.SIGHUP)
+			f.waitLine(t, "configuration reloaded", nil)
+			if got := ask(t, f.addr, target.Addr, askCONNECT); got != tt.want {
+				t.Errorf("CONNECT after the reload: got %s, want %s", got, tt.want)
+			}
+		})
+	}
+}

@@ -18,7 +18,9 @@
 // so at rates far below buffer_size per second data arrives in lumps.
 // Shared limiters (client, user) are created on first use and forgotten
 // once no channel uses them and they have refilled, so the tables stay as
-// small as the set of recently active clients and users.
+// small as the set of recently active clients and users. A reload that
+// keeps the instance's name and settings carries the shared tables over
+// (see CarryFrom); one that changes them starts afresh.
 //
 // A wait ends as soon as the channel ends: it sleeps on a timer and on
 // the channel's context (Session.Context), which the relay cancels when
@@ -125,6 +127,8 @@ type Plugin struct {
 	clients, users *table
 	conns          *table
 	up, down       bool // some scope limits that direction
+	// limits are the resolved settings, for CarryFrom to compare.
+	limits limits
 
 	now func() time.Time
 	// sleep waits for a duration or until the context ends; tests
@@ -139,7 +143,16 @@ var (
 	_ plugins.Reader       = (*Plugin)(nil)
 	_ plugins.Writer       = (*Plugin)(nil)
 	_ plugins.DataDirector = (*Plugin)(nil)
+	_ plugins.Carrier      = (*Plugin)(nil)
 )
+
+// limits are an instance's resolved settings: two instances with equal
+// limits make equal buckets, so one may adopt the other's tables.
+type limits struct {
+	channel, client, user rates
+	connRate              rate.Limit
+	connBurst             int
+}
 
 // New builds an instance from its config table.
 func New(env plugins.Env) (plugins.Plugin, error) {
@@ -171,6 +184,7 @@ func build(name string, cfg Config) (*Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
+	p.limits = limits{channel: p.channel, client: client, user: user}
 	if client.any() {
 		p.clients = newTable(client.newBucket)
 	}
@@ -200,6 +214,7 @@ func build(name string, cfg Config) (*Plugin, error) {
 			burst = *nc.Burst
 		}
 		limit := rate.Limit(float64(nc.PerClient) / interval.Seconds())
+		p.limits.connRate, p.limits.connBurst = limit, burst
 		p.conns = newTable(func() *bucket { return &bucket{conn: rate.NewLimiter(limit, burst)} })
 	}
 	p.up = p.channel.up > 0 || client.up > 0 || user.up > 0
@@ -260,6 +275,22 @@ func (r rates) newBucket() *bucket {
 
 // Name implements plugins.Plugin.
 func (p *Plugin) Name() string { return p.name }
+
+// CarryFrom implements plugins.Carrier: the instance adopts old's shared
+// tables (client, user and new-connection buckets), so that a reload
+// neither refills a client's buckets nor resets its new-connection rate.
+// The tables are shared: channels of the old instance keep drawing from,
+// and releasing, the same buckets. ferry calls it only when the settings
+// are unchanged; it checks the resolved limits anyway and keeps its own
+// tables when old is not a ratelimit with the same limits. Per-channel
+// limiters are the channel's own and end with it.
+func (p *Plugin) CarryFrom(old plugins.Plugin) {
+	o, ok := old.(*Plugin)
+	if !ok || o == p || o.limits != p.limits {
+		return
+	}
+	p.clients, p.users, p.conns = o.clients, o.users, o.conns
+}
 
 // DataDirections implements plugins.DataDirector: the directions some
 // scope limits.
