@@ -326,9 +326,11 @@ func (p *Plugin) Authenticate(ctx context.Context, s *plugins.Session, user, pas
 	case context.Canceled, context.DeadlineExceeded:
 		return refusal() // the client left while its login waited
 	default:
-		if !errors.Is(err, errBackend) { // counted as backend_errors
-			p.counts.failures.Add(1)
+		if errors.Is(err, errBackend) { // counted as backend_errors
+			p.logOutage(s, user, err, "auth service failed: login refused")
+			return refusal()
 		}
+		p.counts.failures.Add(1)
 	}
 	ev := p.log.Warn()
 	if s.ID != "" { // a session not yet numbered has no id to give

@@ -64,17 +64,17 @@ type HTTPConfig struct {
 
 // remote is the state of the http backend.
 type remote struct {
-	url       string
-	client    *http.Client
-	timeout   time.Duration
-	ttl, neg  time.Duration
-	grace     time.Duration // 0: refuse on backend errors
-	upstreams map[string]bool
-	slots     chan struct{} // a token per call in flight
-	results   *results
-	flights   *flights
-	lastGrace atomic.Int64 // unix nanoseconds of the last grace log line
-	now       func() time.Time
+	url        string
+	client     *http.Client
+	timeout    time.Duration
+	ttl, neg   time.Duration
+	grace      time.Duration // 0: refuse on backend errors
+	upstreams  map[string]bool
+	slots      chan struct{} // a token per call in flight
+	results    *results
+	flights    *flights
+	lastOutage atomic.Int64 // unix nanoseconds of the last outage log line
+	now        func() time.Time
 
 	umu    sync.Mutex
 	byUser map[string]string // user -> upstream of the last allow

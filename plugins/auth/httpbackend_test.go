@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"encoding/pem"
@@ -410,4 +411,25 @@ func BenchmarkHTTPCached(b *testing.B) {
 		}
 	})
 	b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "logins/s")
+}
+
+// TestHTTPOutageLog: while the service fails, one line a second is
+// logged, not one per login; the password never is.
+func TestHTTPOutageLog(t *testing.T) {
+	svc := newService(t, false, func(w http.ResponseWriter, _ request) { http.Error(w, "down", 500) })
+	h, _ := mustHTTP(t, svc.URL, "")
+	var logs bytes.Buffer
+	h.log = zerolog.New(&lockedWriter{w: &logs})
+	for i := range 20 {
+		if err := h.Authenticate(context.Background(), httpSession(), "alice", fmt.Sprint("secret-", i)); err == nil {
+			t.Fatal("admitted while the service fails")
+		}
+	}
+	out := logs.String()
+	if n := strings.Count(out, `"message":"auth service failed`); n != 1 || strings.Contains(out, "secret-") {
+		t.Errorf("%d outage lines, want 1 (and no password): %s", n, out)
+	}
+	if c := h.Counts(); c.BackendErrors != 20 || c.Calls != 20 || c.Failures != 0 {
+		t.Errorf("counts %+v", c)
+	}
 }

@@ -83,14 +83,16 @@ func (f *flights) do(ctx context.Context, k [32]byte, fn func(context.Context) (
 			return result{}, ctx.Err()
 		}
 	}
-	fl := &flight{done: make(chan struct{})}
+	fl := &flight{done: make(chan struct{}), err: errBackend}
 	f.m[k] = fl
 	f.mu.Unlock()
+	defer func() { // even if fn panics, the waiters are let go
+		f.mu.Lock()
+		delete(f.m, k)
+		f.mu.Unlock()
+		close(fl.done)
+	}()
 	fl.res, fl.err = fn(context.WithoutCancel(ctx))
-	f.mu.Lock()
-	delete(f.m, k)
-	f.mu.Unlock()
-	close(fl.done)
 	return fl.res, fl.err
 }
 
@@ -192,22 +194,23 @@ func (p *Plugin) checkRemote(ctx context.Context, s *plugins.Session, ip netip.A
 	p.counts.backendErrors.Add(1)
 	if r.grace > 0 && ok && cached.allow && r.now().Sub(cached.at) < r.grace {
 		p.counts.grace.Add(1)
-		p.logGrace(s, user, err)
+		p.logOutage(s, user, err, "auth service failed: login admitted on grace")
 		r.admit(s, user, cached)
 		return lock{}, false, nil
 	}
 	return lock{}, false, err
 }
 
-// logGrace logs a login admitted on grace, at most once a second.
-func (p *Plugin) logGrace(s *plugins.Session, user string, err error) {
+// logOutage logs a login the service failed, at most once a second
+// over all logins: an outage must not flood the log.
+func (p *Plugin) logOutage(s *plugins.Session, user string, err error, msg string) {
 	now := p.remote.now().UnixNano()
-	last := p.remote.lastGrace.Load()
-	if now-last < int64(time.Second) || !p.remote.lastGrace.CompareAndSwap(last, now) {
+	last := p.remote.lastOutage.Load()
+	if now-last < int64(time.Second) || !p.remote.lastOutage.CompareAndSwap(last, now) {
 		return
 	}
 	p.log.Warn().Str("client", addrString(s.Client)).Str("user", clip(user)).Str("reason", err.Error()).
-		Uint64("grace_logins", p.counts.grace.Load()).Msg("auth service failed: login admitted on grace")
+		Uint64("backend_errors", p.counts.backendErrors.Load()).Uint64("grace_logins", p.counts.grace.Load()).Msg(msg)
 }
 
 // stopRemote closes the idle connections to the service when the server
