@@ -129,8 +129,6 @@ func newRemote(env plugins.Env, cfg Config) (*remote, error) {
 	switch {
 	case r.timeout <= 0:
 		return nil, plugins.Errorf("timeout", "must be more than 0s")
-	case r.ttl < 0 || r.neg < 0:
-		return nil, plugins.Errorf("cache_ttl", "must not be negative")
 	case n < 1 || n > 1024:
 		return nil, plugins.Errorf("max_concurrent", "must be 1 to 1024")
 	}

@@ -129,6 +129,7 @@ func TestHTTPConfigErrors(t *testing.T) {
 		{"grace without policy", "https://auth.example/", "grace_period = \"1m\"\n", "grace_period: only applies with"},
 		{"zero timeout", "https://auth.example/", "timeout = \"0s\"\n", "timeout: must be more than 0s"},
 		{"zero concurrency", "https://auth.example/", "max_concurrent = 0\n", "max_concurrent: must be 1 to 1024"},
+		{"negative ttl", "https://auth.example/", "negative_cache_ttl = \"-1s\"\n", `negative_cache_ttl: invalid duration "-1s": must not be negative`},
 		{"missing ca", "https://auth.example/", "ca_file = \"/nonexistent/ca.pem\"\n", "ca_file: open /nonexistent/ca.pem"},
 	}
 	for _, tt := range tests {
