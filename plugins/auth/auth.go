@@ -41,6 +41,9 @@
 // and swapped in whole when they parse; a bad file keeps the users or
 // groups before it.
 //
+// With backend = "http" a service the operator runs answers instead, by
+// JSON over HTTPS, with the user's groups and upstream (httpbackend.go).
+//
 // The package does not lock accounts (only addresses), and does not
 // authorize: every known user may use every target the listener allows,
 // unless an acl or a [[route]] decides by user or group.
@@ -69,7 +72,7 @@ import (
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "auth",
-		Description: "requires a user name and password (HTTP Basic, SOCKS5); users inline or in an htpasswd file",
+		Description: "requires a user name and password (HTTP Basic, SOCKS5); users inline, in an htpasswd file or checked by an HTTP service",
 		New:         New,
 	})
 }
@@ -143,6 +146,9 @@ type Config struct {
 	// all clients of the instance. Default GOMAXPROCS (the CPUs ferry
 	// uses); at least 1.
 	MaxConcurrentChecks *int `toml:"max_concurrent_checks"`
+
+	// HTTPConfig asks a service instead (httpbackend.go).
+	HTTPConfig
 }
 
 // Plugin checks credentials. Safe for concurrent use.
@@ -166,6 +172,7 @@ type Plugin struct {
 	throttle *throttle     // nil: failures are not counted
 	slots    chan struct{} // a token per bcrypt check running
 	counts   counters
+	remote   *remote // backend = "http"; nil for htpasswd
 
 	// mu serializes reloads and guards what they keep between runs.
 	mu         sync.Mutex
@@ -191,6 +198,16 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	cfg := Config{Realm: defaultRealm}
 	if err := env.Decode(&cfg); err != nil {
 		return nil, err
+	}
+	switch cfg.Backend {
+	case "http":
+		return newHTTP(env, cfg)
+	case "", "htpasswd":
+	default:
+		return nil, plugins.Errorf("backend", "want \"htpasswd\" or \"http\", not %q", cfg.Backend)
+	}
+	if cfg.HTTPConfig.set() {
+		return nil, plugins.Errorf("backend", "url and the other http settings need backend = \"http\"")
 	}
 	every := defaultReloadInterval
 	if cfg.ReloadInterval != nil {
@@ -294,9 +311,8 @@ func (p *Plugin) Authenticate(ctx context.Context, s *plugins.Session, user, pas
 		p.sleep(ctx, throttledDelay)
 		return refusal()
 	}
-	l, locked, err := p.checkFrom(ctx, ip, user, password)
+	l, locked, err := p.verify(ctx, s, ip, user, password)
 	if err == nil {
-		s.Groups = p.users.Load().groups[user]
 		return nil
 	}
 	switch err {
@@ -307,7 +323,13 @@ func (p *Plugin) Authenticate(ctx context.Context, s *plugins.Session, user, pas
 		return refusal()
 	case errBusy:
 		p.counts.busy.Add(1)
+	case context.Canceled, context.DeadlineExceeded:
+		return refusal() // the client left while its login waited
 	default:
+		if errors.Is(err, errBackend) { // counted as backend_errors
+			p.logOutage(s, user, err, "auth service failed: login refused")
+			return refusal()
+		}
 		p.counts.failures.Add(1)
 	}
 	ev := p.log.Warn()
@@ -322,6 +344,18 @@ func (p *Plugin) Authenticate(ctx context.Context, s *plugins.Session, user, pas
 			Dur("lockout", l.d).Int("refused_before", l.refused).Msg("client locked out after failed logins")
 	}
 	return refusal()
+}
+
+// verify checks with the backend and on success gives s the groups.
+func (p *Plugin) verify(ctx context.Context, s *plugins.Session, ip netip.Addr, user, password string) (lock, bool, error) {
+	if p.remote != nil {
+		return p.checkRemote(ctx, s, ip, user, password)
+	}
+	l, locked, err := p.checkFrom(ctx, ip, user, password)
+	if err == nil {
+		s.Groups = p.users.Load().groups[user]
+	}
+	return l, locked, err
 }
 
 // refusal is what every refused client is told.
@@ -357,11 +391,8 @@ func (p *Plugin) checkFrom(ctx context.Context, ip netip.Addr, user, password st
 
 	// A bcrypt check is needed: the throttle first, so that a locked-out
 	// address or one with its budget in flight costs none.
-	switch p.throttle.begin(ip) {
-	case lockedOut:
-		return lock{}, false, errLockedOut
-	case tooMany:
-		return lock{}, false, errTooMany
+	if err := refused(p.throttle.begin(ip)); err != nil {
+		return lock{}, false, err
 	}
 	failed := true
 	defer func() { l, locked = p.throttle.end(ip, failed) }()

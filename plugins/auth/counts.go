@@ -14,10 +14,15 @@ type Counts struct {
 	Busy      uint64 // refusals after waiting maxCheckWait for a check slot
 	Lockouts  uint64 // addresses locked out
 	Tracked   int    // client addresses with failures remembered now
+
+	Calls         uint64 // calls to the auth service (backend "http")
+	BackendErrors uint64 // logins the service failed to answer
+	Grace         uint64 // logins admitted on grace while it failed
 }
 
 type counters struct {
 	checks, failures, throttled, busy, lockouts atomic.Uint64
+	calls, backendErrors, grace                 atomic.Uint64
 }
 
 // Counts reports the instance's counters.
@@ -29,6 +34,10 @@ func (p *Plugin) Counts() Counts {
 		Busy:      p.counts.busy.Load(),
 		Lockouts:  p.counts.lockouts.Load(),
 		Tracked:   p.throttle.len(),
+
+		Calls:         p.counts.calls.Load(),
+		BackendErrors: p.counts.backendErrors.Load(),
+		Grace:         p.counts.grace.Load(),
 	}
 }
 
@@ -38,5 +47,6 @@ var _ plugins.Counter = (*Plugin)(nil)
 func (p *Plugin) Counters() map[string]uint64 {
 	c := p.Counts()
 	return map[string]uint64{"checks": c.Checks, "failures": c.Failures, "throttled": c.Throttled,
-		"busy": c.Busy, "lockouts": c.Lockouts}
+		"busy": c.Busy, "lockouts": c.Lockouts, "calls": c.Calls, "backend_errors": c.BackendErrors,
+		"grace": c.Grace}
 }

@@ -270,3 +270,15 @@ func limits(cfg Config) (*throttle, int, error) {
 	}
 	return newThrottle(fails, window, lockout, maxLockout), slots, nil
 }
+
+// refused is the error of a verdict that refuses a check: nil for one
+// that lets it run.
+func refused(v verdict) error {
+	switch v {
+	case lockedOut:
+		return errLockedOut
+	case tooMany:
+		return errTooMany
+	}
+	return nil
+}
