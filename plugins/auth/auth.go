@@ -57,7 +57,6 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -213,17 +212,8 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	if cfg.ReloadInterval != nil {
 		every = cfg.ReloadInterval.D()
 	}
-	switch {
-	case cfg.Realm == "":
-		return nil, plugins.Errorf("realm", "must not be empty")
-	case strings.ContainsFunc(cfg.Realm, func(r rune) bool { return r < 0x20 || r > 0x7e }):
-		return nil, plugins.Errorf("realm", "use printable ASCII only")
-	case len(cfg.Users) == 0 && cfg.Htpasswd == "":
-		return nil, plugins.Errorf("users", "none given; set users, htpasswd, or both")
-	case cfg.ReloadInterval != nil && cfg.Htpasswd == "" && cfg.GroupsFile == "":
-		return nil, plugins.Errorf("reload_interval", "only applies with htpasswd or groups_file")
-	case every != 0 && every < minReloadInterval:
-		return nil, plugins.Errorf("reload_interval", "must be at least %v, or \"0s\" to never reload", minReloadInterval)
+	if err := checkHtpasswdConfig(cfg, every); err != nil {
+		return nil, err
 	}
 	inline, err := parseInline(cfg.Users)
 	if err != nil {
@@ -256,27 +246,10 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	if err := p.load(); err != nil {
 		return nil, err
 	}
-	if p.htpasswd != nil || p.groupsFile != nil {
-		p.settle = settleDelay
-		if every > 0 && env.Services != nil {
-			// Instance names are unique, so each instance has its own.
-			_, err := env.Services.Provide("auth-reload:"+env.Name, func() (plugins.Service, error) {
-				return &poller{p: p, every: every}, nil
-			})
-			if err != nil {
-				return nil, err
-			}
-		}
+	if err := p.startReload(env, every); err != nil {
+		return nil, err
 	}
-	var plain []string
-	for name, e := range inline {
-		if e.plain != nil {
-			plain = append(plain, name)
-		}
-	}
-	if len(plain) > 0 {
-		p.log.Warn().Strs("users", plain).Msg("plain text passwords in the config: for tests and development only")
-	}
+	p.warnPlain()
 	return p, nil
 }
 
