@@ -129,6 +129,11 @@ func TestAuthHTTP(t *testing.T) {
 			t.Fatalf("access line: want upstream %s, groups %q: %v", want, groups, l)
 		}
 	}
+	// The parent logs a channel when it ends: let the kept-alive
+	// connections go (the clients', then ferry's to the parent).
+	for _, c := range clients {
+		c.CloseIdleConnections()
+	}
 	accessLines(t, parent, target, 1)
 
 	// A SOCKS5 login of alice goes through the parent too.
