@@ -48,8 +48,12 @@ func (hc *h2Conn) serveConnect(w http.ResponseWriter, r *http.Request) {
 	s.Status = http.StatusOK
 	w.WriteHeader(http.StatusOK)
 	if err := sc.rc.Flush(); err != nil {
-		up.Close()
-		st.Reason, st.Err = plugins.ReasonClientClosed, fmt.Errorf("reply to client: %w", err)
+		// The stream is gone before the tunnel started: the client
+		// reset it (RST_STREAM) or lost its connection. Either way the
+		// target gets a reset too, as a reset in the tunnel would give
+		// it (RFC 9113 section 8.5).
+		relay.Abort(up)
+		st.Reason, st.Err = plugins.ReasonClientReset, fmt.Errorf("reply to client: %w", err)
 		h.l.finish(s, st)
 		return
 	}
