@@ -71,14 +71,7 @@ upstream = "g"
 `
 
 func TestRoutes(t *testing.T) {
-	cfg, err := config.Parse("routes.toml", []byte(routesTOML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ups, err := Build(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ups := buildRoutes(t, routesTOML)
 	tests := []struct {
 		name, target, client, user, listener string
 		want                                 string // upstream, or "reject"
@@ -168,4 +161,18 @@ upstream = "a"
 	if _, _, err := ups.Route(context.Background(), s, 5*time.Second); err == nil {
 		t.Fatal("127.0.0.1 not rejected by 0.0.0.0/0")
 	}
+}
+
+// buildRoutes builds the Table of a routes config for the route tests.
+func buildRoutes(t *testing.T, toml string) *Table {
+	t.Helper()
+	cfg, err := config.Parse("routes.toml", []byte(toml))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ups, err := Build(cfg, zerolog.Nop())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ups
 }

@@ -7,9 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
-	"ferry/config"
 	"ferry/plugins"
 )
 
@@ -42,14 +39,7 @@ upstream = "staffproxy"
 // groups, ANDed with the route's other conditions; a session without a
 // user matches no group route, whatever groups it carries.
 func TestRouteGroups(t *testing.T) {
-	cfg, err := config.Parse("routes.toml", []byte(groupRoutesTOML))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ups, err := Build(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
+	ups := buildRoutes(t, groupRoutesTOML)
 	tests := []struct {
 		name, target, user string
 		groups             []string
