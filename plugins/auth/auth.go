@@ -146,7 +146,9 @@ type Config struct {
 	// uses); at least 1.
 	MaxConcurrentChecks *int `toml:"max_concurrent_checks"`
 
-	// HTTPConfig asks a service instead (httpbackend.go).
+	// RemoteConfig chooses the backend, and bounds and caches a remote
+	// one (remote.go); HTTPConfig asks a service (httpbackend.go).
+	RemoteConfig
 	HTTPConfig
 }
 
@@ -205,8 +207,8 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	default:
 		return nil, plugins.Errorf("backend", "want \"htpasswd\" or \"http\", not %q", cfg.Backend)
 	}
-	if cfg.HTTPConfig.set() {
-		return nil, plugins.Errorf("backend", "url and the other http settings need backend = \"http\"")
+	if cfg.RemoteConfig.set() || cfg.URL != "" || cfg.CAFile != "" {
+		return nil, plugins.Errorf("backend", "url and the other remote settings need backend = \"http\"")
 	}
 	every := defaultReloadInterval
 	if cfg.ReloadInterval != nil {
@@ -300,7 +302,7 @@ func (p *Plugin) Authenticate(ctx context.Context, s *plugins.Session, user, pas
 		return refusal() // the client left while its login waited
 	default:
 		if errors.Is(err, errBackend) { // counted as backend_errors
-			p.logOutage(s, user, err, "auth service failed: login refused")
+			p.logOutage(s, user, err, "auth backend failed: login refused")
 			return refusal()
 		}
 		p.counts.failures.Add(1)

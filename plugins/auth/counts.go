@@ -16,7 +16,7 @@ type Counts struct {
 	Tracked   int    // client addresses with failures remembered now
 
 	Calls         uint64 // calls to the auth service (backend "http")
-	BackendErrors uint64 // logins the service failed to answer
+	BackendErrors uint64 // logins the backend failed to answer
 	Grace         uint64 // logins admitted on grace while it failed
 }
 

@@ -80,7 +80,7 @@ func allowIf(groups []string, upstream string) func(http.ResponseWriter, request
 // buildHTTP builds a backend = "http" instance on url with the extra
 // settings body (max_failures = 0 unless body sets it), and a clock the
 // test moves.
-func buildHTTP(t testing.TB, url, body string) (httpPlugin, *atomic.Int64, error) {
+func buildHTTP(t testing.TB, url, body string) (remotePlugin, *atomic.Int64, error) {
 	if !strings.Contains(body, "max_failures") {
 		body += "max_failures = 0\n"
 	}
@@ -88,22 +88,22 @@ func buildHTTP(t testing.TB, url, body string) (httpPlugin, *atomic.Int64, error
 		"backend = \"http\"\nurl = \"" + url + "\"\n" + body
 	cfg, err := config.Parse("t.toml", []byte(src))
 	if err != nil {
-		return httpPlugin{}, nil, err
+		return remotePlugin{}, nil, err
 	}
 	pc := &cfg.Plugins[0]
 	svcs := plugins.NewServices()
 	p, err := New(plugins.NewEnv("auth", zerolog.Nop(), svcs, pc.Decode))
 	if err != nil {
-		return httpPlugin{}, nil, pc.WrapError(err)
+		return remotePlugin{}, nil, pc.WrapError(err)
 	}
 	t.Cleanup(func() { svcs.Stop(context.Background()) })
-	h := p.(httpPlugin)
+	h := p.(remotePlugin)
 	var skew atomic.Int64
 	h.remote.now = func() time.Time { return time.Now().Add(time.Duration(skew.Load())) }
 	return h, &skew, nil
 }
 
-func mustHTTP(t testing.TB, url, body string) (httpPlugin, *atomic.Int64) {
+func mustHTTP(t testing.TB, url, body string) (remotePlugin, *atomic.Int64) {
 	t.Helper()
 	h, skew, err := buildHTTP(t, url, body)
 	if err != nil {
@@ -427,7 +427,7 @@ func TestHTTPOutageLog(t *testing.T) {
 		}
 	}
 	out := logs.String()
-	if n := strings.Count(out, `"message":"auth service failed`); n != 1 || strings.Contains(out, "secret-") {
+	if n := strings.Count(out, `"message":"auth backend failed`); n != 1 || strings.Contains(out, "secret-") {
 		t.Errorf("%d outage lines, want 1 (and no password): %s", n, out)
 	}
 	if c := h.Counts(); c.BackendErrors != 20 || c.Calls != 20 || c.Failures != 0 {
