@@ -36,6 +36,10 @@ type Env struct {
 	// embedded default. Relative paths in plugin settings are relative to
 	// it (see Path), as an operator reading the file expects.
 	ConfigDir string
+	// Upstreams are the names of the config's [[upstream]] tables, for a
+	// plugin that checks at load the names it may set as s.Upstream
+	// ("direct" is always one).
+	Upstreams []string
 	decode    func(v any) error
 }
 

@@ -141,6 +141,10 @@ func sameSettings(a, b *config.PluginConfig) bool {
 // close.
 func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services) (names []string, out []plugins.Plugin, err error) {
 	var errs []error
+	upstreamNames := make([]string, len(cfg.Upstreams))
+	for i, u := range cfg.Upstreams {
+		upstreamNames[i] = u.Name
+	}
 	for i := range cfg.Plugins {
 		pc := &cfg.Plugins[i]
 		reg, ok := plugins.Lookup(pc.Type)
@@ -150,6 +154,7 @@ func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services
 		}
 		env := plugins.NewEnv(pc.Name, log.With().Str("plugin", pc.Name).Logger(), svcs, pc.Decode)
 		env.ConfigDir = configDir(cfg.File)
+		env.Upstreams = upstreamNames
 		p, err := reg.New(env)
 		if err != nil {
 			errs = append(errs, pc.WrapError(err))
