@@ -26,7 +26,9 @@
 // (Session.Groups) for acl rules and routes.
 //
 // A success is cached (an HMAC of user, password and hash, never the
-// password) so a known user pays bcrypt once rather than per connection.
+// password) so a known user pays bcrypt once rather than per connection;
+// a refusal is remembered for negative_cache_ttl per client address, so
+// a client retrying a wrong stored password pays it once too (cache.go).
 // Every refusal that reaches a password check costs about one bcrypt
 // check at the highest cost among the users, unknown users included, so
 // timing does not tell which users exist. Refusals are logged at warn
@@ -39,7 +41,7 @@
 // max_concurrent_checks bcrypt checks run at once (default GOMAXPROCS);
 // cached logins never wait for them. The files are polled by a service
 // and swapped in whole when they parse; a bad file keeps the users or
-// groups before it.
+// groups before it (the backend's outage), logged once and counted.
 //
 // With backend = "http" a service the operator runs answers instead, by
 // JSON over HTTPS, with the user's groups and upstream (httpbackend.go).
@@ -147,7 +149,10 @@ type Config struct {
 	MaxConcurrentChecks *int `toml:"max_concurrent_checks"`
 
 	// RemoteConfig chooses the backend, and bounds and caches a remote
-	// one (remote.go); HTTPConfig asks a service (httpbackend.go).
+	// one (remote.go); HTTPConfig asks a service (httpbackend.go). Of
+	// RemoteConfig, NegativeCacheTTL also applies to the htpasswd
+	// backend: how long a refusal is remembered per client address.
+	// Default 1m there; "0s": never.
 	RemoteConfig
 	HTTPConfig
 }
@@ -164,6 +169,9 @@ type Plugin struct {
 
 	users atomic.Pointer[table]
 	cache *cache
+	// denied remembers refusals (htpasswd backend); nil: none.
+	denied *denials
+	now    func() time.Time // tests move time
 
 	// compare checks a password against a bcrypt hash; tests count calls.
 	compare func(hash, password []byte) error
@@ -207,7 +215,9 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	default:
 		return nil, plugins.Errorf("backend", "want \"htpasswd\" or \"http\", not %q", cfg.Backend)
 	}
-	if cfg.RemoteConfig.set() || cfg.URL != "" || cfg.CAFile != "" {
+	rc := cfg.RemoteConfig
+	rc.NegativeCacheTTL = nil // the htpasswd backend has a negative cache too
+	if rc.set() || cfg.URL != "" || cfg.CAFile != "" {
 		return nil, plugins.Errorf("backend", "url and the other remote settings need backend = \"http\"")
 	}
 	every := defaultReloadInterval
@@ -236,6 +246,8 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		inline:   inline,
 		htpasswd: watch(env.Path(cfg.Htpasswd)),
 		cache:    newCache(cacheSize),
+		denied:   newDenials(dur(cfg.NegativeCacheTTL, defaultDeniedTTL)),
+		now:      time.Now,
 		compare:  bcrypt.CompareHashAndPassword,
 		sleep:    sleepCtx,
 		throttle: th,
@@ -344,24 +356,32 @@ func (p *Plugin) check(user, password string) error {
 	return err
 }
 
-// checkFrom checks a password from the client at ip: the cache first,
-// then, when a bcrypt check is needed, the throttle and a check slot.
-// When the failure locks ip out, it also returns the lockout.
+// checkFrom checks a password from the client at ip: the caches first,
+// then, when a bcrypt check is needed, the throttle, the negative cache
+// and a check slot. When the failure locks ip out, it also returns the
+// lockout.
 func (p *Plugin) checkFrom(ctx context.Context, ip netip.Addr, user, password string) (l lock, locked bool, err error) {
 	t := p.users.Load()
 	e, known := t.users[user]
-	var k [32]byte
-	switch {
-	case known && e.plain != nil:
+	if known && e.plain != nil {
 		sum := sha256.Sum256([]byte(password))
 		if subtle.ConstantTimeCompare(sum[:], e.plain) == 1 {
 			return lock{}, false, nil
 		}
-	case known:
-		k = p.cache.sum(user, password, e.hash)
-		if p.cache.hit(k) {
-			return lock{}, false, nil
+	}
+	// Unknown users take the same steps as known ones: an HMAC of as
+	// many bytes (the dummy is a bcrypt hash too, which no success entry
+	// has) and a lookup in each cache, so no step tells which users exist.
+	hash, want := t.dummy, errUnknownUser
+	if known {
+		want = errWrongPassword
+		if e.hash != nil {
+			hash = e.hash
 		}
+	}
+	k := p.cache.sum(user, password, hash)
+	if p.cache.hit(k) {
+		return lock{}, false, nil
 	}
 
 	// A bcrypt check is needed: the throttle first, so that a locked-out
@@ -372,12 +392,12 @@ func (p *Plugin) checkFrom(ctx context.Context, ip netip.Addr, user, password st
 	failed := true
 	defer func() { l, locked = p.throttle.end(ip, failed) }()
 
-	hash, want := t.dummy, errUnknownUser
-	if known {
-		want = errWrongPassword
-		if e.hash != nil {
-			hash = e.hash
-		}
+	dk := p.cache.deniedKey(k, ip)
+	if p.denied.hit(dk, p.now()) {
+		// The same refusal, from the same client, as a bcrypt check
+		// gave lately: it still counts as a failure.
+		p.counts.deniedCached.Add(1)
+		return lock{}, false, want
 	}
 	if !p.acquire(ctx) {
 		failed = false // the client is not to blame
@@ -393,6 +413,7 @@ func (p *Plugin) checkFrom(ctx context.Context, ip netip.Addr, user, password st
 		p.cache.add(k, user, e.hash)
 		return lock{}, false, nil
 	}
+	p.denied.add(dk, p.now())
 	// A user whose hash is cheaper than the dummy would be told apart
 	// from an unknown one by a faster refusal: wait out the difference,
 	// asleep, outside the check slot.
