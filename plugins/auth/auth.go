@@ -41,7 +41,9 @@
 // max_concurrent_checks bcrypt checks run at once (default GOMAXPROCS);
 // cached logins never wait for them. The files are polled by a service
 // and swapped in whole when they parse; a bad file keeps the users or
-// groups before it (the backend's outage), logged once and counted.
+// groups before it (the backend's outage), logged once and counted. A
+// reload with the same settings keeps the caches and the lockouts
+// (carry.go).
 //
 // With backend = "http" a service the operator runs answers instead, by
 // JSON over HTTPS, with the user's groups and upstream (httpbackend.go).
@@ -171,7 +173,9 @@ type Plugin struct {
 	cache *cache
 	// denied remembers refusals (htpasswd backend); nil: none.
 	denied *denials
-	now    func() time.Time // tests move time
+	// conf is what the instance was built from, for CarryFrom.
+	conf settings
+	now  func() time.Time // tests move time
 
 	// compare checks a password against a bcrypt hash; tests count calls.
 	compare func(hash, password []byte) error
@@ -247,6 +251,7 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		htpasswd: watch(env.Path(cfg.Htpasswd)),
 		cache:    newCache(cacheSize),
 		denied:   newDenials(dur(cfg.NegativeCacheTTL, defaultDeniedTTL)),
+		conf:     settings{cfg: cfg, dir: env.ConfigDir},
 		now:      time.Now,
 		compare:  bcrypt.CompareHashAndPassword,
 		sleep:    sleepCtx,

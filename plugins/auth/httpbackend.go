@@ -78,7 +78,7 @@ func newRemotePlugin(env plugins.Env, cfg Config, r *remote) (plugins.Plugin, er
 		return nil, err
 	}
 	p := &Plugin{name: env.Name, realm: cfg.Realm, log: env.Log, cache: newCache(cacheSize),
-		sleep: sleepCtx, throttle: th, remote: r}
+		sleep: sleepCtx, throttle: th, remote: r, conf: settings{cfg: cfg, dir: env.ConfigDir}, now: time.Now}
 	if env.Services != nil {
 		if _, err := env.Services.Provide("auth-"+r.kind+":"+env.Name, func() (plugins.Service, error) {
 			return stopRemote{r: r}, nil
