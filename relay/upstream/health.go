@@ -42,9 +42,11 @@ func (u *Node) health() *health {
 // another dial, whose past says nothing. An upstream marked down stays
 // down, its backoff going on from where it was, rather than getting a
 // fresh chance with every reload; its open connections stay counted for
-// least-connections. The health is shared, not copied: old's groups and
-// health checks go on serving the connections accepted before the reload
-// and what they find applies to both. Others start afresh.
+// least-connections; its failure log gate (a line a second) goes on
+// too, so a reload during an outage adds no line. The health is shared,
+// not copied: old's groups and health checks go on serving the
+// connections accepted before the reload and what they find applies to
+// both. Others start afresh.
 //
 // It must run before u dials or starts its health checks (a reload calls
 // it after Build, before Start); old may be in use.
@@ -56,6 +58,9 @@ func (u *Table) CarryFrom(old *Table) {
 		o, ok := old.nodes[name]
 		if ok && name != config.Direct && u.sameAs(old, name, 0) {
 			n.h = o.health()
+			if g := old.gates[name]; g != nil {
+				u.gates[name] = g
+			}
 		}
 	}
 }

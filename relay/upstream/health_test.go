@@ -53,8 +53,10 @@ func TestTableCarryFrom(t *testing.T) {
 			for _, name := range []string{"a", "b", "c", "g"} {
 				n, o := u.nodes[name], old.nodes[name]
 				want := tt.carried[name]
-				if n.Down() != want || (n.Active() == 1) != want || (n.health() == o.health()) != want {
-					t.Errorf("%s: down %v, active %d, shared %v; want carried %v", name, n.Down(), n.Active(), n.health() == o.health(), want)
+				gate := u.gates[name] == old.gates[name]
+				if n.Down() != want || (n.Active() == 1) != want || (n.health() == o.health()) != want || gate != want {
+					t.Errorf("%s: down %v, active %d, shared %v, log gate shared %v; want carried %v",
+						name, n.Down(), n.Active(), n.health() == o.health(), gate, want)
 				}
 				// The old table finds it up again after the reload.
 				o.MarkUp()
