@@ -3,6 +3,8 @@ package auth
 import (
 	"context"
 	"fmt"
+	"net/http"
+	"sync"
 	"testing"
 	"time"
 
@@ -140,5 +142,67 @@ func TestCarryFromRemote(t *testing.T) {
 				t.Fatalf("calls at 61s: %d, want %d", got, want)
 			}
 		})
+	}
+}
+
+// TestCarryFromRemoteFlight: a login on the new instance joins the call
+// the old one started for the same credentials before the reload: one
+// call for both.
+func TestCarryFromRemoteFlight(t *testing.T) {
+	release := make(chan struct{})
+	svc := newService(t, false, func(w http.ResponseWriter, r request) {
+		<-release
+		allowIf(nil, "")(w, r)
+	})
+	o, _ := mustHTTP(t, svc.URL, "")
+	errs := make(chan error, 2)
+	go func() { errs <- o.Authenticate(context.Background(), httpSession(), "alice", "pw-alice") }()
+	for deadline := time.Now().Add(5 * time.Second); svc.calls.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	p, _ := mustHTTP(t, svc.URL, "")
+	p.CarryFrom(o)
+	go func() { errs <- p.Authenticate(context.Background(), httpSession(), "alice", "pw-alice") }()
+	time.Sleep(50 * time.Millisecond) // let it join the flight
+	close(release)
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if c := svc.calls.Load(); c != 1 {
+		t.Errorf("calls %d, want 1 shared by the old and the new instance", c)
+	}
+}
+
+// TestCarryFromConcurrent: the old and the new instance check logins at
+// once on the shared caches and throttle; run with -race.
+func TestCarryFromConcurrent(t *testing.T) {
+	body := fmt.Sprintf("users = { alice = %q }\nmax_failures = 3\nlockout = \"1m\"\n", hashOf(t, "a"))
+	o := mustBuild(t, body)
+	p := mustBuild(t, body)
+	p.CarryFrom(o)
+	nop := func(context.Context, time.Duration) {}
+	o.sleep, p.sleep = nop, nop
+	var wg sync.WaitGroup
+	for i := range 8 {
+		inst := o
+		if i%2 == 1 {
+			inst = p
+		}
+		wg.Go(func() {
+			for j := range 50 {
+				s := session(fmt.Sprintf("192.0.2.%d", j%4))
+				pw := "a"
+				if j%3 == 0 {
+					pw = fmt.Sprint("wrong", j%5)
+				}
+				inst.Authenticate(context.Background(), s, "alice", pw)
+			}
+		})
+	}
+	wg.Wait()
+	if p.cache != o.cache || p.throttle.len() != o.throttle.len() {
+		t.Fatal("the instances do not share their state")
 	}
 }
