@@ -42,7 +42,10 @@
 // groups before it.
 //
 // With backend = "http" a service the operator runs answers instead, by
-// JSON over HTTPS, with the user's groups and upstream (httpbackend.go).
+// JSON over HTTPS, with the user's groups and upstream (httpbackend.go);
+// with backend = "ldap" a directory does, by a bind as the user over
+// TLS, with the groups from the user's entry or a group search
+// (ldapbackend.go).
 //
 // The package does not lock accounts (only addresses), and does not
 // authorize: every known user may use every target the listener allows,
@@ -71,7 +74,7 @@ import (
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "auth",
-		Description: "requires a user name and password (HTTP Basic, SOCKS5); users inline, in an htpasswd file or checked by an HTTP service",
+		Description: "requires a user name and password (HTTP Basic, SOCKS5); users inline, in an htpasswd file, checked by an HTTP service or an LDAP directory",
 		New:         New,
 	})
 }
@@ -147,9 +150,11 @@ type Config struct {
 	MaxConcurrentChecks *int `toml:"max_concurrent_checks"`
 
 	// RemoteConfig chooses the backend, and bounds and caches a remote
-	// one (remote.go); HTTPConfig asks a service (httpbackend.go).
+	// one (remote.go); HTTPConfig asks a service (httpbackend.go);
+	// LDAPConfig binds to a directory (ldapbackend.go).
 	RemoteConfig
 	HTTPConfig
+	LDAPConfig
 }
 
 // Plugin checks credentials. Safe for concurrent use.
@@ -202,13 +207,21 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	}
 	switch cfg.Backend {
 	case "http":
+		if err := notLDAP(cfg); err != nil {
+			return nil, err
+		}
 		return newHTTP(env, cfg)
+	case "ldap":
+		return newLDAP(env, cfg)
 	case "", "htpasswd":
 	default:
-		return nil, plugins.Errorf("backend", "want \"htpasswd\" or \"http\", not %q", cfg.Backend)
+		return nil, plugins.Errorf("backend", "want \"htpasswd\", \"http\" or \"ldap\", not %q", cfg.Backend)
 	}
 	if cfg.RemoteConfig.set() || cfg.URL != "" || cfg.CAFile != "" {
-		return nil, plugins.Errorf("backend", "url and the other remote settings need backend = \"http\"")
+		return nil, plugins.Errorf("backend", "url and the other remote settings need backend = \"http\" or \"ldap\"")
+	}
+	if err := notLDAP(cfg); err != nil {
+		return nil, err
 	}
 	every := defaultReloadInterval
 	if cfg.ReloadInterval != nil {
