@@ -1,6 +1,7 @@
 package auth
 
 import (
+	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -359,5 +360,35 @@ func TestLDAPBindLeaves(t *testing.T) {
 		}
 		c.service = false // as the login left it
 		l.pool.put(c)
+	}
+}
+
+// TestLDAPNoBindWithout: a search that finds several entries is a
+// denial with a warning, after a bind as the dummy DN like no entry; an
+// empty password is refused without a connection to the directory.
+func TestLDAPNoBindWithout(t *testing.T) {
+	d := testkit.StartSlapd(t, ldapUsers)
+	body := strings.Replace(ldapBase(d.LDAPS), "\"pw\"", fmt.Sprintf("%q", testkit.LDAPServicePass), 1) +
+		fmt.Sprintf("ca_file = %q\nsearch_filter = \"(|(uid={user})(uid=bob))\"\n", d.CAFile)
+	var logs bytes.Buffer
+	h := mustLDAP(t, body)
+	l := h.remote.backend.(*ldapChecker)
+	l.log = zerolog.New(&lockedWriter{w: &logs})
+	var dials atomic.Int64
+	l.pool.dialHook = func() { dials.Add(1) }
+	if err := h.Authenticate(context.Background(), httpSession(), "carol", ""); err == nil || dials.Load() != 0 {
+		t.Errorf("empty password: %v after %d dials, want a refusal without any", err, dials.Load())
+	}
+	if err := h.Authenticate(context.Background(), httpSession(), "bob", "pw-bob"); err != nil {
+		t.Errorf("bob, the one entry: %v", err)
+	}
+	if err := h.Authenticate(context.Background(), httpSession(), "alice", "pw-alice"); err == nil {
+		t.Error("alice, whose search finds alice and bob: admitted")
+	}
+	if !strings.Contains(logs.String(), "the user search found several entries") || !strings.Contains(logs.String(), `"user":"alice"`) {
+		t.Errorf("no warning naming alice: %s", logs.String())
+	}
+	if c := h.Counts(); c.Failures != 2 || c.BackendErrors != 0 {
+		t.Errorf("counts %+v, want 2 failures, no backend error", c)
 	}
 }
