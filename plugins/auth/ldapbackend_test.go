@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-ldap/ldap/v3"
 	"github.com/rs/zerolog"
@@ -391,4 +392,31 @@ func TestLDAPNoBindWithout(t *testing.T) {
 	if c := h.Counts(); c.Failures != 2 || c.BackendErrors != 0 {
 		t.Errorf("counts %+v, want 2 failures, no backend error", c)
 	}
+}
+
+// FuzzLDAPEscaping: whatever the user name, the DN built from the
+// template parses back to one RDN holding exactly that name under the
+// template's base, and the filter compiles to one equality match of
+// exactly that name: no name can change which entry is bound or
+// searched (RFC 4514, RFC 4515).
+func FuzzLDAPEscaping(f *testing.F) {
+	for _, s := range []string{"alice", "a,b", "*", "x)(uid=*", "#x", " pad ", "nul\x00", `\`, "é", "a+b=c", "\xff"} {
+		f.Add(s)
+	}
+	l := &ldapChecker{bindDN: "uid={user},ou=people,dc=example,dc=org"}
+	f.Fuzz(func(t *testing.T, user string) {
+		if user == "" || !utf8.ValidString(user) {
+			return // refused before any bind, or not a DN string value
+		}
+		dn, _, _ := l.findUser(nil, user)
+		parsed, err := ldap.ParseDN(dn)
+		if err != nil || len(parsed.RDNs) != 4 || len(parsed.RDNs[0].Attributes) != 1 || parsed.RDNs[0].Attributes[0].Value != user {
+			t.Fatalf("user %q: DN %q parses to %v (%v)", user, dn, parsed, err)
+		}
+		filter := strings.ReplaceAll("(uid={user})", "{user}", ldap.EscapeFilter(user))
+		p, err := ldap.CompileFilter(filter)
+		if err != nil || len(p.Children) != 2 || p.Children[1].Data.String() != user {
+			t.Fatalf("user %q: filter %q compiles to %v (%v)", user, filter, p, err)
+		}
+	})
 }
