@@ -93,6 +93,7 @@ func TestAuthLDAP(t *testing.T) {
 				{"alice", "pw-bob", "407"},
 				{"nobody", "pw-alice", "407"},
 				{"*", "pw-alice", "407"},
+				{"ALICE", "pw-alice", "407"}, // binds as alice, but is not the name alice
 			}
 			for _, tt := range tests {
 				got := curl(t, append([]string{"-x", "http://" + f.addr, "-U", tt.user + ":" + tt.pass, url}, code...)...)

@@ -6,6 +6,8 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -109,6 +111,10 @@ type ldapChecker struct {
 	service      *ldap.SimpleBindRequest // the service account; nil: none
 	dummyDN      string                  // bound as when no user is found
 	groups       groupLookup
+	// nameAttrs are the attributes whose whole value the template or
+	// the filter gives as {user}: the name must be one of their values
+	// exactly (exactName).
+	nameAttrs []string
 }
 
 // newLDAP builds an instance with backend = "ldap".
@@ -168,6 +174,7 @@ func ldapFromConfig(env plugins.Env, cfg Config) (*ldapChecker, []error) {
 	if c.SearchBase != "" {
 		l.dummyDN = "cn=ferry-no-such-user-" + randomHex() + "," + c.SearchBase
 	}
+	l.nameAttrs = nameAttrs(c.BindDN + l.searchFilter)
 	return l, errs
 }
 
@@ -198,6 +205,23 @@ func serviceAccount(env plugins.Env, c LDAPConfig) (*ldap.SimpleBindRequest, err
 		return nil, plugins.Errorf("bind_password", "required with bind_user, and not empty")
 	}
 	return ldap.NewSimpleBindRequest(c.BindUser, pw, nil), nil
+}
+
+// wholeUser finds "attr={user}" as a whole RDN value (after "," "+" or
+// at the start, before "," "+" or the end) or a whole equality assertion
+// ("(attr={user})").
+var wholeUser = regexp.MustCompile(`(?:^|[,+(])\s*([A-Za-z][A-Za-z0-9-]*|[0-9][0-9.]*)\s*=\{user\}(?:$|[,+)])`)
+
+// nameAttrs are the attributes that s (a template or a filter) asserts
+// to be {user} whole.
+func nameAttrs(s string) []string {
+	var out []string
+	for _, m := range wholeUser.FindAllStringSubmatch(s, -1) {
+		if !slices.Contains(out, m[1]) {
+			out = append(out, m[1])
+		}
+	}
+	return out
 }
 
 // randomHex is 16 random hex digits: the dummy DN cannot be guessed, so
@@ -250,6 +274,14 @@ func (l *ldapChecker) login(c *ldapConn, user, password string) (result, error) 
 	case !found:
 		return deny, nil // the directory took the dummy DN: refuse still
 	}
+	if entry == nil { // a DN template: read the entry now
+		if entry, err = l.readEntry(c, dn); err != nil {
+			return result{}, err
+		}
+		if !exactName(entry, l.nameAttrs, user) {
+			return deny, nil
+		}
+	}
 	groups, err := l.groups.of(c, l.service, dn, user, entry)
 	if err != nil {
 		return result{}, err
@@ -257,9 +289,45 @@ func (l *ldapChecker) login(c *ldapConn, user, password string) (result, error) 
 	return result{allow: true, groups: groups}, nil
 }
 
+// attrs are the attributes to read of the user's entry: the names and
+// the group attribute; "1.1" for none (RFC 4511 4.5.1.8).
+func (l *ldapChecker) attrs() []string {
+	a := slices.Clone(l.nameAttrs)
+	if l.groups.attribute != "" {
+		a = append(a, l.groups.attribute)
+	}
+	if len(a) == 0 {
+		return []string{"1.1"}
+	}
+	return a
+}
+
+// readEntry reads the user's entry at dn, as the service account if
+// there is one, else as the user.
+func (l *ldapChecker) readEntry(c *ldapConn, dn string) (*ldap.Entry, error) {
+	if len(l.nameAttrs) == 0 && l.groups.attribute == "" {
+		return &ldap.Entry{DN: dn}, nil // nothing to read
+	}
+	if l.service != nil {
+		if err := c.bind(l.service, true); err != nil {
+			return nil, fmt.Errorf("bind as the service account: %w", err)
+		}
+	}
+	res, err := c.search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
+		1, 0, false, "(objectClass=*)", l.attrs(), nil))
+	if err != nil {
+		return nil, fmt.Errorf("read the user's entry: %w", err)
+	}
+	if len(res.Entries) != 1 {
+		return nil, fmt.Errorf("read the user's entry: %d entries", len(res.Entries))
+	}
+	return res.Entries[0], nil
+}
+
 // findUser gives the user's DN from the template, or searches it as the
-// service account; "" when no one entry matches. With search-then-bind
-// the entry carries the group attribute.
+// service account; "" when no one entry matches exactly (exactName).
+// With search-then-bind the entry carries the names and the group
+// attribute; with a template it is nil.
 func (l *ldapChecker) findUser(c *ldapConn, user string) (string, *ldap.Entry, error) {
 	if l.bindDN != "" {
 		return strings.ReplaceAll(l.bindDN, "{user}", ldap.EscapeDN(user)), nil, nil
@@ -267,13 +335,9 @@ func (l *ldapChecker) findUser(c *ldapConn, user string) (string, *ldap.Entry, e
 	if err := c.bind(l.service, true); err != nil {
 		return "", nil, fmt.Errorf("bind as the service account: %w", err)
 	}
-	attrs := []string{"1.1"} // no attributes (RFC 4511 4.5.1.8)
-	if l.groups.attribute != "" {
-		attrs = []string{l.groups.attribute}
-	}
 	filter := strings.ReplaceAll(l.searchFilter, "{user}", ldap.EscapeFilter(user))
 	res, err := c.search(ldap.NewSearchRequest(l.searchBase, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
-		2, 0, false, filter, attrs, nil))
+		2, 0, false, filter, l.attrs(), nil))
 	switch {
 	case ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) || err == nil && len(res.Entries) > 1:
 		l.log.Warn().Str("user", clip(user)).Str("filter", clip(filter)).
@@ -281,8 +345,23 @@ func (l *ldapChecker) findUser(c *ldapConn, user string) (string, *ldap.Entry, e
 		return "", nil, nil
 	case err != nil:
 		return "", nil, fmt.Errorf("search the user: %w", err)
-	case len(res.Entries) == 0:
+	case len(res.Entries) == 0 || !exactName(res.Entries[0], l.nameAttrs, user):
 		return "", nil, nil
 	}
 	return res.Entries[0].DN, res.Entries[0], nil
+}
+
+// exactName reports whether one of the entry's values of attrs is user,
+// byte for byte. Directories compare uid and mail without case and
+// insignificant spaces, so "ALICE" or "alice " would bind as alice; the
+// session's user is the name as given, which an acl rule for user alice
+// would not match. With no attrs (the placeholder is not a whole value)
+// every name passes.
+func exactName(e *ldap.Entry, attrs []string, user string) bool {
+	for _, a := range attrs {
+		if slices.Contains(e.GetEqualFoldAttributeValues(a), user) {
+			return true
+		}
+	}
+	return len(attrs) == 0
 }

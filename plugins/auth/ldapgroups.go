@@ -49,31 +49,19 @@ func groupsFromConfig(c LDAPConfig) (groupLookup, error) {
 }
 
 // of gives the groups of the user bound as dn on c. entry is the user's
-// entry from the search, with the group attribute; nil with a DN
-// template. The lookups run as the service account when there is one,
-// else as the user.
+// entry, with the group attribute. The group search runs as the service
+// account when there is one, else as the user.
 func (g groupLookup) of(c *ldapConn, service *ldap.SimpleBindRequest, dn, user string, entry *ldap.Entry) ([]string, error) {
 	if g.attribute == "" && g.base == "" {
 		return nil, nil
+	}
+	if g.attribute != "" {
+		return groupNames(entry.GetEqualFoldAttributeValues(g.attribute))
 	}
 	if service != nil {
 		if err := c.bind(service, true); err != nil {
 			return nil, fmt.Errorf("bind as the service account: %w", err)
 		}
-	}
-	if g.attribute != "" {
-		if entry == nil {
-			res, err := c.search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases,
-				1, 0, false, "(objectClass=*)", []string{g.attribute}, nil))
-			if err != nil {
-				return nil, fmt.Errorf("read the user's %s: %w", g.attribute, err)
-			}
-			if len(res.Entries) != 1 {
-				return nil, fmt.Errorf("read the user's %s: %d entries", g.attribute, len(res.Entries))
-			}
-			entry = res.Entries[0]
-		}
-		return groupNames(entry.GetEqualFoldAttributeValues(g.attribute))
 	}
 	r := strings.NewReplacer("{dn}", ldap.EscapeFilter(dn), "{user}", ldap.EscapeFilter(user))
 	res, err := c.search(ldap.NewSearchRequest(g.base, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases,
