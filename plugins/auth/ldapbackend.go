@@ -122,8 +122,13 @@ func newLDAP(env plugins.Env, cfg Config) (plugins.Plugin, error) {
 	l, errs := ldapFromConfig(env, cfg)
 	pool, err := newLDAPPool(env, cfg)
 	errs = append(errs, err)
+	// The directory answers yes or no and groups: [[route]] tables
+	// choose by group what the http backend's answers choose.
 	if len(cfg.Upstreams) > 0 {
 		errs = append(errs, plugins.Errorf("upstreams", "only applies with backend = \"http\": the directory chooses no upstream"))
+	}
+	if len(cfg.SourceAddresses) > 0 {
+		errs = append(errs, plugins.Errorf("source_addresses", "only applies with backend = \"http\": the directory chooses no source address"))
 	}
 	if err := errors.Join(errs...); err != nil {
 		return nil, err

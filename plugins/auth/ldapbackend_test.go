@@ -85,6 +85,7 @@ func TestLDAPConfigErrors(t *testing.T) {
 		{"group filter alone", tmpl + "group_search_filter = \"(member={dn})\"\n", "group_search_filter: only applies with group_search_base"},
 		{"group filter without placeholder", tmpl + "group_search_base = \"ou=groups,dc=x\"\ngroup_search_filter = \"(cn=x)\"\n", "group_search_filter: \"(cn=x)\" has no {dn} or {user}"},
 		{"upstreams", tmpl + "upstreams = [\"office\"]\n", "upstreams: only applies with backend = \"http\""},
+		{"source addresses", tmpl + "source_addresses = [\"127.0.0.1\"]\n", "source_addresses: only applies with backend = \"http\""},
 		{"users too", tmpl + "users = { a = \"plain:x\" }\n", "backend: users and htpasswd do not apply"},
 		{"ldap key with http", "backend = \"http\"\nurl = \"https://a.example/\"\nbind_dn = \"uid={user},dc=x\"\nstart_tls = true\n", "bind_dn: only applies with backend = \"ldap\""},
 		{"ldap key with htpasswd", "users = { a = \"plain:x\" }\nsearch_base = \"dc=x\"\n", "search_base: only applies with backend = \"ldap\""},
