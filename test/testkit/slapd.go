@@ -239,7 +239,7 @@ func lookBin(t testing.TB, name string) string {
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	if p := "/usr/sbin/" + name; func() bool { _, err := os.Stat(p); return err == nil }() {
+	if p := "/usr/sbin/" + name; isFile(p) {
 		return p
 	}
 	if os.Getenv("CI") == "true" {
@@ -247,6 +247,11 @@ func lookBin(t testing.TB, name string) string {
 	}
 	t.Skipf("%s not installed (scripts/test.sh installs it)", name)
 	return ""
+}
+
+func isFile(p string) bool {
+	fi, err := os.Stat(p)
+	return err == nil && fi.Mode().IsRegular()
 }
 
 func writeFile(t testing.TB, path, content string) {
