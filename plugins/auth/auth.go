@@ -46,7 +46,10 @@
 // (carry.go).
 //
 // With backend = "http" a service the operator runs answers instead, by
-// JSON over HTTPS, with the user's groups and upstream (httpbackend.go).
+// JSON over HTTPS, with the user's groups and upstream (httpbackend.go);
+// with backend = "ldap" a directory does, by a bind as the user over
+// TLS, with the groups from the user's entry or a group search
+// (ldapbackend.go).
 //
 // The package does not lock accounts (only addresses), and does not
 // authorize: every known user may use every target the listener allows,
@@ -75,7 +78,7 @@ import (
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "auth",
-		Description: "requires a user name and password (HTTP Basic, SOCKS5); users inline, in an htpasswd file or checked by an HTTP service",
+		Description: "requires a user name and password (HTTP Basic, SOCKS5); users inline, in an htpasswd file, checked by an HTTP service or an LDAP directory",
 		New:         New,
 	})
 }
@@ -151,12 +154,14 @@ type Config struct {
 	MaxConcurrentChecks *int `toml:"max_concurrent_checks"`
 
 	// RemoteConfig chooses the backend, and bounds and caches a remote
-	// one (remote.go); HTTPConfig asks a service (httpbackend.go). Of
-	// RemoteConfig, NegativeCacheTTL also applies to the htpasswd
-	// backend: how long a refusal is remembered per client address.
-	// Default 1m there; "0s": never.
+	// one (remote.go); HTTPConfig asks a service (httpbackend.go);
+	// LDAPConfig binds to a directory (ldapbackend.go). Of RemoteConfig,
+	// NegativeCacheTTL also applies to the htpasswd backend: how long a
+	// refusal is remembered per client address. Default 1m there; "0s":
+	// never.
 	RemoteConfig
 	HTTPConfig
+	LDAPConfig
 }
 
 // Plugin checks credentials. Safe for concurrent use.
@@ -214,15 +219,23 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	}
 	switch cfg.Backend {
 	case "http":
+		if err := notLDAP(cfg); err != nil {
+			return nil, err
+		}
 		return newHTTP(env, cfg)
+	case "ldap":
+		return newLDAP(env, cfg)
 	case "", "htpasswd":
 	default:
-		return nil, plugins.Errorf("backend", "want \"htpasswd\" or \"http\", not %q", cfg.Backend)
+		return nil, plugins.Errorf("backend", "want \"htpasswd\", \"http\" or \"ldap\", not %q", cfg.Backend)
 	}
 	rc := cfg.RemoteConfig
 	rc.NegativeCacheTTL = nil // the htpasswd backend has a negative cache too
 	if rc.set() || cfg.URL != "" || cfg.CAFile != "" {
-		return nil, plugins.Errorf("backend", "url and the other remote settings need backend = \"http\"")
+		return nil, plugins.Errorf("backend", "url and the other remote settings need backend = \"http\" or \"ldap\"")
+	}
+	if err := notLDAP(cfg); err != nil {
+		return nil, err
 	}
 	every := defaultReloadInterval
 	if cfg.ReloadInterval != nil {

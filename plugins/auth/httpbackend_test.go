@@ -159,8 +159,8 @@ func TestHTTPConfigErrors(t *testing.T) {
 		!strings.Contains(err.Error(), "need backend = \"http\"") {
 		t.Errorf("url without backend: got %v", err)
 	}
-	if _, err := build(t, "users = { a = \"plain:x\" }\nbackend = \"ldap\"\n", nil); err == nil ||
-		!strings.Contains(err.Error(), `backend: want "htpasswd" or "http", not "ldap"`) {
+	if _, err := build(t, "users = { a = \"plain:x\" }\nbackend = \"radius\"\n", nil); err == nil ||
+		!strings.Contains(err.Error(), `backend: want "htpasswd", "http" or "ldap", not "radius"`) {
 		t.Errorf("unknown backend: got %v", err)
 	}
 }
