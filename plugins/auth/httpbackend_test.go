@@ -311,27 +311,35 @@ func TestHTTPRequest(t *testing.T) {
 }
 
 // TestHTTPCache: an allow is reused for cache_ttl and a deny for
-// negative_cache_ttl; then the service is asked again.
+// negative_cache_ttl (for the client it was given to only); then the
+// service is asked again.
 func TestHTTPCache(t *testing.T) {
 	svc := newService(t, false, allowIf([]string{"g"}, ""))
 	h, skew := mustHTTP(t, svc.URL, "cache_ttl = \"1m\"\nnegative_cache_ttl = \"5s\"\n")
+	other := net.IPv4(198, 51, 100, 9)
 	steps := []struct {
 		pass      string
 		advance   time.Duration
+		client    net.IP // nil: httpSession's
 		wantErr   bool
 		wantCalls int64
 	}{
-		{"pw-alice", 0, false, 1},
-		{"pw-alice", 30 * time.Second, false, 1},
-		{"pw-alice", 31 * time.Second, false, 2}, // past the TTL
-		{"bad", 0, true, 3},
-		{"bad", 4 * time.Second, true, 3}, // negative cache
-		{"bad", 2 * time.Second, true, 4}, // past it
-		{"pw-alice", 0, false, 4},         // the allow is still fresh
+		{"pw-alice", 0, nil, false, 1},
+		{"pw-alice", 30 * time.Second, nil, false, 1},
+		{"pw-alice", 31 * time.Second, nil, false, 2}, // past the TTL
+		{"pw-alice", 0, other, false, 2},              // an allow serves every client
+		{"bad", 0, nil, true, 3},
+		{"bad", 4 * time.Second, nil, true, 3}, // negative cache
+		{"bad", 0, other, true, 4},             // a deny only its client
+		{"bad", 2 * time.Second, nil, true, 5}, // past it
+		{"pw-alice", 0, nil, false, 5},         // the allow is still fresh
 	}
 	for i, st := range steps {
 		skew.Add(int64(st.advance))
 		s := httpSession()
+		if st.client != nil {
+			s.Client = &net.TCPAddr{IP: st.client, Port: 40000}
+		}
 		err := h.Authenticate(context.Background(), s, "alice", st.pass)
 		if (err != nil) != st.wantErr || svc.calls.Load() != st.wantCalls {
 			t.Fatalf("step %d: err %v, calls %d; want error %v, calls %d", i, err, svc.calls.Load(), st.wantErr, st.wantCalls)

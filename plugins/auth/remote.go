@@ -321,15 +321,22 @@ func (p *Plugin) checkRemote(ctx context.Context, s *plugins.Session, ip netip.A
 	}
 	failed := true
 	defer func() { l, locked = p.throttle.end(ip, failed) }()
-	if ok && !cached.allow && now.Sub(cached.at) < r.neg {
+	// A deny is remembered per client address (an IPv6 /64), as the
+	// htpasswd backend's are: a quick refusal must not tell one client
+	// that another tried this password lately.
+	kd := p.cache.sum(user, password, []byte(key(ip).String()))
+	if d, dok := r.results.get(kd); dok && !d.allow && now.Sub(d.at) < r.neg {
 		return lock{}, false, errWrongPassword
 	}
 	req := request{User: user, Password: password, Client: addrString(s.Client), Listener: s.Listener, Target: s.Target}
 	res, err := r.flights.do(ctx, k, func(ctx context.Context) (result, error) {
 		p.counts.calls.Add(1)
 		res, err := r.call(ctx, req)
-		if err == nil {
+		switch {
+		case err == nil && res.allow:
 			r.results.put(k, res)
+		case err == nil:
+			r.results.put(kd, res)
 		}
 		return res, err
 	})
