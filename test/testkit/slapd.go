@@ -55,8 +55,8 @@ type Slapd struct {
 // them: Debian's slapd and ldap-utils).
 func StartSlapd(t testing.TB, users []LDAPUser) *Slapd {
 	t.Helper()
-	bin := lookBin(t, "slapd")
-	ldapadd := lookBin(t, "ldapadd")
+	bin := NeedBin(t, "slapd")
+	ldapadd := NeedBin(t, "ldapadd")
 	dir := t.TempDir()
 	caFile, certFile, keyFile := WritePKI(t, dir)
 	if err := os.Mkdir(filepath.Join(dir, "db"), 0o700); err != nil {
@@ -232,24 +232,33 @@ func SSHA(password string) string {
 	return "{SSHA}" + base64.StdEncoding.EncodeToString(append(sum[:], salt...))
 }
 
-// lookBin finds a program on PATH or in /usr/sbin; without it the test
-// is skipped, or fails under CI=true, where scripts/test.sh installs it.
-func lookBin(t testing.TB, name string) string {
+// NeedBin finds a program on PATH or in /usr/sbin; without it the test
+// is Unmet.
+func NeedBin(t testing.TB, name string) string {
 	t.Helper()
 	if p, err := exec.LookPath(name); err == nil {
 		return p
 	}
-	if p := "/usr/sbin/" + name; isFile(p) {
+	if p := "/usr/sbin/" + name; IsFile(p) {
 		return p
 	}
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("under CI=true: %s not installed (scripts/test.sh installs it)", name)
-	}
-	t.Skipf("%s not installed (scripts/test.sh installs it)", name)
+	Unmet(t, "%s not installed (scripts/test.sh installs it)", name)
 	return ""
 }
 
-func isFile(p string) bool {
+// Unmet ends a test whose precondition is missing: skipped on a
+// developer's machine, failed under CI=true, where scripts/test.sh has
+// provided it and its absence is a bug in the setup.
+func Unmet(t testing.TB, format string, args ...any) {
+	t.Helper()
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("under CI=true: "+format, args...)
+	}
+	t.Skipf(format, args...)
+}
+
+// IsFile reports whether p is a regular file.
+func IsFile(p string) bool {
 	fi, err := os.Stat(p)
 	return err == nil && fi.Mode().IsRegular()
 }
