@@ -3,9 +3,9 @@
 # and BENCHMARKS.png (the chart) at the top of the repo.
 #
 #   scripts/bench.sh            # full run, about 25 minutes (mitm included)
-#   QUICK=1 scripts/bench.sh    # smoke run, about 6 minutes: smaller sizes, one round, 3000 idle tunnels
+#   QUICK=1 scripts/bench.sh    # smoke run, about 3 minutes: smaller sizes, one round, 3000 idle tunnels
 #   MODES=http OUT=/tmp/http.md PNG=/tmp/http.png scripts/bench.sh
-#                               # plain HTTP only, about 2 minutes (a partial report)
+#                               # plain HTTP only, about 4 minutes (a partial report)
 #   scripts/bench.sh mitm       # intercepted HTTPS only, under 2 minutes: replaces
 #                               # the "Intercepted HTTPS" section of BENCHMARKS.md
 #
@@ -79,9 +79,9 @@
 #   HOLD         idle hold before measuring                         (2s / 1s)
 #   TIMEOUT      time cap of each measured run                      (60s / 20s)
 #   REPEATS      rounds of the repeated modes                       (3 / 1)
-#   REPEAT_MODES modes run in every round, the others in the first  (throughput connrate)
+#   REPEAT_MODES modes run in every round, the others in the first  (throughput connrate http)
 #   HTTP_CONNS     plain HTTP keep-alive connections                (16)
-#   HTTP_DURATION  plain HTTP run per proxy and object size          (5s / 2s)
+#   HTTP_DURATION  plain HTTP run per proxy and object size          (4s / 2s)
 #   HTTP_REQUESTS  plain HTTP requests per run at most               (2000000)
 #   HTTP_OBJECTS   plain HTTP and mitm object sizes                  (1KiB,64KiB)
 #   MITM_CONNS     mitm: HTTP/1.1 connections, HTTP/2 workers        (16)
@@ -105,7 +105,7 @@ quick=${QUICK:-0}
 if [ "$quick" = 1 ]; then
 	d_bytes=512MiB d_duration=1s d_rounds=5000 d_idle=3000 d_hold=1s d_timeout=20s d_http=2s d_repeats=1
 else
-	d_bytes=1536MiB d_duration=2s d_rounds=30000 d_idle="3000 9000" d_hold=2s d_timeout=60s d_http=5s d_repeats=3
+	d_bytes=1536MiB d_duration=2s d_rounds=30000 d_idle="3000 9000" d_hold=2s d_timeout=60s d_http=4s d_repeats=3
 fi
 BYTES=${BYTES:-$d_bytes}
 STREAMS=${STREAMS:-1,8}
@@ -115,7 +115,7 @@ ROUNDS=${ROUNDS:-$d_rounds}
 IDLE_N=${IDLE_N:-$d_idle}
 IDLE_N=${IDLE_N//,/ }
 REPEATS=${REPEATS:-$d_repeats}
-REPEAT_MODES=${REPEAT_MODES:-throughput connrate}
+REPEAT_MODES=${REPEAT_MODES:-throughput connrate http}
 HOLD=${HOLD:-$d_hold}
 TIMEOUT=${TIMEOUT:-$d_timeout}
 HTTP_CONNS=${HTTP_CONNS:-16}

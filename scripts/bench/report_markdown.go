@@ -232,7 +232,7 @@ func (rs *results) writeHTTPTables(w io.Writer) {
 		}
 		note := fmt.Sprintf("%d keep-alive connections, each sending GET requests for a %s object one at a time and reading each response whole; the origin is nginx on the load tool's core. "+
 			"HTTP: absolute-form requests to a forward proxy; mode http (reverse): origin-form requests to haproxy in `mode http` as a reverse proxy to the same origin, the L7 reference. "+
-			"ferry+nolog is ferry without its access log; the peers run with logging off. Ratios use CPU-us per request; lower is better.", conns, sizeString(size))
+			"ferry+nolog is ferry without its access log; the peers run with logging off. Figures are the median of %s. Ratios use CPU-us per request; lower is better.", conns, sizeString(size), runsOf(rs.maxRepeats("http")))
 		if reopened {
 			note += " A proxy that closes the connection after a response is reconnected to: `reopened` counts those connections, whose cost is in its CPU figure."
 		}
