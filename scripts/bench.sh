@@ -91,6 +91,10 @@
 #   MODES        modes to run: idle connrate pingpong throughput http udp mitm
 #   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5 tls-h2
 #   UDP_WINDOW   udp: datagrams in flight through the association    (32)
+#   GOST_VERSION, GLIDER_VERSION  versions built (v3.2.6, v0.16.4); gost's
+#                go.mod names github.com/go-gost/gost without /v3, so if
+#                the go command refuses the tag v3.2.6, give the tag's
+#                commit (a pseudo-version) instead
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
 #   PORT_BASE    first of 22 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
@@ -127,6 +131,8 @@ FERRY=${FERRY:-connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-c
 MODES=${MODES:-idle connrate pingpong throughput http udp mitm}
 FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5 tls-h2} # empty: none
 UDP_WINDOW=${UDP_WINDOW:-32}
+GOST_VERSION=${GOST_VERSION:-v3.2.6}
+GLIDER_VERSION=${GLIDER_VERSION:-v0.16.4}
 OUT=${OUT:-$root/BENCHMARKS.md}
 PNG=${PNG:-$root/BENCHMARKS.png}
 PORT_BASE=${PORT_BASE:-24100}
@@ -716,7 +722,7 @@ run_peer() {
 # it refuses a module with replace directives (glider has some) and
 # needs the proxy's version list, so then the module's source is
 # fetched (go mod download) and built from a writable copy.
-declare -A go_mod=([gost]="github.com/go-gost/gost ./cmd/gost v3.2.6" [glider]="github.com/nadoo/glider . v0.16.4")
+declare -A go_mod=([gost]="github.com/go-gost/gost ./cmd/gost $GOST_VERSION" [glider]="github.com/nadoo/glider . $GLIDER_VERSION")
 go_peer() {
 	local name=$1 mod pkg ver dir
 	read -r mod pkg ver <<<"${go_mod[$name]}"
@@ -889,7 +895,8 @@ for peer in $PEERS; do
 		if ! go_peer "$peer"; then
 			log "$peer: not built (see below); skipped"
 			tail -5 "$work/$peer-build.log" >&2
-			notes+=("$peer ${go_mod[$peer]##* } could not be built here (the Go module proxy did not serve it: $(grep -m1 -o '[0-9][0-9][0-9] [A-Za-z ]*' "$work/$peer-build.log" || echo 'see the build log')); skipped")
+			why=$(grep -m1 -o 'proxy.golang.org.*: [0-9][0-9][0-9] [A-Za-z ]*' "$work/$peer-build.log" || echo "the build failed; KEEP=1 keeps $peer-build.log")
+			notes+=("$peer ${go_mod[$peer]##* } could not be built here ($why); skipped")
 			continue
 		fi
 	fi
