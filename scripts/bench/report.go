@@ -324,7 +324,9 @@ func (rs *results) pairedRatios(a, b runKey, f func(*Result) float64) []float64 
 	return out
 }
 
-func (rs *results) get(s subj, mode string) runKey { return runKey{s: s, mode: mode} }
+// modeKey is the runs of s in a mode without sizes (connrate, pingpong,
+// udp).
+func (rs *results) modeKey(s subj, mode string) runKey { return runKey{s: s, mode: mode} }
 
 // httpKey is the http runs of s for objects of size bytes.
 func httpKey(s subj, size int64) runKey { return runKey{s: s, mode: "http", extra: objectKey(size)} }
@@ -475,5 +477,5 @@ func (rs *results) mbps(s subj, c combo) (float64, bool) {
 
 // value reads the median of one figure of a mode without sizes.
 func (rs *results) value(s subj, mode string, f func(*Result) float64) (float64, bool) {
-	return rs.med(rs.get(s, mode), f)
+	return rs.med(rs.modeKey(s, mode), f)
 }

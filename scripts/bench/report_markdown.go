@@ -175,7 +175,7 @@ func (rs *results) writeConnrateTables(w io.Writer) {
 	perConn := get("connrate", cpu)
 	cols := []column{{"CPU-us/tunnel", perConn}}
 	if n > 1 {
-		cols = append(cols, column{"worst run", func(s subj) (float64, bool) { return rs.worst(rs.get(s, "connrate"), cpu, false) }})
+		cols = append(cols, column{"worst run", func(s subj) (float64, bool) { return rs.worst(rs.modeKey(s, "connrate"), cpu, false) }})
 	}
 	cols = append(cols, column{"proxy CPU %", get("connrate", func(r *Result) float64 { return r.ProxyCPU })})
 	rs.table(w, "CPU per tunnel", fmt.Sprintf("Proxy CPU-microseconds per tunnel in the runs above (accept, handshake, dial, 16-byte echo, close, access log where there is one), the median of %s. Lower is better.", runsOf(n)),

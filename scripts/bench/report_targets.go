@@ -188,7 +188,7 @@ func (rs *results) connrateTargets() []goal {
 	}{{"tcp", 1}, {"connect", 1.2}, {"socks5", 1.2}} {
 		f := rs.judged(t.proto, "connrate")
 		what := fmt.Sprintf("CPU-us per new tunnel, %s ≤ %s", f.label(), limitLabel(t.limit, haproxyTCP))
-		out = append(out, rs.ratioTarget(what, rs.get(f, "connrate"), rs.get(haproxyTCP, "connrate"), perConn, t.limit, true, " us"))
+		out = append(out, rs.ratioTarget(what, rs.modeKey(f, "connrate"), rs.modeKey(haproxyTCP, "connrate"), perConn, t.limit, true, " us"))
 	}
 	return out
 }
@@ -246,10 +246,10 @@ func (rs *results) idleTargets() []goal {
 // haproxy's.
 func (rs *results) pingpongTargets() []goal {
 	var out []goal
-	ref := rs.get(haproxyTCP, "pingpong")
+	ref := rs.modeKey(haproxyTCP, "pingpong")
 	for _, p := range []string{"connect", "socks5", "tcp"} {
 		f := rs.judged(p, "pingpong")
-		k := rs.get(f, "pingpong")
+		k := rs.modeKey(f, "pingpong")
 		out = append(out,
 			rs.ratioTarget(fmt.Sprintf("ping-pong p50, %s ≤ 1.1× haproxy", f.label()), k, ref, func(r *Result) float64 { return r.P50Us }, 1.1, true, " us"),
 			rs.ratioTarget(fmt.Sprintf("ping-pong p99, %s ≤ 1.1× haproxy", f.label()), k, ref, func(r *Result) float64 { return r.P99Us }, 1.1, true, " us"),

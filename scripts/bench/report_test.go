@@ -26,30 +26,14 @@ func TestReportHTTP(t *testing.T) {
 		`{"name":"squid","proto":"http","mode":"http","object_bytes":65536,"requests":100,"errors":3,"cpu_us_per_req":60,"concurrency":16}`,
 	}
 	rs := loadLines(t, lines)
-	want := map[string]struct {
-		ratio, result string
-	}{
-		"plain HTTP CPU-us per request, 1 KiB objects, ferry+nolog HTTP ≤ squid HTTP":                   {"0.60×", "**met**"},
-		"plain HTTP CPU-us per request, 1 KiB objects, ferry+nolog HTTP ≤ haproxy mode http (reverse)":  {"1.60×", "**not met**"},
-		"plain HTTP CPU-us per request, 64 KiB objects, ferry+nolog HTTP ≤ squid HTTP":                  {"—", "no data"},
-		"plain HTTP CPU-us per request, 64 KiB objects, ferry+nolog HTTP ≤ haproxy mode http (reverse)": {"1.25×", "**not met**"},
-	}
-	got := 0
-	for _, g := range rs.targets() {
-		w, ok := want[g.what]
-		if !ok {
-			continue
-		}
-		got++
-		if g.ratio != w.ratio || g.result != w.result {
-			t.Errorf("%s: got %s %s, want %s %s", g.what, g.ratio, g.result, w.ratio, w.result)
-		}
-		if strings.Contains(g.what, "1 KiB") && strings.Contains(g.what, "squid") && !strings.Contains(g.ferry, "30.0 us with the access log, 0.75×") {
-			t.Errorf("got ferry column %q, want the figure with the access log beside", g.ferry)
-		}
-	}
-	if got != len(want) {
-		t.Errorf("got %d plain HTTP targets, want %d", got, len(want))
+	got := wantTargets(t, rs, map[string]goal{
+		"plain HTTP CPU-us per request, 1 KiB objects, ferry+nolog HTTP ≤ squid HTTP":                   {ratio: "0.60×", worst: "—", result: "**met**"},
+		"plain HTTP CPU-us per request, 1 KiB objects, ferry+nolog HTTP ≤ haproxy mode http (reverse)":  {ratio: "1.60×", worst: "—", result: "**not met**"},
+		"plain HTTP CPU-us per request, 64 KiB objects, ferry+nolog HTTP ≤ squid HTTP":                  {ratio: "—", worst: "—", result: "no data"},
+		"plain HTTP CPU-us per request, 64 KiB objects, ferry+nolog HTTP ≤ haproxy mode http (reverse)": {ratio: "1.25×", worst: "—", result: "**not met**"},
+	})
+	if g := got["plain HTTP CPU-us per request, 1 KiB objects, ferry+nolog HTTP ≤ squid HTTP"]; !strings.Contains(g.ferry, "30.0 us with the access log, 0.75×") {
+		t.Errorf("got ferry column %q, want the figure with the access log beside", g.ferry)
 	}
 	var md bytes.Buffer
 	rs.markdown(&md, nil, "")
@@ -74,6 +58,27 @@ func loadLines(t *testing.T, lines []string) *results {
 	return rs
 }
 
+// wantTargets checks the targets of rs named in want (ratio, worst run,
+// result) and returns them by name.
+func wantTargets(t *testing.T, rs *results, want map[string]goal) map[string]goal {
+	t.Helper()
+	got := map[string]goal{}
+	for _, g := range rs.targets() {
+		w, ok := want[g.what]
+		if !ok {
+			continue
+		}
+		got[g.what] = g
+		if g.ratio != w.ratio || g.worst != w.worst || g.result != w.result {
+			t.Errorf("%s:\n got %s | %s | %s\nwant %s | %s | %s", g.what, g.ratio, g.worst, g.result, w.ratio, w.worst, w.result)
+		}
+	}
+	if len(got) != len(want) {
+		t.Errorf("got %d of the %d targets", len(got), len(want))
+	}
+	return got
+}
+
 // TestMedianWorst checks the figures of repeated runs: the median (the
 // mean of the middle two for an even count), the worst either way, and
 // that runs with errors are left out.
@@ -96,7 +101,7 @@ func TestMedianWorst(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			rs := loadLines(t, tc.lines)
-			k := rs.get(subj{"ferry", "", "tcp"}, "connrate")
+			k := rs.modeKey(subj{"ferry", "", "tcp"}, "connrate")
 			if v, _ := rs.med(k, cpu); v != tc.med {
 				t.Errorf("median %g, want %g", v, tc.med)
 			}
@@ -135,29 +140,15 @@ func TestIssue21Targets(t *testing.T) {
 		add(`{"name":"ferry","variant":"nolog","proto":"tcp","mode":"idle","asked":%d,"tunnels":%d,"rss_kib_per_tunnel":%g,"fds_per_tunnel":2}`, n, n, 6.0+float64(n)/9000)
 	}
 	rs := loadLines(t, lines)
-	want := map[string]struct{ ratio, worst, result string }{
-		"CPU-us per new tunnel, ferry+nolog tcp ≤ haproxy tcp":                                                          {"0.95×", "1.23×", "**met**"},
-		"CPU-us per new tunnel, ferry+nolog CONNECT ≤ 1.2× haproxy tcp":                                                 {"1.25×", "1.62×", "**not met**"},
-		"CPU-us per new tunnel, ferry SOCKS5 ≤ 1.2× haproxy tcp":                                                        {"—", "—", "no data"},
-		"relay CPU-s/GB with a no-op data hook, ferry+hook tcp ≤ 1.5× the fast path, each of 1 and 8 streams both ways": {"1.40× at 1 stream ↑ (medians of 3 runs); 1.49× over all runs", "1.82× (1 stream ↑)", "**met**"},
-		"RSS per idle tunnel, ferry+nolog tcp, 3000 open, ≤ 2× haproxy tcp":                                             {"1.92×", "—", "**met**"},
-		"RSS per idle tunnel, ferry+nolog tcp, 9000 open, ≤ 2× haproxy tcp":                                             {"2.12×", "—", "**not met**"},
-		"fds per idle tunnel, ferry+nolog tcp, 9000 open, ≤ 2 (up to 16 more in all allowed)":                           {"1.00×", "—", "**met**"},
-	}
-	got := 0
-	for _, g := range rs.targets() {
-		w, ok := want[g.what]
-		if !ok {
-			continue
-		}
-		got++
-		if g.ratio != w.ratio || g.worst != w.worst || g.result != w.result {
-			t.Errorf("%s:\n got %s | %s | %s\nwant %s | %s | %s", g.what, g.ratio, g.worst, g.result, w.ratio, w.worst, w.result)
-		}
-	}
-	if got != len(want) {
-		t.Errorf("got %d of the %d targets", got, len(want))
-	}
+	wantTargets(t, rs, map[string]goal{
+		"CPU-us per new tunnel, ferry+nolog tcp ≤ haproxy tcp":                                                          {ratio: "0.95×", worst: "1.23×", result: "**met**"},
+		"CPU-us per new tunnel, ferry+nolog CONNECT ≤ 1.2× haproxy tcp":                                                 {ratio: "1.25×", worst: "1.62×", result: "**not met**"},
+		"CPU-us per new tunnel, ferry SOCKS5 ≤ 1.2× haproxy tcp":                                                        {ratio: "—", worst: "—", result: "no data"},
+		"relay CPU-s/GB with a no-op data hook, ferry+hook tcp ≤ 1.5× the fast path, each of 1 and 8 streams both ways": {ratio: "1.40× at 1 stream ↑ (medians of 3 runs); 1.49× over all runs", worst: "1.82× (1 stream ↑)", result: "**met**"},
+		"RSS per idle tunnel, ferry+nolog tcp, 3000 open, ≤ 2× haproxy tcp":                                             {ratio: "1.92×", worst: "—", result: "**met**"},
+		"RSS per idle tunnel, ferry+nolog tcp, 9000 open, ≤ 2× haproxy tcp":                                             {ratio: "2.12×", worst: "—", result: "**not met**"},
+		"fds per idle tunnel, ferry+nolog tcp, 9000 open, ≤ 2 (up to 16 more in all allowed)":                           {ratio: "1.00×", worst: "—", result: "**met**"},
+	})
 }
 
 // TestReadSetups checks the setup files: label, command, configuration,
