@@ -3,7 +3,7 @@
 # and BENCHMARKS.png (the chart) at the top of the repo.
 #
 #   scripts/bench.sh            # full run, about 25 minutes (mitm included)
-#   QUICK=1 scripts/bench.sh    # smoke run, about 3 minutes: smaller sizes, one round, 3000 idle tunnels
+#   QUICK=1 scripts/bench.sh    # smoke run, about 5 minutes: smaller sizes, one round, 3000 idle tunnels
 #   MODES=http OUT=/tmp/http.md PNG=/tmp/http.png scripts/bench.sh
 #                               # plain HTTP only, about 4 minutes (a partial report)
 #   scripts/bench.sh mitm       # intercepted HTTPS only, under 2 minutes: replaces
