@@ -70,7 +70,7 @@
 #     leaves), the origin's certificate verified.
 #
 # Environment (defaults full / QUICK=1):
-#   BYTES        bytes per throughput run, split among the streams  (1536MiB / 512MiB)
+#   BYTES        bytes per throughput run, split among the streams  (1GiB / 512MiB)
 #   STREAMS      stream counts                                      (1,8)
 #   DURATION     connection-rate run                                (2s / 1s)
 #   CONCURRENCY  connection-rate clients                            (32)
@@ -81,7 +81,7 @@
 #   REPEATS      rounds of the repeated modes                       (3 / 1)
 #   REPEAT_MODES modes run in every round, the others in the first  (throughput connrate http)
 #   HTTP_CONNS     plain HTTP keep-alive connections                (16)
-#   HTTP_DURATION  plain HTTP run per proxy and object size          (4s / 2s)
+#   HTTP_DURATION  plain HTTP run per proxy and object size          (3s / 2s)
 #   HTTP_REQUESTS  plain HTTP requests per run at most               (2000000)
 #   HTTP_OBJECTS   plain HTTP and mitm object sizes                  (1KiB,64KiB)
 #   MITM_CONNS     mitm: HTTP/1.1 connections, HTTP/2 workers        (16)
@@ -109,7 +109,7 @@ quick=${QUICK:-0}
 if [ "$quick" = 1 ]; then
 	d_bytes=512MiB d_duration=1s d_rounds=5000 d_idle=3000 d_hold=1s d_timeout=20s d_http=2s d_repeats=1
 else
-	d_bytes=1536MiB d_duration=2s d_rounds=30000 d_idle="3000 9000" d_hold=2s d_timeout=60s d_http=4s d_repeats=3
+	d_bytes=1GiB d_duration=2s d_rounds=30000 d_idle="3000 9000" d_hold=2s d_timeout=60s d_http=3s d_repeats=3
 fi
 BYTES=${BYTES:-$d_bytes}
 STREAMS=${STREAMS:-1,8}
