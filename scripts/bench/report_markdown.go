@@ -115,7 +115,7 @@ func (rs *results) writeRelayTables(w io.Writer) {
 	allCPU := func(s subj) (float64, bool) { return rs.aggCPUPerGB(s, 0) }
 	cpuCols = append(cpuCols, column{"all runs", allCPU})
 	n := rs.maxRepeats("throughput")
-	rs.table(w, "Relay CPU: proxy CPU-seconds per GB", fmt.Sprintf("CPU-seconds of the proxy per 10^9 bytes carried, the median of %s; ↑ client to target, ↓ target to client; streams run at once and share the bytes; \"all runs\" is the CPU of all runs over their bytes, which the ratios use. Lower is better.", runsOf(n)),
+	rs.table(w, "Relay CPU: proxy CPU-seconds per GB", fmt.Sprintf("CPU-seconds of the proxy per 10^9 bytes carried, %s; ↑ client to target, ↓ target to client; streams run at once and share the bytes; \"all runs\" is the CPU of all runs over their bytes, which the ratios use. Lower is better.", runsOf(n)),
 		cpuCols, allCPU)
 	if n > 1 {
 		rs.table(w, "Relay CPU, worst run: proxy CPU-seconds per GB", fmt.Sprintf("The largest CPU per GB of the %d runs of each combination; the ratios on the right are of \"all runs\" as above. Lower is better.", n),
@@ -150,12 +150,12 @@ func (rs *results) maxRepeats(mode string) int {
 	return n
 }
 
-// runsOf says how many runs a figure stands on.
+// runsOf says what a figure stands on: one run, or the median of n.
 func runsOf(n int) string {
 	if n <= 1 {
-		return "one run"
+		return "one run each"
 	}
-	return fmt.Sprintf("%d runs", n)
+	return fmt.Sprintf("the median of %d runs", n)
 }
 
 // writeConnrateTables writes the tunnel rate and CPU per tunnel.
@@ -169,7 +169,7 @@ func (rs *results) writeConnrateTables(w io.Writer) {
 	}
 	n := rs.maxRepeats("connrate")
 	rate := get("connrate", func(r *Result) float64 { return r.ConnsPerSec })
-	rs.table(w, "New tunnels per second", fmt.Sprintf("%d clients at once, each: connect, handshake, %d-byte echo through the tunnel, close; the median of %s. Higher is better.", conc, 16, runsOf(n)),
+	rs.table(w, "New tunnels per second", fmt.Sprintf("%d clients at once, each: connect, handshake, %d-byte echo through the tunnel, close; %s. Higher is better.", conc, 16, runsOf(n)),
 		[]column{{"tunnels/s", rate}, {"p50 ms", get("connrate", func(r *Result) float64 { return r.ConnP50Us / 1e3 })}, {"p99 ms", get("connrate", func(r *Result) float64 { return r.ConnP99Us / 1e3 })}}, rate)
 	cpu := func(r *Result) float64 { return r.CPUUsPerConn }
 	perConn := get("connrate", cpu)
@@ -178,7 +178,7 @@ func (rs *results) writeConnrateTables(w io.Writer) {
 		cols = append(cols, column{"worst run", func(s subj) (float64, bool) { return rs.worst(rs.modeKey(s, "connrate"), cpu, false) }})
 	}
 	cols = append(cols, column{"proxy CPU %", get("connrate", func(r *Result) float64 { return r.ProxyCPU })})
-	rs.table(w, "CPU per tunnel", fmt.Sprintf("Proxy CPU-microseconds per tunnel in the runs above (accept, handshake, dial, 16-byte echo, close, access log where there is one), the median of %s. Lower is better.", runsOf(n)),
+	rs.table(w, "CPU per tunnel", fmt.Sprintf("Proxy CPU-microseconds per tunnel in the runs above (accept, handshake, dial, 16-byte echo, close, access log where there is one), %s. Lower is better.", runsOf(n)),
 		cols, perConn)
 }
 
@@ -232,7 +232,7 @@ func (rs *results) writeHTTPTables(w io.Writer) {
 		}
 		note := fmt.Sprintf("%d keep-alive connections, each sending GET requests for a %s object one at a time and reading each response whole; the origin is nginx on the load tool's core. "+
 			"HTTP: absolute-form requests to a forward proxy; mode http (reverse): origin-form requests to haproxy in `mode http` as a reverse proxy to the same origin, the L7 reference. "+
-			"ferry+nolog is ferry without its access log; the peers run with logging off. Figures are the median of %s. Ratios use CPU-us per request; lower is better.", conns, sizeString(size), runsOf(rs.maxRepeats("http")))
+			"ferry+nolog is ferry without its access log; the peers run with logging off. Figures: %s. Ratios use CPU-us per request; lower is better.", conns, sizeString(size), runsOf(rs.maxRepeats("http")))
 		if reopened {
 			note += " A proxy that closes the connection after a response is reconnected to: `reopened` counts those connections, whose cost is in its CPU figure."
 		}
