@@ -13,7 +13,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 )
@@ -92,7 +91,7 @@ func (s *Slapd) Start(t testing.TB) {
 	cmd := exec.Command(s.bin, "-f", s.conf, "-h", s.urls, "-d", "0")
 	w := &lockedWriter{mu: &s.mu, w: &s.out}
 	cmd.Stdout, cmd.Stderr = w, w
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	ownGroup(cmd)
 	cmd.WaitDelay = 2 * time.Second
 	exited := make(chan struct{})
 	s.mu.Lock()
@@ -126,7 +125,7 @@ func (s *Slapd) Stop(t testing.TB) {
 	if cmd == nil {
 		return
 	}
-	syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+	killGroup(cmd)
 	select {
 	case <-exited:
 	case <-time.After(10 * time.Second):
