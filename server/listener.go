@@ -164,7 +164,7 @@ func (e *ListenError) Error() string { return fmt.Sprintf("listener %s: %v", e.N
 func (e *ListenError) Unwrap() error { return e.Err }
 
 func openSocket(i int, l *frontend) (*socket, error) {
-	ln, err := net.Listen("tcp", l.cfg.Listen)
+	ln, err := listenTCP(l.cfg.Listen)
 	if err != nil {
 		return nil, &ListenError{Index: i, Name: l.cfg.Name, Err: err}
 	}
