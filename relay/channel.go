@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"ferry/plugins"
-	"ferry/plugins/pkg/netx"
 )
 
 // Channel is one client joined to one upstream. Set the fields, then call
@@ -236,7 +235,8 @@ func (c *Channel) Close() {
 type flow struct {
 	dir      plugins.Direction
 	src, dst net.Conn
-	wr       chunkWriter // writes to dst
+	wr       chunkWriter // writes to dst; set up by its first write
+	idle     idleWait    // for parking (spliceFlow)
 	// splice copies in the kernel; hooked runs the chain's data hooks
 	// for dir on each chunk (never both).
 	splice, hooked bool
@@ -249,7 +249,6 @@ func (c *Channel) newFlow(d plugins.Direction) *flow {
 		f.src, f.dst = c.Upstream, c.Client
 	}
 	f.splice = c.fast && !f.hooked
-	f.wr.init(f.dst)
 	return f
 }
 
@@ -302,6 +301,15 @@ func (c *Channel) finishDirection(d plugins.Direction, err error) {
 			dst = c.Client
 		}
 		c.firstEOF.CompareAndSwap(0, int32(srcReason))
+		if _, tcp := dst.(*net.TCPConn); tcp && c.live.Load() == 1 {
+			// The other direction has ended at its EOF: dst has nothing
+			// left to read, so closing it sends the FIN a shutdown would
+			// (not a reset), one system call fewer per tunnel. Other
+			// connections (TLS, HTTP/2 streams) may end differently on
+			// Close, so they keep their CloseWrite.
+			c.end(plugins.CloseReason(c.firstEOF.Load()), nil)
+			return
+		}
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
 			return
 		}
@@ -330,21 +338,6 @@ func (c *Channel) finishDirection(d plugins.Direction, err error) {
 	}
 }
 
-// resetReason is the reset reason for the side r names.
-func resetReason(r plugins.CloseReason) plugins.CloseReason {
-	if r == plugins.ReasonClientClosed {
-		return plugins.ReasonClientReset
-	}
-	return plugins.ReasonUpstreamReset
-}
-
-// isPeerGone reports errors that mean the other end went away, which are
-// ordinary endings for a proxy rather than faults.
-func isPeerGone(err error) bool {
-	return netx.IsReset(err) || netx.IsBrokenPipe(err) ||
-		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
 // copy delivers pending, then moves bytes along f until EOF (nil) or an
 // error.
 func (c *Channel) copy(f *flow, pending []byte) error {
@@ -362,7 +355,8 @@ func (c *Channel) copy(f *flow, pending []byte) error {
 func (c *Channel) spliceFlow(f *flow) error {
 	var idle *idleWait
 	if c.Parker != nil {
-		idle = &idleWait{c: c, dir: f.dir}
+		f.idle = idleWait{c: c, dir: f.dir}
+		idle = &f.idle
 	}
 	count := &c.delivered[f.dir]
 	ok, err := spliceCopy(f.dst, f.src, func(n int) {
@@ -435,6 +429,11 @@ func (c *Channel) deliver(f *flow, p []byte, hooked bool) error {
 		if len(p) == 0 {
 			return nil
 		}
+	}
+	if f.wr.dst == nil {
+		// Not before: a spliced flow writes here only what was pending,
+		// and most have nothing.
+		f.wr.init(f.dst)
 	}
 	mu := &c.writeMu[f.dir]
 	mu.Lock()
