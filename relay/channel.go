@@ -56,6 +56,10 @@ type Channel struct {
 	// Parker, if set, takes the goroutines of spliced copies that have
 	// been idle for its After; nil keeps them waiting.
 	Parker *Parker
+	// Go, if set, starts the goroutine of the copy Start does not run
+	// itself (a pool's, whose stack has grown already); nil uses a go
+	// statement.
+	Go func(func())
 
 	start     time.Time
 	lastNano  atomic.Int64    // last user-space activity, ns since start
@@ -141,9 +145,15 @@ func (c *Channel) Start(ctx context.Context, done func(Result)) {
 		c.Session.Attach(c)
 	}
 	c.live.Store(2)
-	go c.run(plugins.Up)
+	if c.Go != nil {
+		c.Go(c.runUp)
+	} else {
+		go c.runUp()
+	}
 	c.run(plugins.Down)
 }
+
+func (c *Channel) runUp() { c.run(plugins.Up) }
 
 // run copies one direction until it ends or parks. The last direction to
 // end completes the channel.
@@ -445,33 +455,6 @@ func (c *Channel) deliver(f *flow, p []byte, hooked bool) error {
 	}
 	return nil
 }
-
-// SendUpstream implements plugins.Link.
-func (c *Channel) SendUpstream(p []byte) error {
-	return c.inject(plugins.Up, c.Upstream, p)
-}
-
-// SendClient implements plugins.Link.
-func (c *Channel) SendClient(p []byte) error {
-	return c.inject(plugins.Down, c.Client, p)
-}
-
-// inject writes p to dst, the destination of direction d, between the
-// copy loop's chunks.
-func (c *Channel) inject(d plugins.Direction, dst net.Conn, p []byte) error {
-	mu := &c.writeMu[d]
-	mu.Lock()
-	n, err := dst.Write(p)
-	mu.Unlock()
-	c.delivered[d].Add(int64(n))
-	c.lastNano.Store(int64(time.Since(c.start)))
-	if err != nil {
-		return fmt.Errorf("inject: %w", err)
-	}
-	return nil
-}
-
-var _ plugins.Link = (*Channel)(nil)
 
 // checkIdle runs from the idle timer: it ends the channel if nothing moved
 // for IdleTimeout, or re-arms for the time left.
