@@ -1,4 +1,4 @@
-//go:build !unix
+//go:build !linux
 
 package relay
 
@@ -6,5 +6,5 @@ import "errors"
 
 const benchPeerEnv = "FERRY_RELAY_BENCH_PEER"
 
-// benchPeer is BenchmarkRelayCPU's peer, which runs on Unix only.
+// benchPeer is BenchmarkRelayCPU's peer, which runs on Linux only (it reads /proc).
 func benchPeer(string) error { return errors.ErrUnsupported }

@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 package relay
 
@@ -12,11 +12,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
 	"ferry/plugins"
+	"ferry/test/testkit"
 )
 
 // BenchmarkRelayCPU measures what the relay alone costs per byte: the
@@ -120,11 +120,11 @@ func relayStreams(b *testing.B, front net.Listener, target string, chain *plugin
 }
 
 func processCPU(b *testing.B) time.Duration {
-	var ru syscall.Rusage
-	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+	d, err := testkit.CPUTime(os.Getpid())
+	if err != nil {
 		b.Fatal(err)
 	}
-	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+	return d
 }
 
 const benchPeerEnv = "FERRY_RELAY_BENCH_PEER"
