@@ -298,7 +298,7 @@ name = "log"
 
 // startBench runs a server from TOML on a free loopback port until the
 // benchmark ends (start, for benchmarks).
-func startBench(b *testing.B, toml string) string {
+func startBench(b *testing.B, toml string) *Server {
 	b.Helper()
 	cfg, err := config.Parse("bench.toml", []byte(toml))
 	if err != nil {
@@ -316,7 +316,7 @@ func startBench(b *testing.B, toml string) string {
 			b.Errorf("shutdown forced %d connections", sum.Forced)
 		}
 	})
-	return srv.Addrs()[0].String()
+	return srv
 }
 
 // BenchmarkTunnel opens and ends one tunnel per op over loopback TCP:
@@ -327,7 +327,7 @@ func startBench(b *testing.B, toml string) string {
 // getrusage) count the whole process: client, ferry and echo target.
 func BenchmarkTunnel(b *testing.B) {
 	echo := testkit.EchoTarget(b).Addr
-	addr := startBench(b, benchTunnelConfig)
+	addr := startBench(b, benchTunnelConfig).Addrs()[0].String()
 	host, port := splitPortB(b, echo)
 	connectReq := []byte(fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", echo, echo))
 	connectReply := []byte("HTTP/1.1 200 Connection established\r\n\r\n")
