@@ -28,7 +28,6 @@ import (
 	"time"
 
 	"ferry/plugins"
-	"ferry/plugins/pkg/netx"
 )
 
 // Channel is one client joined to one upstream. Set the fields, then call
@@ -57,6 +56,10 @@ type Channel struct {
 	// Parker, if set, takes the goroutines of spliced copies that have
 	// been idle for its After; nil keeps them waiting.
 	Parker *Parker
+	// Go, if set, starts the goroutine of the copy Start does not run
+	// itself (a pool's, whose stack has grown already); nil uses a go
+	// statement.
+	Go func(func())
 
 	start     time.Time
 	lastNano  atomic.Int64    // last user-space activity, ns since start
@@ -142,9 +145,15 @@ func (c *Channel) Start(ctx context.Context, done func(Result)) {
 		c.Session.Attach(c)
 	}
 	c.live.Store(2)
-	go c.run(plugins.Up)
+	if c.Go != nil {
+		c.Go(c.runUp)
+	} else {
+		go c.runUp()
+	}
 	c.run(plugins.Down)
 }
+
+func (c *Channel) runUp() { c.run(plugins.Up) }
 
 // run copies one direction until it ends or parks. The last direction to
 // end completes the channel.
@@ -236,7 +245,8 @@ func (c *Channel) Close() {
 type flow struct {
 	dir      plugins.Direction
 	src, dst net.Conn
-	wr       chunkWriter // writes to dst
+	wr       chunkWriter // writes to dst; set up by its first write
+	idle     idleWait    // for parking (spliceFlow)
 	// splice copies in the kernel; hooked runs the chain's data hooks
 	// for dir on each chunk (never both).
 	splice, hooked bool
@@ -249,7 +259,6 @@ func (c *Channel) newFlow(d plugins.Direction) *flow {
 		f.src, f.dst = c.Upstream, c.Client
 	}
 	f.splice = c.fast && !f.hooked
-	f.wr.init(f.dst)
 	return f
 }
 
@@ -302,6 +311,15 @@ func (c *Channel) finishDirection(d plugins.Direction, err error) {
 			dst = c.Client
 		}
 		c.firstEOF.CompareAndSwap(0, int32(srcReason))
+		if _, tcp := dst.(*net.TCPConn); tcp && c.live.Load() == 1 {
+			// The other direction has ended at its EOF: dst has nothing
+			// left to read, so closing it sends the FIN a shutdown would
+			// (not a reset), one system call fewer per tunnel. Other
+			// connections (TLS, HTTP/2 streams) may end differently on
+			// Close, so they keep their CloseWrite.
+			c.end(plugins.CloseReason(c.firstEOF.Load()), nil)
+			return
+		}
 		if cw, ok := dst.(closeWriter); ok && cw.CloseWrite() == nil {
 			return
 		}
@@ -330,21 +348,6 @@ func (c *Channel) finishDirection(d plugins.Direction, err error) {
 	}
 }
 
-// resetReason is the reset reason for the side r names.
-func resetReason(r plugins.CloseReason) plugins.CloseReason {
-	if r == plugins.ReasonClientClosed {
-		return plugins.ReasonClientReset
-	}
-	return plugins.ReasonUpstreamReset
-}
-
-// isPeerGone reports errors that mean the other end went away, which are
-// ordinary endings for a proxy rather than faults.
-func isPeerGone(err error) bool {
-	return netx.IsReset(err) || netx.IsBrokenPipe(err) ||
-		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
-}
-
 // copy delivers pending, then moves bytes along f until EOF (nil) or an
 // error.
 func (c *Channel) copy(f *flow, pending []byte) error {
@@ -362,7 +365,8 @@ func (c *Channel) copy(f *flow, pending []byte) error {
 func (c *Channel) spliceFlow(f *flow) error {
 	var idle *idleWait
 	if c.Parker != nil {
-		idle = &idleWait{c: c, dir: f.dir}
+		f.idle = idleWait{c: c, dir: f.dir}
+		idle = &f.idle
 	}
 	count := &c.delivered[f.dir]
 	ok, err := spliceCopy(f.dst, f.src, func(n int) {
@@ -436,6 +440,11 @@ func (c *Channel) deliver(f *flow, p []byte, hooked bool) error {
 			return nil
 		}
 	}
+	if f.wr.dst == nil {
+		// Not before: a spliced flow writes here only what was pending,
+		// and most have nothing.
+		f.wr.init(f.dst)
+	}
 	mu := &c.writeMu[f.dir]
 	mu.Lock()
 	n, err := f.wr.write(p)
@@ -446,33 +455,6 @@ func (c *Channel) deliver(f *flow, p []byte, hooked bool) error {
 	}
 	return nil
 }
-
-// SendUpstream implements plugins.Link.
-func (c *Channel) SendUpstream(p []byte) error {
-	return c.inject(plugins.Up, c.Upstream, p)
-}
-
-// SendClient implements plugins.Link.
-func (c *Channel) SendClient(p []byte) error {
-	return c.inject(plugins.Down, c.Client, p)
-}
-
-// inject writes p to dst, the destination of direction d, between the
-// copy loop's chunks.
-func (c *Channel) inject(d plugins.Direction, dst net.Conn, p []byte) error {
-	mu := &c.writeMu[d]
-	mu.Lock()
-	n, err := dst.Write(p)
-	mu.Unlock()
-	c.delivered[d].Add(int64(n))
-	c.lastNano.Store(int64(time.Since(c.start)))
-	if err != nil {
-		return fmt.Errorf("inject: %w", err)
-	}
-	return nil
-}
-
-var _ plugins.Link = (*Channel)(nil)
 
 // checkIdle runs from the idle timer: it ends the channel if nothing moved
 // for IdleTimeout, or re-arms for the time left.

@@ -1,8 +1,11 @@
 package relay
 
 import (
+	"errors"
+	"io"
 	"net"
 
+	"ferry/plugins"
 	"ferry/plugins/pkg/netx"
 )
 
@@ -70,4 +73,19 @@ func tcpUnder(c net.Conn) *net.TCPConn {
 		}
 	}
 	return nil
+}
+
+// resetReason is the reset reason for the side r names.
+func resetReason(r plugins.CloseReason) plugins.CloseReason {
+	if r == plugins.ReasonClientClosed {
+		return plugins.ReasonClientReset
+	}
+	return plugins.ReasonUpstreamReset
+}
+
+// isPeerGone reports errors that mean the other end went away, which are
+// ordinary endings for a proxy rather than faults.
+func isPeerGone(err error) bool {
+	return netx.IsReset(err) || netx.IsBrokenPipe(err) ||
+		errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrUnexpectedEOF)
 }

@@ -275,6 +275,7 @@ func (h *conn) startChannel(ctx context.Context, s *plugins.Session, st *plugins
 		IdleTimeout:   h.l.set.IdleTimeout,
 		ClientPending: pending,
 		Parker:        h.l.srv.parker,
+		Go:            h.l.sock.spares.goFunc(),
 	}
 	h.l.srv.track(s, ch)
 	// An open tunnel's request is not needed any more (see

@@ -31,6 +31,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -297,7 +298,7 @@ name = "log"
 
 // startBench runs a server from TOML on a free loopback port until the
 // benchmark ends (start, for benchmarks).
-func startBench(b *testing.B, toml string) string {
+func startBench(b *testing.B, toml string) *Server {
 	b.Helper()
 	cfg, err := config.Parse("bench.toml", []byte(toml))
 	if err != nil {
@@ -315,18 +316,18 @@ func startBench(b *testing.B, toml string) string {
 			b.Errorf("shutdown forced %d connections", sum.Forced)
 		}
 	})
-	return srv.Addrs()[0].String()
+	return srv
 }
 
 // BenchmarkTunnel opens and ends one tunnel per op over loopback TCP:
 // connect to ferry, handshake, read the reply, send a byte to the echo
 // target and read it back, half-close and read to EOF (ferry has torn the
 // tunnel down both ways), close. conn/s is tunnels a second, one at a
-// time; B/op and allocs/op count the whole process: client, ferry and
-// echo target.
+// time; B/op, allocs/op and cpu-us/op (user and system time, from
+// getrusage) count the whole process: client, ferry and echo target.
 func BenchmarkTunnel(b *testing.B) {
 	echo := testkit.EchoTarget(b).Addr
-	addr := startBench(b, benchTunnelConfig)
+	addr := startBench(b, benchTunnelConfig).Addrs()[0].String()
 	host, port := splitPortB(b, echo)
 	connectReq := []byte(fmt.Sprintf("CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", echo, echo))
 	connectReply := []byte("HTTP/1.1 200 Connection established\r\n\r\n")
@@ -343,12 +344,14 @@ func BenchmarkTunnel(b *testing.B) {
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			b.ReportAllocs()
+			cpu0 := benchCPU(b)
 			for b.Loop() {
 				if err := benchTunnelOnce(addr, c.req, c.reply, c.want); err != nil {
 					b.Fatal(err)
 				}
 			}
 			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "conn/s")
+			b.ReportMetric(float64((benchCPU(b)-cpu0).Microseconds())/float64(b.N), "cpu-us/op")
 		})
 	}
 }
@@ -381,6 +384,15 @@ func benchTunnelOnce(addr string, req []byte, replyLen int, want []byte) error {
 		return fmt.Errorf("echo: got %q, %v; want \"x\" then EOF", buf[:n], err)
 	}
 	return nil
+}
+
+// benchCPU is the process's user and system CPU time so far.
+func benchCPU(b *testing.B) time.Duration {
+	d, err := testkit.CPUTime(os.Getpid())
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
 }
 
 func splitPortB(b *testing.B, addr string) (string, uint16) {

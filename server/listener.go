@@ -143,6 +143,9 @@ type socket struct {
 	// streams counts HTTP/2 streams per client address, for
 	// max_client_streams.
 	streams handshakes
+	// spares runs the connections' goroutines and their channels'
+	// second copies (nil: go statements).
+	spares *spares
 }
 
 // reusable reports whether a new configuration's listen address may take
@@ -164,11 +167,11 @@ func (e *ListenError) Error() string { return fmt.Sprintf("listener %s: %v", e.N
 func (e *ListenError) Unwrap() error { return e.Err }
 
 func openSocket(i int, l *frontend) (*socket, error) {
-	ln, err := net.Listen("tcp", l.cfg.Listen)
+	ln, err := listenTCP(l.cfg.Listen)
 	if err != nil {
 		return nil, &ListenError{Index: i, Name: l.cfg.Name, Err: err}
 	}
-	return &socket{ln: ln, addr: l.cfg.Listen}, nil
+	return &socket{ln: ln, addr: l.cfg.Listen, spares: newSpares()}, nil
 }
 
 // serveWith makes l the frontend of k's new connections.
@@ -188,6 +191,7 @@ func (k *socket) serveWith(l *frontend) {
 // (out of file descriptors, say) back off instead of spinning.
 func (k *socket) acceptLoop(s *Server) {
 	defer s.accepts.Done()
+	defer k.spares.close()
 	var backoff time.Duration
 	for {
 		c, err := k.ln.Accept()
@@ -229,7 +233,7 @@ func (k *socket) acceptLoop(s *Server) {
 		s.conns.Add(1)
 		l.gen.conns.Add(1)
 		k.mu.RUnlock()
-		go l.serve(h)
+		k.spares.run(func() { l.serve(h) })
 	}
 }
 
