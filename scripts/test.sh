@@ -22,9 +22,10 @@ cd "$(dirname "$0")/.."
 # and a PAC file; python3-socks (PySocks) as the SOCKS5 UDP client,
 # dnsmasq as the DNS server it queries on loopback; nodejs as the
 # JavaScript engine that evaluates ferry's PAC file; libnss3-tools
-# (certutil) to make Chromium trust ferry's CA for intercepted HTTPS.
+# (certutil) to make Chromium trust ferry's CA for intercepted HTTPS;
+# redis-server as the shared [state] store of quotas.
 packages=(curl ca-certificates haproxy nginx-light tshark dante-server microsocks tinyproxy squid python3-requests
-	chromium python3-socks dnsmasq nodejs libnss3-tools)
+	chromium python3-socks dnsmasq nodejs libnss3-tools redis-server)
 
 missing=()
 for p in "${packages[@]}"; do

@@ -1,0 +1,219 @@
+package state
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"ferry/plugins/pkg/throttle"
+)
+
+// Config is a Store's settings. Zero values take the defaults named.
+type Config struct {
+	// Backend holds the counters. Required.
+	Backend Backend
+	// OnError is what plugins do while Backend fails; the Store only
+	// reports it (see Store.OnError).
+	OnError OnError
+	// FlushEvery is how often gathered counts go to the backend, and how
+	// often a shared backend's counters are read again. Default 1s.
+	FlushEvery time.Duration
+	// FlushBytes makes a counter with this much gathered wake the flusher
+	// before FlushEvery. Default 1 MiB.
+	FlushBytes int64
+	// MaxCounters bounds the counters held in memory, which is also what
+	// bounds the counts kept while the backend is down. Default 100000.
+	MaxCounters int
+	// Timeout bounds each backend call. Default 2s.
+	Timeout time.Duration
+	// Log gets the warnings (at most one a second) and the recovery.
+	Log zerolog.Logger
+}
+
+// Defaults of Config.
+const (
+	DefaultFlushEvery  = time.Second
+	DefaultFlushBytes  = 1 << 20
+	DefaultMaxCounters = 100000
+	DefaultTimeout     = 2 * time.Second
+	// idleAfter is how long a counter nobody touched stays in memory.
+	idleAfter = 10 * time.Minute
+	// maxBatch bounds the keys of one backend call.
+	maxBatch = 1000
+)
+
+// Store hands out Counters and flushes them to its Backend. Safe for
+// concurrent use.
+type Store struct {
+	cfg Config
+
+	mu       sync.Mutex
+	counters map[Key]*Counter
+
+	healthy atomic.Bool
+	errors  atomic.Uint64
+	warn    throttle.Gate
+	kick    chan struct{}
+	stop    chan struct{}
+	done    chan struct{}
+	closed  sync.Once
+}
+
+// Counter is one usage counter: the total the backend last reported plus
+// what was added here since. Add and Total are atomic operations only.
+type Counter struct {
+	st      *Store
+	key     Key
+	expires time.Time
+	base    atomic.Int64 // the backend's total when last heard
+	pending atomic.Int64 // added here, not yet flushed
+	loaded  atomic.Bool  // base came from the backend
+	touched atomic.Int64 // Unix nanoseconds of the last Add or Total
+}
+
+// New starts a Store over cfg.Backend; Close stops it.
+func New(cfg Config) *Store {
+	if cfg.FlushEvery <= 0 {
+		cfg.FlushEvery = DefaultFlushEvery
+	}
+	if cfg.FlushBytes <= 0 {
+		cfg.FlushBytes = DefaultFlushBytes
+	}
+	if cfg.MaxCounters <= 0 {
+		cfg.MaxCounters = DefaultMaxCounters
+	}
+	if cfg.Timeout <= 0 {
+		cfg.Timeout = DefaultTimeout
+	}
+	s := &Store{cfg: cfg, counters: make(map[Key]*Counter), warn: throttle.Gate{Period: time.Second},
+		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	s.healthy.Store(true)
+	go s.run()
+	return s
+}
+
+// OnError is the configured behaviour while the backend fails.
+func (s *Store) OnError() OnError { return s.cfg.OnError }
+
+// SetOnError changes it (a reload that changed only on_error).
+func (s *Store) SetOnError(o OnError) {
+	s.mu.Lock()
+	s.cfg.OnError = o
+	s.mu.Unlock()
+}
+
+// Healthy reports whether the backend answered the last call.
+func (s *Store) Healthy() bool { return s.healthy.Load() }
+
+// Errors counts failed backend calls since the Store started.
+func (s *Store) Errors() uint64 { return s.errors.Load() }
+
+// Counter returns the counter of k, expiring at expires, creating it the
+// first time. A new counter reads its total from the backend, within ctx
+// and Timeout, unless the backend is failing; a counter whose total is
+// not known yet (Known is false) is read again by the flusher.
+func (s *Store) Counter(ctx context.Context, k Key, expires time.Time) (*Counter, error) {
+	c, fresh, err := s.lookup(k, expires)
+	if err != nil || !fresh || !s.healthy.Load() {
+		return c, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
+	defer cancel()
+	totals, err := s.cfg.Backend.Get(ctx, []Key{k})
+	if err != nil {
+		s.failed(fmt.Errorf("read counter: %w", err))
+		return c, nil
+	}
+	s.recovered()
+	c.setBase(totals[0])
+	return c, nil
+}
+
+// lookup finds or makes the counter of k; fresh says it was made.
+func (s *Store) lookup(k Key, expires time.Time) (c *Counter, fresh bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.counters[k]; ok {
+		return c, false, nil
+	}
+	if len(s.counters) >= s.cfg.MaxCounters {
+		s.evictLocked(time.Now())
+		if len(s.counters) >= s.cfg.MaxCounters {
+			return nil, false, ErrFull
+		}
+	}
+	c = &Counter{st: s, key: k, expires: expires}
+	c.touch()
+	s.counters[k] = c
+	return c, true, nil
+}
+
+// Add counts n more and returns the total as this process knows it.
+func (c *Counter) Add(n int64) int64 {
+	p := c.pending.Add(n)
+	if p >= c.st.cfg.FlushBytes && p-n < c.st.cfg.FlushBytes {
+		select {
+		case c.st.kick <- struct{}{}:
+		default:
+		}
+	}
+	return c.base.Load() + p
+}
+
+// Total is the counter's total as this process knows it.
+func (c *Counter) Total() int64 {
+	c.touch()
+	return c.base.Load() + c.pending.Load()
+}
+
+// Known reports whether the total includes the backend's.
+func (c *Counter) Known() bool { return c.loaded.Load() }
+
+// Key is the counter's key.
+func (c *Counter) Key() Key { return c.key }
+
+func (c *Counter) touch() { c.touched.Store(time.Now().UnixNano()) }
+
+func (c *Counter) setBase(total int64) {
+	c.base.Store(total)
+	c.loaded.Store(true)
+}
+
+// failed notes a backend failure: a metric, a warning at most once a
+// second.
+func (s *Store) failed(err error) {
+	s.errors.Add(1)
+	s.healthy.Store(false)
+	if ok, suppressed := s.warn.Pass(time.Now()); ok {
+		s.cfg.Log.Warn().Err(err).Int("suppressed", suppressed).
+			Msg("state store unreachable: counting in memory until it is back")
+	}
+}
+
+// recovered notes a backend call that worked.
+func (s *Store) recovered() {
+	if !s.healthy.Swap(true) {
+		s.cfg.Log.Info().Msg("state store reachable again")
+	}
+}
+
+// Close flushes what is pending, within ctx, and closes the backend.
+func (s *Store) Close(ctx context.Context) error {
+	var err error
+	s.closed.Do(func() {
+		close(s.stop)
+		<-s.done
+		s.flush(ctx)
+		if !s.Healthy() {
+			err = fmt.Errorf("state store: counts gathered while the store was unreachable are lost")
+		}
+		if cerr := s.cfg.Backend.Close(); cerr != nil {
+			err = fmt.Errorf("close state store: %w", cerr)
+		}
+	})
+	return err
+}

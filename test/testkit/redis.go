@@ -1,0 +1,100 @@
+package testkit
+
+import (
+	"bufio"
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Redis is a redis-server the test started on a loopback port, without
+// persistence. Stop and Start take it down and bring it back on the same
+// port, for tests of a store that goes away.
+type Redis struct {
+	Addr string // 127.0.0.1:PORT
+	bin  string
+	t    testing.TB
+	cmd  *exec.Cmd
+}
+
+// StartRedis starts a redis-server for the test and stops it at cleanup.
+// Without the binary the test is skipped, except in CI (CI=true), where
+// scripts/test.sh installs it and a missing one is a failure.
+func StartRedis(t testing.TB) *Redis {
+	t.Helper()
+	bin, err := exec.LookPath("redis-server")
+	if err != nil {
+		if os.Getenv("CI") == "true" {
+			t.Fatal("redis-server not found (Debian package redis-server)")
+		}
+		t.Skip("redis-server not found (Debian package redis-server)")
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// redis-server cannot be told port 0: take a free port and let it go.
+	r := &Redis{Addr: ln.Addr().String(), bin: bin, t: t}
+	ln.Close()
+	r.Start()
+	t.Cleanup(r.Stop)
+	return r
+}
+
+// URL is the redis:// URL of database 0.
+func (r *Redis) URL() string { return "redis://" + r.Addr + "/0" }
+
+// Start starts the server on its address and waits until it answers
+// PING, for 10 seconds at most.
+func (r *Redis) Start() {
+	r.t.Helper()
+	host, port, _ := net.SplitHostPort(r.Addr)
+	r.cmd = exec.Command(r.bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no",
+		"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")
+	if err := r.cmd.Start(); err != nil {
+		r.t.Fatalf("start redis-server: %v", err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if r.ping() == nil {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	r.Stop()
+	r.t.Fatalf("redis-server on %s did not answer PING within 10s", r.Addr)
+}
+
+// Stop kills the server and waits for it; it does nothing when stopped.
+func (r *Redis) Stop() {
+	if r.cmd == nil {
+		return
+	}
+	_ = r.cmd.Process.Kill()
+	_ = r.cmd.Wait()
+	r.cmd = nil
+}
+
+func (r *Redis) ping() error {
+	c, err := net.DialTimeout("tcp", r.Addr, time.Second)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	_ = c.SetDeadline(time.Now().Add(time.Second))
+	if _, err := c.Write([]byte("PING\r\n")); err != nil {
+		return err
+	}
+	line, err := bufio.NewReader(c).ReadString('\n')
+	if err != nil {
+		return err
+	}
+	if !strings.HasPrefix(line, "+PONG") {
+		return fmt.Errorf("PING answered %q", line)
+	}
+	return nil
+}
