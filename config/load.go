@@ -97,6 +97,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		Routes:    doc.Routes,
 		Admin:     doc.Admin,
 		Limits:    doc.Limits,
+		State:     doc.State,
 	}
 	if res.complete {
 		cfg.Plugins = l.plugins(doc.Plugins)
@@ -123,6 +124,7 @@ type document struct {
 	Routes    []Route          `toml:"route"`
 	Admin     Admin            `toml:"admin"`
 	Limits    Limits           `toml:"limits"`
+	State     State            `toml:"state"`
 	Plugins   []map[string]any `toml:"plugin"`
 }
 
@@ -235,6 +237,12 @@ func (l *loader) applyDefaults(c *Config) {
 	}
 	if !l.x.has("defaults.buffer_size") {
 		d.BufferSize = DefaultBufferSize
+	}
+	if c.State.OnError == "" {
+		c.State.OnError = "fail_open"
+	}
+	if !l.x.has("state.flush_interval") {
+		c.State.FlushInterval = Duration(DefaultFlushInterval)
 	}
 	lim := &c.Limits
 	if lim.MaxClientHandshakes == nil {

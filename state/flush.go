@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strings"
 	"time"
@@ -25,6 +26,9 @@ func (s *Store) run() {
 		cancel()
 	}
 }
+
+// errNotStarted is returned by calls that need the backend before Start.
+var errNotStarted = errors.New("state store not started")
 
 // flush sends the gathered counts, reads the totals the Store does not
 // know (or, for a shared backend, may be stale), and lets idle counters
@@ -118,6 +122,9 @@ func (s *Store) evictLocked(now time.Time) {
 // limit: the backend's, with what this process has not flushed yet
 // added, and the counters only this process knows (the backend is down).
 func (s *Store) Entries(ctx context.Context, prefix string, limit int) ([]Entry, error) {
+	if !s.started.Load() {
+		return nil, errNotStarted
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	stored, err := s.cfg.Backend.List(ctx, prefix, limit)
@@ -149,6 +156,9 @@ func (s *Store) Entries(ctx context.Context, prefix string, limit int) ([]Entry,
 // Reset forgets the counters of subject whose Scope starts with prefix,
 // here and in the backend, and says how many the backend held.
 func (s *Store) Reset(ctx context.Context, prefix, subject string) (int, error) {
+	if !s.started.Load() {
+		return 0, errNotStarted
+	}
 	s.mu.Lock()
 	for k, c := range s.counters {
 		if k.Subject == subject && strings.HasPrefix(k.Scope, prefix) {

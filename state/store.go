@@ -14,7 +14,8 @@ import (
 
 // Config is a Store's settings. Zero values take the defaults named.
 type Config struct {
-	// Backend holds the counters. Required.
+	// Backend holds the counters. When nil, the Store waits for Start:
+	// until then its counters count in memory, unread.
 	Backend Backend
 	// OnError is what plugins do while Backend fails; the Store only
 	// reports it (see Store.OnError).
@@ -54,6 +55,9 @@ type Store struct {
 	mu       sync.Mutex
 	counters map[Key]*Counter
 
+	// started is set once the backend is (Start), before the flusher
+	// runs; Counter, Entries and Reset read cfg.Backend only after it.
+	started atomic.Bool
 	healthy atomic.Bool
 	errors  atomic.Uint64
 	warn    throttle.Gate
@@ -75,7 +79,8 @@ type Counter struct {
 	touched atomic.Int64 // Unix nanoseconds of the last Add or Total
 }
 
-// New starts a Store over cfg.Backend; Close stops it.
+// New makes a Store, started over cfg.Backend if it is set (else see
+// Start); Close stops it.
 func New(cfg Config) *Store {
 	if cfg.FlushEvery <= 0 {
 		cfg.FlushEvery = DefaultFlushEvery
@@ -92,8 +97,25 @@ func New(cfg Config) *Store {
 	s := &Store{cfg: cfg, counters: make(map[Key]*Counter), warn: throttle.Gate{Period: time.Second},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
 	s.healthy.Store(true)
-	go s.run()
+	if cfg.Backend != nil {
+		s.Start(cfg.Backend)
+	}
 	return s
+}
+
+// Start gives the Store its backend and starts the flusher; only the
+// first call counts. The server opens the backend when it starts the
+// configuration, not when it builds it, so that building (ferry check,
+// a reload that fails) takes no file lock.
+func (s *Store) Start(b Backend) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.started.Load() {
+		return
+	}
+	s.cfg.Backend = b
+	s.started.Store(true)
+	go s.run()
 }
 
 // OnError is the configured behaviour while the backend fails.
@@ -118,7 +140,7 @@ func (s *Store) Errors() uint64 { return s.errors.Load() }
 // not known yet (Known is false) is read again by the flusher.
 func (s *Store) Counter(ctx context.Context, k Key, expires time.Time) (*Counter, error) {
 	c, fresh, err := s.lookup(k, expires)
-	if err != nil || !fresh || !s.healthy.Load() {
+	if err != nil || !fresh || !s.healthy.Load() || !s.started.Load() {
 		return c, err
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
@@ -205,6 +227,9 @@ func (s *Store) recovered() {
 func (s *Store) Close(ctx context.Context) error {
 	var err error
 	s.closed.Do(func() {
+		if !s.started.Load() {
+			return
+		}
 		close(s.stop)
 		<-s.done
 		s.flush(ctx)
