@@ -1,0 +1,197 @@
+package test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"ferry/test/testkit"
+)
+
+// maxOrigin bounds what sizedOrigin sends for one request.
+const maxOrigin = 64 << 20
+
+// sizedOrigin answers GET /N with N bytes (at most maxOrigin), in 32 KiB
+// writes.
+func sizedOrigin(t *testing.T) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		n, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/"))
+		if err != nil || n < 0 || n > maxOrigin {
+			http.Error(w, "want /N, N up to 64 MiB", http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Length", strconv.Itoa(n))
+		buf := make([]byte, 32<<10)
+		for n > 0 {
+			k, err := w.Write(buf[:min(n, len(buf))])
+			if err != nil {
+				return
+			}
+			n -= k
+		}
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// quotaConfig is a listener behind auth (users alice and bob), a quota
+// of 10 MiB a day per user and the access log, with the embedded store in
+// stateDir and the admin service on adminAddr.
+func quotaConfig(stateDir, adminAddr string, endLive bool) func(addr string) string {
+	return chainConfig([]string{"auth", "quota", "log"}, fmt.Sprintf(`[[plugin]]
+name = "auth"
+[plugin.users]
+alice = "plain:alice-pw"
+bob = "plain:bob-pw"
+
+[[plugin]]
+name = "quota"
+timezone = "Europe/Berlin"
+end_live = %v
+[[plugin.limit]]
+name = "daily"
+per = "user"
+bytes = "10MiB"
+period = "day"
+
+[[plugin]]
+name = "log"
+
+[state]
+dir = %q
+
+[admin]
+listen = %q
+`, endLive, stateDir, adminAddr))
+}
+
+// usageOf reads GET /usage and returns the bytes used by user of quota
+// daily (-1 when it is not listed).
+func usageOf(t *testing.T, adminAddr, user string) int64 {
+	t.Helper()
+	resp, err := http.Get("http://" + adminAddr + "/usage")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var us []struct {
+		Quota, Per, Subject string
+		Used, Limit         int64
+		PeriodEnd           time.Time `json:"period_end"`
+	}
+	if err := json.NewDecoder(io.LimitReader(resp.Body, 1<<20)).Decode(&us); err != nil {
+		t.Fatalf("GET /usage: %v", err)
+	}
+	for _, u := range us {
+		if u.Quota == "daily" && u.Per == "user" && u.Subject == user {
+			if u.Limit != 10<<20 || u.PeriodEnd.Before(time.Now()) {
+				t.Errorf("GET /usage: %+v, want limit 10 MiB and a period end ahead", u)
+			}
+			return u.Used
+		}
+	}
+	return -1
+}
+
+// TestQuotaDownloads: alice, with 10 MiB a day, downloads 8 MiB twice
+// (the second starts under the budget and, without end_live, completes);
+// then she is refused in each protocol with the quota's message. The
+// usage survives a restart with the embedded store; GET /usage shows it
+// and DELETE /usage/alice gives the budget back.
+func TestQuotaDownloads(t *testing.T) {
+	t.Parallel()
+	needCurl(t)
+	origin := sizedOrigin(t)
+	stateDir, adminAddr := t.TempDir(), freeAddr(t)
+	f := startFerry(t, quotaConfig(stateDir, adminAddr, false), nil)
+	url8 := origin.URL + "/" + strconv.Itoa(8<<20)
+	for i := range 2 {
+		out := curl(t, "-x", "http://alice:alice-pw@"+f.addr, "-o", "/dev/null", "-w", "%{size_download}", url8)
+		if out != strconv.Itoa(8<<20) {
+			t.Fatalf("download %d: got %s bytes, want %d", i, out, 8<<20)
+		}
+	}
+	checkQuotaRefused(t, f.addr, origin.URL)
+	if used := usageOf(t, adminAddr, "alice"); used < 16<<20 || used > 17<<20 {
+		t.Errorf("GET /usage: alice used %d, want 16 MiB and the HTTP heads", used)
+	}
+
+	if code := f.stop(t); code != 0 {
+		t.Fatalf("ferry exited %d", code)
+	}
+	f = startFerry(t, quotaConfig(stateDir, adminAddr, false), nil)
+	checkQuotaRefused(t, f.addr, origin.URL)
+	if used := usageOf(t, adminAddr, "alice"); used < 16<<20 {
+		t.Errorf("after a restart: alice used %d, want 16 MiB or more", used)
+	}
+
+	req, _ := http.NewRequest(http.MethodDelete, "http://"+adminAddr+"/usage/alice", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		t.Fatalf("DELETE /usage/alice: %s", resp.Status)
+	}
+	out := curl(t, "-x", "http://alice:alice-pw@"+f.addr, "-o", "/dev/null", "-w", "%{http_code}", origin.URL+"/10")
+	if out != "200" {
+		t.Errorf("after DELETE /usage/alice: status %s, want 200", out)
+	}
+}
+
+// checkQuotaRefused: alice's next channel is refused with the quota's
+// message: HTTP 403 for plain HTTP and CONNECT, SOCKS5 reply 0x02.
+func checkQuotaRefused(t *testing.T, proxyAddr, originURL string) {
+	t.Helper()
+	res := curlMayFail(t, "-x", "http://alice:alice-pw@"+proxyAddr, "-w", "\n%{http_code}", originURL+"/10")
+	if !strings.Contains(res.stdout, `quota "daily" of user:alice spent`) || !strings.HasSuffix(res.stdout, "403") {
+		t.Errorf("plain HTTP: got %q (exit %d), want a 403 naming the quota", res.stdout, res.code)
+	}
+	if _, code := curlExit(t, "-p", "-x", "http://alice:alice-pw@"+proxyAddr, originURL+"/10"); code != curlConnectFailed {
+		t.Errorf("CONNECT: curl exit %d, want %d (CONNECT refused)", code, curlConnectFailed)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := testkit.DialSOCKS5Auth(ctx, proxyAddr, strings.TrimPrefix(originURL, "http://"), "alice", "alice-pw")
+	if err == nil {
+		c.Close()
+		t.Fatal("SOCKS5: admitted, want refused")
+	}
+	if !strings.Contains(err.Error(), "not allowed by ruleset") {
+		t.Errorf("SOCKS5: %v, want reply 0x02 (not allowed by ruleset)", err)
+	}
+}
+
+// TestQuotaEndLive: with end_live, bob's 20 MiB download through a
+// CONNECT tunnel ends once his 10 MiB are spent: the chunk that crosses
+// the budget is cut to what fits, so he gets less than 10 MiB of body
+// (the budget counts the HTTP heads too) and no byte more, and the access
+// line names the quota.
+func TestQuotaEndLive(t *testing.T) {
+	t.Parallel()
+	needCurl(t)
+	origin := sizedOrigin(t)
+	f := startFerry(t, quotaConfig(t.TempDir(), freeAddr(t), true), nil)
+	res := curlMayFail(t, "-p", "-x", "http://bob:bob-pw@"+f.addr, "-o", "/dev/null", "-w", "%{size_download}",
+		origin.URL+"/"+strconv.Itoa(20<<20))
+	got, _ := strconv.Atoi(res.stdout)
+	if res.code == 0 || got > 10<<20 || got < 9<<20 {
+		t.Errorf("curl exit %d after %d bytes, want a cut transfer of 9 to 10 MiB", res.code, got)
+	}
+	l := f.waitLine(t, "access", func(l logLine) bool { return l.str("user") == "bob" && l.str("proto") == "connect" })
+	if l.str("quota") != "daily" || l.str("reason") != "plugin closed" {
+		t.Errorf("access line %v, want quota=daily and reason plugin closed", l)
+	}
+	if down, _ := l.num("down"); down > 10<<20 {
+		t.Errorf("access line: down %d, more than the 10 MiB budget", down)
+	}
+}
