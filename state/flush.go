@@ -39,6 +39,9 @@ func (s *Store) flush(ctx context.Context) {
 	s.mu.Lock()
 	stale := now.Add(-idleAfter).UnixNano()
 	for _, c := range s.counters {
+		if c.added.Swap(false) {
+			c.touched.Store(now.UnixNano())
+		}
 		switch {
 		case c.pending.Load() != 0:
 			adds = append(adds, c)
@@ -104,17 +107,26 @@ func (s *Store) refresh(ctx context.Context, cs []*Counter) bool {
 }
 
 // evictLocked lets go of counters with nothing pending that expired or
-// were not touched for idleAfter. Holders of one keep a working counter;
-// the next Counter call for its key reads the backend again.
+// were not touched for idleAfter. A holder that adds to one later hands
+// the counts back (Counter.Add, readopt); the next Counter call for its
+// key reads the backend again. The mark goes up before pending is read a
+// second time, so an Add racing the eviction either shows in pending
+// (the counter stays) or sees the mark (readopt).
 func (s *Store) evictLocked(now time.Time) {
 	stale := now.Add(-idleAfter).UnixNano()
 	for k, c := range s.counters {
-		if c.pending.Load() != 0 || !c.loaded.Load() {
+		if c.pending.Load() != 0 || !c.loaded.Load() || c.added.Load() {
 			continue
 		}
-		if now.After(c.expires) || c.touched.Load() < stale {
-			delete(s.counters, k)
+		if !now.After(c.expires) && c.touched.Load() >= stale {
+			continue
 		}
+		c.evicted.Store(true)
+		if c.pending.Load() != 0 {
+			c.evicted.Store(false)
+			continue
+		}
+		delete(s.counters, k)
 	}
 }
 

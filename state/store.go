@@ -76,7 +76,9 @@ type Counter struct {
 	base    atomic.Int64 // the backend's total when last heard
 	pending atomic.Int64 // added here, not yet flushed
 	loaded  atomic.Bool  // base came from the backend
-	touched atomic.Int64 // Unix nanoseconds of the last Add or Total
+	touched atomic.Int64 // Unix nanoseconds of the last Total, or of the flush after an Add
+	added   atomic.Bool  // Add ran since the last flush looked
+	evicted atomic.Bool  // the Store let it go: Add hands its counts back
 }
 
 // New makes a Store, started over cfg.Backend if it is set (else see
@@ -177,6 +179,10 @@ func (s *Store) lookup(k Key, expires time.Time) (c *Counter, fresh bool, err er
 // Add counts n more and returns the total as this process knows it.
 func (c *Counter) Add(n int64) int64 {
 	p := c.pending.Add(n)
+	c.added.Store(true)
+	if c.evicted.Load() {
+		c.st.readopt(c)
+	}
 	if p >= c.st.cfg.FlushBytes && p-n < c.st.cfg.FlushBytes {
 		select {
 		case c.st.kick <- struct{}{}:
@@ -194,6 +200,29 @@ func (c *Counter) Total() int64 {
 
 // Known reports whether the total includes the backend's.
 func (c *Counter) Known() bool { return c.loaded.Load() }
+
+// Stale reports whether the Store let the counter go (it was idle): its
+// holder should ask the Store for the key's counter again. Counts added
+// to a stale counter are not lost (see readopt).
+func (c *Counter) Stale() bool { return c.evicted.Load() }
+
+// readopt takes back a counter that was let go but is still added to:
+// into the table again when the key has no other counter, else its
+// pending counts move to the one that has taken its place.
+func (s *Store) readopt(c *Counter) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !c.evicted.Load() {
+		return
+	}
+	cur, ok := s.counters[c.key]
+	if !ok {
+		c.evicted.Store(false)
+		s.counters[c.key] = c
+		return
+	}
+	cur.pending.Add(c.pending.Swap(0))
+}
 
 // Key is the counter's key.
 func (c *Counter) Key() Key { return c.key }

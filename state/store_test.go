@@ -255,3 +255,35 @@ func subjects(es []Entry) []string {
 	sort.Strings(out)
 	return out
 }
+
+// TestStoreEvictReadopt: a counter let go while idle hands back what is
+// added to it later: into the table again, or to the counter that took
+// its place.
+func TestStoreEvictReadopt(t *testing.T) {
+	ctx := context.Background()
+	for _, replaced := range []bool{false, true} {
+		m := NewMemory()
+		st := New(Config{Backend: m, FlushEvery: time.Hour, Log: zerolog.Nop()})
+		c, _ := st.Counter(ctx, alice, future)
+		c.Add(10)
+		st.flush(ctx)
+		st.flush(ctx) // clears the mark of the Add
+		st.mu.Lock()
+		st.evictLocked(time.Now().Add(idleAfter + time.Minute))
+		st.mu.Unlock()
+		if !c.Stale() {
+			t.Fatal("idle counter not let go")
+		}
+		if replaced {
+			if c2, _ := st.Counter(ctx, alice, future); c2 == c || c2.Total() != 10 {
+				t.Fatalf("new counter %p (old %p) with total %d, want a new one with 10", c2, c, c2.Total())
+			}
+		}
+		c.Add(5)
+		st.flush(ctx)
+		if got, _ := m.Get(ctx, []Key{alice}); got[0] != 15 {
+			t.Errorf("replaced %v: backend has %d, want 15", replaced, got[0])
+		}
+		st.Close(ctx)
+	}
+}

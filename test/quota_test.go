@@ -9,6 +9,7 @@ import (
 	"net/http/httptest"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -46,6 +47,11 @@ func sizedOrigin(t *testing.T) *httptest.Server {
 // of 10 MiB a day per user and the access log, with the embedded store in
 // stateDir and the admin service on adminAddr.
 func quotaConfig(stateDir, adminAddr string, endLive bool) func(addr string) string {
+	return quotaConfigWith(fmt.Sprintf("dir = %q", stateDir), adminAddr, endLive)
+}
+
+// quotaConfigWith is quotaConfig with the keys of [state] given.
+func quotaConfigWith(stateKeys, adminAddr string, endLive bool) func(addr string) string {
 	return chainConfig([]string{"auth", "quota", "log"}, fmt.Sprintf(`[[plugin]]
 name = "auth"
 [plugin.users]
@@ -66,11 +72,11 @@ period = "day"
 name = "log"
 
 [state]
-dir = %q
+%s
 
 [admin]
 listen = %q
-`, endLive, stateDir, adminAddr))
+`, endLive, stateKeys, adminAddr))
 }
 
 // usageOf reads GET /usage and returns the bytes used by user of quota
@@ -104,7 +110,7 @@ func usageOf(t *testing.T, adminAddr, user string) int64 {
 // TestQuotaDownloads: alice, with 10 MiB a day, downloads 8 MiB twice
 // (the second starts under the budget and, without end_live, completes);
 // then she is refused in each protocol with the quota's message. The
-// usage survives a restart with the embedded store; GET /usage shows it
+// usage survives a reload and a restart with the embedded store; GET /usage shows it
 // and DELETE /usage/alice gives the budget back.
 func TestQuotaDownloads(t *testing.T) {
 	t.Parallel()
@@ -123,6 +129,10 @@ func TestQuotaDownloads(t *testing.T) {
 	if used := usageOf(t, adminAddr, "alice"); used < 16<<20 || used > 17<<20 {
 		t.Errorf("GET /usage: alice used %d, want 16 MiB and the HTTP heads", used)
 	}
+	// A reload keeps the store (and the embedded file's lock) open.
+	f.send(t, syscall.SIGHUP)
+	f.waitLine(t, "configuration reloaded", nil)
+	checkQuotaRefused(t, f.addr, origin.URL)
 
 	if code := f.stop(t); code != 0 {
 		t.Fatalf("ferry exited %d", code)
@@ -194,4 +204,49 @@ func TestQuotaEndLive(t *testing.T) {
 	if down, _ := l.num("down"); down > 10<<20 {
 		t.Errorf("access line: down %d, more than the 10 MiB budget", down)
 	}
+}
+
+// TestQuotaRedis: two ferrys on one Redis share alice's budget: 5 MiB
+// through each spends her 10 MiB, and both refuse her next channel.
+// With fail_closed, a Redis that stops makes them refuse channels whose
+// usage they cannot read; once it is back they admit them again without
+// a restart.
+func TestQuotaRedis(t *testing.T) {
+	t.Parallel()
+	needCurl(t)
+	r := testkit.StartRedis(t)
+	origin := sizedOrigin(t)
+	keys := fmt.Sprintf("url = %q\non_error = \"fail_closed\"\nflush_interval = \"100ms\"", r.URL())
+	f1 := startFerry(t, quotaConfigWith(keys, freeAddr(t), false), nil)
+	f2 := startFerry(t, quotaConfigWith(keys, freeAddr(t), false), nil)
+	url5 := origin.URL + "/" + strconv.Itoa(5<<20)
+	for _, f := range []*proc{f1, f2} {
+		out := curl(t, "-x", "http://alice:alice-pw@"+f.addr, "-o", "/dev/null", "-w", "%{size_download}", url5)
+		if out != strconv.Itoa(5<<20) {
+			t.Fatalf("download through %s: %s bytes, want %d", f.addr, out, 5<<20)
+		}
+		time.Sleep(500 * time.Millisecond) // a few flush intervals
+	}
+	for _, f := range []*proc{f1, f2} {
+		checkQuotaRefused(t, f.addr, origin.URL)
+	}
+
+	r.Stop()
+	res := curlMayFail(t, "-x", "http://bob:bob-pw@"+f1.addr, "-w", "\n%{http_code}", origin.URL+"/10")
+	if !strings.Contains(res.stdout, "quota store unavailable") || !strings.HasSuffix(res.stdout, "403") {
+		t.Errorf("Redis down, fail_closed: got %q, want 403 quota store unavailable", res.stdout)
+	}
+	f1.waitLine(t, "state store unreachable: counting in memory until it is back", nil)
+
+	r.Start()
+	admitted := false
+	for i := 0; i < 50 && !admitted; i++ {
+		time.Sleep(100 * time.Millisecond)
+		out, _ := curlExit(t, "-x", "http://bob:bob-pw@"+f1.addr, "-o", "/dev/null", "-w", "%{http_code}", origin.URL+"/10")
+		admitted = out == "200"
+	}
+	if !admitted {
+		t.Fatal("Redis back: bob still refused after 5 s")
+	}
+	f1.waitLine(t, "state store reachable again", nil)
 }

@@ -54,12 +54,12 @@ func newAccount(ctx context.Context, st *state.Store, lim *limit, subject string
 // current is the slot for now, rolling over to a new one when the last
 // ended. The roll reads the store (once per period or bucket).
 func (a *account) current(now time.Time) (*slot, error) {
-	if s := a.cur.Load(); s != nil && now.Unix() < s.end {
+	if s := a.cur.Load(); s.valid(now) {
 		return s, nil
 	}
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	if s := a.cur.Load(); s != nil && now.Unix() < s.end {
+	if s := a.cur.Load(); s.valid(now) {
 		return s, nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), rollTimeout)
@@ -68,6 +68,12 @@ func (a *account) current(now time.Time) (*slot, error) {
 		return nil, err
 	}
 	return a.cur.Load(), nil
+}
+
+// valid reports whether s is the slot for now: its span has not ended
+// and the store still holds its counter.
+func (s *slot) valid(now time.Time) bool {
+	return s != nil && now.Unix() < s.end && !s.c.Stale()
 }
 
 // rollTimeout bounds the store read of a roll in the data path.
@@ -89,7 +95,7 @@ func (a *account) rollLocked(ctx context.Context, now time.Time) error {
 		for i := int64(1); i < n; i++ {
 			e := end.Unix() - i*b
 			old := a.ring[(e/b)%n]
-			if old == nil || old.Key().End != e {
+			if old == nil || old.Key().End != e || old.Stale() {
 				if old, err = a.st.Counter(ctx, a.key(time.Unix(e, 0)), p.expires(time.Unix(e, 0))); err != nil {
 					return err
 				}

@@ -31,8 +31,6 @@ func (p *Plugin) OnConnect(ctx context.Context, s *plugins.Session) error {
 	}
 	now := p.now()
 	p.sweep(now)
-	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
-	defer cancel()
 	cs := &channelState{}
 	s.SetValue(key, cs) // before any error: OnClose gives back what was taken
 	for _, lim := range p.limits {
@@ -216,6 +214,8 @@ func (p *Plugin) account(ctx context.Context, lim *limit, subject string, now ti
 		return a, nil
 	}
 	// Outside the lock: the first read of the store may take a while.
+	ctx, cancel := context.WithTimeout(ctx, connectTimeout)
+	defer cancel()
 	a, err := newAccount(ctx, p.st, lim, subject, now)
 	if err != nil {
 		return nil, err

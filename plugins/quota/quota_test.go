@@ -41,7 +41,7 @@ func (c *clock) add(d time.Duration) {
 
 // load builds an instance from the plugin table's keys, as ferry does,
 // over store st.
-func load(t *testing.T, opts string, st *state.Store) (*Plugin, error) {
+func load(t testing.TB, opts string, st *state.Store) (*Plugin, error) {
 	t.Helper()
 	src := "[[listener]]\nlisten = \"127.0.0.1:0\"\nplugins = [\"q\"]\n\n[[plugin]]\nname = \"q\"\ntype = \"quota\"\n" + opts
 	cfg, err := config.Parse("test.toml", []byte(src))
@@ -60,7 +60,7 @@ func load(t *testing.T, opts string, st *state.Store) (*Plugin, error) {
 
 // setup is an instance on a memory store whose clock starts at a time
 // after now (so the store does not take its periods for expired).
-func setup(t *testing.T, opts string) (*Plugin, *state.Memory, *clock) {
+func setup(t testing.TB, opts string) (*Plugin, *state.Memory, *clock) {
 	t.Helper()
 	m := state.NewMemory()
 	st := state.New(state.Config{Backend: m, FlushEvery: time.Hour, Log: zerolog.Nop()})
