@@ -238,12 +238,7 @@ func (l *loader) applyDefaults(c *Config) {
 	if !l.x.has("defaults.buffer_size") {
 		d.BufferSize = DefaultBufferSize
 	}
-	if c.State.OnError == "" {
-		c.State.OnError = "fail_open"
-	}
-	if !l.x.has("state.flush_interval") {
-		c.State.FlushInterval = Duration(DefaultFlushInterval)
-	}
+	l.stateDefaults(&c.State)
 	lim := &c.Limits
 	if lim.MaxClientHandshakes == nil {
 		n := DefaultMaxClientHandshakes

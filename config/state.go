@@ -63,6 +63,16 @@ func (c *Config) StateDir() string {
 	return filepath.Join(filepath.Dir(c.File), dir)
 }
 
+// stateDefaults fills in what [state] leaves out.
+func (l *loader) stateDefaults(st *State) {
+	if st.OnError == "" {
+		st.OnError = "fail_open"
+	}
+	if !l.x.has("state.flush_interval") {
+		st.FlushInterval = Duration(DefaultFlushInterval)
+	}
+}
+
 // state checks [state], its defaults applied.
 func (l *loader) state(c *Config) {
 	st := c.State

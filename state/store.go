@@ -79,6 +79,9 @@ type Counter struct {
 	touched atomic.Int64 // Unix nanoseconds of the last Total, or of the flush after an Add
 	added   atomic.Bool  // Add ran since the last flush looked
 	evicted atomic.Bool  // the Store let it go: Add hands its counts back
+	// read is closed once Counter's first read of the backend is over,
+	// so that callers who find the counter meanwhile wait for its total.
+	read chan struct{}
 }
 
 // New makes a Store, started over cfg.Backend if it is set (else see
@@ -142,8 +145,19 @@ func (s *Store) Errors() uint64 { return s.errors.Load() }
 // not known yet (Known is false) is read again by the flusher.
 func (s *Store) Counter(ctx context.Context, k Key, expires time.Time) (*Counter, error) {
 	c, fresh, err := s.lookup(k, expires)
-	if err != nil || !fresh || !s.healthy.Load() || !s.started.Load() {
-		return c, err
+	if err != nil {
+		return nil, err
+	}
+	if !fresh {
+		select { // another caller is reading its total: wait for it
+		case <-c.read:
+		case <-ctx.Done():
+		}
+		return c, nil
+	}
+	defer close(c.read)
+	if !s.healthy.Load() || !s.started.Load() {
+		return c, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
@@ -170,7 +184,7 @@ func (s *Store) lookup(k Key, expires time.Time) (c *Counter, fresh bool, err er
 			return nil, false, ErrFull
 		}
 	}
-	c = &Counter{st: s, key: k, expires: expires}
+	c = &Counter{st: s, key: k, expires: expires, read: make(chan struct{})}
 	c.touch()
 	s.counters[k] = c
 	return c, true, nil

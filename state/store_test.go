@@ -6,6 +6,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -286,4 +287,32 @@ func TestStoreEvictReadopt(t *testing.T) {
 		}
 		st.Close(ctx)
 	}
+}
+
+// slowGet is a backend whose reads take a while.
+type slowGet struct{ *Memory }
+
+func (s slowGet) Get(ctx context.Context, keys []Key) ([]int64, error) {
+	time.Sleep(50 * time.Millisecond)
+	return s.Memory.Get(ctx, keys)
+}
+
+// TestStoreCounterConcurrent: callers that find a counter while its first
+// read is in flight wait for it, and all see the backend's total.
+func TestStoreCounterConcurrent(t *testing.T) {
+	ctx := context.Background()
+	m := NewMemory()
+	mustAdd(t, m, Delta{alice, 42, future})
+	st := New(Config{Backend: slowGet{m}, FlushEvery: time.Hour, Log: zerolog.Nop()})
+	defer st.Close(ctx)
+	var wg sync.WaitGroup
+	for range 20 {
+		wg.Go(func() {
+			c, err := st.Counter(ctx, alice, future)
+			if err != nil || !c.Known() || c.Total() != 42 {
+				t.Errorf("counter: %v, known %v, total %d; want 42", err, c != nil && c.Known(), c.Total())
+			}
+		})
+	}
+	wg.Wait()
 }
