@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -10,6 +11,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"ferry/state"
 )
 
 // State configures the store of the counters that quotas keep: usage per
@@ -22,8 +25,10 @@ type State struct {
 	// URL.
 	Dir string `toml:"dir"`
 	// URL selects a Redis, shared by every ferry pointed at it:
-	// redis://[user:password@]host:port[/db], or rediss:// for TLS.
-	// Default empty: the embedded store.
+	// redis://[user:password@]host:port[/db], rediss:// for TLS, or
+	// redis+sentinel://[user:password@]host:port[,host:port...]/master[/db]
+	// for the master Redis Sentinels name. Default empty: the embedded
+	// store.
 	URL string `toml:"url"`
 	// OnError is what quotas do while the store is unreachable:
 	// fail_open (the default) lets traffic through, counted in memory
@@ -97,36 +102,43 @@ func (l *loader) state(c *Config) {
 }
 
 // checkRedisURL accepts redis:// and rediss:// URLs with a host and an
-// optional database number.
+// optional database number, and redis+sentinel:// URLs with Sentinel
+// addresses and the master's name.
 func checkRedisURL(raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil {
 		return fmt.Errorf("not a URL: %w", errors.Unwrap(err))
 	}
-	switch u.Scheme {
-	case "redis", "rediss":
-	case "redis+sentinel", "redis-sentinel":
-		return fmt.Errorf("scheme %q: Sentinel is not supported yet; give the master's redis:// URL", u.Scheme)
-	default:
-		return fmt.Errorf("scheme %q: want redis:// or rediss://", u.Scheme)
-	}
-	if u.Host == "" || u.Hostname() == "" {
-		return errors.New(`missing host: like "redis://127.0.0.1:6379/0"`)
-	}
-	if p := u.Port(); p != "" {
-		if n, err := strconv.Atoi(p); err != nil || n < 1 || n > 65535 {
-			return fmt.Errorf("port %q: want 1 to 65535", p)
-		}
-	}
-	if db := strings.Trim(u.Path, "/"); db != "" {
-		if n, err := strconv.Atoi(db); err != nil || n < 0 {
-			return fmt.Errorf("database %q: want a number, like /0", db)
-		}
-	}
 	if u.RawQuery != "" || u.Fragment != "" {
 		return errors.New("takes no query or fragment")
 	}
-	return nil
+	switch u.Scheme {
+	case "redis", "rediss":
+		if db := strings.Trim(u.Path, "/"); db != "" {
+			if n, err := strconv.Atoi(db); err != nil || n < 0 {
+				return fmt.Errorf("database %q: want a number, like /0", db)
+			}
+		}
+		if u.Host == "" {
+			return errors.New(`missing host: like "redis://127.0.0.1:6379/0"`)
+		}
+		hp := u.Host
+		if u.Port() == "" {
+			hp = net.JoinHostPort(u.Hostname(), "6379")
+		}
+		return checkHostPort(hp, false, 1)
+	case "redis+sentinel":
+		if _, _, err := state.SentinelPath(u.Path); err != nil {
+			return err
+		}
+		for _, h := range strings.Split(u.Host, ",") {
+			if err := checkHostPort(h, false, 1); err != nil {
+				return fmt.Errorf("sentinel: %w", err)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("scheme %q: want redis://, rediss:// or redis+sentinel://", u.Scheme)
 }
 
 // checkWritableDir says why ferry could not create its store file in

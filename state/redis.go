@@ -25,15 +25,20 @@ var _ Backend = (*Redis)(nil)
 const redisTimeout = 2 * time.Second
 
 // OpenRedis makes a client for rawURL: redis://[user:pass@]host:port/db,
-// or rediss:// for TLS. It does not connect yet: the first call does, so a
-// Redis that is down at start is a failure like any other (OnError).
+// rediss:// for TLS, or redis+sentinel://[user:pass@]host:port[,host:port...]/master[/db]
+// for a master that Redis Sentinels name (the credentials are the
+// master's). It does not connect yet: the first call does, so a Redis
+// that is down at start is a failure like any other (OnError).
 func OpenRedis(rawURL string) (*Redis, error) {
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse redis url: %w", err)
 	}
+	if u.Scheme == "redis+sentinel" {
+		return openSentinel(u)
+	}
 	if u.Scheme != "redis" && u.Scheme != "rediss" {
-		return nil, fmt.Errorf("redis url scheme %q: want redis or rediss", u.Scheme)
+		return nil, fmt.Errorf("redis url scheme %q: want redis, rediss or redis+sentinel", u.Scheme)
 	}
 	opt, err := redis.ParseURL(rawURL)
 	if err != nil {
@@ -44,6 +49,39 @@ func OpenRedis(rawURL string) (*Redis, error) {
 	opt.PoolSize = 4
 	opt.MaxRetries = 1
 	return &Redis{c: redis.NewClient(opt)}, nil
+}
+
+// openSentinel makes a failover client: it asks the Sentinels for the
+// master and follows it when they fail over.
+func openSentinel(u *url.URL) (*Redis, error) {
+	master, db, err := SentinelPath(u.Path)
+	if err != nil {
+		return nil, err
+	}
+	opt := &redis.FailoverOptions{
+		MasterName:    master,
+		SentinelAddrs: strings.Split(u.Host, ","),
+		DB:            db,
+		Username:      u.User.Username(),
+		DialTimeout:   redisTimeout, ReadTimeout: redisTimeout, WriteTimeout: redisTimeout,
+		PoolSize: 4, MaxRetries: 1,
+	}
+	opt.Password, _ = u.User.Password()
+	return &Redis{c: redis.NewFailoverClient(opt)}, nil
+}
+
+// SentinelPath reads "/master[/db]", the path of a redis+sentinel URL.
+func SentinelPath(p string) (master string, db int, err error) {
+	parts := strings.Split(strings.Trim(p, "/"), "/")
+	if parts[0] == "" || len(parts) > 2 {
+		return "", 0, errors.New(`want the master's name and an optional database in the path, like "/mymaster/0"`)
+	}
+	if len(parts) == 2 {
+		if db, err = strconv.Atoi(parts[1]); err != nil || db < 0 {
+			return "", 0, fmt.Errorf("database %q: want a number", parts[1])
+		}
+	}
+	return parts[0], db, nil
 }
 
 // Add implements Backend.

@@ -14,7 +14,7 @@
 // counter gathered FlushBytes), so the data path never waits on a disk or
 // a network. Backends are the embedded bbolt file (OpenBolt, the default:
 // no server, survives restarts) and Redis (OpenRedis: INCRBY and EXPIREAT,
-// shared). When the backend fails, the Store keeps counting in memory
+// shared; standalone or behind Sentinel). When the backend fails, the Store keeps counting in memory
 // (bounded by MaxCounters), warns at most once a second, counts the
 // failures and flushes everything once the backend answers again; what a
 // plugin does meanwhile is OnError's choice (FailOpen or FailClosed).

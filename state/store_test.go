@@ -40,6 +40,14 @@ func backends(t *testing.T) map[string]func(t *testing.T) Backend {
 			}
 			return b
 		},
+		"sentinel": func(t *testing.T) Backend {
+			sentinel := testkit.StartSentinel(t, testkit.StartRedis(t))
+			b, err := OpenRedis("redis+sentinel://" + sentinel + "/mymaster/0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		},
 	}
 }
 

@@ -6,6 +6,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -19,6 +20,7 @@ type Redis struct {
 	bin  string
 	t    testing.TB
 	cmd  *exec.Cmd
+	args []string // instead of the server's flags (Sentinel)
 }
 
 // StartRedis starts a redis-server for the test and stops it at cleanup.
@@ -53,8 +55,12 @@ func (r *Redis) URL() string { return "redis://" + r.Addr + "/0" }
 func (r *Redis) Start() {
 	r.t.Helper()
 	host, port, _ := net.SplitHostPort(r.Addr)
-	r.cmd = exec.Command(r.bin, "--bind", host, "--port", port, "--save", "", "--appendonly", "no",
-		"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning")
+	args := r.args
+	if args == nil {
+		args = []string{"--bind", host, "--port", port, "--save", "", "--appendonly", "no",
+			"--protected-mode", "no", "--daemonize", "no", "--loglevel", "warning"}
+	}
+	r.cmd = exec.Command(r.bin, args...)
 	if err := r.cmd.Start(); err != nil {
 		r.t.Fatalf("start redis-server: %v", err)
 	}
@@ -97,4 +103,29 @@ func (r *Redis) ping() error {
 		return fmt.Errorf("PING answered %q", line)
 	}
 	return nil
+}
+
+// StartSentinel starts a Redis Sentinel (redis-server --sentinel) on a
+// loopback port that monitors master as "mymaster", and stops it at
+// cleanup. It returns the Sentinel's address once it answers PING.
+func StartSentinel(t testing.TB, master *Redis) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Redis{Addr: ln.Addr().String(), bin: master.bin, t: t}
+	ln.Close()
+	host, port, _ := net.SplitHostPort(s.Addr)
+	mhost, mport, _ := net.SplitHostPort(master.Addr)
+	conf := filepath.Join(t.TempDir(), "sentinel.conf") // Sentinel rewrites it
+	body := fmt.Sprintf("bind %s\nport %s\nprotected-mode no\nsentinel monitor mymaster %s %s 1\nsentinel down-after-milliseconds mymaster 1000\n",
+		host, port, mhost, mport)
+	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s.args = []string{conf, "--sentinel"}
+	s.Start()
+	t.Cleanup(s.Stop)
+	return s.Addr
 }
