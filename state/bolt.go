@@ -136,21 +136,11 @@ func (b *Bolt) List(_ context.Context, prefix string, limit int) ([]Entry, error
 func (b *Bolt) Delete(_ context.Context, prefix, subject string) (int, error) {
 	n := 0
 	err := b.db.Update(func(tx *bolt.Tx) error {
-		bk := tx.Bucket(usageBucket)
-		var doomed [][]byte
-		err := bk.ForEach(func(k, _ []byte) error {
+		var err error
+		n, err = deleteWhere(tx.Bucket(usageBucket), func(k, _ []byte) bool {
 			key, ok := decode(string(k))
-			if ok && key.Subject == subject && strings.HasPrefix(key.Scope, prefix) {
-				doomed = append(doomed, bytes.Clone(k))
-			}
-			return nil
+			return ok && key.Subject == subject && strings.HasPrefix(key.Scope, prefix)
 		})
-		for _, k := range doomed {
-			if err == nil {
-				err = bk.Delete(k)
-			}
-		}
-		n = len(doomed)
 		return err
 	})
 	return n, err
@@ -184,17 +174,27 @@ func value(v []byte, now time.Time) (total int64, live bool) {
 
 // sweep deletes the expired and malformed counters of bk.
 func sweep(bk *bolt.Bucket, now time.Time) error {
-	var doomed [][]byte
+	_, err := deleteWhere(bk, func(_, v []byte) bool {
+		_, live := value(v, now)
+		return !live
+	})
+	return err
+}
+
+// deleteWhere deletes the entries of bk that doomed picks (after the
+// walk: bbolt forbids deleting while ForEach runs) and counts them.
+func deleteWhere(bk *bolt.Bucket, doomed func(k, v []byte) bool) (int, error) {
+	var keys [][]byte
 	err := bk.ForEach(func(k, v []byte) error {
-		if _, live := value(v, now); !live {
-			doomed = append(doomed, bytes.Clone(k))
+		if doomed(k, v) {
+			keys = append(keys, bytes.Clone(k))
 		}
 		return nil
 	})
-	for _, k := range doomed {
+	for _, k := range keys {
 		if err == nil {
 			err = bk.Delete(k)
 		}
 	}
-	return err
+	return len(keys), err
 }
