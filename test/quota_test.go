@@ -13,6 +13,10 @@ import (
 	"testing"
 	"time"
 
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
+
 	"ferry/test/testkit"
 )
 
@@ -217,7 +221,8 @@ func TestQuotaRedis(t *testing.T) {
 	r := testkit.StartRedis(t)
 	origin := sizedOrigin(t)
 	keys := fmt.Sprintf("url = %q\non_error = \"fail_closed\"\nflush_interval = \"100ms\"", r.URL())
-	f1 := startFerry(t, quotaConfigWith(keys, freeAddr(t), false), nil)
+	admin1 := freeAddr(t)
+	f1 := startFerry(t, quotaConfigWith(keys, admin1, false), nil)
 	f2 := startFerry(t, quotaConfigWith(keys, freeAddr(t), false), nil)
 	url5 := origin.URL + "/" + strconv.Itoa(5<<20)
 	for _, f := range []*proc{f1, f2} {
@@ -230,6 +235,14 @@ func TestQuotaRedis(t *testing.T) {
 	for _, f := range []*proc{f1, f2} {
 		checkQuotaRefused(t, f.addr, origin.URL)
 	}
+	store := map[string]string{"store": "redis://" + r.Addr + "/0"}
+	mfs := adminMetrics(t, admin1)
+	if used := metricSum(mfs, "ferry_quota_used_bytes", map[string]string{"quota": "daily", "per": "user", "subject": "alice"}); used < 10<<20 {
+		t.Errorf("ferry_quota_used_bytes of alice: %v, want 10 MiB or more", used)
+	}
+	if up := metricSum(mfs, "ferry_state_up", store); up != 1 {
+		t.Errorf("ferry_state_up%v = %v, want 1", store, up)
+	}
 
 	r.Stop()
 	res := curlMayFail(t, "-x", "http://bob:bob-pw@"+f1.addr, "-w", "\n%{http_code}", origin.URL+"/10")
@@ -237,6 +250,10 @@ func TestQuotaRedis(t *testing.T) {
 		t.Errorf("Redis down, fail_closed: got %q, want 403 quota store unavailable", res.stdout)
 	}
 	f1.waitLine(t, "state store unreachable: counting in memory until it is back", nil)
+	mfs = adminMetrics(t, admin1)
+	if up, errs := metricSum(mfs, "ferry_state_up", store), metricSum(mfs, "ferry_state_errors_total", store); up != 0 || errs < 1 {
+		t.Errorf("Redis down: ferry_state_up %v, ferry_state_errors_total %v; want 0 and at least 1", up, errs)
+	}
 
 	r.Start()
 	admitted := false
@@ -249,4 +266,21 @@ func TestQuotaRedis(t *testing.T) {
 		t.Fatal("Redis back: bob still refused after 5 s")
 	}
 	f1.waitLine(t, "state store reachable again", nil)
+}
+
+// adminMetrics reads and parses GET /metrics of the admin service at
+// addr.
+func adminMetrics(t *testing.T, addr string) map[string]*dto.MetricFamily {
+	t.Helper()
+	resp, err := http.Get("http://" + addr + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	p := expfmt.NewTextParser(model.UTF8Validation)
+	mfs, err := p.TextToMetricFamilies(io.LimitReader(resp.Body, 16<<20))
+	if err != nil {
+		t.Fatalf("parse /metrics: %v", err)
+	}
+	return mfs
 }
