@@ -2,6 +2,7 @@ package state
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sync"
 	"sync/atomic"
@@ -276,12 +277,25 @@ func (s *Store) Close(ctx context.Context) error {
 		close(s.stop)
 		<-s.done
 		s.flush(ctx)
-		if !s.Healthy() {
-			err = fmt.Errorf("state store: counts gathered while the store was unreachable are lost")
+		if n := s.unflushed(); n > 0 {
+			err = fmt.Errorf("state store unreachable at close: the counts of %d counters are lost", n)
 		}
 		if cerr := s.cfg.Backend.Close(); cerr != nil {
-			err = fmt.Errorf("close state store: %w", cerr)
+			err = errors.Join(err, fmt.Errorf("close state store: %w", cerr))
 		}
 	})
 	return err
+}
+
+// unflushed counts the counters with counts the backend has not got.
+func (s *Store) unflushed() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	n := 0
+	for _, c := range s.counters {
+		if c.pending.Load() != 0 {
+			n++
+		}
+	}
+	return n
 }

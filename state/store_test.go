@@ -324,3 +324,22 @@ func TestStoreCounterConcurrent(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// TestStoreCloseLost: Close says how many counters' counts the backend
+// never got, and nothing when it got them all.
+func TestStoreCloseLost(t *testing.T) {
+	ctx := context.Background()
+	for _, down := range []bool{false, true} {
+		m := NewMemory()
+		st := New(Config{Backend: m, FlushEvery: time.Hour, Log: zerolog.Nop()})
+		c, _ := st.Counter(ctx, alice, future)
+		if down {
+			m.SetFail(errors.New("down"))
+		}
+		c.Add(1)
+		err := st.Close(ctx)
+		if down != (err != nil) {
+			t.Errorf("backend down %v: Close = %v", down, err)
+		}
+	}
+}
