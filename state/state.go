@@ -20,10 +20,16 @@
 // plugin does meanwhile is OnError's choice (FailOpen or FailClosed).
 //
 // The package does not decide what a period is (the quota plugin does:
-// a key names its period's end) and does not know users or limits. Leases
-// with expiry (concurrent connections across instances) and token buckets
-// (shared bandwidth) are to come as further Backend methods of the same
-// keyed shape; a Backend that lacks them keeps working for usage.
+// a key names its period's end) and does not know users or limits.
+//
+// What is to come fits beside usage rather than into it: leases with
+// expiry (concurrent connections counted across instances, freed when
+// an instance dies) and shared token buckets (bandwidth) are each an
+// interface of their own that a Backend may also implement (Redis with
+// a sorted set per key and a Lua script, the embedded file in memory),
+// reached through Store methods that fall back to process-local state
+// when the Backend lacks them and obey OnError the same way; their
+// keys take a prefix of their own next to keyPrefix.
 package state
 
 import (
