@@ -185,28 +185,37 @@ func checkQuotaRefused(t *testing.T, proxyAddr, originURL string) {
 	}
 }
 
-// TestQuotaEndLive: with end_live, bob's 20 MiB download through a
-// CONNECT tunnel ends once his 10 MiB are spent: the chunk that crosses
-// the budget is cut to what fits, so he gets less than 10 MiB of body
-// (the budget counts the HTTP heads too) and no byte more, and the access
-// line names the quota.
+// TestQuotaEndLive: with end_live, a 20 MiB download ends once the
+// user's 10 MiB are spent, through a CONNECT tunnel (bob) and as a plain
+// HTTP response (alice): the chunk that crosses the budget is cut to what
+// fits, so the body received is under 10 MiB (the budget counts the HTTP
+// heads too) and no byte more, and the access line names the quota.
 func TestQuotaEndLive(t *testing.T) {
 	t.Parallel()
 	needCurl(t)
 	origin := sizedOrigin(t)
 	f := startFerry(t, quotaConfig(t.TempDir(), freeAddr(t), true), nil)
-	res := curlMayFail(t, "-p", "-x", "http://bob:bob-pw@"+f.addr, "-o", "/dev/null", "-w", "%{size_download}",
-		origin.URL+"/"+strconv.Itoa(20<<20))
-	got, _ := strconv.Atoi(res.stdout)
-	if res.code == 0 || got > 10<<20 || got < 9<<20 {
-		t.Errorf("curl exit %d after %d bytes, want a cut transfer of 9 to 10 MiB", res.code, got)
+	url20 := origin.URL + "/" + strconv.Itoa(20<<20)
+	tests := []struct {
+		user, proto string
+		args        []string
+	}{
+		{user: "bob", proto: "connect", args: []string{"-p", "-x", "http://bob:bob-pw@" + f.addr}},
+		{user: "alice", proto: "http", args: []string{"-x", "http://alice:alice-pw@" + f.addr}},
 	}
-	l := f.waitLine(t, "access", func(l logLine) bool { return l.str("user") == "bob" && l.str("proto") == "connect" })
-	if l.str("quota") != "daily" || l.str("reason") != "plugin closed" {
-		t.Errorf("access line %v, want quota=daily and reason plugin closed", l)
-	}
-	if down, _ := l.num("down"); down > 10<<20 {
-		t.Errorf("access line: down %d, more than the 10 MiB budget", down)
+	for _, tt := range tests {
+		res := curlMayFail(t, append(tt.args, "-o", "/dev/null", "-w", "%{size_download}", url20)...)
+		got, _ := strconv.Atoi(res.stdout)
+		if res.code == 0 || got > 10<<20 || got < 9<<20 {
+			t.Errorf("%s: curl exit %d after %d bytes, want a cut transfer of 9 to 10 MiB", tt.proto, res.code, got)
+		}
+		l := f.waitLine(t, "access", func(l logLine) bool { return l.str("user") == tt.user && l.str("proto") == tt.proto })
+		if l.str("quota") != "daily" || l.str("reason") != "plugin closed" {
+			t.Errorf("%s: access line %v, want quota=daily and reason plugin closed", tt.proto, l)
+		}
+		if down, _ := l.num("down"); down > 10<<20 {
+			t.Errorf("%s: access line: down %d, more than the 10 MiB budget", tt.proto, down)
+		}
 	}
 }
 
