@@ -37,7 +37,10 @@ func (p *Plugin) OnConnect(ctx context.Context, s *plugins.Session) error {
 		for _, subject := range subjects(lim, s) {
 			a, err := p.account(ctx, lim, subject, now)
 			if err != nil {
-				return p.unavailable(s, err)
+				if err := p.unavailable(s, err); err != nil {
+					return err
+				}
+				continue // fail_open: this account goes uncounted
 			}
 			cs.accounts = append(cs.accounts, a)
 			if err := p.check(s, a, now); err != nil {
