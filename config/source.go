@@ -2,9 +2,10 @@ package config
 
 import (
 	"fmt"
-	"net"
 	"net/netip"
 	"slices"
+
+	"ferry/plugins/pkg/netx"
 )
 
 // Source strategies of a route's source_address array.
@@ -18,49 +19,17 @@ const (
 // pick hashes every entry, once per session.
 const MaxSourceAddresses = 256
 
-// hostAddrs lists this host's addresses once per load, the first time a
-// route asks.
-type hostAddrs struct {
-	addrs []netip.Addr
-	err   error
-	done  bool
-}
-
-func (h *hostAddrs) get() ([]netip.Addr, error) {
-	if !h.done {
-		h.done = true
-		h.addrs, h.err = interfaceAddrs()
-	}
-	return h.addrs, h.err
-}
-
-// interfaceAddrs is net.InterfaceAddrs as netip addresses.
-func interfaceAddrs() ([]netip.Addr, error) {
-	as, err := net.InterfaceAddrs()
-	if err != nil {
-		return nil, fmt.Errorf("list this host's addresses: %w", err)
-	}
-	out := make([]netip.Addr, 0, len(as))
-	for _, a := range as {
-		// An *net.IPNet prints as "192.0.2.10/24".
-		if p, err := netip.ParsePrefix(a.String()); err == nil {
-			out = append(out, p.Addr().Unmap())
-		}
-	}
-	return out, nil
-}
-
 // routeSources checks every route's source_address and source_strategy
 // and fills in Sources.
 func (l *loader) routeSources(rs []Route) {
-	host := &hostAddrs{}
+	host := &netx.HostAddrs{}
 	for i := range rs {
 		l.routeSource(indexKey("route", i), &rs[i], host)
 	}
 }
 
 // routeSource checks one route's source settings at path p.
-func (l *loader) routeSource(p string, r *Route, host *hostAddrs) {
+func (l *loader) routeSource(p string, r *Route, host *netx.HostAddrs) {
 	key := p + ".source_address"
 	list := false
 	var texts []any
@@ -97,7 +66,7 @@ func (l *loader) routeSource(p string, r *Route, host *hostAddrs) {
 }
 
 // sourceList parses and checks the addresses; nil when any is bad.
-func (l *loader) sourceList(key string, list bool, texts []any, host *hostAddrs) []netip.Addr {
+func (l *loader) sourceList(key string, list bool, texts []any, host *netx.HostAddrs) []netip.Addr {
 	var out []netip.Addr
 	bad := false
 	for j, t := range texts {
@@ -128,40 +97,10 @@ func (l *loader) sourceList(key string, list bool, texts []any, host *hostAddrs)
 
 // parseSource parses one source address and checks that a dial can bind
 // it.
-func parseSource(t any, host *hostAddrs) (netip.Addr, error) {
+func parseSource(t any, host *netx.HostAddrs) (netip.Addr, error) {
 	s, ok := t.(string)
 	if !ok {
 		return netip.Addr{}, fmt.Errorf(`must be a string, like "192.0.2.10", not %s`, valueWords(t))
 	}
-	a, err := netip.ParseAddr(s)
-	if err != nil {
-		return netip.Addr{}, fmt.Errorf(`invalid address %q: want an IP address, like "192.0.2.10" or "2001:db8::10"`, s)
-	}
-	a = a.Unmap()
-	local, lerr := host.get()
-	if err := checkSource(a, local, lerr); err != nil {
-		return netip.Addr{}, err
-	}
-	return a, nil
-}
-
-// checkSource reports why a dial could not leave from a, given the host's
-// addresses (or the error listing them). Linux answers the whole loopback
-// range, so 127.0.0.0/8 and ::1 need not be listed.
-func checkSource(a netip.Addr, local []netip.Addr, listErr error) error {
-	switch {
-	case a.Zone() != "":
-		return fmt.Errorf("%s: zones are not allowed", a)
-	case a.IsUnspecified():
-		return fmt.Errorf("%s is unspecified: name one address of this host", a)
-	case a.IsMulticast():
-		return fmt.Errorf("%s is a multicast address: name one address of this host", a)
-	case a.IsLoopback():
-		return nil
-	case listErr != nil:
-		return listErr
-	case !slices.Contains(local, a):
-		return fmt.Errorf("%s is not assigned to this host (only its interfaces' addresses, 127.0.0.0/8 and ::1 can be bound)", a)
-	}
-	return nil
+	return host.ParseSource(s)
 }

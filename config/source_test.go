@@ -97,38 +97,6 @@ func TestRouteSourceErrors(t *testing.T) {
 	}
 }
 
-func TestCheckSource(t *testing.T) {
-	local := addrs("10.1.2.3", "2001:db8::7")
-	listErr := errors.New("list this host's addresses: no netlink")
-	tests := []struct {
-		name    string
-		addr    string
-		listErr error
-		want    string // "" means accepted
-	}{
-		{name: "interface address", addr: "10.1.2.3"},
-		{name: "interface IPv6", addr: "2001:db8::7"},
-		{name: "loopback range", addr: "127.255.0.1"},
-		{name: "loopback without a list", addr: "127.0.0.5", listErr: listErr},
-		{name: "IPv6 loopback", addr: "::1"},
-		{name: "not on the host", addr: "10.1.2.4", want: "10.1.2.4 is not assigned to this host"},
-		{name: "list fails", addr: "10.1.2.3", listErr: listErr, want: "no netlink"},
-		{name: "unspecified IPv6", addr: "::", want: ":: is unspecified"},
-		{name: "multicast", addr: "224.0.0.1", want: "224.0.0.1 is a multicast address"},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			err := checkSource(netip.MustParseAddr(tt.addr), local, tt.listErr)
-			switch {
-			case tt.want == "" && err != nil:
-				t.Fatalf("checkSource(%s): got %v, want nil", tt.addr, err)
-			case tt.want != "" && (err == nil || !strings.Contains(err.Error(), tt.want)):
-				t.Fatalf("checkSource(%s): got %v, want an error with %q", tt.addr, err, tt.want)
-			}
-		})
-	}
-}
-
 func addrs(ss ...string) []netip.Addr {
 	var out []netip.Addr
 	for _, s := range ss {

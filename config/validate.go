@@ -86,72 +86,91 @@ func (l *loader) listeners(ls []Listener, instances map[string]bool) {
 		} else {
 			names[ln.Name] = i
 		}
-
-		switch err := checkListen(ln.Listen); {
-		case ln.Listen == "":
-			l.errorf(p+".listen", `missing: set the address to listen on, like "127.0.0.1:8080"`)
-		case err != nil:
-			l.errorf(p+".listen", "%v", err)
-		case strings.HasSuffix(ln.Listen, ":0"):
-			// Each gets its own free port: not a duplicate.
-		default:
-			if j, dup := addrs[ln.Listen]; dup {
-				l.errorf(p+".listen", "duplicate address %q (also listener[%d])", ln.Listen, j)
-			} else {
-				addrs[ln.Listen] = i
-			}
-		}
-
+		l.listen(p, ln.Listen, i, addrs)
 		l.protocols(p, ln)
 		l.socks5Bind(p, ln)
 		l.pac(p, ln)
 		l.socks5UDP(p, ln)
-
-		l.oneOf(p+".proxy_protocol", ln.ProxyProtocol, "off", "optional", "required")
-		if (ln.ProxyProtocol == "optional" || ln.ProxyProtocol == "required") && len(ln.TrustedProxies) == 0 {
-			l.errorf(p+".trusted_proxies", "missing: proxy_protocol = %q needs the addresses of the load balancers allowed to send a PROXY header", ln.ProxyProtocol)
-		}
-		l.oneOf(p+".send_proxy_protocol", ln.SendProxyProtocol, "off", "v1", "v2")
-		isTCP := len(ln.Protocols) == 1 && ln.Protocols[0] == "tcp"
-		if ln.SendProxyProtocol != "off" && !isTCP {
-			l.errorf(p+".send_proxy_protocol", `only a tcp listener sends a PROXY header to its target; proxy listeners set it on an [[upstream]]`)
-		}
-		l.passTLVs(p, ln.PassTLVs, ln.SendProxyProtocol)
-		if ln.AllowLocalDestinations && isTCP {
-			l.errorf(p+".allow_local_destinations", "only proxy listeners check destinations: a tcp listener's target is the operator's and always allowed")
-		}
-
-		seen := map[string]bool{}
-		for j, name := range ln.Plugins {
-			pj := indexKey(p+".plugins", j)
-			switch {
-			case !instances[name]:
-				l.errorf(pj, "no [[plugin]] named %q", name)
-			case seen[name]:
-				l.errorf(pj, "plugin %q is listed twice", name)
-			}
-			seen[name] = true
-		}
-
+		l.proxyProtocol(p, ln)
+		l.listenerPlugins(p, ln.Plugins, instances)
 		if ln.TLS != nil {
 			l.listenerTLS(p, ln.TLS)
 		}
-		if ln.MaxConnections != nil && *ln.MaxConnections < 0 {
-			l.errorf(p+".max_connections", "must not be negative (0 means unlimited)")
-		}
-		if ln.HandshakeTimeout != nil {
-			l.positive(p+".handshake_timeout", *ln.HandshakeTimeout)
-		}
-		if ln.DialTimeout != nil {
-			l.positive(p+".dial_timeout", *ln.DialTimeout)
-		}
-		if ln.IdleTimeout != nil {
-			l.notNegative(p+".idle_timeout", *ln.IdleTimeout)
-		}
-		if ln.BufferSize != nil {
-			l.bufferSize(p+".buffer_size", *ln.BufferSize)
-		}
+		l.listenerLimits(p, ln)
 		l.http2(p, ln)
+	}
+}
+
+// listen checks a listener's address; addrs maps the addresses seen to
+// their listener's index.
+func (l *loader) listen(p, listen string, i int, addrs map[string]int) {
+	switch err := checkListen(listen); {
+	case listen == "":
+		l.errorf(p+".listen", `missing: set the address to listen on, like "127.0.0.1:8080"`)
+	case err != nil:
+		l.errorf(p+".listen", "%v", err)
+	case strings.HasSuffix(listen, ":0"):
+		// Each gets its own free port: not a duplicate.
+	default:
+		if j, dup := addrs[listen]; dup {
+			l.errorf(p+".listen", "duplicate address %q (also listener[%d])", listen, j)
+		} else {
+			addrs[listen] = i
+		}
+	}
+}
+
+// proxyProtocol checks the PROXY protocol settings of a listener, and
+// allow_local_destinations, which like send_proxy_protocol depends on
+// whether it is a tcp listener.
+func (l *loader) proxyProtocol(p string, ln Listener) {
+	l.oneOf(p+".proxy_protocol", ln.ProxyProtocol, "off", "optional", "required")
+	if (ln.ProxyProtocol == "optional" || ln.ProxyProtocol == "required") && len(ln.TrustedProxies) == 0 {
+		l.errorf(p+".trusted_proxies", "missing: proxy_protocol = %q needs the addresses of the load balancers allowed to send a PROXY header", ln.ProxyProtocol)
+	}
+	l.oneOf(p+".send_proxy_protocol", ln.SendProxyProtocol, "off", "v1", "v2")
+	isTCP := len(ln.Protocols) == 1 && ln.Protocols[0] == "tcp"
+	if ln.SendProxyProtocol != "off" && !isTCP {
+		l.errorf(p+".send_proxy_protocol", `only a tcp listener sends a PROXY header to its target; proxy listeners set it on an [[upstream]]`)
+	}
+	l.passTLVs(p, ln.PassTLVs, ln.SendProxyProtocol)
+	if ln.AllowLocalDestinations && isTCP {
+		l.errorf(p+".allow_local_destinations", "only proxy listeners check destinations: a tcp listener's target is the operator's and always allowed")
+	}
+}
+
+// listenerPlugins checks that a listener's plugins exist, once each.
+func (l *loader) listenerPlugins(p string, names []string, instances map[string]bool) {
+	seen := map[string]bool{}
+	for j, name := range names {
+		pj := indexKey(p+".plugins", j)
+		switch {
+		case !instances[name]:
+			l.errorf(pj, "no [[plugin]] named %q", name)
+		case seen[name]:
+			l.errorf(pj, "plugin %q is listed twice", name)
+		}
+		seen[name] = true
+	}
+}
+
+// listenerLimits checks a listener's connection bound, timeouts and
+// buffer size.
+func (l *loader) listenerLimits(p string, ln Listener) {
+	if ln.MaxConnections != nil && *ln.MaxConnections < 0 {
+		l.errorf(p+".max_connections", "must not be negative (0 means unlimited)")
+	}
+	if ln.HandshakeTimeout != nil {
+		l.positive(p+".handshake_timeout", *ln.HandshakeTimeout)
+	}
+	if ln.DialTimeout != nil {
+		l.positive(p+".dial_timeout", *ln.DialTimeout)
+	}
+	if ln.IdleTimeout != nil {
+		l.notNegative(p+".idle_timeout", *ln.IdleTimeout)
+	}
+	if ln.BufferSize != nil {
+		l.bufferSize(p+".buffer_size", *ln.BufferSize)
 	}
 }
 

@@ -9,7 +9,8 @@ package plugins
 // instance of the same name, when both have the same type and the same
 // settings: their tables decode to equal values (comments, layout and key
 // order do not matter) and the configuration file is in the same
-// directory. Where the settings changed, the new instance starts afresh.
+// directory. Where the settings changed, the new instance starts afresh,
+// unless it is a SettingsCarrier.
 // A reload that fails after CarryFrom discards the new instance; the old
 // one goes on as before.
 //
@@ -25,4 +26,17 @@ package plugins
 // old's.
 type Carrier interface {
 	CarryFrom(old Plugin)
+}
+
+// SettingsCarrier is a Carrier whose state stays right under other
+// settings, such as connlimit's counts of open channels, which do not
+// depend on the limits they are checked against. ferry calls its
+// CarryFrom whenever the old instance has the same name and type (and
+// the configuration file is in the same directory), whether the settings
+// changed or not; the new instance checks the adopted state against its
+// own settings from then on. The rest of Carrier's contract holds.
+type SettingsCarrier interface {
+	Carrier
+	// CarriesAcrossSettings marks the type; ferry never calls it.
+	CarriesAcrossSettings()
 }

@@ -38,6 +38,10 @@ type Env struct {
 	// embedded default. Relative paths in plugin settings are relative to
 	// it (see Path), as an operator reading the file expects.
 	ConfigDir string
+	// Upstreams are the names of the config's [[upstream]] tables, for a
+	// plugin that checks at load the names it may set as s.Upstream
+	// ("direct" is always one).
+	Upstreams []string
 	// State returns the store of usage counters that [state] configures,
 	// opening it the first time a plugin asks (see package state); nil
 	// when there is none to give, as in some tests. Call it from the

@@ -63,6 +63,13 @@ type Session struct {
 	// the first hop); the zero Addr when the kernel picks. A Connector
 	// may set it; a route's choice applies only when none did.
 	SourceAddr netip.Addr
+	// UserRate is the bandwidth the user's authentication gave all of
+	// the user's channels together (an auth service's answer, say); nil
+	// when it gave none. The Authenticator's own OnConnect sets it, so
+	// plugins listed after it see it; a ratelimit instance with
+	// user_from_auth applies it. Shared by the user's sessions: read it,
+	// never change it.
+	UserRate *Rate
 	// Request is the client's HTTP request (CONNECT or plain) with its
 	// original headers, nil for SOCKS and tcp. Connectors may read it (for
 	// example Proxy-Authorization); the body must not be touched. For
@@ -85,6 +92,13 @@ type Session struct {
 	fields []LogField
 	link   Link
 	ctx    context.Context
+}
+
+// Rate is a bandwidth each way, in bytes per second; 0 leaves that
+// direction unlimited.
+type Rate struct {
+	Up   int64 // from the client to the target
+	Down int64 // from the target to the client
 }
 
 // LogField is a key and value a plugin adds to the channel's access line.

@@ -1,19 +1,24 @@
 #!/usr/bin/env bash
-# Benchmarks ferry against Debian's proxies on loopback and writes
-# BENCHMARKS.md and BENCHMARKS.png (the chart) at the top of the repo.
+# Benchmarks ferry against its peers on loopback and writes BENCHMARKS.md
+# and BENCHMARKS.png (the chart) at the top of the repo.
 #
-#   scripts/bench.sh            # full run, about 8 minutes (mitm included)
-#   QUICK=1 scripts/bench.sh    # smoke run, about 2 minutes: smaller sizes, 2000 idle tunnels
+#   scripts/bench.sh            # full run, about 25 minutes (mitm included)
+#   QUICK=1 scripts/bench.sh    # smoke run, about 5 minutes: smaller sizes, one round, 3000 idle tunnels
 #   MODES=http OUT=/tmp/http.md PNG=/tmp/http.png scripts/bench.sh
-#                               # plain HTTP only, about 1 minute (a partial report)
+#                               # plain HTTP only, about 4 minutes (a partial report)
 #   scripts/bench.sh mitm       # intercepted HTTPS only, under 2 minutes: replaces
 #                               # the "Intercepted HTTPS" section of BENCHMARKS.md
 #
 # Each proxy runs alone, freshly started for each setup, pinned to core
 # PROXY_CPU (0) with taskset; the load tool (scripts/bench) runs on
-# TOOL_CPU (1) with its own target server. Setups:
+# TOOL_CPU (1) with its own target server. Every peer runs as its users
+# would tune it for speed, without per-connection logging; the report
+# prints each one's command line and configuration file. Setups:
 #   ferry CONNECT, SOCKS5 and tcp (fixed forward), access log on (log
 #     plugin, to a file): every mode;
+#   ferry+nolog: the same without the access log: idle, connrate,
+#     throughput and (absolute-form GETs) http, the modes the log can
+#     change; the targets judge it, as the peers run without logging;
 #   ferry HTTP/2 CONNECT: the tunnels of a run as CONNECT streams of one
 #     HTTP/2 connection, with prior knowledge (h2c) on the same listener
 #     and, as ferry+tls, ALPN h2 on the TLS listener: idle, ping-pong and
@@ -25,19 +30,32 @@
 #     TLS to ferry with a certificate from `bench tls-cert`, resuming
 #     sessions; ferry to the target is plain): CONNECT every mode but
 #     http, SOCKS5 throughput and ping-pong;
-#   haproxy: tcp fixed forward, splice forced both ways, tcplog to a file;
-#   tinyproxy and squid (no cache, no disk): CONNECT, access log to a file;
-#   dante and microsocks: SOCKS5 (dante logs to a file, microsocks to stdout, into a file).
-# Modes: idle (first, on the fresh process), connrate, pingpong, throughput;
-# and http, plain HTTP through keep-alive connections against an nginx
-# origin (nginx-light, on the tool's core, no access log), each setup a
-# fresh process of its own, every peer with logging off:
+#   haproxy: tcp fixed forward, splice forced both ways, no log;
+#   tinyproxy (LogLevel Critical, no LogFile) and squid (no cache, no
+#     disk, access_log none): CONNECT, and plain HTTP;
+#   dante (no log lines in its rules: errors only, to a file) and
+#     microsocks (which logs each connection to stderr, sent to
+#     /dev/null): SOCKS5;
+#   gost and glider, the Go proxies (built at pinned versions into the
+#     run's work directory; skipped with a note when the Go module proxy
+#     does not serve them): CONNECT and SOCKS5 listeners, logging at
+#     error level (gost, to a file) or off (glider without -verbose),
+#     and plain HTTP through the CONNECT listener.
+# Modes: idle (first, on a fresh process; once for each of IDLE_N, each
+# on a process of its own), connrate, pingpong, throughput; and http,
+# plain HTTP through keep-alive connections against an nginx origin
+# (nginx-light, on the tool's core, no access log), each setup a fresh
+# process of its own:
 #   ferry: absolute-form GETs, with its access log (http) and without
 #     (nolog-http);
-#   squid (no cache, access_log none, no Via or X-Forwarded-For) and
-#     tinyproxy (LogLevel Critical, no log file, no Via): absolute-form;
+#   squid (also via off, forwarded_for transparent), tinyproxy (also
+#     DisableViaHeader), gost and glider: absolute-form;
 #   haproxy: mode http as a reverse proxy to the origin, keep-alive both
 #     sides, no log: origin-form GETs, the L7 reference.
+# The modes of REPEAT_MODES run REPEATS times, in rounds: each round
+# starts every setup afresh in turn, so the runs a ratio pairs (the
+# same round of two setups) were measured minutes apart; the report
+# shows the median of each figure and the worst run.
 # and mitm, intercepted HTTPS (issue 18): GETs through CONNECT tunnels
 # whose TLS the proxy terminates, from Go's HTTP client (HTTP/1.1, a
 # keep-alive tunnel per connection; HTTP/2, one tunnel multiplexing all),
@@ -52,27 +70,33 @@
 #     leaves), the origin's certificate verified.
 #
 # Environment (defaults full / QUICK=1):
-#   BYTES        bytes per throughput run, split among the streams  (4GiB / 512MiB)
+#   BYTES        bytes per throughput run, split among the streams  (1GiB / 512MiB)
 #   STREAMS      stream counts                                      (1,8)
-#   DURATION     connection-rate run                                (5s / 1s)
+#   DURATION     connection-rate run                                (2s / 1s)
 #   CONCURRENCY  connection-rate clients                            (32)
 #   ROUNDS       ping-pong round trips                              (30000 / 5000)
-#   IDLE_N       idle tunnels                                       (9000 / 2000)
-#   HOLD         idle hold before measuring                         (3s / 1s)
+#   IDLE_N       idle tunnels, one run each                         (3000 9000 / 3000)
+#   HOLD         idle hold before measuring                         (2s / 1s)
 #   TIMEOUT      time cap of each measured run                      (60s / 20s)
+#   REPEATS      rounds of the repeated modes                       (3 / 1)
+#   REPEAT_MODES modes run in every round, the others in the first  (throughput connrate http)
 #   HTTP_CONNS     plain HTTP keep-alive connections                (16)
-#   HTTP_DURATION  plain HTTP run per proxy and object size          (5s / 2s)
+#   HTTP_DURATION  plain HTTP run per proxy and object size          (3s / 2s)
 #   HTTP_REQUESTS  plain HTTP requests per run at most               (2000000)
 #   HTTP_OBJECTS   plain HTTP and mitm object sizes                  (1KiB,64KiB)
 #   MITM_CONNS     mitm: HTTP/1.1 connections, HTTP/2 workers        (16)
 #   MITM_DURATION  mitm: run per proxy, protocol and object size     (5s / 2s)
-#   PEERS        peers to run: haproxy tinyproxy squid dante microsocks
-#   FERRY        ferry setups to run: connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http
+#   PEERS        peers to run: haproxy tinyproxy squid dante microsocks gost glider
+#   FERRY        ferry setups to run: connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http
 #   MODES        modes to run: idle connrate pingpong throughput http udp mitm
 #   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5 tls-h2
 #   UDP_WINDOW   udp: datagrams in flight through the association    (32)
+#   GOST_VERSION, GLIDER_VERSION  versions built (v3.2.6, v0.16.4); gost's
+#                go.mod names github.com/go-gost/gost without /v3, so if
+#                the go command refuses the tag v3.2.6, give the tag's
+#                commit (a pseudo-version) instead
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
-#   PORT_BASE    first of 17 loopback ports used (24100)
+#   PORT_BASE    first of 22 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
 #   KEEP=1       keep the work directory (configs, logs, results.jsonl)
 set -euo pipefail
@@ -83,9 +107,9 @@ load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
 quick=${QUICK:-0}
 if [ "$quick" = 1 ]; then
-	d_bytes=512MiB d_duration=1s d_rounds=5000 d_idle=2000 d_hold=1s d_timeout=20s d_http=2s
+	d_bytes=512MiB d_duration=1s d_rounds=5000 d_idle=3000 d_hold=1s d_timeout=20s d_http=2s d_repeats=1
 else
-	d_bytes=4GiB d_duration=5s d_rounds=30000 d_idle=9000 d_hold=3s d_timeout=60s d_http=5s
+	d_bytes=1GiB d_duration=2s d_rounds=30000 d_idle="3000 9000" d_hold=2s d_timeout=60s d_http=3s d_repeats=3
 fi
 BYTES=${BYTES:-$d_bytes}
 STREAMS=${STREAMS:-1,8}
@@ -93,17 +117,22 @@ DURATION=${DURATION:-$d_duration}
 CONCURRENCY=${CONCURRENCY:-32}
 ROUNDS=${ROUNDS:-$d_rounds}
 IDLE_N=${IDLE_N:-$d_idle}
+IDLE_N=${IDLE_N//,/ }
+REPEATS=${REPEATS:-$d_repeats}
+REPEAT_MODES=${REPEAT_MODES:-throughput connrate http}
 HOLD=${HOLD:-$d_hold}
 TIMEOUT=${TIMEOUT:-$d_timeout}
 HTTP_CONNS=${HTTP_CONNS:-16}
 HTTP_DURATION=${HTTP_DURATION:-$d_http}
 HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
-PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks}
-FERRY=${FERRY:-connect socks5 tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http}
+PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks gost glider}
+FERRY=${FERRY:-connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http}
 MODES=${MODES:-idle connrate pingpong throughput http udp mitm}
 FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5 tls-h2} # empty: none
 UDP_WINDOW=${UDP_WINDOW:-32}
+GOST_VERSION=${GOST_VERSION:-v3.2.6}
+GLIDER_VERSION=${GLIDER_VERSION:-v0.16.4}
 OUT=${OUT:-$root/BENCHMARKS.md}
 PNG=${PNG:-$root/BENCHMARKS.png}
 PORT_BASE=${PORT_BASE:-24100}
@@ -136,13 +165,18 @@ selected() {
 [ "$(nproc)" -ge 2 ] || [ "$PROXY_CPU" != "$TOOL_CPU" ] || die "needs 2 cores to pin the proxy and the tool apart (set PROXY_CPU/TOOL_CPU)"
 command -v go >/dev/null || export PATH="$PATH:/usr/local/go/bin"
 
-# The peers, from Debian, installed when missing.
-declare -A pkg=([haproxy]=haproxy [tinyproxy]=tinyproxy [squid]=squid [dante]=dante-server [microsocks]=microsocks)
+[[ "$REPEATS" =~ ^[1-9][0-9]?$ ]] || die "REPEATS: $REPEATS, want 1 to 99"
+for n in $IDLE_N; do [[ "$n" =~ ^[1-9][0-9]*$ ]] || die "IDLE_N: $n, want counts"; done
+idle_max=$(printf '%s\n' $IDLE_N | sort -n | tail -1)
+
+# The peers: Debian's, installed when missing; the Go ones are built
+# later, into the work directory.
+declare -A pkg=([haproxy]=haproxy [tinyproxy]=tinyproxy [squid]=squid [dante]=dante-server [microsocks]=microsocks [gost]=go [glider]=go)
 missing=()
 needed=()
 for p in $PEERS; do
 	[ -n "${pkg[$p]:-}" ] || die "unknown peer $p"
-	needed+=("${pkg[$p]}")
+	[ "${pkg[$p]}" = go ] || needed+=("${pkg[$p]}")
 done
 # The plain HTTP origin.
 if selected http mitm; then needed+=(nginx-light); fi
@@ -167,7 +201,7 @@ done
 # 9000 idle tunnels are 18000 sockets in the proxy and in the tool.
 hard=$(ulimit -Hn)
 if [ "$hard" = unlimited ]; then ulimit -n 1048576 2>/dev/null || true; else ulimit -n "$hard"; fi
-[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((2 * IDLE_N + 200)) ] ||
+[ "$(ulimit -n)" = unlimited ] || [ "$(ulimit -n)" -ge $((2 * idle_max + 200)) ] ||
 	log "warning: open-file limit $(ulimit -n) is below 2×IDLE_N+200: the idle runs will fall short"
 
 work=$(mktemp -d /tmp/ferry-bench.XXXXXX)
@@ -177,16 +211,17 @@ results=$work/results.jsonl
 : >"$results"
 notes=()
 
-# squid_conf FILE ADDR ACCESS_LOG [EXTRA] writes a squid configuration:
-# no cache, no disk, requests from localhost only, ACCESS_LOG as squid's
-# access_log value, EXTRA lines appended.
+# squid_conf FILE ADDR writes a squid configuration tuned for speed: no
+# cache, no disk, no access log, requests from localhost only; plain
+# HTTP without Via or X-Forwarded-For.
 squid_conf() {
 	local dir
 	dir=$(dirname "$1")
 	cat >"$1" <<EOF
+# No cache, no disk, no access log.
 http_port $2
 pid_filename $dir/squid.pid
-access_log $3
+access_log none
 cache_log $dir/squid-cache.log
 cache_store_log none
 coredump_dir $dir
@@ -200,7 +235,8 @@ cache_effective_user proxy
 max_filedescriptors $(ulimit -n)
 http_access allow localhost
 http_access deny all
-${4:-}
+via off
+forwarded_for transparent
 EOF
 }
 
@@ -241,7 +277,7 @@ trap 'exit 130' INT TERM
 port() { echo $((PORT_BASE + $1)); }
 target=127.0.0.1:$(port 0)
 origin=127.0.0.1:$(port 12)
-for i in $(seq 0 16); do
+for i in $(seq 0 21); do
 	if ss -Hltn "sport = :$(port "$i")" 2>/dev/null | grep -q .; then
 		die "port $(port "$i") is in use; set PORT_BASE"
 	fi
@@ -254,13 +290,26 @@ CGO_ENABLED=0 go build -o "$work/ferry" .
 (cd scripts && go build -o "$work/bench" ./bench) # scripts is a module of its own
 "$work/bench" tls-cert "$work" # proxy.pem and proxy-key.pem for the TLS listener
 
+# Where a proxy's output goes, when not to $work/NAME.out: microsocks
+# logs every connection to stderr and has no switch to stop it.
+declare -A out_of=([microsocks]=/dev/null)
+# The load tool's own flags for a proxy: glider's relay holds a tunnel
+# up to 5 s after one side closed (it waits for the other direction),
+# so its clients close after the echo instead of waiting for the
+# target's close to come through, as they do with every other proxy.
+declare -A tool_args=([glider]="-wait-close=false")
+# Descriptors a proxy holds per idle tunnel, where more than 2: glider
+# keeps two splice pipes (4 fds) beside the sockets. Its idle runs are
+# skipped at sizes that would pass the open-file limit, where it would
+# spin on failed accepts until the time cap.
+declare -A fds_per_idle=([glider]=6)
 # start_proxy NAME ADDR CMD...: runs CMD on the proxy core in its own
 # session (so its children can be stopped with it) and waits until ADDR
 # accepts. Sets pid.
 start_proxy() {
 	local name=$1 addr=$2
 	shift 2
-	setsid taskset -c "$PROXY_CPU" "$@" >"$work/$name.out" 2>&1 &
+	setsid taskset -c "$PROXY_CPU" "$@" >"${out_of[$name]:-$work/$name.out}" 2>&1 &
 	pid=$!
 	local host=${addr%:*} p=${addr##*:}
 	for _ in $(seq 150); do
@@ -304,15 +353,15 @@ measure() {
 		throughput) args=(-streams "$STREAMS" -bytes "$BYTES") ;;
 		connrate) args=(-duration "$DURATION" -concurrency "$CONCURRENCY") ;;
 		pingpong) args=(-rounds "$ROUNDS") ;;
-		idle) args=(-n "$IDLE_N" -hold "$HOLD") ;;
+		idle) args=(-n "${idle_n:-${IDLE_N%% *}}" -hold "$HOLD") ;;
 		udp) args=(-duration "$DURATION" -concurrency "$UDP_WINDOW") ;;
 		mitm) args=(-origin "$origin" -origin-tls "localhost:${mitm_tls##*:}" -origin-ca "$work/mitm/ca/ca.pem"
 			-concurrency "$MITM_CONNS" -duration "$MITM_DURATION" -count "$HTTP_REQUESTS" -objects "$HTTP_OBJECTS") ;;
 		esac
 		if [ "$variant" = tls ]; then args+=(-tls-ca "$work/proxy.pem"); fi
 		if ! timeout 600 taskset -c "$TOOL_CPU" "$work/bench" -json -mode "$mode" -proxy "$addr" -proto "$proto" \
-			-target "$target" -pid "$pid" -name "$name" -variant "$variant" -timeout "$TIMEOUT" -max-time 9m \
-			"${args[@]}" >>"${measure_out:-$results}"; then
+			-target "$target" -pid "$pid" -name "$name" -variant "$variant" -repeat "$round" -timeout "$TIMEOUT" -max-time 9m \
+			${tool_args[$name]:-} "${args[@]}" >>"${measure_out:-$results}"; then
 			log "$name${variant:++$variant} $proto $mode: the tool reported a failure"
 		fi
 		if ! kill -0 "$pid" 2>/dev/null; then
@@ -323,7 +372,7 @@ measure() {
 	done
 }
 
-# ferry: one file, four listeners; each setup gets a fresh process.
+# ferry: one file, a listener per setup; each setup gets a fresh process.
 cat >"$work/ferry.toml" <<EOF
 [log]
 level = "warn"
@@ -382,11 +431,19 @@ plugins = ["access"]
 max_connections = 0
 max_client_streams = 0
 
-# Plain HTTP without the access log (the http setup uses "proxy").
+# Without the access log: the nolog setups (the others use "proxy" and
+# "forward").
 [[listener]]
 name = "nolog"
 listen = "127.0.0.1:$(port 10)"
 protocols = ["http", "socks5"]
+max_connections = 0
+
+[[listener]]
+name = "nolog-forward"
+listen = "127.0.0.1:$(port 17)"
+protocols = ["tcp"]
+target = "$target"
 max_connections = 0
 
 [[plugin]]
@@ -408,140 +465,149 @@ replace = "-"
 EOF
 "$work/ferry" check -c "$work/ferry.toml" >/dev/null
 
-run_ferry() {
-	local setup=$1 variant="" proto addr modes=(idle connrate pingpong throughput)
-	case $setup in
-	connect | socks5) proto=$setup addr=127.0.0.1:$(port 1) ;;
-	h2) proto=h2 addr=127.0.0.1:$(port 1) modes=(idle pingpong throughput) ;;
-	tls-h2) variant=tls proto=h2 addr=127.0.0.1:$(port 13) modes=(idle pingpong throughput) ;;
-	http) proto=http addr=127.0.0.1:$(port 1) modes=(http) ;;
-	nolog-http) variant=nolog proto=http addr=127.0.0.1:$(port 10) modes=(http) ;;
-	tcp) proto=tcp addr=127.0.0.1:$(port 2) ;;
-	hook-connect | hook-socks5) variant=hook proto=${setup#hook-} addr=127.0.0.1:$(port 3) modes=(pingpong throughput) ;;
-	hook-tcp) variant=hook proto=tcp addr=127.0.0.1:$(port 4) modes=(pingpong throughput) ;;
-	tls-connect) variant=tls proto=connect addr=127.0.0.1:$(port 13) ;;
-	tls-socks5) variant=tls proto=socks5 addr=127.0.0.1:$(port 13) modes=(pingpong throughput) ;;
-	*) die "unknown ferry setup $setup" ;;
-	esac
-	if [ "$setup" = socks5 ]; then
-		modes+=(udp) # SOCKS5 UDP ASSOCIATE through the same listener
+# record_setup NAME CONF CMD...: keeps how a proxy ran for the report
+# (the command, the configuration file CONF if any), once per CONF (or
+# command), the work directory shown as $WORK.
+declare -A recorded=()
+record_setup() {
+	local name=$1 conf=$2
+	shift 2
+	local id=${conf:-$*}
+	[ -z "${recorded[$id]:-}" ] || return 0
+	recorded[$id]=1
+	mkdir -p "$work/setups"
+	{
+		echo "$name${conf:+ ($(basename "$conf"))}"
+		echo "$*${out_of[$name]:+ (output to ${out_of[$name]})}${tool_args[$name]:+; the load tool with ${tool_args[$name]}}"
+		[ -z "$conf" ] || cat "$conf"
+	} | sed "s|$work|\$WORK|g" >"$work/setups/$(printf '%02d' ${#recorded[@]})"
+}
+
+# round_modes MODE...: those of MODES this round runs: every one in the
+# first round, those of REPEAT_MODES in the others.
+round=1
+round_modes() {
+	local m out=()
+	for m in "$@"; do
+		selected "$m" || continue
+		if [ "$round" -gt 1 ]; then
+			case " $REPEAT_MODES " in *" $m "*) ;; *) continue ;; esac
+		fi
+		out+=("$m")
+	done
+	echo "${out[*]}"
+}
+
+# run_setup NAME VARIANT PROTO ADDR "MODES" CONF CMD...: this round's
+# modes against fresh processes of CMD: the idle mode first on a process
+# of its own for each size of IDLE_N but the last (so a size does not
+# inherit the heap of the one before), then one process for the last
+# size and the other modes.
+run_setup() {
+	local name=$1 variant=$2 proto=$3 addr=$4 conf=$6 modes others=() m i
+	read -ra modes <<<"$(round_modes $5)"
+	shift 6
+	[ ${#modes[@]} -gt 0 ] || return 0
+	[ "$name" = ferry ] || record_setup "$name" "$conf" "$@"
+	for m in "${modes[@]}"; do [ "$m" = idle ] || others+=("$m"); done
+	if [ ${#others[@]} -eq ${#modes[@]} ]; then
+		run_pass "$name" "$variant" "$proto" "$addr" "" "${others[*]}" "$@"
+		return
 	fi
-	selected "${modes[@]}" || return 0
-	log "ferry${variant:++$variant} $proto"
+	local sizes=() n
+	for n in $IDLE_N; do
+		if [ "$(ulimit -n)" != unlimited ] && [ $((n * ${fds_per_idle[$name]:-2} + 200)) -gt "$(ulimit -n)" ]; then
+			notes+=("$name $proto: idle not measured at $n tunnels: it holds ${fds_per_idle[$name]:-2} descriptors each, past the open-file limit $(ulimit -n)")
+			continue
+		fi
+		sizes+=("$n")
+	done
+	if [ ${#sizes[@]} -eq 0 ]; then
+		[ ${#others[@]} -eq 0 ] || run_pass "$name" "$variant" "$proto" "$addr" "" "${others[*]}" "$@"
+		return
+	fi
+	for ((i = 0; i + 1 < ${#sizes[@]}; i++)); do
+		run_pass "$name" "$variant" "$proto" "$addr" "${sizes[i]}" idle "$@" || return 0
+	done
+	run_pass "$name" "$variant" "$proto" "$addr" "${sizes[-1]}" "idle ${others[*]}" "$@" || true
+}
+
+# run_pass NAME VARIANT PROTO ADDR IDLE_N "MODES" CMD...: one fresh
+# process of CMD measured in MODES.
+run_pass() {
+	local name=$1 variant=$2 proto=$3 addr=$4 n=$5 modes
+	read -ra modes <<<"$6"
+	shift 6
+	local label="$name${variant:++$variant} $proto"
+	log "$label: ${modes[*]}${n:+ ($n idle)}, round $round of $REPEATS"
 	drain_time_wait
-	rm -f "$work/ferry-access.log"
-	start_proxy ferry "$addr" "$work/ferry" run -c "$work/ferry.toml" || { notes+=("ferry did not start"); return; }
-	measure ferry "$variant" "$proto" "$addr" "${modes[@]}" || true
+	[ "$name" != ferry ] || rm -f "$work/ferry-access.log"
+	start_proxy "$name" "$addr" "$@" || {
+		notes+=("$label did not start")
+		return 1
+	}
+	idle_n=$n measure "$name" "$variant" "$proto" "$addr" "${modes[@]}" || true
 	stop_proxy
 }
 
-run_peer() {
-	local peer=$1 addr proto
-	local dir=$work/peer
-	local modes=(idle connrate pingpong throughput)
-	if [ "$peer" = dante ]; then
-		modes+=(udp) # dante relays UDP ASSOCIATE; microsocks does not
+run_ferry() {
+	local setup=$1 variant="" proto addr modes="idle connrate pingpong throughput"
+	case $setup in
+	connect | socks5) proto=$setup addr=127.0.0.1:$(port 1) ;;
+	nolog-connect | nolog-socks5) variant=nolog proto=${setup#nolog-} addr=127.0.0.1:$(port 10) modes="idle connrate throughput" ;;
+	nolog-tcp) variant=nolog proto=tcp addr=127.0.0.1:$(port 17) modes="idle connrate throughput" ;;
+	h2) proto=h2 addr=127.0.0.1:$(port 1) modes="idle pingpong throughput" ;;
+	tls-h2) variant=tls proto=h2 addr=127.0.0.1:$(port 13) modes="idle pingpong throughput" ;;
+	http) proto=http addr=127.0.0.1:$(port 1) modes=http ;;
+	nolog-http) variant=nolog proto=http addr=127.0.0.1:$(port 10) modes=http ;;
+	tcp) proto=tcp addr=127.0.0.1:$(port 2) ;;
+	hook-connect | hook-socks5) variant=hook proto=${setup#hook-} addr=127.0.0.1:$(port 3) modes="pingpong throughput" ;;
+	hook-tcp) variant=hook proto=tcp addr=127.0.0.1:$(port 4) modes="pingpong throughput" ;;
+	tls-connect) variant=tls proto=connect addr=127.0.0.1:$(port 13) ;;
+	tls-socks5) variant=tls proto=socks5 addr=127.0.0.1:$(port 13) modes="pingpong throughput" ;;
+	*) die "unknown ferry setup $setup" ;;
+	esac
+	if [ "$setup" = socks5 ]; then
+		modes+=" udp" # SOCKS5 UDP ASSOCIATE through the same listener
 	fi
-	selected "${modes[@]}" || return 0
-	drain_time_wait
-	case $peer in
-	haproxy)
-		addr=127.0.0.1:$(port 5) proto=tcp
-		# maxconn and maxpipes fit 9000 tunnels in 20000 fds (haproxy
-		# reserves 2 fds a connection and 2 a pipe).
-		cat >"$dir/haproxy.cfg" <<EOF
+	run_setup ferry "$variant" "$proto" "$addr" "$modes" "" "$work/ferry" run -c "$work/ferry.toml"
+}
+
+# The peers' configurations, each tuned for speed as its users would:
+# no per-connection logging, one process or thread where there is a
+# choice. One file serves each peer's setups (tcp, CONNECT, SOCKS5,
+# plain HTTP), except haproxy's mode http.
+peer_confs() {
+	local dir=$work/peer
+	# maxconn and maxpipes fit 9000 tunnels in 20000 fds (haproxy
+	# reserves 2 fds a connection and 2 a pipe). No log: tcplog is off
+	# for speed, as for the other peers.
+	cat >"$dir/haproxy.cfg" <<EOF
+# No log: tcplog would write a line per connection.
 global
-    maxconn 9400
+    maxconn $((idle_max + 400))
     maxpipes 256
     nbthread 1
-    log stdout format raw local0 info
 
 defaults
     mode tcp
-    log global
-    option tcplog
     option splice-request
     option splice-response
-    maxconn 9400
+    maxconn $((idle_max + 400))
     timeout connect 10s
     timeout client 10m
     timeout server 10m
 
 frontend bench
-    bind $addr
+    bind 127.0.0.1:$(port 5)
     default_backend target
 
 backend target
     server target $target
 EOF
-		start_proxy haproxy "$addr" haproxy -db -f "$dir/haproxy.cfg" || { notes+=("haproxy did not start"); return; }
-		;;
-	tinyproxy)
-		addr=127.0.0.1:$(port 6) proto=connect
-		cat >"$dir/tinyproxy.conf" <<EOF
-Port $(port 6)
-Listen 127.0.0.1
-Allow 127.0.0.1
-Timeout 600
-MaxClients 10000
-LogFile "$dir/tinyproxy.log"
-LogLevel Connect
-EOF
-		start_proxy tinyproxy "$addr" tinyproxy -d -c "$dir/tinyproxy.conf" || { notes+=("tinyproxy did not start"); return; }
-		;;
-	squid)
-		addr=127.0.0.1:$(port 7) proto=connect
-		# No cache, no disk; CONNECT to any port from localhost.
-		squid_conf "$dir/squid.conf" "$addr" "stdio:$dir/squid-access.log"
-		start_proxy squid "$addr" squid -N -f "$dir/squid.conf" || { notes+=("squid did not start"); return; }
-		;;
-	dante)
-		addr=127.0.0.1:$(port 8) proto=socks5
-		local users=""
-		[ "$(id -u)" -ne 0 ] || users=$'user.privileged: root\nuser.unprivileged: nobody'
-		cat >"$dir/danted.conf" <<EOF
-logoutput: $dir/danted.log
-internal: 127.0.0.1 port = $(port 8)
-external: 127.0.0.1
-clientmethod: none
-socksmethod: none
-$users
-client pass {
-	from: 127.0.0.0/8 to: 0.0.0.0/0
-	log: error connect disconnect
-}
-socks pass {
-	from: 127.0.0.0/8 to: 0.0.0.0/0
-	command: connect udpassociate
-	log: error connect disconnect
-}
-socks pass {
-	from: 0.0.0.0/0 to: 127.0.0.0/8
-	command: udpreply
-	log: error connect disconnect
-}
-EOF
-		start_proxy dante "$addr" danted -f "$dir/danted.conf" -p "$dir/danted.pid" || { notes+=("dante did not start"); return; }
-		;;
-	microsocks)
-		addr=127.0.0.1:$(port 9) proto=socks5
-		start_proxy microsocks "$addr" microsocks -i 127.0.0.1 -p "$(port 9)" || { notes+=("microsocks did not start"); return; }
-		;;
-	esac
-	log "$peer $proto"
-	measure "$peer" "" "$proto" "$addr" "${modes[@]}" || true
-	stop_proxy
-}
-
-# run_http_peer PEER: the plain HTTP mode against a peer in its best
-# configuration for speed: logging off, keep-alive on both sides.
-run_http_peer() {
-	local peer=$1 addr proto=http
-	local dir=$work/peer
-	case $peer in
-	haproxy)
-		addr=127.0.0.1:$(port 11) proto=reverse
-		cat >"$dir/haproxy-http.cfg" <<EOF
+	cat >"$dir/haproxy-http.cfg" <<EOF
+# The L7 reference: a reverse proxy to the origin, keep-alive both
+# sides, no log.
 global
     maxconn 4000
     nbthread 1
@@ -555,41 +621,121 @@ defaults
     timeout http-keep-alive 1m
 
 frontend bench
-    bind $addr
+    bind 127.0.0.1:$(port 11)
     default_backend origin
 
 backend origin
     server origin $origin
 EOF
-		drain_time_wait
-		start_proxy haproxy "$addr" haproxy -db -f "$dir/haproxy-http.cfg" || { notes+=("haproxy (http) did not start"); return; }
-		;;
-	tinyproxy)
-		addr=127.0.0.1:$(port 6)
-		cat >"$dir/tinyproxy-http.conf" <<EOF
+	# No LogFile and LogLevel Critical: tinyproxy logs nothing (with a
+	# log file at level Connect it looked 7 times slower).
+	cat >"$dir/tinyproxy.conf" <<EOF
+# No LogFile and LogLevel Critical: nothing logged per connection.
 Port $(port 6)
 Listen 127.0.0.1
 Allow 127.0.0.1
 Timeout 600
-MaxClients 1000
+MaxClients $((idle_max + 1000))
 LogLevel Critical
 DisableViaHeader Yes
 EOF
-		drain_time_wait
-		start_proxy tinyproxy "$addr" tinyproxy -d -c "$dir/tinyproxy-http.conf" || { notes+=("tinyproxy (http) did not start"); return; }
+	squid_conf "$dir/squid.conf" "127.0.0.1:$(port 7)"
+	# No log keyword in the rules: dante logs nothing per connection,
+	# errors only, to the file.
+	local users=""
+	[ "$(id -u)" -ne 0 ] || users=$'user.privileged: root\nuser.unprivileged: nobody'
+	cat >"$dir/danted.conf" <<EOF
+# No log keyword in the rules: nothing logged per connection.
+logoutput: $dir/danted.log
+internal: 127.0.0.1 port = $(port 8)
+external: 127.0.0.1
+clientmethod: none
+socksmethod: none
+$users
+client pass {
+	from: 127.0.0.0/8 to: 0.0.0.0/0
+}
+socks pass {
+	from: 127.0.0.0/8 to: 0.0.0.0/0
+	command: connect udpassociate
+}
+socks pass {
+	from: 0.0.0.0/0 to: 127.0.0.0/8
+	command: udpreply
+}
+EOF
+	# gost logs every connection at its default level (info): errors
+	# only, to a file.
+	cat >"$dir/gost.yaml" <<EOF
+# At its default level (info) gost logs every connection: errors only.
+services:
+- name: connect
+  addr: 127.0.0.1:$(port 18)
+  handler:
+    type: http
+  listener:
+    type: tcp
+- name: socks5
+  addr: 127.0.0.1:$(port 19)
+  handler:
+    type: socks5
+  listener:
+    type: tcp
+log:
+  level: error
+  output: $dir/gost.log
+EOF
+}
+
+run_peer() {
+	local peer=$1 dir=$work/peer m="idle connrate pingpong throughput"
+	local glider=("$work/gobin/glider" -listen "http://127.0.0.1:$(port 20)" -listen "socks5://127.0.0.1:$(port 21)")
+	case $peer in
+	haproxy) run_setup haproxy "" tcp "127.0.0.1:$(port 5)" "$m" "$dir/haproxy.cfg" haproxy -db -f "$dir/haproxy.cfg" ;;
+	tinyproxy) run_setup tinyproxy "" connect "127.0.0.1:$(port 6)" "$m" "$dir/tinyproxy.conf" tinyproxy -d -c "$dir/tinyproxy.conf" ;;
+	squid) run_setup squid "" connect "127.0.0.1:$(port 7)" "$m" "$dir/squid.conf" squid -N -f "$dir/squid.conf" ;;
+	dante) # dante relays UDP ASSOCIATE; microsocks does not
+		run_setup dante "" socks5 "127.0.0.1:$(port 8)" "$m udp" "$dir/danted.conf" danted -f "$dir/danted.conf" -p "$dir/danted.pid" ;;
+	microsocks) run_setup microsocks "" socks5 "127.0.0.1:$(port 9)" "$m" "" microsocks -i 127.0.0.1 -p "$(port 9)" ;;
+	gost)
+		run_setup gost "" connect "127.0.0.1:$(port 18)" "$m" "$dir/gost.yaml" "$work/gobin/gost" -C "$dir/gost.yaml"
+		run_setup gost "" socks5 "127.0.0.1:$(port 19)" "$m" "$dir/gost.yaml" "$work/gobin/gost" -C "$dir/gost.yaml"
 		;;
-	squid)
-		addr=127.0.0.1:$(port 7)
-		squid_conf "$dir/squid-http.conf" "$addr" none "via off
-forwarded_for transparent"
-		drain_time_wait
-		start_proxy squid "$addr" squid -N -f "$dir/squid-http.conf" || { notes+=("squid (http) did not start"); return; }
+	glider)
+		run_setup glider "" connect "127.0.0.1:$(port 20)" "$m" "" "${glider[@]}"
+		run_setup glider "" socks5 "127.0.0.1:$(port 21)" "$m" "" "${glider[@]}"
 		;;
-	*) return 0 ;; # SOCKS5 only
 	esac
-	log "$peer $proto (plain HTTP)"
-	measure "$peer" "" "$proto" "$addr" http || true
-	stop_proxy
+	[ "$http_ok" = 1 ] || return 0
+	# Plain HTTP, through the peers that forward it.
+	case $peer in
+	haproxy) run_setup haproxy "" reverse "127.0.0.1:$(port 11)" http "$dir/haproxy-http.cfg" haproxy -db -f "$dir/haproxy-http.cfg" ;;
+	tinyproxy) run_setup tinyproxy "" http "127.0.0.1:$(port 6)" http "$dir/tinyproxy.conf" tinyproxy -d -c "$dir/tinyproxy.conf" ;;
+	squid) run_setup squid "" http "127.0.0.1:$(port 7)" http "$dir/squid.conf" squid -N -f "$dir/squid.conf" ;;
+	gost) run_setup gost "" http "127.0.0.1:$(port 18)" http "$dir/gost.yaml" "$work/gobin/gost" -C "$dir/gost.yaml" ;;
+	glider) run_setup glider "" http "127.0.0.1:$(port 20)" http "" "${glider[@]}" ;;
+	esac
+}
+
+# go_peer NAME: builds gost or glider at its pinned version into
+# $work/gobin, never into the repository or ~/go/bin. go install first;
+# it refuses a module with replace directives (glider has some) and
+# needs the proxy's version list, so then the module's source is
+# fetched (go mod download) and built from a writable copy.
+declare -A go_mod=([gost]="github.com/go-gost/gost ./cmd/gost $GOST_VERSION" [glider]="github.com/nadoo/glider . $GLIDER_VERSION")
+go_peer() {
+	local name=$1 mod pkg ver dir
+	read -r mod pkg ver <<<"${go_mod[$name]}"
+	mkdir -p "$work/gobin"
+	if (cd "$work" && GOBIN="$work/gobin" go install "$mod${pkg#.}@$ver") >"$work/$name-build.log" 2>&1; then
+		return 0
+	fi
+	dir=$(cd "$work" && go mod download -json "$mod@$ver" 2>>"$work/$name-build.log" | sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+	[ -n "$dir" ] && [ -d "$dir" ] || return 1
+	rm -rf "$work/src-$name"
+	cp -r "$dir" "$work/src-$name"
+	chmod -R u+w "$work/src-$name"
+	(cd "$work/src-$name" && GOFLAGS="${GOFLAGS:-} -mod=mod" go build -o "$work/gobin/$name" "$pkg") >>"$work/$name-build.log" 2>&1
 }
 
 # start_origin: nginx on the tool's core, serving an object of N bytes
@@ -742,14 +888,32 @@ if selected http mitm; then
 		notes+=("the nginx origin did not start: no plain HTTP or intercepted HTTPS figures")
 	fi
 fi
-for setup in $FERRY $FERRY_TLS; do
-	case $setup in http | nolog-http) [ "$http_ok" = 1 ] || continue ;; esac
-	run_ferry "$setup"
-done
+peers=""
 for peer in $PEERS; do
-	run_peer "$peer"
-	if [ "$http_ok" = 1 ]; then run_http_peer "$peer"; fi
+	if [ "${pkg[$peer]}" = go ]; then
+		log "building $peer ${go_mod[$peer]##* } into $work/gobin"
+		if ! go_peer "$peer"; then
+			log "$peer: not built (see below); skipped"
+			tail -5 "$work/$peer-build.log" >&2
+			why=$(grep -m1 -o 'proxy.golang.org.*: [0-9][0-9][0-9] [A-Za-z ]*' "$work/$peer-build.log" || echo "the build failed; KEEP=1 keeps $peer-build.log")
+			notes+=("$peer ${go_mod[$peer]##* } could not be built here ($why); skipped")
+			continue
+		fi
+	fi
+	peers+=" $peer"
 done
+peer_confs
+record_setup ferry "$work/ferry.toml" "$work/ferry" run -c "$work/ferry.toml"
+for round in $(seq "$REPEATS"); do
+	for setup in $FERRY $FERRY_TLS; do
+		case $setup in http | nolog-http) [ "$http_ok" = 1 ] || continue ;; esac
+		run_ferry "$setup"
+	done
+	for peer in $peers; do
+		run_peer "$peer"
+	done
+done
+round=1
 if [ "$http_ok" = 1 ] && selected mitm; then run_mitm; fi
 stop_origin
 
@@ -774,6 +938,7 @@ fi
 		squid) echo "squid: $(version squid -v)" ;;
 		dante) echo "dante: $(version danted -v)" ;;
 		microsocks) echo "microsocks: Debian package $(dpkg-query -W -f='${Version}' microsocks 2>/dev/null)" ;;
+		gost | glider) [[ " $peers " != *" $p "* ]] || echo "$p: ${go_mod[$p]%% *}@${go_mod[$p]##* }, built by this script with $(go version | cut -d' ' -f3)" ;;
 		esac
 	done
 	echo "Pinning: proxy on core $PROXY_CPU, load tool and target on core $TOOL_CPU (taskset); open-file limit $(ulimit -n)"
@@ -782,11 +947,12 @@ fi
 	else
 		echo "Run: full"
 	fi
-	echo "Sizes: throughput $BYTES per run over streams $STREAMS; connection rate $DURATION with $CONCURRENCY clients; ping-pong $ROUNDS round trips; idle $IDLE_N tunnels held $HOLD; time cap $TIMEOUT per run; plain HTTP $HTTP_DURATION (at most $HTTP_REQUESTS requests) per object size ($HTTP_OBJECTS) over $HTTP_CONNS keep-alive connections"
+	echo "Sizes: throughput $BYTES per run over streams $STREAMS; connection rate $DURATION with $CONCURRENCY clients; ping-pong $ROUNDS round trips; idle $IDLE_N tunnels (each size on a fresh process) held $HOLD; time cap $TIMEOUT per run; plain HTTP $HTTP_DURATION (at most $HTTP_REQUESTS requests) per object size ($HTTP_OBJECTS) over $HTTP_CONNS keep-alive connections"
 	echo "Modes: $MODES"
+	echo "Repeats: $REPEATS rounds of $REPEAT_MODES (every setup started afresh in each round; the figures are the medians, the worst run beside), the other modes once"
 	echo "TLS (ferry+tls): Go crypto/tls on both ends, TLS 1.3 with an ECDSA P-256 certificate, the load tool resuming sessions; only the client's leg is TLS"
 	if [ "$http_ok" = 1 ]; then
-		echo "Plain HTTP origin: $(version nginx -v) (nginx-light, one process on core $TOOL_CPU, access_log off, sendfile, keepalive_requests 100000000); peers with logging off: squid (access_log none, cache deny all, via off, forwarded_for transparent), tinyproxy (LogLevel Critical, no LogFile, DisableViaHeader), haproxy (mode http, option http-keep-alive, nbthread 1, no log); ferry with its access log (HTTP) and without (+nolog)"
+		echo "Plain HTTP origin: $(version nginx -v) (nginx-light, one process on core $TOOL_CPU, access_log off, sendfile, keepalive_requests 100000000); the peers as in \"How each proxy ran\"; haproxy in mode http as a reverse proxy (option http-keep-alive, nbthread 1, no log); ferry with its access log (HTTP) and without (+nolog)"
 	fi
 	echo "Run time: ${elapsed}s for the whole script (build included)"
 	echo "Load average before the run: $load_before (1, 5, 15 min; other work on the machine would disturb the figures)"
@@ -795,7 +961,7 @@ fi
 } >"$work/meta.txt"
 
 link=$(realpath --relative-to="$(dirname "$OUT")" "$PNG" 2>/dev/null || basename "$PNG")
-"$work/bench" report -meta "$work/meta.txt" -png "$PNG" -png-link "$link" -idle-target 9000 "$results" >"$OUT.tmp"
+"$work/bench" report -meta "$work/meta.txt" -png "$PNG" -png-link "$link" -idle-targets 3000,9000 -setups "$work/setups" "$results" >"$OUT.tmp"
 # The hand-written analysis of the targets not met follows the figures.
 [ -f "$root/scripts/bench/analysis.md" ] && cat "$root/scripts/bench/analysis.md" >>"$OUT.tmp"
 mv "$OUT.tmp" "$OUT"

@@ -100,20 +100,27 @@ func (s *Server) build(cfg *config.Config) (*generation, error) {
 
 // carryState lets each instance of g that implements plugins.Carrier
 // adopt the state of old's instance of the same name, type and settings
-// (see plugins.Carrier). It runs on a reload, before g serves anyone.
+// (see plugins.Carrier; a plugins.SettingsCarrier whatever its settings),
+// and each upstream of g the health of old's upstream of the same name
+// and settings (upstream.Table.CarryFrom). It runs on a reload, before g
+// serves anyone or starts its health checks.
 func carryState(old, g *generation) {
 	if old == nil {
 		return
 	}
 	oldDir, dir := configDir(old.cfg.File), configDir(g.cfg.File)
+	if oldDir == dir { // ca_file paths may be relative to it
+		g.ups.CarryFrom(old.ups)
+	}
 	for i := range g.cfg.Plugins {
 		pc := &g.cfg.Plugins[i]
 		c, ok := g.byName[pc.Name].(plugins.Carrier)
 		if !ok {
 			continue
 		}
+		_, anySettings := c.(plugins.SettingsCarrier)
 		prev := old.pluginConfig(pc.Name)
-		if prev == nil || prev.Type != pc.Type || oldDir != dir || !sameSettings(prev, pc) {
+		if prev == nil || prev.Type != pc.Type || oldDir != dir || !anySettings && !sameSettings(prev, pc) {
 			continue
 		}
 		if p, ok := old.byName[pc.Name]; ok {
@@ -148,6 +155,10 @@ func sameSettings(a, b *config.PluginConfig) bool {
 // close.
 func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services, st func() (*state.Store, error)) (names []string, out []plugins.Plugin, err error) {
 	var errs []error
+	upstreamNames := make([]string, len(cfg.Upstreams))
+	for i, u := range cfg.Upstreams {
+		upstreamNames[i] = u.Name
+	}
 	for i := range cfg.Plugins {
 		pc := &cfg.Plugins[i]
 		reg, ok := plugins.Lookup(pc.Type)
@@ -158,6 +169,7 @@ func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services
 		env := plugins.NewEnv(pc.Name, log.With().Str("plugin", pc.Name).Logger(), svcs, pc.Decode)
 		env.ConfigDir = configDir(cfg.File)
 		env.State = st
+		env.Upstreams = upstreamNames
 		p, err := reg.New(env)
 		if err != nil {
 			errs = append(errs, pc.WrapError(err))

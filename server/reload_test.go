@@ -19,16 +19,6 @@ import (
 	"ferry/test/testkit"
 )
 
-func freeLoopback(t *testing.T) string {
-	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	return ln.Addr().String()
-}
-
 func parse(t *testing.T, src string) *config.Config {
 	t.Helper()
 	cfg, err := config.Parse("reload.toml", []byte(src))
@@ -44,7 +34,7 @@ func parse(t *testing.T, src string) *config.Config {
 // leaves live channels alone; a bad config changes nothing.
 func TestReload(t *testing.T) {
 	echo := testkit.EchoServer(t)
-	a, b, c := freeLoopback(t), freeLoopback(t), freeLoopback(t)
+	a, b, c := testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 	deny := &testPlugin{name: "deny", reject: &plugins.RejectError{Code: plugins.CodeForbidden, Msg: "new rules"}}
 	testInstMu.Lock()
 	testInst["deny"] = deny

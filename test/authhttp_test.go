@@ -6,9 +6,12 @@ import (
 	"fmt"
 	"io"
 	"maps"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"reflect"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -17,15 +20,16 @@ import (
 )
 
 // authService is an auth service for backend = "http" on loopback: it
-// allows a user whose password is "pw-" + the name, sends alice through
-// upstream "parent" with group staff, and counts its calls per user.
+// allows a user whose password is "pw-" + the name, with the fields of
+// attrs[user] in its answer (groups, upstream, source_address, rate),
+// and counts its calls per user.
 type authService struct {
 	*httptest.Server
 	mu    sync.Mutex
 	calls map[string]int
 }
 
-func newAuthService(t *testing.T) *authService {
+func newAuthService(t *testing.T, attrs map[string]map[string]any) *authService {
 	a := &authService{calls: map[string]int{}}
 	a.Server = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		var req struct{ User, Password, Client, Listener string }
@@ -36,10 +40,11 @@ func newAuthService(t *testing.T) *authService {
 		a.mu.Lock()
 		a.calls[req.User]++
 		a.mu.Unlock()
-		ans := map[string]any{"allow": req.Password == "pw-"+req.User}
-		if req.User == "alice" {
-			ans["groups"], ans["upstream"] = []string{"staff"}, "parent"
+		ans := maps.Clone(attrs[req.User])
+		if ans == nil {
+			ans = map[string]any{}
 		}
+		ans["allow"] = req.Password == "pw-"+req.User
 		json.NewEncoder(w).Encode(ans)
 	}))
 	t.Cleanup(a.Close)
@@ -53,9 +58,10 @@ func (a *authService) callsOf() map[string]int {
 }
 
 // authHTTPConfig is the e2e listener behind auth with backend "http" at
-// url, which may send users through the parent ferry.
+// url, which may send users through the parent ferry and from the egress
+// pool, then a ratelimit that takes users' rates from the answers.
 func authHTTPConfig(url, parent string) func(addr string) string {
-	return chainConfig([]string{"auth", "log"}, fmt.Sprintf(`[[upstream]]
+	return chainConfig([]string{"auth", "limit", "log"}, fmt.Sprintf(`[[upstream]]
 name = "parent"
 url = "socks5://%s"
 
@@ -65,7 +71,13 @@ backend = "http"
 url = %q
 cache_ttl = "5m"
 upstreams = ["parent"]
+source_addresses = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"]
 max_failures = 0
+
+[[plugin]]
+name = "limit"
+type = "ratelimit"
+user_from_auth = true
 
 [[plugin]]
 name = "log"
@@ -75,11 +87,14 @@ name = "log"
 // TestAuthHTTP: 1,000 logins of 10 users through the real binary (HTTP
 // requests on keep-alive connections, 8 at a time, each authenticated)
 // make one call per user to the auth service within the cache TTL;
-// alice, whom the service sends to upstream "parent", goes through the
-// parent ferry (also over SOCKS5), the others direct.
+// alice, whom the service sends to upstream "parent" from 127.0.0.5,
+// goes through the parent ferry (also over SOCKS5), which sees her come
+// from that address; the others go direct.
 func TestAuthHTTP(t *testing.T) {
 	t.Parallel()
-	svc := newAuthService(t)
+	svc := newAuthService(t, map[string]map[string]any{
+		"alice": {"groups": []string{"staff"}, "upstream": "parent", "source_address": "127.0.0.5"},
+	})
 	web := testkit.HTTPTarget(t)
 	target := web.Listener.Addr().String()
 	parent := startFerry(t, withJSON(""), nil)
@@ -134,7 +149,11 @@ func TestAuthHTTP(t *testing.T) {
 	for _, c := range clients {
 		c.CloseIdleConnections()
 	}
-	accessLines(t, parent, target, 1)
+	for _, l := range accessLines(t, parent, target, 1) {
+		if host, _, _ := net.SplitHostPort(l.str("client")); host != "127.0.0.5" {
+			t.Fatalf("parent's access line: client %q, want alice's 127.0.0.5", l.str("client"))
+		}
+	}
 
 	// A SOCKS5 login of alice goes through the parent too.
 	echo := testkit.EchoServer(t)
@@ -146,7 +165,9 @@ func TestAuthHTTP(t *testing.T) {
 	}
 	testkit.EchoCheck(t, c)
 	c.Close()
-	parent.waitLine(t, "access", byTarget(echo))
+	if l := parent.waitLine(t, "access", byTarget(echo)); !strings.HasPrefix(l.str("client"), "127.0.0.5:") {
+		t.Fatalf("parent's access line of alice's SOCKS5 tunnel: client %q, want 127.0.0.5", l.str("client"))
+	}
 
 	// A wrong password is refused, not cached as a success.
 	bad := curl(t, "-s", "-o", "/dev/null", "-w", "%{http_code}", "-x", "http://"+f.addr, "-U", "alice:nope", web.URL+"/")
@@ -176,4 +197,85 @@ func getOK(c *http.Client, url string) error {
 		return fmt.Errorf("HTTP %d", resp.StatusCode)
 	}
 	return nil
+}
+
+// TestAuthHTTPSource: with the pool 127.0.0.2-127.0.0.5 allowed, the
+// service gives user a 127.0.0.3 and user b 127.0.0.4; a target sees
+// each user's connections come from that address across 100 SOCKS5
+// tunnels, 20 CONNECT tunnels and 3 plain HTTP requests each.
+func TestAuthHTTPSource(t *testing.T) {
+	t.Parallel()
+	want := map[string]netip.Addr{"a": netip.MustParseAddr("127.0.0.3"), "b": netip.MustParseAddr("127.0.0.4")}
+	attrs := map[string]map[string]any{}
+	for u, src := range want {
+		attrs[u] = map[string]any{"source_address": src.String()}
+	}
+	svc := newAuthService(t, attrs)
+	f := startFerry(t, authHTTPConfig(svc.URL, "127.0.0.1:9"), nil)
+	target := peerTarget(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	for _, u := range []string{"a", "b"} {
+		for i := range 100 {
+			if src := peerVia(t, f.addr, target.Addr, u); src != want[u] {
+				t.Fatalf("%s's SOCKS5 tunnel %d came from %v, want %v", u, i, src, want[u])
+			}
+		}
+		for i := range 20 {
+			c, err := testkit.DialCONNECTAuth(ctx, f.addr, target.Addr, u, "pw-"+u)
+			if err != nil {
+				t.Fatalf("CONNECT as %s: %v", u, err)
+			}
+			if src := peerOf(t, c, u); src != want[u] {
+				t.Fatalf("%s's CONNECT tunnel %d came from %v, want %v", u, i, src, want[u])
+			}
+		}
+		for i, host := range httpSources(t, f.addr, u, 3) {
+			if host != want[u].String() {
+				t.Fatalf("%s's plain HTTP request %d came from %s, want %v", u, i, host, want[u])
+			}
+		}
+	}
+	l := f.waitLine(t, "access", func(l logLine) bool { return l.str("user") == "b" })
+	if l.str("source") != "127.0.0.4" {
+		t.Errorf("access line of b: source %q, want 127.0.0.4", l.str("source"))
+	}
+	if calls := svc.callsOf(); calls["a"] != 1 || calls["b"] != 1 {
+		t.Errorf("auth service calls %v, want one per user", calls)
+	}
+}
+
+// TestAuthHTTPRate: a user whose answer carries a rate of 1 MiB/s down
+// downloads 4 MiB in about 3 s (the first MiB is the bucket's burst),
+// over CONNECT and over SOCKS5 (two users at once, each with a bucket of
+// their own). The window is wide: a loaded machine may be slower, never
+// much faster.
+func TestAuthHTTPRate(t *testing.T) {
+	t.Parallel()
+	rate := map[string]any{"rate": map[string]any{"down": 1 << 20}}
+	svc := newAuthService(t, map[string]map[string]any{"slow1": rate, "slow2": rate})
+	f := startFerry(t, authHTTPConfig(svc.URL, "127.0.0.1:9"), nil)
+	tests := []struct {
+		name, user string
+		dial       func(ctx context.Context, target, user string) (*testkit.BufConn, error)
+	}{
+		{"connect", "slow1", func(ctx context.Context, target, user string) (*testkit.BufConn, error) {
+			return testkit.DialCONNECTAuth(ctx, f.addr, target, user, "pw-"+user)
+		}},
+		{"socks5", "slow2", func(ctx context.Context, target, user string) (*testkit.BufConn, error) {
+			return testkit.DialSOCKS5Auth(ctx, f.addr, target, user, "pw-"+user)
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			_, elapsed := download(t, 4<<20, func(ctx context.Context, target string) (*testkit.BufConn, error) {
+				return tt.dial(ctx, target, tt.user)
+			})
+			t.Logf("4 MiB at the answer's 1 MiB/s down took %v", elapsed)
+			if elapsed < 2*time.Second || elapsed > 20*time.Second {
+				t.Errorf("download took %v, want about 3s (between 2s and 20s)", elapsed)
+			}
+		})
+	}
 }

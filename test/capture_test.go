@@ -29,10 +29,10 @@ func needTshark(t *testing.T) string {
 	if path, err := exec.LookPath("tshark"); err == nil {
 		return path
 	}
-	if path := "/usr/bin/tshark"; fileExists(path) {
+	if path := "/usr/bin/tshark"; testkit.IsFile(path) {
 		return path
 	}
-	unmet(t, "tshark not installed (apt-get install tshark, or run scripts/test.sh)")
+	testkit.Unmet(t, "tshark not installed (apt-get install tshark, or run scripts/test.sh)")
 	return ""
 }
 

@@ -24,7 +24,7 @@ func needCurl(t *testing.T) string {
 	if err == nil {
 		return path
 	}
-	unmet(t, "curl not found on PATH (install curl, or run scripts/test.sh): %v", err)
+	testkit.Unmet(t, "curl not found on PATH (install curl, or run scripts/test.sh): %v", err)
 	return ""
 }
 

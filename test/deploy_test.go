@@ -1102,7 +1102,7 @@ const haproxyCfg = "../deploy/haproxy/haproxy.cfg"
 // TestDeployHAProxyConfig: haproxy accepts the example as it is.
 func TestDeployHAProxyConfig(t *testing.T) {
 	t.Parallel()
-	haproxy := needPeer(t, "haproxy")
+	haproxy := testkit.NeedBin(t, "haproxy")
 	out, err := exec.Command(haproxy, "-c", "-f", haproxyCfg).CombinedOutput()
 	if err != nil {
 		t.Fatalf("haproxy -c -f %s: %v\n%s", haproxyCfg, err, out)
@@ -1116,7 +1116,7 @@ func TestDeployHAProxyConfig(t *testing.T) {
 // through haproxy is served with its own address in ferry's access log.
 func TestDeployHAProxyHealthChecks(t *testing.T) {
 	t.Parallel()
-	haproxy := needPeer(t, "haproxy")
+	haproxy := testkit.NeedBin(t, "haproxy")
 	needCurl(t)
 	ferryCfg := mustRead(t, "../deploy/haproxy/ferry.toml")
 	for _, s := range []string{`listen = "0.0.0.0:8080"`, `trusted_proxies = ["10.0.0.2"]`} {

@@ -84,6 +84,13 @@ func peerVia(t *testing.T, proxyAddr, target, user string) netip.Addr {
 	if err != nil {
 		t.Fatalf("SOCKS5 as %s to %s: %v", user, target, err)
 	}
+	return peerOf(t, c, user)
+}
+
+// peerOf reads, from a tunnel to a peerTarget opened as user, the
+// address the target saw it come from, and closes the tunnel.
+func peerOf(t *testing.T, c *testkit.BufConn, user string) netip.Addr {
+	t.Helper()
 	defer c.Close()
 	c.SetDeadline(time.Now().Add(10 * time.Second))
 	line, err := c.Reader().ReadString('\n')

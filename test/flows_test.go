@@ -485,7 +485,7 @@ func keepAliveAcross(t *testing.T, f flowsFerry, o flowsOrigin) []string {
 // --ignore-certificate-errors-spki-list flag trusts a leaf's key, not a
 // CA, and ferry signs a new leaf per name.
 func TestFlowsChromium(t *testing.T) {
-	chromium := needPeer(t, "chromium")
+	chromium := testkit.NeedBin(t, "chromium")
 	o := startFlowsOrigin(t)
 	f := startFlowsFerry(t, o.caFile)
 	home := nssHome(t, f.ca)
@@ -528,7 +528,7 @@ func TestFlowsChromium(t *testing.T) {
 // for TLS servers.
 func nssHome(t *testing.T, caFile string) string {
 	t.Helper()
-	certutil := needPeer(t, "certutil")
+	certutil := testkit.NeedBin(t, "certutil")
 	home := t.TempDir()
 	db := filepath.Join(home, ".pki", "nssdb")
 	if err := os.MkdirAll(db, 0o700); err != nil {

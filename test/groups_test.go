@@ -15,15 +15,28 @@ import (
 )
 
 // groupsConfig is the e2e listener behind auth (users from htpasswd,
-// groups from groupsFile and one inline group), an acl that denies group
-// "blocked", and routes: group "staff" through the parent ferry, group
-// "dev" direct. The admin API listens on adminAddr.
+// groups from groupsFile and one inline group) and groupPolicy's acl and
+// routes. The admin API listens on adminAddr.
 func groupsConfig(htpasswd, groupsFile, parent, adminAddr string) func(addr string) string {
 	return chainConfig([]string{"auth", "acl", "log"}, fmt.Sprintf(`[admin]
 listen = %q
 token = "e2e-token"
 
-[[upstream]]
+[[plugin]]
+name = "auth"
+htpasswd = %q
+groups_file = %q
+reload_interval = "100ms"
+groups = { dev = ["carol"] }
+
+`, adminAddr, htpasswd, groupsFile)+groupPolicy(parent))
+}
+
+// groupPolicy are the tables the group tests share: routes for group
+// "staff" through the SOCKS5 parent, group "dev" direct; an acl that
+// denies group "blocked"; the log plugin.
+func groupPolicy(parent string) string {
+	return fmt.Sprintf(`[[upstream]]
 name = "parent"
 url = "socks5://%s"
 
@@ -36,20 +49,13 @@ group = ["dev"]
 upstream = "direct"
 
 [[plugin]]
-name = "auth"
-htpasswd = %q
-groups_file = %q
-reload_interval = "100ms"
-groups = { dev = ["carol"] }
-
-[[plugin]]
 name = "acl"
 default = "allow"
 rule = [{ action = "deny", group = ["blocked"] }]
 
 [[plugin]]
 name = "log"
-`, adminAddr, parent, htpasswd, groupsFile))
+`, parent)
 }
 
 // byUser matches access lines of one user.

@@ -2,6 +2,7 @@ package test
 
 import (
 	"context"
+	"ferry/test/testkit"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -42,7 +43,7 @@ func scriptHandler(mark string) http.HandlerFunc {
 // parent connection.
 func TestH2Chromium(t *testing.T) {
 	t.Parallel()
-	chromium := needPeer(t, "chromium")
+	chromium := testkit.NeedBin(t, "chromium")
 	pki := newTLSListener(t)
 	b := httpsOrigin(t, pki, scriptHandler("b"))
 	c := httpsOrigin(t, pki, scriptHandler("c"))

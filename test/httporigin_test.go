@@ -43,7 +43,7 @@ type nginxSite struct {
 // address and its directory, where access.log is written.
 func runNginx(t *testing.T, site nginxSite) (addr, dir string) {
 	t.Helper()
-	nginx := needPeer(t, "nginx")
+	nginx := testkit.NeedBin(t, "nginx")
 	dir = t.TempDir()
 	addr = freeAddr(t)
 	conf := filepath.Join(dir, "nginx.conf")
@@ -256,7 +256,7 @@ func bytesOf(b byte, n int) []byte {
 // python3-requests), the script fails or takes over a minute.
 func runPython(t *testing.T, script string, args ...string) string {
 	t.Helper()
-	py := needPeer(t, "python3")
+	py := testkit.NeedBin(t, "python3")
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, append([]string{"-c", script}, args...)...)

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"encoding/json"
+	"ferry/test/testkit"
 	"fmt"
 	"io"
 	"net"
@@ -141,7 +142,7 @@ console.log(JSON.stringify(JSON.parse(casesJSON).map(([u, h]) => FindProxyForURL
 // engine (node) and checks its answer for each kind of rule, with and
 // without the IPv6 extensions Chromium has.
 func TestPACDecisions(t *testing.T) {
-	node := needPeer(t, "node")
+	node := testkit.NeedBin(t, "node")
 	f := startFerry(t, pacConfig(`direct = ["localhost", "*.internal", ".corp.example", "DB?.lan"]
 direct_networks = ["10.0.0.0/8", "192.168.1.0/24", "fd00::/8"]
 proxies = ["HTTPS proxy.example:443", "PROXY proxy.example:3128"]
@@ -214,7 +215,7 @@ fallback_direct = true`, ""), nil)
 // addresses DIRECT whatever the PAC file says); the direct one,
 // direct.test, is mapped to 127.0.0.1 inside Chromium.
 func TestPACChromium(t *testing.T) {
-	chromium := needPeer(t, "chromium")
+	chromium := testkit.NeedBin(t, "chromium")
 	host := loopbackHostname(t)
 	proxied := originServing(t, "through-ferry")
 	direct := originServing(t, "went-direct")
@@ -248,15 +249,15 @@ func loopbackHostname(t *testing.T) string {
 	t.Helper()
 	host, err := os.Hostname()
 	if err != nil {
-		unmet(t, "no host name: %v", err)
+		testkit.Unmet(t, "no host name: %v", err)
 	}
 	addrs, err := net.LookupHost(host)
 	if err != nil || len(addrs) == 0 {
-		unmet(t, "host name %q does not resolve (%v): add it to /etc/hosts as 127.0.1.1", host, err)
+		testkit.Unmet(t, "host name %q does not resolve (%v): add it to /etc/hosts as 127.0.1.1", host, err)
 	}
 	for _, a := range addrs {
 		if ip := net.ParseIP(a); ip == nil || !ip.IsLoopback() {
-			unmet(t, "host name %q resolves to %s, not loopback: the test stays on loopback", host, a)
+			testkit.Unmet(t, "host name %q resolves to %s, not loopback: the test stays on loopback", host, a)
 		}
 	}
 	return host

@@ -52,7 +52,7 @@ func ensureDanteUser(t *testing.T) {
 	if os.Geteuid() != 0 {
 		t.Skip("dante checks SOCKS5 passwords against system users; creating one needs root")
 	}
-	useradd, chpasswd := needPeer(t, "useradd"), needPeer(t, "chpasswd")
+	useradd, chpasswd := testkit.NeedBin(t, "useradd"), testkit.NeedBin(t, "chpasswd")
 	danteAccount.once.Do(func() {
 		exists := func() bool { return exec.Command("id", "-u", danteUser).Run() == nil }
 		if !exists() {
@@ -94,7 +94,7 @@ func peerDir(t *testing.T) string {
 // auth it requires username and password (danteUser, dantePass).
 func startDante(t *testing.T, auth bool) (addr, logFile string) {
 	t.Helper()
-	danted := needPeer(t, "danted")
+	danted := testkit.NeedBin(t, "danted")
 	method, users := "none", ""
 	if auth {
 		ensureDanteUser(t)
@@ -144,7 +144,7 @@ func danteAddr(hostport string) string {
 // a free loopback port.
 func startMicrosocks(t *testing.T) string {
 	t.Helper()
-	microsocks := needPeer(t, "microsocks")
+	microsocks := testkit.NeedBin(t, "microsocks")
 	addr := freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
 	startPeer(t, addr, microsocks, "-i", "127.0.0.1", "-p", port)
@@ -156,7 +156,7 @@ func startMicrosocks(t *testing.T) string {
 // "Request" line naming each CONNECT target or proxied URL.
 func startTinyproxy(t *testing.T) (addr, logFile string) {
 	t.Helper()
-	tinyproxy := needPeer(t, "tinyproxy")
+	tinyproxy := testkit.NeedBin(t, "tinyproxy")
 	dir := peerDir(t)
 	addr = freeAddr(t)
 	_, port, _ := net.SplitHostPort(addr)
@@ -198,7 +198,7 @@ func startHTTPSParent(t *testing.T, user, pass string) (addr, caFile, logFile st
 
 func runSquid(t *testing.T, user, pass, hosts string, overTLS bool) (addr, logFile, caFile string) {
 	t.Helper()
-	squid := needPeer(t, "squid")
+	squid := testkit.NeedBin(t, "squid")
 	dir := peerDir(t)
 	addr = freeAddr(t)
 	port := "http_port " + addr

@@ -14,37 +14,6 @@ import (
 	"ferry/test/testkit"
 )
 
-// needPeer returns the path of a peer program from Debian (haproxy, nginx)
-// that scripts/test.sh installs. Without it the test is skipped, except
-// under CI=true, where its absence is a failure.
-func needPeer(t *testing.T, name string) string {
-	t.Helper()
-	if path, err := exec.LookPath(name); err == nil {
-		return path
-	}
-	if path := "/usr/sbin/" + name; fileExists(path) {
-		return path
-	}
-	unmet(t, "%s not installed (scripts/test.sh installs it)", name)
-	return ""
-}
-
-// unmet ends a test whose precondition is missing: skipped on a
-// developer's machine, failed under CI=true, where scripts/test.sh has
-// provided it and its absence is a bug in the setup.
-func unmet(t *testing.T, format string, args ...any) {
-	t.Helper()
-	if os.Getenv("CI") == "true" {
-		t.Fatalf("under CI=true: "+format, args...)
-	}
-	t.Skipf(format, args...)
-}
-
-func fileExists(p string) bool {
-	_, err := os.Stat(p)
-	return err == nil
-}
-
 // startPeer runs a peer server in the foreground until the test ends and
 // waits until addr accepts connections.
 func startPeer(t *testing.T, addr string, name string, args ...string) {
@@ -118,7 +87,7 @@ name = "log"
 // to 127.0.0.5), not haproxy (127.0.0.1), and keeps haproxy as the peer.
 func TestHAProxyInFront(t *testing.T) {
 	t.Parallel()
-	haproxy := needPeer(t, "haproxy")
+	haproxy := testkit.NeedBin(t, "haproxy")
 	needCurl(t)
 	web := testkit.HTTPTarget(t)
 	for _, send := range []string{"send-proxy", "send-proxy-v2"} {
@@ -216,7 +185,7 @@ name = "log"
 // 127.0.0.6) as $proxy_protocol_addr.
 func TestNginxBehindFerry(t *testing.T) {
 	t.Parallel()
-	needPeer(t, "nginx")
+	testkit.NeedBin(t, "nginx")
 	needCurl(t)
 	for _, version := range []string{"v1", "v2"} {
 		t.Run(version, func(t *testing.T) {

@@ -16,15 +16,31 @@ import (
 // never much faster.
 func TestRatelimitDownload(t *testing.T) {
 	t.Parallel()
-	const (
-		size    = 8 << 20
-		timeout = time.Minute
-	)
-	target, ends := newBulkTarget(t, size, 8, false)
+	const size = 8 << 20
 	f := startFerry(t, pluginConfig("type = \"ratelimit\"\nchannel = { down = \"1MiB\" }"), nil)
+	target, elapsed := download(t, size, func(ctx context.Context, target string) (*testkit.BufConn, error) {
+		return testkit.DialCONNECT(ctx, f.addr, target)
+	})
+	t.Logf("8 MiB at 1 MiB/s down took %v", elapsed)
+	if elapsed < 5*time.Second || elapsed > 20*time.Second {
+		t.Errorf("download took %v, want about 7s (between 5s and 20s)", elapsed)
+	}
+	l := f.waitLine(t, "access", byTarget(target))
+	if n, _ := l.num("down"); n != size {
+		t.Errorf("access down = %d, want %d", n, size)
+	}
+}
+
+// download receives size bytes from a new bulk target through the tunnel
+// dial opens to it, uploading nothing, and checks them; it returns the
+// target's address and how long the bytes took, within a minute.
+func download(t *testing.T, size int64, dial func(ctx context.Context, target string) (*testkit.BufConn, error)) (string, time.Duration) {
+	t.Helper()
+	const timeout = time.Minute
+	target, ends := newBulkTarget(t, size, 8, false)
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	c, err := testkit.DialCONNECT(ctx, f.addr, target.Addr)
+	c, err := dial(ctx, target.Addr)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,18 +55,10 @@ func TestRatelimitDownload(t *testing.T) {
 	if err != nil {
 		t.Fatalf("receive: %v", err)
 	}
-	end := waitEnd(ctx, t, ends)
-	if got.n != size || got != end.sent {
+	if end := waitEnd(ctx, t, ends); got.n != size || got != end.sent {
 		t.Errorf("client got %v, target sent %v (want %d bytes)", got, end.sent, size)
 	}
-	t.Logf("8 MiB at 1 MiB/s down took %v", elapsed)
-	if elapsed < 5*time.Second || elapsed > 20*time.Second {
-		t.Errorf("download took %v, want about 7s (between 5s and 20s)", elapsed)
-	}
-	l := f.waitLine(t, "access", byTarget(target.Addr))
-	if n, _ := l.num("down"); n != size {
-		t.Errorf("access down = %d, want %d", n, size)
-	}
+	return target.Addr, elapsed
 }
 
 // TestRatelimitCloseEndsWait: a client that goes away in the middle of a

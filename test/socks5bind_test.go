@@ -124,7 +124,7 @@ print(hashlib.sha256(data).hexdigest(), len(data), "%s:%d" % (peer, peerport))
 // own control connection, the server connects there and sends a file,
 // which the client receives intact.
 func TestSOCKS5BindFTP(t *testing.T) {
-	py := needPeer(t, "python3")
+	py := testkit.NeedBin(t, "python3")
 	file := make([]byte, 1<<20+123)
 	rand.Read(file)
 	path := filepath.Join(t.TempDir(), "file.bin")

@@ -33,7 +33,7 @@ const (
 // *.example.test with dnsAnswer and nothing else, and returns its address.
 func startDNS(t *testing.T, ip string) string {
 	t.Helper()
-	dnsmasq := needPeer(t, "dnsmasq")
+	dnsmasq := testkit.NeedBin(t, "dnsmasq")
 	ln, err := net.Listen("tcp", net.JoinHostPort(ip, "0"))
 	if err != nil {
 		t.Skipf("no loopback on %s: %v", ip, err)
@@ -62,9 +62,9 @@ func udpEcho(t *testing.T, ip string) netip.AddrPort {
 // returns its output.
 func pySocksUDP(t *testing.T, timeout time.Duration, args ...string) (string, error) {
 	t.Helper()
-	py := needPeer(t, "/usr/bin/python3")
+	py := testkit.NeedBin(t, "/usr/bin/python3")
 	if out, err := exec.Command(py, "-c", "import socks").CombinedOutput(); err != nil {
-		unmet(t, "PySocks missing from /usr/bin/python3 (scripts/test.sh installs python3-socks): %s", out)
+		testkit.Unmet(t, "PySocks missing from /usr/bin/python3 (scripts/test.sh installs python3-socks): %s", out)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()

@@ -38,7 +38,7 @@ func spkiHash(t *testing.T, file string) string {
 // alone (--ignore-certificate-errors-spki-list).
 func TestTLSListenerChromium(t *testing.T) {
 	t.Parallel()
-	chromium := needPeer(t, "chromium")
+	chromium := testkit.NeedBin(t, "chromium")
 	pki := newTLSListener(t)
 	web := testkit.HTTPTarget(t)
 	f := startFerry(t, pki.config("", []string{"chromium-guard", "log"}, "[[plugin]]\nname = \"log\"\n"+chromiumACL), nil)

@@ -22,7 +22,7 @@ func tlsBehindLB(p tlsListener) func(addr string) string {
 // target, and the access line names curl's address.
 func TestTLSListenerBehindHAProxy(t *testing.T) {
 	t.Parallel()
-	haproxy := needPeer(t, "haproxy")
+	haproxy := testkit.NeedBin(t, "haproxy")
 	needCurl(t)
 	pki := newTLSListener(t)
 	web := testkit.HTTPTarget(t)

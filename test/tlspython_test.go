@@ -47,7 +47,7 @@ for url in sys.argv[3:]:
 // Basic auth inside TLS.
 func TestTLSListenerPythonRequests(t *testing.T) {
 	t.Parallel()
-	needPeer(t, debianPython)
+	testkit.NeedBin(t, debianPython)
 	pki := newTLSListener(t)
 	web := testkit.HTTPTarget(t)
 	tlsWeb, webCA := testkit.TLSTarget(t)

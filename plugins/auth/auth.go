@@ -26,7 +26,9 @@
 // (Session.Groups) for acl rules and routes.
 //
 // A success is cached (an HMAC of user, password and hash, never the
-// password) so a known user pays bcrypt once rather than per connection.
+// password) so a known user pays bcrypt once rather than per connection;
+// a refusal is remembered for negative_cache_ttl per client address, so
+// a client retrying a wrong stored password pays it once too (cache.go).
 // Every refusal that reaches a password check costs about one bcrypt
 // check at the highest cost among the users, unknown users included, so
 // timing does not tell which users exist. Refusals are logged at warn
@@ -39,10 +41,15 @@
 // max_concurrent_checks bcrypt checks run at once (default GOMAXPROCS);
 // cached logins never wait for them. The files are polled by a service
 // and swapped in whole when they parse; a bad file keeps the users or
-// groups before it.
+// groups before it (the backend's outage), logged once and counted. A
+// reload with the same settings keeps the caches and the lockouts
+// (carry.go).
 //
 // With backend = "http" a service the operator runs answers instead, by
-// JSON over HTTPS, with the user's groups and upstream (httpbackend.go).
+// JSON over HTTPS, with the user's groups and upstream (httpbackend.go);
+// with backend = "ldap" a directory does, by a bind as the user over
+// TLS, with the groups from the user's entry or a group search
+// (ldapbackend.go).
 //
 // The package does not lock accounts (only addresses), and does not
 // authorize: every known user may use every target the listener allows,
@@ -65,13 +72,12 @@ import (
 	"golang.org/x/crypto/bcrypt"
 
 	"ferry/plugins"
-	"ferry/plugins/pkg/units"
 )
 
 func init() {
 	plugins.Register(plugins.Registration{
 		Type:        "auth",
-		Description: "requires a user name and password (HTTP Basic, SOCKS5); users inline, in an htpasswd file or checked by an HTTP service",
+		Description: "requires a user name and password (HTTP Basic, SOCKS5); users inline, in an htpasswd file, checked by an HTTP service or an LDAP directory",
 		New:         New,
 	})
 }
@@ -100,58 +106,6 @@ const (
 	throttledDelay = 500 * time.Millisecond
 )
 
-// Config is the plugin's TOML table. Users and Htpasswd may be used
-// together; at least one must be set.
-type Config struct {
-	// Realm names the protection space in HTTP 407 challenges
-	// (Proxy-Authenticate: Basic realm="..."). Default "ferry"; printable
-	// ASCII.
-	Realm string `toml:"realm"`
-	// Users maps user names to a bcrypt hash, or to "plain:" and the
-	// password in plain text (for tests and development: anyone who can
-	// read the config has it).
-	Users map[string]string `toml:"users"`
-	// Htpasswd is a file of "user:hash" lines with bcrypt hashes (htpasswd
-	// -B). It must exist and parse when ferry starts; later changes are
-	// picked up without a restart. A user may not be in both Users and the
-	// file. Relative paths are from the config file's directory.
-	Htpasswd string `toml:"htpasswd"`
-	// ReloadInterval is how often the file's modification time and size
-	// are checked. Default 2s; at least 100ms; "0s" never re-reads it. Only
-	// with Htpasswd.
-	ReloadInterval *units.Duration `toml:"reload_interval"`
-	// GroupsFile is a file of "group: user1 user2" lines, Apache's
-	// AuthGroupFile format (see parseGroups). Optional; re-read on change
-	// like Htpasswd. Relative paths are from the config file's directory.
-	GroupsFile string `toml:"groups_file"`
-	// Groups maps group names to their users, with or without GroupsFile:
-	// a user's groups are those of both.
-	Groups map[string][]string `toml:"groups"`
-
-	// MaxFailures is how many failed logins a client address (an IPv6
-	// /64) may have within FailureWindow before it is locked out. Default
-	// 5; 0 never locks an address out.
-	MaxFailures *int `toml:"max_failures"`
-	// FailureWindow is the period over which failures count. Default 1m.
-	FailureWindow *units.Duration `toml:"failure_window"`
-	// Lockout is how long the first lockout of an address lasts; each
-	// further one lasts twice the one before. Default 1s.
-	Lockout *units.Duration `toml:"lockout"`
-	// MaxLockout caps the doubling. An address without failures for this
-	// long after its last lockout starts again from Lockout. Default 5m;
-	// at least Lockout.
-	MaxLockout *units.Duration `toml:"max_lockout"`
-	// MaxConcurrentChecks bounds the bcrypt checks that run at once, over
-	// all clients of the instance. Default GOMAXPROCS (the CPUs ferry
-	// uses); at least 1.
-	MaxConcurrentChecks *int `toml:"max_concurrent_checks"`
-
-	// RemoteConfig chooses the backend, and bounds and caches a remote
-	// one (remote.go); HTTPConfig asks a service (httpbackend.go).
-	RemoteConfig
-	HTTPConfig
-}
-
 // Plugin checks credentials. Safe for concurrent use.
 type Plugin struct {
 	name   string
@@ -164,6 +118,11 @@ type Plugin struct {
 
 	users atomic.Pointer[table]
 	cache *cache
+	// denied remembers refusals (htpasswd backend); nil: none.
+	denied *denials
+	// conf is what the instance was built from, for CarryFrom.
+	conf settings
+	now  func() time.Time // tests move time
 
 	// compare checks a password against a bcrypt hash; tests count calls.
 	compare func(hash, password []byte) error
@@ -202,13 +161,23 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	}
 	switch cfg.Backend {
 	case "http":
+		if err := notLDAP(cfg); err != nil {
+			return nil, err
+		}
 		return newHTTP(env, cfg)
+	case "ldap":
+		return newLDAP(env, cfg)
 	case "", "htpasswd":
 	default:
-		return nil, plugins.Errorf("backend", "want \"htpasswd\" or \"http\", not %q", cfg.Backend)
+		return nil, plugins.Errorf("backend", "want \"htpasswd\", \"http\" or \"ldap\", not %q", cfg.Backend)
 	}
-	if cfg.RemoteConfig.set() || cfg.URL != "" || cfg.CAFile != "" {
-		return nil, plugins.Errorf("backend", "url and the other remote settings need backend = \"http\"")
+	rc := cfg.RemoteConfig
+	rc.NegativeCacheTTL = nil // the htpasswd backend has a negative cache too
+	if rc.set() || cfg.URL != "" || cfg.CAFile != "" {
+		return nil, plugins.Errorf("backend", "url and the other remote settings need backend = \"http\" or \"ldap\"")
+	}
+	if err := notLDAP(cfg); err != nil {
+		return nil, err
 	}
 	every := defaultReloadInterval
 	if cfg.ReloadInterval != nil {
@@ -236,6 +205,9 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		inline:   inline,
 		htpasswd: watch(env.Path(cfg.Htpasswd)),
 		cache:    newCache(cacheSize),
+		denied:   newDenials(dur(cfg.NegativeCacheTTL, defaultDeniedTTL)),
+		conf:     settings{cfg: cfg, dir: env.ConfigDir},
+		now:      time.Now,
 		compare:  bcrypt.CompareHashAndPassword,
 		sleep:    sleepCtx,
 		throttle: th,
@@ -344,24 +316,32 @@ func (p *Plugin) check(user, password string) error {
 	return err
 }
 
-// checkFrom checks a password from the client at ip: the cache first,
-// then, when a bcrypt check is needed, the throttle and a check slot.
-// When the failure locks ip out, it also returns the lockout.
+// checkFrom checks a password from the client at ip: the caches first,
+// then, when a bcrypt check is needed, the throttle, the negative cache
+// and a check slot. When the failure locks ip out, it also returns the
+// lockout.
 func (p *Plugin) checkFrom(ctx context.Context, ip netip.Addr, user, password string) (l lock, locked bool, err error) {
 	t := p.users.Load()
 	e, known := t.users[user]
-	var k [32]byte
-	switch {
-	case known && e.plain != nil:
+	if known && e.plain != nil {
 		sum := sha256.Sum256([]byte(password))
 		if subtle.ConstantTimeCompare(sum[:], e.plain) == 1 {
 			return lock{}, false, nil
 		}
-	case known:
-		k = p.cache.sum(user, password, e.hash)
-		if p.cache.hit(k) {
-			return lock{}, false, nil
+	}
+	// Unknown users take the same steps as known ones: an HMAC of as
+	// many bytes (the dummy is a bcrypt hash too, which no success entry
+	// has) and a lookup in each cache, so no step tells which users exist.
+	hash, want := t.dummy, errUnknownUser
+	if known {
+		want = errWrongPassword
+		if e.hash != nil {
+			hash = e.hash
 		}
+	}
+	k := p.cache.sum(user, password, hash)
+	if p.cache.hit(k) {
+		return lock{}, false, nil
 	}
 
 	// A bcrypt check is needed: the throttle first, so that a locked-out
@@ -372,12 +352,12 @@ func (p *Plugin) checkFrom(ctx context.Context, ip netip.Addr, user, password st
 	failed := true
 	defer func() { l, locked = p.throttle.end(ip, failed) }()
 
-	hash, want := t.dummy, errUnknownUser
-	if known {
-		want = errWrongPassword
-		if e.hash != nil {
-			hash = e.hash
-		}
+	dk := p.cache.deniedKey(k, ip)
+	if p.denied.hit(dk, p.now()) {
+		// The same refusal, from the same client, as a bcrypt check
+		// gave lately: it still counts as a failure.
+		p.counts.deniedCached.Add(1)
+		return lock{}, false, want
 	}
 	if !p.acquire(ctx) {
 		failed = false // the client is not to blame
@@ -393,6 +373,7 @@ func (p *Plugin) checkFrom(ctx context.Context, ip netip.Addr, user, password st
 		p.cache.add(k, user, e.hash)
 		return lock{}, false, nil
 	}
+	p.denied.add(dk, p.now())
 	// A user whose hash is cheaper than the dummy would be told apart
 	// from an unknown one by a faster refusal: wait out the difference,
 	// asleep, outside the check slot.

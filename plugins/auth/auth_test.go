@@ -35,12 +35,12 @@ func hashOf(t testing.TB, password string) string {
 // build makes an instance from a TOML table body through the real config
 // decoder, with errors positioned as ferry shows them. Logs go to logs
 // when it is not nil.
-func build(t *testing.T, body string, logs *bytes.Buffer) (*Plugin, error) {
+func build(t testing.TB, body string, logs *bytes.Buffer) (*Plugin, error) {
 	t.Helper()
 	return buildWith(t, body, logs, plugins.NewServices())
 }
 
-func buildWith(t *testing.T, body string, logs *bytes.Buffer, svcs *plugins.Services) (*Plugin, error) {
+func buildWith(t testing.TB, body string, logs *bytes.Buffer, svcs *plugins.Services) (*Plugin, error) {
 	t.Helper()
 	src := "[[listener]]\nlisten = \"127.0.0.1:1\"\nplugins = [\"auth\"]\n[[plugin]]\nname = \"auth\"\n" + body
 	cfg, err := config.Parse("t.toml", []byte(src))
@@ -71,7 +71,7 @@ func (l *lockedWriter) Write(p []byte) (int, error) {
 	return l.w.Write(p)
 }
 
-func mustBuild(t *testing.T, body string) *Plugin {
+func mustBuild(t testing.TB, body string) *Plugin {
 	t.Helper()
 	p, err := build(t, body, nil)
 	if err != nil {
@@ -293,8 +293,8 @@ func TestRefusalLog(t *testing.T) {
 }
 
 // TestCache counts bcrypt checks: a known user pays one, then none; every
-// refusal pays exactly one, so unknown users and wrong passwords take
-// about the same time.
+// first refusal pays exactly one, so unknown users and wrong passwords
+// take about the same time, and its repeats none (the negative cache).
 func TestCache(t *testing.T) {
 	p := mustBuild(t, fmt.Sprintf("users = { alice = %q, bob = %q, dev = \"plain:d\" }\n", hashOf(t, "a"), hashOf(t, "b")))
 	n := countCompares(p)
@@ -306,14 +306,18 @@ func TestCache(t *testing.T) {
 		{"first login", "alice", "a", true, 1},
 		{"cached", "alice", "a", true, 0},
 		{"cached again", "alice", "a", true, 0},
-		{"wrong password is not cached", "alice", "x", false, 1},
-		{"wrong password again", "alice", "x", false, 1},
+		{"wrong password pays bcrypt", "alice", "x", false, 1},
+		{"wrong password again: the negative cache", "alice", "x", false, 0},
+		{"another wrong password", "alice", "y", false, 1},
 		{"other user first", "bob", "b", true, 1},
 		{"other user cached", "bob", "b", true, 0},
 		{"bob's cache is not alice's", "alice", "b", false, 1},
 		{"unknown user pays the dummy", "eve", "a", false, 1},
+		{"unknown user again: the negative cache", "eve", "a", false, 0},
 		{"plain user needs no bcrypt", "dev", "d", true, 0},
 		{"wrong plain password pays the dummy", "dev", "x", false, 1},
+		{"wrong plain password again: the negative cache", "dev", "x", false, 0},
+		{"a cached refusal does not stop the right password", "alice", "a", true, 0},
 	}
 	for _, st := range steps {
 		before := n.Load()

@@ -7,7 +7,9 @@ import (
 	"encoding/binary"
 	"hash"
 	"io"
+	"net/netip"
 	"sync"
+	"time"
 )
 
 // cacheSize bounds the successful checks remembered: enough for every
@@ -103,6 +105,63 @@ func (c *cache) retain(hash func(user string) ([]byte, bool)) {
 				delete(m, k)
 			}
 		}
+	}
+}
+
+// deniedKey is the negative cache's key of a refusal: k (cache.sum of
+// user, password and hash) from the client address ip, counted like the
+// throttle counts it (an IPv6 /64). The address is part of the key so
+// that a refusal remembered for one client is never answered faster to
+// another: else a fast refusal would tell an attacker that someone else
+// (a user's device with its old password, say) tried that password.
+func (c *cache) deniedKey(k [32]byte, ip netip.Addr) [32]byte {
+	m := hmac.New(sha256.New, c.key[:])
+	m.Write(k[:])
+	if ip.IsValid() {
+		a := key(ip).As16()
+		m.Write(a[:])
+	}
+	var out [32]byte
+	m.Sum(out[:0])
+	return out
+}
+
+// defaultDeniedTTL is how long the htpasswd backend remembers a refusal:
+// longer than a remote backend's (defaultNegativeTTL), since its
+// refusals cannot go stale (see denials).
+const defaultDeniedTTL = time.Minute
+
+// denials is the htpasswd backend's negative cache: refusals after a
+// bcrypt check, by deniedKey, for ttl. A refusal cannot go stale: the
+// user's hash is in the key, so a changed password, or a user added
+// since, misses by itself; ttl only bounds how long an entry holds its
+// room. Bounded by gens, like a remote backend's results. A nil
+// *denials remembers nothing (negative_cache_ttl = "0s").
+type denials struct {
+	ttl time.Duration
+	m   *gens[[32]byte, time.Time] // when each was refused
+}
+
+func newDenials(ttl time.Duration) *denials {
+	if ttl <= 0 {
+		return nil
+	}
+	return &denials{ttl: ttl, m: newGens[[32]byte, time.Time](cacheSize * 4)}
+}
+
+// hit reports whether k was refused within the ttl before now.
+func (d *denials) hit(k [32]byte, now time.Time) bool {
+	if d == nil {
+		return false
+	}
+	at, ok := d.m.get(k)
+	return ok && now.Sub(at) < d.ttl
+}
+
+// add remembers that k was refused at now.
+func (d *denials) add(k [32]byte, now time.Time) {
+	if d != nil {
+		d.m.put(k, now)
 	}
 }
 

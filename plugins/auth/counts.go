@@ -15,6 +15,9 @@ type Counts struct {
 	Lockouts  uint64 // addresses locked out
 	Tracked   int    // client addresses with failures remembered now
 
+	DeniedCached uint64 // refusals answered by the negative cache (htpasswd), counted in Failures too
+	ReloadErrors uint64 // htpasswd or groups file found missing or bad: the last good users kept
+
 	Calls         uint64 // calls to the auth service (backend "http")
 	BackendErrors uint64 // logins the backend failed to answer
 	Grace         uint64 // logins admitted on grace while it failed
@@ -23,6 +26,7 @@ type Counts struct {
 type counters struct {
 	checks, failures, throttled, busy, lockouts atomic.Uint64
 	calls, backendErrors, grace                 atomic.Uint64
+	deniedCached, reloadErrors                  atomic.Uint64
 }
 
 // Counts reports the instance's counters.
@@ -34,6 +38,9 @@ func (p *Plugin) Counts() Counts {
 		Busy:      p.counts.busy.Load(),
 		Lockouts:  p.counts.lockouts.Load(),
 		Tracked:   p.throttle.len(),
+
+		DeniedCached: p.counts.deniedCached.Load(),
+		ReloadErrors: p.counts.reloadErrors.Load(),
 
 		Calls:         p.counts.calls.Load(),
 		BackendErrors: p.counts.backendErrors.Load(),
@@ -48,5 +55,5 @@ func (p *Plugin) Counters() map[string]uint64 {
 	c := p.Counts()
 	return map[string]uint64{"checks": c.Checks, "failures": c.Failures, "throttled": c.Throttled,
 		"busy": c.Busy, "lockouts": c.Lockouts, "calls": c.Calls, "backend_errors": c.BackendErrors,
-		"grace": c.Grace}
+		"grace": c.Grace, "denied_cached": c.DeniedCached, "reload_errors": c.ReloadErrors}
 }

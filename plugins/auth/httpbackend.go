@@ -66,15 +66,19 @@ func newHTTP(env plugins.Env, cfg Config) (plugins.Plugin, error) {
 	return newRemotePlugin(env, cfg, r)
 }
 
-// newRemotePlugin is the plugin around a remote backend, with a service
-// that lets the backend's connections go when the server stops.
+// newRemotePlugin is the plugin around a remote backend, with what its
+// answers may choose and a service that lets the backend's connections
+// go when the server stops.
 func newRemotePlugin(env plugins.Env, cfg Config, r *remote) (plugins.Plugin, error) {
+	if err := r.allowLists(env, cfg.RemoteConfig); err != nil {
+		return nil, err
+	}
 	th, _, err := limits(cfg)
 	if err != nil {
 		return nil, err
 	}
 	p := &Plugin{name: env.Name, realm: cfg.Realm, log: env.Log, cache: newCache(cacheSize),
-		sleep: sleepCtx, throttle: th, remote: r}
+		sleep: sleepCtx, throttle: th, remote: r, conf: settings{cfg: cfg, dir: env.ConfigDir}, now: time.Now}
 	if env.Services != nil {
 		if _, err := env.Services.Provide("auth-"+r.kind+":"+env.Name, func() (plugins.Service, error) {
 			return stopRemote{r: r}, nil
@@ -129,9 +133,36 @@ func tlsConfig(caFile string) (*tls.Config, error) {
 
 // answer is the JSON the service returns; unknown fields are ignored.
 type answer struct {
-	Allow    *bool    `json:"allow"`
-	Groups   []string `json:"groups"`
-	Upstream string   `json:"upstream"`
+	Allow         *bool    `json:"allow"`
+	Groups        []string `json:"groups"`
+	Upstream      string   `json:"upstream"`
+	SourceAddress string   `json:"source_address"`
+	// Rate is in bytes per second each way; a direction left out is
+	// not limited.
+	Rate *struct {
+		Up   int64 `json:"up"`
+		Down int64 `json:"down"`
+	} `json:"rate"`
+}
+
+// result is the answer as remote checks and caches it; a deny's other
+// fields are ignored.
+func (a answer) result() (result, error) {
+	if !*a.Allow {
+		return result{}, nil
+	}
+	res := result{allow: true, groups: a.Groups, upstream: a.Upstream}
+	if a.SourceAddress != "" {
+		ip, err := netip.ParseAddr(a.SourceAddress)
+		if err != nil {
+			return result{}, fmt.Errorf("answer source_address %q is not an IP address", clip(a.SourceAddress))
+		}
+		res.source = ip.Unmap()
+	}
+	if a.Rate != nil {
+		res.rate = &plugins.Rate{Up: a.Rate.Up, Down: a.Rate.Down}
+	}
+	return res, nil
 }
 
 // check implements checker: a POST of req, a 200 with an answer.
@@ -164,5 +195,5 @@ func (h *httpChecker) check(ctx context.Context, req request) (result, error) {
 	if a.Allow == nil {
 		return result{}, errors.New("answer without \"allow\"")
 	}
-	return result{allow: *a.Allow, groups: a.Groups, upstream: a.Upstream}, nil
+	return a.result()
 }

@@ -6,9 +6,11 @@ import (
 	"encoding/json"
 	"encoding/pem"
 	"fmt"
+	"maps"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -71,9 +73,19 @@ func (s *service) set(answer func(w http.ResponseWriter, req request)) {
 // allowIf answers allow when the password is "pw-" + user, with groups
 // and upstream.
 func allowIf(groups []string, upstream string) func(http.ResponseWriter, request) {
+	return allowWith(map[string]any{"groups": groups, "upstream": upstream, "extra": 1})
+}
+
+// allowWith answers allow when the password is "pw-" + user, with the
+// other fields of fields.
+func allowWith(fields map[string]any) func(http.ResponseWriter, request) {
 	return func(w http.ResponseWriter, req request) {
-		json.NewEncoder(w).Encode(map[string]any{"allow": req.Password == "pw-"+req.User,
-			"groups": groups, "upstream": upstream, "extra": 1})
+		ans := maps.Clone(fields)
+		if ans == nil {
+			ans = map[string]any{}
+		}
+		ans["allow"] = req.Password == "pw-"+req.User
+		json.NewEncoder(w).Encode(ans)
 	}
 }
 
@@ -84,7 +96,8 @@ func buildHTTP(t testing.TB, url, body string) (remotePlugin, *atomic.Int64, err
 	if !strings.Contains(body, "max_failures") {
 		body += "max_failures = 0\n"
 	}
-	src := "[[listener]]\nlisten = \"127.0.0.1:1\"\nplugins = [\"auth\"]\n[[plugin]]\nname = \"auth\"\n" +
+	src := "[[upstream]]\nname = \"office\"\nurl = \"socks5://127.0.0.1:1\"\n" +
+		"[[listener]]\nlisten = \"127.0.0.1:1\"\nplugins = [\"auth\"]\n[[plugin]]\nname = \"auth\"\n" +
 		"backend = \"http\"\nurl = \"" + url + "\"\n" + body
 	cfg, err := config.Parse("t.toml", []byte(src))
 	if err != nil {
@@ -92,7 +105,9 @@ func buildHTTP(t testing.TB, url, body string) (remotePlugin, *atomic.Int64, err
 	}
 	pc := &cfg.Plugins[0]
 	svcs := plugins.NewServices()
-	p, err := New(plugins.NewEnv("auth", zerolog.Nop(), svcs, pc.Decode))
+	env := plugins.NewEnv("auth", zerolog.Nop(), svcs, pc.Decode)
+	env.Upstreams = []string{cfg.Upstreams[0].Name}
+	p, err := New(env)
 	if err != nil {
 		return remotePlugin{}, nil, pc.WrapError(err)
 	}
@@ -144,34 +159,77 @@ func TestHTTPConfigErrors(t *testing.T) {
 		!strings.Contains(err.Error(), "need backend = \"http\"") {
 		t.Errorf("url without backend: got %v", err)
 	}
-	if _, err := build(t, "users = { a = \"plain:x\" }\nbackend = \"ldap\"\n", nil); err == nil ||
-		!strings.Contains(err.Error(), `backend: want "htpasswd" or "http", not "ldap"`) {
+	if _, err := build(t, "users = { a = \"plain:x\" }\nbackend = \"radius\"\n", nil); err == nil ||
+		!strings.Contains(err.Error(), `backend: want "htpasswd", "http" or "ldap", not "radius"`) {
 		t.Errorf("unknown backend: got %v", err)
+	}
+}
+
+// TestHTTPAllowListErrors: every bad entry of upstreams and
+// source_addresses is reported at once, at its position.
+func TestHTTPAllowListErrors(t *testing.T) {
+	_, _, err := buildHTTP(t, "http://127.0.0.1:9/", "upstreams = [\"office\", \"nowhere\", \"office\", \"\", \"direct\"]\n"+
+		"source_addresses = [\"127.0.0.2\", \"192.0.2.1\", \"eth0\", \"0.0.0.0\", \"127.0.0.2\", \"::1\"]\n")
+	want := `t.toml:11:24: plugin[0].upstreams[1]: no [[upstream]] named "nowhere"
+t.toml:11:35: plugin[0].upstreams[2]: "office" is listed twice
+t.toml:11:45: plugin[0].upstreams[3]: empty upstream name
+t.toml:12:34: plugin[0].source_addresses[1]: 192.0.2.1 is not assigned to this host (only its interfaces' addresses, 127.0.0.0/8 and ::1 can be bound)
+t.toml:12:47: plugin[0].source_addresses[2]: invalid address "eth0": want an IP address, like "192.0.2.10" or "2001:db8::10"
+t.toml:12:55: plugin[0].source_addresses[3]: 0.0.0.0 is unspecified: name one address of this host
+t.toml:12:66: plugin[0].source_addresses[4]: 127.0.0.2 is listed twice`
+	if err == nil || err.Error() != want {
+		t.Fatalf("got\n%v\nwant\n%s", err, want)
 	}
 }
 
 func TestHTTPAnswers(t *testing.T) {
 	big := `{"allow":true,"pad":"` + strings.Repeat("x", maxAnswer) + `"}`
+	raw := func(body string) func(http.ResponseWriter, request) {
+		return func(w http.ResponseWriter, _ request) { w.Write([]byte(body)) }
+	}
 	tests := []struct {
-		name     string
-		answer   func(http.ResponseWriter, request)
-		pass     string
-		wantErr  bool
-		backend  bool // a backend error, not a denial
-		groups   []string
-		upstream string
+		name    string
+		answer  func(http.ResponseWriter, request)
+		pass    string
+		wantErr bool
+		backend bool // a backend error, not a denial
+		groups  []string
+		want    attrs // the session's upstream, source and rate
 	}{
 		{name: "allow", answer: allowIf(nil, ""), pass: "pw-alice"},
 		{name: "deny", answer: allowIf(nil, ""), pass: "wrong", wantErr: true},
 		{name: "groups", answer: allowIf([]string{"staff", "ops", "staff"}, ""), pass: "pw-alice", groups: []string{"ops", "staff"}},
-		{name: "upstream", answer: allowIf(nil, "office"), pass: "pw-alice", upstream: "office"},
+		{name: "upstream", answer: allowIf(nil, "office"), pass: "pw-alice", want: attrs{upstream: "office"}},
+		{name: "upstream direct", answer: allowIf(nil, "direct"), pass: "pw-alice", want: attrs{upstream: "direct"}},
 		{name: "unknown upstream", answer: allowIf(nil, "elsewhere"), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "source", answer: allowWith(map[string]any{"source_address": "127.0.0.3"}), pass: "pw-alice",
+			want: attrs{source: netip.MustParseAddr("127.0.0.3")}},
+		{name: "source IPv4-mapped", answer: allowWith(map[string]any{"source_address": "::ffff:127.0.0.3"}), pass: "pw-alice",
+			want: attrs{source: netip.MustParseAddr("127.0.0.3")}},
+		{name: "source not allowed", answer: allowWith(map[string]any{"source_address": "127.0.0.9"}), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "source not an address", answer: allowWith(map[string]any{"source_address": "eth0"}), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "source with a zone", answer: allowWith(map[string]any{"source_address": "fe80::1%lo"}), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "deny with a bad source", answer: allowWith(map[string]any{"source_address": "eth0", "rate": map[string]any{"up": -1}}), pass: "wrong", wantErr: true},
+		{name: "rate", answer: allowWith(map[string]any{"rate": map[string]any{"up": 1024, "down": 4096}}), pass: "pw-alice",
+			want: attrs{rate: &plugins.Rate{Up: 1024, Down: 4096}}},
+		{name: "rate one way", answer: allowWith(map[string]any{"rate": map[string]any{"down": 4096}}), pass: "pw-alice",
+			want: attrs{rate: &plugins.Rate{Down: 4096}}},
+		{name: "rate unlimited", answer: allowWith(map[string]any{"rate": map[string]any{}}), pass: "pw-alice",
+			want: attrs{rate: &plugins.Rate{}}},
+		{name: "rate negative", answer: allowWith(map[string]any{"rate": map[string]any{"down": -1}}), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "rate too high", answer: allowWith(map[string]any{"rate": map[string]any{"up": maxRate + 1}}), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "rate fraction", answer: raw(`{"allow":true,"rate":{"up":1.5}}`), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "rate a number", answer: raw(`{"allow":true,"rate":1024}`), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "rate huge", answer: raw(`{"allow":true,"rate":{"up":1e300}}`), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "everything", answer: allowWith(map[string]any{"upstream": "office", "source_address": "127.0.0.2",
+			"rate": map[string]any{"up": 1, "down": 2}}), pass: "pw-alice",
+			want: attrs{upstream: "office", source: netip.MustParseAddr("127.0.0.2"), rate: &plugins.Rate{Up: 1, Down: 2}}},
 		{name: "bad group", answer: allowIf([]string{"a b"}, ""), pass: "pw-alice", wantErr: true, backend: true},
 		{name: "500", answer: func(w http.ResponseWriter, _ request) { http.Error(w, "down", 500) }, pass: "pw-alice", wantErr: true, backend: true},
 		{name: "403", answer: func(w http.ResponseWriter, _ request) { http.Error(w, "no", 403) }, pass: "pw-alice", wantErr: true, backend: true},
-		{name: "malformed", answer: func(w http.ResponseWriter, _ request) { w.Write([]byte(`{"allow":tru`)) }, pass: "pw-alice", wantErr: true, backend: true},
-		{name: "no allow", answer: func(w http.ResponseWriter, _ request) { w.Write([]byte(`{"groups":[]}`)) }, pass: "pw-alice", wantErr: true, backend: true},
-		{name: "oversized", answer: func(w http.ResponseWriter, _ request) { w.Write([]byte(big)) }, pass: "pw-alice", wantErr: true, backend: true},
+		{name: "malformed", answer: raw(`{"allow":tru`), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "no allow", answer: raw(`{"groups":[]}`), pass: "pw-alice", wantErr: true, backend: true},
+		{name: "oversized", answer: raw(big), pass: "pw-alice", wantErr: true, backend: true},
 		{name: "timeout", answer: func(w http.ResponseWriter, r request) {
 			time.Sleep(300 * time.Millisecond)
 			allowIf(nil, "")(w, r)
@@ -180,7 +238,8 @@ func TestHTTPAnswers(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			svc := newService(t, false, tt.answer)
-			h, _ := mustHTTP(t, svc.URL, "timeout = \"100ms\"\nupstreams = [\"office\"]\n")
+			h, _ := mustHTTP(t, svc.URL, "timeout = \"100ms\"\nupstreams = [\"office\", \"direct\"]\n"+
+				"source_addresses = [\"127.0.0.2\", \"127.0.0.3\"]\n")
 			s := httpSession()
 			err := h.Authenticate(context.Background(), s, "alice", tt.pass)
 			if (err != nil) != tt.wantErr {
@@ -192,17 +251,37 @@ func TestHTTPAnswers(t *testing.T) {
 			if !reflect.DeepEqual(s.Groups, tt.groups) {
 				t.Errorf("groups %q, want %q", s.Groups, tt.groups)
 			}
-			up, _ := s.Value(upstreamKey{}).(string)
-			if up != tt.upstream {
-				t.Errorf("upstream %q, want %q", up, tt.upstream)
-			}
-			if err == nil {
-				s.User = "alice"
-				if h.OnConnect(context.Background(), s); s.Upstream != tt.upstream {
-					t.Errorf("OnConnect upstream %q, want %q", s.Upstream, tt.upstream)
+			if err != nil {
+				if s.Value(attrsKey{}) != nil {
+					t.Errorf("refused login has attributes %+v", s.Value(attrsKey{}))
 				}
+				return
+			}
+			s.User = "alice"
+			h.OnConnect(context.Background(), s)
+			got := attrs{upstream: s.Upstream, source: s.SourceAddr, rate: s.UserRate}
+			if got.upstream != tt.want.upstream || got.source != tt.want.source || !reflect.DeepEqual(got.rate, tt.want.rate) {
+				t.Errorf("OnConnect: upstream %q source %v rate %+v; want %q %v %+v",
+					got.upstream, got.source, got.rate, tt.want.upstream, tt.want.source, tt.want.rate)
 			}
 		})
+	}
+}
+
+// TestHTTPAttrsKeepChoices: an upstream and source address an earlier
+// plugin chose stay; the answer's rate still applies.
+func TestHTTPAttrsKeepChoices(t *testing.T) {
+	svc := newService(t, false, allowWith(map[string]any{"upstream": "office", "source_address": "127.0.0.2",
+		"rate": map[string]any{"down": 10}}))
+	h, _ := mustHTTP(t, svc.URL, "upstreams = [\"office\"]\nsource_addresses = [\"127.0.0.2\"]\n")
+	s := httpSession()
+	if err := h.Authenticate(context.Background(), s, "alice", "pw-alice"); err != nil {
+		t.Fatal(err)
+	}
+	s.User, s.Upstream, s.SourceAddr = "alice", "direct", netip.MustParseAddr("127.0.0.7")
+	h.OnConnect(context.Background(), s)
+	if s.Upstream != "direct" || s.SourceAddr.String() != "127.0.0.7" || s.UserRate == nil || s.UserRate.Down != 10 {
+		t.Errorf("upstream %q source %v rate %+v; want direct, 127.0.0.7 and down 10", s.Upstream, s.SourceAddr, s.UserRate)
 	}
 }
 
@@ -232,27 +311,35 @@ func TestHTTPRequest(t *testing.T) {
 }
 
 // TestHTTPCache: an allow is reused for cache_ttl and a deny for
-// negative_cache_ttl; then the service is asked again.
+// negative_cache_ttl (for the client it was given to only); then the
+// service is asked again.
 func TestHTTPCache(t *testing.T) {
 	svc := newService(t, false, allowIf([]string{"g"}, ""))
 	h, skew := mustHTTP(t, svc.URL, "cache_ttl = \"1m\"\nnegative_cache_ttl = \"5s\"\n")
+	other := net.IPv4(198, 51, 100, 9)
 	steps := []struct {
 		pass      string
 		advance   time.Duration
+		client    net.IP // nil: httpSession's
 		wantErr   bool
 		wantCalls int64
 	}{
-		{"pw-alice", 0, false, 1},
-		{"pw-alice", 30 * time.Second, false, 1},
-		{"pw-alice", 31 * time.Second, false, 2}, // past the TTL
-		{"bad", 0, true, 3},
-		{"bad", 4 * time.Second, true, 3}, // negative cache
-		{"bad", 2 * time.Second, true, 4}, // past it
-		{"pw-alice", 0, false, 4},         // the allow is still fresh
+		{"pw-alice", 0, nil, false, 1},
+		{"pw-alice", 30 * time.Second, nil, false, 1},
+		{"pw-alice", 31 * time.Second, nil, false, 2}, // past the TTL
+		{"pw-alice", 0, other, false, 2},              // an allow serves every client
+		{"bad", 0, nil, true, 3},
+		{"bad", 4 * time.Second, nil, true, 3}, // negative cache
+		{"bad", 0, other, true, 4},             // a deny only its client
+		{"bad", 2 * time.Second, nil, true, 5}, // past it
+		{"pw-alice", 0, nil, false, 5},         // the allow is still fresh
 	}
 	for i, st := range steps {
 		skew.Add(int64(st.advance))
 		s := httpSession()
+		if st.client != nil {
+			s.Client = &net.TCPAddr{IP: st.client, Port: 40000}
+		}
 		err := h.Authenticate(context.Background(), s, "alice", st.pass)
 		if (err != nil) != st.wantErr || svc.calls.Load() != st.wantCalls {
 			t.Fatalf("step %d: err %v, calls %d; want error %v, calls %d", i, err, svc.calls.Load(), st.wantErr, st.wantCalls)
@@ -375,22 +462,71 @@ func TestHTTPConcurrencyBound(t *testing.T) {
 	}
 }
 
-// TestHTTPSocksUpstream: a SOCKS5 login authenticates a provisional
-// session; OnConnect finds the upstream by user name.
-func TestHTTPSocksUpstream(t *testing.T) {
-	svc := newService(t, false, allowIf(nil, "office"))
-	h, _ := mustHTTP(t, svc.URL, "upstreams = [\"office\"]\n")
-	if err := h.Authenticate(context.Background(), httpSession(), "alice", "pw-alice"); err != nil {
+// TestHTTPSocksAttrs: a SOCKS5 login authenticates a provisional
+// session with the id the session will have; that session's OnConnect
+// takes the login's attributes by id, once. Other sessions of the user
+// (a later one, an HTTP one without its own login) get none.
+func TestHTTPSocksAttrs(t *testing.T) {
+	svc := newService(t, false, allowWith(map[string]any{"upstream": "office", "source_address": "127.0.0.3",
+		"rate": map[string]any{"up": 5, "down": 6}}))
+	h, _ := mustHTTP(t, svc.URL, "upstreams = [\"office\"]\nsource_addresses = [\"127.0.0.3\"]\n")
+	probe := &plugins.Session{ID: "42", Protocol: "socks5"}
+	if err := h.Authenticate(context.Background(), probe, "alice", "pw-alice"); err != nil {
 		t.Fatal(err)
 	}
-	s := &plugins.Session{User: "alice"}
-	h.OnConnect(context.Background(), s)
-	if s.Upstream != "office" {
-		t.Errorf("upstream %q, want office", s.Upstream)
+	tests := []struct {
+		name string
+		s    *plugins.Session
+		want bool
+	}{
+		{"its session", &plugins.Session{ID: "42", User: "alice", Protocol: "socks5"}, true},
+		{"its session again", &plugins.Session{ID: "42", User: "alice", Protocol: "socks5"}, false},
+		{"another socks5 session", &plugins.Session{ID: "43", User: "alice", Protocol: "socks5"}, false},
+		{"an http session", &plugins.Session{ID: "42", User: "alice", Protocol: "connect"}, false},
 	}
-	other := &plugins.Session{User: "bob"}
-	if h.OnConnect(context.Background(), other); other.Upstream != "" {
-		t.Errorf("bob's upstream %q, want none", other.Upstream)
+	for _, tt := range tests {
+		h.OnConnect(context.Background(), tt.s)
+		got := tt.s.Upstream == "office" && tt.s.SourceAddr.String() == "127.0.0.3" && tt.s.UserRate != nil && *tt.s.UserRate == plugins.Rate{Up: 5, Down: 6}
+		none := tt.s.Upstream == "" && !tt.s.SourceAddr.IsValid() && tt.s.UserRate == nil
+		if got != tt.want || (!tt.want && !none) {
+			t.Errorf("%s: upstream %q source %v rate %+v; want the login's: %v", tt.name, tt.s.Upstream, tt.s.SourceAddr, tt.s.UserRate, tt.want)
+		}
+	}
+	// A UDP association's session takes its login's attributes too.
+	probe = &plugins.Session{ID: "44", Protocol: "socks5"}
+	if err := h.Authenticate(context.Background(), probe, "alice", "pw-alice"); err != nil {
+		t.Fatal(err)
+	}
+	udp := &plugins.Session{ID: "44", User: "alice", Protocol: plugins.ProtocolSOCKS5UDP}
+	if h.OnConnect(context.Background(), udp); udp.Upstream != "office" {
+		t.Errorf("UDP association: upstream %q, want office", udp.Upstream)
+	}
+	// A session refused before its OnConnect lets its login's go.
+	probe = &plugins.Session{ID: "45", Protocol: "socks5"}
+	if err := h.Authenticate(context.Background(), probe, "alice", "pw-alice"); err != nil {
+		t.Fatal(err)
+	}
+	h.OnClose(&plugins.Session{ID: "45", User: "alice", Protocol: "socks5"}, plugins.Stats{})
+	if _, ok := h.remote.pending.get("45"); ok {
+		t.Error("attributes of a closed session kept")
+	}
+}
+
+// TestPendingBound: logins whose session never comes are dropped with
+// the oldest; the recent ones are kept.
+func TestPendingBound(t *testing.T) {
+	g := newGens[string, attrs](8)
+	for i := range 100 {
+		g.put(fmt.Sprint(i), attrs{upstream: "u"})
+	}
+	if n := len(g.cur) + len(g.old); n > 8 {
+		t.Errorf("%d entries, want at most 8", n)
+	}
+	if _, ok := g.take("99"); !ok {
+		t.Error("the newest entry was dropped")
+	}
+	if _, ok := g.take("0"); ok {
+		t.Error("the oldest entry was kept")
 	}
 }
 

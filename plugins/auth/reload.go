@@ -169,7 +169,9 @@ func (p *Plugin) publish() error {
 }
 
 // poll runs reload and logs what happened: each new error once, at error
-// level, and each change of users at info.
+// level, counted as reload_errors (a missing or bad file is this
+// backend's outage: the last good users stay), and each change of users
+// at info.
 func (p *Plugin) poll() {
 	changed, err := p.reload()
 	t := p.users.Load()
@@ -180,6 +182,7 @@ func (p *Plugin) poll() {
 	case err != nil:
 		if msg := err.Error(); msg != p.lastErr {
 			p.lastErr = msg
+			p.counts.reloadErrors.Add(1)
 			p.log.Error().Err(err).Int("users", n).Msg("reload users: keeping the current ones")
 		}
 	case changed:

@@ -44,14 +44,19 @@ type RemoteConfig struct {
 	// GracePeriod: with "grace", a login whose last allow is this recent
 	// is admitted while the backend fails. Default 5m.
 	GracePeriod *units.Duration `toml:"grace_period"`
-	// Upstreams are the upstream names the backend may choose.
+	// Upstreams are the upstream names the backend may choose: "direct"
+	// or [[upstream]] names. None: an answer may name no upstream.
 	Upstreams []string `toml:"upstreams"`
+	// SourceAddresses are the addresses of this host the backend may
+	// choose for a session's dial to leave from. None: an answer may
+	// name no source address.
+	SourceAddresses []string `toml:"source_addresses"`
 }
 
 // set reports whether any remote setting besides Backend is given.
 func (c RemoteConfig) set() bool {
 	return c.Timeout != nil || c.MaxConcurrent != nil || c.CacheTTL != nil || c.NegativeCacheTTL != nil ||
-		c.OnBackendError != "" || c.GracePeriod != nil || len(c.Upstreams) > 0
+		c.OnBackendError != "" || c.GracePeriod != nil || len(c.Upstreams) > 0 || len(c.SourceAddresses) > 0
 }
 
 // request is what a remote backend is asked.
@@ -65,7 +70,7 @@ type request struct {
 
 // checker is one remote backend: it answers a login, or fails. It need
 // not bound itself: remote gives it a deadline and a call slot, checks
-// its groups and upstream, and caches its answers.
+// its groups and attributes, and caches its answers.
 type checker interface {
 	check(ctx context.Context, req request) (result, error)
 }
@@ -75,7 +80,9 @@ type result struct {
 	allow    bool
 	groups   []string // sorted; shared by the sessions
 	upstream string
-	at       time.Time // when the backend answered
+	source   netip.Addr    // the zero Addr: none chosen
+	rate     *plugins.Rate // nil: none given; shared by the sessions
+	at       time.Time     // when the backend answered
 }
 
 // remote is the state of a remote backend.
@@ -84,17 +91,18 @@ type remote struct {
 	kind       string // "http" or "ldap", for messages
 	timeout    time.Duration
 	ttl, neg   time.Duration
-	grace      time.Duration // 0: refuse on backend errors
-	upstreams  map[string]bool
-	slots      chan struct{} // a token per call in flight
-	results    *results
+	grace      time.Duration       // 0: refuse on backend errors
+	upstreams  map[string]bool     // what an answer's upstream may be
+	sources    map[netip.Addr]bool // what an answer's source_address may be
+	slots      chan struct{}       // a token per call in flight
+	results    *gens[[32]byte, result]
 	flights    *flights
 	lastOutage atomic.Int64 // unix nanoseconds of the last outage log line
 	now        func() time.Time
 	stop       func() // releases the backend's connections; may be nil
-
-	umu    sync.Mutex
-	byUser map[string]string // user -> upstream of the last allow
+	// pending holds the attributes of SOCKS5 logins by session id, until
+	// the session's OnConnect takes them (see remotePlugin.OnConnect).
+	pending *gens[string, attrs]
 }
 
 // errBackend marks a failure of the backend (not a denial).
@@ -113,8 +121,8 @@ func newRemote(cfg Config, kind string, backend checker) (*remote, error) {
 	}
 	r := &remote{backend: backend, kind: kind, timeout: dur(h.Timeout, defaultRemoteTimeout),
 		ttl: dur(h.CacheTTL, defaultCacheTTL), neg: dur(h.NegativeCacheTTL, defaultNegativeTTL),
-		upstreams: map[string]bool{}, byUser: map[string]string{},
-		results: newResults(cacheSize * 4), flights: &flights{m: map[[32]byte]*flight{}}, now: time.Now}
+		upstreams: map[string]bool{}, sources: map[netip.Addr]bool{}, pending: newGens[string, attrs](maxPending),
+		results: newGens[[32]byte, result](cacheSize * 4), flights: &flights{m: map[[32]byte]*flight{}}, now: time.Now}
 	n := defaultRemoteConcurrent
 	if h.MaxConcurrent != nil {
 		n = *h.MaxConcurrent
@@ -128,12 +136,6 @@ func newRemote(cfg Config, kind string, backend checker) (*remote, error) {
 	r.slots = make(chan struct{}, n)
 	if err := r.onError(h); err != nil {
 		return nil, err
-	}
-	for i, u := range h.Upstreams {
-		if u == "" {
-			return nil, plugins.Errorf(fmt.Sprintf("upstreams[%d]", i), "empty upstream name")
-		}
-		r.upstreams[u] = true
 	}
 	return r, nil
 }
@@ -185,12 +187,12 @@ func (r *remote) call(ctx context.Context, req request) (result, error) {
 }
 
 // valid checks an answer's groups (at most maxUserGroups, each a valid
-// name) and upstream (one of the configured ones), sorts the groups and
-// stamps the time. A deny carries nothing.
+// name) and attributes, sorts the groups and stamps the time. A deny
+// carries nothing.
 func (r *remote) valid(res *result) error {
 	res.at = r.now()
 	if !res.allow {
-		res.groups, res.upstream = nil, ""
+		*res = result{at: res.at}
 		return nil
 	}
 	if len(res.groups) > maxUserGroups {
@@ -201,26 +203,29 @@ func (r *remote) valid(res *result) error {
 			return fmt.Errorf("answer group %q: %v", clip(g), err)
 		}
 	}
-	if res.upstream != "" && !r.upstreams[res.upstream] {
-		return fmt.Errorf("answer upstream %q is not in upstreams", clip(res.upstream))
+	if err := r.validAttrs(res.attrs()); err != nil {
+		return err
 	}
 	res.groups = slices.Compact(slices.Sorted(slices.Values(res.groups)))
 	return nil
 }
 
-// results remembers answers by the HMAC of user and password (cache.sum),
-// never the password, in two generations like cache: bounded at max.
-type results struct {
+// gens is a map bounded at max entries in two generations, like cache:
+// hits in the old one move to the current one, and when the current one
+// is full it becomes the old one and the oldest are dropped. It holds the
+// backend's answers by the HMAC of user and password (cache.sum), never
+// the password, and the SOCKS5 logins' attributes by session id.
+type gens[K comparable, V any] struct {
 	max      int
 	mu       sync.Mutex
-	cur, old map[[32]byte]result
+	cur, old map[K]V
 }
 
-func newResults(size int) *results {
-	return &results{max: size, cur: map[[32]byte]result{}, old: map[[32]byte]result{}}
+func newGens[K comparable, V any](size int) *gens[K, V] {
+	return &gens[K, V]{max: size, cur: map[K]V{}, old: map[K]V{}}
 }
 
-func (c *results) get(k [32]byte) (result, bool) {
+func (c *gens[K, V]) get(k K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if r, ok := c.cur[k]; ok {
@@ -234,17 +239,30 @@ func (c *results) get(k [32]byte) (result, bool) {
 	return r, ok
 }
 
-func (c *results) put(k [32]byte, r result) {
+// take returns k's value and forgets it.
+func (c *gens[K, V]) take(k K) (V, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.putLocked(k, r)
+	v, ok := c.cur[k]
+	if !ok {
+		v, ok = c.old[k]
+	}
+	delete(c.cur, k)
+	delete(c.old, k)
+	return v, ok
 }
 
-func (c *results) putLocked(k [32]byte, r result) {
+func (c *gens[K, V]) put(k K, v V) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.putLocked(k, v)
+}
+
+func (c *gens[K, V]) putLocked(k K, v V) {
 	if _, ok := c.cur[k]; !ok && len(c.cur) >= c.max/2 {
-		c.old, c.cur = c.cur, make(map[[32]byte]result, c.max/2)
+		c.old, c.cur = c.cur, make(map[K]V, c.max/2)
 	}
-	c.cur[k] = r
+	c.cur[k] = v
 }
 
 // flights lets concurrent logins of the same credentials share one call.
@@ -286,60 +304,6 @@ func (f *flights) do(ctx context.Context, k [32]byte, fn func(context.Context) (
 	return fl.res, fl.err
 }
 
-// upstreamKey holds, in the session, the upstream the backend chose; the
-// plugin's OnConnect applies it (Authenticate runs before the server
-// resets s.Upstream for the Connectors).
-type upstreamKey struct{}
-
-// remotePlugin is the plugin with a remote backend: it also sets the
-// upstream the backend chose.
-type remotePlugin struct{ *Plugin }
-
-var _ plugins.Connector = remotePlugin{}
-
-// OnConnect implements plugins.Connector: the upstream from the login's
-// answer, unless an earlier plugin chose one. A SOCKS5 login authenticates
-// a provisional session, so its answer is found by user name.
-func (h remotePlugin) OnConnect(_ context.Context, s *plugins.Session) error {
-	if s.Upstream != "" || s.User == "" {
-		return nil
-	}
-	up, _ := s.Value(upstreamKey{}).(string)
-	if up == "" {
-		h.remote.umu.Lock()
-		up = h.remote.byUser[s.User]
-		h.remote.umu.Unlock()
-	}
-	if up != "" {
-		s.Upstream = up
-	}
-	return nil
-}
-
-// maxByUser bounds the user -> upstream map; past it, it starts afresh.
-const maxByUser = 65536
-
-// admit gives the session the answer's groups and upstream.
-func (r *remote) admit(s *plugins.Session, user string, res result) {
-	s.Groups = res.groups
-	if res.upstream != "" {
-		s.SetValue(upstreamKey{}, res.upstream)
-	}
-	r.umu.Lock()
-	defer r.umu.Unlock()
-	if r.byUser[user] == res.upstream {
-		return
-	}
-	if len(r.byUser) >= maxByUser {
-		clear(r.byUser)
-	}
-	if res.upstream == "" {
-		delete(r.byUser, user)
-	} else {
-		r.byUser[user] = res.upstream
-	}
-}
-
 // checkRemote is checkFrom for a remote backend: the cache, then the
 // throttle, then the negative cache, then one shared call. A backend
 // error admits a login whose last allow is within the grace period.
@@ -349,7 +313,7 @@ func (p *Plugin) checkRemote(ctx context.Context, s *plugins.Session, ip netip.A
 	cached, ok := r.results.get(k)
 	now := r.now()
 	if ok && cached.allow && now.Sub(cached.at) < r.ttl {
-		r.admit(s, user, cached)
+		r.admit(s, cached)
 		return lock{}, false, nil
 	}
 	if err := refused(p.throttle.begin(ip)); err != nil {
@@ -357,22 +321,29 @@ func (p *Plugin) checkRemote(ctx context.Context, s *plugins.Session, ip netip.A
 	}
 	failed := true
 	defer func() { l, locked = p.throttle.end(ip, failed) }()
-	if ok && !cached.allow && now.Sub(cached.at) < r.neg {
+	// A deny is remembered per client address (an IPv6 /64), as the
+	// htpasswd backend's are: a quick refusal must not tell one client
+	// that another tried this password lately.
+	kd := p.cache.sum(user, password, []byte(key(ip).String()))
+	if d, dok := r.results.get(kd); dok && !d.allow && now.Sub(d.at) < r.neg {
 		return lock{}, false, errWrongPassword
 	}
 	req := request{User: user, Password: password, Client: addrString(s.Client), Listener: s.Listener, Target: s.Target}
 	res, err := r.flights.do(ctx, k, func(ctx context.Context) (result, error) {
 		p.counts.calls.Add(1)
 		res, err := r.call(ctx, req)
-		if err == nil {
+		switch {
+		case err == nil && res.allow:
 			r.results.put(k, res)
+		case err == nil:
+			r.results.put(kd, res)
 		}
 		return res, err
 	})
 	switch {
 	case err == nil && res.allow:
 		failed = false
-		r.admit(s, user, res)
+		r.admit(s, res)
 		return lock{}, false, nil
 	case err == nil:
 		return lock{}, false, errWrongPassword
@@ -385,7 +356,7 @@ func (p *Plugin) checkRemote(ctx context.Context, s *plugins.Session, ip netip.A
 	if r.grace > 0 && ok && cached.allow && r.now().Sub(cached.at) < r.grace {
 		p.counts.grace.Add(1)
 		p.logOutage(s, user, err, "auth backend failed: login admitted on grace")
-		r.admit(s, user, cached)
+		r.admit(s, cached)
 		return lock{}, false, nil
 	}
 	return lock{}, false, err

@@ -16,8 +16,8 @@
 // that: it also runs for channels that an earlier plugin, or this one,
 // refused. Counters live in the instance, so listeners that share it share
 // the limits, and a counter that drops to zero is deleted. A reload that
-// keeps the instance's name and settings carries the counters over (see
-// CarryFrom); one that changes them starts afresh.
+// keeps the instance's name carries the counters over, whether its limits
+// changed or not (see CarryFrom).
 //
 // The package does not limit connections per listener (max_connections
 // does), does not group IPv6 clients by prefix, and, since every plain
@@ -91,9 +91,10 @@ func newCounts() *counts {
 }
 
 var (
-	_ plugins.Connector = (*Plugin)(nil)
-	_ plugins.Closer    = (*Plugin)(nil)
-	_ plugins.Carrier   = (*Plugin)(nil)
+	_ plugins.Connector       = (*Plugin)(nil)
+	_ plugins.Closer          = (*Plugin)(nil)
+	_ plugins.Carrier         = (*Plugin)(nil)
+	_ plugins.SettingsCarrier = (*Plugin)(nil)
 )
 
 // New builds an instance from its config table.
@@ -125,17 +126,24 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 func (p *Plugin) Name() string { return p.name }
 
 // CarryFrom implements plugins.Carrier: the instance adopts old's counts
-// table, so that a reload does not reset anyone's open channels. ferry
-// calls it only when the settings are unchanged; it checks the limits
-// anyway and keeps its own, empty, table when old is not a connlimit
-// with the same limits.
+// table, so that a reload does not reset anyone's open channels. It does
+// so when the limits changed too (plugins.SettingsCarrier): the counts
+// are of channels open now, whatever limit admitted them, so the new
+// limits apply to them at once. A lowered limit refuses a client already
+// over it until enough of its channels have ended, rather than letting
+// everyone in afresh; a raised one gives room at once. A scope that was
+// off (0) before the reload counts only channels opened after it. It
+// keeps its own, empty, table when old is not a connlimit.
 func (p *Plugin) CarryFrom(old plugins.Plugin) {
 	o, ok := old.(*Plugin)
-	if !ok || o == p || o.perClient != p.perClient || o.perUser != p.perUser {
+	if !ok || o == p {
 		return
 	}
 	p.counts = o.counts
 }
+
+// CarriesAcrossSettings implements plugins.SettingsCarrier.
+func (p *Plugin) CarriesAcrossSettings() {}
 
 // countedKey keys what an instance counted for a channel; the instance is
 // part of it so that two connlimit instances on one listener keep apart.

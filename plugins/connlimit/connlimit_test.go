@@ -310,23 +310,30 @@ type otherPlugin struct{}
 
 func (otherPlugin) Name() string { return "limits" }
 
-// TestCarryFrom: a reload's new instance with the same limits adopts the
-// old one's counts, shared: a client at its limit stays refused, and a
-// channel of the old instance closing after the reload makes room in the
-// new one. With other limits, or from another type, it starts afresh.
+// TestCarryFrom: a reload's new instance adopts the old one's counts,
+// shared, whatever its limits: a client at its limit stays refused, a
+// raised limit gives room at once and a lowered one refuses until enough
+// old channels have ended; a channel of the old instance closing after
+// the reload makes room in the new one. From another type, or from
+// itself, it starts afresh.
 func TestCarryFrom(t *testing.T) {
 	tests := []struct {
 		name    string
 		newOpts string
 		old     func(p *Plugin) plugins.Plugin // what CarryFrom gets
 		carried bool
+		// room is how many new channels the client may open after the
+		// reload while its 2 old ones are open; roomAfter, once it has
+		// closed those and one old channel has ended.
+		room, roomAfter int
 	}{
-		{name: "same limits", newOpts: "per_client = 2", carried: true},
-		{name: "same limits, other layout", newOpts: "per_client   =   2 # still two", carried: true},
-		{name: "other limit", newOpts: "per_client = 3"},
-		{name: "per_user added", newOpts: "per_client = 2\nper_user = 5"},
-		{name: "another type", newOpts: "per_client = 2", old: func(*Plugin) plugins.Plugin { return otherPlugin{} }},
-		{name: "itself", newOpts: "per_client = 2", old: func(p *Plugin) plugins.Plugin { return p }},
+		{name: "same limits", newOpts: "per_client = 2", carried: true, room: 0, roomAfter: 1},
+		{name: "same limits, other layout", newOpts: "per_client   =   2 # still two", carried: true, room: 0, roomAfter: 1},
+		{name: "raised limit", newOpts: "per_client = 3", carried: true, room: 1, roomAfter: 2},
+		{name: "lowered limit", newOpts: "per_client = 1", carried: true, room: 0, roomAfter: 0},
+		{name: "per_user added", newOpts: "per_client = 2\nper_user = 5", carried: true, room: 0, roomAfter: 1},
+		{name: "another type", newOpts: "per_client = 2", old: func(*Plugin) plugins.Plugin { return otherPlugin{} }, room: 2, roomAfter: 2},
+		{name: "itself", newOpts: "per_client = 2", old: func(p *Plugin) plugins.Plugin { return p }, room: 2, roomAfter: 2},
 	}
 	ip := netip.MustParseAddr("192.0.2.1")
 	for _, tt := range tests {
@@ -344,32 +351,43 @@ func TestCarryFrom(t *testing.T) {
 				from = tt.old(p)
 			}
 			p.CarryFrom(from)
-			want := 0
-			if tt.carried {
-				want = 2
+			if shared := p.counts == old.counts; shared != tt.carried {
+				t.Fatalf("counts shared: %v, want %v", shared, tt.carried)
 			}
-			if got, _ := p.open(ip, ""); got != want {
-				t.Fatalf("after CarryFrom: new instance counts %d, want %d", got, want)
+			if got := fill(t, p); got != tt.room {
+				t.Fatalf("after CarryFrom: %d new channels admitted, want %d", got, tt.room)
 			}
-			s := session("192.0.2.1:3", "")
-			err := p.OnConnect(context.Background(), s)
-			if tt.carried != (err != nil) {
-				t.Fatalf("client at the limit after CarryFrom: got error %v, want one: %v", err, tt.carried)
-			}
-			p.OnClose(s, plugins.Stats{})
 			// An old channel ends after the reload, through the old instance.
 			old.OnClose(held[0], plugins.Stats{})
-			if got, _ := p.open(ip, ""); got != want/2 {
-				t.Fatalf("after an old channel closed: new instance counts %d, want %d", got, want/2)
+			if got := fill(t, p); got != tt.roomAfter {
+				t.Fatalf("after an old channel closed: %d new channels admitted, want %d", got, tt.roomAfter)
 			}
-			if err := p.OnConnect(context.Background(), s); err != nil {
-				t.Fatalf("after an old channel closed: %v", err)
-			}
-			p.OnClose(s, plugins.Stats{})
 			old.OnClose(held[1], plugins.Stats{})
+			if n, _ := p.open(ip, ""); n != 0 {
+				t.Errorf("after closing everything: new instance counts %d, want 0", n)
+			}
 			if len(p.counts.clients) != 0 || len(old.counts.clients) != 0 {
 				t.Errorf("after closing everything: got %v and %v, want empty maps", p.counts.clients, old.counts.clients)
 			}
 		})
 	}
+}
+
+// fill opens channels of 192.0.2.1 on p until one is refused (at most
+// 10), closes them again, and returns how many were admitted.
+func fill(t *testing.T, p *Plugin) int {
+	t.Helper()
+	var open []*plugins.Session
+	for i := range 10 {
+		s := session(fmt.Sprintf("192.0.2.1:%d", 100+i), "")
+		if p.OnConnect(context.Background(), s) != nil {
+			p.OnClose(s, plugins.Stats{})
+			break
+		}
+		open = append(open, s)
+	}
+	for _, s := range open {
+		p.OnClose(s, plugins.Stats{})
+	}
+	return len(open)
 }

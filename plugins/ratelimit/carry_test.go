@@ -62,3 +62,31 @@ func TestCarryFrom(t *testing.T) {
 		})
 	}
 }
+
+// TestCarryFromAuth: the buckets of rates from auth carry over with the
+// same settings, and not across a change of user_from_auth or user.burst.
+func TestCarryFromAuth(t *testing.T) {
+	const old = "user_from_auth = true\nuser = { burst = 512 }"
+	tests := []struct {
+		name, newOpts string
+		carried       bool
+	}{
+		{"same", old, true},
+		{"other burst", "user_from_auth = true\nuser = { burst = 1024 }", false},
+		{"off", "user = { down = 100, burst = 512 }", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			o := mustLoad(t, old, newClock(), zerolog.Nop())
+			p := mustLoad(t, tt.newOpts, newClock(), zerolog.Nop())
+			before := p.authUsers
+			p.CarryFrom(o)
+			if got := p.authUsers == o.authUsers; got != tt.carried {
+				t.Errorf("auth buckets carried: %v, want %v", got, tt.carried)
+			}
+			if !tt.carried && p.authUsers != before {
+				t.Error("the new instance lost its own auth buckets")
+			}
+		})
+	}
+}

@@ -8,6 +8,7 @@
 //	channel = { up = "1MiB", down = "1MiB", burst = "256KiB" } # bytes per second
 //	client = { down = "10MiB" }                    # all channels of one address
 //	user = { down = "5MiB" }                       # all channels of one user
+//	user_from_auth = true                          # or the rate the user's login gave
 //	new_connections = { per_client = 10, burst = 20 } # per second, per address
 //
 // Bandwidth limits delay data and never drop it: OnRead (client to
@@ -16,6 +17,9 @@
 // no larger than the smallest burst, then pass the chunk on unchanged. A
 // chunk is one read of up to the listener's buffer_size and goes on whole,
 // so at rates far below buffer_size per second data arrives in lumps.
+// A user's rate may come from the user's login (Session.UserRate, set by
+// an auth plugin from its backend's answer) instead of the configuration:
+// with user_from_auth, such users' buckets are keyed by rate and user.
 // Shared limiters (client, user) are created on first use and forgotten
 // once no channel uses them and they have refilled, so the tables stay as
 // small as the set of recently active clients and users. A reload that
@@ -44,8 +48,10 @@ package ratelimit
 import (
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/netip"
+	"strconv"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -75,6 +81,11 @@ type Config struct {
 	// User limits all channels of one authenticated user together;
 	// channels without a user are not limited by it.
 	User Bandwidth `toml:"user"`
+	// UserFromAuth takes the user scope's rate from the user's
+	// authentication (Session.UserRate, an auth service's answer) when
+	// it gave one, instead of User's up and down; User.Burst applies to
+	// it too. Users it gave none keep User's rate, or none.
+	UserFromAuth bool `toml:"user_from_auth"`
 	// NewConnections limits how fast one client address opens channels.
 	NewConnections NewConnections `toml:"new_connections"`
 }
@@ -126,7 +137,11 @@ type Plugin struct {
 	// clients, users and conns are nil when their scope has no limit.
 	clients, users *table
 	conns          *table
-	up, down       bool // some scope limits that direction
+	// authUsers are the buckets of users at the rate their
+	// authentication gave, keyed by rate and user (see authKey); nil
+	// without user_from_auth.
+	authUsers *table
+	up, down  bool // some scope limits that direction
 	// limits are the resolved settings, for CarryFrom to compare.
 	limits limits
 
@@ -152,6 +167,8 @@ type limits struct {
 	channel, client, user rates
 	connRate              rate.Limit
 	connBurst             int
+	fromAuth              bool
+	authBurst             int // user.burst for rates from auth; 0: one second's worth
 }
 
 // New builds an instance from its config table.
@@ -173,23 +190,29 @@ func build(name string, cfg Config) (*Plugin, error) {
 	p := &Plugin{name: name, log: zerolog.Nop(), now: time.Now, sleep: sleep,
 		warn: throttle.Gate{Period: warnEvery}}
 	var err error
-	if p.channel, err = resolve("channel", cfg.Channel); err != nil {
+	if p.channel, err = resolve("channel", cfg.Channel, false); err != nil {
 		return nil, err
 	}
-	client, err := resolve("client", cfg.Client)
+	client, err := resolve("client", cfg.Client, false)
 	if err != nil {
 		return nil, err
 	}
-	user, err := resolve("user", cfg.User)
+	user, err := resolve("user", cfg.User, cfg.UserFromAuth)
 	if err != nil {
 		return nil, err
 	}
-	p.limits = limits{channel: p.channel, client: client, user: user}
+	p.limits = limits{channel: p.channel, client: client, user: user, fromAuth: cfg.UserFromAuth}
 	if client.any() {
 		p.clients = newTable(client.newBucket)
 	}
 	if user.any() {
 		p.users = newTable(user.newBucket)
+	}
+	if cfg.UserFromAuth {
+		if cfg.User.Burst != nil {
+			p.limits.authBurst = int(*cfg.User.Burst)
+		}
+		p.authUsers = newTable(nil)
 	}
 	nc := cfg.NewConnections
 	switch {
@@ -217,10 +240,11 @@ func build(name string, cfg Config) (*Plugin, error) {
 		p.limits.connRate, p.limits.connBurst = limit, burst
 		p.conns = newTable(func() *bucket { return &bucket{conn: rate.NewLimiter(limit, burst)} })
 	}
-	p.up = p.channel.up > 0 || client.up > 0 || user.up > 0
-	p.down = p.channel.down > 0 || client.down > 0 || user.down > 0
+	// A rate from auth may limit either way.
+	p.up = p.channel.up > 0 || client.up > 0 || user.up > 0 || cfg.UserFromAuth
+	p.down = p.channel.down > 0 || client.down > 0 || user.down > 0 || cfg.UserFromAuth
 	if !p.up && !p.down && p.conns == nil {
-		return nil, errors.New("no limit set: give channel, client or user an up or down rate, or new_connections a per_client rate")
+		return nil, errors.New("no limit set: give channel, client or user an up or down rate, new_connections a per_client rate, or set user_from_auth")
 	}
 	return p, nil
 }
@@ -232,13 +256,15 @@ type rates struct {
 	upBurst, downBurst int
 }
 
-func resolve(scope string, b Bandwidth) (rates, error) {
+// resolve reads one scope's rates; fromAuth: its burst also applies to
+// rates from auth (user_from_auth), so it may come without up or down.
+func resolve(scope string, b Bandwidth, fromAuth bool) (rates, error) {
 	r := rates{up: int64(b.Up), down: int64(b.Down)}
 	if b.Burst != nil {
 		switch {
 		case *b.Burst <= 0:
 			return r, plugins.Errorf(scope+".burst", "must be positive")
-		case r.up == 0 && r.down == 0:
+		case r.up == 0 && r.down == 0 && !fromAuth:
 			return r, plugins.Errorf(scope+".burst", "has no effect without %s.up or %s.down", scope, scope)
 		}
 	}
@@ -289,7 +315,7 @@ func (p *Plugin) CarryFrom(old plugins.Plugin) {
 	if !ok || o == p || o.limits != p.limits {
 		return
 	}
-	p.clients, p.users, p.conns = o.clients, o.users, o.conns
+	p.clients, p.users, p.conns, p.authUsers = o.clients, o.users, o.conns, o.authUsers
 }
 
 // DataDirections implements plugins.DataDirector: the directions some
@@ -313,6 +339,7 @@ type sessionKey struct{ p *Plugin }
 type channelState struct {
 	clientKey, userKey string
 	client, user       *bucket // nil: not held
+	userTable          *table  // the table user is from
 	up, down           flow
 }
 
@@ -341,17 +368,63 @@ func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
 	}
 	if p.clients != nil && hasAddr {
 		st.clientKey = addr.String()
-		st.client = p.clients.acquire(st.clientKey, now)
+		st.client = p.clients.acquire(st.clientKey, now, nil)
 		up, down = appendLimiter(up, st.client.up), appendLimiter(down, st.client.down)
 	}
-	if p.users != nil && s.User != "" {
-		st.userKey = s.User
-		st.user = p.users.acquire(st.userKey, now)
+	if st.userTable, st.userKey = p.userScope(s); st.userTable != nil {
+		st.user = st.userTable.acquire(st.userKey, now, p.userBucket(s))
 		up, down = appendLimiter(up, st.user.up), appendLimiter(down, st.user.down)
 	}
 	st.up, st.down = newFlow(up), newFlow(down)
 	s.SetValue(key, st)
 	return nil
+}
+
+// userScope is the table and key of the session's user bucket: by the
+// rate the user's authentication gave, with user_from_auth, else the
+// configured user rate; a nil table when neither limits the user (no
+// user, a rate of 0 both ways).
+func (p *Plugin) userScope(s *plugins.Session) (*table, string) {
+	switch r := s.UserRate; {
+	case s.User == "":
+		return nil, ""
+	case p.authUsers != nil && r != nil:
+		if r.Up <= 0 && r.Down <= 0 {
+			return nil, ""
+		}
+		return p.authUsers, authKey(*r, s.User)
+	case p.users != nil:
+		return p.users, s.User
+	}
+	return nil, ""
+}
+
+// authKey keys a user's bucket at a rate from auth: the rates first, so
+// that no two (rate, user) pairs share a key, and a user whose rate
+// changes gets a bucket at the new rate (channels opened before keep
+// theirs).
+func authKey(r plugins.Rate, user string) string {
+	return strconv.FormatInt(r.Up, 10) + "/" + strconv.FormatInt(r.Down, 10) + "/" + user
+}
+
+// userBucket makes a new bucket at the session's rate from auth; nil (the
+// table's own) for the configured user rate.
+func (p *Plugin) userBucket(s *plugins.Session) func() *bucket {
+	if p.authUsers == nil || s.UserRate == nil {
+		return nil
+	}
+	r := rates{up: s.UserRate.Up, down: s.UserRate.Down}
+	r.upBurst, r.downBurst = p.authBurst(r.up), p.authBurst(r.down)
+	return r.newBucket
+}
+
+// authBurst is the burst of a rate from auth: user.burst, else one
+// second's worth, within an int32 so that any platform's int holds it.
+func (p *Plugin) authBurst(bytesPerSec int64) int {
+	if p.limits.authBurst > 0 {
+		return p.limits.authBurst
+	}
+	return int(min(bytesPerSec, math.MaxInt32))
 }
 
 func appendLimiter(ls []*rate.Limiter, l *rate.Limiter) []*rate.Limiter {
@@ -375,7 +448,7 @@ func (p *Plugin) OnClose(s *plugins.Session, _ plugins.Stats) {
 		p.clients.release(st.clientKey, st.client, now)
 	}
 	if st.user != nil {
-		p.users.release(st.userKey, st.user, now)
+		st.userTable.release(st.userKey, st.user, now)
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"math"
 	"net"
 	"net/netip"
 	"strings"
@@ -143,6 +144,11 @@ func TestConfig(t *testing.T) {
 		{name: "zero interval", opts: `new_connections = { per_client = 1, interval = "0s" }`, wantErr: "new_connections.interval: must be positive"},
 		{name: "interval without rate", opts: `new_connections = { interval = "1s" }`, wantErr: "new_connections.interval: has no effect"},
 		{name: "bare interval", opts: `new_connections = { per_client = 1, interval = 5 }`, wantErr: "must be a string with a unit"},
+		{name: "user from auth alone", opts: `user_from_auth = true`, wantReader: true, wantWriter: true},
+		{name: "user from auth with a burst", opts: "user_from_auth = true\nuser = { burst = \"64KiB\" }", wantReader: true, wantWriter: true},
+		{name: "user burst without rate", opts: `user = { burst = "64KiB" }`, wantErr: "plugin[0].user.burst: has no effect without"},
+		{name: "user from auth off", opts: `user_from_auth = false`, wantErr: "no limit set"},
+		{name: "user from auth not a bool", opts: `user_from_auth = "yes"`, wantErr: "user_from_auth"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -566,5 +572,90 @@ func TestClientAddr(t *testing.T) {
 				t.Errorf("got %v, %v, want %s, %v", got, ok, tt.want, tt.wantOK)
 			}
 		})
+	}
+}
+
+// TestUserFromAuth: with user_from_auth, a user's channels share a bucket
+// at the rate the user's authentication gave (Session.UserRate), with
+// user.burst or one second's worth as burst; users without one keep the
+// configured user rate; a rate of 0 both ways is unlimited. Without
+// user_from_auth the session's rate is ignored.
+func TestUserFromAuth(t *testing.T) {
+	tests := []struct {
+		name     string
+		opts     string
+		rate     *plugins.Rate
+		wantUp   float64 // the user bucket's rates; 0: no limiter
+		wantDown float64
+		burst    int // of the down limiter
+		auth     bool
+	}{
+		{name: "rate from auth", opts: "user_from_auth = true", rate: &plugins.Rate{Up: 1000, Down: 4000},
+			wantUp: 1000, wantDown: 4000, burst: 4000, auth: true},
+		{name: "one way", opts: "user_from_auth = true", rate: &plugins.Rate{Down: 4000}, wantDown: 4000, burst: 4000, auth: true},
+		{name: "user burst", opts: "user_from_auth = true\nuser = { burst = 512 }", rate: &plugins.Rate{Down: 4000},
+			wantDown: 4000, burst: 512, auth: true},
+		{name: "instead of the configured rate", opts: "user_from_auth = true\nuser = { down = 100 }", rate: &plugins.Rate{Down: 4000},
+			wantDown: 4000, burst: 4000, auth: true},
+		{name: "none given: the configured rate", opts: "user_from_auth = true\nuser = { down = 100 }", wantDown: 100, burst: 100},
+		{name: "none given, none configured", opts: "user_from_auth = true"},
+		{name: "unlimited", opts: "user_from_auth = true\nuser = { down = 100 }", rate: &plugins.Rate{}},
+		{name: "huge", opts: "user_from_auth = true", rate: &plugins.Rate{Down: 1 << 40}, wantDown: 1 << 40, burst: math.MaxInt32, auth: true},
+		{name: "off", opts: "user = { down = 100 }", rate: &plugins.Rate{Down: 4000}, wantDown: 100, burst: 100},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClock()
+			p := mustLoad(t, tt.opts, c, zerolog.Nop())
+			s := session("1", "192.0.2.1:1000", "alice")
+			s.UserRate = tt.rate
+			if err := p.OnConnect(context.Background(), s); err != nil {
+				t.Fatal(err)
+			}
+			st := s.Value(sessionKey{p}).(*channelState)
+			var up, down float64
+			burst := 0
+			if b := st.user; b != nil {
+				if b.up != nil {
+					up = float64(b.up.Limit())
+				}
+				if b.down != nil {
+					down, burst = float64(b.down.Limit()), b.down.Burst()
+				}
+			}
+			if up != tt.wantUp || down != tt.wantDown || burst != tt.burst {
+				t.Errorf("user bucket up %v down %v burst %d, want %v %v %d", up, down, burst, tt.wantUp, tt.wantDown, tt.burst)
+			}
+			if got := st.user != nil && st.userTable == p.authUsers; got != tt.auth {
+				t.Errorf("bucket from the auth table: %v, want %v", got, tt.auth)
+			}
+			p.OnClose(s, plugins.Stats{})
+			if p.authUsers != nil && p.authUsers.len() != 0 {
+				t.Errorf("auth buckets after close: %d, want 0 (full, unused)", p.authUsers.len())
+			}
+		})
+	}
+}
+
+// TestUserFromAuthShared: two channels of a user at one rate share a
+// bucket, another user or another rate gets its own.
+func TestUserFromAuthShared(t *testing.T) {
+	c := newClock()
+	p := mustLoad(t, "user_from_auth = true", c, zerolog.Nop())
+	r1, r2 := &plugins.Rate{Down: 1000}, &plugins.Rate{Down: 2000}
+	open := func(id, user string, r *plugins.Rate) *channelState {
+		s := session(id, "192.0.2.1:1000", user)
+		s.UserRate = r
+		if err := p.OnConnect(context.Background(), s); err != nil {
+			t.Fatal(err)
+		}
+		return s.Value(sessionKey{p}).(*channelState)
+	}
+	a1, a2, b, a3 := open("1", "alice", r1), open("2", "alice", r1), open("3", "bob", r1), open("4", "alice", r2)
+	if a1.user != a2.user || a1.user == b.user || a1.user == a3.user {
+		t.Errorf("buckets: alice %p %p, bob %p, alice at another rate %p", a1.user, a2.user, b.user, a3.user)
+	}
+	if n := p.authUsers.len(); n != 3 {
+		t.Errorf("auth buckets %d, want 3", n)
 	}
 }

@@ -31,7 +31,7 @@ func (b *bucket) full(now time.Time) bool {
 // sweeps, run from acquire and allow at most once per sweepEvery, and
 // release drop the others. Safe for concurrent use.
 type table struct {
-	newBucket func() *bucket
+	newBucket func() *bucket // makes a bucket unless acquire says otherwise
 	mu        sync.Mutex
 	m         map[string]*bucket
 	nextSweep time.Time
@@ -41,25 +41,30 @@ func newTable(newBucket func() *bucket) *table {
 	return &table{newBucket: newBucket, m: make(map[string]*bucket)}
 }
 
-// getLocked returns key's bucket, creating it, and sweeps when due.
-func (t *table) getLocked(key string, now time.Time) *bucket {
+// getLocked returns key's bucket, creating it with mk (nil: newBucket),
+// and sweeps when due.
+func (t *table) getLocked(key string, now time.Time, mk func() *bucket) *bucket {
 	if !now.Before(t.nextSweep) {
 		t.sweepLocked(now)
 		t.nextSweep = now.Add(sweepEvery)
 	}
 	b, ok := t.m[key]
 	if !ok {
-		b = t.newBucket()
+		if mk == nil {
+			mk = t.newBucket
+		}
+		b = mk()
 		t.m[key] = b
 	}
 	return b
 }
 
-// acquire returns key's bucket for a channel to hold until release.
-func (t *table) acquire(key string, now time.Time) *bucket {
+// acquire returns key's bucket for a channel to hold until release,
+// made by mk (nil: newBucket) when key has none.
+func (t *table) acquire(key string, now time.Time, mk func() *bucket) *bucket {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	b := t.getLocked(key, now)
+	b := t.getLocked(key, now, mk)
 	b.users++
 	return b
 }
@@ -80,7 +85,7 @@ func (t *table) release(key string, b *bucket, now time.Time) {
 func (t *table) allow(key string, now time.Time) bool {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	return t.getLocked(key, now).conn.AllowN(now, 1)
+	return t.getLocked(key, now, nil).conn.AllowN(now, 1)
 }
 
 func (t *table) sweepLocked(now time.Time) {

@@ -104,9 +104,10 @@ func (g *Group) DialContext(ctx context.Context, network, address string) (net.C
 		cancel()
 		if err == nil {
 			m.MarkUp()
-			m.active.Add(1)
-			if !info.onRelease(func() { m.active.Add(-1) }) {
-				m.active.Add(-1)
+			active := &m.health().active // the one counted in, after a reload too
+			active.Add(1)
+			if !info.onRelease(func() { active.Add(-1) }) {
+				active.Add(-1)
 			}
 			return c, nil
 		}

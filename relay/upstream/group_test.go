@@ -579,8 +579,8 @@ func TestGroupLeastConnectionsPrefersFewer(t *testing.T) {
 	a, _ := member("a", ad)
 	b, _ := member("b", bd)
 	c, _ := member("c", cd)
-	a.active.Store(2)
-	b.active.Store(1)
+	a.health().active.Store(2)
+	b.health().active.Store(1)
 	g := mustGroup(t, LeastConnections, a, b, c)
 	info := &DialInfo{}
 	conn, err := g.DialContext(WithDialInfo(context.Background(), info), "tcp", "example.test:80")

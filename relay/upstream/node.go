@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -28,13 +27,10 @@ type Node struct {
 	// up (err is nil then), outside any lock.
 	OnHealth func(up bool, err error)
 
-	active atomic.Int64
-
-	mu        sync.Mutex
-	down      bool
-	downUntil time.Time
-	backoff   time.Duration
-	lastErr   error
+	// h is the upstream's health, made on first use; a reload may hand
+	// it on to the next configuration's node (Table.CarryFrom).
+	h     *health
+	hOnce sync.Once
 }
 
 // DialContext dials through the upstream's dialer.
@@ -45,32 +41,35 @@ func (u *Node) DialContext(ctx context.Context, network, address string) (net.Co
 // Available reports whether a group may try the upstream now: it is up,
 // or its backoff has run out (it gets one more chance).
 func (u *Node) Available(now time.Time) bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return !u.down || !now.Before(u.downUntil)
+	h := u.health()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return !h.down || !now.Before(h.downUntil)
 }
 
 // Down reports whether the upstream is marked down.
 func (u *Node) Down() bool {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return u.down
+	h := u.health()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.down
 }
 
 // Active is the number of connections made through the upstream by
 // groups and not yet released.
-func (u *Node) Active() int64 { return u.active.Load() }
+func (u *Node) Active() int64 { return u.health().active.Load() }
 
 // MarkDown records a failure: the upstream is kept out of groups for its
 // backoff, which doubles with each failure in a row.
 func (u *Node) MarkDown(err error) {
-	u.mu.Lock()
-	was := u.down
-	u.down = true
-	u.backoff = min(max(2*u.backoff, minBackoff), maxBackoff)
-	u.downUntil = time.Now().Add(u.backoff)
-	u.lastErr = err
-	u.mu.Unlock()
+	h := u.health()
+	h.mu.Lock()
+	was := h.down
+	h.down = true
+	h.backoff = min(max(2*h.backoff, minBackoff), maxBackoff)
+	h.downUntil = time.Now().Add(h.backoff)
+	h.lastErr = err
+	h.mu.Unlock()
 	if !was && u.OnHealth != nil {
 		u.OnHealth(false, err)
 	}
@@ -78,10 +77,11 @@ func (u *Node) MarkDown(err error) {
 
 // MarkUp records a success and ends any backoff.
 func (u *Node) MarkUp() {
-	u.mu.Lock()
-	was := u.down
-	u.down, u.backoff, u.lastErr = false, 0, nil
-	u.mu.Unlock()
+	h := u.health()
+	h.mu.Lock()
+	was := h.down
+	h.down, h.backoff, h.lastErr = false, 0, nil
+	h.mu.Unlock()
 	if was && u.OnHealth != nil {
 		u.OnHealth(true, nil)
 	}
@@ -113,7 +113,8 @@ func isUpstreamError(err error) bool {
 
 // downReason says why the upstream is out, for a group's error.
 func (u *Node) downReason(now time.Time) string {
-	u.mu.Lock()
-	defer u.mu.Unlock()
-	return fmt.Sprintf("%s (%v; next try in %s)", u.Name, u.lastErr, u.downUntil.Sub(now).Round(100*time.Millisecond))
+	h := u.health()
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return fmt.Sprintf("%s (%v; next try in %s)", u.Name, h.lastErr, h.downUntil.Sub(now).Round(100*time.Millisecond))
 }

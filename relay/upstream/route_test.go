@@ -108,15 +108,8 @@ func TestRoutes(t *testing.T) {
 				Client: &net.TCPAddr{IP: net.ParseIP(client), Port: 5000},
 			}
 			name, pinned, err := ups.Route(context.Background(), s, 5*time.Second)
-			if tt.want == "reject" {
-				var re *plugins.RejectError
-				if !errors.As(err, &re) || re.Code != plugins.CodeForbidden {
-					t.Fatalf("route = %q, %v; want a rejection with CodeForbidden", name, err)
-				}
+			if !wantRoute(t, name, err, tt.want) {
 				return
-			}
-			if err != nil || name != tt.want {
-				t.Fatalf("route = %q, %v; want %q", name, err, tt.want)
 			}
 			if tt.pinned != (len(pinned) > 0) {
 				t.Fatalf("pinned = %v, want pinned %v", pinned, tt.pinned)
@@ -128,6 +121,24 @@ func TestRoutes(t *testing.T) {
 			}
 		})
 	}
+}
+
+// wantRoute fails t unless Route's outcome is want: an upstream name, or
+// "reject" for a rejection with CodeForbidden. It reports whether there
+// is an upstream to check further.
+func wantRoute(t *testing.T, name string, err error, want string) bool {
+	t.Helper()
+	if want == "reject" {
+		var re *plugins.RejectError
+		if !errors.As(err, &re) || re.Code != plugins.CodeForbidden {
+			t.Fatalf("route = %q, %v; want a rejection with CodeForbidden", name, err)
+		}
+		return false
+	}
+	if err != nil || name != want {
+		t.Fatalf("route = %q, %v; want %q", name, err, want)
+	}
+	return true
 }
 
 // TestRouteResolveFailure: a name that does not resolve does not match a

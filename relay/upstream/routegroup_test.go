@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"errors"
 	"net"
 	"testing"
 	"time"
@@ -57,16 +56,7 @@ func TestRouteGroups(t *testing.T) {
 			s := &plugins.Session{Target: tt.target, User: tt.user, Groups: tt.groups, Listener: "l",
 				Client: &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1), Port: 5000}}
 			name, _, err := ups.Route(context.Background(), s, time.Second)
-			if tt.want == "reject" {
-				var re *plugins.RejectError
-				if !errors.As(err, &re) || re.Code != plugins.CodeForbidden {
-					t.Fatalf("route = %q, %v; want a rejection", name, err)
-				}
-				return
-			}
-			if err != nil || name != tt.want {
-				t.Fatalf("route = %q, %v; want %q", name, err, tt.want)
-			}
+			wantRoute(t, name, err, tt.want)
 		})
 	}
 }

@@ -24,7 +24,10 @@ import (
 // and the health checks that mark them up or down. Build makes it; Start
 // and Stop run its health checks.
 type Table struct {
-	nodes map[string]*Node          // by name, "direct" included
+	nodes map[string]*Node // by name, "direct" included
+	// conf are the [[upstream]] settings by name, without what was
+	// loaded from them (RootCAs), for CarryFrom to compare.
+	conf  map[string]config.Upstream
 	gates map[string]*throttle.Gate // failure log lines, per upstream
 	// sourceLog rate-limits the warnings of dials that could not leave
 	// from a route's source address.
@@ -61,6 +64,7 @@ func Build(cfg *config.Config, log zerolog.Logger) (*Table, error) {
 	for i := range cfg.Upstreams {
 		b.byName[cfg.Upstreams[i].Name] = &cfg.Upstreams[i]
 	}
+	b.t.conf = settingsOf(cfg.Upstreams)
 	for _, uc := range cfg.Upstreams {
 		if uc.SendProxyProtocol == "v1" || uc.SendProxyProtocol == "v2" {
 			b.t.sendsHeader = true

@@ -166,6 +166,18 @@ func (rs *results) httpSeries(f func(*Result) float64) []series {
 	return ss
 }
 
+// idleSeries is one series per number of idle tunnels held.
+func (rs *results) idleSeries(f func(*Result) float64) []series {
+	var ss []series
+	for _, n := range rs.idleSizes() {
+		ss = append(ss, series{fmt.Sprintf("%d open", n), func(s subj) (float64, bool) { return rs.med(idleRuns(s, n), f) }})
+	}
+	if len(ss) == 0 {
+		ss = append(ss, series{"none", func(subj) (float64, bool) { return 0, false }})
+	}
+	return ss
+}
+
 // chart draws the main figures, four rows of two panels, to a PNG.
 func (rs *results) chart(file string) error {
 	get := func(mode string, f func(*Result) float64) func(subj) (float64, bool) {
@@ -192,9 +204,7 @@ func (rs *results) chart(file string) error {
 		{"CPU per round trip (lower is better)", "proxy CPU-us per 64-byte round trip", []series{
 			{"CPU-us", get("pingpong", func(r *Result) float64 { return r.CPUUsPerRound })},
 		}},
-		{"Memory per idle tunnel (lower is better)", "KiB RSS per tunnel", []series{
-			{"KiB RSS", get("idle", func(r *Result) float64 { return r.RSSKiBPerTunnel })},
-		}},
+		{"Memory per idle tunnel (lower is better)", "KiB RSS per tunnel", rs.idleSeries(func(r *Result) float64 { return r.RSSKiBPerTunnel })},
 		{"Plain HTTP CPU per request (lower is better)", "proxy CPU-us per keep-alive GET", rs.httpSeries(func(r *Result) float64 { return r.CPUUsPerReq })},
 		{"Plain HTTP requests per second (higher is better)", "requests/s, keep-alive GETs", rs.httpSeries(func(r *Result) float64 { return r.ReqsPerSec })},
 	}

@@ -36,6 +36,7 @@ type config struct {
 	mode, proxy, proto, target string
 	pid                        int
 	name, variant              string
+	repeat                     int
 	json                       bool
 
 	streams   []int
@@ -55,6 +56,7 @@ type config struct {
 	settle    time.Duration
 	maxTime   time.Duration
 	echoBytes int
+	waitClose bool // connrate: wait for the target's close to come through before closing
 	origin    string
 	objects   []int64
 	tlsCA     string
@@ -157,6 +159,7 @@ func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs.IntVar(&c.pid, "pid", 0, "the proxy's pid: its CPU time, RSS and fds (and those of its child processes) are read from /proc; 0: none")
 	fs.StringVar(&c.name, "name", "", "the proxy's name in the results (default: the command name of -pid)")
 	fs.StringVar(&c.variant, "variant", "", "a variant of the proxy's setup, in the results (e.g. hook)")
+	fs.IntVar(&c.repeat, "repeat", 0, "the round of repeated runs this one belongs to, in the results (bench.sh's REPEATS); 0: none")
 	fs.BoolVar(&c.json, "json", false, "write one JSON line per result on stdout (the human lines go to stderr)")
 	fs.StringVar(&l.streams, "streams", "1,8", "throughput: numbers of parallel streams, one run each")
 	fs.StringVar(&l.dirs, "dirs", "up,down", "throughput: directions, one run each: up (client to target), down (target to client)")
@@ -169,6 +172,7 @@ func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs.StringVar(&l.objects, "objects", "1KiB,64KiB", "http and mitm: object sizes, one run each")
 	fs.StringVar(&c.originTLS, "origin-tls", "", "mitm: the origin's HTTPS address as name:port, a name the proxy intercepts")
 	fs.StringVar(&c.originCA, "origin-ca", "", "mitm: PEM file of the CA(s) the client trusts for the origin's name (the intercepting proxy's)")
+	fs.BoolVar(&c.waitClose, "wait-close", true, "connrate: after the echo, wait for the target's close to come through the proxy before closing (false: close at once, for a proxy that holds a tunnel open after one side ends)")
 	fs.IntVar(&c.echoBytes, "echo", 16, "connrate and idle: bytes echoed through each tunnel")
 	fs.Int64Var(&c.rounds, "rounds", 20000, "pingpong: measured round trips")
 	fs.IntVar(&c.msg, "msg", 64, "pingpong: message size in bytes")
@@ -299,6 +303,7 @@ type bench struct {
 func (b *bench) emit(r *Result) {
 	r.stamp()
 	r.Name, r.Variant, r.Proto, r.Mode = b.cfg.name, b.cfg.variant, b.cfg.proto, b.cfg.mode
+	r.Repeat = b.cfg.repeat
 	if b.cfg.pid > 0 {
 		r.Process = procName(b.cfg.pid)
 	}

@@ -127,7 +127,7 @@ func (b *bench) connrate() *Result {
 	lr := b.drive(m, b.cfg.conc, func(int) func(time.Time) error {
 		msg := make([]byte, b.cfg.echoBytes)
 		got := make([]byte, b.cfg.echoBytes)
-		return func(time.Time) error { return b.echoTunnel(msg, got, true) }
+		return func(time.Time) error { return b.echoTunnel(msg, got) }
 	})
 	time.Sleep(b.cfg.settle) // the proxy finishes closing the last tunnels
 	b.stop(m, lr.elapsed, r)
@@ -147,9 +147,13 @@ func (b *bench) connrate() *Result {
 }
 
 // echoTunnel opens a tunnel, sends msg, reads it back, and closes the
-// tunnel when closeIt (else returns it open).
-func (b *bench) echoTunnel(msg, got []byte, closeIt bool) error {
-	_, err := b.openEcho(msg, got, closeIt)
+// tunnel: after the target's close came through (-wait-close), or at
+// once.
+func (b *bench) echoTunnel(msg, got []byte) error {
+	c, err := b.openEcho(msg, got, b.cfg.waitClose)
+	if c != nil {
+		return c.Close()
+	}
 	return err
 }
 
@@ -248,8 +252,8 @@ func (b *bench) pingpong() *Result {
 // cfg.hold, and reads the proxy's RSS and fd count against those it had
 // before: the cost of one idle tunnel.
 func (b *bench) idle() *Result {
-	r := &Result{}
 	n := b.cfg.n
+	r := &Result{Asked: int64(n)}
 	// This process holds both ends: n client sockets and n target sockets.
 	if lim, err := raiseNoFile(uint64(2*n + 256)); err != nil {
 		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE %d: %v\n", lim, err)
@@ -353,14 +357,14 @@ func (b *bench) openIdle(conns []net.Conn, openDeadline time.Time) (opened, errs
 }
 
 // closeIdle closes the idle tunnels, target side first (see target),
-// gives the closes a bounded time to come through to the clients,
-// then closes the clients.
+// gives the closes a bounded time to come through to the clients
+// (unless -wait-close=false), then closes the clients.
 func (b *bench) closeIdle(conns []net.Conn) {
 	b.tg.CloseConns()
 	end := time.Now().Add(10 * time.Second)
 	var one [1]byte
 	for _, c := range conns {
-		if c != nil && time.Now().Before(end) {
+		if c != nil && b.cfg.waitClose && time.Now().Before(end) {
 			c.SetReadDeadline(end)
 			c.Read(one[:])
 		}

@@ -6,6 +6,8 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"slices"
+	"strconv"
 	"strings"
 )
 
@@ -17,7 +19,8 @@ func runReport(args []string) int {
 	png := fs.String("png", "", "write the chart to this PNG file")
 	pngLink := fs.String("png-link", "", "how the Markdown links the chart (default: -png)")
 	ferry := fs.String("ferry", "ferry", "the name of the proxy the others are compared with")
-	idleTarget := fs.Int("idle-target", 9000, "idle tunnels the RSS and fd targets are stated for")
+	idleTargets := fs.String("idle-targets", "3000,9000", "idle tunnel counts the RSS and fd targets are stated for")
+	setups := fs.String("setups", "", "directory of the proxies' setups, one file each: a label line, a command line, the configuration (bench.sh writes it)")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "usage: bench report [-meta FILE] [-png FILE] results.jsonl... > BENCHMARKS.md\n")
 		fs.PrintDefaults()
@@ -29,7 +32,12 @@ func runReport(args []string) int {
 		fs.Usage()
 		return 2
 	}
-	rs := &results{ferry: *ferry, idleTarget: int64(*idleTarget), idx: map[string]*Result{}}
+	sizes, err := parseCounts(*idleTargets)
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "bench report: -idle-targets: %v\n", err)
+		return 2
+	}
+	rs := newResults(*ferry, sizes...)
 	for _, f := range fs.Args() {
 		if err := rs.load(f); err != nil {
 			fmt.Fprintf(os.Stderr, "bench report: %v\n", err)
@@ -37,6 +45,9 @@ func runReport(args []string) int {
 		}
 	}
 	metaLines, err := readMeta(*meta)
+	if err == nil && *setups != "" {
+		rs.setups, err = readSetups(*setups)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench report: %v\n", err)
 		return 1
@@ -58,6 +69,19 @@ func runReport(args []string) int {
 		return 1
 	}
 	return 0
+}
+
+// parseCounts reads a list of positive counts: "3000,9000".
+func parseCounts(list string) ([]int64, error) {
+	var out []int64
+	for _, f := range strings.FieldsFunc(list, func(r rune) bool { return r == ',' || r == ' ' }) {
+		n, err := strconv.ParseInt(f, 10, 64)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q: want positive counts", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
 }
 
 // readMeta reads the non-empty lines of a -meta file; none for "".
@@ -108,12 +132,17 @@ func protoLabel(p string) string {
 }
 
 type results struct {
-	ferry      string
-	idleTarget int64
-	all        []*Result
-	subjects   []subj
-	idx        map[string]*Result // subject key + mode (+ streams/dir) -> last result
-	raw        []string
+	ferry    string
+	idleAt   []int64 // idle sizes the RSS and fd targets are stated for
+	all      []*Result
+	subjects []subj
+	idx      map[string][]*Result // subject key + mode (+ streams/dir/size) -> its runs, in order read
+	raw      []string
+	setups   []setup // how each proxy ran (-setups)
+}
+
+func newResults(ferry string, idleAt ...int64) *results {
+	return &results{ferry: ferry, idleAt: idleAt, idx: map[string][]*Result{}}
 }
 
 func (rs *results) load(file string) error {
@@ -145,13 +174,29 @@ func (rs *results) load(file string) error {
 			seen[s.key()] = true
 			rs.subjects = append(rs.subjects, s)
 		}
-		rs.idx[resultKey(s, r.Mode, r.Streams, r.Dir+objectKey(r.ObjectBytes))] = &r
+		k := runKeyOf(&r).String()
+		rs.idx[k] = append(rs.idx[k], &r)
 	}
 	return sc.Err()
 }
 
-func resultKey(s subj, mode string, streams int, dir string) string {
-	return fmt.Sprintf("%s|%s|%d|%s", s.key(), mode, streams, dir)
+// runKey names the runs of one measurement: a subject's mode, and for
+// throughput the streams and direction, for http the object size, for
+// idle the tunnels asked for.
+type runKey struct {
+	s       subj
+	mode    string
+	streams int
+	extra   string
+}
+
+// runKeyOf is the key r is filed under.
+func runKeyOf(r *Result) runKey {
+	return runKey{subj{r.Name, r.Variant, r.Proto}, r.Mode, r.Streams, r.Dir + objectKey(r.ObjectBytes) + idleKey(r)}
+}
+
+func (k runKey) String() string {
+	return fmt.Sprintf("%s|%s|%d|%s", k.s.key(), k.mode, k.streams, k.extra)
 }
 
 // objectKey tells the http runs of one subject apart, by object size.
@@ -162,11 +207,133 @@ func objectKey(n int64) string {
 	return fmt.Sprintf("object %d", n)
 }
 
-func (rs *results) get(s subj, mode string) *Result { return rs.idx[resultKey(s, mode, 0, "")] }
+// idleSize is the number of tunnels an idle run stands for: those asked
+// for (or, in results from before -n was recorded, those opened).
+func idleSize(r *Result) int64 {
+	if r.Asked > 0 {
+		return r.Asked
+	}
+	return r.Tunnels
+}
 
-// httpRun is the http run of s for objects of size bytes.
-func (rs *results) httpRun(s subj, size int64) *Result {
-	return rs.idx[resultKey(s, "http", 0, objectKey(size))]
+func idleKey(r *Result) string {
+	if r.Mode != "idle" {
+		return ""
+	}
+	return fmt.Sprintf("open %d", idleSize(r))
+}
+
+// usable tells whether a run counts: it did its work, without errors
+// where errors would bias the figure.
+func usable(r *Result) bool {
+	switch r.Mode {
+	case "throughput":
+		return r.Bytes > 0 && r.Errors == 0
+	case "connrate":
+		return r.Conns > 0
+	case "pingpong":
+		return r.Rounds > 0
+	case "idle":
+		return r.Tunnels > 0
+	case "http":
+		return r.Requests > 0 && r.Errors == 0
+	}
+	return true
+}
+
+// runs are the usable runs of k.
+func (rs *results) runs(k runKey) []*Result {
+	var out []*Result
+	for _, r := range rs.idx[k.String()] {
+		if usable(r) {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// last is the last run of k, usable or not; nil if none.
+func (rs *results) last(k runKey) *Result {
+	all := rs.idx[k.String()]
+	if len(all) == 0 {
+		return nil
+	}
+	return all[len(all)-1]
+}
+
+// med is the median of f over the usable runs of k.
+func (rs *results) med(k runKey, f func(*Result) float64) (float64, bool) {
+	rr := rs.runs(k)
+	if len(rr) == 0 {
+		return 0, false
+	}
+	vs := make([]float64, len(rr))
+	for i, r := range rr {
+		vs[i] = f(r)
+	}
+	return median(vs), true
+}
+
+// worst is the worst of f over the usable runs of k: the largest, or
+// the smallest when higher is better.
+func (rs *results) worst(k runKey, f func(*Result) float64, higherBetter bool) (float64, bool) {
+	rr := rs.runs(k)
+	if len(rr) == 0 {
+		return 0, false
+	}
+	w := f(rr[0])
+	for _, r := range rr[1:] {
+		v := f(r)
+		if higherBetter && v < w || !higherBetter && v > w {
+			w = v
+		}
+	}
+	return w, true
+}
+
+// repeats is how many usable runs k has.
+func (rs *results) repeats(k runKey) int { return len(rs.runs(k)) }
+
+// median of vs (the mean of the middle two for an even count); vs is
+// sorted in place.
+func median(vs []float64) float64 {
+	if len(vs) == 0 {
+		return 0
+	}
+	slices.Sort(vs)
+	m := len(vs) / 2
+	if len(vs)%2 == 1 {
+		return vs[m]
+	}
+	return (vs[m-1] + vs[m]) / 2
+}
+
+// pairedRatios are f of a's runs over f of b's, run by run, pairing the
+// runs of the same round (Repeat): a ratio never mixes rounds.
+func (rs *results) pairedRatios(a, b runKey, f func(*Result) float64) []float64 {
+	byRound := map[int]*Result{}
+	for _, r := range rs.runs(b) {
+		byRound[max(r.Repeat, 1)] = r
+	}
+	var out []float64
+	for _, r := range rs.runs(a) {
+		if rb := byRound[max(r.Repeat, 1)]; rb != nil && f(rb) != 0 {
+			out = append(out, f(r)/f(rb))
+		}
+	}
+	return out
+}
+
+// modeKey is the runs of s in a mode without sizes (connrate, pingpong,
+// udp).
+func (rs *results) modeKey(s subj, mode string) runKey { return runKey{s: s, mode: mode} }
+
+// httpKey is the http runs of s for objects of size bytes.
+func httpKey(s subj, size int64) runKey { return runKey{s: s, mode: "http", extra: objectKey(size)} }
+
+// idleRuns is the idle runs of s at n tunnels.
+func idleRuns(s subj, n int64) runKey {
+	return runKey{s: s, mode: "idle", extra: fmt.Sprintf("open %d", n)}
 }
 
 // objects are the object sizes of the http runs, in order.
@@ -182,28 +349,26 @@ func (rs *results) objects() []int64 {
 	return out
 }
 
-// httpValue reads one figure of an http run; ok false when it did not
-// run, served nothing or had errors.
+// idleSizes are the sizes of the idle runs, smallest first.
+func (rs *results) idleSizes() []int64 {
+	var out []int64
+	for _, r := range rs.all {
+		if r.Mode == "idle" && !slices.Contains(out, idleSize(r)) {
+			out = append(out, idleSize(r))
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// httpValue reads the median of one figure of the http runs; ok false
+// when none ran, served anything and had no errors.
 func (rs *results) httpValue(s subj, size int64, f func(*Result) float64) (float64, bool) {
-	r := rs.httpRun(s, size)
-	if r == nil || r.Requests == 0 || r.Errors > 0 {
-		return 0, false
-	}
-	return f(r), true
+	return rs.med(httpKey(s, size), f)
 }
 
-// httpFerry is the ferry setup the plain HTTP targets judge: without
-// its access log when measured (the peers run with logging off), else
-// with it.
-func (rs *results) httpFerry() subj {
-	if s := (subj{rs.ferry, "nolog", "http"}); rs.has(s) {
-		return s
-	}
-	return rs.fast("http")
-}
-
-func (rs *results) tp(s subj, streams int, dir string) *Result {
-	return rs.idx[resultKey(s, "throughput", streams, dir)]
+func tpKey(s subj, c combo) runKey {
+	return runKey{s: s, mode: "throughput", streams: c.streams, extra: c.dir}
 }
 
 // fast is ferry without a variant on proto.
@@ -251,18 +416,38 @@ func (rs *results) combos() []combo {
 	return out
 }
 
-// cpuPerGB of one throughput run; ok false when it did not run, moved
-// nothing, or had no proxy pid.
-func (rs *results) cpuPerGB(s subj, c combo) (float64, bool) {
-	r := rs.tp(s, c.streams, c.dir)
-	if r == nil || r.Bytes == 0 || r.Errors > 0 || r.CPUSecPerGB == 0 && r.CPUSec == 0 {
-		return 0, false
+func perGB(r *Result) float64 { return r.CPUSecPerGB }
+
+// hasCPU tells whether every run of k has a CPU figure (a proxy pid).
+func (rs *results) hasCPU(k runKey) bool {
+	for _, r := range rs.runs(k) {
+		if r.CPUSecPerGB == 0 && r.CPUSec == 0 {
+			return false
+		}
 	}
-	return r.CPUSecPerGB, true
+	return true
 }
 
-// aggCPUPerGB is CPU time over bytes of every throughput run of s with
-// the given stream count (0: all).
+// cpuPerGB of one throughput combination, the median of its runs; ok
+// false when it did not run, moved nothing, or had no proxy pid.
+func (rs *results) cpuPerGB(s subj, c combo) (float64, bool) {
+	if !rs.hasCPU(tpKey(s, c)) {
+		return 0, false
+	}
+	return rs.med(tpKey(s, c), perGB)
+}
+
+// cpuPerGBWorst is the worst (largest) of those runs.
+func (rs *results) cpuPerGBWorst(s subj, c combo) (float64, bool) {
+	if !rs.hasCPU(tpKey(s, c)) {
+		return 0, false
+	}
+	return rs.worst(tpKey(s, c), perGB, false)
+}
+
+// aggCPUPerGB is CPU time over bytes of every usable throughput run of
+// s with the given stream count (0: all), repeats included; each
+// combination must have one.
 func (rs *results) aggCPUPerGB(s subj, streams int) (float64, bool) {
 	var cpu, bytes float64
 	n := 0
@@ -270,12 +455,14 @@ func (rs *results) aggCPUPerGB(s subj, streams int) (float64, bool) {
 		if streams != 0 && c.streams != streams {
 			continue
 		}
-		r := rs.tp(s, c.streams, c.dir)
-		if r == nil || r.Bytes == 0 || r.Errors > 0 {
+		rr := rs.runs(tpKey(s, c))
+		if len(rr) == 0 {
 			return 0, false
 		}
-		cpu += r.CPUSec
-		bytes += float64(r.Bytes)
+		for _, r := range rr {
+			cpu += r.CPUSec
+			bytes += float64(r.Bytes)
+		}
 		n++
 	}
 	if n == 0 || bytes == 0 {
@@ -285,32 +472,10 @@ func (rs *results) aggCPUPerGB(s subj, streams int) (float64, bool) {
 }
 
 func (rs *results) mbps(s subj, c combo) (float64, bool) {
-	r := rs.tp(s, c.streams, c.dir)
-	if r == nil || r.Bytes == 0 || r.Errors > 0 {
-		return 0, false
-	}
-	return r.MBps, true
+	return rs.med(tpKey(s, c), func(r *Result) float64 { return r.MBps })
 }
 
-// value reads one figure of a single-run mode.
+// value reads the median of one figure of a mode without sizes.
 func (rs *results) value(s subj, mode string, f func(*Result) float64) (float64, bool) {
-	r := rs.get(s, mode)
-	if r == nil {
-		return 0, false
-	}
-	switch mode {
-	case "connrate":
-		if r.Conns == 0 {
-			return 0, false
-		}
-	case "pingpong":
-		if r.Rounds == 0 {
-			return 0, false
-		}
-	case "idle":
-		if r.Tunnels == 0 {
-			return 0, false
-		}
-	}
-	return f(r), true
+	return rs.med(rs.modeKey(s, mode), f)
 }

@@ -26,7 +26,7 @@ func runReportMITM(args []string) int {
 		fmt.Fprintf(fs.Output(), "usage: bench report-mitm [-meta FILE] mitm.jsonl...\n")
 		return 2
 	}
-	rs := &results{ferry: *ferry, idx: map[string]*Result{}}
+	rs := newResults(*ferry)
 	for _, f := range fs.Args() {
 		if err := rs.load(f); err != nil {
 			fmt.Fprintf(os.Stderr, "bench report-mitm: %v\n", err)
@@ -50,7 +50,7 @@ func runReportMITM(args []string) int {
 // mitmRun is the mitm-mode run of name over proto for objects of size
 // bytes, nil if there is none.
 func (rs *results) mitmRun(name, proto string, size int64) *Result {
-	return rs.idx[resultKey(subj{name, "", proto}, "mitm", 0, objectKey(size))]
+	return rs.last(runKey{s: subj{name, "", proto}, mode: "mitm", extra: objectKey(size)})
 }
 
 // perCore is requests per second per core of proxy CPU: the rate the

@@ -2,8 +2,6 @@ package main
 
 import (
 	"bytes"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 )
@@ -20,14 +18,7 @@ func TestReportMITM(t *testing.T) {
 		`{"name":"mitmdump","proto":"h2","mode":"mitm","object_bytes":1024,"requests":100,"cpu_us_per_req":1500,"reqs_per_s":1000,"proxy_cpu_pct":100}`,
 		`{"name":"ferry","proto":"h1","mode":"mitm","object_bytes":65536,"requests":100,"cpu_us_per_req":150,"reqs_per_s":2000,"proxy_cpu_pct":30}`,
 	}
-	file := filepath.Join(t.TempDir(), "mitm.jsonl")
-	if err := os.WriteFile(file, []byte(strings.Join(lines, "\n")), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	rs := &results{ferry: "ferry", idx: map[string]*Result{}}
-	if err := rs.load(file); err != nil {
-		t.Fatal(err)
-	}
+	rs := loadLines(t, lines)
 	var md bytes.Buffer
 	rs.mitmMarkdown(&md, []string{"Date: today"}, "mitmdump")
 	for _, want := range []string{

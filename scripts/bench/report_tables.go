@@ -61,10 +61,15 @@ func (rs *results) table(w io.Writer, title, note string, cols []column, ratioBy
 		fmt.Fprintf(w, "No data.\n\n")
 		return
 	}
+	// ferry's columns: without its access log where measured, as the
+	// peers run, else with it.
 	var ferries []subj
-	for _, f := range []subj{rs.fast("connect"), rs.fast("socks5"), rs.fast("tcp"), rs.fast("http"), {rs.ferry, "nolog", "http"}} {
-		if _, ok := ratioBy(f); ok {
-			ferries = append(ferries, f)
+	for _, p := range []string{"connect", "socks5", "tcp", "http"} {
+		for _, f := range []subj{{rs.ferry, "nolog", p}, rs.fast(p)} {
+			if _, ok := ratioBy(f); ok {
+				ferries = append(ferries, f)
+				break
+			}
 		}
 	}
 	fmt.Fprintf(w, "| proxy |")

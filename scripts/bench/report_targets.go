@@ -7,12 +7,15 @@ import (
 
 // goal is one line of the targets table.
 type goal struct {
-	what, ferry, ref, ratio, result string
-	met                             bool
+	what, ferry, ref, ratio, worst, result string
+	met                                    bool
 }
 
 // targets are the lines of the targets table, in order: relay CPU,
-// tunnel rate, idle tunnels, ping-pong, plain HTTP.
+// new tunnels, idle tunnels, ping-pong, plain HTTP. Those of issue 21
+// (CPU per new tunnel against haproxy, idle RSS at two sizes against
+// haproxy, the hooked copy within 1.5x, plain HTTP within haproxy's
+// mode http) replace the earlier ones they supersede.
 func (rs *results) targets() []goal {
 	var out []goal
 	out = append(out, rs.relayTargets()...)
@@ -23,14 +26,11 @@ func (rs *results) targets() []goal {
 	return out
 }
 
-// haproxyTCP and tinyproxyConnect are the references of the targets.
-var (
-	haproxyTCP       = subj{"haproxy", "", "tcp"}
-	tinyproxyConnect = subj{"tinyproxy", "", "connect"}
-)
+// haproxyTCP is the reference of most targets: haproxy's fixed forward.
+var haproxyTCP = subj{"haproxy", "", "tcp"}
 
 func nodata(what string) goal {
-	return goal{what: what, ferry: "—", ref: "—", ratio: "—", result: "no data"}
+	return goal{what: what, ferry: "—", ref: "—", ratio: "—", worst: "—", result: "no data"}
 }
 
 func verdict(ok bool) string {
@@ -40,28 +40,44 @@ func verdict(ok bool) string {
 	return "**not met**"
 }
 
+// judged is the ferry setup a target judges on proto in mode: without
+// its access log when that was measured (the peers run with logging
+// off, so like is compared with like), else with it.
+func (rs *results) judged(proto, mode string) subj {
+	nolog := subj{rs.ferry, "nolog", proto}
+	for _, r := range rs.all {
+		if r.Name == nolog.name && r.Variant == nolog.variant && r.Proto == proto && r.Mode == mode && usable(r) {
+			return nolog
+		}
+	}
+	return rs.fast(proto)
+}
+
 // relayTargets compare ferry's relay CPU per GB with haproxy's, and
-// ferry with a data hook with its fast path.
+// ferry with a data hook with its fast path (both with the access log,
+// in the same round).
 func (rs *results) relayTargets() []goal {
 	var out []goal
 	for _, p := range []string{"connect", "socks5", "tcp"} {
-		out = append(out, rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB, ferry %s ≤ haproxy (tcp, splice), every run", protoLabel(p)), rs.fast(p), haproxyTCP, 1))
+		f := rs.judged(p, "throughput")
+		out = append(out, rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB, %s ≤ haproxy (tcp, splice), each of 1 and 8 streams both ways", f.label()), f, haproxyTCP, 1))
 	}
 	for _, p := range []string{"connect", "socks5", "tcp"} {
 		hook := subj{rs.ferry, "hook", p}
 		if !rs.has(hook) {
 			continue
 		}
-		t := rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB with a data hook (%s) ≤ 2× ferry's fast path, every run", protoLabel(p)), hook, rs.fast(p), 2)
-		out = append(out, t)
+		out = append(out, rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB with a no-op data hook, %s ≤ 1.5× the fast path, each of 1 and 8 streams both ways", hook.label()), hook, rs.fast(p), 1.5))
 	}
 	return out
 }
 
-// cpuTarget judges throughput CPU: every combination must hold; the
-// ratio shown is the worst.
+// cpuTarget judges throughput CPU on the median of each combination's
+// runs: every combination must hold; the ratio shown is the largest,
+// and the worst run's the largest of the runs paired by round.
 func (rs *results) cpuTarget(what string, f, ref subj, limit float64) goal {
 	worst, worstC := -1.0, combo{}
+	runWorst, runC, pairs := -1.0, combo{}, 0
 	for _, c := range rs.combos() {
 		fv, ok1 := rs.cpuPerGB(f, c)
 		rv, ok2 := rs.cpuPerGB(ref, c)
@@ -70,6 +86,13 @@ func (rs *results) cpuTarget(what string, f, ref subj, limit float64) goal {
 		}
 		if r := fv / rv; r > worst {
 			worst, worstC = r, c
+		}
+		prs := rs.pairedRatios(tpKey(f, c), tpKey(ref, c), perGB)
+		pairs = max(pairs, len(prs))
+		for _, r := range prs {
+			if r > runWorst {
+				runWorst, runC = r, c
+			}
 		}
 	}
 	fa, ok1 := rs.aggCPUPerGB(f, 0)
@@ -84,16 +107,39 @@ func (rs *results) cpuTarget(what string, f, ref subj, limit float64) goal {
 		what:   what,
 		ferry:  fmt.Sprintf("%s (all runs); %s at %s", num(fa), num(fw), worstC.label()),
 		ref:    fmt.Sprintf("%s: %s (all runs); %s at %s", ref.label(), num(ra), num(rw), worstC.label()),
-		ratio:  fmt.Sprintf("%s worst (%s); %s over all runs", ratio(worst), worstC.label(), ratio(fa/ra)),
+		ratio:  fmt.Sprintf("%s at %s (%s); %s over all runs", ratio(worst), worstC.label(), mediansOf(rs.repeats(tpKey(f, worstC))), ratio(fa/ra)),
+		worst:  worstRun(runWorst, pairs, runC.label()),
 		result: verdict(ok), met: ok,
 	}
 }
 
-// simpleTarget compares one figure of a single-run mode of f with
-// ref's: at most limit times it, or (atMost false) at least.
-func (rs *results) simpleTarget(what string, f, ref subj, mode string, get func(*Result) float64, limit float64, atMost bool, unit string) goal {
-	fv, ok1 := rs.value(f, mode, get)
-	rv, ok2 := rs.value(ref, mode, get)
+// mediansOf says what a ratio of medians stands on.
+func mediansOf(n int) string {
+	if n == 1 {
+		return "one run"
+	}
+	return fmt.Sprintf("medians of %d runs", n)
+}
+
+// worstRun shows the worst ratio of paired runs, where; "—" unless
+// runs were repeated (pairs is the most pairs a ratio had).
+func worstRun(r float64, pairs int, where string) string {
+	if pairs < 2 || r < 0 || math.IsNaN(r) {
+		return "—"
+	}
+	if where == "" {
+		return ratio(r)
+	}
+	return fmt.Sprintf("%s (%s)", ratio(r), where)
+}
+
+// ratioTarget compares the median of one figure of f's runs with ref's:
+// at most limit times it, or (atMost false) at least. The worst run's
+// ratio pairs the runs of a round. When f is ferry without its access
+// log, its figure with the log is shown beside.
+func (rs *results) ratioTarget(what string, f, ref runKey, get func(*Result) float64, limit float64, atMost bool, unit string) goal {
+	fv, ok1 := rs.med(f, get)
+	rv, ok2 := rs.med(ref, get)
 	if !ok1 || !ok2 || rv == 0 {
 		return nodata(what)
 	}
@@ -102,20 +148,47 @@ func (rs *results) simpleTarget(what string, f, ref subj, mode string, get func(
 	if !atMost {
 		ok = r >= limit
 	}
-	return goal{what: what, ferry: num(fv) + unit, ref: fmt.Sprintf("%s: %s%s", ref.label(), num(rv), unit), ratio: ratio(r), result: verdict(ok), met: ok}
+	runWorst := -1.0
+	prs := rs.pairedRatios(f, ref, get)
+	for _, pr := range prs {
+		if runWorst < 0 || atMost && pr > runWorst || !atMost && pr < runWorst {
+			runWorst = pr
+		}
+	}
+	ferry := num(fv) + unit
+	if withLog := (runKey{rs.fast(f.s.proto), f.mode, f.streams, f.extra}); f.s.variant == "nolog" {
+		if lv, ok := rs.med(withLog, get); ok {
+			ferry += fmt.Sprintf(" (%s%s with the access log, %s)", num(lv), unit, ratio(lv/rv))
+		}
+	}
+	if n := rs.repeats(f); n > 1 {
+		ferry += fmt.Sprintf(", median of %d", n)
+	}
+	return goal{what: what, ferry: ferry, ref: fmt.Sprintf("%s: %s%s", ref.s.label(), num(rv), unit), ratio: ratio(r),
+		worst: worstRun(runWorst, len(prs), ""), result: verdict(ok), met: ok}
 }
 
-// connrateTargets compare ferry's tunnel rate and CPU per tunnel with
-// tinyproxy's.
+// limitLabel is "haproxy tcp" for a limit of 1, else "1.2× haproxy tcp".
+func limitLabel(limit float64, ref subj) string {
+	if limit == 1 {
+		return ref.label()
+	}
+	return fmt.Sprintf("%g× %s", limit, ref.label())
+}
+
+// connrateTargets compare ferry's CPU per new tunnel with haproxy's
+// fixed forward: at most its own on a tcp listener, 1.2x through
+// CONNECT and SOCKS5, which parse a handshake haproxy does not.
 func (rs *results) connrateTargets() []goal {
 	var out []goal
-	for _, p := range []string{"connect", "socks5"} {
-		out = append(out, rs.simpleTarget(fmt.Sprintf("new tunnels/s, ferry %s ≥ tinyproxy", protoLabel(p)), rs.fast(p), tinyproxyConnect, "connrate",
-			func(r *Result) float64 { return r.ConnsPerSec }, 1, false, "/s"))
-	}
-	for _, p := range []string{"connect", "socks5"} {
-		out = append(out, rs.simpleTarget(fmt.Sprintf("CPU-us per tunnel, ferry %s ≤ tinyproxy", protoLabel(p)), rs.fast(p), tinyproxyConnect, "connrate",
-			func(r *Result) float64 { return r.CPUUsPerConn }, 1, true, " us"))
+	perConn := func(r *Result) float64 { return r.CPUUsPerConn }
+	for _, t := range []struct {
+		proto string
+		limit float64
+	}{{"tcp", 1}, {"connect", 1.2}, {"socks5", 1.2}} {
+		f := rs.judged(t.proto, "connrate")
+		what := fmt.Sprintf("CPU-us per new tunnel, %s ≤ %s", f.label(), limitLabel(t.limit, haproxyTCP))
+		out = append(out, rs.ratioTarget(what, rs.modeKey(f, "connrate"), rs.modeKey(haproxyTCP, "connrate"), perConn, t.limit, true, " us"))
 	}
 	return out
 }
@@ -123,20 +196,20 @@ func (rs *results) connrateTargets() []goal {
 // absoluteTarget compares an idle figure with a fixed limit per tunnel;
 // fixed is what the proxy may add once, whatever the number of
 // tunnels (a pooled pipe, a grown epoll set), in the figure's unit.
-func (rs *results) absoluteTarget(what string, s subj, get func(*Result) float64, limit, fixed float64, unit string) goal {
-	r := rs.get(s, "idle")
-	v, ok := rs.value(s, "idle", get)
+func (rs *results) absoluteTarget(what string, k runKey, get func(*Result) float64, limit, fixed float64, unit string) goal {
+	r := rs.last(k)
+	v, ok := rs.med(k, get)
 	if !ok {
 		return nodata(what)
 	}
-	t := goal{what: what, ferry: fmt.Sprintf("%s%s with %d open", num(v), unit, r.Tunnels), ref: fmt.Sprintf("limit %s%s", num(limit), unit), ratio: ratio(v / limit)}
+	t := goal{what: what, ferry: fmt.Sprintf("%s%s with %d open", num(v), unit, r.Tunnels), ref: fmt.Sprintf("limit %s%s", num(limit), unit), ratio: ratio(v / limit), worst: "—"}
 	n := float64(r.Tunnels)
 	if extra := math.Round(v*n - limit*n); fixed > 0 && extra > 0 && extra <= fixed {
 		t.ferry += fmt.Sprintf(" (%g per tunnel and %.0f more in all)", limit, extra)
 	}
 	switch {
-	case r.Tunnels < rs.idleTarget:
-		t.result = fmt.Sprintf("not measured at %d tunnels", rs.idleTarget)
+	case r.Tunnels < idleSize(r):
+		t.result = fmt.Sprintf("not measured at %d tunnels", idleSize(r))
 	default:
 		t.met = v*n <= limit*n+fixed+1e-6
 		t.result = verdict(t.met)
@@ -144,17 +217,27 @@ func (rs *results) absoluteTarget(what string, s subj, get func(*Result) float64
 	return t
 }
 
-// idleTargets hold ferry's memory and fds per idle tunnel to fixed
-// limits.
+// idleTargets hold ferry's memory per idle tunnel to 2x haproxy's and
+// its descriptors to 2 a tunnel, at each size of -idle-targets.
 func (rs *results) idleTargets() []goal {
 	var out []goal
-	for _, p := range []string{"connect", "socks5", "tcp"} {
-		out = append(out, rs.absoluteTarget(fmt.Sprintf("RSS per idle tunnel, ferry %s, %d open, ≤ 8 KiB", protoLabel(p), rs.idleTarget), rs.fast(p),
-			func(r *Result) float64 { return r.RSSKiBPerTunnel }, 8, 0, " KiB"))
-	}
-	for _, p := range []string{"connect", "socks5", "tcp"} {
-		out = append(out, rs.absoluteTarget(fmt.Sprintf("fds per idle tunnel, ferry %s, ≤ 2 (up to 16 more in all allowed)", protoLabel(p)), rs.fast(p),
-			func(r *Result) float64 { return r.FDsPerTunnel }, 2, 16, ""))
+	rss := func(r *Result) float64 { return r.RSSKiBPerTunnel }
+	fds := func(r *Result) float64 { return r.FDsPerTunnel }
+	for _, n := range rs.idleAt {
+		for _, p := range []string{"connect", "socks5", "tcp"} {
+			f := rs.judged(p, "idle")
+			what := fmt.Sprintf("RSS per idle tunnel, %s, %d open, ≤ 2× haproxy tcp", f.label(), n)
+			g := rs.ratioTarget(what, idleRuns(f, n), idleRuns(haproxyTCP, n), rss, 2, true, " KiB")
+			if r := rs.last(idleRuns(f, n)); r != nil && g.result != "no data" && r.Tunnels < n {
+				g.result, g.met = fmt.Sprintf("not measured at %d tunnels (%d opened)", n, r.Tunnels), false
+			}
+			out = append(out, g)
+		}
+		for _, p := range []string{"connect", "socks5", "tcp"} {
+			f := rs.judged(p, "idle")
+			what := fmt.Sprintf("fds per idle tunnel, %s, %d open, ≤ 2 (up to 16 more in all allowed)", f.label(), n)
+			out = append(out, rs.absoluteTarget(what, idleRuns(f, n), fds, 2, 16, ""))
+		}
 	}
 	return out
 }
@@ -163,55 +246,30 @@ func (rs *results) idleTargets() []goal {
 // haproxy's.
 func (rs *results) pingpongTargets() []goal {
 	var out []goal
+	ref := rs.modeKey(haproxyTCP, "pingpong")
 	for _, p := range []string{"connect", "socks5", "tcp"} {
-		out = append(out, rs.simpleTarget(fmt.Sprintf("ping-pong p50, ferry %s ≤ 1.1× haproxy", protoLabel(p)), rs.fast(p), haproxyTCP, "pingpong",
-			func(r *Result) float64 { return r.P50Us }, 1.1, true, " us"))
-		out = append(out, rs.simpleTarget(fmt.Sprintf("ping-pong p99, ferry %s ≤ 1.1× haproxy", protoLabel(p)), rs.fast(p), haproxyTCP, "pingpong",
-			func(r *Result) float64 { return r.P99Us }, 1.1, true, " us"))
-		out = append(out, rs.simpleTarget(fmt.Sprintf("CPU-us per round trip, ferry %s ≤ haproxy", protoLabel(p)), rs.fast(p), haproxyTCP, "pingpong",
-			func(r *Result) float64 { return r.CPUUsPerRound }, 1, true, " us"))
+		f := rs.judged(p, "pingpong")
+		k := rs.modeKey(f, "pingpong")
+		out = append(out,
+			rs.ratioTarget(fmt.Sprintf("ping-pong p50, %s ≤ 1.1× haproxy", f.label()), k, ref, func(r *Result) float64 { return r.P50Us }, 1.1, true, " us"),
+			rs.ratioTarget(fmt.Sprintf("ping-pong p99, %s ≤ 1.1× haproxy", f.label()), k, ref, func(r *Result) float64 { return r.P99Us }, 1.1, true, " us"),
+			rs.ratioTarget(fmt.Sprintf("CPU-us per round trip, %s ≤ haproxy", f.label()), k, ref, func(r *Result) float64 { return r.CPUUsPerRound }, 1, true, " us"))
 	}
 	return out
 }
 
 // httpTargets judge plain HTTP: CPU per request against squid (a
 // forward proxy) and haproxy in mode http (a reverse proxy, the L7
-// reference), per object size; ferry without its access log when it
-// was measured so, as the peers run with logging off, and its figure
-// with the log beside it.
+// reference), per object size.
 func (rs *results) httpTargets() []goal {
 	var out []goal
+	perReq := func(r *Result) float64 { return r.CPUUsPerReq }
+	f := rs.judged("http", "http")
 	for _, size := range rs.objects() {
-		for _, ref := range []struct {
-			s     subj
-			limit float64
-		}{{subj{"squid", "", "http"}, 1}, {subj{"haproxy", "", "reverse"}, 1.5}} {
-			out = append(out, rs.httpTarget(size, ref.s, ref.limit))
+		for _, ref := range []subj{{"squid", "", "http"}, {"haproxy", "", "reverse"}} {
+			what := fmt.Sprintf("plain HTTP CPU-us per request, %s objects, %s ≤ %s", sizeString(size), f.label(), ref.label())
+			out = append(out, rs.ratioTarget(what, httpKey(f, size), httpKey(ref, size), perReq, 1, true, " us"))
 		}
 	}
 	return out
-}
-
-// httpTarget is the plain HTTP target for objects of size bytes
-// against ref, at most limit times its CPU per request.
-func (rs *results) httpTarget(size int64, ref subj, limit float64) goal {
-	hf, withLog := rs.httpFerry(), rs.fast("http")
-	perReq := func(r *Result) float64 { return r.CPUUsPerReq }
-	what := fmt.Sprintf("plain HTTP CPU-us per request, %s objects, %s ≤ ", sizeString(size), hf.label())
-	if limit == 1 {
-		what += ref.name
-	} else {
-		what += fmt.Sprintf("%g× %s", limit, ref.label())
-	}
-	fv, ok1 := rs.httpValue(hf, size, perReq)
-	rv, ok2 := rs.httpValue(ref, size, perReq)
-	if !ok1 || !ok2 || rv == 0 {
-		return nodata(what)
-	}
-	ferry := num(fv) + " us"
-	if lv, ok := rs.httpValue(withLog, size, perReq); ok && hf != withLog {
-		ferry += fmt.Sprintf(" (%s us with the access log, %s)", num(lv), ratio(lv/rv))
-	}
-	ok := fv/rv <= limit
-	return goal{what: what, ferry: ferry, ref: fmt.Sprintf("%s: %s us", ref.label(), num(rv)), ratio: ratio(fv / rv), result: verdict(ok), met: ok}
 }

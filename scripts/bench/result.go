@@ -22,6 +22,7 @@ type Result struct {
 	Mode    string `json:"mode"`              // throughput | connrate | pingpong | idle | http | udp | mitm
 	Process string `json:"process,omitempty"` // command name of -pid
 	Procs   int    `json:"procs,omitempty"`   // processes in the measured tree
+	Repeat  int    `json:"repeat,omitempty"`  // which of bench.sh's rounds (REPEATS) it belongs to; 0 or 1: the first
 
 	Seconds    float64 `json:"seconds"`               // wall time of the measured part
 	CPUSec     float64 `json:"cpu_s,omitempty"`       // proxy CPU time (utime+stime) in the measured part
@@ -55,6 +56,7 @@ type Result struct {
 	CPUUsPerRound float64 `json:"cpu_us_per_round,omitempty"`
 
 	// idle
+	Asked            int64   `json:"asked,omitempty"` // tunnels asked for (-n): the size the run stands for
 	Tunnels          int64   `json:"tunnels,omitempty"`
 	OpenSeconds      float64 `json:"open_s,omitempty"`
 	RSSBaseKiB       int64   `json:"rss_base_kib,omitempty"`

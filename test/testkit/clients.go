@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/binary"
 	"fmt"
 	"io"
@@ -54,11 +55,27 @@ func DialCONNECT(ctx context.Context, proxyAddr, target string) (*BufConn, error
 	return ConnectOver(c, target)
 }
 
+// DialCONNECTAuth opens a tunnel with HTTP CONNECT, logged in as user
+// with Proxy-Authorization: Basic.
+func DialCONNECTAuth(ctx context.Context, proxyAddr, target, user, pass string) (*BufConn, error) {
+	c, err := DialTCP(ctx, proxyAddr)
+	if err != nil {
+		return nil, err
+	}
+	auth := "Proxy-Authorization: Basic " + base64.StdEncoding.EncodeToString([]byte(user+":"+pass)) + "\r\n"
+	return connectOver(c, target, auth)
+}
+
 // ConnectOver asks for a CONNECT tunnel to target over c, a connection to
 // ferry, and closes c if it is refused.
 func ConnectOver(c *net.TCPConn, target string) (*BufConn, error) {
+	return connectOver(c, target, "")
+}
+
+// connectOver is ConnectOver with extra header lines, each ending in CRLF.
+func connectOver(c *net.TCPConn, target, header string) (*BufConn, error) {
 	c.SetDeadline(time.Now().Add(DialTimeout))
-	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n\r\n", target, target)
+	fmt.Fprintf(c, "CONNECT %s HTTP/1.1\r\nHost: %s\r\n%s\r\n", target, target, header)
 	br := bufio.NewReader(c)
 	resp, err := http.ReadResponse(br, &http.Request{Method: http.MethodConnect})
 	if err != nil {

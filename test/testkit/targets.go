@@ -131,3 +131,15 @@ func TLSTarget(t testing.TB) (srv *httptest.Server, caFile string) {
 	}
 	return srv, caFile
 }
+
+// FreeAddr is 127.0.0.1:PORT with a port that was free a moment ago, for
+// a server the test starts to listen on.
+func FreeAddr(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}

@@ -1,8 +1,12 @@
 // Package netx holds small net.Conn helpers shared by relay/upstream
-// and the plugins, which may not import each other.
+// and the plugins, which may not import each other, and the check of a
+// source address that config and the plugins share.
 //
 //	// bytes read past a handshake are returned before the socket's own
 //	c = &netx.PrefixConn{Conn: c, Prefix: rest}
+//	// can a dial leave from 192.0.2.10?
+//	var host netx.HostAddrs
+//	a, err := host.ParseSource("192.0.2.10")
 //
 // It does not dial, listen or log.
 package netx
