@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"fmt"
 	"net"
-	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -24,24 +23,11 @@ type Redis struct {
 }
 
 // StartRedis starts a redis-server for the test and stops it at cleanup.
-// Without the binary the test is skipped, except in CI (CI=true), where
-// scripts/test.sh installs it and a missing one is a failure.
+// Without the binary the test is skipped, or fails under CI=true
+// (scripts/test.sh installs Debian's redis-server).
 func StartRedis(t testing.TB) *Redis {
 	t.Helper()
-	bin, err := exec.LookPath("redis-server")
-	if err != nil {
-		if os.Getenv("CI") == "true" {
-			t.Fatal("redis-server not found (Debian package redis-server)")
-		}
-		t.Skip("redis-server not found (Debian package redis-server)")
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	// redis-server cannot be told port 0: take a free port and let it go.
-	r := &Redis{Addr: ln.Addr().String(), bin: bin, t: t}
-	ln.Close()
+	r := &Redis{Addr: FreeAddr(t), bin: NeedBin(t, "redis-server"), t: t}
 	r.Start()
 	t.Cleanup(r.Stop)
 	return r
@@ -110,20 +96,13 @@ func (r *Redis) ping() error {
 // cleanup. It returns the Sentinel's address once it answers PING.
 func StartSentinel(t testing.TB, master *Redis) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Redis{Addr: ln.Addr().String(), bin: master.bin, t: t}
-	ln.Close()
+	s := &Redis{Addr: FreeAddr(t), bin: master.bin, t: t}
 	host, port, _ := net.SplitHostPort(s.Addr)
 	mhost, mport, _ := net.SplitHostPort(master.Addr)
 	conf := filepath.Join(t.TempDir(), "sentinel.conf") // Sentinel rewrites it
 	body := fmt.Sprintf("bind %s\nport %s\nprotected-mode no\nsentinel monitor mymaster %s %s 1\nsentinel down-after-milliseconds mymaster 1000\n",
 		host, port, mhost, mport)
-	if err := os.WriteFile(conf, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
+	writeFile(t, conf, body)
 	s.args = []string{conf, "--sentinel"}
 	s.Start()
 	t.Cleanup(s.Stop)
