@@ -58,13 +58,7 @@ func (s *Store) flush(ctx context.Context) {
 		}
 		adds = adds[n:]
 	}
-	for len(reads) > 0 && ctx.Err() == nil {
-		n := min(len(reads), maxBatch)
-		if !s.refresh(ctx, reads[:n]) {
-			return
-		}
-		reads = reads[n:]
-	}
+	s.read(ctx, reads)
 }
 
 // flushAdds sends one batch; false when the backend failed.
@@ -83,24 +77,6 @@ func (s *Store) flushAdds(ctx context.Context, cs []*Counter) bool {
 		// The backend's total includes ds[i].N: what was added since
 		// stays pending.
 		c.pending.Add(-ds[i].N)
-		c.setBase(totals[i])
-	}
-	return true
-}
-
-// refresh reads one batch of totals; false when the backend failed.
-func (s *Store) refresh(ctx context.Context, cs []*Counter) bool {
-	keys := make([]Key, len(cs))
-	for i, c := range cs {
-		keys[i] = c.key
-	}
-	totals, err := s.cfg.Backend.Get(ctx, keys)
-	if err != nil {
-		s.failed(fmt.Errorf("read %d counters: %w", len(keys), err))
-		return false
-	}
-	s.recovered()
-	for i, c := range cs {
 		c.setBase(totals[i])
 	}
 	return true

@@ -145,31 +145,78 @@ func (s *Store) Errors() uint64 { return s.errors.Load() }
 // and Timeout, unless the backend is failing; a counter whose total is
 // not known yet (Known is false) is read again by the flusher.
 func (s *Store) Counter(ctx context.Context, k Key, expires time.Time) (*Counter, error) {
-	c, fresh, err := s.lookup(k, expires)
+	cs, err := s.Counters(ctx, []Key{k}, expires)
 	if err != nil {
 		return nil, err
 	}
-	if !fresh {
-		select { // another caller is reading its total: wait for it
+	return cs[0], nil
+}
+
+// Counters is Counter for several keys of one expiry rule at once:
+// expires is the expiry of the first; each later key's expiry is its End
+// shifted as much as the first key's is (a window's buckets). The new
+// ones are read in one backend call. Callers that find a counter whose
+// first read another caller has in flight wait for it, after their own
+// reads, so that two callers never wait for each other.
+func (s *Store) Counters(ctx context.Context, ks []Key, expires time.Time) ([]*Counter, error) {
+	shift := expires.Unix() - ks[0].End
+	out := make([]*Counter, len(ks))
+	var fresh []*Counter
+	defer func() {
+		for _, c := range fresh {
+			close(c.read)
+		}
+	}()
+	for i, k := range ks {
+		c, isFresh, err := s.lookup(k, time.Unix(k.End+shift, 0))
+		if err != nil {
+			return nil, err
+		}
+		out[i] = c
+		if isFresh {
+			fresh = append(fresh, c)
+		}
+	}
+	if len(fresh) > 0 && s.healthy.Load() && s.started.Load() {
+		s.read(ctx, fresh)
+	}
+	for _, c := range fresh {
+		close(c.read)
+	}
+	fresh = nil
+	for _, c := range out {
+		select { // another caller may be reading its total: wait for it
 		case <-c.read:
 		case <-ctx.Done():
+			return out, nil
 		}
-		return c, nil
 	}
-	defer close(c.read)
-	if !s.healthy.Load() || !s.started.Load() {
-		return c, nil
-	}
+	return out, nil
+}
+
+// read sets the totals of counters from the backend, within ctx and
+// Timeout, in batches of maxBatch; false when the backend failed.
+func (s *Store) read(ctx context.Context, cs []*Counter) bool {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
-	totals, err := s.cfg.Backend.Get(ctx, []Key{k})
-	if err != nil {
-		s.failed(fmt.Errorf("read counter: %w", err))
-		return c, nil
+	for len(cs) > 0 {
+		n := min(len(cs), maxBatch)
+		keys := make([]Key, n)
+		for i, c := range cs[:n] {
+			keys[i] = c.key
+		}
+		totals, err := s.cfg.Backend.Get(ctx, keys)
+		if err != nil {
+			s.failed(fmt.Errorf("read %d counters: %w", n, err))
+			return false
+		}
+		s.recovered()
+		for i, c := range cs[:n] {
+			c.setBase(totals[i])
+		}
+		cs = cs[n:]
 	}
-	s.recovered()
-	c.setBase(totals[0])
-	return c, nil
+	return true
 }
 
 // lookup finds or makes the counter of k; fresh says it was made.

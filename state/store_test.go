@@ -7,6 +7,7 @@ import (
 	"sort"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -341,5 +342,41 @@ func TestStoreCloseLost(t *testing.T) {
 		if down != (err != nil) {
 			t.Errorf("backend down %v: Close = %v", down, err)
 		}
+	}
+}
+
+// countGets is a backend that counts its reads.
+type countGets struct {
+	*Memory
+	gets atomic.Int64
+}
+
+func (c *countGets) Get(ctx context.Context, keys []Key) ([]int64, error) {
+	c.gets.Add(1)
+	return c.Memory.Get(ctx, keys)
+}
+
+// TestStoreCounters: new counters of one call are read in one backend
+// call, each with its expiry shifted as the first's; known ones are not
+// read again.
+func TestStoreCounters(t *testing.T) {
+	ctx := context.Background()
+	m := &countGets{Memory: NewMemory()}
+	mustAdd(t, m.Memory, Delta{bob, 7, future})
+	st := New(Config{Backend: m, FlushEvery: time.Hour, Log: zerolog.Nop()})
+	defer st.Close(ctx)
+	early := Key{Scope: bob.Scope, Subject: bob.Subject, End: bob.End - 60}
+	cs, err := st.Counters(ctx, []Key{bob, early}, future.Add(time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cs[0].Total() != 7 || cs[1].Total() != 0 || m.gets.Load() != 1 {
+		t.Errorf("totals %d, %d after %d reads; want 7, 0 after 1", cs[0].Total(), cs[1].Total(), m.gets.Load())
+	}
+	if want := future.Add(time.Hour - time.Minute); !cs[1].expires.Equal(want) {
+		t.Errorf("second counter expires %v, want %v", cs[1].expires, want)
+	}
+	if _, err := st.Counters(ctx, []Key{early, bob}, future); err != nil || m.gets.Load() != 1 {
+		t.Errorf("known counters: %v, %d reads; want none more", err, m.gets.Load())
 	}
 }

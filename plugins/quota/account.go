@@ -80,30 +80,34 @@ func (s *slot) valid(now time.Time) bool {
 const rollTimeout = time.Second
 
 // rollLocked makes the slot for now; a window sums the buckets still in
-// it, reading from the store those the account has not held yet.
+// it, reading from the store, in one call with the current bucket's, those
+// the account does not hold yet.
 func (a *account) rollLocked(ctx context.Context, now time.Time) error {
 	p := a.lim.period
 	_, end := p.slot(now)
-	c, err := a.st.Counter(ctx, a.key(end), p.expires(end))
+	keys := []state.Key{a.key(end)}
+	var b, n int64
+	if a.ring != nil {
+		b, n = int64(p.bucket/time.Second), int64(len(a.ring))
+		for i := int64(1); i < n; i++ {
+			e := end.Unix() - i*b
+			if old := a.ring[(e/b)%n]; old == nil || old.Key().End != e || old.Stale() {
+				keys = append(keys, a.key(time.Unix(e, 0)))
+			}
+		}
+	}
+	cs, err := a.st.Counters(ctx, keys, p.expires(end))
 	if err != nil {
 		return err
 	}
-	s := &slot{end: end.Unix(), c: c}
+	s := &slot{end: end.Unix(), c: cs[0]}
 	if a.ring != nil {
-		b := int64(p.bucket / time.Second)
-		n := int64(len(a.ring))
-		for i := int64(1); i < n; i++ {
-			e := end.Unix() - i*b
-			old := a.ring[(e/b)%n]
-			if old == nil || old.Key().End != e || old.Stale() {
-				if old, err = a.st.Counter(ctx, a.key(time.Unix(e, 0)), p.expires(time.Unix(e, 0))); err != nil {
-					return err
-				}
-				a.ring[(e/b)%n] = old
-			}
-			s.older += old.Total()
+		for _, c := range cs {
+			a.ring[(c.Key().End/b)%n] = c
 		}
-		a.ring[(end.Unix()/b)%n] = c
+		for i := int64(1); i < n; i++ {
+			s.older += a.ring[((end.Unix()-i*b)/b)%n].Total()
+		}
 	}
 	a.cur.Store(s)
 	return nil
