@@ -18,9 +18,10 @@ type period struct {
 }
 
 // windowBuckets is how many slices a rolling window is counted in: its
-// usage is the sum of the slices that end within the window, so the
-// oldest slice counts whole until it has left entirely, and usage falls
-// back in steps of window/windowBuckets.
+// usage is the sum of the current slice and the buckets()-1 before it, so
+// a slice stops counting once its start is more than the window ago
+// (usage covers the window less at most one slice) and usage falls back
+// in steps of window/windowBuckets.
 const windowBuckets = 60
 
 // newPeriod makes a calendar period (day, week, month) in loc, or, with
