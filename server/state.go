@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/url"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -41,12 +42,18 @@ type heldStore struct {
 const storeCloseTimeout = 10 * time.Second
 
 // location names where cfg's store lives; two configurations with the
-// same location share one open store.
+// same location share one open store. The directory is made absolute, so
+// that the same directory reached by another relative path is one store
+// (opening its file twice would wait on our own lock).
 func location(cfg *config.Config) string {
 	if cfg.State.URL != "" {
 		return "redis " + cfg.State.URL
 	}
-	return "dir " + cfg.StateDir()
+	dir := cfg.StateDir()
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs
+	}
+	return "dir " + dir
 }
 
 // acquire returns the store cfg configures, making it unless there is
