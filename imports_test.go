@@ -19,7 +19,8 @@ import (
 //	1 server, server/* (server/admin, server/httphead)
 //	2 relay, relay/* (relay/upstream), config
 //	3 plugins, plugins/<name> (and plugins/all)
-//	4 plugins/pkg/* (matchers, value types, helpers) and proxyproto
+//	4 plugins/pkg/* (matchers, value types, helpers), proxyproto and
+//	  state (the store of usage counters plugins keep)
 //
 // proxyproto is a leaf: a codec that imports nothing of ferry, whose
 // Header the plugin contract carries (Session.ProxyHeader) as a value.
@@ -34,7 +35,7 @@ const (
 	layerPluginPkg
 )
 
-var layerNames = [...]string{"main", "server", "relay/config", "plugins", "plugins/pkg and proxyproto"}
+var layerNames = [...]string{"main", "server", "relay/config", "plugins", "plugins/pkg, proxyproto and state"}
 
 // importEdge is one import: From imports To, both full import paths.
 type importEdge struct{ From, To string }
@@ -64,7 +65,7 @@ func layerOf(mod, path string) (layer int, ok, known bool) {
 		return layerServer, true, true
 	case under("relay"), under("config"):
 		return layerUnder, true, true
-	case under("plugins/pkg"), under("proxyproto"):
+	case under("plugins/pkg"), under("proxyproto"), under("state"):
 		return layerPluginPkg, true, true
 	case under("plugins"):
 		return layerPlugins, true, true
@@ -138,7 +139,7 @@ func TestImportProblems(t *testing.T) {
 		{"server imports server/admin", pkg("ferry/server", "ferry/server/admin"), "ferry/server imports ferry/server/admin: "},
 		{"plugin imports server", pkg("ferry/plugins/acl", "ferry/server"), "ferry/plugins/acl (plugins) imports ferry/server (server), a layer above it"},
 		{"relay/upstream imports main", pkg("ferry/relay/upstream", "ferry"), "ferry/relay/upstream (relay/config) imports ferry (main)"},
-		{"plugins/pkg imports plugins", pkg("ferry/plugins/pkg/units", "ferry/plugins"), "ferry/plugins/pkg/units (plugins/pkg and proxyproto) imports ferry/plugins (plugins)"},
+		{"plugins/pkg imports plugins", pkg("ferry/plugins/pkg/units", "ferry/plugins"), "ferry/plugins/pkg/units (plugins/pkg, proxyproto and state) imports ferry/plugins (plugins)"},
 		{"test imports anything", pkg("ferry/test", "ferry", "ferry/server"), ""},
 		{"scripts import anything", pkg("ferry/scripts/bench", "ferry/relay"), ""},
 		{"unplaced package", pkg("ferry/extra"), "ferry/extra: a package the import graph does not place"},

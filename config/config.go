@@ -41,6 +41,7 @@ type Config struct {
 	Routes    []Route        `toml:"route"`
 	Admin     Admin          `toml:"admin"`
 	Limits    Limits         `toml:"limits"`
+	State     State          `toml:"state"`
 	Plugins   []PluginConfig `toml:"-"` // decoded from [[plugin]] by Load
 
 	idx *index // positions in File; nil for a Config not parsed from one

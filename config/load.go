@@ -97,6 +97,7 @@ func Parse(file string, data []byte) (*Config, error) {
 		Routes:    doc.Routes,
 		Admin:     doc.Admin,
 		Limits:    doc.Limits,
+		State:     doc.State,
 	}
 	if res.complete {
 		cfg.Plugins = l.plugins(doc.Plugins)
@@ -123,6 +124,7 @@ type document struct {
 	Routes    []Route          `toml:"route"`
 	Admin     Admin            `toml:"admin"`
 	Limits    Limits           `toml:"limits"`
+	State     State            `toml:"state"`
 	Plugins   []map[string]any `toml:"plugin"`
 }
 
@@ -236,6 +238,7 @@ func (l *loader) applyDefaults(c *Config) {
 	if !l.x.has("defaults.buffer_size") {
 		d.BufferSize = DefaultBufferSize
 	}
+	l.stateDefaults(&c.State)
 	lim := &c.Limits
 	if lim.MaxClientHandshakes == nil {
 		n := DefaultMaxClientHandshakes

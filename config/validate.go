@@ -38,6 +38,7 @@ func (l *loader) validate(c *Config) {
 	upstreams := l.upstreams(c.Upstreams)
 	l.routes(c.Routes, upstreams)
 	l.limits(c.Limits)
+	l.state(c)
 	if c.Admin.Listen != "" {
 		if err := checkListen(c.Admin.Listen); err != nil {
 			l.errorf("admin.listen", "%v", err)

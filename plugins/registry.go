@@ -7,6 +7,8 @@ import (
 	"sync"
 
 	"github.com/rs/zerolog"
+
+	"ferry/state"
 )
 
 // Registration describes a compiled-in plugin type.
@@ -40,7 +42,12 @@ type Env struct {
 	// plugin that checks at load the names it may set as s.Upstream
 	// ("direct" is always one).
 	Upstreams []string
-	decode    func(v any) error
+	// State returns the store of usage counters that [state] configures,
+	// opening it the first time a plugin asks (see package state); nil
+	// when there is none to give, as in some tests. Call it from the
+	// factory: a failure is a configuration error.
+	State  func() (*state.Store, error)
+	decode func(v any) error
 }
 
 // Path resolves a path from the plugin's settings: absolute paths and

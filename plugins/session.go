@@ -89,6 +89,7 @@ type Session struct {
 
 	mu     sync.Mutex
 	values map[any]any
+	fields []LogField
 	link   Link
 	ctx    context.Context
 }
@@ -98,6 +99,33 @@ type Session struct {
 type Rate struct {
 	Up   int64 // from the client to the target
 	Down int64 // from the target to the client
+}
+
+// LogField is a key and value a plugin adds to the channel's access line.
+type LogField struct{ Key, Value string }
+
+// SetLogField adds key = value to the channel's access line (the log
+// plugin writes such fields after its own), or changes the value of a key
+// set before. Keys are the plugin's to choose: its type name ("quota"),
+// so that two plugins do not write the same one.
+func (s *Session) SetLogField(key, value string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for i := range s.fields {
+		if s.fields[i].Key == key {
+			s.fields[i].Value = value
+			return
+		}
+	}
+	s.fields = append(s.fields, LogField{key, value})
+}
+
+// LogFields returns the fields plugins added with SetLogField, in the
+// order they were first set.
+func (s *Session) LogFields() []LogField {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]LogField(nil), s.fields...)
 }
 
 // Context ends when the session's channel ends (or the server stops).

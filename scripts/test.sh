@@ -24,9 +24,10 @@ cd "$(dirname "$0")/.."
 # JavaScript engine that evaluates ferry's PAC file; libnss3-tools
 # (certutil) to make Chromium trust ferry's CA for intercepted HTTPS;
 # slapd (OpenLDAP) as the directory of the auth plugin's ldap backend,
-# with ldap-utils (ldapadd) to load its users.
+# with ldap-utils (ldapadd) to load its users; redis-server as the shared
+# [state] store of quotas.
 packages=(curl ca-certificates haproxy nginx-light tshark dante-server microsocks tinyproxy squid python3-requests
-	chromium python3-socks dnsmasq nodejs libnss3-tools slapd ldap-utils)
+	chromium python3-socks dnsmasq nodejs libnss3-tools slapd ldap-utils redis-server)
 
 missing=()
 for p in "${packages[@]}"; do

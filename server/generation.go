@@ -15,6 +15,7 @@ import (
 	"ferry/config"
 	"ferry/plugins"
 	"ferry/relay/upstream"
+	"ferry/state"
 )
 
 // generation is what one configuration built: its plugin instances,
@@ -33,6 +34,9 @@ type generation struct {
 	closeOnce sync.Once
 	// maxConns caps client connections over all listeners; 0: none.
 	maxConns int64
+	// releases give back the [state] store the plugins opened, if they
+	// did (see stores); run after the plugins are closed.
+	releases []func()
 }
 
 // close stops the generation's services and closes its plugins.
@@ -52,6 +56,9 @@ func (g *generation) close() error {
 				}
 			}
 		}
+		for _, release := range g.releases {
+			release()
+		}
 	})
 	return errors.Join(errs...)
 }
@@ -64,7 +71,7 @@ func (s *Server) build(cfg *config.Config) (*generation, error) {
 		return nil, err
 	}
 	g := &generation{cfg: cfg, services: plugins.NewServices(), ups: ups, maxConns: maxConnections(cfg)}
-	names, instances, err := buildPlugins(cfg, s.log, g.services)
+	names, instances, err := buildPlugins(cfg, s.log, g.services, s.stores.stateOpener(cfg, g))
 	g.instances = instances
 	if err != nil {
 		g.close()
@@ -146,7 +153,7 @@ func sameSettings(a, b *config.PluginConfig) bool {
 // failing one so that all problems are reported at once; on error the
 // instances built are returned too, in config order, for the caller to
 // close.
-func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services) (names []string, out []plugins.Plugin, err error) {
+func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services, st func() (*state.Store, error)) (names []string, out []plugins.Plugin, err error) {
 	var errs []error
 	upstreamNames := make([]string, len(cfg.Upstreams))
 	for i, u := range cfg.Upstreams {
@@ -161,6 +168,7 @@ func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services
 		}
 		env := plugins.NewEnv(pc.Name, log.With().Str("plugin", pc.Name).Logger(), svcs, pc.Decode)
 		env.ConfigDir = configDir(cfg.File)
+		env.State = st
 		env.Upstreams = upstreamNames
 		p, err := reg.New(env)
 		if err != nil {
@@ -203,12 +211,14 @@ func knownTypes() string {
 // whose other problems stop it from being built whole
 // (config.Error.Partial).
 func CheckPlugins(cfg *config.Config) error {
-	_, built, err := buildPlugins(cfg, zerolog.Nop(), plugins.NewServices())
+	st, closeState := checkStateOpener()
+	_, built, err := buildPlugins(cfg, zerolog.Nop(), plugins.NewServices(), st)
 	for _, p := range built {
 		if cl, ok := p.(interface{ Close() error }); ok {
 			cl.Close()
 		}
 	}
+	closeState()
 	return err
 }
 

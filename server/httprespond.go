@@ -132,6 +132,11 @@ func (ex *exchange) responseFailed(err error) {
 		ex.fail(ns.err, true)
 	case errors.As(err, &cut):
 		ex.streamCut(cut.err)
+	case errors.Is(err, plugins.ErrClose):
+		// A data hook ended the channel (a spent quota): the plugin's
+		// orderly close, as on a tunnel, not the client's doing.
+		st.Reason, st.Err = plugins.ReasonPluginClosed, nil
+		ex.f.endUpstream(false)
 	case errors.As(err, &he):
 		st.Reason, st.Err = plugins.ReasonPluginError, fmt.Errorf("response to client: %w", err)
 		ex.f.endUpstream(false)

@@ -81,6 +81,9 @@ type Server struct {
 	// platform has none (they keep waiting in their goroutines).
 	parker *relay.Parker
 
+	// stores are the [state] stores the generations use.
+	stores stores
+
 	// dialHook replaces every dial when set (tests only).
 	dialHook atomic.Pointer[dialFunc]
 }
@@ -89,7 +92,7 @@ type Server struct {
 // sockets, so it also serves `ferry check`. Call Close if Start is never
 // called.
 func New(cfg *config.Config, log zerolog.Logger) (*Server, error) {
-	s := &Server{log: log, obs: nopObserver{}}
+	s := &Server{log: log, obs: nopObserver{}, stores: stores{log: log}}
 	for i := range s.selfLog {
 		s.selfLog[i].Period = selfLogPeriod
 	}

@@ -11,6 +11,7 @@ import (
 	_ "ferry/plugins/hexdump"
 	_ "ferry/plugins/log"
 	_ "ferry/plugins/mitm"
+	_ "ferry/plugins/quota"
 	_ "ferry/plugins/ratelimit"
 	_ "ferry/plugins/replace"
 )

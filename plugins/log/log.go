@@ -115,6 +115,9 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 		ev = ev.Int64("datagrams_up", st.DatagramsUp).Int64("datagrams_down", st.DatagramsDown).
 			Int64("datagrams_dropped", st.DatagramsDropped)
 	}
+	for _, f := range s.LogFields() {
+		ev = ev.Str(f.Key, f.Value)
+	}
 	ev = ev.Int64("up", st.Up).Int64("down", st.Down).
 		Float64("duration_ms", float64(st.Duration.Microseconds())/1000).
 		Str("reason", st.Reason.String())

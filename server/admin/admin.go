@@ -1,6 +1,7 @@
 // Package admin serves ferry's admin HTTP service: Prometheus metrics,
 // health and readiness, the live channel list with a way to close one,
-// configuration reload and, when enabled, pprof.
+// configuration reload, the usage quotas keep (GET and DELETE /usage,
+// usage.go) and, when enabled, pprof.
 //
 // It lives under server/ because all it serves is the server's state. It
 // imports package server (an Admin is a server.Observer and reads the
@@ -116,6 +117,8 @@ func New(srv *server.Server, cfg config.Admin, reload ReloadFunc, log zerolog.Lo
 	m.HandleFunc("DELETE /channels/{id}", a.closeChannel)
 	m.HandleFunc("POST /channels/{id}/close", a.closeChannel)
 	m.HandleFunc("POST /reload", a.postReload)
+	m.HandleFunc("GET /usage", a.usage)
+	m.HandleFunc("DELETE /usage/{user}", a.resetUsage)
 	m.HandleFunc("GET "+server.PACPath, a.pac)
 	if cfg.Pprof {
 		m.HandleFunc("/debug/pprof/", pprof.Index)

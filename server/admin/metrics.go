@@ -35,7 +35,7 @@ func (a *Admin) registerMetrics() {
 	a.reloads.WithLabelValues("ok")
 	a.reloads.WithLabelValues("error")
 	a.reg.MustRegister(a.accepted, a.refused, a.handshakes, a.dials, a.bytes, a.closed, a.rejections, a.reloads,
-		activeCollector{a.srv}, upstreamCollector{a.srv}, parkedCollector{a.srv}, pluginCollector{a.srv},
+		activeCollector{a.srv}, upstreamCollector{a.srv}, parkedCollector{a.srv}, pluginCollector{a.srv}, usageCollector{a.srv},
 		collectors.NewGoCollector(),
 		collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 }

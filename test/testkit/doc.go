@@ -1,6 +1,8 @@
 // Package testkit holds the helpers that ferry's tests share: target
 // servers at the far end of a tunnel, clients that open tunnels through
-// ferry, a throwaway PKI and readers of a process's /proc entries.
+// ferry, a throwaway PKI, readers of a process's /proc entries, and
+// services ferry talks to, started on loopback (slapd, redis-server and
+// Redis Sentinel: StartRedis, StartSentinel).
 //
 //	echo := testkit.EchoServer(t)                  // 127.0.0.1:PORT
 //	c, err := testkit.DialSOCKS5(ctx, proxy, echo) // or DialCONNECT
