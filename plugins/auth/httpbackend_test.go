@@ -231,14 +231,16 @@ func TestHTTPAnswers(t *testing.T) {
 		{name: "no allow", answer: raw(`{"groups":[]}`), pass: "pw-alice", wantErr: true, backend: true},
 		{name: "oversized", answer: raw(big), pass: "pw-alice", wantErr: true, backend: true},
 		{name: "timeout", answer: func(w http.ResponseWriter, r request) {
-			time.Sleep(300 * time.Millisecond)
+			time.Sleep(1500 * time.Millisecond)
 			allowIf(nil, "")(w, r)
 		}, pass: "pw-alice", wantErr: true, backend: true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			svc := newService(t, false, tt.answer)
-			h, _ := mustHTTP(t, svc.URL, "timeout = \"100ms\"\nupstreams = [\"office\", \"direct\"]\n"+
+			// A timeout a loaded machine's TLS handshake fits in; the
+			// "timeout" answer takes longer.
+			h, _ := mustHTTP(t, svc.URL, "timeout = \"1s\"\nupstreams = [\"office\", \"direct\"]\n"+
 				"source_addresses = [\"127.0.0.2\", \"127.0.0.3\"]\n")
 			s := httpSession()
 			err := h.Authenticate(context.Background(), s, "alice", tt.pass)
