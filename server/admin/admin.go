@@ -38,6 +38,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -60,8 +61,13 @@ type Admin struct {
 	mux      *http.ServeMux
 	handler  http.Handler
 	reg      *prometheus.Registry
-	hs       *http.Server
 	stopping atomic.Bool
+
+	// hsMu guards hs, made by the first of Serve and Shutdown: they run
+	// on different goroutines, and a Shutdown that comes first must
+	// still stop a later Serve.
+	hsMu sync.Mutex
+	hs   *http.Server
 
 	// The http.Server limits Serve uses; New sets the defaults below and
 	// tests shorten them.
@@ -161,17 +167,10 @@ const (
 // ServeHTTP implements http.Handler.
 func (a *Admin) ServeHTTP(w http.ResponseWriter, r *http.Request) { a.handler.ServeHTTP(w, r) }
 
-// Serve serves on ln until Shutdown; it returns nil after Shutdown.
+// Serve serves on ln until Shutdown; it returns nil after Shutdown,
+// at once if Shutdown came first.
 func (a *Admin) Serve(ln net.Listener) error {
-	a.hs = &http.Server{
-		Handler:           a,
-		ReadHeaderTimeout: a.readHeaderTimeout,
-		ReadTimeout:       a.readTimeout,
-		WriteTimeout:      a.writeTimeout,
-		IdleTimeout:       a.idleTimeout,
-		MaxHeaderBytes:    a.maxHeaderBytes,
-	}
-	err := a.hs.Serve(ln)
+	err := a.server().Serve(ln)
 	if errors.Is(err, http.ErrServerClosed) {
 		return nil
 	}
@@ -182,10 +181,24 @@ func (a *Admin) Serve(ln net.Listener) error {
 // requests in flight until ctx ends.
 func (a *Admin) Shutdown(ctx context.Context) error {
 	a.stopping.Store(true)
+	return a.server().Shutdown(ctx)
+}
+
+// server is the http.Server, made with the limits on the first call.
+func (a *Admin) server() *http.Server {
+	a.hsMu.Lock()
+	defer a.hsMu.Unlock()
 	if a.hs == nil {
-		return nil
+		a.hs = &http.Server{
+			Handler:           a,
+			ReadHeaderTimeout: a.readHeaderTimeout,
+			ReadTimeout:       a.readTimeout,
+			WriteTimeout:      a.writeTimeout,
+			IdleTimeout:       a.idleTimeout,
+			MaxHeaderBytes:    a.maxHeaderBytes,
+		}
 	}
-	return a.hs.Shutdown(ctx)
+	return a.hs
 }
 
 // SetStopping makes /readyz answer 503 from now on: call it when the

@@ -545,3 +545,39 @@ type = "admintest-count"`, 1), config.Admin{}, nil)
 		t.Errorf("ferry_plugin_events_total%v = %v, want 3", want, got)
 	}
 }
+
+// TestShutdownRace: Shutdown may run on another goroutine while Serve
+// starts, or before it (a ferry told to stop right after it started):
+// Serve then returns nil at once instead of serving on.
+func TestShutdownRace(t *testing.T) {
+	for _, first := range []string{"serve", "shutdown"} {
+		t.Run(first, func(t *testing.T) {
+			f := start(t, config.Admin{}, nil)
+			ln, err := net.Listen("tcp", "127.0.0.1:0")
+			if err != nil {
+				t.Fatal(err)
+			}
+			done := make(chan error, 1)
+			serve := func() { done <- f.adm.Serve(ln) }
+			if first == "serve" {
+				go serve()
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if err := f.adm.Shutdown(ctx); err != nil {
+				t.Fatalf("Shutdown: %v", err)
+			}
+			if first == "shutdown" {
+				go serve()
+			}
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatalf("Serve: %v, want nil after Shutdown", err)
+				}
+			case <-time.After(5 * time.Second):
+				t.Fatal("Serve still running 5s after Shutdown")
+			}
+		})
+	}
+}
