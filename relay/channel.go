@@ -71,7 +71,7 @@ type Channel struct {
 	fast      bool
 
 	done         func(Result)
-	stopShutdown func() bool
+	stopShutdown func() bool  // nil: the context given to Start never ends
 	live         atomic.Int32 // copies not yet ended; a parked one counts
 	parkID       uint64
 	ending       atomic.Bool
@@ -80,8 +80,15 @@ type Channel struct {
 	// shutdown context, Close), reads it instead of the field Start sets.
 	parker atomic.Pointer[Parker]
 
-	cancel   atomic.Pointer[context.CancelFunc] // ends the session's context; Close may read it before Run sets it
-	firstEOF atomic.Int32                       // the side whose orderly close came first
+	// The session's context (see channelCtx): parent is Start's, set
+	// before the session can see it; the rest under ctxMu, since end may
+	// run before or while Start does.
+	parent   context.Context
+	ctxMu    sync.Mutex
+	ctxDone  chan struct{}
+	ctxEnded bool
+
+	firstEOF atomic.Int32 // the side whose orderly close came first
 	endOnce  sync.Once
 	reason   plugins.CloseReason
 	err      error
@@ -115,14 +122,15 @@ func (c *Channel) Start(ctx context.Context, done func(Result)) {
 	if c.Buffers == nil {
 		c.Buffers = NewBufferPool(0)
 	}
-	// The session's context ends with the channel, so hooks that wait
-	// (rate limits) wake when it closes. Set before anything can call end.
-	chCtx, cancel := context.WithCancel(ctx)
-	c.cancel.Store(&cancel)
+	// The session's context ends with the channel (see channelCtx), so
+	// hooks that wait (rate limits) wake when it closes.
+	c.parent = ctx
 	if c.Session != nil {
-		c.Session.BindContext(chCtx)
+		c.Session.BindContext((*channelCtx)(c))
 	}
-	c.stopShutdown = context.AfterFunc(ctx, func() { c.end(plugins.ReasonShutdown, nil) })
+	if ctx.Done() != nil {
+		c.stopShutdown = context.AfterFunc(ctx, c.Shutdown)
+	}
 
 	hooked := c.Chain.HasData(plugins.Up) || c.Chain.HasData(plugins.Down)
 	// The splice loop counts bytes and activity per chunk. io.Copy (for
@@ -189,8 +197,10 @@ func (c *Channel) complete() {
 		c.idleTimer = nil
 		c.timerMu.Unlock()
 	}
-	c.stopShutdown()
-	(*c.cancel.Load())()
+	if c.stopShutdown != nil {
+		c.stopShutdown()
+	}
+	c.cancelCtx()
 	up, down := c.Bytes()
 	c.done(Result{Up: up, Down: down, Reason: c.reason, Err: c.err})
 }
@@ -214,9 +224,7 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 		default:
 			c.Upstream.Close()
 		}
-		if cancel := c.cancel.Load(); cancel != nil {
-			(*cancel)()
-		}
+		c.cancelCtx()
 		// Parked copies have no goroutine to notice the closed sockets:
 		// wake them to finish.
 		c.ending.Store(true)

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"net"
 	"slices"
 	"strings"
@@ -74,9 +75,40 @@ func (s *Server) track(sess *plugins.Session, ch liveRelay) {
 	s.chMu.Lock()
 	if s.channels == nil {
 		s.channels = make(map[string]*liveChannel)
+		// One registration for all channels, where each would cost an
+		// entry among hardCtx's children (see shutdownChannels).
+		context.AfterFunc(s.hardCtx, s.shutdownChannels)
 	}
 	s.channels[sess.ID] = lc
+	late := s.channelsShut
 	s.chMu.Unlock()
+	if sd, ok := ch.(shutdowner); ok && late {
+		sd.Shutdown()
+	}
+}
+
+// shutdowner is a live relay that the server ends itself when hardCtx
+// ends: a relay.Channel started with a context that is never cancelled
+// (context.WithoutCancel), which spares a registration per tunnel.
+type shutdowner interface{ Shutdown() }
+
+var _ shutdowner = (*relay.Channel)(nil)
+
+// shutdownChannels ends every live channel that is a shutdowner once
+// hardCtx has ended, and those tracked after (see track).
+func (s *Server) shutdownChannels() {
+	s.chMu.Lock()
+	s.channelsShut = true
+	live := make([]shutdowner, 0, len(s.channels))
+	for _, lc := range s.channels {
+		if sd, ok := lc.ch.(shutdowner); ok {
+			live = append(live, sd)
+		}
+	}
+	s.chMu.Unlock()
+	for _, sd := range live {
+		sd.Shutdown()
+	}
 }
 
 func (s *Server) untrack(id string) {

@@ -287,7 +287,9 @@ func (h *conn) startChannel(ctx context.Context, s *plugins.Session, st *plugins
 	// handshake state.
 	h.handedOff = true
 	l := h.l
-	ch.Start(ctx, func(res relay.Result) {
+	// The server ends its tracked channels itself at shutdown
+	// (shutdownChannels), so the channel need not watch ctx.
+	ch.Start(context.WithoutCancel(ctx), func(res relay.Result) {
 		l.srv.untrack(s.ID)
 		info.Release()
 		st.Up, st.Down, st.Reason, st.Err = res.Up, res.Down, res.Reason, res.Err

@@ -63,8 +63,9 @@ type Server struct {
 
 	obs Observer // never nil; set before Start
 
-	chMu     sync.Mutex
-	channels map[string]*liveChannel // live relays by session id
+	chMu         sync.Mutex
+	channels     map[string]*liveChannel // live relays by session id
+	channelsShut bool                    // hardCtx has ended: see shutdownChannels
 
 	// self is where the listeners and the admin service accept, for
 	// refusing loops and dials to the admin (safety.go).
