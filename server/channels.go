@@ -2,7 +2,6 @@ package server
 
 import (
 	"context"
-	"net"
 	"slices"
 	"strings"
 	"time"
@@ -44,13 +43,18 @@ type ChannelInfo struct {
 	Started time.Time `json:"started"`
 }
 
-// liveChannel is what Channels reports of a live relay. Addresses stay
-// net.Addr until asked for: formatting them for every tunnel would cost
-// allocations that only the admin API needs.
+// liveChannel is what Channels reports of a live relay. It holds the
+// session rather than a copy of its fields, which would cost every idle
+// tunnel about 300 bytes that only the admin API reads: the server sets
+// them before the relay starts and leaves them, but for the upstream a
+// SOCKS5 UDP association changes with each destination, which is why
+// those two are kept as they were. Addresses are formatted when asked
+// for, not for every tunnel.
 type liveChannel struct {
-	info           ChannelInfo // without addresses and byte counts
-	client, upAddr net.Addr
-	ch             liveRelay
+	sess            *plugins.Session
+	ch              liveRelay
+	started         time.Time
+	upstream, chain string
 }
 
 // liveRelay is what the admin API needs of a live channel: a
@@ -65,13 +69,7 @@ var _ liveRelay = (*relay.Channel)(nil)
 
 // track registers ch as live until untrack(sess.ID).
 func (s *Server) track(sess *plugins.Session, ch liveRelay) {
-	lc := &liveChannel{
-		info: ChannelInfo{
-			ID: sess.ID, Listener: sess.Listener, Protocol: sess.Protocol, User: sess.User, Groups: sess.Groups,
-			Target: sess.Target, Upstream: upstreamName(sess), Chain: sess.UpstreamPath, Intercepted: sess.Intercepted, Parent: sess.Parent, Started: time.Now(),
-		},
-		client: sess.Client, upAddr: sess.UpstreamAddr, ch: ch,
-	}
+	lc := &liveChannel{sess: sess, ch: ch, started: time.Now(), upstream: upstreamName(sess), chain: sess.UpstreamPath}
 	s.chMu.Lock()
 	if s.channels == nil {
 		s.channels = make(map[string]*liveChannel)
@@ -123,15 +121,7 @@ func (s *Server) Channels() []ChannelInfo {
 	s.chMu.Lock()
 	out := make([]ChannelInfo, 0, len(s.channels))
 	for _, lc := range s.channels {
-		info := lc.info
-		if lc.client != nil {
-			info.Client = lc.client.String()
-		}
-		if lc.upAddr != nil {
-			info.UpstreamAddr = lc.upAddr.String()
-		}
-		info.Up, info.Down = lc.ch.Bytes()
-		out = append(out, info)
+		out = append(out, lc.info())
 	}
 	s.chMu.Unlock()
 	slices.SortFunc(out, func(a, b ChannelInfo) int {
@@ -141,6 +131,24 @@ func (s *Server) Channels() []ChannelInfo {
 		return strings.Compare(a.ID, b.ID)
 	})
 	return out
+}
+
+// info describes lc now.
+func (lc *liveChannel) info() ChannelInfo {
+	s := lc.sess
+	info := ChannelInfo{
+		ID: s.ID, Listener: s.Listener, Protocol: s.Protocol, User: s.User, Groups: s.Groups,
+		Target: s.Target, Upstream: lc.upstream, Chain: lc.chain, Intercepted: s.Intercepted,
+		Parent: s.Parent, Started: lc.started,
+	}
+	if s.Client != nil {
+		info.Client = s.Client.String()
+	}
+	if s.UpstreamAddr != nil {
+		info.UpstreamAddr = s.UpstreamAddr.String()
+	}
+	info.Up, info.Down = lc.ch.Bytes()
+	return info
 }
 
 // CloseChannel ends the live channel id with plugins.ReasonAdminClosed and

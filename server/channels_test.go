@@ -2,6 +2,8 @@ package server
 
 import (
 	"context"
+	"net"
+	"reflect"
 	"testing"
 	"time"
 
@@ -62,5 +64,29 @@ func TestShutdownChannels(t *testing.T) {
 			default:
 			}
 		})
+	}
+}
+
+// TestChannelsInfo: /channels reads what it reports from the session
+// when asked, but for the upstream and chain, kept as they were when the
+// channel started (a UDP association's change with its destinations).
+func TestChannelsInfo(t *testing.T) {
+	s := &Server{hardCtx: context.Background()}
+	client := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 2), Port: 4000}
+	up := &net.TCPAddr{IP: net.IPv4(127, 0, 0, 3), Port: 443}
+	sess := &plugins.Session{ID: "a", Listener: "l", Protocol: "socks5", User: "u", Groups: []string{"g"},
+		Target: "example.test:443", Upstream: "corp", UpstreamPath: "corp", Client: client, UpstreamAddr: up,
+		Intercepted: "example.test", Parent: "p"}
+	s.track(sess, newFakeRelay())
+	sess.Upstream, sess.UpstreamPath = "other", "other"
+	got := s.Channels()
+	if len(got) != 1 {
+		t.Fatalf("got %d channels, want 1", len(got))
+	}
+	want := ChannelInfo{ID: "a", Listener: "l", Protocol: "socks5", Client: "127.0.0.2:4000", User: "u",
+		Groups: []string{"g"}, Target: "example.test:443", Upstream: "corp", UpstreamAddr: "127.0.0.3:443",
+		Chain: "corp", Intercepted: "example.test", Parent: "p", Started: got[0].Started}
+	if !reflect.DeepEqual(got[0], want) {
+		t.Errorf("got %+v, want %+v", got[0], want)
 	}
 }
