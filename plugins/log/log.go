@@ -17,6 +17,8 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"net"
+	"net/netip"
 	"os"
 	"sync"
 
@@ -79,11 +81,18 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 	if upstream == "" {
 		upstream = "direct"
 	}
+	// Addresses are appended to one buffer, which the event copies:
+	// their String methods allocate three times each.
+	var buf [64]byte
+	client := appendAddr(buf[:0], s.Client)
 	ev := p.log.Info().
 		Str("id", s.ID).
 		Str("listener", s.Listener).
-		Str("client", addrString(s.Client)).
-		Str("peer", addrString(s.Peer)).
+		Bytes("client", client)
+	if s.Peer != s.Client {
+		client = appendAddr(buf[:0], s.Peer)
+	}
+	ev = ev.Bytes("peer", client).
 		Str("proto", s.Protocol).
 		Str("target", s.Target).
 		Str("upstream", upstream)
@@ -100,7 +109,7 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 		ev = ev.Strs("groups", s.Groups)
 	}
 	if s.SourceAddr.IsValid() {
-		ev = ev.Str("source", s.SourceAddr.String())
+		ev = ev.Bytes("source", s.SourceAddr.AppendTo(buf[:0]))
 	}
 	if s.Intercepted != "" {
 		ev = ev.Str("mitm", s.Intercepted)
@@ -127,11 +136,20 @@ func (p *Plugin) OnClose(s *plugins.Session, st plugins.Stats) {
 	ev.Msg("access")
 }
 
-func addrString(a interface{ String() string }) string {
+// appendAddr appends a as its String method would write it: without
+// allocating for TCP addresses, which nearly every session has.
+func appendAddr(b []byte, a net.Addr) []byte {
 	if a == nil {
-		return ""
+		return b
 	}
-	return a.String()
+	if t, ok := a.(*net.TCPAddr); ok && t != nil && t.Port >= 0 && t.Port <= 0xffff {
+		// net.IP writes an IPv4-mapped address as IPv4, which netip
+		// would not give a zone.
+		if ip, ok := netip.AddrFromSlice(t.IP); ok && (t.Zone == "" || !ip.Unmap().Is4()) {
+			return netip.AddrPortFrom(ip.Unmap().WithZone(t.Zone), uint16(t.Port)).AppendTo(b)
+		}
+	}
+	return append(b, a.String()...)
 }
 
 // fileService is an access-log file shared by the instances that name it.
