@@ -286,14 +286,16 @@ func (h *conn) startChannel(ctx context.Context, s *plugins.Session, st *plugins
 	// goroutine ends it. It holds the frontend, not the conn with its
 	// handshake state.
 	h.handedOff = true
-	l := h.l
+	l, start := h.l, st.Start
 	// The server ends its tracked channels itself at shutdown
-	// (shutdownChannels), so the channel need not watch ctx.
+	// (shutdownChannels), so the channel need not watch ctx. The stats
+	// are made at the end, from their start, rather than kept by every
+	// idle tunnel.
 	ch.Start(context.WithoutCancel(ctx), func(res relay.Result) {
 		l.srv.untrack(s.ID)
 		info.Release()
-		st.Up, st.Down, st.Reason, st.Err = res.Up, res.Down, res.Reason, res.Err
-		l.finish(s, st)
+		st := plugins.Stats{Start: start, Up: res.Up, Down: res.Down, Reason: res.Reason, Err: res.Err}
+		l.finish(s, &st)
 		l.release()
 	})
 }
