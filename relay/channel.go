@@ -73,8 +73,10 @@ type Channel struct {
 	done         func(Result)
 	stopShutdown func() bool  // nil: the context given to Start never ends
 	live         atomic.Int32 // copies not yet ended; a parked one counts
-	parkID       uint64
-	ending       atomic.Bool
+	// parkToken is each direction's token when it last parked (see
+	// parkSlot), guarded by the Parker's mu.
+	parkToken [2]uint64
+	ending    atomic.Bool
 	// parker is Parker once Start has decided the channel may park: end,
 	// which may run on any goroutine before or while Start runs (the
 	// shutdown context, Close), reads it instead of the field Start sets.
@@ -138,7 +140,6 @@ func (c *Channel) Start(ctx context.Context, done func(Result)) {
 	// so with an idle timeout those go through the counting copy.
 	c.fast = !hooked && (c.IdleTimeout <= 0 || spliceable(c.Client, c.Upstream))
 	if c.Parker != nil && c.fast && spliceable(c.Client, c.Upstream) {
-		c.parkID = c.Parker.nextID.Add(1)
 		c.parker.Store(c.Parker)
 	} else {
 		c.Parker = nil

@@ -32,17 +32,23 @@ type Parker struct {
 	file *os.File
 	rc   syscall.RawConn
 
-	mu      sync.Mutex
-	waiting map[uint64]parkedCopy
-	nextID  atomic.Uint64
-	parked  atomic.Int64
-	done    chan struct{}
+	mu     sync.Mutex
+	slots  []parkSlot // parked copies, by the low half of their token
+	free   []uint32   // free slots
+	parked atomic.Int64
+	done   chan struct{}
 }
 
-// parkedCopy is one parked direction of a channel.
-type parkedCopy struct {
+// parkSlot holds one parked direction of a channel, or none (c nil).
+// The token in its socket's epoll event is its index and gen; gen
+// changes each time the slot is filled, so an event for a copy taken
+// since (by end, or Close) does not wake the slot's next copy. A slot
+// costs an idle tunnel 20 bytes a direction where a map entry cost
+// about 50.
+type parkSlot struct {
 	c   *Channel
 	dir plugins.Direction
+	gen uint32
 }
 
 // DefaultParkAfter is the wait before an idle copy parks.
@@ -68,8 +74,7 @@ func NewParker(after time.Duration) (*Parker, error) {
 		f.Close()
 		return nil, fmt.Errorf("epoll: %w", err)
 	}
-	p := &Parker{After: after, file: f, rc: rc,
-		waiting: make(map[uint64]parkedCopy), done: make(chan struct{})}
+	p := &Parker{After: after, file: f, rc: rc, done: make(chan struct{})}
 	go p.watch()
 	return p, nil
 }
@@ -80,9 +85,14 @@ func NewParker(after time.Duration) (*Parker, error) {
 func (p *Parker) Close() error {
 	err := p.file.Close()
 	<-p.done
+	var left []parkSlot
 	p.mu.Lock()
-	left := p.waiting
-	p.waiting = make(map[uint64]parkedCopy)
+	for i := range p.slots {
+		if p.slots[i].c != nil {
+			left = append(left, p.slots[i])
+			p.release(uint32(i))
+		}
+	}
 	p.mu.Unlock()
 	for _, w := range left {
 		p.parked.Add(-1)
@@ -127,11 +137,14 @@ func (p *Parker) watch() {
 
 // take removes a parked copy; ok is false when another party (the event
 // loop, or the channel ending) already took it.
-func (p *Parker) take(token uint64) (parkedCopy, bool) {
+func (p *Parker) take(token uint64) (parkSlot, bool) {
+	i, gen := uint32(token), uint32(token>>32)
 	p.mu.Lock()
-	w, ok := p.waiting[token]
+	var w parkSlot
+	ok := int(i) < len(p.slots) && p.slots[i].c != nil && p.slots[i].gen == gen
 	if ok {
-		delete(p.waiting, token)
+		w = p.slots[i]
+		p.release(i)
 	}
 	p.mu.Unlock()
 	if ok {
@@ -140,13 +153,40 @@ func (p *Parker) take(token uint64) (parkedCopy, bool) {
 	return w, ok
 }
 
+// fill puts direction dir of c in a free slot and returns its token;
+// p.mu is held.
+func (p *Parker) fill(c *Channel, dir plugins.Direction) uint64 {
+	var i uint32
+	if n := len(p.free); n > 0 {
+		i = p.free[n-1]
+		p.free = p.free[:n-1]
+	} else {
+		i = uint32(len(p.slots))
+		p.slots = append(p.slots, parkSlot{})
+	}
+	w := &p.slots[i]
+	w.gen++
+	if w.gen == 0 {
+		w.gen = 1 // 0 is the token of a copy never parked
+	}
+	w.c, w.dir = c, dir
+	token := uint64(w.gen)<<32 | uint64(i)
+	c.parkToken[dir] = token
+	return token
+}
+
+// release empties slot i; p.mu is held.
+func (p *Parker) release(i uint32) {
+	p.slots[i].c = nil
+	p.free = append(p.free, i)
+}
+
 // park registers the copy's source socket. It returns false when the copy
 // must carry on in its goroutine: the channel is ending, or the socket
 // could not be registered.
 func (p *Parker) park(c *Channel, dir plugins.Direction, src syscall.RawConn) bool {
-	token := c.parkID<<1 | uint64(dir)
 	p.mu.Lock()
-	p.waiting[token] = parkedCopy{c, dir}
+	token := p.fill(c, dir)
 	p.mu.Unlock()
 	p.parked.Add(1)
 	ev := unix.EpollEvent{
@@ -189,7 +229,10 @@ func (p *Parker) park(c *Channel, dir plugins.Direction, src syscall.RawConn) bo
 // unpark resumes a parked direction of c at once, so an ending channel's
 // copies see their closed sockets and finish.
 func (p *Parker) unpark(c *Channel, dir plugins.Direction) {
-	if w, ok := p.take(c.parkID<<1 | uint64(dir)); ok {
+	p.mu.Lock()
+	token := c.parkToken[dir]
+	p.mu.Unlock()
+	if w, ok := p.take(token); ok {
 		go w.c.resume(w.dir)
 	}
 }

@@ -168,3 +168,49 @@ func TestParkerManyChannels(t *testing.T) {
 	}
 	waitParked(t, p, 0)
 }
+
+// TestParkerSlots: a token wakes the copy it was given for, once; a
+// slot filled again gets a token of its own, so the event of a copy
+// taken since (a stale one) misses its successor; a channel that never
+// parked has no copy to take.
+func TestParkerSlots(t *testing.T) {
+	p := &Parker{}
+	a, b := &Channel{}, &Channel{}
+	take := func(token uint64, want *Channel) {
+		t.Helper()
+		w, ok := p.take(token)
+		switch {
+		case want == nil && ok:
+			t.Fatalf("token %#x took a copy of %p, want none", token, w.c)
+		case want != nil && (!ok || w.c != want):
+			t.Fatalf("token %#x took %p (%v), want %p", token, w.c, ok, want)
+		}
+	}
+	p.mu.Lock()
+	ta := p.fill(a, plugins.Up)
+	p.mu.Unlock()
+	if got := a.parkToken[plugins.Up]; got != ta {
+		t.Fatalf("channel's token %#x, want %#x", got, ta)
+	}
+	take(b.parkToken[plugins.Down], nil) // never parked
+	take(ta, a)
+	take(ta, nil) // taken already
+	p.mu.Lock()
+	tb := p.fill(b, plugins.Down)
+	p.mu.Unlock()
+	if uint32(tb) != uint32(ta) || tb == ta {
+		t.Fatalf("tokens %#x then %#x: want the slot reused with another gen", ta, tb)
+	}
+	take(ta, nil) // stale: the slot is b's now
+	take(tb, b)
+	p.mu.Lock()
+	p.slots[0].gen = ^uint32(0)
+	tc := p.fill(a, plugins.Down)
+	p.mu.Unlock()
+	if tc>>32 == 0 {
+		t.Fatalf("token %#x: gen wrapped to 0, the token of a copy never parked", tc)
+	}
+	if len(p.slots) != 1 {
+		t.Fatalf("%d slots for one parked copy at a time, want 1", len(p.slots))
+	}
+}

@@ -4,7 +4,6 @@ package relay
 
 import (
 	"errors"
-	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -13,8 +12,7 @@ import (
 
 // Parker is Linux only; elsewhere idle copies keep their goroutines.
 type Parker struct {
-	After  time.Duration
-	nextID atomic.Uint64
+	After time.Duration
 }
 
 // DefaultParkAfter is the wait before an idle copy parks.
