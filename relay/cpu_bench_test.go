@@ -25,23 +25,26 @@ import (
 // system) is the channels', the runtime's and the kernel's work on their
 // behalf. It reports cpu-s/GB, the figure scripts/bench.sh compares, for
 // the spliced fast path and the hooked copy (a no-op OnRead and OnWrite,
-// which turns splice off), each way, with 1 and 8 streams. One op is one
-// MiB across all streams; give it a count:
+// which turns splice off; with the default buffer_size, and with 512 KiB
+// reads, what a larger chunk would save), each way, with 1 and 8
+// streams. One op is one MiB across all streams; give it a count:
 //
 //	go test -run '^$' -bench RelayCPU -benchtime 2048x ./relay/
 //
 // Wall-clock MB/s depends on the peer process sharing the machine; the
 // CPU figure and the ratio of hooked to fast do not.
 func BenchmarkRelayCPU(b *testing.B) {
+	hook := []plugins.Plugin{passthrough{}}
 	for _, path := range []struct {
 		name string
 		ps   []plugins.Plugin
-	}{{"fast", nil}, {"hooked", []plugins.Plugin{passthrough{}}}} {
+		buf  int // read size of the hooked copy; 0: DefaultBufferSize
+	}{{"fast", nil, 0}, {"hooked", hook, 0}, {"hooked-512KiB", hook, 512 << 10}} {
 		for _, dir := range []string{"up", "down"} {
 			for _, streams := range []int{1, 8} {
 				name := fmt.Sprintf("%s/%s/streams=%d", path.name, dir, streams)
 				b.Run(name, func(b *testing.B) {
-					runRelayCPU(b, plugins.NewChain(path.ps), dir, streams)
+					runRelayCPU(b, plugins.NewChain(path.ps), NewBufferPool(path.buf), dir, streams)
 				})
 			}
 		}
@@ -53,7 +56,7 @@ func (passthrough) OnWrite(_ *plugins.Session, p []byte) ([]byte, error) { retur
 
 const benchOp = 1 << 20 // bytes per op
 
-func runRelayCPU(b *testing.B, chain *plugins.Chain, dir string, streams int) {
+func runRelayCPU(b *testing.B, chain *plugins.Chain, bufs *BufferPool, dir string, streams int) {
 	front, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -84,7 +87,7 @@ func runRelayCPU(b *testing.B, chain *plugins.Chain, dir string, streams int) {
 		b.Fatal(err)
 	}
 	targetFile.Close()
-	relayStreams(b, front, target, chain, streams)
+	relayStreams(b, front, target, chain, bufs, streams)
 	cpu := processCPU(b) - cpu0
 	b.StopTimer()
 	if err := peer.Wait(); err != nil {
@@ -98,7 +101,7 @@ func runRelayCPU(b *testing.B, chain *plugins.Chain, dir string, streams int) {
 
 // relayStreams accepts streams clients on front, joins each to the
 // peer's target through a Channel, and returns when all have ended.
-func relayStreams(b *testing.B, front net.Listener, target string, chain *plugins.Chain, streams int) {
+func relayStreams(b *testing.B, front net.Listener, target string, chain *plugins.Chain, bufs *BufferPool, streams int) {
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	front.(*net.TCPListener).SetDeadline(time.Now().Add(30 * time.Second))
@@ -114,7 +117,7 @@ func relayStreams(b *testing.B, front net.Listener, target string, chain *plugin
 			b.Error(err)
 			return
 		}
-		ch := &Channel{Client: c, Upstream: up, Session: &plugins.Session{}, Chain: chain}
+		ch := &Channel{Client: c, Upstream: up, Session: &plugins.Session{}, Chain: chain, Buffers: bufs}
 		wg.Go(func() { ch.Run(context.Background()) })
 	}
 }
