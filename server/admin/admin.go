@@ -83,6 +83,8 @@ type Admin struct {
 	dials      *prometheus.HistogramVec
 	bytes      *prometheus.CounterVec
 	closed     *prometheus.CounterVec
+	// closedBy caches closed's counter of each reason (see closedCounter).
+	closedBy   [256]atomic.Pointer[prometheus.Counter]
 	rejections *prometheus.CounterVec
 	reloads    *prometheus.CounterVec
 	bytesUp    prometheus.Counter
