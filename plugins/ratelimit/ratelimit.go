@@ -60,6 +60,7 @@ import (
 	"ferry/plugins"
 	"ferry/plugins/pkg/throttle"
 	"ferry/plugins/pkg/units"
+	"ferry/state"
 )
 
 func init() {
@@ -150,6 +151,8 @@ type Plugin struct {
 	// replace it, with now, by a fake clock.
 	sleep func(context.Context, time.Duration) error
 	warn  throttle.Gate
+	// st is the fleet's store when [state] is shared (see shared.go).
+	st *state.Store
 }
 
 var (
@@ -182,6 +185,9 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		return nil, err
 	}
 	p.log = env.Log
+	if err := p.shareFrom(env); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -376,6 +382,7 @@ func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
 		up, down = appendLimiter(up, st.user.up), appendLimiter(down, st.user.down)
 	}
 	st.up, st.down = newFlow(up), newFlow(down)
+	st.addShared()
 	s.SetValue(key, st)
 	return nil
 }
