@@ -17,7 +17,10 @@
 // refused. Counters live in the instance, so listeners that share it share
 // the limits, and a counter that drops to zero is deleted. A reload that
 // keeps the instance's name carries the counters over, whether its limits
-// changed or not (see CarryFrom).
+// changed or not (see CarryFrom). When [state] is Redis the counts are
+// leases there instead, shared by every ferry of a fleet (see shared.go
+// and state.Store.Lease); the in-process table then only serves
+// fail_open while Redis fails.
 //
 // The package does not limit connections per listener (max_connections
 // does), does not group IPv6 clients by prefix, and, since every plain

@@ -24,7 +24,9 @@
 // once no channel uses them and they have refilled, so the tables stay as
 // small as the set of recently active clients and users. A reload that
 // keeps the instance's name and settings carries the shared tables over
-// (see CarryFrom); one that changes them starts afresh.
+// (see CarryFrom); one that changes them starts afresh. When [state] is
+// Redis, client and user buckets also draw on buckets shared by the
+// fleet (see shared.go).
 //
 // A wait ends as soon as the channel ends: it sleeps on a timer and on
 // the channel's context (Session.Context), which the relay cancels when
