@@ -482,23 +482,9 @@ EOF
 # core, without persistence.
 quota_conf() { # FILE PORT STATE_KEYS
 	cat >"$1" <<EOF
-[log]
-level = "warn"
-format = "json"
-
-[defaults]
-idle_timeout = "10m"
-drain_timeout = "1s"
-
-[limits]
-max_connections = 0
-
-[[listener]]
-name = "quota"
-listen = "127.0.0.1:$2"
-protocols = ["http", "socks5"]
-plugins = ["quota"]
-max_connections = 0
+log = { level = "warn" }
+defaults = { drain_timeout = "1s" }
+listener = [{ name = "quota", listen = "127.0.0.1:$2", plugins = ["quota"], max_connections = 0 }]
 
 [[plugin]]
 name = "quota"

@@ -188,30 +188,42 @@ func (s *Store) refresh() {
 	s.every(ttl/3, nil, func() { s.refreshLeases(ttl) })
 }
 
-// refreshLeases extends the live leases by ttl.
+// refreshLeases extends the live leases by ttl. A lease released while
+// its refresh was on the way may have been added back after its
+// release's ZREM: it is removed again, so that no slot outlives its
+// channel by a lease time.
 func (s *Store) refreshLeases(ttl time.Duration) {
 	lr, _ := s.leaser()
-	refs := s.liveLeases()
-	for len(refs) > 0 {
-		n := min(len(refs), maxBatch)
+	ls := s.liveLeases()
+	for len(ls) > 0 {
+		n := min(len(ls), maxBatch)
+		refs := make([]LeaseRef, n)
+		for i, l := range ls[:n] {
+			refs[i] = l.ref
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
-		err := lr.Refresh(ctx, refs[:n], ttl)
+		err := lr.Refresh(ctx, refs, ttl)
+		for _, l := range ls[:n] {
+			if err == nil && l.released.Load() {
+				_ = lr.Release(ctx, l.ref.Key, l.ref.Member)
+			}
+		}
 		cancel()
 		if err != nil {
 			s.failed(fmt.Errorf("refresh %d leases: %w", n, err))
 			return
 		}
 		s.recovered()
-		refs = refs[n:]
+		ls = ls[n:]
 	}
 }
 
-func (s *Store) liveLeases() []LeaseRef {
+func (s *Store) liveLeases() []*Lease {
 	s.leases.mu.Lock()
 	defer s.leases.mu.Unlock()
-	out := make([]LeaseRef, 0, len(s.leases.live))
+	out := make([]*Lease, 0, len(s.leases.live))
 	for l := range s.leases.live {
-		out = append(out, l.ref)
+		out = append(out, l)
 	}
 	return out
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -65,7 +66,7 @@ func dialUntil(t *testing.T, proxy, target string, within time.Duration) time.Du
 
 // TestFleetConnlimit: two ferrys on one Redis hold per_client = 10
 // together: five tunnels through each, and the eleventh is refused by
-// either. Once one ferry is killed (SIGKILL: it releases nothing), its
+// either, also after a reload. Once one ferry is killed (SIGKILL: it releases nothing), its
 // five slots free within the lease time, and not the others'.
 func TestFleetConnlimit(t *testing.T) {
 	t.Parallel()
@@ -81,6 +82,12 @@ func TestFleetConnlimit(t *testing.T) {
 		}
 	}
 	f2.waitLine(t, "connection limit reached", nil)
+	// A reload keeps the store, and the open channels' leases with it.
+	f2.send(t, syscall.SIGHUP)
+	f2.waitLine(t, "configuration reloaded", nil)
+	if got := ask(t, f2.addr, target.Addr, askCONNECT); got != "403" {
+		t.Errorf("eleventh tunnel after a reload: got %s, want 403", got)
+	}
 
 	if err := f1.cmd.Process.Kill(); err != nil {
 		t.Fatal(err)
