@@ -58,14 +58,17 @@ type Lease struct {
 }
 
 // leases are a Store's live leases (refreshed) and, for a backend without
-// Leaser or a fail_open admission, the process-local counts.
+// Leaser, the process-local counts.
 type leases struct {
 	mu    sync.Mutex
 	live  map[*Lease]struct{}
 	local map[string]int
 	seq   atomic.Uint64
 	id    string // this process's part of every member
-	once  sync.Once
+	// failedAt is when the backend last failed an Acquire (Unix ns; 0:
+	// it answered since).
+	failedAt atomic.Int64
+	once     sync.Once
 }
 
 // newInstanceID is a random name for this process's lease members: two
@@ -79,9 +82,10 @@ func newInstanceID() string {
 // Lease takes a slot of subject's set in scope when fewer than limit are
 // held, across every process that shares the backend when it is a
 // Leaser, else in this process. It returns ErrLimit when the set is full.
-// When the backend fails it returns the error wrapped, after noting it
-// (a warning at most once a second, the errors metric); the caller
-// applies OnError, and may then call LocalLease to count in this process.
+// When the backend fails it returns an error wrapping ErrUnavailable,
+// after noting it (a warning at most once a second, the errors metric),
+// and for a second after that fails at once without asking the backend;
+// the caller applies OnError, and may count in this process meanwhile.
 func (s *Store) Lease(ctx context.Context, scope, subject string, limit int) (*Lease, error) {
 	l := &Lease{st: s, ref: LeaseRef{Key: leaseKey(scope, subject),
 		Member: s.leases.id + ":" + strconv.FormatUint(s.leases.seq.Add(1), 10)}}
@@ -89,13 +93,23 @@ func (s *Store) Lease(ctx context.Context, scope, subject string, limit int) (*L
 	if !ok {
 		return s.localLease(l, limit)
 	}
+	if t := s.leases.failedAt.Load(); t != 0 && time.Since(time.Unix(0, t)) < retryAfter {
+		// A Redis that does not answer must not hold every new channel
+		// for Timeout: one try a second, the others fail at once.
+		return nil, fmt.Errorf("lease %s/%s: %w", scope, subject, ErrUnavailable)
+	}
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.Timeout)
 	defer cancel()
 	got, n, err := lr.Acquire(ctx, l.ref.Key, l.ref.Member, limit, s.leaseTime())
 	if err != nil {
+		if errors.Is(ctx.Err(), context.Canceled) {
+			return nil, fmt.Errorf("lease %s/%s: %w", scope, subject, err) // the caller gave up, not the backend
+		}
+		s.leases.failedAt.Store(time.Now().UnixNano())
 		s.failed(fmt.Errorf("lease %s: %w", l.ref.Key, err))
-		return nil, fmt.Errorf("lease %s/%s: %w", scope, subject, err)
+		return nil, fmt.Errorf("lease %s/%s: %w: %w", scope, subject, ErrUnavailable, err)
 	}
+	s.leases.failedAt.Store(0)
 	s.recovered()
 	if !got {
 		return nil, fmt.Errorf("%w (%d held)", ErrLimit, n)
@@ -107,20 +121,13 @@ func (s *Store) Lease(ctx context.Context, scope, subject string, limit int) (*L
 	return l, nil
 }
 
-// LocalLease counts a slot in this process only, without a limit: what
-// a fail_open caller holds while the backend fails.
-func (s *Store) LocalLease(scope, subject string) *Lease {
-	l, _ := s.localLease(&Lease{st: s, ref: LeaseRef{Key: leaseKey(scope, subject)}}, 0)
-	return l
-}
-
-// localLease counts l in the process-local table; limit 0: no limit.
+// localLease counts l in the process-local table.
 func (s *Store) localLease(l *Lease, limit int) (*Lease, error) {
 	l.local = true
 	s.leases.mu.Lock()
 	defer s.leases.mu.Unlock()
 	n := s.leases.local[l.ref.Key]
-	if limit > 0 && n >= limit {
+	if n >= limit {
 		return nil, fmt.Errorf("%w (%d held)", ErrLimit, n)
 	}
 	s.leases.local[l.ref.Key] = n + 1

@@ -94,8 +94,12 @@ func TestLeaseRedisDown(t *testing.T) {
 	if err == nil || errors.Is(err, ErrLimit) {
 		t.Fatalf("redis down: got %v, want a backend error", err)
 	}
-	if b.Errors() == 0 || b.Healthy() {
-		t.Fatalf("redis down: errors %d healthy %v", b.Errors(), b.Healthy())
+	if b.Errors() == 0 || b.Healthy() || !errors.Is(err, ErrUnavailable) {
+		t.Fatalf("redis down: %v, errors %d healthy %v", err, b.Errors(), b.Healthy())
+	}
+	start := time.Now()
+	if _, err := b.Lease(ctx, "s", "x", 1); !errors.Is(err, ErrUnavailable) || time.Since(start) > 100*time.Millisecond {
+		t.Fatalf("second lease while down: %v after %v, want ErrUnavailable at once", err, time.Since(start))
 	}
 	r.Start()
 	if _, err = leaseUntil(b, "s", "x", 1, 3*time.Second, isLimit); !errors.Is(err, ErrLimit) {
@@ -116,7 +120,10 @@ func TestLeaseLocal(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			l2 := st.LocalLease("s", "x") // no limit
+			l2, err := st.Lease(context.Background(), "s", "x", 2)
+			if err != nil {
+				t.Fatal(err)
+			}
 			if _, err := st.Lease(context.Background(), "s", "x", 2); !errors.Is(err, ErrLimit) {
 				t.Fatalf("third: %v, want ErrLimit", err)
 			}

@@ -34,8 +34,8 @@ const (
 	retryAfter = time.Second
 )
 
-// ErrUnavailable is returned by Bucket.Take while the backend fails; the
-// caller applies OnError.
+// ErrUnavailable is returned (wrapped) by Bucket.Take and Store.Lease
+// while the backend fails; the caller applies OnError.
 var ErrUnavailable = errors.New("state: shared bucket unavailable")
 
 // Bucket is a token bucket shared by every process on the backend. Take
