@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
 )
 
 // Redis is the shared backend: each counter a Redis string, added to
@@ -30,6 +31,11 @@ const redisTimeout = 2 * time.Second
 // master's). It does not connect yet: the first call does, so a Redis
 // that is down at start is a failure like any other (OnError).
 func OpenRedis(rawURL string) (*Redis, error) {
+	// go-redis prints each failed dial to stderr, unthrottled and not in
+	// ferry's log format: a Redis that is down would flood the log with
+	// a line per call. The Store reports failures itself, at most once
+	// a second (see Store.failed), so the library's own lines go.
+	redis.SetLogger(&logging.VoidLogger{})
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse redis url: %w", err)

@@ -3,6 +3,7 @@ package test
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"syscall"
 	"testing"
@@ -129,6 +130,11 @@ func TestFleetStoreDown(t *testing.T) {
 	openTunnels(t, open.addr, target.Addr, 1)
 	if got := ask(t, closed.addr, target.Addr, askCONNECT); got != "403" {
 		t.Errorf("Redis back: third tunnel got %s, want 403 (the limit shared again)", got)
+	}
+	for _, f := range []*proc{open, closed} {
+		if out := f.stderr.String(); strings.Contains(out, "redis: ") {
+			t.Errorf("the Redis client's own lines in ferry's log, want only ferry's throttled warning:\n%s", out)
+		}
 	}
 }
 
