@@ -16,8 +16,10 @@ import (
 )
 
 // State configures the store of the counters that quotas keep: usage per
-// user, group or client address. ferry opens it only when a plugin uses
-// it. A reload that keeps dir (or url) keeps the open store.
+// user, group or client address; with URL (Redis) also connlimit's
+// leases and ratelimit's shared buckets, so that a fleet shares them.
+// ferry opens it only when a plugin uses it. A reload that keeps dir (or
+// url) keeps the open store.
 type State struct {
 	// Dir is the directory of the embedded store's file (ferry.db),
 	// relative to the configuration file's directory. Default "state"
