@@ -36,7 +36,7 @@ const (
 
 // ErrUnavailable is returned (wrapped) by Bucket.Take and Store.Lease
 // while the backend fails; the caller applies OnError.
-var ErrUnavailable = errors.New("state: shared bucket unavailable")
+var ErrUnavailable = errors.New("state: shared store unavailable")
 
 // Bucket is a token bucket shared by every process on the backend. Take
 // asks the backend only when the tokens taken last are spent, for a

@@ -18,17 +18,26 @@ func (p *Plugin) count(ctx context.Context, c *counted) error {
 		return p.take(*c)
 	}
 	err := p.lease(ctx, c)
+	var full fullError
 	switch {
 	case err == nil:
 		c.shared = true
 		return nil
-	case errors.Is(err, state.ErrLimit):
+	case errors.As(err, &full):
 		return err
 	case p.st.OnError() == state.FailClosed:
-		return fmt.Errorf("connection limits cannot be checked (fail_closed): %w", err)
+		// The client sees this: the store's error, which names Redis's
+		// address, is in the store's own warning instead.
+		return errors.New("connection limits cannot be checked now (state store unavailable, fail_closed)")
 	}
 	return p.take(*c)
 }
+
+// fullError is a refusal because a scope is at its limit across the
+// fleet; its message is for the client.
+type fullError struct{ msg string }
+
+func (e fullError) Error() string { return e.msg }
 
 // lease takes a lease in each scope of c, or in none: one refused (or
 // failing) gives back those taken before it.
@@ -50,7 +59,7 @@ func (p *Plugin) lease(ctx context.Context, c *counted) error {
 			releaseAll(c.leases)
 			c.leases = nil
 			if errors.Is(err, state.ErrLimit) {
-				return fmt.Errorf("%s %s has %d channels open across the fleet, the limit: %w", sc.name, sc.subject, sc.limit, err)
+				return fullError{fmt.Sprintf("%s %s has %d channels open across the fleet, the limit", sc.name, sc.subject, sc.limit)}
 			}
 			return err
 		}

@@ -74,8 +74,12 @@ func TestShared(t *testing.T) {
 			}
 			r.Stop()
 			for i, want := range tt.down {
-				if _, err := connect(ps[0], "10.0.0.9:1", ""); (err == nil) != want {
+				_, err := connect(ps[0], "10.0.0.9:1", "")
+				if (err == nil) != want {
 					t.Errorf("Redis down, channel %d: %v, want admitted %v", i+1, err, want)
+				}
+				if err != nil && strings.Contains(err.Error(), r.Addr) {
+					t.Errorf("Redis down: the client would read Redis's address: %v", err)
 				}
 			}
 		})
