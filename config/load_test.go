@@ -39,7 +39,7 @@ func TestParseValid(t *testing.T) {
 					Listeners: []Listener{{Name: "listener-0", Listen: "127.0.0.1:8080", Protocols: []string{"http", "socks5", "socks4"},
 						ProxyProtocol: "off", SendProxyProtocol: "off", MaxConnections: ptr(10000)}},
 					Limits: Limits{MaxClientHandshakes: ptr(64), MaxHeaderBytes: 64 * units.KiB, MaxHeaders: 100, MaxResponseHeaderBytes: 64 * units.KiB, MaxBufferedBodyBytes: 8 * units.MiB},
-					State:  State{OnError: "fail_open", FlushInterval: Duration(time.Second)},
+					State:  State{OnError: "fail_open", FlushInterval: Duration(time.Second), Lease: Duration(DefaultLease)},
 				}
 				want.idx = c.idx // positions, for Where
 				if !reflect.DeepEqual(*c, want) {

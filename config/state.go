@@ -16,8 +16,10 @@ import (
 )
 
 // State configures the store of the counters that quotas keep: usage per
-// user, group or client address. ferry opens it only when a plugin uses
-// it. A reload that keeps dir (or url) keeps the open store.
+// user, group or client address; with URL (Redis) also connlimit's
+// leases and ratelimit's shared buckets, so that a fleet shares them.
+// ferry opens it only when a plugin uses it. A reload that keeps dir (or
+// url) keeps the open store.
 type State struct {
 	// Dir is the directory of the embedded store's file (ferry.db),
 	// relative to the configuration file's directory. Default "state"
@@ -38,6 +40,11 @@ type State struct {
 	// store, and how often a shared store's counts are read again: what
 	// one instance may overshoot by. Default 1s; 100ms to 1m.
 	FlushInterval Duration `toml:"flush_interval"`
+	// Lease is how long a connlimit slot held through a shared store
+	// (Redis) lives unless its ferry refreshes it, which it does every
+	// third of it: how long the slots of a ferry that died stay taken.
+	// Default 15s; 3s to 10m.
+	Lease Duration `toml:"lease"`
 }
 
 // Defaults and bounds of [state].
@@ -47,6 +54,9 @@ const (
 	DefaultFlushInterval = time.Second
 	MinFlushInterval     = 100 * time.Millisecond
 	MaxFlushInterval     = time.Minute
+	DefaultLease         = 15 * time.Second
+	MinLease             = 3 * time.Second
+	MaxLease             = 10 * time.Minute
 )
 
 // StateDir is the embedded store's directory, resolved: absolute, or
@@ -76,6 +86,9 @@ func (l *loader) stateDefaults(st *State) {
 	if !l.x.has("state.flush_interval") {
 		st.FlushInterval = Duration(DefaultFlushInterval)
 	}
+	if !l.x.has("state.lease") {
+		st.Lease = Duration(DefaultLease)
+	}
 }
 
 // state checks [state], its defaults applied.
@@ -84,6 +97,9 @@ func (l *loader) state(c *Config) {
 	l.oneOf("state.on_error", st.OnError, "fail_open", "fail_closed")
 	if d := st.FlushInterval.D(); d < MinFlushInterval || d > MaxFlushInterval {
 		l.errorf("state.flush_interval", "must be between %v and %v, got %v", MinFlushInterval, MaxFlushInterval, d)
+	}
+	if d := st.Lease.D(); d < MinLease || d > MaxLease {
+		l.errorf("state.lease", "must be between %v and %v, got %v", MinLease, MaxLease, d)
 	}
 	if st.URL != "" {
 		if st.Dir != "" {

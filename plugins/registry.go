@@ -46,8 +46,12 @@ type Env struct {
 	// opening it the first time a plugin asks (see package state); nil
 	// when there is none to give, as in some tests. Call it from the
 	// factory: a failure is a configuration error.
-	State  func() (*state.Store, error)
-	decode func(v any) error
+	State func() (*state.Store, error)
+	// StateShared says [state] names a store shared by a fleet (Redis),
+	// known without opening it: connlimit and ratelimit then count
+	// through State, and otherwise keep to the process.
+	StateShared bool
+	decode      func(v any) error
 }
 
 // Path resolves a path from the plugin's settings: absolute paths and

@@ -87,7 +87,7 @@
 #   MITM_CONNS     mitm: HTTP/1.1 connections, HTTP/2 workers        (16)
 #   MITM_DURATION  mitm: run per proxy, protocol and object size     (5s / 2s)
 #   PEERS        peers to run: haproxy tinyproxy squid dante microsocks gost glider
-#   FERRY        ferry setups to run: connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http
+#   FERRY        ferry setups to run: connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http quota-connect quota-redis-connect
 #   MODES        modes to run: idle connrate pingpong throughput http udp mitm
 #   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5 tls-h2
 #   UDP_WINDOW   udp: datagrams in flight through the association    (32)
@@ -96,7 +96,7 @@
 #                the go command refuses the tag v3.2.6, give the tag's
 #                commit (a pseudo-version) instead
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
-#   PORT_BASE    first of 22 loopback ports used (24100)
+#   PORT_BASE    first of 25 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
 #   KEEP=1       keep the work directory (configs, logs, results.jsonl)
 set -euo pipefail
@@ -127,7 +127,7 @@ HTTP_DURATION=${HTTP_DURATION:-$d_http}
 HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks gost glider}
-FERRY=${FERRY:-connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http}
+FERRY=${FERRY:-connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http quota-connect quota-redis-connect}
 MODES=${MODES:-idle connrate pingpong throughput http udp mitm}
 FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5 tls-h2} # empty: none
 UDP_WINDOW=${UDP_WINDOW:-32}
@@ -180,6 +180,8 @@ for p in $PEERS; do
 done
 # The plain HTTP origin.
 if selected http mitm; then needed+=(nginx-light); fi
+# The Redis of the quota-redis setups.
+case " $FERRY " in *" quota-redis-"*) needed+=(redis-server) ;; esac
 for p in "${needed[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
 done
@@ -266,9 +268,16 @@ stop_origin() {
 	stop_group "$origin_pid" 50
 	origin_pid=""
 }
+redis_pid=""
+stop_redis() {
+	[ -n "$redis_pid" ] || return 0
+	stop_group "$redis_pid" 50
+	redis_pid=""
+}
 cleanup() {
 	stop_proxy
 	stop_origin
+	stop_redis
 	if [ "${KEEP:-0}" = 1 ]; then log "work directory kept: $work"; else rm -rf "$work"; fi
 }
 trap cleanup EXIT
@@ -277,7 +286,7 @@ trap 'exit 130' INT TERM
 port() { echo $((PORT_BASE + $1)); }
 target=127.0.0.1:$(port 0)
 origin=127.0.0.1:$(port 12)
-for i in $(seq 0 21); do
+for i in $(seq 0 24); do
 	if ss -Hltn "sport = :$(port "$i")" 2>/dev/null | grep -q .; then
 		die "port $(port "$i") is in use; set PORT_BASE"
 	fi
@@ -465,6 +474,34 @@ replace = "-"
 EOF
 "$work/ferry" check -c "$work/ferry.toml" >/dev/null
 
+# The quota setups (issue 20's cost): a listener with only the quota
+# plugin, a budget per client address never reached, counting both ways;
+# against nolog-connect, the same listener without the plugin. Each has
+# a file of its own, since [state] is one per process: the embedded
+# store (bbolt in $work/state) and a Redis on loopback, on the tool's
+# core, without persistence.
+quota_conf() { # FILE PORT STATE_KEYS
+	cat >"$1" <<EOF
+log = { level = "warn" }
+defaults = { drain_timeout = "1s" }
+listener = [{ name = "quota", listen = "127.0.0.1:$2", plugins = ["quota"], max_connections = 0 }]
+
+[[plugin]]
+name = "quota"
+[[plugin.limit]]
+name = "daily"
+per = "client"
+bytes = "1000TiB"
+period = "day"
+
+[state]
+$3
+EOF
+	"$work/ferry" check -c "$1" >/dev/null
+}
+quota_conf "$work/ferry-quota.toml" "$(port 22)" "dir = \"$work/state\""
+quota_conf "$work/ferry-quota-redis.toml" "$(port 23)" "url = \"redis://127.0.0.1:$(port 24)/0\""
+
 # record_setup NAME CONF CMD...: keeps how a proxy ran for the report
 # (the command, the configuration file CONF if any), once per CONF (or
 # command), the work directory shown as $WORK.
@@ -551,8 +588,13 @@ run_pass() {
 }
 
 run_ferry() {
-	local setup=$1 variant="" proto addr modes="idle connrate pingpong throughput"
+	local setup=$1 variant="" proto addr modes="idle connrate pingpong throughput" conf=ferry.toml
 	case $setup in
+	quota-connect) variant=quota proto=connect addr=127.0.0.1:$(port 22) modes="connrate throughput" conf=ferry-quota.toml ;;
+	quota-redis-connect)
+		variant=quota-redis proto=connect addr=127.0.0.1:$(port 23) modes="connrate throughput" conf=ferry-quota-redis.toml
+		start_redis || return 0
+		;;
 	connect | socks5) proto=$setup addr=127.0.0.1:$(port 1) ;;
 	nolog-connect | nolog-socks5) variant=nolog proto=${setup#nolog-} addr=127.0.0.1:$(port 10) modes="idle connrate throughput" ;;
 	nolog-tcp) variant=nolog proto=tcp addr=127.0.0.1:$(port 17) modes="idle connrate throughput" ;;
@@ -570,7 +612,28 @@ run_ferry() {
 	if [ "$setup" = socks5 ]; then
 		modes+=" udp" # SOCKS5 UDP ASSOCIATE through the same listener
 	fi
-	run_setup ferry "$variant" "$proto" "$addr" "$modes" "" "$work/ferry" run -c "$work/ferry.toml"
+	[ "$conf" = ferry.toml ] || record_setup "ferry+$variant" "$work/$conf" "$work/ferry" run -c "$work/$conf"
+	run_setup ferry "$variant" "$proto" "$addr" "$modes" "" "$work/ferry" run -c "$work/$conf"
+}
+
+# start_redis starts the quota-redis setups' Redis, once, on the tool's
+# core: its CPU is not the proxy's, as a fleet's Redis runs elsewhere.
+start_redis() {
+	[ -z "$redis_pid" ] || return 0
+	if ! command -v redis-server >/dev/null; then
+		notes+=("redis-server not installed (apt-get install redis-server): quota-redis not measured")
+		return 1
+	fi
+	setsid taskset -c "$TOOL_CPU" redis-server --bind 127.0.0.1 --port "$(port 24)" --save "" --appendonly no \
+		--protected-mode no --loglevel warning >"$work/redis.out" 2>&1 &
+	redis_pid=$!
+	local i
+	for i in $(seq 100); do
+		redis-cli -p "$(port 24)" ping 2>/dev/null | grep -q PONG && return 0
+		sleep 0.05
+	done
+	notes+=("redis-server did not answer on port $(port 24): quota-redis not measured")
+	return 1
 }
 
 # The peers' configurations, each tuned for speed as its users would:

@@ -169,6 +169,7 @@ func buildPlugins(cfg *config.Config, log zerolog.Logger, svcs *plugins.Services
 		env := plugins.NewEnv(pc.Name, log.With().Str("plugin", pc.Name).Logger(), svcs, pc.Decode)
 		env.ConfigDir = configDir(cfg.File)
 		env.State = st
+		env.StateShared = cfg.State.URL != ""
 		env.Upstreams = upstreamNames
 		p, err := reg.New(env)
 		if err != nil {

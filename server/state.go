@@ -75,6 +75,7 @@ func (k *stores) acquire(cfg *config.Config) (*heldStore, func(), error) {
 	if !ok {
 		name := redactedLocation(cfg)
 		st := state.New(state.Config{OnError: onErr, FlushEvery: cfg.State.FlushInterval.D(),
+			LeaseTime: cfg.State.Lease.D(), Shared: cfg.State.URL != "",
 			Log: k.log.With().Str("state", name).Logger()})
 		h = &heldStore{st: st, name: name}
 		k.open[loc] = h

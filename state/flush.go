@@ -12,18 +12,26 @@ import (
 // until Close.
 func (s *Store) run() {
 	defer close(s.done)
-	t := time.NewTicker(s.cfg.FlushEvery)
+	s.every(s.cfg.FlushEvery, s.kick, func() {
+		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
+		defer cancel()
+		s.flush(ctx)
+	})
+}
+
+// every runs fn every d, and whenever kick (nil: never) has a value,
+// until Close.
+func (s *Store) every(d time.Duration, kick <-chan struct{}, fn func()) {
+	t := time.NewTicker(d)
 	defer t.Stop()
 	for {
 		select {
 		case <-s.stop:
 			return
 		case <-t.C:
-		case <-s.kick:
+		case <-kick:
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), s.cfg.Timeout)
-		s.flush(ctx)
-		cancel()
+		fn()
 	}
 }
 

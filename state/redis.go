@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/redis/go-redis/v9/logging"
 )
 
 // Redis is the shared backend: each counter a Redis string, added to
@@ -30,6 +31,11 @@ const redisTimeout = 2 * time.Second
 // master's). It does not connect yet: the first call does, so a Redis
 // that is down at start is a failure like any other (OnError).
 func OpenRedis(rawURL string) (*Redis, error) {
+	// go-redis prints each failed dial to stderr, unthrottled and not in
+	// ferry's log format: a Redis that is down would flood the log with
+	// a line per call. The Store reports failures itself, at most once
+	// a second (see Store.failed), so the library's own lines go.
+	redis.SetLogger(&logging.VoidLogger{})
 	u, err := url.Parse(rawURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse redis url: %w", err)
@@ -212,4 +218,106 @@ func (r *Redis) Close() error {
 		return err
 	}
 	return nil
+}
+
+var _ Leaser = (*Redis)(nil)
+
+// acquireScript drops the expired members of a lease set (score: expiry
+// in Unix milliseconds, of Redis's clock, so that the clocks of the
+// ferrys do not matter), counts the rest and adds the member when under
+// the limit, all at once: Redis runs a script atomically, so two ferrys
+// cannot both take the last slot. The set itself expires with its
+// longest lease. KEYS[1] the set; ARGV: member, limit, ttl ms.
+var acquireScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+local n = redis.call('ZCARD', KEYS[1])
+if n >= tonumber(ARGV[2]) then return {0, n} end
+local ttl = tonumber(ARGV[3])
+redis.call('ZADD', KEYS[1], now + ttl, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ttl)
+return {1, n + 1}
+`)
+
+// refreshScript sets the expiry of each member ARGV[i+1] of set KEYS[i]
+// to Redis's now plus ARGV[1] ms, adding it again if it was lost.
+var refreshScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local ttl = tonumber(ARGV[1])
+for i, k in ipairs(KEYS) do
+  redis.call('ZADD', k, now + ttl, ARGV[i + 1])
+  redis.call('PEXPIRE', k, ttl)
+end
+return #KEYS
+`)
+
+// Acquire implements Leaser.
+func (r *Redis) Acquire(ctx context.Context, key, member string, limit int, ttl time.Duration) (bool, int, error) {
+	res, err := acquireScript.Run(ctx, r.c, []string{key}, member, limit, ttl.Milliseconds()).Int64Slice()
+	if err != nil {
+		return false, 0, fmt.Errorf("redis lease: %w", err)
+	}
+	if len(res) != 2 {
+		return false, 0, fmt.Errorf("redis lease: script answered %d values", len(res))
+	}
+	return res[0] == 1, int(res[1]), nil
+}
+
+// Refresh implements Leaser: one script call for all of ls.
+func (r *Redis) Refresh(ctx context.Context, ls []LeaseRef, ttl time.Duration) error {
+	if len(ls) == 0 {
+		return nil
+	}
+	keys := make([]string, len(ls))
+	args := make([]any, 1, len(ls)+1)
+	args[0] = ttl.Milliseconds()
+	for i, l := range ls {
+		keys[i] = l.Key
+		args = append(args, l.Member)
+	}
+	if err := refreshScript.Run(ctx, r.c, keys, args...).Err(); err != nil {
+		return fmt.Errorf("redis lease refresh: %w", err)
+	}
+	return nil
+}
+
+// Release implements Leaser.
+func (r *Redis) Release(ctx context.Context, key, member string) error {
+	if err := r.c.ZRem(ctx, key, member).Err(); err != nil {
+		return fmt.Errorf("redis lease release: %w", err)
+	}
+	return nil
+}
+
+var _ Rater = (*Redis)(nil)
+
+// reserveScript is a GCRA reservation (the generic cell rate algorithm
+// of ATM, as in go-redis/redis_rate, but one that always grants and says
+// how long to wait, like golang.org/x/time/rate's Reserve, so that a
+// ferry sleeps once rather than polling). Times are Redis's, in
+// microseconds: the clocks of the ferrys do not matter. The key holds
+// the theoretical arrival time and expires once the bucket is full
+// again. KEYS[1] the bucket; ARGV: rate (tokens/s), burst, n.
+var reserveScript = redis.NewScript(`
+local t = redis.call('TIME')
+local now = t[1] * 1000000 + t[2]
+local per = 1000000 / tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0') or 0
+if tat < now then tat = now end
+local new = tat + tonumber(ARGV[3]) * per
+local wait = new - tonumber(ARGV[2]) * per - now
+if wait < 0 then wait = 0 end
+redis.call('SET', KEYS[1], string.format('%.0f', new), 'PX', math.floor((new - now) / 1000) + 1000)
+return math.floor(wait)
+`)
+
+// Reserve implements Rater: one script call.
+func (r *Redis) Reserve(ctx context.Context, key string, rate float64, burst, n int64) (time.Duration, error) {
+	us, err := reserveScript.Run(ctx, r.c, []string{key}, rate, burst, n).Int64()
+	if err != nil {
+		return 0, fmt.Errorf("redis reserve: %w", err)
+	}
+	return time.Duration(us) * time.Microsecond, nil
 }

@@ -22,14 +22,26 @@
 // The package does not decide what a period is (the quota plugin does:
 // a key names its period's end) and does not know users or limits.
 //
-// What is to come fits beside usage rather than into it: leases with
-// expiry (concurrent connections counted across instances, freed when
-// an instance dies) and shared token buckets (bandwidth) are each an
-// interface of their own that a Backend may also implement (Redis with
-// a sorted set per key and a Lua script, the embedded file in memory),
-// reached through Store methods that fall back to process-local state
-// when the Backend lacks them and obey OnError the same way; their
-// keys take a prefix of their own next to keyPrefix.
+// Beside usage, two things a fleet shares, each an interface a Backend
+// may implement and reached through Store methods:
+//
+//   - Leases (Leaser, Store.Lease): concurrent things (connlimit's open
+//     channels) counted across instances. Redis keeps a sorted set per key
+//     (member: this process's random id and a sequence number; score: the
+//     expiry), and a Lua script drops expired members, counts and adds
+//     under the limit at once; the Store refreshes its live leases every
+//     third of LeaseTime in one script call, so that the slots of an
+//     instance that dies free within LeaseTime. Without a Leaser (the
+//     embedded file) leases count in the process.
+//   - Shared token buckets (Rater, Store.Bucket): bandwidth. Redis runs
+//     a GCRA reservation script; a Bucket takes 100 ms of the rate at a
+//     time, never a call per chunk. Without a Rater a Bucket lets
+//     everything through (the caller's own limiter does the job).
+//
+// Both report backend failures like the counters do (a warning at most
+// once a second, Errors) and leave OnError to the caller. Their keys
+// have prefixes of their own (ferry:lease:, ferry:rate:) next to
+// keyPrefix.
 package state
 
 import (

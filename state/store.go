@@ -34,6 +34,12 @@ type Config struct {
 	Timeout time.Duration
 	// Log gets the warnings (at most one a second) and the recovery.
 	Log zerolog.Logger
+	// LeaseTime is how long a lease lives unless refreshed (see Lease).
+	// Default DefaultLeaseTime.
+	LeaseTime time.Duration
+	// Shared says the Backend, once started, is shared with other
+	// processes (Redis), so that plugins can choose at build time.
+	Shared bool
 }
 
 // Defaults of Config.
@@ -66,6 +72,7 @@ type Store struct {
 	stop    chan struct{}
 	done    chan struct{}
 	closed  sync.Once
+	leases  leases
 }
 
 // Counter is one usage counter: the total the backend last reported plus
@@ -102,6 +109,7 @@ func New(cfg Config) *Store {
 	}
 	s := &Store{cfg: cfg, counters: make(map[Key]*Counter), warn: throttle.Gate{Period: time.Second},
 		kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{})}
+	s.leases.live, s.leases.local, s.leases.id = make(map[*Lease]struct{}), make(map[string]int), newInstanceID()
 	s.healthy.Store(true)
 	if cfg.Backend != nil {
 		s.Start(cfg.Backend)

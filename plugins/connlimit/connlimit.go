@@ -17,7 +17,10 @@
 // refused. Counters live in the instance, so listeners that share it share
 // the limits, and a counter that drops to zero is deleted. A reload that
 // keeps the instance's name carries the counters over, whether its limits
-// changed or not (see CarryFrom).
+// changed or not (see CarryFrom). When [state] is Redis the counts are
+// leases there instead, shared by every ferry of a fleet (see shared.go
+// and state.Store.Lease); the in-process table then only serves
+// fail_open while Redis fails.
 //
 // The package does not limit connections per listener (max_connections
 // does), does not group IPv6 clients by prefix, and, since every plain
@@ -38,6 +41,7 @@ import (
 
 	"ferry/plugins"
 	"ferry/plugins/pkg/throttle"
+	"ferry/state"
 )
 
 func init() {
@@ -74,6 +78,9 @@ type Plugin struct {
 	// CarryFrom, with the previous instance's before any channel comes.
 	counts *counts
 	warn   throttle.Gate
+	// st counts through leases shared by a fleet when [state] is Redis
+	// (see shared.go); nil: the process's own table.
+	st *state.Store
 }
 
 // counts are the open channels per client address and per user. An
@@ -111,7 +118,15 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 	case cfg.PerClient == 0 && cfg.PerUser == 0:
 		return nil, errors.New("no limit set: give per_client or per_user")
 	}
+	var st *state.Store
+	if env.StateShared && env.State != nil {
+		var err error
+		if st, err = env.State(); err != nil {
+			return nil, err
+		}
+	}
 	return &Plugin{
+		st:        st,
 		name:      env.Name,
 		log:       env.Log,
 		perClient: cfg.PerClient,
@@ -156,11 +171,14 @@ type counted struct {
 	client netip.Addr // invalid: not counted per client
 	user   string
 	byUser bool
+	// shared: counted by leases of the fleet's store, not in the table.
+	shared bool
+	leases []*state.Lease
 }
 
 // OnConnect implements plugins.Connector: it counts the channel, or
 // refuses it when its client or user has no room left.
-func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
+func (p *Plugin) OnConnect(ctx context.Context, s *plugins.Session) error {
 	key := countedKey{p}
 	if s.Value(key) != nil {
 		return nil // the instance is listed twice: count the channel once
@@ -172,7 +190,7 @@ func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
 	if p.perUser > 0 && s.User != "" {
 		c.user, c.byUser = s.User, true
 	}
-	if err := p.take(c); err != nil {
+	if err := p.count(ctx, &c); err != nil {
 		if ok, suppressed := p.warn.Pass(p.now()); ok {
 			p.log.Warn().Str("id", s.ID).Str("listener", s.Listener).Str("client", addrString(s.Client)).
 				Str("user", s.User).Str("target", s.Target).Int("suppressed", suppressed).Err(err).
@@ -214,6 +232,10 @@ func (p *Plugin) OnClose(s *plugins.Session, _ plugins.Stats) {
 		return
 	}
 	s.SetValue(key, nil)
+	if c.shared {
+		releaseAll(c.leases)
+		return
+	}
 	t := c.in
 	t.mu.Lock()
 	defer t.mu.Unlock()

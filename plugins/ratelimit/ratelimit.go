@@ -24,7 +24,9 @@
 // once no channel uses them and they have refilled, so the tables stay as
 // small as the set of recently active clients and users. A reload that
 // keeps the instance's name and settings carries the shared tables over
-// (see CarryFrom); one that changes them starts afresh.
+// (see CarryFrom); one that changes them starts afresh. When [state] is
+// Redis, client and user buckets also draw on buckets shared by the
+// fleet (see shared.go).
 //
 // A wait ends as soon as the channel ends: it sleeps on a timer and on
 // the channel's context (Session.Context), which the relay cancels when
@@ -60,6 +62,7 @@ import (
 	"ferry/plugins"
 	"ferry/plugins/pkg/throttle"
 	"ferry/plugins/pkg/units"
+	"ferry/state"
 )
 
 func init() {
@@ -150,6 +153,8 @@ type Plugin struct {
 	// replace it, with now, by a fake clock.
 	sleep func(context.Context, time.Duration) error
 	warn  throttle.Gate
+	// st is the fleet's store when [state] is shared (see shared.go).
+	st *state.Store
 }
 
 var (
@@ -182,6 +187,9 @@ func New(env plugins.Env) (plugins.Plugin, error) {
 		return nil, err
 	}
 	p.log = env.Log
+	if err := p.shareFrom(env); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
@@ -376,6 +384,7 @@ func (p *Plugin) OnConnect(_ context.Context, s *plugins.Session) error {
 		up, down = appendLimiter(up, st.user.up), appendLimiter(down, st.user.down)
 	}
 	st.up, st.down = newFlow(up), newFlow(down)
+	st.addShared()
 	s.SetValue(key, st)
 	return nil
 }

@@ -5,13 +5,18 @@ import (
 	"time"
 
 	"golang.org/x/time/rate"
+
+	"ferry/state"
 )
 
 // bucket holds the shared limiters of one client address or user.
 type bucket struct {
 	up, down *rate.Limiter // bandwidth; nil: that direction unlimited
 	conn     *rate.Limiter // new connections; nil in bandwidth tables
-	users    int           // channels holding the bucket; guarded by table.mu
+	// sharedUp and sharedDown are the fleet's buckets of the key, with a
+	// shared store (see shared.go); nil otherwise.
+	sharedUp, sharedDown *state.Bucket
+	users                int // channels holding the bucket; guarded by table.mu
 }
 
 // full reports whether every limiter of b has its whole burst back at
@@ -32,6 +37,8 @@ func (b *bucket) full(now time.Time) bool {
 // release drop the others. Safe for concurrent use.
 type table struct {
 	newBucket func() *bucket // makes a bucket unless acquire says otherwise
+	// onNew, when set, completes a bucket just made for key.
+	onNew     func(key string, b *bucket)
 	mu        sync.Mutex
 	m         map[string]*bucket
 	nextSweep time.Time
@@ -54,6 +61,9 @@ func (t *table) getLocked(key string, now time.Time, mk func() *bucket) *bucket 
 			mk = t.newBucket
 		}
 		b = mk()
+		if t.onNew != nil {
+			t.onNew(key, b)
+		}
 		t.m[key] = b
 	}
 	return b

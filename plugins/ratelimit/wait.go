@@ -9,6 +9,7 @@ import (
 	"golang.org/x/time/rate"
 
 	"ferry/plugins"
+	"ferry/state"
 )
 
 // flow is one direction of a channel: the limiters that apply to it
@@ -17,6 +18,9 @@ import (
 type flow struct {
 	lims  []*rate.Limiter
 	piece int
+	// shared are the fleet's buckets of the channel's client and user
+	// (see shared.go), taken from after the local limiters.
+	shared []*state.Bucket
 }
 
 func newFlow(lims []*rate.Limiter) flow {
@@ -43,7 +47,7 @@ func newFlow(lims []*rate.Limiter) flow {
 // context ends only with its exchange, after the hooks return), and wait
 // returns plugins.ErrClose too.
 func (p *Plugin) wait(ctx context.Context, f *flow, n int, touch func([]byte) error) error {
-	if len(f.lims) == 0 {
+	if len(f.lims) == 0 && len(f.shared) == 0 {
 		return nil
 	}
 	var held [3]*rate.Reservation
@@ -70,6 +74,9 @@ func (p *Plugin) wait(ctx context.Context, f *flow, n int, touch func([]byte) er
 			if gone(touch(nil)) {
 				return plugins.ErrClose
 			}
+		}
+		if err := p.takeShared(ctx, f, piece); err != nil {
+			return err
 		}
 		n -= piece
 	}

@@ -23,6 +23,7 @@ func goldenResults(t *testing.T) []string {
 		{"dante", "", "socks5"}, {"microsocks", "", "socks5"},
 		{"ferry", "nolog", "connect"}, {"ferry", "nolog", "socks5"}, {"ferry", "nolog", "tcp"},
 		{"gost", "", "connect"}, {"gost", "", "socks5"}, {"glider", "", "connect"}, {"glider", "", "socks5"},
+		{"ferry", "quota", "connect"}, {"ferry", "quota-redis", "connect"},
 	}
 	// Three rounds of the repeated modes: for ferry the first run is the
 	// median and the second the worst; the peers vary the other way.

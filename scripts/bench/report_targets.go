@@ -12,7 +12,7 @@ type goal struct {
 }
 
 // targets are the lines of the targets table, in order: relay CPU,
-// new tunnels, idle tunnels, ping-pong, plain HTTP. Those of issue 21
+// new tunnels, idle tunnels, ping-pong, plain HTTP, the quota's cost. Those of issue 21
 // (CPU per new tunnel against haproxy, idle RSS at two sizes against
 // haproxy, the hooked copy within 1.5x, plain HTTP within haproxy's
 // mode http) replace the earlier ones they supersede.
@@ -23,6 +23,7 @@ func (rs *results) targets() []goal {
 	out = append(out, rs.idleTargets()...)
 	out = append(out, rs.pingpongTargets()...)
 	out = append(out, rs.httpTargets()...)
+	out = append(out, rs.quotaTargets()...)
 	return out
 }
 
@@ -269,6 +270,30 @@ func (rs *results) httpTargets() []goal {
 		for _, ref := range []subj{{"squid", "", "http"}, {"haproxy", "", "reverse"}} {
 			what := fmt.Sprintf("plain HTTP CPU-us per request, %s objects, %s ≤ %s", sizeString(size), f.label(), ref.label())
 			out = append(out, rs.ratioTarget(what, httpKey(f, size), httpKey(ref, size), perReq, 1, true, " us"))
+		}
+	}
+	return out
+}
+
+// quotaTargets judge the quota plugin's cost (issue 20) against the same
+// CONNECT listener without it (nolog): CPU per GB within 1.2x with the
+// embedded store and with Redis (counting must not touch the store per
+// chunk), CPU per new tunnel within 1.5x with Redis on loopback (a
+// store read when a client's account is new). Setups not measured are
+// left out.
+func (rs *results) quotaTargets() []goal {
+	var out []goal
+	base := subj{rs.ferry, "nolog", "connect"}
+	perConn := func(r *Result) float64 { return r.CPUUsPerConn }
+	for _, v := range []string{"quota", "quota-redis"} {
+		q := subj{rs.ferry, v, "connect"}
+		if !rs.has(q) {
+			continue
+		}
+		out = append(out, rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB with the quota plugin, %s ≤ 1.2× %s, each of 1 and 8 streams both ways", q.label(), base.label()), q, base, 1.2))
+		if v == "quota-redis" {
+			what := fmt.Sprintf("CPU-us per new tunnel with the quota plugin, %s ≤ 1.5× %s", q.label(), base.label())
+			out = append(out, rs.ratioTarget(what, rs.modeKey(q, "connrate"), rs.modeKey(base, "connrate"), perConn, 1.5, true, " us"))
 		}
 	}
 	return out

@@ -192,3 +192,38 @@ func TestReadSetups(t *testing.T) {
 		})
 	}
 }
+
+// TestIssue20Targets checks the quota's cost targets: CPU per GB within
+// 1.2x of the listener without the plugin (embedded and Redis), CPU per
+// new tunnel within 1.5x with Redis; a setup not measured has no line.
+func TestIssue20Targets(t *testing.T) {
+	var lines []string
+	add := func(format string, a ...any) { lines = append(lines, fmt.Sprintf(format, a...)) }
+	for rep, x := range []float64{1, 1.1, 0.95} {
+		for _, v := range []struct {
+			variant string
+			perGB   float64
+			perConn float64
+		}{{"nolog", 0.2, 100}, {"quota", 0.23, 110}, {"quota-redis", 0.26, 140}} {
+			add(`{"name":"ferry","variant":%q,"proto":"connect","mode":"connrate","repeat":%d,"conns":100,"cpu_us_per_conn":%g}`, v.variant, rep+1, v.perConn*x)
+			for _, c := range []struct {
+				streams int
+				dir     string
+			}{{1, "up"}, {1, "down"}, {8, "up"}, {8, "down"}} {
+				add(`{"name":"ferry","variant":%q,"proto":"connect","mode":"throughput","repeat":%d,"streams":%d,"dir":%q,"bytes":1000000000,"cpu_s":%g,"cpu_s_per_gb":%g}`,
+					v.variant, rep+1, c.streams, c.dir, v.perGB*x, v.perGB*x)
+			}
+		}
+	}
+	rs := loadLines(t, lines)
+	wantTargets(t, rs, map[string]goal{
+		"relay CPU-s/GB with the quota plugin, ferry+quota CONNECT ≤ 1.2× ferry+nolog CONNECT, each of 1 and 8 streams both ways":       {ratio: "1.15× at 1 stream ↑ (medians of 3 runs); 1.15× over all runs", worst: "1.15× (1 stream ↑)", result: "**met**"},
+		"relay CPU-s/GB with the quota plugin, ferry+quota-redis CONNECT ≤ 1.2× ferry+nolog CONNECT, each of 1 and 8 streams both ways": {ratio: "1.30× at 1 stream ↑ (medians of 3 runs); 1.30× over all runs", worst: "1.30× (1 stream ↑)", result: "**not met**"},
+		"CPU-us per new tunnel with the quota plugin, ferry+quota-redis CONNECT ≤ 1.5× ferry+nolog CONNECT":                             {ratio: "1.40×", worst: "1.40×", result: "**met**"},
+	})
+	for _, g := range rs.targets() {
+		if strings.Contains(g.what, "per new tunnel with the quota plugin, ferry+quota CONNECT") {
+			t.Errorf("target %q for the embedded store, want none", g.what)
+		}
+	}
+}
