@@ -39,7 +39,7 @@ func TestTableCarryFrom(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			old := buildTable(t, carryConfig)
+			old := buildRoutes(t, carryConfig)
 			for _, n := range old.nodes {
 				n.MarkDown(errors.New("refused"))
 				n.health().active.Add(1)
@@ -48,7 +48,7 @@ func TestTableCarryFrom(t *testing.T) {
 			if src == carryConfig {
 				t.Fatal("the edit changed nothing")
 			}
-			u := buildTable(t, src)
+			u := buildRoutes(t, src)
 			u.CarryFrom(old)
 			for _, name := range []string{"a", "b", "c", "g"} {
 				n, o := u.nodes[name], old.nodes[name]
@@ -74,9 +74,9 @@ func TestTableCarryFrom(t *testing.T) {
 // TestTableCarryFromNothing: a first configuration, or one without the
 // upstream, leaves the table as built.
 func TestTableCarryFromNothing(t *testing.T) {
-	u := buildTable(t, carryConfig)
+	u := buildRoutes(t, carryConfig)
 	u.CarryFrom(nil)
-	u.CarryFrom(buildTable(t, "[[listener]]\nlisten = \"127.0.0.1:0\"\n"))
+	u.CarryFrom(buildRoutes(t, "[[listener]]\nlisten = \"127.0.0.1:0\"\n"))
 	for name, n := range u.nodes {
 		if n.Down() || n.Active() != 0 {
 			t.Errorf("%s: down %v, active %d; want a fresh upstream", name, n.Down(), n.Active())

@@ -174,7 +174,8 @@ upstream = "a"
 	}
 }
 
-// buildRoutes builds the Table of a routes config for the route tests.
+// buildRoutes parses a configuration and builds its upstream table, for
+// the route and source tests.
 func buildRoutes(t *testing.T, toml string) *Table {
 	t.Helper()
 	cfg, err := config.Parse("routes.toml", []byte(toml))

@@ -10,8 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/rs/zerolog"
-
 	"ferry/config"
 	"ferry/plugins"
 )
@@ -151,7 +149,7 @@ func TestSourceStrategies(t *testing.T) {
 // TestChooseSource: the matching route's pool gives the session its
 // address, sticky by user, else by client address.
 func TestChooseSource(t *testing.T) {
-	ups := buildTable(t, `
+	ups := buildRoutes(t, `
 [[listener]]
 listen = "127.0.0.1:0"
 [[route]]
@@ -246,20 +244,6 @@ func TestDialFromSource(t *testing.T) {
 func port(hostport string) string {
 	_, p, _ := net.SplitHostPort(hostport)
 	return p
-}
-
-// buildTable parses a configuration and builds its upstream table.
-func buildTable(t *testing.T, src string) *Table {
-	t.Helper()
-	cfg, err := config.Parse("test.toml", []byte(src))
-	if err != nil {
-		t.Fatal(err)
-	}
-	ups, err := Build(cfg, zerolog.Nop())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ups
 }
 
 // BenchmarkStickyPick is the cost a sticky pick adds to a session's
