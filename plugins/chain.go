@@ -40,8 +40,10 @@ type Chain struct {
 	intercepts  []Plugin // implement Interceptor, config order
 	// data holds each direction's data hooks, by Direction: Up in config
 	// order, Down in reverse order.
-	data  [2][]dataHook
-	realm string
+	data [2][]dataHook
+	// meters holds each direction's Meters, config order.
+	meters [2][]meterHook
+	realm  string
 }
 
 // dataHook is one plugin's hooks for one direction, bound once when the
@@ -50,6 +52,12 @@ type dataHook struct {
 	p    Plugin
 	data func(*Session, []byte) ([]byte, error) // OnRead or OnWrite
 	end  func(*Session) ([]byte, error)         // OnReadEnd or OnWriteEnd; nil if none
+}
+
+// meterHook is a Meter with its plugin's name at hand for errors.
+type meterHook struct {
+	p Plugin
+	m Meter
 }
 
 // hookNames name each direction's hooks in a *HookError, by Direction.
@@ -91,6 +99,11 @@ func NewChain(ps []Plugin) *Chain {
 		}
 		if h, ok := upHook(p); ok {
 			c.data[Up] = append(c.data[Up], h)
+		}
+		for _, d := range [2]Direction{Up, Down} {
+			if MeterDirectionsOf(p).Has(d) {
+				c.meters[d] = append(c.meters[d], meterHook{p, p.(Meter)})
+			}
 		}
 	}
 	if c.realm == "" {
@@ -293,16 +306,66 @@ func callHTTPResponse(p Plugin, s *Session, req *http.Request, resp *http.Respon
 	return nil
 }
 
-// HasData reports whether any plugin sees the data going d.
-func (c *Chain) HasData(d Direction) bool { return c != nil && len(c.data[d]) > 0 }
+// HasData reports whether any plugin sees or counts the data going d:
+// whether a copy in user space must pass each chunk to Data.
+func (c *Chain) HasData(d Direction) bool {
+	return c != nil && (len(c.data[d]) > 0 || len(c.meters[d]) > 0)
+}
 
-// HasReaders reports whether any plugin sees client-to-upstream data:
-// HasData(Up).
+// SeesData reports whether any plugin's data hooks read the bytes going
+// d; a direction with only Meters may be spliced, with Meter called per
+// chunk.
+func (c *Chain) SeesData(d Direction) bool { return c != nil && len(c.data[d]) > 0 }
+
+// HasMeters reports whether any Meter counts the bytes going d.
+func (c *Chain) HasMeters(d Direction) bool { return c != nil && len(c.meters[d]) > 0 }
+
+// HasReaders reports whether any plugin sees or counts client-to-upstream
+// data: HasData(Up).
 func (c *Chain) HasReaders() bool { return c.HasData(Up) }
 
-// HasWriters reports whether any plugin sees upstream-to-client data:
-// HasData(Down).
+// HasWriters reports whether any plugin sees or counts upstream-to-client
+// data: HasData(Down).
 func (c *Chain) HasWriters() bool { return c.HasData(Down) }
+
+// Meter tells d's Meters that n bytes are about to go, and returns how
+// many may (see Meter): each Meter is told what the earlier ones kept. A
+// cut without an error is ErrClose; other errors come wrapped in a
+// *HookError, as a panic does.
+func (c *Chain) Meter(s *Session, d Direction, n int) (keep int, err error) {
+	if c == nil {
+		return n, nil
+	}
+	var cur *meterHook
+	defer func() {
+		if r := recover(); r != nil {
+			keep = 0
+			err = &HookError{Plugin: cur.p.Name(), Hook: "OnBytes", Err: fmt.Errorf("panic: %v", r), Stack: debug.Stack()}
+		}
+	}()
+	keep = n
+	for i := range c.meters[d] {
+		cur = &c.meters[d][i]
+		k, merr := cur.m.OnBytes(s, d, keep)
+		keep = min(max(k, 0), keep)
+		if merr != nil && merr != ErrClose {
+			return keep, &HookError{Plugin: cur.p.Name(), Hook: "OnBytes", Err: merr}
+		}
+		if merr != nil || keep < n {
+			return keep, ErrClose
+		}
+	}
+	return keep, nil
+}
+
+// metered runs d's Meters over b, the output of its data hooks.
+func (c *Chain) metered(s *Session, d Direction, b []byte) ([]byte, error) {
+	if len(c.meters[d]) == 0 || len(b) == 0 {
+		return b, nil
+	}
+	keep, err := c.Meter(s, d, len(b))
+	return b[:keep], err
+}
 
 // recoverHook turns a panic in plugin p's hook into a *HookError in *err.
 func recoverHook(p Plugin, hook string, err *error) {
@@ -335,13 +398,24 @@ func callConnect(ctx context.Context, p Plugin, s *Session) (err error) {
 }
 
 // Data passes a chunk going d through that direction's data hooks: for
-// Up the Readers in config order, for Down the Writers in reverse order.
-// A hook that returns nothing (it held or dropped the bytes) ends the
-// pass: the later hooks see nothing of it.
+// Up the Readers in config order, for Down the Writers in reverse order;
+// then its Meters count what is left. A hook that returns nothing (it held
+// or dropped the bytes) ends the pass: the later hooks see nothing of it.
+// With ErrClose, out may hold bytes a Meter kept before cutting the
+// stream: the caller delivers them, then ends the channel. With any other
+// error out is empty.
 func (c *Chain) Data(s *Session, d Direction, b []byte) (out []byte, err error) {
 	if c == nil {
 		return b, nil
 	}
+	if out, err = c.hooks(s, d, b); err != nil {
+		return nil, err
+	}
+	return c.metered(s, d, out)
+}
+
+// hooks runs d's data hooks over b.
+func (c *Chain) hooks(s *Session, d Direction, b []byte) (out []byte, err error) {
 	hooks := c.data[d]
 	var cur *dataHook
 	defer func() {
@@ -369,11 +443,20 @@ func (c *Chain) Data(s *Session, d Direction, b []byte) (out []byte, err error) 
 // End ends the stream going d: each of that direction's hooks in turn
 // gets what the earlier ones released, then, if it has an end hook
 // (ReadEnder for Up, WriteEnder for Down), releases what it holds. The
-// result goes on toward d's receiver.
+// result, counted by the Meters, goes on toward d's receiver; errors are
+// as Data's.
 func (c *Chain) End(s *Session, d Direction) (out []byte, err error) {
 	if c == nil {
 		return nil, nil
 	}
+	if out, err = c.ends(s, d); err != nil {
+		return nil, err
+	}
+	return c.metered(s, d, out)
+}
+
+// ends runs d's data hooks' end hooks.
+func (c *Chain) ends(s *Session, d Direction) (out []byte, err error) {
 	hooks := c.data[d]
 	var cur *dataHook
 	defer func() {

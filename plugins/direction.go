@@ -81,3 +81,16 @@ func DataDirectionsOf(p Plugin) Directions {
 	}
 	return ds
 }
+
+// MeterDirectionsOf reports which directions p's Meter is told about:
+// both, narrowed to those it declares if it is a DataDirector; none if p
+// is not a Meter.
+func MeterDirectionsOf(p Plugin) Directions {
+	if _, ok := p.(Meter); !ok {
+		return NoData
+	}
+	if dd, ok := p.(DataDirector); ok {
+		return BothData & dd.DataDirections()
+	}
+	return BothData
+}

@@ -74,6 +74,27 @@ type Writer interface {
 	OnWrite(s *Session, p []byte) ([]byte, error)
 }
 
+// Meter counts a channel's bytes without seeing them: a plugin whose
+// only per-chunk work is counting (a quota, accounting) implements it
+// instead of Reader and Writer, and the channel keeps the kernel splice
+// path. OnBytes is told that n bytes are about to go d, after the data
+// hooks (what is delivered), on every path: spliced tunnels, hooked
+// copies, plain HTTP messages. It returns how many of them may go: n, or
+// fewer to cut the stream at a budget. The bytes kept are delivered even
+// when err is set; err then ends the channel (ErrClose as an orderly
+// plugin close, anything else as a plugin error), and a cut (keep < n)
+// ends it with ErrClose when err is nil. Meters run in config order for
+// both directions; each sees what the earlier ones kept. A DataDirector
+// narrows the directions a Meter is told about, as it does for data
+// hooks.
+//
+// OnBytes runs on the copying goroutine, once per chunk (up to 1 MiB on
+// the spliced path): it must not block, and should be an atomic add or
+// two.
+type Meter interface {
+	OnBytes(s *Session, d Direction, n int) (keep int, err error)
+}
+
 // ReadEnder is told when the client has finished sending (its stream
 // toward the upstream reached EOF, or, for plain HTTP, the request was
 // written): the last chance to release bytes a Reader held back. What it

@@ -134,12 +134,15 @@ func (c *Channel) Start(ctx context.Context, done func(Result)) {
 		c.stopShutdown = context.AfterFunc(ctx, c.Shutdown)
 	}
 
-	hooked := c.Chain.HasData(plugins.Up) || c.Chain.HasData(plugins.Down)
-	// The splice loop counts bytes and activity per chunk. io.Copy (for
-	// connections that cannot be spliced) reports nothing until it ends,
-	// so with an idle timeout those go through the counting copy.
-	c.fast = !hooked && (c.IdleTimeout <= 0 || spliceable(c.Client, c.Upstream))
-	if c.Parker != nil && c.fast && spliceable(c.Client, c.Upstream) {
+	hooked := c.Chain.SeesData(plugins.Up) || c.Chain.SeesData(plugins.Down)
+	metered := c.Chain.HasMeters(plugins.Up) || c.Chain.HasMeters(plugins.Down)
+	splices := spliceable(c.Client, c.Upstream)
+	// The splice loop counts bytes and activity per chunk, and tells the
+	// Meters. io.Copy (for connections that cannot be spliced) reports
+	// nothing until it ends, so with an idle timeout or Meters those go
+	// through the counting copy.
+	c.fast = !hooked && (splices || (c.IdleTimeout <= 0 && !metered))
+	if c.Parker != nil && c.fast && splices {
 		c.parker.Store(c.Parker)
 	} else {
 		c.Parker = nil
@@ -256,18 +259,21 @@ type flow struct {
 	src, dst net.Conn
 	wr       chunkWriter // writes to dst; set up by its first write
 	idle     idleWait    // for parking (spliceFlow)
-	// splice copies in the kernel; hooked runs the chain's data hooks
-	// for dir on each chunk (never both).
-	splice, hooked bool
+	// splice copies in the kernel; hooked passes each chunk through the
+	// chain's Data (its data hooks and Meters) for dir (never both).
+	// metered: a spliced flow tells the Meters.
+	splice, hooked, metered bool
 }
 
 // newFlow describes direction d of c.
 func (c *Channel) newFlow(d plugins.Direction) *flow {
-	f := &flow{dir: d, src: c.Client, dst: c.Upstream, hooked: c.Chain.HasData(d)}
+	f := &flow{dir: d, src: c.Client, dst: c.Upstream}
 	if d == plugins.Down {
 		f.src, f.dst = c.Upstream, c.Client
 	}
-	f.splice = c.fast && !f.hooked
+	f.splice = c.fast && !c.Chain.SeesData(d)
+	f.hooked = !f.splice && c.Chain.HasData(d)
+	f.metered = f.splice && c.Chain.HasMeters(d)
 	return f
 }
 
@@ -360,7 +366,7 @@ func (c *Channel) finishDirection(d plugins.Direction, err error) {
 // copy delivers pending, then moves bytes along f until EOF (nil) or an
 // error.
 func (c *Channel) copy(f *flow, pending []byte) error {
-	if err := c.deliver(f, pending, f.hooked); err != nil {
+	if err := c.deliver(f, pending, f.hooked || f.metered); err != nil {
 		return err
 	}
 	if f.splice {
@@ -378,12 +384,20 @@ func (c *Channel) spliceFlow(f *flow) error {
 		idle = &f.idle
 	}
 	count := &c.delivered[f.dir]
+	var meter func(int) (int, error)
+	if f.metered {
+		meter = func(n int) (int, error) { return c.Chain.Meter(c.Session, f.dir, n) }
+	}
 	ok, err := spliceCopy(f.dst, f.src, func(n int) {
 		count.Add(int64(n))
 		c.lastNano.Store(int64(time.Since(c.start)))
-	}, idle)
+	}, meter, idle)
 	if ok {
 		return err
+	}
+	if f.metered {
+		f.hooked = true // io.Copy would tell the Meters nothing
+		return c.copyChunks(f)
 	}
 	n, err := io.Copy(f.dst, f.src)
 	count.Add(n)
@@ -428,26 +442,33 @@ func (c *Channel) endFlow(f *flow) error {
 		return nil
 	}
 	rest, err := c.Chain.End(c.Session, f.dir)
-	if err != nil {
-		return err
+	if werr := c.write(f, rest); werr != nil {
+		return werr
 	}
-	return c.deliver(f, rest, false)
+	return err
 }
 
-// deliver writes p to f's destination, first through the data hooks if
-// hooked.
+// deliver writes p to f's destination, first through the data hooks and
+// Meters if hooked. A Meter's cut delivers what it kept, then ends the
+// flow.
 func (c *Channel) deliver(f *flow, p []byte, hooked bool) error {
 	if len(p) == 0 {
 		return nil
 	}
+	var herr error
 	if hooked {
-		var err error
-		if p, err = c.Chain.Data(c.Session, f.dir, p); err != nil {
-			return err
-		}
-		if len(p) == 0 {
-			return nil
-		}
+		p, herr = c.Chain.Data(c.Session, f.dir, p)
+	}
+	if err := c.write(f, p); err != nil {
+		return err
+	}
+	return herr
+}
+
+// write writes p to f's destination and counts what went.
+func (c *Channel) write(f *flow, p []byte) error {
+	if len(p) == 0 {
+		return nil
 	}
 	if f.wr.dst == nil {
 		// Not before: a spliced flow writes here only what was pending,

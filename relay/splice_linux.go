@@ -34,11 +34,16 @@ func spliceable(a, b net.Conn) bool {
 // With idle set, a copy whose source stays silent for the Parker's After
 // parks: it returns errParked, and the Parker resumes the direction on a
 // new goroutine when the source wakes.
-func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, err error) {
+//
+// meter, if set, is told each chunk's size before it is written and says
+// how much of it may go (plugins.Meter): a cut writes what was kept and
+// ends the copy with meter's error (plugins.ErrClose if none).
+func spliceCopy(dst, src net.Conn, moved func(int), meter func(int) (int, error), idle *idleWait) (ok bool, err error) {
 	l := newSpliceLoop(dst, src, moved, idle)
 	if l == nil {
 		return false, nil
 	}
+	l.meter = meter
 	return true, l.run()
 }
 
@@ -54,7 +59,8 @@ type spliceLoop struct {
 	fill, drain func(uintptr) bool
 	small       chunkWriter // writes small chunks to dst
 	moved       func(int)
-	total       int64 // bytes moved so far
+	meter       func(int) (int, error) // nil: no Meters
+	total       int64                  // bytes moved so far
 	watch       idleWatch
 }
 
@@ -103,19 +109,44 @@ func (l *spliceLoop) run() error {
 			}
 			return readError{wrapSyscall("splice", rerr)}
 		}
+		cut, merr := l.metered()
 		var n int
 		var err error
 		if l.sp.buf != nil {
 			n, err = l.writeSmall()
 		} else {
-			n, err = l.writePipe()
+			n, err = l.writePipe(cut)
 		}
-		if err != nil || n == 0 {
-			return err // n == 0: EOF
+		if err != nil {
+			return err
 		}
-		l.total += int64(n)
-		l.moved(n)
+		if n > 0 {
+			l.total += int64(n)
+			l.moved(n)
+		}
+		if merr != nil || n == 0 {
+			return merr // else n == 0: EOF
+		}
 	}
+}
+
+// metered tells the meter about the chunk just read and shortens it to
+// what may go. cut is set when bytes were left out: the pipe still holds
+// them.
+func (l *spliceLoop) metered() (cut bool, err error) {
+	n := l.sp.n
+	if l.meter == nil || n == 0 {
+		return false, nil
+	}
+	keep, err := l.meter(n)
+	if keep >= n {
+		return false, err
+	}
+	l.sp.n = max(keep, 0)
+	if err == nil {
+		err = plugins.ErrClose
+	}
+	return true, err
 }
 
 // writeSmall writes a small chunk, read into a buffer, back with one
@@ -141,11 +172,18 @@ func (l *spliceLoop) writeSmall() (int, error) {
 
 // writePipe splices a chunk from the pipe to dst and gives the pipe back
 // to the pool. It returns the bytes written, 0 at EOF.
-func (l *spliceLoop) writePipe() (int, error) {
+func (l *spliceLoop) writePipe(cut bool) (int, error) {
 	sp := &l.sp
+	if cut {
+		// What the meter left out is still in the pipe: it goes with
+		// the pipe, closed below rather than reused.
+		defer sp.p.close()
+	}
 	if sp.n == 0 {
-		pipes.put(sp.p)
-		return 0, nil // EOF
+		if !cut {
+			pipes.put(sp.p)
+		}
+		return 0, nil // EOF, or all of the chunk was cut
 	}
 	n := sp.n
 	sp.small = n < smallChunk
@@ -155,11 +193,15 @@ func (l *spliceLoop) writePipe() (int, error) {
 		werr = sp.err
 	}
 	if werr != nil {
-		// The pipe may still hold bytes: do not reuse it.
-		sp.p.close()
+		if !cut { // else closed by the deferred close
+			// The pipe may still hold bytes: do not reuse it.
+			sp.p.close()
+		}
 		return 0, writeError{wrapSyscall("splice", werr)}
 	}
-	pipes.put(sp.p)
+	if !cut {
+		pipes.put(sp.p)
+	}
 	return n, nil
 }
 

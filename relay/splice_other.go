@@ -9,7 +9,7 @@ import (
 )
 
 // spliceCopy is Linux only; elsewhere the caller copies with io.Copy.
-func spliceCopy(dst, src net.Conn, moved func(int), idle *idleWait) (ok bool, err error) {
+func spliceCopy(dst, src net.Conn, moved func(int), meter func(int) (int, error), idle *idleWait) (ok bool, err error) {
 	return false, nil
 }
 

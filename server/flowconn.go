@@ -24,8 +24,11 @@ type flowClient struct {
 	rmu     sync.Mutex
 	pending []byte // hook output not yet handed to Read
 	ended   bool   // the client's stream ended and OnReadEnd ran
-	wmu     sync.Mutex
-	wended  bool
+	// cut is the hook error that ends the stream once pending (what a
+	// Meter kept before cutting it) has been read.
+	cut    error
+	wmu    sync.Mutex
+	wended bool
 	// up counts bytes read from the client, down bytes written to it,
 	// after the hooks.
 	up, down atomic.Int64
@@ -47,25 +50,21 @@ func (c *flowClient) Read(p []byte) (int, error) {
 	c.rmu.Lock()
 	defer c.rmu.Unlock()
 	for len(c.pending) == 0 {
+		if c.cut != nil {
+			return 0, c.fail(c.cut)
+		}
 		if c.ended {
 			return 0, io.EOF
 		}
 		n, err := c.Conn.Read(p)
 		if n > 0 {
 			out, herr := c.chain.Data(c.s, plugins.Up, p[:n])
-			if herr != nil {
-				return 0, c.fail(herr)
-			}
-			c.pending = append(c.pending, out...)
+			c.take(out, herr)
 		}
-		if errors.Is(err, io.EOF) {
-			out, herr := c.chain.End(c.s, plugins.Up)
-			if herr != nil {
-				return 0, c.fail(herr)
-			}
-			c.pending = append(c.pending, out...)
+		if errors.Is(err, io.EOF) && c.cut == nil {
+			c.take(c.chain.End(c.s, plugins.Up))
 			c.ended = true
-		} else if err != nil {
+		} else if err != nil && c.cut == nil {
 			return 0, err
 		}
 	}
@@ -78,6 +77,14 @@ func (c *flowClient) Read(p []byte) (int, error) {
 	return n, nil
 }
 
+// take queues hook output for Read; an error ends the stream after it.
+func (c *flowClient) take(out []byte, herr error) {
+	c.pending = append(c.pending, out...)
+	if herr != nil {
+		c.cut = herr
+	}
+}
+
 func (c *flowClient) Write(p []byte) (int, error) {
 	if !c.hookDown {
 		n, err := c.Conn.Write(p)
@@ -87,11 +94,11 @@ func (c *flowClient) Write(p []byte) (int, error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	out, herr := c.chain.Data(c.s, plugins.Down, p)
+	n, err := c.Conn.Write(out) // a Meter's cut still delivers what it kept
+	c.down.Add(int64(n))
 	if herr != nil {
 		return 0, c.fail(herr)
 	}
-	n, err := c.Conn.Write(out)
-	c.down.Add(int64(n))
 	if err != nil {
 		return 0, err
 	}
@@ -105,7 +112,7 @@ func (c *flowClient) Close() error {
 		c.wmu.Lock()
 		if !c.wended {
 			c.wended = true
-			if out, err := c.chain.End(c.s, plugins.Down); err == nil && len(out) > 0 {
+			if out, _ := c.chain.End(c.s, plugins.Down); len(out) > 0 {
 				n, _ := c.Conn.Write(out)
 				c.down.Add(int64(n))
 			}

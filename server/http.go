@@ -235,10 +235,9 @@ func (w *hookWriter) Write(p []byte) (int, error) {
 		mu, dst, n = &w.link.upMu, w.link.upConn, &w.link.up
 	}
 	if w.chain.HasData(w.dir) {
+		// With an error, out is empty or what a Meter kept before it
+		// cut the stream: that still goes.
 		out, err = w.chain.Data(w.s, w.dir, p)
-	}
-	if err != nil {
-		return 0, err
 	}
 	if len(out) > 0 {
 		mu.Lock()
@@ -252,12 +251,15 @@ func (w *hookWriter) Write(p []byte) (int, error) {
 			mu.Unlock()
 			return 0, errStopped
 		}
-		m, err := dst.Write(out)
+		m, werr := dst.Write(out)
 		mu.Unlock()
 		n.Add(int64(m))
-		if err != nil {
-			return 0, err
+		if werr != nil {
+			return 0, werr
 		}
+	}
+	if err != nil {
+		return 0, err
 	}
 	return len(p), nil
 }
@@ -269,13 +271,16 @@ func (w *hookWriter) end() error {
 		return nil
 	}
 	rest, err := w.chain.End(w.s, w.dir)
-	if err != nil || len(rest) == 0 {
-		return err
+	if len(rest) > 0 {
+		send := w.link.SendClient
+		if w.dir == plugins.Up {
+			send = w.link.SendUpstream
+		}
+		if serr := send(rest); serr != nil {
+			return serr
+		}
 	}
-	if w.dir == plugins.Up {
-		return w.link.SendUpstream(rest)
-	}
-	return w.link.SendClient(rest)
+	return err
 }
 
 // rollingConn renews the read deadline before every read while d > 0, so

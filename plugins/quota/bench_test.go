@@ -12,10 +12,10 @@ import (
 	"ferry/state"
 )
 
-// BenchmarkData is the data hook's cost per 128 KiB chunk (the default
-// buffer_size), with a user and a group budget on the embedded store:
-// multiply ns/op by 8192 for the cost per GB. In parallel, channels of
-// one user share its accounts.
+// BenchmarkData is the Meter's cost per 128 KiB chunk (the default
+// buffer_size; spliced chunks reach 1 MiB), with a user and a group
+// budget on the embedded store: multiply ns/op by 8192 for the cost per
+// GB at most. In parallel, channels of one user share its accounts.
 func BenchmarkData(b *testing.B) {
 	bk, err := state.OpenBolt(b.TempDir())
 	if err != nil {
@@ -47,7 +47,7 @@ window = "1h"
 		}
 		defer p.OnClose(s, plugins.Stats{})
 		for pb.Next() {
-			if _, err := p.OnWrite(s, chunk); err != nil {
+			if _, err := p.OnBytes(s, plugins.Down, len(chunk)); err != nil {
 				b.Error(err)
 				return
 			}

@@ -117,54 +117,42 @@ func (p *Plugin) refused(s *plugins.Session, msg string) {
 	}
 }
 
-// OnRead implements plugins.Reader: client to upstream.
-func (p *Plugin) OnRead(s *plugins.Session, b []byte) ([]byte, error) {
-	return p.data(s, plugins.Up, b)
-}
-
-// OnWrite implements plugins.Writer: upstream to client.
-func (p *Plugin) OnWrite(s *plugins.Session, b []byte) ([]byte, error) {
-	return p.data(s, plugins.Down, b)
-}
-
-// data counts a chunk against the channel's accounts of direction d.
-// With end_live, the chunk that spends a budget is cut to what fits, and
-// the next chunk ends the channel.
-func (p *Plugin) data(s *plugins.Session, d plugins.Direction, b []byte) ([]byte, error) {
+// OnBytes implements plugins.Meter: it counts n bytes going d against
+// the channel's accounts of that direction. With end_live, the chunk that
+// spends a budget is cut to what fits, which ends the channel, as does
+// any later chunk.
+func (p *Plugin) OnBytes(s *plugins.Session, d plugins.Direction, n int) (int, error) {
 	cs, _ := s.Value(sessionKey{p}).(*channelState)
-	if cs == nil || len(b) == 0 {
-		return b, nil
+	if cs == nil || n == 0 {
+		return n, nil
 	}
 	if cs.spent.Load() != nil {
-		return nil, plugins.ErrClose
+		return 0, plugins.ErrClose
 	}
 	now := p.now()
-	n := int64(len(b))
-	keep := n
+	size := int64(n)
+	keep := size
 	var spent *limit
 	for _, a := range cs.accounts {
 		if !a.lim.counts(d) {
 			continue
 		}
-		used, err := a.add(now, n)
+		used, err := a.add(now, size)
 		if err != nil || !p.endLive || used <= a.lim.bytes {
 			continue // the store is failing: the account counts on when it is back
 		}
-		if fits := a.lim.bytes - (used - n); fits < keep {
+		if fits := a.lim.bytes - (used - size); fits < keep {
 			keep, spent = max(fits, 0), a.lim
 		}
 	}
 	if spent == nil {
-		return b, nil
+		return n, nil
 	}
-	p.uncount(cs, d, now, n-keep)
+	p.uncount(cs, d, now, size-keep)
 	if cs.spent.CompareAndSwap(nil, spent) {
 		s.SetLogField("quota", spent.name)
 	}
-	if keep == 0 {
-		return nil, plugins.ErrClose
-	}
-	return b[:keep], nil
+	return int(keep), plugins.ErrClose
 }
 
 // uncount takes back n bytes not delivered from the accounts of d.

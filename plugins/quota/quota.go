@@ -16,12 +16,12 @@
 // OnConnect finds the accounts a channel counts against (one per limit
 // and subject: the user, each of the user's groups, the client address)
 // and refuses it with plugins.CodeForbidden (HTTP 403 whose body names the
-// quota, SOCKS5 0x02) when one is spent. The data hooks add each chunk's
-// bytes to the accounts with an atomic add (the store flushes them in
-// batches, see package state) and, with end_live, end the channel once an
-// account is spent: the chunk that crosses the budget is cut to what fits
-// and the next one ends the channel, so one process overshoots by nothing
-// it sees; other processes sharing a Redis add up to their flush
+// quota, SOCKS5 0x02) when one is spent. It counts as a plugins.Meter, so
+// tunnels keep the kernel splice path: each chunk's size is added to the
+// accounts with an atomic add (the store flushes them in batches, see
+// package state) and, with end_live, the chunk that crosses a budget is
+// cut to what fits and the channel ends, so one process overshoots by
+// nothing it sees; other processes sharing a Redis add up to their flush
 // interval's worth before this one hears of it. A channel ended so gets
 // the access-log field quota=NAME.
 //
@@ -136,8 +136,7 @@ type accountKey struct {
 var (
 	_ plugins.Connector     = (*Plugin)(nil)
 	_ plugins.Closer        = (*Plugin)(nil)
-	_ plugins.Reader        = (*Plugin)(nil)
-	_ plugins.Writer        = (*Plugin)(nil)
+	_ plugins.Meter         = (*Plugin)(nil)
 	_ plugins.DataDirector  = (*Plugin)(nil)
 	_ plugins.UsageReporter = (*Plugin)(nil)
 )
@@ -247,7 +246,7 @@ func resolveLimit(i int, lc LimitConfig, loc *time.Location) (*limit, error) {
 func (p *Plugin) Name() string { return p.name }
 
 // DataDirections implements plugins.DataDirector: the directions some
-// limit counts.
+// limit counts, the only ones its Meter is told about.
 func (p *Plugin) DataDirections() plugins.Directions {
 	var ds plugins.Directions
 	for _, l := range p.limits {

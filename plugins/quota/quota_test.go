@@ -140,8 +140,8 @@ func TestRefuseAtLimit(t *testing.T) {
 		t.Fatal(err)
 	}
 	for range 10 {
-		if out, err := p.OnWrite(s, make([]byte, 100)); err != nil || len(out) != 100 {
-			t.Fatalf("OnWrite: %d bytes, %v; want 100 passed (no end_live)", len(out), err)
+		if keep, err := p.OnBytes(s, plugins.Down, 100); err != nil || keep != 100 {
+			t.Fatalf("OnBytes: %d bytes, %v; want 100 passed (no end_live)", keep, err)
 		}
 	}
 	p.OnClose(s, plugins.Stats{})
@@ -162,22 +162,23 @@ func TestRefuseAtLimit(t *testing.T) {
 	}
 }
 
-// TestEndLive: the chunk that spends the budget is cut to what fits, the
-// next ends the channel, and the access-log field names the quota.
+// TestEndLive: the chunk that spends the budget is cut to what fits and
+// ends the channel, so does any later one, and the access-log field
+// names the quota.
 func TestEndLive(t *testing.T) {
 	p, _, _ := setup(t, "end_live = true\n"+daily)
 	s := session("1", "alice")
 	if err := p.OnConnect(context.Background(), s); err != nil {
 		t.Fatal(err)
 	}
-	if out, err := p.OnRead(s, make([]byte, 900)); err != nil || len(out) != 900 {
-		t.Fatalf("first chunk: %d, %v", len(out), err)
+	if keep, err := p.OnBytes(s, plugins.Up, 900); err != nil || keep != 900 {
+		t.Fatalf("first chunk: %d, %v", keep, err)
 	}
-	if out, err := p.OnWrite(s, make([]byte, 300)); err != nil || len(out) != 100 {
-		t.Fatalf("crossing chunk: %d bytes, %v; want 100 that fit", len(out), err)
+	if keep, err := p.OnBytes(s, plugins.Down, 300); !errors.Is(err, plugins.ErrClose) || keep != 100 {
+		t.Fatalf("crossing chunk: %d bytes, %v; want the 100 that fit and ErrClose", keep, err)
 	}
-	if _, err := p.OnWrite(s, make([]byte, 300)); !errors.Is(err, plugins.ErrClose) {
-		t.Fatalf("next chunk: %v, want ErrClose", err)
+	if keep, err := p.OnBytes(s, plugins.Down, 300); !errors.Is(err, plugins.ErrClose) || keep != 0 {
+		t.Fatalf("next chunk: %d bytes, %v, want none and ErrClose", keep, err)
 	}
 	if f := s.LogFields(); len(f) != 1 || f[0] != (plugins.LogField{Key: "quota", Value: "daily"}) {
 		t.Errorf("log fields %v, want quota=daily", f)
@@ -217,8 +218,8 @@ window = "1h"
 	if err := p.OnConnect(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	p.OnRead(s, make([]byte, 60))
-	p.OnWrite(s, make([]byte, 150))
+	p.OnBytes(s, plugins.Up, 60)
+	p.OnBytes(s, plugins.Down, 150)
 	p.OnClose(s, plugins.Stats{})
 	us, err := p.Usage(ctx)
 	if err != nil {
@@ -251,7 +252,7 @@ func TestWindow(t *testing.T) {
 	if err := p.OnConnect(ctx, s); err != nil {
 		t.Fatal(err)
 	}
-	p.OnWrite(s, make([]byte, 100))
+	p.OnBytes(s, plugins.Down, 100)
 	p.OnClose(s, plugins.Stats{})
 	c.add(30 * time.Minute)
 	if err := p.OnConnect(ctx, session("2", "alice")); err == nil {
@@ -269,7 +270,7 @@ func TestResetUsage(t *testing.T) {
 	ctx := context.Background()
 	s := session("1", "alice")
 	p.OnConnect(ctx, s)
-	p.OnWrite(s, make([]byte, 1000))
+	p.OnBytes(s, plugins.Down, 1000)
 	if err := p.OnConnect(ctx, session("2", "alice")); err == nil {
 		t.Fatal("spent budget: admitted")
 	}
