@@ -33,6 +33,7 @@ import (
 	"ferry/plugins"
 	"ferry/plugins/pkg/throttle"
 	"ferry/relay"
+	"ferry/server/memtrim"
 )
 
 // Server is a set of listeners sharing plugins and services.
@@ -130,6 +131,9 @@ func (s *Server) Start() error {
 	}
 	s.gen.ups.Start()
 	s.serve(s.gen, socks, socks)
+	// After a burst (thousands of tunnels opened at once), give the
+	// memory it left behind back once ferry goes quiet: see memtrim.
+	go memtrim.New().Run(s.hardCtx)
 	return nil
 }
 
