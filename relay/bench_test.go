@@ -9,12 +9,13 @@ import (
 	"ferry/plugins"
 )
 
+// passthrough is a no-op data hook both ways: a channel with it copies
+// in user space.
 type passthrough struct{}
 
-func (passthrough) Name() string { return "pass" }
-func (passthrough) OnRead(_ *plugins.Session, p []byte) ([]byte, error) {
-	return p, nil
-}
+func (passthrough) Name() string                                         { return "pass" }
+func (passthrough) OnRead(_ *plugins.Session, p []byte) ([]byte, error)  { return p, nil }
+func (passthrough) OnWrite(_ *plugins.Session, p []byte) ([]byte, error) { return p, nil }
 
 // BenchmarkChannel pushes bytes client -> target over loopback. "baseline"
 // sends straight to the target with no relay, so the ratios of the other

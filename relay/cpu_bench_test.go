@@ -51,9 +51,6 @@ func BenchmarkRelayCPU(b *testing.B) {
 	}
 }
 
-// OnWrite makes passthrough a no-op data hook both ways.
-func (passthrough) OnWrite(_ *plugins.Session, p []byte) ([]byte, error) { return p, nil }
-
 const benchOp = 1 << 20 // bytes per op
 
 func runRelayCPU(b *testing.B, chain *plugins.Chain, bufs *BufferPool, dir string, streams int) {

@@ -73,7 +73,7 @@ func TestChannelMeter(t *testing.T) {
 			m := &budgetMeter{dirs: plugins.BothData, left: tt.left, err: tt.err}
 			ps := []plugins.Plugin{m}
 			if tt.hooks {
-				ps = append(ps, passThrough{})
+				ps = append(ps, passthrough{})
 			}
 			client, target, ch := setup(t, ps...)
 			upload := 0
