@@ -128,12 +128,17 @@ type Defaults struct {
 	// DrainTimeout is how long live channels may finish on shutdown. Default 30s.
 	DrainTimeout Duration `toml:"drain_timeout"`
 	// BufferSize is the read size of the copy loops that run plugin data
-	// hooks. A buffer is held only while a chunk is handled, never by an
-	// idle channel. Default 128KiB: each read and write costs a syscall,
-	// and on a 2-core VM 32KiB chunks made the hooked copy 2.8-3.2x the
-	// CPU per GB of the spliced one, 128KiB 1.3-1.8x (256KiB was worse
-	// again; see BENCHMARKS.md).
+	// hooks, and of plain HTTP's. A buffer is held only while a chunk is
+	// handled, never by an idle channel. Default 128KiB.
 	BufferSize Size `toml:"buffer_size"`
+	// MaxBufferSize is what a tunnel's hooked reads grow to while they
+	// fill their buffers (a bulk transfer), doubling from BufferSize:
+	// each read and write costs a system call, and on a 2-core VM 1MiB
+	// reads cost 1.0-1.4x the spliced path's CPU per GB where 128KiB
+	// cost 1.3-2.6x (BenchmarkRelayCPU). At most 32MiB of grown buffers
+	// are out per listener at once. Default 1MiB, and never below
+	// BufferSize; equal to it, reads do not grow.
+	MaxBufferSize Size `toml:"max_buffer_size"`
 }
 
 // Listener is one listening socket and what it serves.
@@ -221,6 +226,7 @@ type Listener struct {
 	DialTimeout      *Duration `toml:"dial_timeout"`
 	IdleTimeout      *Duration `toml:"idle_timeout"`
 	BufferSize       *Size     `toml:"buffer_size"`
+	MaxBufferSize    *Size     `toml:"max_buffer_size"`
 }
 
 // Upstream is a parent proxy, a chain of them (via) or a group of them
@@ -335,6 +341,7 @@ func (c *Config) Effective(l *Listener) Settings {
 		DialTimeout:      c.Defaults.DialTimeout.D(),
 		IdleTimeout:      c.Defaults.IdleTimeout.D(),
 		BufferSize:       int(c.Defaults.BufferSize),
+		MaxBufferSize:    int(c.Defaults.MaxBufferSize),
 	}
 	if l.HandshakeTimeout != nil {
 		s.HandshakeTimeout = l.HandshakeTimeout.D()
@@ -348,6 +355,10 @@ func (c *Config) Effective(l *Listener) Settings {
 	if l.BufferSize != nil {
 		s.BufferSize = int(*l.BufferSize)
 	}
+	if l.MaxBufferSize != nil {
+		s.MaxBufferSize = int(*l.MaxBufferSize)
+	}
+	s.MaxBufferSize = max(s.MaxBufferSize, s.BufferSize)
 	if l.MaxConnections != nil {
 		s.MaxConnections = *l.MaxConnections
 	}
@@ -360,5 +371,6 @@ type Settings struct {
 	DialTimeout      time.Duration
 	IdleTimeout      time.Duration // 0: no idle timeout
 	BufferSize       int
+	MaxBufferSize    int // at least BufferSize
 	MaxConnections   int // 0: unlimited
 }

@@ -24,6 +24,7 @@ const (
 	DefaultIdleTimeout      = 5 * time.Minute
 	DefaultDrainTimeout     = 30 * time.Second
 	DefaultBufferSize       = 128 * units.KiB
+	DefaultMaxBufferSize    = units.MiB
 	DefaultMaxConnections   = 10000
 
 	DefaultMaxClientHandshakes    = 64
@@ -238,6 +239,9 @@ func (l *loader) applyDefaults(c *Config) {
 	if !l.x.has("defaults.buffer_size") {
 		d.BufferSize = DefaultBufferSize
 	}
+	if !l.x.has("defaults.max_buffer_size") {
+		d.MaxBufferSize = DefaultMaxBufferSize
+	}
 	l.stateDefaults(&c.State)
 	lim := &c.Limits
 	if lim.MaxClientHandshakes == nil {
@@ -384,6 +388,7 @@ func (l Listener) clone() Listener {
 	l.DialTimeout = clonePtr(l.DialTimeout)
 	l.IdleTimeout = clonePtr(l.IdleTimeout)
 	l.BufferSize = clonePtr(l.BufferSize)
+	l.MaxBufferSize = clonePtr(l.MaxBufferSize)
 	l.Socks5BindPorts = clonePtr(l.Socks5BindPorts)
 	l.Socks5BindTimeout = clonePtr(l.Socks5BindTimeout)
 	l.PAC = l.PAC.clone()

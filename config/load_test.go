@@ -35,7 +35,7 @@ func TestParseValid(t *testing.T) {
 				want := Config{
 					File:     "test.toml",
 					Log:      Log{Level: "info", Format: "console"},
-					Defaults: Defaults{HandshakeTimeout: Duration(10 * time.Second), DialTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute), DrainTimeout: Duration(30 * time.Second), BufferSize: 128 * units.KiB},
+					Defaults: Defaults{HandshakeTimeout: Duration(10 * time.Second), DialTimeout: Duration(10 * time.Second), IdleTimeout: Duration(5 * time.Minute), DrainTimeout: Duration(30 * time.Second), BufferSize: 128 * units.KiB, MaxBufferSize: units.MiB},
 					Listeners: []Listener{{Name: "listener-0", Listen: "127.0.0.1:8080", Protocols: []string{"http", "socks5", "socks4"},
 						ProxyProtocol: "off", SendProxyProtocol: "off", MaxConnections: ptr(10000)}},
 					Limits: Limits{MaxClientHandshakes: ptr(64), MaxHeaderBytes: 64 * units.KiB, MaxHeaders: 100, MaxResponseHeaderBytes: 64 * units.KiB, MaxBufferedBodyBytes: 8 * units.MiB},
@@ -46,7 +46,7 @@ func TestParseValid(t *testing.T) {
 					t.Fatalf("got %+v,\nwant %+v", *c, want)
 				}
 				s := c.Effective(&c.Listeners[0])
-				wantS := Settings{HandshakeTimeout: 10 * time.Second, DialTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, BufferSize: 128 << 10, MaxConnections: 10000}
+				wantS := Settings{HandshakeTimeout: 10 * time.Second, DialTimeout: 10 * time.Second, IdleTimeout: 5 * time.Minute, BufferSize: 128 << 10, MaxBufferSize: 1 << 20, MaxConnections: 10000}
 				if s != wantS {
 					t.Fatalf("Effective: got %+v, want %+v", s, wantS)
 				}
@@ -89,10 +89,24 @@ handshake_timeout = "2s"
 dial_timeout = "3s"
 idle_timeout = "1h"
 buffer_size = 4096
+[[listener]]
+listen = "127.0.0.1:8081"
+buffer_size = "2MiB"
+[[listener]]
+listen = "127.0.0.1:8082"
+buffer_size = "64KiB"
+max_buffer_size = "256KiB"
 `,
 			check: func(t *testing.T, c *Config) {
 				got := c.Effective(&c.Listeners[0])
-				want := Settings{HandshakeTimeout: 2 * time.Second, DialTimeout: 3 * time.Second, IdleTimeout: time.Hour, BufferSize: 4096, MaxConnections: 10000}
+				want := Settings{HandshakeTimeout: 2 * time.Second, DialTimeout: 3 * time.Second, IdleTimeout: time.Hour, BufferSize: 4096, MaxBufferSize: 1 << 20, MaxConnections: 10000}
+				// max_buffer_size is never below buffer_size.
+				if s := c.Effective(&c.Listeners[1]); s.BufferSize != 2<<20 || s.MaxBufferSize != 2<<20 {
+					t.Errorf("buffer_size 2MiB: buffer %d, max %d; want both 2MiB", s.BufferSize, s.MaxBufferSize)
+				}
+				if s := c.Effective(&c.Listeners[2]); s.BufferSize != 64<<10 || s.MaxBufferSize != 256<<10 {
+					t.Errorf("max_buffer_size 256KiB: buffer %d, max %d", s.BufferSize, s.MaxBufferSize)
+				}
 				if got != want {
 					t.Fatalf("Effective: got %+v, want %+v", got, want)
 				}
@@ -264,6 +278,8 @@ func TestParseErrors(t *testing.T) {
 		{name: "listener dial_timeout zero", src: l0 + "dial_timeout = \"0s\"\n", want: "test.toml:3:1: listener[0].dial_timeout: must be greater than 0"},
 		{name: "buffer too small", src: "[defaults]\nbuffer_size = \"256B\"\n" + l0, want: "test.toml:2:1: defaults.buffer_size: 256B is out of range: want 512B to 16MiB"},
 		{name: "buffer too large", src: l0 + "buffer_size = \"17MiB\"\n", want: "test.toml:3:1: listener[0].buffer_size: 17MiB is out of range: want 512B to 16MiB"},
+		{name: "max buffer too large", src: l0 + "max_buffer_size = \"64MiB\"\n", want: "test.toml:3:1: listener[0].max_buffer_size: 64MiB is out of range: want 512B to 16MiB"},
+		{name: "default max buffer too small", src: "[defaults]\nmax_buffer_size = 100\n" + l0, want: "test.toml:2:1: defaults.max_buffer_size: 100B is out of range: want 512B to 16MiB"},
 
 		// Listeners.
 		{name: "no listener", src: "[log]\nlevel = \"info\"\n", want: "test.toml:1:1: listener: missing: at least one [[listener]] is required"},

@@ -28,6 +28,7 @@ func (l *loader) validate(c *Config) {
 	l.notNegative("defaults.idle_timeout", d.IdleTimeout)
 	l.notNegative("defaults.drain_timeout", d.DrainTimeout)
 	l.bufferSize("defaults.buffer_size", d.BufferSize)
+	l.bufferSize("defaults.max_buffer_size", d.MaxBufferSize)
 
 	instances := map[string]bool{}
 	for _, p := range c.Plugins {
@@ -171,6 +172,9 @@ func (l *loader) listenerLimits(p string, ln Listener) {
 	}
 	if ln.BufferSize != nil {
 		l.bufferSize(p+".buffer_size", *ln.BufferSize)
+	}
+	if ln.MaxBufferSize != nil {
+		l.bufferSize(p+".max_buffer_size", *ln.MaxBufferSize)
 	}
 }
 

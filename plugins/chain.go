@@ -43,7 +43,9 @@ type Chain struct {
 	data [2][]dataHook
 	// meters holds each direction's Meters, config order.
 	meters [2][]meterHook
-	realm  string
+	// maxChunk is the smallest ChunkLimiter's cap; 0 none.
+	maxChunk int
+	realm    string
 }
 
 // dataHook is one plugin's hooks for one direction, bound once when the
@@ -99,6 +101,11 @@ func NewChain(ps []Plugin) *Chain {
 		}
 		if h, ok := upHook(p); ok {
 			c.data[Up] = append(c.data[Up], h)
+		}
+		if cl, ok := p.(ChunkLimiter); ok {
+			if n := cl.MaxChunk(); n > 0 && (c.maxChunk == 0 || n < c.maxChunk) {
+				c.maxChunk = n
+			}
 		}
 		for _, d := range [2]Direction{Up, Down} {
 			if MeterDirectionsOf(p).Has(d) {
@@ -316,6 +323,15 @@ func (c *Chain) HasData(d Direction) bool {
 // d; a direction with only Meters may be spliced, with Meter called per
 // chunk.
 func (c *Chain) SeesData(d Direction) bool { return c != nil && len(c.data[d]) > 0 }
+
+// MaxChunk is the largest chunk the data hooks may be handed (see
+// ChunkLimiter); 0 sets no cap.
+func (c *Chain) MaxChunk() int {
+	if c == nil {
+		return 0
+	}
+	return c.maxChunk
+}
 
 // HasMeters reports whether any Meter counts the bytes going d.
 func (c *Chain) HasMeters(d Direction) bool { return c != nil && len(c.meters[d]) > 0 }

@@ -119,3 +119,30 @@ func TestMeterDirections(t *testing.T) {
 		t.Errorf("told %v, want [7]", m.told)
 	}
 }
+
+type chunkCap struct{ n int }
+
+func (chunkCap) Name() string    { return "cap" }
+func (c chunkCap) MaxChunk() int { return c.n }
+
+// TestChainMaxChunk: the smallest ChunkLimiter's cap wins; 0 caps
+// nothing.
+func TestChainMaxChunk(t *testing.T) {
+	tests := []struct {
+		ps   []Plugin
+		want int
+	}{
+		{nil, 0},
+		{[]Plugin{chunkCap{0}}, 0},
+		{[]Plugin{chunkCap{256 << 10}, chunkCap{0}, chunkCap{64 << 10}}, 64 << 10},
+		{[]Plugin{doubler{}, chunkCap{1 << 20}}, 1 << 20},
+	}
+	for _, tt := range tests {
+		if got := NewChain(tt.ps).MaxChunk(); got != tt.want {
+			t.Errorf("%v: MaxChunk %d, want %d", tt.ps, got, tt.want)
+		}
+	}
+	if (*Chain)(nil).MaxChunk() != 0 {
+		t.Error("nil chain: want no cap")
+	}
+}

@@ -95,6 +95,16 @@ type Meter interface {
 	OnBytes(s *Session, d Direction, n int) (keep int, err error)
 }
 
+// ChunkLimiter caps the chunks its data hooks are handed. The hooked
+// copy reads in buffer_size chunks and, during a bulk transfer, grows its
+// reads up to max_buffer_size (1 MiB by default); a hook that paces
+// bytes (a rate limit) or wants small pieces says how large a chunk may
+// get. The Chain asks once, when it is built; the smallest answer wins,
+// and 0 sets no cap. A chunk is never cut below buffer_size.
+type ChunkLimiter interface {
+	MaxChunk() int
+}
+
 // ReadEnder is told when the client has finished sending (its stream
 // toward the upstream reached EOF, or, for plain HTTP, the request was
 // written): the last chance to release bytes a Reader held back. What it

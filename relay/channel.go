@@ -411,7 +411,7 @@ func (c *Channel) copyChunks(f *flow) error {
 	if f.dir == plugins.Up && c.ClientBuffers != nil {
 		pool = c.ClientBuffers
 	}
-	rd := newChunkReader(f.src, pool)
+	rd := newChunkReader(f.src, pool, c.Chain.MaxChunk())
 	for {
 		// A buffer is held only while a chunk is handled, not while the
 		// channel waits for one: idle channels cost no buffers.

@@ -25,9 +25,10 @@ import (
 // system) is the channels', the runtime's and the kernel's work on their
 // behalf. It reports cpu-s/GB, the figure scripts/bench.sh compares, for
 // the spliced fast path and the hooked copy (a no-op OnRead and OnWrite,
-// which turns splice off; with the default buffer_size, and with 512 KiB
-// reads, what a larger chunk would save), each way, with 1 and 8
-// streams. One op is one MiB across all streams; give it a count:
+// which turns splice off) as a listener runs it by default (reads of
+// buffer_size growing to max_buffer_size during a bulk transfer), and
+// with fixed 128 KiB reads, each way, with 1 and 8 streams. One op is
+// one MiB across all streams; give it a count:
 //
 //	go test -run '^$' -bench RelayCPU -benchtime 2048x ./relay/
 //
@@ -38,13 +39,17 @@ func BenchmarkRelayCPU(b *testing.B) {
 	for _, path := range []struct {
 		name string
 		ps   []plugins.Plugin
-		buf  int // read size of the hooked copy; 0: DefaultBufferSize
-	}{{"fast", nil, 0}, {"hooked", hook, 0}, {"hooked-512KiB", hook, 512 << 10}} {
+		bufs *BufferPool
+	}{
+		{"fast", nil, NewBufferPool(0)},
+		{"hooked", hook, NewGrowingPool(DefaultBufferSize, DefaultMaxBufferSize)},
+		{"hooked-fixed-128KiB", hook, NewBufferPool(128 << 10)},
+	} {
 		for _, dir := range []string{"up", "down"} {
 			for _, streams := range []int{1, 8} {
 				name := fmt.Sprintf("%s/%s/streams=%d", path.name, dir, streams)
 				b.Run(name, func(b *testing.B) {
-					runRelayCPU(b, plugins.NewChain(path.ps), NewBufferPool(path.buf), dir, streams)
+					runRelayCPU(b, plugins.NewChain(path.ps), path.bufs, dir, streams)
 				})
 			}
 		}

@@ -37,7 +37,7 @@ func TestChunkReaderWaits(t *testing.T) {
 		a.Write([]byte("two"))
 		a.Close()
 	}()
-	rd := newChunkReader(src, NewBufferPool(512))
+	rd := newChunkReader(src, NewBufferPool(512), 0)
 	var got []string
 	for range 10 {
 		bufp, n, err := rd.next()
@@ -62,7 +62,7 @@ func TestChunkReaderWaits(t *testing.T) {
 
 	boom := errors.New("boom")
 	src = &waitingConn{Conn: b, waitErr: boom}
-	if bufp, _, err := newChunkReader(src, NewBufferPool(512)).next(); !errors.Is(err, boom) || bufp != nil {
+	if bufp, _, err := newChunkReader(src, NewBufferPool(512), 0).next(); !errors.Is(err, boom) || bufp != nil {
 		t.Errorf("next after a failed wait: buffer %v, error %v; want no buffer and the wait's error", bufp != nil, err)
 	}
 	if len(src.calls) != 1 {

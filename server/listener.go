@@ -97,7 +97,7 @@ func newFrontend(s *Server, gen *generation, lc config.Listener, set config.Sett
 		cfg:     lc,
 		set:     set,
 		chain:   chain,
-		buffers: relay.NewBufferPool(set.BufferSize),
+		buffers: relay.NewGrowingPool(set.BufferSize, set.MaxBufferSize),
 		// A stream's reader holds its buffer while it waits: see h2Chunk.
 		h2Buffers: relay.NewBufferPool(min(set.BufferSize, h2Chunk)),
 		log:       s.log.With().Str("listener", lc.Name).Logger(),

@@ -162,6 +162,7 @@ var (
 	_ plugins.Closer       = (*Plugin)(nil)
 	_ plugins.Reader       = (*Plugin)(nil)
 	_ plugins.Writer       = (*Plugin)(nil)
+	_ plugins.ChunkLimiter = (*Plugin)(nil)
 	_ plugins.DataDirector = (*Plugin)(nil)
 	_ plugins.Carrier      = (*Plugin)(nil)
 )
@@ -337,6 +338,34 @@ func (p *Plugin) DataDirections() plugins.Directions {
 		ds |= plugins.DownData
 	}
 	return ds
+}
+
+// authMaxChunk caps chunks when rates come from logins, unknown when the
+// chain is built: the relay's default read size.
+const authMaxChunk = 128 << 10
+
+// MaxChunk implements plugins.ChunkLimiter. A chunk passes whole once
+// all of its bytes are granted, so a large one would wait long and then
+// go in one burst: chunks of at most an eighth of a second of the
+// slowest configured rate keep the pacing smooth (a 1 MiB/s limit moves
+// 128 KiB pieces every 125 ms, not 1 MiB every second).
+func (p *Plugin) MaxChunk() int {
+	var slowest int64
+	for _, r := range []rates{p.limits.channel, p.limits.client, p.limits.user} {
+		for _, v := range []int64{r.up, r.down} {
+			if v > 0 && (slowest == 0 || v < slowest) {
+				slowest = v
+			}
+		}
+	}
+	n := 0
+	if slowest > 0 {
+		n = int(max(slowest/8, 1))
+	}
+	if p.limits.fromAuth && (n == 0 || n > authMaxChunk) {
+		n = authMaxChunk
+	}
+	return n
 }
 
 // sessionKey keys a channel's state; the instance is part of it so that

@@ -123,14 +123,16 @@ func TestConfig(t *testing.T) {
 		// wantErr is a substring of the error; empty: valid.
 		wantErr                string
 		wantReader, wantWriter bool
+		wantMaxChunk           int // plugins.ChunkLimiter
 	}{
-		{name: "channel down", opts: `channel = { down = "1MiB" }`, wantWriter: true},
-		{name: "channel both with burst", opts: `channel = { up = "1MiB", down = "1MiB", burst = "256KiB" }`, wantReader: true, wantWriter: true},
-		{name: "client up", opts: `client = { up = "10MiB" }`, wantReader: true},
-		{name: "user down", opts: `user = { down = 5000000 }`, wantWriter: true},
+		{name: "channel down", opts: `channel = { down = "1MiB" }`, wantWriter: true, wantMaxChunk: 128 << 10},
+		{name: "channel both with burst", opts: `channel = { up = "1MiB", down = "1MiB", burst = "256KiB" }`, wantReader: true, wantWriter: true, wantMaxChunk: 128 << 10},
+		{name: "client up", opts: `client = { up = "10MiB" }`, wantReader: true, wantMaxChunk: 1280 << 10},
+		{name: "slowest scope", opts: "client = { up = \"10MiB\" }\nuser = { down = \"80KiB\" }", wantReader: true, wantWriter: true, wantMaxChunk: 10 << 10},
+		{name: "user down", opts: `user = { down = 5000000 }`, wantWriter: true, wantMaxChunk: 625000},
 		{name: "new connections only", opts: `new_connections = { per_client = 10, burst = 20 }`},
 		{name: "new connections per minute", opts: `new_connections = { per_client = 60, interval = "1m" }`},
-		{name: "sub-table", opts: "[plugin.channel]\ndown = \"1KiB\"\n", wantWriter: true},
+		{name: "sub-table", opts: "[plugin.channel]\ndown = \"1KiB\"\n", wantWriter: true, wantMaxChunk: 128},
 		{name: "zero rates", opts: `channel = { up = "0B", down = 0 }`, wantErr: "no limit set"},
 		{name: "nothing", opts: "", wantErr: "no limit set"},
 		{name: "burst without rate", opts: `channel = { burst = "1KiB" }`, wantErr: "plugin[0].channel.burst: has no effect without"},
@@ -144,8 +146,8 @@ func TestConfig(t *testing.T) {
 		{name: "zero interval", opts: `new_connections = { per_client = 1, interval = "0s" }`, wantErr: "new_connections.interval: must be positive"},
 		{name: "interval without rate", opts: `new_connections = { interval = "1s" }`, wantErr: "new_connections.interval: has no effect"},
 		{name: "bare interval", opts: `new_connections = { per_client = 1, interval = 5 }`, wantErr: "must be a string with a unit"},
-		{name: "user from auth alone", opts: `user_from_auth = true`, wantReader: true, wantWriter: true},
-		{name: "user from auth with a burst", opts: "user_from_auth = true\nuser = { burst = \"64KiB\" }", wantReader: true, wantWriter: true},
+		{name: "user from auth alone", opts: `user_from_auth = true`, wantReader: true, wantWriter: true, wantMaxChunk: 128 << 10},
+		{name: "user from auth with a burst", opts: "user_from_auth = true\nuser = { burst = \"64KiB\" }", wantReader: true, wantWriter: true, wantMaxChunk: 128 << 10},
 		{name: "user burst without rate", opts: `user = { burst = "64KiB" }`, wantErr: "plugin[0].user.burst: has no effect without"},
 		{name: "user from auth off", opts: `user_from_auth = false`, wantErr: "no limit set"},
 		{name: "user from auth not a bool", opts: `user_from_auth = "yes"`, wantErr: "user_from_auth"},
@@ -169,6 +171,9 @@ func TestConfig(t *testing.T) {
 			}
 			if p.Name() != "p" {
 				t.Errorf("got name %q, want p", p.Name())
+			}
+			if n := p.(plugins.ChunkLimiter).MaxChunk(); n != tt.wantMaxChunk {
+				t.Errorf("MaxChunk %d, want %d", n, tt.wantMaxChunk)
 			}
 		})
 	}
