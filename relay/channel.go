@@ -60,6 +60,11 @@ type Channel struct {
 	// itself (a pool's, whose stack has grown already); nil uses a go
 	// statement.
 	Go func(func())
+	// UpstreamKeepAlive, if set, is turned on on Upstream (when it is a
+	// *net.TCPConn) once the channel may need it: when a direction first
+	// parks, or at Start when the channel cannot park. A tunnel that ends
+	// before it goes idle, as most do, never pays the four system calls.
+	UpstreamKeepAlive *net.KeepAliveConfig
 
 	start     time.Time
 	lastNano  atomic.Int64    // last user-space activity, ns since start
@@ -90,10 +95,11 @@ type Channel struct {
 	ctxDone  chan struct{}
 	ctxEnded bool
 
-	firstEOF atomic.Int32 // the side whose orderly close came first
-	endOnce  sync.Once
-	reason   plugins.CloseReason
-	err      error
+	keptAlive atomic.Bool  // UpstreamKeepAlive was applied
+	firstEOF  atomic.Int32 // the side whose orderly close came first
+	endOnce   sync.Once
+	reason    plugins.CloseReason
+	err       error
 }
 
 // Result is how a channel ended.
@@ -146,6 +152,7 @@ func (c *Channel) Start(ctx context.Context, done func(Result)) {
 		c.parker.Store(c.Parker)
 	} else {
 		c.Parker = nil
+		c.keepAlive()
 	}
 
 	if c.IdleTimeout > 0 {
@@ -188,6 +195,17 @@ func (c *Channel) run(d plugins.Direction) {
 // resume carries on a parked direction; the Parker calls it on a new
 // goroutine.
 func (c *Channel) resume(d plugins.Direction) { c.run(d) }
+
+// keepAlive applies UpstreamKeepAlive, once.
+func (c *Channel) keepAlive() {
+	if c.UpstreamKeepAlive == nil || !c.keptAlive.CompareAndSwap(false, true) {
+		return
+	}
+	if tc, ok := c.Upstream.(*net.TCPConn); ok {
+		// An error means the socket is closing: nothing to keep alive.
+		_ = tc.SetKeepAliveConfig(*c.UpstreamKeepAlive)
+	}
+}
 
 // complete ends the channel once both copies have ended and reports.
 func (c *Channel) complete() {

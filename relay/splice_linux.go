@@ -249,6 +249,7 @@ func (w *idleWatch) expired(rerr error, total int64, srcRC syscall.RawConn) int 
 		return watchGoOn // bytes moved since: not idle
 	}
 	w.src.SetReadDeadline(time.Time{})
+	w.wait.c.keepAlive() // idle now: the upstream may need probing
 	if w.wait.c.Parker.park(w.wait.c, w.wait.dir, srcRC) {
 		return watchParked
 	}

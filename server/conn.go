@@ -242,6 +242,22 @@ func (h *conn) tunnel(s *plugins.Session, r replier) {
 	h.startChannel(ctx, s, st, up, info)
 }
 
+// deferredKeepAlive is the keep-alive the relay turns on on the tunnel's
+// upstream when it goes idle, if the dial left it off (nil if not). When
+// an interceptor took the socket (TLS over it, or HTTP flows), the relay
+// cannot reach it, so keep-alive goes on at once.
+func deferredKeepAlive(info *upstream.DialInfo, up net.Conn, t *plugins.Tunnel) *net.KeepAliveConfig {
+	if !info.KeepAliveDeferred() {
+		return nil
+	}
+	if tc, ok := up.(*net.TCPConn); ok && (t.HTTP != "" || t.Upstream != up) {
+		_ = tc.SetKeepAliveConfig(upstream.TargetKeepAlive)
+		return nil
+	}
+	ka := upstream.TargetKeepAlive
+	return &ka
+}
+
 // startChannel relays between the client and up, whose dial info is
 // released when the channel ends; the client has had its success reply.
 func (h *conn) startChannel(ctx context.Context, s *plugins.Session, st *plugins.Stats, up net.Conn, info *upstream.DialInfo) {
@@ -257,6 +273,7 @@ func (h *conn) startChannel(ctx context.Context, s *plugins.Session, st *plugins
 		h.l.finish(s, st)
 		return
 	}
+	keepAlive := deferredKeepAlive(info, up, t)
 	if t.HTTP != "" {
 		h.handedOff = true // serveFlows closes both connections
 		h.serveFlows(ctx, s, st, t)
@@ -276,6 +293,8 @@ func (h *conn) startChannel(ctx context.Context, s *plugins.Session, st *plugins
 		ClientPending: pending,
 		Parker:        h.l.srv.parker,
 		Go:            h.l.sock.spares.goFunc(),
+
+		UpstreamKeepAlive: keepAlive,
 	}
 	h.l.srv.track(s, ch)
 	// An open tunnel's request is not needed any more (see
@@ -338,7 +357,7 @@ func (h *conn) connect(ctx context.Context, s *plugins.Session) (net.Conn, *upst
 	if err := h.admit(ctx, s); err != nil {
 		return nil, nil, err
 	}
-	up, info, err := h.dialTarget(ctx, s)
+	up, info, err := h.dialTarget(ctx, s, true)
 	if err != nil {
 		return nil, nil, err
 	}
@@ -402,7 +421,11 @@ type pinnedAddrs struct {
 
 // dialTarget dials the session's target through its upstream within
 // dial_timeout. On failure, failCode(err) is what to tell the client.
-func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *upstream.DialInfo, error) {
+//
+// With lazyKeepAlive (a tunnel, whose relay turns keep-alive on when it
+// first goes idle), a direct dial leaves the target connection's
+// keep-alive off: see upstream.DialInfo.LazyKeepAlive.
+func (h *conn) dialTarget(ctx context.Context, s *plugins.Session, lazyKeepAlive bool) (net.Conn, *upstream.DialInfo, error) {
 	if h.l.srv.drainCtx.Err() != nil {
 		// A request that finished its handshake during shutdown is not
 		// started: the drain is for channels already running.
@@ -416,7 +439,7 @@ func (h *conn) dialTarget(ctx context.Context, s *plugins.Session) (net.Conn, *u
 	} else {
 		return nil, nil, fmt.Errorf("no upstream %q", s.Upstream)
 	}
-	info := &upstream.DialInfo{Refuse: h.l.refuseDst, Source: s.SourceAddr}
+	info := &upstream.DialInfo{Refuse: h.l.refuseDst, Source: s.SourceAddr, LazyKeepAlive: lazyKeepAlive}
 	if h.l.gen.ups.SendsHeader() {
 		info.ProxyHeader = h.clientHeader()
 	}

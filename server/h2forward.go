@@ -132,7 +132,7 @@ func (fw *h2Forward) transport() *http.Transport {
 // dial reaches the session's target (which the plugins may have
 // rewritten), whatever the URL says, as HTTP/1.1 requests do.
 func (fw *h2Forward) dial(ctx context.Context, _, _ string) (net.Conn, error) {
-	c, info, err := fw.sub.dialTarget(ctx, fw.s)
+	c, info, err := fw.sub.dialTarget(ctx, fw.s, false)
 	fw.mu.Lock()
 	defer fw.mu.Unlock()
 	if err != nil {

@@ -170,7 +170,7 @@ func (f *httpForwarder) idleAlive() bool {
 
 func (f *httpForwarder) dial(s *plugins.Session) (net.Conn, plugins.Code, error) {
 	h := f.h
-	up, info, err := h.dialTarget(h.l.srv.hardCtx, s)
+	up, info, err := h.dialTarget(h.l.srv.hardCtx, s, false)
 	if err != nil {
 		return nil, failCode(err), err
 	}

@@ -30,7 +30,7 @@ func (h *conn) intercept(ctx context.Context, s *plugins.Session, client, up net
 // that outlive the target's first connection.
 func (h *conn) redialer(s *plugins.Session) func(context.Context) (net.Conn, error) {
 	return func(ctx context.Context) (net.Conn, error) {
-		c, info, err := h.dialTarget(ctx, s)
+		c, info, err := h.dialTarget(ctx, s, false)
 		if err != nil {
 			return nil, err
 		}

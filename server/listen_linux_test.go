@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"ferry/test/testkit"
 )
 
 // TestListenKeepAlive checks that connections accepted from listenTCP
@@ -28,10 +30,6 @@ func TestListenKeepAlive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer a.Close()
-	rc, err := a.(*net.TCPConn).SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
 	tests := []struct {
 		name       string
 		level, opt int
@@ -45,14 +43,7 @@ func TestListenKeepAlive(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var got int
-			var gerr error
-			if err := rc.Control(func(fd uintptr) { got, gerr = unix.GetsockoptInt(int(fd), tt.level, tt.opt) }); err != nil {
-				t.Fatal(err)
-			}
-			if gerr != nil {
-				t.Fatal(gerr)
-			}
+			got := testkit.SockoptInt(t, a, tt.level, tt.opt)
 			if got != tt.want {
 				t.Fatalf("got %d, want %d", got, tt.want)
 			}

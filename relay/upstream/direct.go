@@ -76,7 +76,7 @@ func dialFrom(ctx context.Context, d *net.Dialer, info *DialInfo, network, addre
 // Direct, but it runs the context's DialInfo.Refuse and CheckDial on each address
 // and dials DialInfo.Pinned addresses instead of resolving again.
 func DirectTarget() Dialer {
-	d := &net.Dialer{KeepAlive: 30 * time.Second}
+	d := &net.Dialer{KeepAliveConfig: TargetKeepAlive}
 	d.ControlContext = func(ctx context.Context, network, address string, _ syscall.RawConn) error {
 		info := dialInfoFrom(ctx)
 		if info == nil || info.CheckDial == nil && info.Refuse == nil {
@@ -96,19 +96,32 @@ func DirectTarget() Dialer {
 		}
 		return info.CheckDial(ap)
 	}
-	return directTarget{d}
+	lazy := *d
+	lazy.KeepAlive, lazy.KeepAliveConfig = -1, net.KeepAliveConfig{}
+	return directTarget{d, &lazy}
 }
 
-type directTarget struct{ d *net.Dialer }
+// TargetKeepAlive is the TCP keep-alive of connections to targets: a
+// probe after 30 s of silence, Go's defaults for the rest.
+var TargetKeepAlive = net.KeepAliveConfig{Enable: true, Idle: 30 * time.Second}
+
+// directTarget dials with d, or with lazy (no keep-alive) when the
+// DialInfo asks for LazyKeepAlive.
+type directTarget struct{ d, lazy *net.Dialer }
 
 func (t directTarget) DialContext(ctx context.Context, network, address string) (net.Conn, error) {
 	info := dialInfoFrom(ctx)
+	d := t.d
+	if info != nil && info.LazyKeepAlive {
+		d = t.lazy
+		info.deferred.Store(true)
+	}
 	if info == nil || len(info.Pinned) == 0 {
-		return dialFrom(ctx, t.d, info, network, address)
+		return dialFrom(ctx, d, info, network, address)
 	}
 	host, port, err := net.SplitHostPort(address)
 	if err != nil || host != info.PinnedHost {
-		return dialFrom(ctx, t.d, info, network, address)
+		return dialFrom(ctx, d, info, network, address)
 	}
 	pinned := sameFamily(info.Pinned, info.Source)
 	if len(pinned) == 0 {
@@ -124,7 +137,7 @@ func (t directTarget) DialContext(ctx context.Context, network, address string) 
 			actx, cancel = context.WithDeadline(ctx, time.Now().Add(time.Until(dl)/time.Duration(len(pinned)-i)))
 			defer cancel()
 		}
-		c, err := dialFrom(actx, t.d, info, network, net.JoinHostPort(ip.String(), port))
+		c, err := dialFrom(actx, d, info, network, net.JoinHostPort(ip.String(), port))
 		if err == nil {
 			return c, nil
 		}
