@@ -291,6 +291,8 @@ type rollingConn struct {
 	net.Conn
 	d atomic.Int64 // time.Duration
 	n atomic.Int64 // bytes read
+	// last is when the last read returned, Unix nanoseconds.
+	last atomic.Int64
 	// stopped ends reads for good: another goroutine wants the reader
 	// off the connection.
 	stopped atomic.Bool
@@ -321,8 +323,14 @@ func (c *rollingConn) Read(p []byte) (int, error) {
 	}
 	n, err := c.Conn.Read(p)
 	c.n.Add(int64(n))
+	c.last.Store(time.Now().UnixNano())
 	c.err = err
 	return n, err
+}
+
+// sinceRead is the time since the last read returned.
+func (c *rollingConn) sinceRead() time.Duration {
+	return time.Duration(time.Now().UnixNano() - c.last.Load())
 }
 
 // stop ends the current read and every later one.

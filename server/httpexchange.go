@@ -128,11 +128,20 @@ func (ex *exchange) retryable(err error) bool {
 	if ex.body != nil || errors.As(err, &he) || errors.As(err, &ce) {
 		return false
 	}
-	switch ex.out.req.Method {
-	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+	if idempotent(ex.out.req.Method) {
 		return true
 	}
 	return ex.out.fr.Kind != httphead.None && !ex.gathered
+}
+
+// idempotent reports whether a request of method may be sent again
+// after a failure (RFC 9110 section 9.2.2).
+func idempotent(method string) bool {
+	switch method {
+	case "GET", "HEAD", "OPTIONS", "TRACE", "PUT", "DELETE":
+		return true
+	}
+	return false
 }
 
 func (ex *exchange) attempt() (*httphead.Head, error) {

@@ -1,0 +1,71 @@
+package server
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync/atomic"
+	"testing"
+)
+
+// closingOrigin answers each connection's first request with a framed,
+// keep-alive-looking response and then closes it without saying so, as an
+// origin whose idle timeout fires at once would. It counts connections.
+func closingOrigin(t *testing.T) (addr string, conns *atomic.Int64) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	conns = &atomic.Int64{}
+	go func() {
+		for {
+			c, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			n := conns.Add(1)
+			go func() {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err != nil {
+					return
+				}
+				body, _ := io.ReadAll(req.Body)
+				msg := fmt.Sprintf("conn %d %s %s", n, req.Method, body)
+				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
+			}()
+		}
+	}()
+	return ln.Addr().String(), conns
+}
+
+// TestHTTPReuseAfterSilentClose: requests sent right after the origin
+// silently closed the kept-alive connection still get through: a GET,
+// which may skip the look at a just-used connection, is sent again on a
+// new one; a POST with a body, which could not be sent twice, is never
+// put on a connection ferry has not looked at.
+func TestHTTPReuseAfterSilentClose(t *testing.T) {
+	origin, conns := closingOrigin(t)
+	f := start(t, basicConfig)
+	c := dial(t, f.addr)
+	br := bufio.NewReader(c)
+	for i, r := range []struct{ method, body string }{{"GET", ""}, {"GET", ""}, {"POST", "data"}, {"POST", "more"}, {"GET", ""}} {
+		fmt.Fprintf(c, "%s http://%s/ HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s", r.method, origin, origin, len(r.body), r.body)
+		resp, err := http.ReadResponse(br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != 200 || !strings.HasSuffix(string(got), r.method+" "+r.body) {
+			t.Fatalf("request %d (%s): %d %q", i, r.method, resp.StatusCode, got)
+		}
+	}
+	if n := conns.Load(); n != 5 {
+		t.Errorf("origin connections %d, want one per request", n)
+	}
+}
