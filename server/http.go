@@ -25,7 +25,7 @@ import (
 // them and the upstream connection reused while the target stays the same.
 func (h *conn) serveHTTP() {
 	fw := &httpForwarder{h: h}
-	defer fw.closeUpstream()
+	defer fw.end()
 	lim := &h.l.gen.cfg.Limits
 	hl := httphead.Limits{MaxBytes: int(lim.MaxHeaderBytes), MaxFields: lim.MaxHeaders}
 	for n := 0; ; n++ {

@@ -27,6 +27,11 @@ func requestView(hd *httphead.Head, fr httphead.Framing) (*http.Request, error) 
 		req.Proto, req.ProtoMinor = "HTTP/1.0", 0
 	}
 	hosts := 0
+	// One backing array for every field's value, as net/textproto does:
+	// a slice per field was most of a small request's allocations. Each
+	// field's slice is capped at its one value, so a repeated field's
+	// append copies rather than overwriting its neighbour.
+	vals := make([]string, hd.Len())
 	for i := range hd.Len() {
 		k := textproto.CanonicalMIMEHeaderKey(hd.Name(i))
 		if k == "Host" {
@@ -34,7 +39,12 @@ func requestView(hd *httphead.Head, fr httphead.Framing) (*http.Request, error) 
 			req.Host = hd.Value(i)
 			continue
 		}
-		req.Header[k] = append(req.Header[k], hd.Value(i))
+		if prev, ok := req.Header[k]; ok {
+			req.Header[k] = append(prev, hd.Value(i))
+			continue
+		}
+		vals[i] = hd.Value(i)
+		req.Header[k] = vals[i : i+1 : i+1]
 	}
 	if hosts > 1 {
 		return nil, errors.New("more than one Host field") // RFC 9112 section 3.2

@@ -141,7 +141,10 @@ func ReadResponse(br *bufio.Reader, lim Limits) (*Head, error) {
 
 // read collects the head's lines into one buffer and indexes them.
 func read(br *bufio.Reader, lim Limits, skipEmpty bool) (*Head, error) {
-	var buf []byte
+	// Heads are gathered on the stack and copied once into the Head's
+	// string: appending to a nil slice grew it five or six times a head.
+	var stack [headStack]byte
+	buf := stack[:0]
 	lines, skipped := 0, 0
 	for {
 		start := len(buf)
@@ -181,6 +184,10 @@ func read(br *bufio.Reader, lim Limits, skipEmpty bool) (*Head, error) {
 func isEmptyLine(l []byte) bool {
 	return len(l) == 1 && l[0] == '\n' || len(l) == 2 && l[0] == '\r' && l[1] == '\n'
 }
+
+// headStack is the room read gathers a head in before it needs the heap:
+// most requests' and responses' heads fit.
+const headStack = 2048
 
 // readLine appends one line, ending included, to buf, failing once buf
 // would pass limit bytes.
