@@ -30,8 +30,11 @@ type exchange struct {
 	link *httpLink
 	out  requestOut
 	head []byte
-	// upW and downW pass bytes through the data hooks.
+	// upW and downW pass bytes through the data hooks; they point at
+	// writers, held in the exchange to save two allocations a request.
 	upW, downW *hookWriter
+	writers    [2]hookWriter
+	linkV      httpLink // what link points at, for the same reason
 	expect     bool
 	// clientClose: the client connection ends after this exchange.
 	clientClose bool
@@ -71,8 +74,11 @@ func (ex *exchange) prepare() error {
 	ex.expect = hd.AtLeast11() && ex.out.fr.Kind != httphead.None && listHas(req.Header.Get("Expect"), "100-continue")
 	ex.clientClose = req.Close || ex.out.fr.Ambiguous
 	idle := h.l.set.IdleTimeout
-	ex.upW = &hookWriter{s: ex.s, link: ex.link, dir: plugins.Up, chain: h.l.chain, idle: idle}
-	ex.downW = &hookWriter{s: ex.s, link: ex.link, dir: plugins.Down, chain: h.l.chain, idle: idle}
+	ex.writers = [2]hookWriter{
+		plugins.Up:   {s: ex.s, link: ex.link, dir: plugins.Up, chain: h.l.chain, idle: idle},
+		plugins.Down: {s: ex.s, link: ex.link, dir: plugins.Down, chain: h.l.chain, idle: idle},
+	}
+	ex.upW, ex.downW = &ex.writers[plugins.Up], &ex.writers[plugins.Down]
 	return nil
 }
 

@@ -141,10 +141,12 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 		st.Reason, st.Err = reasonFor(err), err
 		return false
 	}
-	link := &httpLink{client: h.c, upConn: up}
+	ex := &exchange{f: f, s: s, st: &st, out: requestOut{hd: hd, req: req, fr: fr}}
+	ex.linkV = httpLink{client: h.c, upConn: up}
+	link := &ex.linkV
+	ex.link = link
 	s.Attach(link)
 	defer s.Attach(nil)
-	ex := &exchange{f: f, s: s, st: &st, link: link, out: requestOut{hd: hd, req: req, fr: fr}}
 	if err := ex.prepare(); err != nil {
 		return ex.refused(err, fr.Kind == httphead.None) && h.l.srv.drainCtx.Err() == nil
 	}

@@ -21,11 +21,11 @@ package httphead
 
 import (
 	"bufio"
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 )
 
 // Limits bounds one head. Zero fields mean no limit.
@@ -295,7 +295,7 @@ func clip(s string) string {
 // clients send '|', '{' and raw UTF-8, and what they send is passed on.
 func (h *Head) parseRequestLine() error {
 	line := h.str(h.first)
-	sp1 := bytes.IndexByte([]byte(line), ' ')
+	sp1 := strings.IndexByte(line, ' ')
 	if sp1 <= 0 {
 		return syntaxErr("request line %q", clip(line))
 	}
