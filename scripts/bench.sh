@@ -79,7 +79,7 @@
 #   HOLD         idle hold before measuring                         (2s / 1s)
 #   TIMEOUT      time cap of each measured run                      (60s / 20s)
 #   REPEATS      rounds of the repeated modes                       (3 / 1)
-#   REPEAT_MODES modes run in every round, the others in the first  (throughput connrate http)
+#   REPEAT_MODES modes run in every round, the others in the first  (throughput connrate http pingpong)
 #   HTTP_CONNS     plain HTTP keep-alive connections                (16)
 #   HTTP_DURATION  plain HTTP run per proxy and object size          (3s / 2s)
 #   HTTP_REQUESTS  plain HTTP requests per run at most               (2000000)
@@ -119,7 +119,7 @@ ROUNDS=${ROUNDS:-$d_rounds}
 IDLE_N=${IDLE_N:-$d_idle}
 IDLE_N=${IDLE_N//,/ }
 REPEATS=${REPEATS:-$d_repeats}
-REPEAT_MODES=${REPEAT_MODES:-throughput connrate http}
+REPEAT_MODES=${REPEAT_MODES:-throughput connrate http pingpong}
 HOLD=${HOLD:-$d_hold}
 TIMEOUT=${TIMEOUT:-$d_timeout}
 HTTP_CONNS=${HTTP_CONNS:-16}
