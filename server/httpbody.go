@@ -119,7 +119,7 @@ func (ex *exchange) gatherRequest() (goOn, keep bool) {
 		return false, false
 	}
 	spilled, whole := make(chan struct{}, 1), make(chan error, 1)
-	sw := &spillWriter{limit: int(ex.bodyLimit()), dst: ex.upW}
+	sw := &spillWriter{limit: int(ex.bodyLimit()), dst: &ex.upW}
 	if ex.out.fr.Kind == httphead.Length {
 		sw.size = int(ex.out.fr.Length)
 	}
@@ -276,7 +276,7 @@ func (e *errRefused) Unwrap() error { return e.err }
 // body is read whole before the head goes, or spills (see spillWriter).
 func (ex *exchange) writeWhole(o *responseOut, rfr httphead.Framing, m *plugins.HTTPMessage, ps []plugins.Plugin) error {
 	h := ex.f.h
-	bw := h.l.getWriter(ex.downW)
+	bw := h.l.getWriter(&ex.downW)
 	defer h.l.putWriter(bw)
 	bufp := h.l.buffers.Get()
 	defer h.l.buffers.Put(bufp)

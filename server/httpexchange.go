@@ -24,17 +24,16 @@ const continueWait = time.Second
 // read, so an origin's early answer reaches the client while the body
 // still arrives.
 type exchange struct {
-	f    *httpForwarder
-	s    *plugins.Session
-	st   *plugins.Stats
-	link *httpLink
+	f  *httpForwarder
+	s  *plugins.Session
+	st *plugins.Stats
+	// link, upW and downW are held in the exchange rather than
+	// allocated apart: three allocations fewer a request.
+	link httpLink
 	out  requestOut
 	head []byte
-	// upW and downW pass bytes through the data hooks; they point at
-	// writers, held in the exchange to save two allocations a request.
-	upW, downW *hookWriter
-	writers    [2]hookWriter
-	linkV      httpLink // what link points at, for the same reason
+	// upW and downW pass bytes through the data hooks.
+	upW, downW hookWriter
 	expect     bool
 	// clientClose: the client connection ends after this exchange.
 	clientClose bool
@@ -74,11 +73,8 @@ func (ex *exchange) prepare() error {
 	ex.expect = hd.AtLeast11() && ex.out.fr.Kind != httphead.None && listHas(req.Header.Get("Expect"), "100-continue")
 	ex.clientClose = req.Close || ex.out.fr.Ambiguous
 	idle := h.l.set.IdleTimeout
-	ex.writers = [2]hookWriter{
-		plugins.Up:   {s: ex.s, link: ex.link, dir: plugins.Up, chain: h.l.chain, idle: idle},
-		plugins.Down: {s: ex.s, link: ex.link, dir: plugins.Down, chain: h.l.chain, idle: idle},
-	}
-	ex.upW, ex.downW = &ex.writers[plugins.Up], &ex.writers[plugins.Down]
+	ex.upW = hookWriter{s: ex.s, link: &ex.link, dir: plugins.Up, chain: h.l.chain, idle: idle}
+	ex.downW = hookWriter{s: ex.s, link: &ex.link, dir: plugins.Down, chain: h.l.chain, idle: idle}
 	return nil
 }
 
@@ -247,7 +243,7 @@ func (ex *exchange) awaitContinue() (*httphead.Head, error) {
 // sendBody copies the request body from the client to the upstream. When
 // the client side fails, it stops the response read: no answer can come
 // to a request that never ended.
-func (ex *exchange) sendBody(up *rollingConn) { ex.bodySent(up, ex.copyBody(ex.upW)) }
+func (ex *exchange) sendBody(up *rollingConn) { ex.bodySent(up, ex.copyBody(&ex.upW)) }
 
 // copyBody copies the request body as framed from the client to dst.
 func (ex *exchange) copyBody(dst io.Writer) error {

@@ -142,9 +142,8 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 		return false
 	}
 	ex := &exchange{f: f, s: s, st: &st, out: requestOut{hd: hd, req: req, fr: fr}}
-	ex.linkV = httpLink{client: h.c, upConn: up}
-	link := &ex.linkV
-	ex.link = link
+	ex.link = httpLink{client: h.c, upConn: up}
+	link := &ex.link
 	s.Attach(link)
 	defer s.Attach(nil)
 	if err := ex.prepare(); err != nil {

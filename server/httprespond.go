@@ -64,7 +64,7 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 		return false
 	}
 	if upgrade {
-		ex.f.upgradeTunnel(ex.s, st, ex.link)
+		ex.f.upgradeTunnel(ex.s, st, &ex.link)
 		return false
 	}
 	st.Reason = plugins.ReasonCompleted
@@ -91,7 +91,7 @@ func (ex *exchange) sendResponse(o *responseOut, rfr httphead.Framing, upgrade b
 // client come back as *clientError.
 func (ex *exchange) writeResponse(o *responseOut, rfr httphead.Framing, upgrade bool) error {
 	h := ex.f.h
-	bw := h.l.getWriter(ex.downW)
+	bw := h.l.getWriter(&ex.downW)
 	defer h.l.putWriter(bw)
 	bufp := h.l.buffers.Get()
 	defer h.l.buffers.Put(bufp)

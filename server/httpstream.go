@@ -87,7 +87,7 @@ func (ex *exchange) writeStreamed(o *responseOut, rfr httphead.Framing, m *plugi
 // flushing after each read so that the body streams.
 func (ex *exchange) copyStreamed(o *responseOut, r io.Reader) error {
 	h := ex.f.h
-	bw := h.l.getWriter(ex.downW)
+	bw := h.l.getWriter(&ex.downW)
 	defer h.l.putWriter(bw)
 	bufp := h.l.buffers.Get()
 	defer h.l.buffers.Put(bufp)
@@ -193,10 +193,10 @@ func (ex *exchange) streamRequest() (goOn, keep bool) {
 // sendPumped sends a request body from what the streamers returned.
 // One that left the client's body unread ends the client connection.
 func (ex *exchange) sendPumped(up *rollingConn) {
-	var w io.Writer = ex.upW
+	var w io.Writer = &ex.upW
 	var cw io.WriteCloser
 	if ex.out.length < 0 {
-		cw = httputil.NewChunkedWriter(ex.upW)
+		cw = httputil.NewChunkedWriter(&ex.upW)
 		w = cw
 	}
 	bufp := ex.f.h.l.buffers.Get()
