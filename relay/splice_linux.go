@@ -171,36 +171,28 @@ func (l *spliceLoop) writeSmall() (int, error) {
 }
 
 // writePipe splices a chunk from the pipe to dst and gives the pipe back
-// to the pool. It returns the bytes written, 0 at EOF.
+// to the pool. It returns the bytes written, 0 at EOF or when all of the
+// chunk was cut. cut: the meter left bytes in the pipe.
 func (l *spliceLoop) writePipe(cut bool) (int, error) {
 	sp := &l.sp
-	if cut {
-		// What the meter left out is still in the pipe: it goes with
-		// the pipe, closed below rather than reused.
-		defer sp.p.close()
-	}
-	if sp.n == 0 {
-		if !cut {
-			pipes.put(sp.p)
-		}
-		return 0, nil // EOF, or all of the chunk was cut
-	}
 	n := sp.n
-	sp.small = n < smallChunk
-	sp.left, sp.err = n, nil
-	werr := l.dstRC.Write(l.drain)
-	if werr == nil {
-		werr = sp.err
+	var werr error
+	if n > 0 {
+		sp.small = n < smallChunk
+		sp.left, sp.err = n, nil
+		if werr = l.dstRC.Write(l.drain); werr == nil {
+			werr = sp.err
+		}
+	}
+	// A pipe that may still hold bytes (what a cut left out, or what a
+	// failed write did not take) is closed rather than reused.
+	if cut || werr != nil {
+		sp.p.close()
+	} else {
+		pipes.put(sp.p)
 	}
 	if werr != nil {
-		if !cut { // else closed by the deferred close
-			// The pipe may still hold bytes: do not reuse it.
-			sp.p.close()
-		}
 		return 0, writeError{wrapSyscall("splice", werr)}
-	}
-	if !cut {
-		pipes.put(sp.p)
 	}
 	return n, nil
 }
