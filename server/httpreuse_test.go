@@ -9,6 +9,9 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
+
+	"ferry/test/testkit"
 )
 
 // closingOrigin answers each connection's first request with a framed,
@@ -16,32 +19,18 @@ import (
 // origin whose idle timeout fires at once would. It counts connections.
 func closingOrigin(t *testing.T) (addr string, conns *atomic.Int64) {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { ln.Close() })
 	conns = &atomic.Int64{}
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			n := conns.Add(1)
-			go func() {
-				defer c.Close()
-				req, err := http.ReadRequest(bufio.NewReader(c))
-				if err != nil {
-					return
-				}
-				body, _ := io.ReadAll(req.Body)
-				msg := fmt.Sprintf("conn %d %s %s", n, req.Method, body)
-				fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
-			}()
+	return testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		n := conns.Add(1)
+		c.SetDeadline(time.Now().Add(time.Minute))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
 		}
-	}()
-	return ln.Addr().String(), conns
+		body, _ := io.ReadAll(req.Body)
+		msg := fmt.Sprintf("conn %d %s %s", n, req.Method, body)
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(msg), msg)
+	}).Addr, conns
 }
 
 // TestHTTPReuseAfterSilentClose: requests sent right after the origin

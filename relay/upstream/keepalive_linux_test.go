@@ -2,7 +2,6 @@ package upstream
 
 import (
 	"context"
-	"net"
 	"testing"
 
 	"golang.org/x/sys/unix"
@@ -14,23 +13,10 @@ import (
 // keep-alive on (30 s idle) unless the DialInfo asks for LazyKeepAlive,
 // which it then reports as deferred.
 func TestDirectTargetLazyKeepAlive(t *testing.T) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer ln.Close()
-	go func() {
-		for {
-			c, err := ln.Accept()
-			if err != nil {
-				return
-			}
-			defer c.Close()
-		}
-	}()
+	target := testkit.EchoTarget(t).Addr
 	for _, lazy := range []bool{false, true} {
 		info := &DialInfo{LazyKeepAlive: lazy}
-		c, err := DirectTarget().DialContext(WithDialInfo(context.Background(), info), "tcp", ln.Addr().String())
+		c, err := DirectTarget().DialContext(WithDialInfo(context.Background(), info), "tcp", target)
 		if err != nil {
 			t.Fatal(err)
 		}
