@@ -40,7 +40,13 @@
 #     run's work directory; skipped with a note when the Go module proxy
 #     does not serve them): CONNECT and SOCKS5 listeners, logging at
 #     error level (gost, to a file) or off (glider without -verbose),
-#     and plain HTTP through the CONNECT listener.
+#     and plain HTTP through the CONNECT listener;
+#   gonet, not a peer but the floor of a Go forwarder: `bench forward`,
+#     net.Listen, net.Dial and io.Copy each way (spliced) with one
+#     goroutine per direction and nothing else (no handshake, limits,
+#     timeouts or log): tcp, every mode but http. Its distance to
+#     haproxy is what Go's net package and scheduler cost; ferry's
+#     distance to it is what ferry's own work costs.
 # Modes: idle (first, on a fresh process; once for each of IDLE_N, each
 # on a process of its own), connrate, pingpong, throughput; and http,
 # plain HTTP through keep-alive connections against an nginx origin
@@ -86,7 +92,7 @@
 #   HTTP_OBJECTS   plain HTTP and mitm object sizes                  (1KiB,64KiB)
 #   MITM_CONNS     mitm: HTTP/1.1 connections, HTTP/2 workers        (16)
 #   MITM_DURATION  mitm: run per proxy, protocol and object size     (5s / 2s)
-#   PEERS        peers to run: haproxy tinyproxy squid dante microsocks gost glider
+#   PEERS        peers to run: haproxy tinyproxy squid dante microsocks gost glider gonet
 #   FERRY        ferry setups to run: connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http quota-connect quota-redis-connect
 #   MODES        modes to run: idle connrate pingpong throughput http udp mitm
 #   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5 tls-h2
@@ -96,7 +102,7 @@
 #                the go command refuses the tag v3.2.6, give the tag's
 #                commit (a pseudo-version) instead
 #   OUT, PNG     output files (BENCHMARKS.md, BENCHMARKS.png)
-#   PORT_BASE    first of 25 loopback ports used (24100)
+#   PORT_BASE    first of 26 loopback ports used (24100)
 #   PROXY_CPU, TOOL_CPU  cores (0, 1)
 #   KEEP=1       keep the work directory (configs, logs, results.jsonl)
 set -euo pipefail
@@ -126,7 +132,7 @@ HTTP_CONNS=${HTTP_CONNS:-16}
 HTTP_DURATION=${HTTP_DURATION:-$d_http}
 HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
-PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks gost glider}
+PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks gost glider gonet}
 FERRY=${FERRY:-connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http quota-connect quota-redis-connect}
 MODES=${MODES:-idle connrate pingpong throughput http udp mitm}
 FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5 tls-h2} # empty: none
@@ -171,12 +177,12 @@ idle_max=$(printf '%s\n' $IDLE_N | sort -n | tail -1)
 
 # The peers: Debian's, installed when missing; the Go ones are built
 # later, into the work directory.
-declare -A pkg=([haproxy]=haproxy [tinyproxy]=tinyproxy [squid]=squid [dante]=dante-server [microsocks]=microsocks [gost]=go [glider]=go)
+declare -A pkg=([haproxy]=haproxy [tinyproxy]=tinyproxy [squid]=squid [dante]=dante-server [microsocks]=microsocks [gost]=go [glider]=go [gonet]=bench)
 missing=()
 needed=()
 for p in $PEERS; do
 	[ -n "${pkg[$p]:-}" ] || die "unknown peer $p"
-	[ "${pkg[$p]}" = go ] || needed+=("${pkg[$p]}")
+	[[ "${pkg[$p]}" =~ ^(go|bench)$ ]] || needed+=("${pkg[$p]}")
 done
 # The plain HTTP origin.
 if selected http mitm; then needed+=(nginx-light); fi
@@ -286,7 +292,7 @@ trap 'exit 130' INT TERM
 port() { echo $((PORT_BASE + $1)); }
 target=127.0.0.1:$(port 0)
 origin=127.0.0.1:$(port 12)
-for i in $(seq 0 24); do
+for i in $(seq 0 25); do
 	if ss -Hltn "sport = :$(port "$i")" 2>/dev/null | grep -q .; then
 		die "port $(port "$i") is in use; set PORT_BASE"
 	fi
@@ -760,6 +766,7 @@ run_peer() {
 	dante) # dante relays UDP ASSOCIATE; microsocks does not
 		run_setup dante "" socks5 "127.0.0.1:$(port 8)" "$m udp" "$dir/danted.conf" danted -f "$dir/danted.conf" -p "$dir/danted.pid" ;;
 	microsocks) run_setup microsocks "" socks5 "127.0.0.1:$(port 9)" "$m" "" microsocks -i 127.0.0.1 -p "$(port 9)" ;;
+	gonet) run_setup gonet "" tcp "127.0.0.1:$(port 25)" "$m" "" "$work/bench" forward -listen "127.0.0.1:$(port 25)" -target "$target" ;;
 	gost)
 		run_setup gost "" connect "127.0.0.1:$(port 18)" "$m" "$dir/gost.yaml" "$work/gobin/gost" -C "$dir/gost.yaml"
 		run_setup gost "" socks5 "127.0.0.1:$(port 19)" "$m" "$dir/gost.yaml" "$work/gobin/gost" -C "$dir/gost.yaml"
@@ -1001,6 +1008,7 @@ fi
 		squid) echo "squid: $(version squid -v)" ;;
 		dante) echo "dante: $(version danted -v)" ;;
 		microsocks) echo "microsocks: Debian package $(dpkg-query -W -f='${Version}' microsocks 2>/dev/null)" ;;
+		gonet) echo "gonet: \`bench forward\` of scripts/bench, net.Listen, net.Dial and io.Copy each way, built with $(go version | cut -d' ' -f3) (the floor of a Go forwarder, not a peer)" ;;
 		gost | glider) [[ " $peers " != *" $p "* ]] || echo "$p: ${go_mod[$p]%% *}@${go_mod[$p]##* }, built by this script with $(go version | cut -d' ' -f3)" ;;
 		esac
 	done

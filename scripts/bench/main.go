@@ -12,6 +12,7 @@
 //	bench report-mitm [-meta FILE] mitm.jsonl    (the "Intercepted HTTPS" section)
 //	bench size 64KiB      (prints 65536)
 //	bench tls-cert DIR    (a certificate for a TLS listener; see -tls-ca)
+//	bench forward -listen ADDR -target ADDR   (the Go floor: a plain io.Copy forwarder)
 //
 // The tool runs its own target at the far end of the proxy (-target;
 // with -proto tcp, configure the proxy to forward to that address). Every
@@ -71,11 +72,11 @@ func main() {
 	if len(os.Args) > 1 && os.Args[1] == "report-mitm" {
 		os.Exit(runReportMITM(os.Args[2:]))
 	}
-	// bench size 64KiB prints 65536: scripts/bench.sh names the
-	// origin's objects so.
 	if len(os.Args) > 1 && os.Args[1] == "tls-cert" {
 		os.Exit(runTLSCert(os.Args[2:]))
 	}
+	// bench size 64KiB prints 65536: scripts/bench.sh names the
+	// origin's objects so.
 	if len(os.Args) == 3 && os.Args[1] == "size" {
 		n, err := parseSize(os.Args[2])
 		if err != nil {
@@ -84,6 +85,9 @@ func main() {
 		}
 		fmt.Println(n)
 		os.Exit(0)
+	}
+	if len(os.Args) > 1 && os.Args[1] == "forward" {
+		os.Exit(runForward(os.Args[2:]))
 	}
 	os.Exit(runBench(os.Args[1:]))
 }

@@ -189,9 +189,26 @@ func (rs *results) connrateTargets() []goal {
 	}{{"tcp", 1}, {"connect", 1.2}, {"socks5", 1.2}} {
 		f := rs.judged(t.proto, "connrate")
 		what := fmt.Sprintf("CPU-us per new tunnel, %s ≤ %s", f.label(), limitLabel(t.limit, haproxyTCP))
-		out = append(out, rs.ratioTarget(what, rs.modeKey(f, "connrate"), rs.modeKey(haproxyTCP, "connrate"), perConn, t.limit, true, " us"))
+		g := rs.ratioTarget(what, rs.modeKey(f, "connrate"), rs.modeKey(haproxyTCP, "connrate"), perConn, t.limit, true, " us")
+		out = append(out, rs.withFloor(g, perConn))
 	}
 	return out
+}
+
+// goFloor is `bench forward`: net.Listen, net.Dial and io.Copy, the
+// least a Go forwarder with a goroutine per direction costs.
+var goFloor = subj{"gonet", "", "tcp"}
+
+// withFloor adds the Go floor's connection-rate figure to a target
+// against haproxy, when it was measured: how far below Go's net package
+// a target asks ferry to go.
+func (rs *results) withFloor(g goal, get func(*Result) float64) goal {
+	fv, ok1 := rs.med(rs.modeKey(goFloor, "connrate"), get)
+	rv, ok2 := rs.med(rs.modeKey(haproxyTCP, "connrate"), get)
+	if ok1 && ok2 && rv > 0 && g.result != "no data" {
+		g.ref += fmt.Sprintf("; the Go floor (%s): %s us, %s", goFloor.label(), num(fv), ratio(fv/rv))
+	}
+	return g
 }
 
 // absoluteTarget compares an idle figure with a fixed limit per tunnel;
