@@ -44,9 +44,11 @@
 #   gonet, not a peer but the floor of a Go forwarder: `bench forward`,
 #     net.Listen, net.Dial and io.Copy each way (spliced) with one
 #     goroutine per direction and nothing else (no handshake, limits,
-#     timeouts or log): tcp, every mode but http. Its distance to
-#     haproxy is what Go's net package and scheduler cost; ferry's
-#     distance to it is what ferry's own work costs.
+#     timeouts or log): tcp; and `bench forward -http`, one keep-alive
+#     exchange after another, heads passed on as they came and bodies
+#     by Content-Length: plain HTTP. Its distance to haproxy is what
+#     Go's net package and scheduler cost; ferry's distance to it is
+#     what ferry's own work costs.
 # Modes: idle (first, on a fresh process; once for each of IDLE_N, each
 # on a process of its own), connrate, pingpong, throughput; and http,
 # plain HTTP through keep-alive connections against an nginx origin
@@ -57,7 +59,8 @@
 #   squid (also via off, forwarded_for transparent), tinyproxy (also
 #     DisableViaHeader), gost and glider: absolute-form;
 #   haproxy: mode http as a reverse proxy to the origin, keep-alive both
-#     sides, no log: origin-form GETs, the L7 reference.
+#     sides, no log: origin-form GETs, the L7 reference;
+#   gonet (`bench forward -http`): absolute-form, the Go floor.
 # The modes of REPEAT_MODES run REPEATS times, in rounds: each round
 # starts every setup afresh in turn, so the runs a ratio pairs (the
 # same round of two setups) were measured minutes apart; the report
@@ -784,6 +787,7 @@ run_peer() {
 	squid) run_setup squid "" http "127.0.0.1:$(port 7)" http "$dir/squid.conf" squid -N -f "$dir/squid.conf" ;;
 	gost) run_setup gost "" http "127.0.0.1:$(port 18)" http "$dir/gost.yaml" "$work/gobin/gost" -C "$dir/gost.yaml" ;;
 	glider) run_setup glider "" http "127.0.0.1:$(port 20)" http "" "${glider[@]}" ;;
+	gonet) run_setup gonet "" http "127.0.0.1:$(port 25)" http "" "$work/bench" forward -http -listen "127.0.0.1:$(port 25)" -target "$origin" ;;
 	esac
 }
 
@@ -1008,7 +1012,7 @@ fi
 		squid) echo "squid: $(version squid -v)" ;;
 		dante) echo "dante: $(version danted -v)" ;;
 		microsocks) echo "microsocks: Debian package $(dpkg-query -W -f='${Version}' microsocks 2>/dev/null)" ;;
-		gonet) echo "gonet: \`bench forward\` of scripts/bench, net.Listen, net.Dial and io.Copy each way, built with $(go version | cut -d' ' -f3) (the floor of a Go forwarder, not a peer)" ;;
+		gonet) echo "gonet: \`bench forward\` of scripts/bench, net.Listen, net.Dial and io.Copy each way (plain HTTP: \`-http\`, one exchange at a time, no parsing but the head's end and Content-Length), built with $(go version | cut -d' ' -f3) (the floor of a Go forwarder, not a peer)" ;;
 		gost | glider) [[ " $peers " != *" $p "* ]] || echo "$p: ${go_mod[$p]%% *}@${go_mod[$p]##* }, built by this script with $(go version | cut -d' ' -f3)" ;;
 		esac
 	done

@@ -190,23 +190,27 @@ func (rs *results) connrateTargets() []goal {
 		f := rs.judged(t.proto, "connrate")
 		what := fmt.Sprintf("CPU-us per new tunnel, %s ≤ %s", f.label(), limitLabel(t.limit, haproxyTCP))
 		g := rs.ratioTarget(what, rs.modeKey(f, "connrate"), rs.modeKey(haproxyTCP, "connrate"), perConn, t.limit, true, " us")
-		out = append(out, rs.withFloor(g, perConn))
+		out = append(out, rs.withFloor(g, rs.modeKey(goFloor, "connrate"), rs.modeKey(haproxyTCP, "connrate"), perConn))
 	}
 	return out
 }
 
-// goFloor is `bench forward`: net.Listen, net.Dial and io.Copy, the
-// least a Go forwarder with a goroutine per direction costs.
-var goFloor = subj{"gonet", "", "tcp"}
+// goFloor and goFloorHTTP are `bench forward`: net.Listen, net.Dial
+// and io.Copy (or, with -http, one keep-alive exchange after another),
+// the least a Go forwarder with a goroutine per connection costs.
+var (
+	goFloor     = subj{"gonet", "", "tcp"}
+	goFloorHTTP = subj{"gonet", "", "http"}
+)
 
-// withFloor adds the Go floor's connection-rate figure to a target
-// against haproxy, when it was measured: how far below Go's net package
-// a target asks ferry to go.
-func (rs *results) withFloor(g goal, get func(*Result) float64) goal {
-	fv, ok1 := rs.med(rs.modeKey(goFloor, "connrate"), get)
-	rv, ok2 := rs.med(rs.modeKey(haproxyTCP, "connrate"), get)
+// withFloor adds the Go floor's figure (floor) to a target against
+// haproxy (ref), when both were measured: how far below what Go's net
+// package and scheduler cost a target asks ferry to go.
+func (rs *results) withFloor(g goal, floor, ref runKey, get func(*Result) float64) goal {
+	fv, ok1 := rs.med(floor, get)
+	rv, ok2 := rs.med(ref, get)
 	if ok1 && ok2 && rv > 0 && g.result != "no data" {
-		g.ref += fmt.Sprintf("; the Go floor (%s): %s us, %s", goFloor.label(), num(fv), ratio(fv/rv))
+		g.ref += fmt.Sprintf("; the Go floor (%s): %s us, %s", floor.s.label(), num(fv), ratio(fv/rv))
 	}
 	return g
 }
@@ -286,7 +290,11 @@ func (rs *results) httpTargets() []goal {
 	for _, size := range rs.objects() {
 		for _, ref := range []subj{{"squid", "", "http"}, {"haproxy", "", "reverse"}} {
 			what := fmt.Sprintf("plain HTTP CPU-us per request, %s objects, %s ≤ %s", sizeString(size), f.label(), ref.label())
-			out = append(out, rs.ratioTarget(what, httpKey(f, size), httpKey(ref, size), perReq, 1, true, " us"))
+			g := rs.ratioTarget(what, httpKey(f, size), httpKey(ref, size), perReq, 1, true, " us")
+			if ref.name == "haproxy" {
+				g = rs.withFloor(g, httpKey(goFloorHTTP, size), httpKey(ref, size), perReq)
+			}
+			out = append(out, g)
 		}
 	}
 	return out
