@@ -192,18 +192,21 @@ func (h *conn) newSession(proto, target string) *plugins.Session {
 		Target:      target,
 		User:        h.user,
 		Groups:      h.groups,
-		Log:         h.l.log.Hook(idHook(id)),
 	}
+	s.Log = h.l.log.Hook(idHook{s})
 	s.BindContext(h.l.srv.hardCtx)
 	return s
 }
 
-// idHook adds the channel id to each event of a session's logger. A hook
+// idHook adds the session's id to each event of its logger. A hook
 // costs a few words per session where With().Str() would set aside a
-// 500-byte context buffer for every tunnel, idle ones included.
-type idHook string
+// 500-byte context buffer for every tunnel, idle ones included; holding
+// the session rather than the id string keeps the hook pointer-shaped,
+// so that making it an interface value allocates nothing. The id is set
+// before the hook and never changes.
+type idHook struct{ s *plugins.Session }
 
-func (id idHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) { e.Str("id", string(id)) }
+func (h idHook) Run(e *zerolog.Event, _ zerolog.Level, _ string) { e.Str("id", h.s.ID) }
 
 // replier answers the client in its protocol once the dial is decided.
 type replier interface {

@@ -95,14 +95,15 @@ func (flowBuffers) Put(b []byte) {
 // upstream, its own id, the tunnel as parent.
 func (ft *flowTunnel) newSession() *plugins.Session {
 	t, id := ft.tun, ft.l.srv.nextID()
-	return &plugins.Session{
+	s := &plugins.Session{
 		ID: id, Parent: t.ID, Listener: t.Listener,
 		Client: t.Client, Peer: t.Peer, ProxyHeader: t.ProxyHeader,
 		Protocol: "http", Target: t.Target, User: t.User, Groups: t.Groups,
 		Upstream: t.Upstream, UpstreamPath: t.UpstreamPath, UpstreamAddr: t.UpstreamAddr, SourceAddr: t.SourceAddr,
 		Intercepted: t.Intercepted,
-		Log:         ft.l.log.Hook(idHook(id)),
 	}
+	s.Log = ft.l.log.Hook(idHook{s})
+	return s
 }
 
 // rewrite makes the outgoing request: the full URL, the fields

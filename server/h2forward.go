@@ -261,7 +261,7 @@ func connectionTokens(b []byte, lim httphead.Limits) []string {
 		var out []string
 		for i := range hd.Len() {
 			if strings.EqualFold(hd.Name(i), "Connection") {
-				for _, tok := range strings.Split(hd.Value(i), ",") {
+				for tok := range strings.SplitSeq(hd.Value(i), ",") {
 					if tok = strings.TrimSpace(tok); tok != "" {
 						out = append(out, tok)
 					}
@@ -280,7 +280,7 @@ func (fw *h2Forward) fail(w http.ResponseWriter, r *http.Request, err error) {
 	fw.mu.Unlock()
 	st, s := fw.st, fw.s
 	var he *plugins.HookError
-	if rf := (*errRefused)(nil); errors.As(err, &rf) {
+	if rf := refusal(err); rf != nil {
 		if !errors.As(rf.err, new(*bodyReadError)) {
 			fw.refuse(w, r, rf.err, "")
 			return

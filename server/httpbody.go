@@ -3,6 +3,7 @@ package server
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"io"
 	"slices"
 	"strconv"
@@ -266,11 +267,30 @@ type errNotSent struct{ err error }
 func (e *errNotSent) Error() string { return e.err.Error() }
 func (e *errNotSent) Unwrap() error { return e.err }
 
+// flushFunc makes a func a Copier's Flush.
+type flushFunc func() error
+
+func (f flushFunc) Flush() error { return f() }
+
 // errRefused is a body hook's refusal of a response: blocked answers.
 type errRefused struct{ err error }
 
 func (e *errRefused) Error() string { return e.err.Error() }
 func (e *errRefused) Unwrap() error { return e.err }
+
+// refusal returns the errRefused in err's chain, or nil. It looks only
+// when err is not nil: errors.As's target escapes, an allocation on
+// every exchange that would otherwise be spent on success.
+func refusal(err error) *errRefused {
+	if err == nil {
+		return nil
+	}
+	var rf *errRefused
+	if errors.As(err, &rf) {
+		return rf
+	}
+	return nil
+}
 
 // writeWhole is writeResponse for a response some body hook wants: the
 // body is read whole before the head goes, or spills (see spillWriter).
@@ -289,12 +309,12 @@ func (ex *exchange) writeWhole(o *responseOut, rfr httphead.Framing, m *plugins.
 	if rfr.Kind == httphead.Length {
 		sw.size = int(rfr.Length)
 	}
-	c := httphead.Copier{Buf: *bufp, Dechunk: o.dechunk, Limits: ex.headLimits(), Flush: func() error {
+	c := httphead.Copier{Buf: *bufp, Dechunk: o.dechunk, Limits: ex.headLimits(), Flush: flushFunc(func() error {
 		if sw.spilled {
 			return bw.Flush()
 		}
 		return nil
-	}}
+	})}
 	err := c.Copy(sw, ex.f.upBr, rfr)
 	if !sw.spilled {
 		if err != nil {

@@ -27,10 +27,14 @@ type exchange struct {
 	f  *httpForwarder
 	s  *plugins.Session
 	st *plugins.Stats
+	// stats is what st points to for a plain HTTP exchange.
+	stats plugins.Stats
 	// link, upW and downW are held in the exchange rather than
 	// allocated apart: three allocations fewer a request.
 	link httpLink
 	out  requestOut
+	// resp is the final response as it goes to the client.
+	resp responseOut
 	head []byte
 	// upW and downW pass bytes through the data hooks.
 	upW, downW hookWriter

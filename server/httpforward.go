@@ -124,15 +124,16 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 	// The request's context ends with its exchange.
 	reqCtx, cancel := context.WithCancel(h.l.srv.hardCtx)
 	s.BindContext(reqCtx)
-	st := plugins.Stats{Start: time.Now()}
-	defer func() { cancel(); h.l.finish(s, &st) }()
+	ex := &exchange{f: f, s: s, out: requestOut{hd: hd, req: req, fr: fr}}
+	st := &ex.stats // one allocation with the exchange's
+	ex.st, st.Start = st, time.Now()
+	defer func() { cancel(); h.l.finish(s, st) }()
 
 	up, reused, code, err := f.upstreamFor(s, fr.Kind == httphead.None && idempotent(req.Method))
 	h.l.srv.obs.Handshake(s.Protocol, handshakeOutcome(err))
 	if err != nil && answerOf(err) != nil {
 		// An OnConnect refusal with an answer of the plugin's (acl's
 		// deny_body): answered like an OnHTTPRequest one.
-		ex := &exchange{f: f, s: s, st: &st, out: requestOut{hd: hd, req: req, fr: fr}}
 		return ex.refused(err, fr.Kind == httphead.None) && h.l.srv.drainCtx.Err() == nil
 	}
 	if err != nil {
@@ -141,7 +142,6 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 		st.Reason, st.Err = reasonFor(err), err
 		return false
 	}
-	ex := &exchange{f: f, s: s, st: &st, out: requestOut{hd: hd, req: req, fr: fr}}
 	ex.link = httpLink{client: h.c, upConn: up}
 	link := &ex.link
 	s.Attach(link)

@@ -31,8 +31,8 @@ type requestOut struct {
 // the plugins edited them): not hop-by-hop, not Host (rebuilt from the
 // request-target), not a Content-Length that Transfer-Encoding overrides
 // (RFC 9112 section 6.3 item 3).
-func (o *requestOut) keep() []bool {
-	keep := make([]bool, o.hd.Len())
+func (o *requestOut) keep(sc *fieldScratch) []bool {
+	keep := sc.bools(&sc.keep, o.hd.Len())
 	for i := range keep {
 		name := o.hd.Name(i)
 		switch {
@@ -64,8 +64,9 @@ func (o *requestOut) append(dst []byte) []byte {
 	dst = append(dst, req.Method...)
 	dst = append(append(dst, ' '), target...)
 	dst = append(dst, " HTTP/1.1\r\n"...)
-	keep := o.keep()
-	unchanged, keys, added := viewEdits(hd, keep, req.Header)
+	var sc fieldScratch
+	keep := o.keep(&sc)
+	unchanged, keys, added := viewEdits(hd, keep, req.Header, &sc)
 	host := false
 	for i := range hd.Len() {
 		name := hd.Name(i)
@@ -222,8 +223,8 @@ func (o *responseOut) kept(i int) bool {
 }
 
 // keep is kept for every field.
-func (o *responseOut) keep() []bool {
-	keep := make([]bool, o.hd.Len())
+func (o *responseOut) keep(sc *fieldScratch) []bool {
+	keep := sc.bools(&sc.keep, o.hd.Len())
 	for i := range keep {
 		keep[i] = o.kept(i)
 	}
@@ -242,8 +243,9 @@ func (o *responseOut) append(dst []byte) []byte {
 	dst = append(dst, '\r', '\n')
 	var unchanged []bool
 	var keys, added []string
+	var sc fieldScratch
 	if o.hdr != nil {
-		unchanged, keys, added = viewEdits(hd, o.keep(), o.hdr)
+		unchanged, keys, added = viewEdits(hd, o.keep(&sc), o.hdr, &sc)
 	}
 	te := false
 	for i := range hd.Len() {

@@ -30,11 +30,12 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 	}
 	ex.s.Status = resp.Status
 	client11 := ex.out.hd.AtLeast11()
-	o := responseOut{hd: resp, fr: rfr, upgrade: upgrade, client10: !client11,
+	ex.resp = responseOut{hd: resp, fr: rfr, upgrade: upgrade, client10: !client11,
 		dechunk: rfr.Kind == httphead.Chunked && !client11}
+	o := &ex.resp
 	// 1xx answers, 101 included, are not final responses to hook.
 	if h.l.chain.HasHTTPResponders() && resp.Status >= 200 {
-		if herr := ex.hookResponse(&o); herr != nil {
+		if herr := ex.hookResponse(o); herr != nil {
 			return ex.blocked(herr)
 		}
 	}
@@ -49,8 +50,8 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 	case !client11:
 		o.conn = "keep-alive"
 	}
-	err = ex.sendResponse(&o, rfr, upgrade)
-	if refused := (*errRefused)(nil); errors.As(err, &refused) {
+	err = ex.sendResponse(o, rfr, upgrade)
+	if refused := refusal(err); refused != nil {
 		return ex.blocked(refused.err)
 	}
 	// A streamed body may end with the connection it came on or goes to.
@@ -99,7 +100,7 @@ func (ex *exchange) writeResponse(o *responseOut, rfr httphead.Framing, upgrade 
 		return &clientError{err: err}
 	}
 	if rfr.Kind != httphead.None && !upgrade {
-		c := httphead.Copier{Buf: *bufp, Dechunk: o.dechunk, Limits: ex.headLimits(), Flush: bw.Flush}
+		c := httphead.Copier{Buf: *bufp, Dechunk: o.dechunk, Limits: ex.headLimits(), Flush: bw}
 		if err := c.Copy(bw, ex.f.upBr, rfr); err != nil {
 			return err
 		}

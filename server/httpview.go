@@ -140,9 +140,9 @@ func stripHopByHop(hd *httphead.Head, hdr http.Header, upgrade bool) {
 // from: unchanged[i] is true for field i when its key's values are as
 // received; added lists keys the plugins introduced, sorted.
 // keys[i] is field i's canonical key, empty for fields not kept.
-func viewEdits(hd *httphead.Head, keep []bool, hdr http.Header) (unchanged []bool, keys, added []string) {
-	keys = make([]string, hd.Len())
-	unchanged = make([]bool, hd.Len())
+func viewEdits(hd *httphead.Head, keep []bool, hdr http.Header, sc *fieldScratch) (unchanged []bool, keys, added []string) {
+	keys = sc.strings(hd.Len())
+	unchanged = sc.bools(&sc.unchanged, hd.Len())
 	for i := range keys {
 		if keep[i] {
 			keys[i] = textproto.CanonicalMIMEHeaderKey(hd.Name(i))
@@ -176,4 +176,29 @@ func viewEdits(hd *httphead.Head, keep []bool, hdr http.Header) (unchanged []boo
 	}
 	sort.Strings(added)
 	return unchanged, keys, added
+}
+
+// fieldScratch backs the per-field slices of a head's rewrite (keep,
+// viewEdits) on the caller's stack for heads of up to 32 fields, most
+// of them: three allocations a request fewer. A zero fieldScratch is
+// ready; each array serves one slice.
+type fieldScratch struct {
+	keep, unchanged [32]bool
+	keys            [32]string
+}
+
+// bools returns n false values, in arr when they fit.
+func (sc *fieldScratch) bools(arr *[32]bool, n int) []bool {
+	if n <= len(arr) {
+		return arr[:n:n]
+	}
+	return make([]bool, n)
+}
+
+// strings returns n empty strings, in sc.keys when they fit.
+func (sc *fieldScratch) strings(n int) []string {
+	if n <= len(sc.keys) {
+		return sc.keys[:n:n]
+	}
+	return make([]string, n)
 }

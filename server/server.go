@@ -328,7 +328,10 @@ func (s *Server) activeConns() int64 {
 
 // nextID returns a channel id unique within this process.
 func (s *Server) nextID() string {
-	return s.idPrefix + "-" + strconv.FormatUint(s.idCounter.Add(1), 36)
+	// One allocation, the string, where a concatenation made two.
+	var b [32]byte
+	buf := append(append(b[:0], s.idPrefix...), '-')
+	return string(strconv.AppendUint(buf, s.idCounter.Add(1), 36))
 }
 
 // Stats are counters for tests and the summary log.

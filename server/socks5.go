@@ -214,7 +214,8 @@ func (h *conn) socks5Auth() bool {
 	// login carry it.
 	h.id = h.l.srv.nextID()
 	probe := &plugins.Session{ID: h.id, Listener: h.l.cfg.Name, Client: h.client, Peer: h.peer,
-		ProxyHeader: h.proxyHeader, Protocol: "socks5", Log: h.l.log.Hook(idHook(h.id))}
+		ProxyHeader: h.proxyHeader, Protocol: "socks5"}
+	probe.Log = h.l.log.Hook(idHook{probe})
 	if err := h.l.chain.Authenticate(h.l.srv.hardCtx, probe, string(user), string(pass)); err != nil {
 		h.write(0x01, 0x01)
 		h.failedLogin(probe, string(user), err)

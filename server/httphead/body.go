@@ -97,7 +97,7 @@ func framing(h *Head) (fr Framing, hasLength bool, err error) {
 		switch {
 		case strings.EqualFold(name, "Transfer-Encoding"):
 			fr.HasTE = true
-			for _, c := range strings.Split(h.Value(i), ",") {
+			for c := range strings.SplitSeq(h.Value(i), ",") {
 				c = strings.TrimSpace(c)
 				switch {
 				case c == "":
@@ -109,7 +109,7 @@ func framing(h *Head) (fr Framing, hasLength bool, err error) {
 				}
 			}
 		case strings.EqualFold(name, "Content-Length"):
-			for _, v := range strings.Split(h.Value(i), ",") {
+			for v := range strings.SplitSeq(h.Value(i), ",") {
 				v = strings.TrimSpace(v)
 				if v == "" {
 					return fr, false, errors.Join(ErrFraming, errors.New("empty Content-Length"))
@@ -160,7 +160,7 @@ func Codings(h *Head) string {
 		if !strings.EqualFold(h.Name(i), "Transfer-Encoding") {
 			continue
 		}
-		for _, c := range strings.Split(h.Value(i), ",") {
+		for c := range strings.SplitSeq(h.Value(i), ",") {
 			if c = strings.TrimSpace(c); c != "" {
 				if b.Len() > 0 {
 					b.WriteString(", ")
@@ -188,9 +188,11 @@ type Copier struct {
 	Dechunk bool
 	// Limits bound a chunk-size line and the trailer section.
 	Limits Limits
-	// Flush, if set, is called before a read that would wait for the
-	// source, so a writer that buffers still streams.
-	Flush func() error
+	// Flush, if set, is flushed before a read that would wait for the
+	// source, so a writer that buffers still streams. An interface
+	// rather than a func: a *bufio.Writer goes in as it is, where its
+	// method value would be an allocation per body.
+	Flush interface{ Flush() error }
 	// Read counts body bytes read from the source, framing included.
 	Read int64
 }
@@ -201,7 +203,7 @@ func (c *Copier) flushIfDry(src *bufio.Reader) error {
 	if c.Flush == nil || src.Buffered() > 0 {
 		return nil
 	}
-	if err := c.Flush(); err != nil {
+	if err := c.Flush.Flush(); err != nil {
 		return &WriteError{Err: err}
 	}
 	return nil

@@ -35,7 +35,7 @@ var ErrTooLarge = errors.New("decoded body over the limit")
 // they were applied, lower case, without "identity".
 func Codings(contentEncoding string) []string {
 	var out []string
-	for _, c := range strings.Split(contentEncoding, ",") {
+	for c := range strings.SplitSeq(contentEncoding, ",") {
 		c = strings.ToLower(strings.TrimSpace(c))
 		if c != "" && c != "identity" {
 			out = append(out, c)
