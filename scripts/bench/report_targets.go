@@ -61,22 +61,24 @@ func (rs *results) relayTargets() []goal {
 	var out []goal
 	for _, p := range []string{"connect", "socks5", "tcp"} {
 		f := rs.judged(p, "throughput")
-		out = append(out, rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB, %s ≤ haproxy (tcp, splice), each of 1 and 8 streams both ways", f.label()), f, haproxyTCP, 1))
+		out = append(out, rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB, %s ≤ haproxy (tcp, splice), each of 1 and 8 streams both ways", f.label()), f, haproxyTCP, 1, false))
 	}
 	for _, p := range []string{"connect", "socks5", "tcp"} {
 		hook := subj{rs.ferry, "hook", p}
 		if !rs.has(hook) {
 			continue
 		}
-		out = append(out, rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB with a no-op data hook, %s ≤ 1.5× the fast path, each of 1 and 8 streams both ways", hook.label()), hook, rs.fast(p), 1.5))
+		// Issue 21 asks this one of every run, not of the medians.
+		out = append(out, rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB with a no-op data hook, %s ≤ 1.5× the fast path in every run, each of 1 and 8 streams both ways", hook.label()), hook, rs.fast(p), 1.5, true))
 	}
 	return out
 }
 
 // cpuTarget judges throughput CPU on the median of each combination's
 // runs: every combination must hold; the ratio shown is the largest,
-// and the worst run's the largest of the runs paired by round.
-func (rs *results) cpuTarget(what string, f, ref subj, limit float64) goal {
+// and the worst run's the largest of the runs paired by round. With
+// everyRun, each pair of runs of a round must hold as well.
+func (rs *results) cpuTarget(what string, f, ref subj, limit float64, everyRun bool) goal {
 	worst, worstC := -1.0, combo{}
 	runWorst, runC, pairs := -1.0, combo{}, 0
 	for _, c := range rs.combos() {
@@ -103,7 +105,7 @@ func (rs *results) cpuTarget(what string, f, ref subj, limit float64) goal {
 	}
 	fw, _ := rs.cpuPerGB(f, worstC)
 	rw, _ := rs.cpuPerGB(ref, worstC)
-	ok := worst <= limit
+	ok := worst <= limit && (!everyRun || runWorst <= limit)
 	return goal{
 		what:   what,
 		ferry:  fmt.Sprintf("%s (all runs); %s at %s", num(fa), num(fw), worstC.label()),
@@ -315,7 +317,7 @@ func (rs *results) quotaTargets() []goal {
 		if !rs.has(q) {
 			continue
 		}
-		out = append(out, rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB with the quota plugin, %s ≤ 1.2× %s, each of 1 and 8 streams both ways", q.label(), base.label()), q, base, 1.2))
+		out = append(out, rs.cpuTarget(fmt.Sprintf("relay CPU-s/GB with the quota plugin, %s ≤ 1.2× %s, each of 1 and 8 streams both ways", q.label(), base.label()), q, base, 1.2, false))
 		if v == "quota-redis" {
 			what := fmt.Sprintf("CPU-us per new tunnel with the quota plugin, %s ≤ 1.5× %s", q.label(), base.label())
 			out = append(out, rs.ratioTarget(what, rs.modeKey(q, "connrate"), rs.modeKey(base, "connrate"), perConn, 1.5, true, " us"))
