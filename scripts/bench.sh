@@ -317,10 +317,11 @@ declare -A out_of=([microsocks]=/dev/null)
 # target's close to come through, as they do with every other proxy.
 declare -A tool_args=([glider]="-wait-close=false")
 # Descriptors a proxy holds per idle tunnel, where more than 2: glider
-# keeps two splice pipes (4 fds) beside the sockets. Its idle runs are
+# and gonet (io.Copy's splice) keep two splice pipes (4 fds) beside the
+# sockets. Its idle runs are
 # skipped at sizes that would pass the open-file limit, where it would
 # spin on failed accepts until the time cap.
-declare -A fds_per_idle=([glider]=6)
+declare -A fds_per_idle=([glider]=6 [gonet]=6)
 # start_proxy NAME ADDR CMD...: runs CMD on the proxy core in its own
 # session (so its children can be stopped with it) and waits until ADDR
 # accepts. Sets pid.
