@@ -24,11 +24,11 @@ const continueWait = time.Second
 // read, so an origin's early answer reaches the client while the body
 // still arrives.
 type exchange struct {
-	f  *httpForwarder
-	s  *plugins.Session
-	st *plugins.Stats
-	// stats is what st points to for a plain HTTP exchange.
-	stats plugins.Stats
+	f *httpForwarder
+	s *plugins.Session
+	// st is the exchange's access-log figures, held in the exchange
+	// rather than allocated apart.
+	st plugins.Stats
 	// link, upW and downW are held in the exchange rather than
 	// allocated apart: three allocations fewer a request.
 	link httpLink
@@ -358,7 +358,7 @@ func (ex *exchange) bodyFailure() error {
 // fail ends an exchange that got no final response head: the client is
 // told why in words unless its own side failed first.
 func (ex *exchange) fail(err error, respStarted bool) {
-	h, st := ex.f.h, ex.st
+	h, st := ex.f.h, &ex.st
 	ex.finishBody()
 	var he *plugins.HookError
 	var ce *clientError

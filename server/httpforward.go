@@ -125,8 +125,8 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 	reqCtx, cancel := context.WithCancel(h.l.srv.hardCtx)
 	s.BindContext(reqCtx)
 	ex := &exchange{f: f, s: s, out: requestOut{hd: hd, req: req, fr: fr}}
-	st := &ex.stats // one allocation with the exchange's
-	ex.st, st.Start = st, time.Now()
+	st := &ex.st
+	st.Start = time.Now()
 	defer func() { cancel(); h.l.finish(s, st) }()
 
 	up, reused, code, err := f.upstreamFor(s, fr.Kind == httphead.None && idempotent(req.Method))

@@ -16,7 +16,7 @@ import (
 // request. Longer than most: it is the one place where the framing of
 // both sides decides which connections survive the exchange.
 func (ex *exchange) respond(resp *httphead.Head) bool {
-	h, st := ex.f.h, ex.st
+	h, st := ex.f.h, &ex.st
 	rfr, err := httphead.ResponseFraming(resp, ex.out.req.Method)
 	upgrade := resp.Status == http.StatusSwitchingProtocols && ex.out.upgrade
 	if err == nil && resp.Status == http.StatusSwitchingProtocols && !upgrade {
@@ -122,7 +122,7 @@ func (ex *exchange) endResponse(bw *bufio.Writer) error {
 // responseFailed ends an exchange whose response broke off: a reset on
 // one side resets the other, so a cut body never looks complete.
 func (ex *exchange) responseFailed(err error) {
-	st := ex.st
+	st := &ex.st
 	var we *httphead.WriteError
 	var ce *clientError
 	var he *plugins.HookError

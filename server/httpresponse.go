@@ -110,7 +110,7 @@ func invalidValue(v string) bool { return !httpguts.ValidHeaderFieldValue(v) }
 // fault either. Any other error is a 502 that ends it, as OnHTTPRequest
 // errors do.
 func (ex *exchange) blocked(err error) bool {
-	h, st := ex.f.h, ex.st
+	h, st := ex.f.h, &ex.st
 	bodyDone := ex.finishBody()
 	ex.f.closeUpstream()
 	status, msg := http.StatusBadGateway, "plugin error"
