@@ -32,7 +32,7 @@ type requestOut struct {
 // request-target), not a Content-Length that Transfer-Encoding overrides
 // (RFC 9112 section 6.3 item 3).
 func (o *requestOut) keep(sc *fieldScratch) []bool {
-	keep := sc.bools(&sc.keep, o.hd.Len())
+	keep := scratch(&sc.keep, o.hd.Len())
 	for i := range keep {
 		name := o.hd.Name(i)
 		switch {
@@ -224,7 +224,7 @@ func (o *responseOut) kept(i int) bool {
 
 // keep is kept for every field.
 func (o *responseOut) keep(sc *fieldScratch) []bool {
-	keep := sc.bools(&sc.keep, o.hd.Len())
+	keep := scratch(&sc.keep, o.hd.Len())
 	for i := range keep {
 		keep[i] = o.kept(i)
 	}

@@ -141,8 +141,8 @@ func stripHopByHop(hd *httphead.Head, hdr http.Header, upgrade bool) {
 // received; added lists keys the plugins introduced, sorted.
 // keys[i] is field i's canonical key, empty for fields not kept.
 func viewEdits(hd *httphead.Head, keep []bool, hdr http.Header, sc *fieldScratch) (unchanged []bool, keys, added []string) {
-	keys = sc.strings(hd.Len())
-	unchanged = sc.bools(&sc.unchanged, hd.Len())
+	keys = scratch(&sc.keys, hd.Len())
+	unchanged = scratch(&sc.unchanged, hd.Len())
 	for i := range keys {
 		if keep[i] {
 			keys[i] = textproto.CanonicalMIMEHeaderKey(hd.Name(i))
@@ -187,18 +187,11 @@ type fieldScratch struct {
 	keys            [32]string
 }
 
-// bools returns n false values, in arr when they fit.
-func (sc *fieldScratch) bools(arr *[32]bool, n int) []bool {
+// scratch returns n zero values, in arr (one of a fieldScratch's) when
+// they fit, else on the heap.
+func scratch[T any](arr *[32]T, n int) []T {
 	if n <= len(arr) {
 		return arr[:n:n]
 	}
-	return make([]bool, n)
-}
-
-// strings returns n empty strings, in sc.keys when they fit.
-func (sc *fieldScratch) strings(n int) []string {
-	if n <= len(sc.keys) {
-		return sc.keys[:n:n]
-	}
-	return make([]string, n)
+	return make([]T, n)
 }
