@@ -176,6 +176,11 @@ const (
 	benchGetResponse = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 )
 
+// benchGetResponse64K is a 64 KiB object: the size at which the copy of
+// each body byte, not the per-request work, is most of the cost.
+var benchGetResponse64K = "HTTP/1.1 200 OK\r\nContent-Type: application/octet-stream\r\nContent-Length: 65536\r\n\r\n" +
+	strings.Repeat("x", 65536)
+
 const (
 	benchClient   = "127.0.0.1:40000" // the peer, trusted by "pp"
 	benchLocal    = "127.0.0.1:8080"  // ferry's listening address
@@ -197,6 +202,7 @@ func BenchmarkHandshake(b *testing.B) {
 	}{
 		{name: "CONNECT", in: []byte(benchConnectHead), want: []byte("HTTP/1.1 200 ")},
 		{name: "HTTP-absolute", in: []byte(benchGetHead), upIn: benchGetResponse, want: []byte("HTTP/1.1 200 OK\r\n")},
+		{name: "HTTP-absolute-64KiB", in: []byte(benchGetHead), upIn: benchGetResponse64K, want: []byte("HTTP/1.1 200 OK\r\n")},
 		{name: "SOCKS5-IPv4", in: socks5Request("93.184.215.14", 443, 1), want: []byte{5, 0, 5, 0, 0, 1}},
 		{name: "SOCKS5-domain", in: socks5Request("example.com", 443, 1), want: []byte{5, 0, 5, 0, 0, 1}},
 		{name: "SOCKS4", in: benchSOCKS4Request([4]byte{93, 184, 215, 14}, 443, ""), want: []byte{0, socks4Granted}},
