@@ -62,9 +62,14 @@
 #     sides, no log: origin-form GETs, the L7 reference;
 #   gonet (`bench forward -http`): absolute-form, the Go floor.
 # The modes of REPEAT_MODES run REPEATS times, in rounds: each round
-# starts every setup afresh in turn, so the runs a ratio pairs (the
-# same round of two setups) were measured minutes apart; the report
-# shows the median of each figure and the worst run.
+# starts every setup afresh in turn, and the report shows the median of
+# each figure and the worst run. A ratio pairs the same round of two
+# setups, so a round runs the setups a ratio compares one after the
+# other: each hooked or quota setup right after the one it is judged
+# against, the no-log setups last, and then haproxy and gonet. Measured
+# minutes apart, as they once were, the pairs took the machine's drift
+# along (a 1.3x quota ratio the same binaries showed as 0.97-1.04x back
+# to back).
 # and mitm, intercepted HTTPS (issue 18): GETs through CONNECT tunnels
 # whose TLS the proxy terminates, from Go's HTTP client (HTTP/1.1, a
 # keep-alive tunnel per connection; HTTP/2, one tunnel multiplexing all),
@@ -95,10 +100,10 @@
 #   HTTP_OBJECTS   plain HTTP and mitm object sizes                  (1KiB,64KiB)
 #   MITM_CONNS     mitm: HTTP/1.1 connections, HTTP/2 workers        (16)
 #   MITM_DURATION  mitm: run per proxy, protocol and object size     (5s / 2s)
-#   PEERS        peers to run: haproxy tinyproxy squid dante microsocks gost glider gonet
-#   FERRY        ferry setups to run: connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http quota-connect quota-redis-connect
+#   PEERS        peers to run: haproxy gonet tinyproxy squid dante microsocks gost glider
+#   FERRY        ferry setups to run: h2 http connect hook-connect quota-connect quota-redis-connect socks5 hook-socks5 tcp hook-tcp nolog-connect nolog-socks5 nolog-tcp nolog-http
 #   MODES        modes to run: idle connrate pingpong throughput http udp mitm
-#   FERRY_TLS    ferry setups through its TLS listener, run after FERRY: tls-connect tls-socks5 tls-h2
+#   FERRY_TLS    ferry setups through its TLS listener, run before FERRY: tls-connect tls-socks5 tls-h2
 #   UDP_WINDOW   udp: datagrams in flight through the association    (32)
 #   GOST_VERSION, GLIDER_VERSION  versions built (v3.2.6, v0.16.4); gost's
 #                go.mod names github.com/go-gost/gost without /v3, so if
@@ -135,8 +140,8 @@ HTTP_CONNS=${HTTP_CONNS:-16}
 HTTP_DURATION=${HTTP_DURATION:-$d_http}
 HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
-PEERS=${PEERS:-haproxy tinyproxy squid dante microsocks gost glider gonet}
-FERRY=${FERRY:-connect socks5 tcp nolog-connect nolog-socks5 nolog-tcp h2 hook-connect hook-socks5 hook-tcp http nolog-http quota-connect quota-redis-connect}
+PEERS=${PEERS:-haproxy gonet tinyproxy squid dante microsocks gost glider}
+FERRY=${FERRY:-h2 http connect hook-connect quota-connect quota-redis-connect socks5 hook-socks5 tcp hook-tcp nolog-connect nolog-socks5 nolog-tcp nolog-http}
 MODES=${MODES:-idle connrate pingpong throughput http udp mitm}
 FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5 tls-h2} # empty: none
 UDP_WINDOW=${UDP_WINDOW:-32}
@@ -983,7 +988,7 @@ done
 peer_confs
 record_setup ferry "$work/ferry.toml" "$work/ferry" run -c "$work/ferry.toml"
 for round in $(seq "$REPEATS"); do
-	for setup in $FERRY $FERRY_TLS; do
+	for setup in $FERRY_TLS $FERRY; do
 		case $setup in http | nolog-http) [ "$http_ok" = 1 ] || continue ;; esac
 		run_ferry "$setup"
 	done

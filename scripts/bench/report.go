@@ -177,7 +177,35 @@ func (rs *results) load(file string) error {
 		k := runKeyOf(&r).String()
 		rs.idx[k] = append(rs.idx[k], &r)
 	}
+	slices.SortStableFunc(rs.subjects, func(a, b subj) int { return rs.rank(a) - rs.rank(b) })
 	return sc.Err()
+}
+
+// ferryOrder and peerOrder are the order the report lists setups in,
+// whatever order bench.sh ran them in (it runs the setups a ratio
+// compares one after the other).
+var (
+	ferryOrder = []string{
+		"|connect", "|socks5", "|tcp", "nolog|connect", "nolog|socks5", "nolog|tcp", "|h2",
+		"hook|connect", "hook|socks5", "hook|tcp", "|http", "nolog|http", "quota|connect",
+		"quota-redis|connect", "tls|connect", "tls|socks5", "tls|h2",
+	}
+	peerOrder = []string{"haproxy", "tinyproxy", "squid", "dante", "microsocks", "gost", "glider", "gonet"}
+)
+
+// rank places s in the report: ferry's setups first, then the peers;
+// one not listed goes after the others of its kind.
+func (rs *results) rank(s subj) int {
+	if s.name == rs.ferry {
+		if i := slices.Index(ferryOrder, s.variant+"|"+s.proto); i >= 0 {
+			return i
+		}
+		return len(ferryOrder)
+	}
+	if i := slices.Index(peerOrder, s.name); i >= 0 {
+		return 100 + i
+	}
+	return 100 + len(peerOrder)
 }
 
 // runKey names the runs of one measurement: a subject's mode, and for
