@@ -65,11 +65,11 @@
 # starts every setup afresh in turn, and the report shows the median of
 # each figure and the worst run. A ratio pairs the same round of two
 # setups, so a round runs the setups a ratio compares one after the
-# other: each hooked or quota setup right after the one it is judged
-# against, the no-log setups last, and then haproxy and gonet. Measured
-# minutes apart, as they once were, the pairs took the machine's drift
-# along (a 1.3x quota ratio the same binaries showed as 0.97-1.04x back
-# to back).
+# other: each hooked setup right after the one it is judged against,
+# the quota setups right before theirs (ferry+nolog CONNECT), the no-log
+# setups last, and then haproxy and gonet. Measured minutes apart, as
+# they once were, the pairs took the machine's drift along (a 1.3x
+# quota ratio the same binaries showed as 0.97-1.04x back to back).
 # and mitm, intercepted HTTPS (issue 18): GETs through CONNECT tunnels
 # whose TLS the proxy terminates, from Go's HTTP client (HTTP/1.1, a
 # keep-alive tunnel per connection; HTTP/2, one tunnel multiplexing all),
@@ -101,7 +101,7 @@
 #   MITM_CONNS     mitm: HTTP/1.1 connections, HTTP/2 workers        (16)
 #   MITM_DURATION  mitm: run per proxy, protocol and object size     (5s / 2s)
 #   PEERS        peers to run: haproxy gonet tinyproxy squid dante microsocks gost glider
-#   FERRY        ferry setups to run: h2 http connect hook-connect quota-connect quota-redis-connect socks5 hook-socks5 tcp hook-tcp nolog-connect nolog-socks5 nolog-tcp nolog-http
+#   FERRY        ferry setups to run: h2 http connect hook-connect socks5 hook-socks5 tcp hook-tcp quota-connect quota-redis-connect nolog-connect nolog-socks5 nolog-tcp nolog-http
 #   MODES        modes to run: idle connrate pingpong throughput http udp mitm
 #   FERRY_TLS    ferry setups through its TLS listener, run before FERRY: tls-connect tls-socks5 tls-h2
 #   UDP_WINDOW   udp: datagrams in flight through the association    (32)
@@ -141,7 +141,7 @@ HTTP_DURATION=${HTTP_DURATION:-$d_http}
 HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy gonet tinyproxy squid dante microsocks gost glider}
-FERRY=${FERRY:-h2 http connect hook-connect quota-connect quota-redis-connect socks5 hook-socks5 tcp hook-tcp nolog-connect nolog-socks5 nolog-tcp nolog-http}
+FERRY=${FERRY:-h2 http connect hook-connect socks5 hook-socks5 tcp hook-tcp quota-connect quota-redis-connect nolog-connect nolog-socks5 nolog-tcp nolog-http}
 MODES=${MODES:-idle connrate pingpong throughput http udp mitm}
 FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5 tls-h2} # empty: none
 UDP_WINDOW=${UDP_WINDOW:-32}
