@@ -8,6 +8,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 )
 
 // HTTP-level rules of the acl and headers plugins on plain http://
@@ -77,11 +78,20 @@ method = ["DELETE"]
 var curlResults = regexp.MustCompile(`(?s)(.*?)\|(\d+)\|(\d+)\|\n`)
 
 // checkOriginSaw checks that nginx's access log has one request, want.
+// nginx writes a request's line after it sent the response, so the
+// client can have the response first: the log is read again until it
+// has a line, for at most 5 s.
 func checkOriginSaw(t *testing.T, accessLog, want string) {
 	t.Helper()
-	log, err := os.ReadFile(accessLog)
-	if err != nil {
-		t.Fatal(err)
+	var log []byte
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		var err error
+		if log, err = os.ReadFile(accessLog); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(log), "\n") || time.Now().After(deadline) {
+			break
+		}
 	}
 	if n := strings.Count(string(log), "\n"); n != 1 || !strings.Contains(string(log), want) {
 		t.Errorf("origin saw %d requests, want the one %q:\n%s", n, want, log)
