@@ -10,7 +10,9 @@
 // kernel, taking a pipe only while bytes flow. It propagates half-closes
 // (FIN stays FIN) and resets (a reset from one side is passed on as a
 // reset, see Abort), enforces the idle timeout and ends both sides on the
-// first error or when ctx is cancelled.
+// first error or when ctx is cancelled. SpliceN moves a known number of
+// bytes between two sockets the same way, for a caller that frames its
+// own messages (a plain HTTP body).
 //
 // The package does not parse proxy handshakes (server does), does not
 // dial (relay/upstream does) and does not call OnConnect or OnClose

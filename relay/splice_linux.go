@@ -2,6 +2,7 @@ package relay
 
 import (
 	"errors"
+	"io"
 	"net"
 	"os"
 	"sync"
@@ -47,6 +48,50 @@ func spliceCopy(dst, src net.Conn, moved func(int), meter func(int) (int, error)
 	return true, l.run()
 }
 
+// SpliceHooks are what SpliceN calls around each chunk.
+type SpliceHooks struct {
+	// BeforeRead runs before each read of the source; its error ends
+	// the copy as a read error (a rolling deadline renewed, a stop
+	// noticed).
+	BeforeRead func() error
+	// BeforeWrite runs before each write to the destination.
+	BeforeWrite func()
+	// Moved is told the size of each chunk delivered.
+	Moved func(int)
+}
+
+// SpliceN moves exactly n bytes from src to dst through a kernel pipe,
+// as a tunnel's spliced direction does, and leaves what src has past
+// them unread: for a body whose length is known. src's EOF before n
+// bytes is io.ErrUnexpectedEOF. A failure reading src comes back as
+// readErr, one writing dst as writeErr. Both must be connections
+// CanSplice accepts; others get errors.ErrUnsupported as readErr.
+func SpliceN(dst, src net.Conn, n int64, h SpliceHooks) (readErr, writeErr error) {
+	moved := h.Moved
+	if moved == nil {
+		moved = func(int) {}
+	}
+	l := newSpliceLoop(dst, src, moved, nil)
+	if l == nil {
+		return errors.ErrUnsupported, nil
+	}
+	l.left, l.beforeRead, l.beforeWrite = n, h.BeforeRead, h.BeforeWrite
+	l.sp.small = false // a known large body: splice from the first chunk
+	err := l.run()
+	var we writeError
+	if errors.As(err, &we) {
+		return nil, we.error
+	}
+	var re readError
+	if errors.As(err, &re) {
+		return re.error, nil
+	}
+	return err, nil
+}
+
+// CanSplice reports whether SpliceN can join a and b.
+func CanSplice(a, b net.Conn) bool { return spliceable(a, b) }
+
 // spliceLoop is one spliceCopy: the loop reads a chunk (fill), then
 // hands it to writeSmall or writePipe by where fill put it, while watch
 // decides when a silent source parks.
@@ -62,6 +107,12 @@ type spliceLoop struct {
 	meter       func(int) (int, error) // nil: no Meters
 	total       int64                  // bytes moved so far
 	watch       idleWatch
+	// left is what SpliceN still has to move; -1 for a copy to EOF.
+	left int64
+	// beforeRead and beforeWrite, if set, run before each read of a
+	// chunk and each write of one (SpliceN's deadlines).
+	beforeRead  func() error
+	beforeWrite func()
 }
 
 // newSpliceLoop prepares a copy from src to dst, or returns nil when the
@@ -81,7 +132,7 @@ func newSpliceLoop(dst, src net.Conn, moved func(int), idle *idleWait) *spliceLo
 		return nil
 	}
 	l := &spliceLoop{srcRC: srcRC, dstRC: dstRC, moved: moved,
-		watch: idleWatch{wait: idle, src: s}}
+		watch: idleWatch{wait: idle, src: s}, left: -1}
 	l.small.init(d)
 	l.sp.small = true
 	l.fill, l.drain = l.sp.fill, l.sp.drain
@@ -90,9 +141,18 @@ func newSpliceLoop(dst, src net.Conn, moved func(int), idle *idleWait) *spliceLo
 
 // run copies until src's EOF (nil), an error, or errParked.
 func (l *spliceLoop) run() error {
-	for {
+	for l.left != 0 {
+		if l.beforeRead != nil {
+			if err := l.beforeRead(); err != nil {
+				return readError{err}
+			}
+		}
 		l.watch.arm(l.total)
 		l.sp.p, l.sp.buf, l.sp.n, l.sp.err = nil, nil, 0, nil
+		l.sp.max = maxSpliceChunk
+		if l.left > 0 && l.left < maxSpliceChunk {
+			l.sp.max = int(l.left)
+		}
 		// fill runs when the socket may have data; the pipe or buffer is
 		// taken inside it and handed back if there was none.
 		rerr := l.srcRC.Read(l.fill)
@@ -122,12 +182,22 @@ func (l *spliceLoop) run() error {
 		}
 		if n > 0 {
 			l.total += int64(n)
+			if l.left > 0 {
+				l.left -= int64(n)
+			}
 			l.moved(n)
 		}
-		if merr != nil || n == 0 {
-			return merr // else n == 0: EOF
+		if merr != nil {
+			return merr
+		}
+		if n == 0 { // EOF
+			if l.left > 0 {
+				return readError{io.ErrUnexpectedEOF}
+			}
+			return nil
 		}
 	}
+	return nil
 }
 
 // metered tells the meter about the chunk just read and shortens it to
@@ -159,6 +229,9 @@ func (l *spliceLoop) writeSmall() (int, error) {
 		smallBufs.Put(sp.buf)
 		return 0, nil // EOF
 	}
+	if l.beforeWrite != nil {
+		l.beforeWrite()
+	}
 	_, werr := l.small.write((*sp.buf)[:n])
 	full := n == len(*sp.buf)
 	smallBufs.Put(sp.buf)
@@ -178,6 +251,9 @@ func (l *spliceLoop) writePipe(cut bool) (int, error) {
 	n := sp.n
 	var werr error
 	if n > 0 {
+		if l.beforeWrite != nil {
+			l.beforeWrite()
+		}
 		sp.small = n < smallChunk
 		sp.left, sp.err = n, nil
 		if werr = l.dstRC.Write(l.drain); werr == nil {
@@ -260,6 +336,7 @@ type splicer struct {
 	buf     *[]byte
 	small   bool // the last chunk was small: read the next into a buffer
 	n, left int
+	max     int // the most this read may take
 	err     error
 }
 
@@ -295,7 +372,7 @@ func (sp *splicer) fill(fd uintptr) bool {
 		// buffer, and the next tries a pipe again.
 	}
 	sp.buf = smallBufs.Get().(*[]byte)
-	m, err := rawRead(int(fd), *sp.buf)
+	m, err := rawRead(int(fd), (*sp.buf)[:min(len(*sp.buf), sp.max)])
 	if err == unix.EAGAIN {
 		smallBufs.Put(sp.buf)
 		sp.buf = nil
@@ -307,7 +384,7 @@ func (sp *splicer) fill(fd uintptr) bool {
 
 // fillPipe splices what the socket has into sp.p.
 func (sp *splicer) fillPipe(fd uintptr) bool {
-	m, err := unix.Splice(int(fd), nil, sp.p.w, nil, maxSpliceChunk, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
+	m, err := unix.Splice(int(fd), nil, sp.p.w, nil, sp.max, unix.SPLICE_F_MOVE|unix.SPLICE_F_NONBLOCK)
 	if err == unix.EAGAIN {
 		pipes.put(sp.p)
 		sp.p = nil

@@ -348,19 +348,33 @@ var (
 var errStopped = errors.New("read stopped")
 
 func (c *rollingConn) Read(p []byte) (int, error) {
+	if err := c.renew(); err != nil {
+		return 0, err
+	}
+	n, err := c.Conn.Read(p)
+	c.counted(n)
+	c.err = err
+	return n, err
+}
+
+// renew readies the connection for a read: it renews the rolling
+// deadline, and says errStopped once stop was called. The flag is
+// checked after the deadline is renewed: stop sets it before its own
+// deadline, so one of the two always ends the read.
+func (c *rollingConn) renew() error {
 	if d := time.Duration(c.d.Load()); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(d))
 	}
-	// Checked after the deadline is renewed: stop sets the flag before
-	// its own deadline, so one of the two always ends the read.
 	if c.stopped.Load() {
-		return 0, errStopped
+		return errStopped
 	}
-	n, err := c.Conn.Read(p)
+	return nil
+}
+
+// counted records n bytes read, by Read or around it (a splice).
+func (c *rollingConn) counted(n int) {
 	c.n.Add(int64(n))
 	c.last.Store(time.Now().UnixNano())
-	c.err = err
-	return n, err
 }
 
 // sinceRead is the time since the last read returned.

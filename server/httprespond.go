@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"time"
 
 	"ferry/plugins"
 	"ferry/relay"
@@ -118,7 +119,8 @@ func (ex *exchange) writeResponse(o *responseOut, rfr httphead.Framing, upgrade 
 // writev. Through a write buffer, each byte would be copied once more in
 // user space: for a 64 KiB object, one 64 KiB copy a request. The head
 // goes alone when no body byte is there yet, so a slow body does not
-// hold it back.
+// hold it back. What is left of a body larger than buffer_size, once
+// the reader's buffer is empty, is spliced (spliceBody).
 func (ex *exchange) writeDirect(o *responseOut, n int64) error {
 	h, br := ex.f.h, ex.f.upBr
 	bufp := h.l.buffers.Get()
@@ -131,6 +133,9 @@ func (ex *exchange) writeDirect(o *responseOut, n int64) error {
 					return &clientError{err: err}
 				}
 				head = nil
+			}
+			if n > int64(len(*bufp)) && relay.CanSplice(ex.link.client, ex.f.upRC.Conn) {
+				return ex.spliceBody(n)
 			}
 			// Peek fills the reader's buffer with what the socket has,
 			// past this body too: the rest stays for the next response.
@@ -155,6 +160,33 @@ func (ex *exchange) writeDirect(o *responseOut, n int64) error {
 		head = nil
 	}
 	return nil
+}
+
+// spliceBody moves the last n bytes of a response body from the origin
+// to the client in the kernel, as a tunnel's bytes go: for a large
+// download, no copy through user space. The origin's read deadline
+// rolls and the client's write deadline is renewed per chunk, as the
+// reads and writes of smaller bodies do, and stop still ends it.
+func (ex *exchange) spliceBody(n int64) error {
+	link, rc, idle := &ex.link, ex.f.upRC, ex.downW.idle
+	link.downMu.Lock()
+	defer link.downMu.Unlock()
+	rerr, werr := relay.SpliceN(link.client, rc.Conn, n, relay.SpliceHooks{
+		BeforeRead: rc.renew,
+		BeforeWrite: func() {
+			if idle > 0 {
+				link.client.SetWriteDeadline(time.Now().Add(idle))
+			}
+		},
+		Moved: func(m int) {
+			link.down.Add(int64(m))
+			rc.counted(m)
+		},
+	})
+	if werr != nil {
+		return &httphead.WriteError{Err: werr}
+	}
+	return rerr
 }
 
 // smallBody is the size up to which writeDirect copies a body behind
