@@ -246,10 +246,12 @@ func (k *socket) current() *frontend {
 // refuse closes a connection over a limit at once. The log is throttled
 // to a line a second per listener so a flood cannot flood the log too.
 func (l *frontend) refuse(c net.Conn, reason, why string, limit int64) {
-	c.Close()
+	// Counted before the close: a client that saw its connection end
+	// must find the refusal in the stats and metrics it reads next.
 	l.srv.obs.ConnRefused(l.cfg.Name, reason)
 	k := l.sock
 	n := k.refused.Add(1)
+	c.Close()
 	if ok, suppressed := k.refusalLog.Pass(time.Now()); ok {
 		l.log.Warn().Str("reason", reason).Int64("limit", limit).Int64("refused_total", n).
 			Int("suppressed", suppressed).Str("client", c.RemoteAddr().String()).
