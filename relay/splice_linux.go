@@ -48,18 +48,6 @@ func spliceCopy(dst, src net.Conn, moved func(int), meter func(int) (int, error)
 	return true, l.run()
 }
 
-// SpliceHooks are what SpliceN calls around each chunk.
-type SpliceHooks struct {
-	// BeforeRead runs before each read of the source; its error ends
-	// the copy as a read error (a rolling deadline renewed, a stop
-	// noticed).
-	BeforeRead func() error
-	// BeforeWrite runs before each write to the destination.
-	BeforeWrite func()
-	// Moved is told the size of each chunk delivered.
-	Moved func(int)
-}
-
 // SpliceN moves exactly n bytes from src to dst through a kernel pipe,
 // as a tunnel's spliced direction does, and leaves what src has past
 // them unread: for a body whose length is known. src's EOF before n
@@ -88,9 +76,6 @@ func SpliceN(dst, src net.Conn, n int64, h SpliceHooks) (readErr, writeErr error
 	}
 	return err, nil
 }
-
-// CanSplice reports whether SpliceN can join a and b.
-func CanSplice(a, b net.Conn) bool { return spliceable(a, b) }
 
 // spliceLoop is one spliceCopy: the loop reads a chunk (fill), then
 // hands it to writeSmall or writePipe by where fill put it, while watch

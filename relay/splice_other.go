@@ -21,21 +21,11 @@ type idleWait struct {
 
 func spliceable(a, b net.Conn) bool { return false }
 
-// SpliceHooks are what SpliceN calls around each chunk (Linux only).
-type SpliceHooks struct {
-	BeforeRead  func() error
-	BeforeWrite func()
-	Moved       func(int)
-}
-
 // SpliceN is Linux only: elsewhere it moves nothing and says
-// errors.ErrUnsupported, and CanSplice is false.
+// errors.ErrUnsupported (CanSplice is false here).
 func SpliceN(dst, src net.Conn, n int64, h SpliceHooks) (readErr, writeErr error) {
 	return errors.ErrUnsupported, nil
 }
-
-// CanSplice is false: there is no splice path here.
-func CanSplice(a, b net.Conn) bool { return false }
 
 // TunnelFDs is the most descriptors one tunnel holds: its two sockets
 // (the splice path, which adds a pipe per direction, is Linux only).

@@ -232,32 +232,13 @@ type hookWriter struct {
 func (w *hookWriter) Write(p []byte) (int, error) {
 	out := p
 	var err error
-	toUpstream := w.dir == plugins.Up
-	mu, dst, n := &w.link.downMu, w.link.client, &w.link.down
-	if toUpstream {
-		mu, dst, n = &w.link.upMu, w.link.upConn, &w.link.up
-	}
 	if w.chain.HasData(w.dir) {
 		// With an error, out is empty or what a Meter kept before it
 		// cut the stream: that still goes.
 		out, err = w.chain.Data(w.s, w.dir, p)
 	}
 	if len(out) > 0 {
-		mu.Lock()
-		if toUpstream {
-			dst = w.link.upConn
-		}
-		if w.idle > 0 {
-			dst.SetWriteDeadline(time.Now().Add(w.idle))
-		}
-		if toUpstream && w.link.upStopped.Load() {
-			mu.Unlock()
-			return 0, errStopped
-		}
-		m, werr := dst.Write(out)
-		mu.Unlock()
-		n.Add(int64(m))
-		if werr != nil {
+		if werr := w.send(out, nil); werr != nil {
 			return 0, werr
 		}
 	}
@@ -268,35 +249,56 @@ func (w *hookWriter) Write(p []byte) (int, error) {
 }
 
 // writeVec writes head, when not nil, and p with one writev, for a
-// direction no data hook sees (the hooks take one chunk at a time). The
-// pair is held in w, not in a net.Buffers of its own, which would be an
-// allocation a write.
+// direction no data hook sees (the hooks take one chunk at a time).
 func (w *hookWriter) writeVec(head, p []byte) error {
-	mu, dst, n := &w.link.downMu, w.link.client, &w.link.down
-	if w.dir == plugins.Up {
-		mu, dst, n = &w.link.upMu, w.link.upConn, &w.link.up
+	if head == nil {
+		return w.send(p, nil)
+	}
+	return w.send(head, p)
+}
+
+// send writes a, then b when not nil (one writev), to the direction's
+// connection under its lock, renewing the write deadline, and counts
+// what went. The pair is held in w, not in a net.Buffers of its own,
+// which would be an allocation a write.
+func (w *hookWriter) send(a, b []byte) error {
+	toUpstream := w.dir == plugins.Up
+	mu, n := &w.link.downMu, &w.link.down
+	if toUpstream {
+		mu, n = &w.link.upMu, &w.link.up
 	}
 	mu.Lock()
 	defer mu.Unlock()
+	// Read under the lock: a retry points the link at a new upstream.
+	dst := w.link.client
+	if toUpstream {
+		dst = w.link.upConn
+	}
+	w.renew(dst)
+	if toUpstream && w.link.upStopped.Load() {
+		return errStopped
+	}
+	var m int64
+	var err error
+	if b == nil {
+		var k int
+		k, err = dst.Write(a)
+		m = int64(k)
+	} else {
+		w.vec = [2][]byte{a, b}
+		w.bufs = w.vec[:]
+		m, err = w.bufs.WriteTo(dst)
+		w.vec, w.bufs = [2][]byte{}, nil
+	}
+	n.Add(m)
+	return err
+}
+
+// renew sets dst's write deadline idle from now, when there is one.
+func (w *hookWriter) renew(dst net.Conn) {
 	if w.idle > 0 {
 		dst.SetWriteDeadline(time.Now().Add(w.idle))
 	}
-	if w.dir == plugins.Up && w.link.upStopped.Load() {
-		return errStopped
-	}
-	w.vec = [2][]byte{head, p}
-	switch {
-	case head == nil:
-		w.bufs = w.vec[1:]
-	case p == nil:
-		w.bufs = w.vec[:1]
-	default:
-		w.bufs = w.vec[:]
-	}
-	m, err := w.bufs.WriteTo(dst)
-	w.vec, w.bufs = [2][]byte{}, nil
-	n.Add(m)
-	return err
 }
 
 // end releases what the direction's hooks held back (ReadEnder,

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"time"
 
 	"ferry/plugins"
 	"ferry/relay"
@@ -168,16 +167,12 @@ func (ex *exchange) writeDirect(o *responseOut, n int64) error {
 // rolls and the client's write deadline is renewed per chunk, as the
 // reads and writes of smaller bodies do, and stop still ends it.
 func (ex *exchange) spliceBody(n int64) error {
-	link, rc, idle := &ex.link, ex.f.upRC, ex.downW.idle
+	link, rc := &ex.link, ex.f.upRC
 	link.downMu.Lock()
 	defer link.downMu.Unlock()
 	rerr, werr := relay.SpliceN(link.client, rc.Conn, n, relay.SpliceHooks{
-		BeforeRead: rc.renew,
-		BeforeWrite: func() {
-			if idle > 0 {
-				link.client.SetWriteDeadline(time.Now().Add(idle))
-			}
-		},
+		BeforeRead:  rc.renew,
+		BeforeWrite: func() { ex.downW.renew(link.client) },
 		Moved: func(m int) {
 			link.down.Add(int64(m))
 			rc.counted(m)
