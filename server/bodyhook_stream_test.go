@@ -354,6 +354,21 @@ func TestBodyHookH2(t *testing.T) {
 	}
 }
 
+// earlyOrigin answers 413 to a request's head and then reads nothing
+// more until the test ends.
+func earlyOrigin(t *testing.T) string {
+	done := make(chan struct{})
+	addr := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
+		<-done
+	}).Addr
+	t.Cleanup(func() { close(done) }) // before the target's own, which waits for it
+	return addr
+}
+
 func must[T any](v T, err error) T {
 	if err != nil {
 		panic(err)
@@ -365,21 +380,19 @@ func must[T any](v T, err error) T {
 // reads no more, does not hold the client: the answer arrives and the
 // connection ends, without waiting for the idle timeout.
 func TestBodyHookEarlyAnswer(t *testing.T) {
-	done := make(chan struct{})
-	origin := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
-		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
-			return
-		}
-		io.WriteString(c, "HTTP/1.1 413 Content Too Large\r\nContent-Length: 0\r\n\r\n")
-		<-done
-	}).Addr
-	t.Cleanup(func() { close(done) })
+	origin := earlyOrigin(t)
 	f, _ := startBodyHook(t, "[limits]\nmax_buffered_body_bytes = \"48MiB\"", "")
-	p := newProxyClient(t, f.addr)
+	checkEarlyAnswer(t, f.addr, origin)
+}
+
+// checkEarlyAnswer uploads 40 MiB through the proxy at addr to an
+// earlyOrigin: the 413 must come, and then the close, promptly.
+func checkEarlyAnswer(t *testing.T, addr, origin string) {
+	t.Helper()
+	p := newProxyClient(t, addr)
 	p.c.SetDeadline(time.Now().Add(20 * time.Second))
 	const size = 40 << 20 // more than loopback socket buffers hold
-	fmt.Fprintf(p.c, "POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", origin, origin, size)
-	go io.Copy(p.c, &pattern{n: size})
+	go upload(p.c, origin, size, 1)
 	resp, err := http.ReadResponse(p.br, nil)
 	if err != nil || resp.StatusCode != 413 {
 		t.Fatalf("got %v %v, want 413", resp, err)

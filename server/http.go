@@ -337,6 +337,14 @@ type rollingConn struct {
 	// before a timeout as if they were a whole line, so the parser's
 	// error can hide the timeout that cut the line short.
 	err error
+	// alive, when set, counts the bytes of the same exchange moving the
+	// other way (the request body going up while this reads the
+	// response), and mark is its count when the read's deadline was set.
+	// A read that times out while they moved is renewed, not failed:
+	// idle_timeout is a time with no byte either way, and many origins
+	// answer an upload only once they have all of it.
+	alive *atomic.Int64
+	mark  int64
 }
 
 // errHeadTooLarge ends a connection whose request head exceeds [limits]
@@ -350,13 +358,25 @@ var (
 var errStopped = errors.New("read stopped")
 
 func (c *rollingConn) Read(p []byte) (int, error) {
-	if err := c.renew(); err != nil {
-		return 0, err
+	for {
+		if err := c.renew(); err != nil {
+			return 0, err
+		}
+		n, err := c.Conn.Read(p)
+		c.counted(n)
+		if n == 0 && c.otherWayMoved(err) {
+			continue
+		}
+		c.err = err
+		return n, err
 	}
-	n, err := c.Conn.Read(p)
-	c.counted(n)
-	c.err = err
-	return n, err
+}
+
+// otherWayMoved reports whether err is the rolling deadline's timeout
+// while alive's bytes moved: not a stall, so the read goes on. A read
+// that stop ended is never renewed.
+func (c *rollingConn) otherWayMoved(err error) bool {
+	return c.alive != nil && isTimeout(err) && !c.stopped.Load() && c.alive.Load() != c.mark
 }
 
 // renew readies the connection for a read: it renews the rolling
@@ -366,6 +386,9 @@ func (c *rollingConn) Read(p []byte) (int, error) {
 func (c *rollingConn) renew() error {
 	if d := time.Duration(c.d.Load()); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(d))
+	}
+	if c.alive != nil {
+		c.mark = c.alive.Load()
 	}
 	if c.stopped.Load() {
 		return errStopped

@@ -151,6 +151,8 @@ func idempotent(method string) bool {
 }
 
 func (ex *exchange) attempt() (*httphead.Head, error) {
+	// The response's wait does not time out while the body still moves.
+	ex.f.upRC.alive = &ex.link.up
 	if ex.streaming {
 		return ex.readFinal()
 	}

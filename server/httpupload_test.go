@@ -1,0 +1,228 @@
+package server
+
+import (
+	"bufio"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"ferry/test/testkit"
+
+	"golang.org/x/net/http2"
+)
+
+// hashOrigin answers each request with the SHA-256 of its body, in hex,
+// keeping the connection for the next. A body that ends short, or a
+// connection that goes quiet for 10 s, is sent to short (if not nil) as
+// the error, and the connection closes.
+func hashOrigin(t *testing.T, conns *atomic.Int32, short chan<- error) string {
+	t.Helper()
+	return testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		conns.Add(1)
+		br := bufio.NewReader(c)
+		for {
+			c.SetDeadline(time.Now().Add(10 * time.Second))
+			req, err := http.ReadRequest(br)
+			if err != nil {
+				return
+			}
+			h := sha256.New()
+			if _, err := io.Copy(h, req.Body); err != nil {
+				if short != nil {
+					short <- err
+				}
+				return
+			}
+			sum := hex.EncodeToString(h.Sum(nil))
+			fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s", len(sum), sum)
+		}
+	}).Addr
+}
+
+// upload writes a POST of a size-byte pattern body to w (see
+// sendPieces).
+func upload(w io.Writer, origin string, size int64, pieces int) error {
+	if _, err := fmt.Fprintf(w, "POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", origin, origin, size); err != nil {
+		return err
+	}
+	return sendPieces(w, size, pieces)
+}
+
+// sendPieces writes a size-byte pattern to w, in pieces pieces 100 ms
+// apart when pieces > 1.
+func sendPieces(w io.Writer, size int64, pieces int) error {
+	body := &pattern{n: size}
+	for k := max(pieces, 1); k > 0; k-- {
+		if _, err := io.CopyN(w, body, (size-body.off)/int64(k)); err != nil {
+			return err
+		}
+		if k > 1 {
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// A Content-Length request body that no data hook reads reaches the
+// origin byte for byte, copied under buffer_size and spliced over it,
+// and the connections carry the next request: the splice stops at the
+// body's end, leaving a pipelined request in the client's socket.
+func TestHTTPUploadBody(t *testing.T) {
+	tests := []struct {
+		name      string
+		size      int64
+		pieces    int  // the client sends each body in pieces, 100 ms apart
+		pipelined bool // both requests go before either answer is read
+	}{
+		{name: "copied", size: 100000},
+		{name: "spliced", size: 3 << 20},
+		{name: "spliced, pipelined", size: 1 << 20, pipelined: true},
+		// Slow but never silent for idle_timeout: the deadline rolls.
+		{name: "copied, slow client", size: 100000, pieces: 10},
+		{name: "spliced, slow client", size: 1 << 20, pieces: 10},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var conns atomic.Int32
+			origin := hashOrigin(t, &conns, nil)
+			f := start(t, strings.Replace(basicConfig, "[defaults]\n", "[defaults]\nidle_timeout = \"300ms\"\n", 1))
+			p := newProxyClient(t, f.addr)
+			p.c.SetDeadline(time.Now().Add(10 * time.Second))
+			sizes := []int64{tt.size, tt.size + 1} // two different bodies
+			sent := make(chan error, 1)
+			if tt.pipelined {
+				go func() {
+					err := upload(p.c, origin, sizes[0], 1)
+					if err == nil {
+						err = upload(p.c, origin, sizes[1], 1)
+					}
+					sent <- err
+				}()
+			}
+			for i, size := range sizes {
+				if !tt.pipelined {
+					if err := upload(p.c, origin, size, tt.pieces); err != nil {
+						t.Fatalf("request %d: %v\n%s", i, err, f.logs.String())
+					}
+				}
+				resp, err := http.ReadResponse(p.br, nil)
+				if err != nil {
+					t.Fatalf("response %d: %v", i, err)
+				}
+				got, err := io.ReadAll(resp.Body)
+				want := patternSum(size)
+				if err != nil || string(got) != hex.EncodeToString(want[:]) {
+					t.Fatalf("response %d: origin's hash %q (%v), want the body's %x", i, got, err, want)
+				}
+			}
+			if tt.pipelined {
+				if err := <-sent; err != nil {
+					t.Fatalf("sending: %v", err)
+				}
+			}
+			if n := conns.Load(); n != 1 {
+				t.Errorf("origin saw %d connections, want 1 (kept alive)", n)
+			}
+			waitFor(t, func() bool { return strings.Count(f.logs.String(), `"message":"access"`) == 2 })
+			// Each line's up counts the head sent and the whole body.
+			for i, m := range regexp.MustCompile(`"up":(\d+)`).FindAllStringSubmatch(f.logs.String(), -1) {
+				if up, _ := strconv.ParseInt(m[1], 10, 64); up < sizes[i] || up > sizes[i]+200 {
+					t.Errorf("access line %d: up %d, want the body's %d and its head", i, up, sizes[i])
+				}
+			}
+		})
+	}
+}
+
+// A request body the client cuts short or stops sending for longer than
+// idle_timeout never looks complete to the origin: its connection is
+// closed, not left waiting for the rest, and so is the client's. One the
+// origin answers before reading ends at once, the rest unsent.
+func TestHTTPUploadBodyCut(t *testing.T) {
+	tests := []struct {
+		name       string
+		size, sent int64
+		stall      bool // the client stays, silent
+	}{
+		{name: "copied", size: 100000, sent: 40000},
+		{name: "spliced", size: 1 << 20, sent: 600000},
+		{name: "copied, stalled", size: 100000, sent: 40000, stall: true},
+		{name: "spliced, stalled", size: 1 << 20, sent: 600000, stall: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var conns atomic.Int32
+			short := make(chan error, 1)
+			origin := hashOrigin(t, &conns, short)
+			f := start(t, strings.Replace(basicConfig, "[defaults]\n", "[defaults]\nidle_timeout = \"300ms\"\n", 1))
+			p := newProxyClient(t, f.addr)
+			p.c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(p.c, "POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", origin, origin, tt.size)
+			if _, err := io.CopyN(p.c, &pattern{n: tt.size}, tt.sent); err != nil {
+				t.Fatal(err)
+			}
+			if !tt.stall {
+				p.c.(*net.TCPConn).CloseWrite()
+			}
+			select {
+			case err := <-short:
+				// A reset or an early EOF: either way, not a whole body.
+				t.Logf("origin's read of the body: %v", err)
+			case <-time.After(4 * time.Second):
+				t.Fatal("the origin still waits for the rest of the body")
+			}
+			if _, err := io.ReadAll(p.br); isTimeout(err) {
+				t.Fatal("the client's connection stays open")
+			}
+			waitFor(t, func() bool { return strings.Contains(f.logs.String(), `"message":"access"`) })
+		})
+	}
+}
+
+// An origin that answers a large upload without reading it ends the
+// splice: the client gets the answer and then the close, promptly,
+// though the origin's socket never drains.
+func TestHTTPUploadEarlyAnswer(t *testing.T) {
+	origin := earlyOrigin(t)
+	f := start(t, basicConfig)
+	checkEarlyAnswer(t, f.addr, origin)
+}
+
+// An HTTP/2 client's upload, forwarded as HTTP/1.1, is not cut at
+// idle_timeout while its body keeps coming: the wait for the origin's
+// answer rolls with the body's bytes.
+func TestHTTPUploadH2SlowBody(t *testing.T) {
+	var conns atomic.Int32
+	origin := hashOrigin(t, &conns, nil)
+	cfg := strings.Replace(basicConfig, "[defaults]\n", "[defaults]\nidle_timeout = \"300ms\"\n", 1)
+	f := start(t, strings.Replace(cfg, `plugins = ["log"]`, "plugins = [\"log\"]\nh2c = true", 1))
+	cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(dial(t, f.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const size = 200000
+	pr, pw := io.Pipe()
+	go func() { pw.CloseWithError(sendPieces(pw, size, 10)) }()
+	u, _ := url.Parse("http://" + origin + "/up")
+	resp, err := cc.RoundTrip(&http.Request{Method: "POST", URL: u, Host: origin, Header: http.Header{},
+		Body: pr, ContentLength: size})
+	if err != nil {
+		t.Fatalf("upload: %v\n%s", err, f.logs.String())
+	}
+	got, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	want := patternSum(size)
+	if resp.StatusCode != 200 || err != nil || string(got) != hex.EncodeToString(want[:]) {
+		t.Fatalf("got %d %q (%v), want the body's hash %x\n%s", resp.StatusCode, got, err, want, f.logs.String())
+	}
+}
