@@ -97,7 +97,7 @@ type spliceLoop struct {
 	// beforeRead and beforeWrite, if set, run before each read of a
 	// chunk and each write of one (SpliceN's deadlines).
 	beforeRead  func() error
-	beforeWrite func()
+	beforeWrite func() error
 }
 
 // newSpliceLoop prepares a copy from src to dst, or returns nil when the
@@ -214,10 +214,13 @@ func (l *spliceLoop) writeSmall() (int, error) {
 		smallBufs.Put(sp.buf)
 		return 0, nil // EOF
 	}
+	var werr error
 	if l.beforeWrite != nil {
-		l.beforeWrite()
+		werr = l.beforeWrite()
 	}
-	_, werr := l.small.write((*sp.buf)[:n])
+	if werr == nil {
+		_, werr = l.small.write((*sp.buf)[:n])
+	}
 	full := n == len(*sp.buf)
 	smallBufs.Put(sp.buf)
 	if werr != nil {
@@ -237,12 +240,14 @@ func (l *spliceLoop) writePipe(cut bool) (int, error) {
 	var werr error
 	if n > 0 {
 		if l.beforeWrite != nil {
-			l.beforeWrite()
+			werr = l.beforeWrite()
 		}
 		sp.small = n < smallChunk
 		sp.left, sp.err = n, nil
-		if werr = l.dstRC.Write(l.drain); werr == nil {
-			werr = sp.err
+		if werr == nil {
+			if werr = l.dstRC.Write(l.drain); werr == nil {
+				werr = sp.err
+			}
 		}
 	}
 	// A pipe that may still hold bytes (what a cut left out, or what a

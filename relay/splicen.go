@@ -8,8 +8,10 @@ type SpliceHooks struct {
 	// the copy as a read error (a rolling deadline renewed, a stop
 	// noticed).
 	BeforeRead func() error
-	// BeforeWrite runs before each write to the destination.
-	BeforeWrite func()
+	// BeforeWrite runs before each write to the destination; its error
+	// ends the copy as a write error (a deadline renewed, a stop
+	// noticed), with the chunk unwritten.
+	BeforeWrite func() error
 	// Moved is told the size of each chunk delivered.
 	Moved func(int)
 }

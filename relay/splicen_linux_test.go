@@ -24,9 +24,11 @@ func TestSpliceN(t *testing.T) {
 		closeSrc   bool   // then it closes
 		closeDst   bool   // the destination's peer is gone
 		beforeRead func(reads *int) error
-		wantRead   error
-		wantWrite  bool
-		wantMoved  int
+		// beforeWrite refuses the write after the first chunk's.
+		beforeWrite bool
+		wantRead    error
+		wantWrite   bool
+		wantMoved   int
 	}{
 		{name: "exact, rest left", send: append(append([]byte{}, body...), "NEXT"...), wantMoved: n},
 		{name: "early EOF", send: body[:n/2], closeSrc: true, wantRead: io.ErrUnexpectedEOF, wantMoved: n / 2},
@@ -36,6 +38,7 @@ func TestSpliceN(t *testing.T) {
 			}
 			return nil
 		}, wantRead: stop},
+		{name: "refused before a write", send: body, beforeWrite: true, wantWrite: true},
 		{name: "destination gone", send: body, closeDst: true, wantWrite: true},
 	}
 	for _, tt := range tests {
@@ -63,7 +66,19 @@ func TestSpliceN(t *testing.T) {
 			if tt.beforeRead != nil {
 				h.BeforeRead = func() error { return tt.beforeRead(&reads) }
 			}
+			writes := 0
+			if tt.beforeWrite {
+				h.BeforeWrite = func() error {
+					if writes++; writes > 1 {
+						return stop
+					}
+					return nil
+				}
+			}
 			rerr, werr := SpliceN(dst, src, n, h)
+			if tt.beforeWrite && (!errors.Is(werr, stop) || moved >= n) {
+				t.Fatalf("write error %v after %d bytes, want the hook's before the end", werr, moved)
+			}
 			dst.Close()
 			if !errors.Is(rerr, tt.wantRead) || tt.wantRead == nil && rerr != nil {
 				t.Fatalf("read error %v, want %v", rerr, tt.wantRead)

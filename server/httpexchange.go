@@ -249,7 +249,13 @@ func (ex *exchange) awaitContinue() (*httphead.Head, error) {
 // sendBody copies the request body from the client to the upstream. When
 // the client side fails, it stops the response read: no answer can come
 // to a request that never ended.
-func (ex *exchange) sendBody(up *rollingConn) { ex.bodySent(up, ex.copyBody(&ex.upW)) }
+func (ex *exchange) sendBody(up *rollingConn) {
+	if n, ok := ex.spliceableBody(); ok {
+		ex.bodySent(up, ex.spliceRequest(n))
+		return
+	}
+	ex.bodySent(up, ex.copyBody(&ex.upW))
+}
 
 // copyBody copies the request body as framed from the client to dst.
 func (ex *exchange) copyBody(dst io.Writer) error {
@@ -258,6 +264,59 @@ func (ex *exchange) copyBody(dst io.Writer) error {
 	defer h.l.buffers.Put(bufp)
 	c := httphead.Copier{Buf: *bufp, Limits: ex.requestLimits()}
 	return c.Copy(dst, h.br, ex.out.fr)
+}
+
+// spliceableBody reports whether the request body is sent by
+// spliceRequest, and its length: a Content-Length body over buffer_size
+// that no data hook reads, between two connections SpliceN can join.
+func (ex *exchange) spliceableBody() (int64, bool) {
+	h, fr := ex.f.h, ex.out.fr
+	if fr.Kind != httphead.Length || fr.Length <= int64(h.l.set.BufferSize) || h.l.chain.HasData(plugins.Up) {
+		return 0, false
+	}
+	ex.link.upMu.Lock()
+	defer ex.link.upMu.Unlock()
+	return fr.Length, relay.CanSplice(ex.link.upConn, h.c)
+}
+
+// spliceRequest sends a request body of n bytes as spliceBody sends a
+// response's: what the client reader holds goes first, from its buffer,
+// and the rest moves from the client's socket to the origin's in the
+// kernel, leaving what the client sent past the body (a pipelined
+// request) in the socket. An upload costs no copy through user space.
+// The client's read deadline rolls, the origin's write deadline is
+// renewed per chunk, and stop and stopUpstream end it, as they end
+// copyBody's reads and writes.
+func (ex *exchange) spliceRequest(n int64) error {
+	h, link := ex.f.h, &ex.link
+	if k := min(int64(h.br.Buffered()), n); k > 0 {
+		p, _ := h.br.Peek(int(k))
+		if err := ex.upW.send(p, nil); err != nil {
+			return &httphead.WriteError{Err: err}
+		}
+		h.br.Discard(int(k))
+		n -= k
+	}
+	link.upMu.Lock()
+	defer link.upMu.Unlock()
+	rerr, werr := relay.SpliceN(link.upConn, h.c, n, relay.SpliceHooks{
+		BeforeRead: h.rc.renew,
+		BeforeWrite: func() error {
+			ex.upW.renew(link.upConn)
+			if link.upStopped.Load() {
+				return errStopped
+			}
+			return nil
+		},
+		Moved: func(m int) {
+			link.up.Add(int64(m))
+			h.rc.counted(m)
+		},
+	})
+	if werr != nil {
+		return &httphead.WriteError{Err: werr}
+	}
+	return rerr
 }
 
 // bodySent reports the body sender's result, err from copying the body.

@@ -171,8 +171,11 @@ func (ex *exchange) spliceBody(n int64) error {
 	link.downMu.Lock()
 	defer link.downMu.Unlock()
 	rerr, werr := relay.SpliceN(link.client, rc.Conn, n, relay.SpliceHooks{
-		BeforeRead:  rc.renew,
-		BeforeWrite: func() { ex.downW.renew(link.client) },
+		BeforeRead: rc.renew,
+		BeforeWrite: func() error {
+			ex.downW.renew(link.client)
+			return nil
+		},
 		Moved: func(m int) {
 			link.down.Add(int64(m))
 			rc.counted(m)
