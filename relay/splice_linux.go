@@ -231,6 +231,29 @@ func (l *spliceLoop) writeSmall() (int, error) {
 	return n, nil
 }
 
+// drainPipe splices the chunk in the pipe to dst. Under SpliceN's write
+// hook, which renews dst's write deadline, a write the deadline cut
+// after some of the chunk went is renewed and goes on: a destination
+// that reads slowly is not idle, and a chunk may be 1 MiB. Each round
+// must move bytes, so a destination that takes none still ends it.
+func (l *spliceLoop) drainPipe() error {
+	for {
+		if l.beforeWrite != nil {
+			if err := l.beforeWrite(); err != nil {
+				return err
+			}
+		}
+		left := l.sp.left
+		err := l.dstRC.Write(l.drain)
+		if err == nil {
+			err = l.sp.err
+		}
+		if err == nil || l.beforeWrite == nil || l.sp.left == left || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return err
+		}
+	}
+}
+
 // writePipe splices a chunk from the pipe to dst and gives the pipe back
 // to the pool. It returns the bytes written, 0 at EOF or when all of the
 // chunk was cut. cut: the meter left bytes in the pipe.
@@ -239,16 +262,9 @@ func (l *spliceLoop) writePipe(cut bool) (int, error) {
 	n := sp.n
 	var werr error
 	if n > 0 {
-		if l.beforeWrite != nil {
-			werr = l.beforeWrite()
-		}
 		sp.small = n < smallChunk
 		sp.left, sp.err = n, nil
-		if werr == nil {
-			if werr = l.dstRC.Write(l.drain); werr == nil {
-				werr = sp.err
-			}
-		}
+		werr = l.drainPipe()
 	}
 	// A pipe that may still hold bytes (what a cut left out, or what a
 	// failed write did not take) is closed rather than reused.

@@ -3,6 +3,7 @@ package relay
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -118,5 +119,60 @@ func TestSpliceNDeadline(t *testing.T) {
 	}
 	if d := time.Since(start); d > 5*time.Second || renewed < 2 {
 		t.Fatalf("ended after %v with %d renewals, want soon after the bytes stopped, renewed per chunk", d, renewed)
+	}
+}
+
+// A destination that reads slowly, so that one chunk takes longer than
+// the write deadline BeforeWrite renews, still gets every byte: the
+// deadline is renewed while the chunk moves. One that stops reading ends
+// SpliceN with the deadline soon after.
+func TestSpliceNSlowDestination(t *testing.T) {
+	const n = 2 << 20
+	body := bytes.Repeat([]byte("0123456789abcdef"), n/16)
+	for _, stall := range []bool{false, true} {
+		t.Run(fmt.Sprintf("stall=%v", stall), func(t *testing.T) {
+			srcPeer, src := tcpPair(t)
+			dst, dstPeer := tcpPair(t)
+			// Socket buffers small enough that a 1 MiB chunk waits on the
+			// reader, and over twice loopback's 64 KiB segment, below which
+			// the receiver's window updates wait for the sender's probes.
+			dst.(*net.TCPConn).SetWriteBuffer(192 << 10)
+			dstPeer.(*net.TCPConn).SetReadBuffer(192 << 10)
+			go srcPeer.Write(body)
+			got := make(chan []byte, 1)
+			go func() {
+				var b []byte
+				buf := make([]byte, 64<<10)
+				dstPeer.SetReadDeadline(time.Now().Add(10 * time.Second))
+				for len(b) < n && !(stall && len(b) >= 64<<10) {
+					k, err := dstPeer.Read(buf)
+					b = append(b, buf[:k]...)
+					if err != nil {
+						break
+					}
+					time.Sleep(20 * time.Millisecond)
+				}
+				got <- b
+			}()
+			start := time.Now()
+			rerr, werr := SpliceN(dst, src, n, SpliceHooks{BeforeWrite: func() error {
+				return dst.SetWriteDeadline(time.Now().Add(100 * time.Millisecond))
+			}})
+			if stall {
+				if rerr != nil || !errors.Is(werr, os.ErrDeadlineExceeded) {
+					t.Fatalf("got %v, %v; want the write's deadline", rerr, werr)
+				}
+				if d := time.Since(start); d > 5*time.Second {
+					t.Fatalf("ended after %v", d)
+				}
+				return
+			}
+			if rerr != nil || werr != nil {
+				t.Fatalf("got %v, %v after %v; want every byte", rerr, werr, time.Since(start))
+			}
+			if b := <-got; !bytes.Equal(b, body) {
+				t.Fatalf("received %d bytes, want the %d sent, as sent", len(b), n)
+			}
+		})
 	}
 }

@@ -278,19 +278,31 @@ func (w *hookWriter) send(a, b []byte) error {
 	if toUpstream && w.link.upStopped.Load() {
 		return errStopped
 	}
-	var m int64
-	var err error
+	w.vec = [2][]byte{a, b}
+	w.bufs = w.vec[:]
 	if b == nil {
-		var k int
-		k, err = dst.Write(a)
-		m = int64(k)
-	} else {
-		w.vec = [2][]byte{a, b}
-		w.bufs = w.vec[:]
-		m, err = w.bufs.WriteTo(dst)
-		w.vec, w.bufs = [2][]byte{}, nil
+		w.bufs = w.vec[:1]
 	}
-	n.Add(m)
+	var err error
+	for {
+		var k int64
+		if len(w.bufs) == 1 {
+			var wn int
+			wn, err = dst.Write(w.bufs[0])
+			k, w.bufs[0] = int64(wn), w.bufs[0][wn:]
+		} else {
+			k, err = w.bufs.WriteTo(dst) // consumes what it wrote
+		}
+		n.Add(k)
+		// A write the deadline cut after some bytes went is renewed:
+		// the peer reads slowly, it is not idle, and one write may
+		// carry max_buffer_size bytes. Each round must move bytes.
+		if err == nil || k == 0 || !isTimeout(err) || toUpstream && w.link.upStopped.Load() {
+			break
+		}
+		w.renew(dst)
+	}
+	w.vec, w.bufs = [2][]byte{}, nil
 	return err
 }
 
