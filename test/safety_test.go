@@ -153,10 +153,10 @@ func TestCheckWarnsOpenProxy(t *testing.T) {
 		}
 		return p
 	}
-	open := write("open.toml", "[[listener]]\nname = \"wide\"\nlisten = \"0.0.0.0:18080\"\n")
+	open := write("open.toml", "[[listener]]\nname = \"wide\"\nlisten = \"0.0.0.0:0\"\n")
 	guarded := write("acl.toml", `[[listener]]
 name = "wide"
-listen = "0.0.0.0:18080"
+listen = "0.0.0.0:0"
 plugins = ["office"]
 [[plugin]]
 name = "office"
@@ -166,7 +166,7 @@ default = "deny"
 action = "allow"
 client = ["10.0.0.0/8"]
 `)
-	local := write("local.toml", "[[listener]]\nlisten = \"127.0.0.1:18080\"\n")
+	local := write("local.toml", "[[listener]]\nlisten = \"127.0.0.1:0\"\n")
 	for _, tt := range []struct {
 		file string
 		warn bool
