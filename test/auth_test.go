@@ -189,10 +189,13 @@ func TestAuthReload(t *testing.T) {
 		t.Fatalf("alice's old password after the change: got %s, want 407", got)
 	}
 
-	writeFile(t, path, htpasswdLine(t, "alice", "secret2"))
+	// From here the file is replaced by a rename, as tools that write
+	// a new file and move it over the old one do; above it was written
+	// in place.
+	replaceFile(t, path, []byte(htpasswdLine(t, "alice", "secret2")))
 	eventually("remove bob", "bob", "bob-pass", "407")
 
-	writeFile(t, path, htpasswdLine(t, "alice", "secret2")+"carol:$apr1$salt$0123456789abcdefghijkl\n")
+	replaceFile(t, path, []byte(htpasswdLine(t, "alice", "secret2")+"carol:$apr1$salt$0123456789abcdefghijkl\n"))
 	l := f.waitLine(t, "reload users: keeping the current ones", nil)
 	if want := path + ":2: user carol: MD5 ($apr1$) hashes are not supported"; !strings.Contains(l.str("error"), want) || l.str("level") != "error" {
 		t.Fatalf("bad file: got %v, want an error line containing %q", l, want)
@@ -201,7 +204,7 @@ func TestAuthReload(t *testing.T) {
 		t.Fatalf("alice after a bad file: got %s, want 200 (the old users stay)", got)
 	}
 
-	writeFile(t, path, htpasswdLine(t, "carol", "carol-pass"))
+	replaceFile(t, path, []byte(htpasswdLine(t, "carol", "carol-pass")))
 	eventually("fixed file", "carol", "carol-pass", "200")
 	eventually("fixed file", "alice", "secret2", "407")
 }

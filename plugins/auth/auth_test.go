@@ -517,6 +517,28 @@ func TestReloadWaitsForSettle(t *testing.T) {
 	if p.check("bob", "b") != nil {
 		t.Fatal("bob was not added")
 	}
+
+	// An empty file past settleDelay may still be a writer stalled
+	// between its truncate and its write: it waits emptySettle times as
+	// long, and then it applies (no users from the file).
+	if err := os.Truncate(path, 0); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		age  time.Duration
+		want bool
+	}{{3 * settleDelay, false}, {emptySettle*settleDelay + time.Second, true}} {
+		at := time.Now().Add(-c.age)
+		if err := os.Chtimes(path, at, at); err != nil {
+			t.Fatal(err)
+		}
+		if changed, err := p.reload(); changed != c.want || err != nil {
+			t.Fatalf("reload of an empty file %v old: got %v, %v; want %v", c.age, changed, err, c.want)
+		}
+		if (p.check("bob", "b") == nil) == c.want {
+			t.Fatalf("empty file %v old: bob admitted: %v, want %v", c.age, c.want, !c.want)
+		}
+	}
 }
 
 // TestPoller runs the service as the server does and changes the file.

@@ -23,6 +23,13 @@ const racyWindow = 2 * time.Second
 // later poll, so the users never briefly become what a partial file says.
 const settleDelay = 100 * time.Millisecond
 
+// emptySettle: an empty file is what a writer leaves between its
+// truncate and its write, and a writer stalled longer than settleDelay
+// there (a loaded machine, a blocked editor) would briefly empty the
+// users. An empty file must stay so this many settle periods first: an
+// operator who empties the file on purpose waits a second, not more.
+const emptySettle = 10
+
 // fileState is what the last read of a watched file saw.
 type fileState struct {
 	read bool // false until the first read
@@ -41,8 +48,8 @@ type watched struct {
 
 // changed reads the file if it changed since the last read: its content,
 // or nil when it did not change (same modification time and size, or the
-// same content) or may be half written (modified within settle, or
-// changed while it was read). A file that stays bad is reported once,
+// same content) or may be half written (modified within settle, an empty
+// one within emptySettle times that, or changed while it was read). A file that stays bad is reported once,
 // not at every poll: its content is remembered like a good one's, so
 // that it is parsed again only once it has changed.
 func (w *watched) changed(settle time.Duration) ([]byte, error) {
@@ -57,7 +64,11 @@ func (w *watched) changed(settle time.Duration) ([]byte, error) {
 	if prev.read && !prev.racy && fi.ModTime().Equal(prev.mod) && fi.Size() == prev.size {
 		return nil, nil
 	}
-	if age := time.Since(fi.ModTime()); age >= 0 && age < settle {
+	wait := settle
+	if fi.Size() == 0 {
+		wait *= emptySettle
+	}
+	if age := time.Since(fi.ModTime()); age >= 0 && age < wait {
 		return nil, nil
 	}
 	// Stat before reading: a write between the two leaves a newer file
