@@ -126,8 +126,14 @@ var ErrHTTP2 = errors.New("peer speaks HTTP/2 frames, not HTTP/1.x")
 
 // ReadResponse reads a response head.
 func ReadResponse(br *bufio.Reader, lim Limits) (*Head, error) {
-	if p, err := br.Peek(9); err == nil && isHTTP2Frame(p) {
+	switch p, err := br.Peek(9); {
+	case err == nil && isHTTP2Frame(p):
 		return nil, ErrHTTP2
+	case err != nil && err != io.EOF:
+		// Peek has taken the error out of br: reading on would wait
+		// again, so a reader's timeout would give twice its wait. An EOF
+		// stays on the connection, and read tells a cut head from none.
+		return nil, err
 	}
 	h, err := read(br, lim, false)
 	if err != nil {

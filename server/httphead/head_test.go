@@ -3,6 +3,7 @@ package httphead
 import (
 	"bufio"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 )
@@ -74,6 +75,50 @@ func TestReadRequestErrors(t *testing.T) {
 				t.Errorf("got %v, want %v", err, tt.want)
 			case tt.want == nil && !errors.As(err, &se):
 				t.Errorf("got %v, want a syntax error", err)
+			}
+		})
+	}
+}
+
+// steps is a reader that returns each read's bytes and error in turn,
+// then io.EOF.
+type steps []struct {
+	data string
+	err  error
+}
+
+func (s *steps) Read(p []byte) (int, error) {
+	if len(*s) == 0 {
+		return 0, io.EOF
+	}
+	st := (*s)[0]
+	*s = (*s)[1:]
+	return copy(p, st.data), st.err
+}
+
+// TestReadResponseErrors: a read error ends ReadResponse, the first time
+// it comes. A connection's read deadline is such an error: read on, and
+// the next read would wait as long again.
+func TestReadResponseErrors(t *testing.T) {
+	errTimeout := errors.New("i/o timeout")
+	const ok = "HTTP/1.1 200 OK\r\n\r\n"
+	tests := []struct {
+		name  string
+		reads steps
+		want  error
+	}{
+		{"error before a byte", steps{{"", errTimeout}, {ok, nil}}, errTimeout},
+		{"error within the first 9 bytes", steps{{"HTTP/1", errTimeout}, {".1 200 OK\r\n\r\n", nil}}, errTimeout},
+		{"error later in the head", steps{{"HTTP/1.1 200 OK\r\n", errTimeout}, {"\r\n", nil}}, errTimeout},
+		{"nothing", steps{}, io.EOF},
+		{"cut within the first 9 bytes", steps{{"HTTP/1", nil}}, io.ErrUnexpectedEOF},
+		{"whole in pieces", steps{{"HTTP/1", nil}, {".1 200 OK\r\n", nil}, {"\r\n", nil}}, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := ReadResponse(bufio.NewReader(&tt.reads), Limits{})
+			if !errors.Is(err, tt.want) {
+				t.Errorf("got %v, want %v", err, tt.want)
 			}
 		})
 	}
