@@ -248,6 +248,11 @@ func (f *httpForwarder) upgradeTunnel(s *plugins.Session, st *plugins.Stats, lin
 		upPending = append(upPending, b...)
 	}
 	up, info := f.up, f.upInfo
+	// The exchange's rolling deadlines end with it: the tunnel has its
+	// own idle timer, and the write deadlines left from the request and
+	// the 101 would cut a busy tunnel idle_timeout after it began.
+	h.c.SetDeadline(time.Time{})
+	up.SetDeadline(time.Time{})
 	h.l.putReader(f.upBr)
 	f.up, f.upRC, f.upBr, f.upInfo = nil, nil, nil, nil // the channel owns and closes it now
 	defer info.Release()
