@@ -214,10 +214,7 @@ func (l *spliceLoop) writeSmall() (int, error) {
 		smallBufs.Put(sp.buf)
 		return 0, nil // EOF
 	}
-	var werr error
-	if l.beforeWrite != nil {
-		werr = l.beforeWrite()
-	}
+	werr := l.startWrite()
 	if werr == nil {
 		_, werr = l.small.write((*sp.buf)[:n])
 	}
@@ -231,6 +228,14 @@ func (l *spliceLoop) writeSmall() (int, error) {
 	return n, nil
 }
 
+// startWrite runs SpliceN's write hook, if any, before a write to dst.
+func (l *spliceLoop) startWrite() error {
+	if l.beforeWrite == nil {
+		return nil
+	}
+	return l.beforeWrite()
+}
+
 // drainPipe splices the chunk in the pipe to dst. Under SpliceN's write
 // hook, which renews dst's write deadline, a write the deadline cut
 // after some of the chunk went is renewed and goes on: a destination
@@ -238,10 +243,8 @@ func (l *spliceLoop) writeSmall() (int, error) {
 // must move bytes, so a destination that takes none still ends it.
 func (l *spliceLoop) drainPipe() error {
 	for {
-		if l.beforeWrite != nil {
-			if err := l.beforeWrite(); err != nil {
-				return err
-			}
+		if err := l.startWrite(); err != nil {
+			return err
 		}
 		left := l.sp.left
 		err := l.dstRC.Write(l.drain)

@@ -16,6 +16,7 @@ import (
 
 	"ferry/config"
 	"ferry/plugins"
+	"ferry/relay"
 	"ferry/server/httphead"
 )
 
@@ -262,20 +263,12 @@ func (w *hookWriter) writeVec(head, p []byte) error {
 // what went. The pair is held in w, not in a net.Buffers of its own,
 // which would be an allocation a write.
 func (w *hookWriter) send(a, b []byte) error {
-	toUpstream := w.dir == plugins.Up
-	mu, n := &w.link.downMu, &w.link.down
-	if toUpstream {
-		mu, n = &w.link.upMu, &w.link.up
-	}
+	mu, n := w.lane()
 	mu.Lock()
 	defer mu.Unlock()
-	// Read under the lock: a retry points the link at a new upstream.
-	dst := w.link.client
-	if toUpstream {
-		dst = w.link.upConn
-	}
+	dst := w.dst()
 	w.renew(dst)
-	if toUpstream && w.link.upStopped.Load() {
+	if w.stopped() {
 		return errStopped
 	}
 	w.vec = [2][]byte{a, b}
@@ -297,13 +290,64 @@ func (w *hookWriter) send(a, b []byte) error {
 		// A write the deadline cut after some bytes went is renewed:
 		// the peer reads slowly, it is not idle, and one write may
 		// carry max_buffer_size bytes. Each round must move bytes.
-		if err == nil || k == 0 || !isTimeout(err) || toUpstream && w.link.upStopped.Load() {
+		if err == nil || k == 0 || !isTimeout(err) || w.stopped() {
 			break
 		}
 		w.renew(dst)
 	}
 	w.vec, w.bufs = [2][]byte{}, nil
 	return err
+}
+
+// splice moves n bytes from src, read through rc, to the direction's
+// connection through a kernel pipe (relay.SpliceN), under the same lock,
+// write deadline, stop and count as send: for a body no data hook sees.
+func (w *hookWriter) splice(src net.Conn, rc *rollingConn, n int64) error {
+	mu, count := w.lane()
+	mu.Lock()
+	defer mu.Unlock()
+	dst := w.dst()
+	rerr, werr := relay.SpliceN(dst, src, n, relay.SpliceHooks{
+		BeforeRead: rc.renew,
+		BeforeWrite: func() error {
+			w.renew(dst)
+			if w.stopped() {
+				return errStopped
+			}
+			return nil
+		},
+		Moved: func(m int) {
+			count.Add(int64(m))
+			rc.counted(m)
+		},
+	})
+	if werr != nil {
+		return &httphead.WriteError{Err: werr}
+	}
+	return rerr
+}
+
+// lane is the direction's write lock and its byte count.
+func (w *hookWriter) lane() (*sync.Mutex, *atomic.Int64) {
+	if w.dir == plugins.Up {
+		return &w.link.upMu, &w.link.up
+	}
+	return &w.link.downMu, &w.link.down
+}
+
+// dst is the direction's connection. Read it under the lane's lock: a
+// retry points the link at a new upstream.
+func (w *hookWriter) dst() net.Conn {
+	if w.dir == plugins.Up {
+		return w.link.upConn
+	}
+	return w.link.client
+}
+
+// stopped reports whether stopUpstream ended the direction's writes
+// (only the upload's can be ended so).
+func (w *hookWriter) stopped() bool {
+	return w.dir == plugins.Up && w.link.upStopped.Load()
 }
 
 // renew sets dst's write deadline idle from now, when there is one.

@@ -288,7 +288,7 @@ func (ex *exchange) spliceableBody() (int64, bool) {
 // renewed per chunk, and stop and stopUpstream end it, as they end
 // copyBody's reads and writes.
 func (ex *exchange) spliceRequest(n int64) error {
-	h, link := ex.f.h, &ex.link
+	h := ex.f.h
 	if k := min(int64(h.br.Buffered()), n); k > 0 {
 		p, _ := h.br.Peek(int(k))
 		if err := ex.upW.send(p, nil); err != nil {
@@ -297,26 +297,7 @@ func (ex *exchange) spliceRequest(n int64) error {
 		h.br.Discard(int(k))
 		n -= k
 	}
-	link.upMu.Lock()
-	defer link.upMu.Unlock()
-	rerr, werr := relay.SpliceN(link.upConn, h.c, n, relay.SpliceHooks{
-		BeforeRead: h.rc.renew,
-		BeforeWrite: func() error {
-			ex.upW.renew(link.upConn)
-			if link.upStopped.Load() {
-				return errStopped
-			}
-			return nil
-		},
-		Moved: func(m int) {
-			link.up.Add(int64(m))
-			h.rc.counted(m)
-		},
-	})
-	if werr != nil {
-		return &httphead.WriteError{Err: werr}
-	}
-	return rerr
+	return ex.upW.splice(h.c, h.rc, n)
 }
 
 // bodySent reports the body sender's result, err from copying the body.

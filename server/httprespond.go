@@ -167,24 +167,7 @@ func (ex *exchange) writeDirect(o *responseOut, n int64) error {
 // rolls and the client's write deadline is renewed per chunk, as the
 // reads and writes of smaller bodies do, and stop still ends it.
 func (ex *exchange) spliceBody(n int64) error {
-	link, rc := &ex.link, ex.f.upRC
-	link.downMu.Lock()
-	defer link.downMu.Unlock()
-	rerr, werr := relay.SpliceN(link.client, rc.Conn, n, relay.SpliceHooks{
-		BeforeRead: rc.renew,
-		BeforeWrite: func() error {
-			ex.downW.renew(link.client)
-			return nil
-		},
-		Moved: func(m int) {
-			link.down.Add(int64(m))
-			rc.counted(m)
-		},
-	})
-	if werr != nil {
-		return &httphead.WriteError{Err: werr}
-	}
-	return rerr
+	return ex.downW.splice(ex.f.upRC.Conn, ex.f.upRC, n)
 }
 
 // smallBody is the size up to which writeDirect copies a body behind
