@@ -142,7 +142,7 @@ func (fw *h2Forward) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 	up := &upstreamConn{info: info, recording: true, recMax: fw.headLimits().MaxBytes}
 	up.Conn = c
 	up.d.Store(int64(fw.sub.l.set.IdleTimeout)) // a stalled origin times out
-	up.alive = &up.written                      // but not while the body goes up
+	up.alive.Store(&up.written)                 // but not while the body goes up
 	fw.up = up
 	return up, nil
 }

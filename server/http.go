@@ -395,11 +395,13 @@ type rollingConn struct {
 	err error
 	// alive, when set, counts the bytes of the same exchange moving the
 	// other way (the request body going up while this reads the
-	// response), and mark is its count when the read's deadline was set.
-	// A read that times out while they moved is renewed, not failed:
-	// idle_timeout is a time with no byte either way, and many origins
-	// answer an upload only once they have all of it.
-	alive *atomic.Int64
+	// response, the response going down while this reads the body), and
+	// mark is its count when the read's deadline was set. A read that
+	// times out while they moved is renewed, not failed: idle_timeout is
+	// a time with no byte either way, and many origins answer an upload
+	// only once they have all of it. An atomic pointer: the exchange that
+	// sets it may end while its body's reader still runs.
+	alive atomic.Pointer[atomic.Int64]
 	mark  int64
 }
 
@@ -432,7 +434,8 @@ func (c *rollingConn) Read(p []byte) (int, error) {
 // while alive's bytes moved: not a stall, so the read goes on. A read
 // that stop ended is never renewed.
 func (c *rollingConn) otherWayMoved(err error) bool {
-	return c.alive != nil && isTimeout(err) && !c.stopped.Load() && c.alive.Load() != c.mark
+	a := c.alive.Load()
+	return a != nil && isTimeout(err) && !c.stopped.Load() && a.Load() != c.mark
 }
 
 // renew readies the connection for a read: it renews the rolling
@@ -443,8 +446,8 @@ func (c *rollingConn) renew() error {
 	if d := time.Duration(c.d.Load()); d > 0 {
 		c.Conn.SetReadDeadline(time.Now().Add(d))
 	}
-	if c.alive != nil {
-		c.mark = c.alive.Load()
+	if a := c.alive.Load(); a != nil {
+		c.mark = a.Load()
 	}
 	if c.stopped.Load() {
 		return errStopped

@@ -177,7 +177,7 @@ func TestHTTPDirectBodyCut(t *testing.T) {
 			if next != nil {
 				t.Cleanup(func() { close(next) }) // before the origin's own
 			}
-			f := start(t, strings.Replace(basicConfig, "[defaults]\n", "[defaults]\nidle_timeout = \"300ms\"\n", 1))
+			f := start(t, idleConfig(300*time.Millisecond))
 			p := newProxyClient(t, f.addr)
 			p.c.SetDeadline(time.Now().Add(4 * time.Second))
 			fmt.Fprintf(p.c, "GET http://%s/ HTTP/1.1\r\nHost: %s\r\n\r\n", origin, origin)

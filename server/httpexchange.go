@@ -152,7 +152,7 @@ func idempotent(method string) bool {
 
 func (ex *exchange) attempt() (*httphead.Head, error) {
 	// The response's wait does not time out while the body still moves.
-	ex.f.upRC.alive = &ex.link.up
+	ex.f.upRC.alive.Store(&ex.link.up)
 	if ex.streaming {
 		return ex.readFinal()
 	}

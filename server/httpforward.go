@@ -150,8 +150,12 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 		return ex.refused(err, fr.Kind == httphead.None) && h.l.srv.drainCtx.Err() == nil
 	}
 	h.c.SetDeadline(time.Time{})
-	h.rc.d.Store(int64(h.l.set.IdleTimeout)) // the body streams under the idle timeout
-	defer h.rc.d.Store(0)
+	h.rc.d.Store(int64(h.l.set.IdleTimeout)) // the body streams under the idle timeout,
+	h.rc.alive.Store(&link.down)             // which the answer's bytes renew (full duplex)
+	defer func() {
+		h.rc.d.Store(0)
+		h.rc.alive.Store(nil)
+	}()
 	if goOn, keep := ex.gatherRequest(); !goOn {
 		st.Up, st.Down = link.up.Load(), link.down.Load()
 		return keep && h.l.srv.drainCtx.Err() == nil

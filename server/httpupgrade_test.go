@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"testing"
 	"time"
 
@@ -37,7 +36,7 @@ func upgradeOrigin(t *testing.T) string {
 func TestHTTPUpgradeOutlivesIdle(t *testing.T) {
 	const idle = 300 * time.Millisecond
 	origin := upgradeOrigin(t)
-	f := start(t, strings.Replace(basicConfig, "[defaults]\n", fmt.Sprintf("[defaults]\nidle_timeout = %q\n", idle), 1))
+	f := start(t, idleConfig(idle))
 	p := newProxyClient(t, f.addr)
 	fmt.Fprintf(p.c, "GET http://%s/ws HTTP/1.1\r\nHost: %s\r\nUpgrade: echo\r\nConnection: Upgrade\r\n\r\n", origin, origin)
 	resp, err := http.ReadResponse(p.br, nil)

@@ -49,6 +49,11 @@ func hashOrigin(t *testing.T, conns *atomic.Int32, short chan<- error) string {
 	}).Addr
 }
 
+// idleConfig is basicConfig with an idle_timeout of idle.
+func idleConfig(idle time.Duration) string {
+	return strings.Replace(basicConfig, "[defaults]\n", fmt.Sprintf("[defaults]\nidle_timeout = %q\n", idle), 1)
+}
+
 // upload writes a POST of a size-byte pattern body to w (see
 // sendPieces).
 func upload(w io.Writer, origin string, size int64, pieces int) error {
@@ -95,7 +100,7 @@ func TestHTTPUploadBody(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			var conns atomic.Int32
 			origin := hashOrigin(t, &conns, nil)
-			f := start(t, strings.Replace(basicConfig, "[defaults]\n", "[defaults]\nidle_timeout = \"300ms\"\n", 1))
+			f := start(t, idleConfig(300*time.Millisecond))
 			p := newProxyClient(t, f.addr)
 			p.c.SetDeadline(time.Now().Add(10 * time.Second))
 			sizes := []int64{tt.size, tt.size + 1} // two different bodies
@@ -164,7 +169,7 @@ func TestHTTPUploadBodyCut(t *testing.T) {
 			var conns atomic.Int32
 			short := make(chan error, 1)
 			origin := hashOrigin(t, &conns, short)
-			f := start(t, strings.Replace(basicConfig, "[defaults]\n", "[defaults]\nidle_timeout = \"300ms\"\n", 1))
+			f := start(t, idleConfig(300*time.Millisecond))
 			p := newProxyClient(t, f.addr)
 			p.c.SetDeadline(time.Now().Add(5 * time.Second))
 			fmt.Fprintf(p.c, "POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", origin, origin, tt.size)
@@ -204,7 +209,7 @@ func TestHTTPUploadEarlyAnswer(t *testing.T) {
 func TestHTTPUploadH2SlowBody(t *testing.T) {
 	var conns atomic.Int32
 	origin := hashOrigin(t, &conns, nil)
-	cfg := strings.Replace(basicConfig, "[defaults]\n", "[defaults]\nidle_timeout = \"300ms\"\n", 1)
+	cfg := idleConfig(300 * time.Millisecond)
 	f := start(t, strings.Replace(cfg, `plugins = ["log"]`, "plugins = [\"log\"]\nh2c = true", 1))
 	cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(dial(t, f.addr))
 	if err != nil {
@@ -224,5 +229,67 @@ func TestHTTPUploadH2SlowBody(t *testing.T) {
 	want := patternSum(size)
 	if resp.StatusCode != 200 || err != nil || string(got) != hex.EncodeToString(want[:]) {
 		t.Fatalf("got %d %q (%v), want the body's hash %x\n%s", resp.StatusCode, got, err, want, f.logs.String())
+	}
+}
+
+// duplexOrigin answers at once with a chunked response that gets a
+// one-byte chunk every 100 ms while the request body comes, and ends
+// with the SHA-256 of the body, in hex, once it has all of it.
+func duplexOrigin(t *testing.T) string {
+	t.Helper()
+	return testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		c.SetDeadline(time.Now().Add(10 * time.Second))
+		req, err := http.ReadRequest(bufio.NewReader(c))
+		if err != nil {
+			return
+		}
+		sums := make(chan string, 1)
+		go func() {
+			h := sha256.New()
+			io.Copy(h, req.Body)
+			sums <- hex.EncodeToString(h.Sum(nil))
+		}()
+		io.WriteString(c, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+		tick := time.NewTicker(100 * time.Millisecond)
+		defer tick.Stop()
+		for {
+			select {
+			case sum := <-sums:
+				fmt.Fprintf(c, "%x\r\n%s\r\n0\r\n\r\n", len(sum), sum)
+				return
+			case <-tick.C:
+				if _, err := io.WriteString(c, "1\r\n.\r\n"); err != nil {
+					return
+				}
+			}
+		}
+	}).Addr
+}
+
+// A client whose upload pauses for longer than idle_timeout while the
+// origin's answer to it keeps streaming (full-duplex HTTP/1.1) is not
+// idle: idle_timeout is a time with no byte either way.
+func TestHTTPUploadFullDuplex(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	origin := duplexOrigin(t)
+	f := start(t, idleConfig(idle))
+	p := newProxyClient(t, f.addr)
+	p.c.SetDeadline(time.Now().Add(10 * time.Second))
+	fmt.Fprintf(p.c, "POST http://%s/duplex HTTP/1.1\r\nHost: %s\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n", origin, origin)
+	resp, err := http.ReadResponse(p.br, nil)
+	if err != nil {
+		t.Fatalf("response: %v\n%s", err, f.logs.String())
+	}
+	body := make(chan string, 1)
+	go func() {
+		b, _ := io.ReadAll(resp.Body)
+		body <- string(b)
+	}()
+	time.Sleep(3 * idle) // the upload pauses; the answer streams
+	io.WriteString(p.c, "5\r\nworld\r\n0\r\n\r\n")
+	got := <-body
+	sum := sha256.Sum256([]byte("helloworld"))
+	if want := hex.EncodeToString(sum[:]); !strings.HasSuffix(got, want) || strings.Count(got, ".") < 5 {
+		t.Fatalf("answer %q: want dots, then the body's hash %s\n%s", got, want, f.logs.String())
 	}
 }
