@@ -31,9 +31,10 @@ import (
 // flowHooks tags requests and responses, blocks /blocked with an
 // answer, rewrites HTML bodies and records every session it sees end.
 type flowHooks struct {
-	name string
-	mu   sync.Mutex
-	done []*plugins.Session
+	name    string
+	mu      sync.Mutex
+	done    []*plugins.Session
+	reasons []plugins.CloseReason // each closed session's, as done
 }
 
 func (p *flowHooks) Name() string { return p.name }
@@ -69,10 +70,23 @@ func (u upperReader) Read(p []byte) (int, error) {
 	return n, err
 }
 
-func (p *flowHooks) OnClose(s *plugins.Session, _ plugins.Stats) {
+func (p *flowHooks) OnClose(s *plugins.Session, st plugins.Stats) {
 	p.mu.Lock()
 	p.done = append(p.done, s)
+	p.reasons = append(p.reasons, st.Reason)
 	p.mu.Unlock()
+}
+
+// closedWith reports whether a flow session ended for reason r.
+func (p *flowHooks) closedWith(r plugins.CloseReason) bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, s := range p.done {
+		if s.Parent != "" && p.reasons[i] == r {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *flowHooks) flows() []*plugins.Session {
@@ -117,6 +131,9 @@ func flowOrigin(t testing.TB, dir string) (addr, caFile string) {
 			}
 		case "/upgrade":
 			upgradeEcho(w)
+			return
+		case "/upgrade-count":
+			upgradeCount(w)
 			return
 		}
 		if r.URL.Path == "/64k" {
@@ -318,6 +335,72 @@ func upgradeEcho(w http.ResponseWriter) {
 	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: echo\r\n\r\n")
 	brw.Flush()
 	io.Copy(c, brw)
+}
+
+// upgradeCount switches to a protocol that only listens: 101, then it
+// counts lines until "end" and answers with the count.
+func upgradeCount(w http.ResponseWriter) {
+	c, brw, err := http.NewResponseController(w).Hijack()
+	if err != nil {
+		return
+	}
+	defer c.Close()
+	brw.WriteString("HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: count\r\n\r\n")
+	brw.Flush()
+	for n := 0; ; n++ {
+		line, err := brw.ReadString('\n')
+		if err != nil {
+			return
+		}
+		if line == "end\n" {
+			fmt.Fprintf(c, "%d\n", n)
+			return
+		}
+	}
+}
+
+// TestFlowUpgradeIdle: an upgraded flow (bytes after a 101) is timed by
+// idle_timeout as a tunnel is. Bytes one way only (the client talks, the
+// origin listens) keep it, however long the origin is silent; with no
+// byte either way it ends, where it once was held until a side closed.
+func TestFlowUpgradeIdle(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	e := newFlowEnv(t, fmt.Sprintf("idle_timeout = %q", idle))
+	upgrade := func(path, proto string) *flowConn {
+		fc := e.dial(t, false)
+		fmt.Fprintf(fc.tc, "GET %s HTTP/1.1\r\nHost: name.test\r\nConnection: Upgrade\r\nUpgrade: %s\r\n\r\n", path, proto)
+		resp, err := http.ReadResponse(fc.br, nil)
+		if err != nil || resp.StatusCode != 101 {
+			t.Fatalf("upgrade: %v %v", resp, err)
+		}
+		return fc
+	}
+
+	fc := upgrade("/upgrade-count", "count")
+	n := 0
+	for start := time.Now(); time.Since(start) < 4*idle; n++ {
+		if _, err := fmt.Fprintf(fc.tc, "line %d\n", n); err != nil {
+			t.Fatalf("line %d: %v", n, err)
+		}
+		time.Sleep(idle / 3)
+	}
+	fmt.Fprint(fc.tc, "end\n")
+	fc.tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, err := fc.br.ReadString('\n')
+	if want := fmt.Sprintf("%d\n", n); got != want {
+		t.Fatalf("origin's count after %d lines over %v: %q, %v; want %q", n, 4*idle, got, err, want)
+	}
+
+	fc = upgrade("/upgrade", "echo")
+	quiet := time.Now()
+	fc.tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if b, err := fc.br.ReadByte(); err != io.EOF {
+		t.Fatalf("silent upgraded flow: read %q, %v; want EOF after idle_timeout", b, err)
+	}
+	if took := time.Since(quiet); took < idle {
+		t.Errorf("silent upgraded flow ended after %v, before idle_timeout %v", took, idle)
+	}
+	waitFor(t, func() bool { return e.hooks.closedWith(plugins.ReasonIdleTimeout) })
 }
 
 func TestFlowUpgrade(t *testing.T) {

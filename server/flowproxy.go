@@ -54,6 +54,9 @@ func (ft *flowTunnel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ft.rp.ServeHTTP(w, r)
 	if fl.st.Reason == plugins.ReasonUnknown {
 		fl.st.Reason = plugins.ReasonCompleted
+		if fl.timedOut.Load() { // an upgraded stream went silent
+			fl.st.Reason = plugins.ReasonIdleTimeout
+		}
 	}
 }
 
@@ -167,7 +170,13 @@ func (ft *flowTunnel) RoundTrip(req *http.Request) (*http.Response, error) {
 func (fl *flow) response(resp *http.Response) error {
 	fl.s.Status = resp.StatusCode
 	if resp.StatusCode == http.StatusSwitchingProtocols {
-		fl.watch.Stop() // the upgraded stream ends with either side
+		// The upgraded stream ends with either side, or once neither has
+		// sent for the idle timeout: the watch ends the request's
+		// context, on which ReverseProxy closes the target's side.
+		fl.watch.Reset(fl.idle)
+		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
+			resp.Body = &upgradedBody{ReadWriteCloser: rwc, fl: fl}
+		}
 		return nil
 	}
 	chain := fl.ft.l.chain
@@ -286,6 +295,29 @@ func (b *flowBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if n > 0 {
 		b.n.Add(int64(n))
+		b.fl.watch.Reset(b.fl.idle)
+	}
+	return n, err
+}
+
+// upgradedBody is the target's side of an upgraded stream (what follows
+// a 101): bytes either way keep its flow alive.
+type upgradedBody struct {
+	io.ReadWriteCloser
+	fl *flow
+}
+
+func (b *upgradedBody) Read(p []byte) (int, error) {
+	n, err := b.ReadWriteCloser.Read(p)
+	if n > 0 {
+		b.fl.watch.Reset(b.fl.idle)
+	}
+	return n, err
+}
+
+func (b *upgradedBody) Write(p []byte) (int, error) {
+	n, err := b.ReadWriteCloser.Write(p)
+	if n > 0 {
 		b.fl.watch.Reset(b.fl.idle)
 	}
 	return n, err
