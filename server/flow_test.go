@@ -6,6 +6,7 @@ import (
 	"cmp"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"fmt"
@@ -134,6 +135,11 @@ func flowOrigin(t testing.TB, dir string) (addr, caFile string) {
 			return
 		case "/upgrade-count":
 			upgradeCount(w)
+			return
+		case "/sum":
+			h := sha256.New()
+			io.Copy(h, r.Body)
+			fmt.Fprintf(w, "%x", h.Sum(nil))
 			return
 		}
 		if r.URL.Path == "/64k" {
@@ -401,6 +407,42 @@ func TestFlowUpgradeIdle(t *testing.T) {
 		t.Errorf("silent upgraded flow ended after %v, before idle_timeout %v", took, idle)
 	}
 	waitFor(t, func() bool { return e.hooks.closedWith(plugins.ReasonIdleTimeout) })
+}
+
+// TestFlowSlowUpload: an upload slower in total than idle_timeout but
+// never silent for it reaches the origin whole, on the tunnel's first
+// connection to the target and on one made again after the target
+// closed that one (the first request asks the origin to close).
+func TestFlowSlowUpload(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	e := newFlowEnv(t, fmt.Sprintf("idle_timeout = %q", idle))
+	fc := e.dial(t, false)
+	for i, path := range []string{"/sum", "/close", "/sum"} {
+		if path == "/close" {
+			req, _ := http.NewRequest("GET", "https://name.test/close", nil)
+			fc.do(t, req)
+			continue
+		}
+		const pieces = 12 // one every idle/3: four idle periods in all
+		fmt.Fprintf(fc.tc, "POST %s HTTP/1.1\r\nHost: name.test\r\nContent-Length: %d\r\n\r\n", path, pieces*10)
+		for k := range pieces {
+			fmt.Fprintf(fc.tc, "piece %03d\n", k)
+			time.Sleep(idle / 3)
+		}
+		fc.tc.SetReadDeadline(time.Now().Add(5 * time.Second))
+		resp, err := http.ReadResponse(fc.br, nil)
+		if err != nil {
+			t.Fatalf("request %d: %v", i, err)
+		}
+		got, _ := io.ReadAll(resp.Body)
+		h := sha256.New()
+		for k := range pieces {
+			fmt.Fprintf(h, "piece %03d\n", k)
+		}
+		if want := fmt.Sprintf("%x", h.Sum(nil)); resp.StatusCode != 200 || string(got) != want {
+			t.Fatalf("request %d: %d %q, want 200 and the body's hash %s", i, resp.StatusCode, got, want)
+		}
+	}
 }
 
 func TestFlowUpgrade(t *testing.T) {
