@@ -397,8 +397,10 @@ func TestFlowUpgradeIdle(t *testing.T) {
 		t.Fatalf("origin's count after %d lines over %v: %q, %v; want %q", n, 4*idle, got, err, want)
 	}
 
-	fc = upgrade("/upgrade", "echo")
+	// The watch is renewed at the 101, after the request went: time from
+	// before it, or a silence cut right at idle_timeout looks early.
 	quiet := time.Now()
+	fc = upgrade("/upgrade", "echo")
 	fc.tc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	if b, err := fc.br.ReadByte(); err != io.EOF {
 		t.Fatalf("silent upgraded flow: read %q, %v; want EOF after idle_timeout", b, err)
