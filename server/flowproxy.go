@@ -173,7 +173,7 @@ func (fl *flow) response(resp *http.Response) error {
 		// The upgraded stream ends with either side, or once neither has
 		// sent for the idle timeout: the watch ends the request's
 		// context, on which ReverseProxy closes the target's side.
-		fl.watch.Reset(fl.idle)
+		fl.alive()
 		if rwc, ok := resp.Body.(io.ReadWriteCloser); ok {
 			resp.Body = &upgradedBody{ReadWriteCloser: rwc, fl: fl}
 		}
@@ -295,10 +295,13 @@ func (b *flowBody) Read(p []byte) (int, error) {
 	n, err := b.ReadCloser.Read(p)
 	if n > 0 {
 		b.n.Add(int64(n))
-		b.fl.watch.Reset(b.fl.idle)
+		b.fl.alive()
 	}
 	return n, err
 }
+
+// alive renews the flow's idle watch: a byte moved.
+func (fl *flow) alive() { fl.watch.Reset(fl.idle) }
 
 // upgradedBody is the target's side of an upgraded stream (what follows
 // a 101): bytes either way keep its flow alive.
@@ -310,7 +313,7 @@ type upgradedBody struct {
 func (b *upgradedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadWriteCloser.Read(p)
 	if n > 0 {
-		b.fl.watch.Reset(b.fl.idle)
+		b.fl.alive()
 	}
 	return n, err
 }
@@ -318,7 +321,7 @@ func (b *upgradedBody) Read(p []byte) (int, error) {
 func (b *upgradedBody) Write(p []byte) (int, error) {
 	n, err := b.ReadWriteCloser.Write(p)
 	if n > 0 {
-		b.fl.watch.Reset(b.fl.idle)
+		b.fl.alive()
 	}
 	return n, err
 }

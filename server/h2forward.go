@@ -13,6 +13,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"ferry/plugins"
 	"ferry/relay/upstream"
@@ -139,10 +140,8 @@ func (fw *h2Forward) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 		fw.dialErr = err
 		return nil, err
 	}
-	up := &upstreamConn{info: info, recording: true, recMax: fw.headLimits().MaxBytes}
-	up.Conn = c
-	up.d.Store(int64(fw.sub.l.set.IdleTimeout)) // a stalled origin times out
-	up.alive.Store(&up.written)                 // but not while the body goes up
+	up := newUpstreamConn(c, info, fw.sub.l.set.IdleTimeout)
+	up.recording, up.recMax = true, fw.headLimits().MaxBytes
 	fw.up = up
 	return up, nil
 }
@@ -338,6 +337,18 @@ type upstreamConn struct {
 	rec       []byte
 	recMax    int
 	recording bool
+}
+
+// newUpstreamConn wraps c, whose dial info is released on Close. Its
+// reads time out after idle without a byte either way: a stalled target
+// times out, but not while a request body still goes to it (the answer
+// is read while the body is written).
+func newUpstreamConn(c net.Conn, info *upstream.DialInfo, idle time.Duration) *upstreamConn {
+	up := &upstreamConn{info: info}
+	up.Conn = c
+	up.d.Store(int64(idle))
+	up.alive.Store(&up.written)
+	return up
 }
 
 func (c *upstreamConn) Read(p []byte) (int, error) {

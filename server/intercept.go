@@ -39,10 +39,6 @@ func (h *conn) redialer(s *plugins.Session) func(context.Context) (net.Conn, err
 			info.Release()
 			return nil, err
 		}
-		up := &upstreamConn{info: info}
-		up.Conn = c
-		up.d.Store(int64(h.l.set.IdleTimeout)) // a stalled target times out,
-		up.alive.Store(&up.written)            // but not while a request body goes
-		return up, nil
+		return newUpstreamConn(c, info, h.l.set.IdleTimeout), nil
 	}
 }

@@ -49,9 +49,10 @@ type watched struct {
 // changed reads the file if it changed since the last read: its content,
 // or nil when it did not change (same modification time and size, or the
 // same content) or may be half written (modified within settle, an empty
-// one within emptySettle times that, or changed while it was read). A file that stays bad is reported once,
-// not at every poll: its content is remembered like a good one's, so
-// that it is parsed again only once it has changed.
+// one within emptySettle times that, or changed while it was read). A
+// file that stays bad is reported once, not at every poll: its content
+// is remembered like a good one's, so that it is parsed again only once
+// it has changed.
 func (w *watched) changed(settle time.Duration) ([]byte, error) {
 	fi, err := os.Stat(w.path)
 	if err != nil {
