@@ -18,10 +18,7 @@ import (
 // rules and a capture instance writing a HAR file, trusting originCA.
 func flowBodiesFerry(t *testing.T, dir, originCA, har string) (f *proc, ferryCA string) {
 	t.Helper()
-	caDir := filepath.Join(dir, "ca")
-	if r := runFerry(t, dir, "ca", "init", "--out", caDir); r.code != 0 {
-		t.Fatalf("ferry ca init: exit %d: %s%s", r.code, r.stdout, r.stderr)
-	}
+	caCert, caKey := initFerryCA(t, dir)
 	f = startFerry(t, func(addr string) string {
 		return fmt.Sprintf(`[log]
 format = "json"
@@ -62,9 +59,9 @@ har = %q
 
 [[plugin]]
 name = "log"
-`, addr, filepath.Join(caDir, "ca.pem"), filepath.Join(caDir, "ca-key.pem"), originCA, har)
+`, addr, caCert, caKey, originCA, har)
 	}, nil)
-	return f, filepath.Join(caDir, "ca.pem")
+	return f, caCert
 }
 
 // TestFlowBodiesHAR: through an intercepting listener to nginx (TLS,

@@ -126,11 +126,8 @@ const flowsMaxStreams = 8
 func startFlowsFerry(t *testing.T, originCA string) flowsFerry {
 	t.Helper()
 	dir := t.TempDir()
-	caDir := filepath.Join(dir, "ca")
-	if r := runFerry(t, dir, "ca", "init", "--out", caDir); r.code != 0 {
-		t.Fatalf("ferry ca init: exit %d: %s%s", r.code, r.stdout, r.stderr)
-	}
-	f := flowsFerry{ca: filepath.Join(caDir, "ca.pem"), access: filepath.Join(dir, "access.log"), har: filepath.Join(dir, "flows.har")}
+	caCert, caKey := initFerryCA(t, dir)
+	f := flowsFerry{ca: caCert, access: filepath.Join(dir, "access.log"), har: filepath.Join(dir, "flows.har")}
 	f.proc = startFerry(t, func(addr string) string {
 		return fmt.Sprintf(`[log]
 format = "json"
@@ -188,7 +185,7 @@ har = %q
 [[plugin]]
 name = "log"
 file = %q
-`, addr, flowsMaxStreams, f.ca, filepath.Join(caDir, "ca-key.pem"), originCA, f.har, f.access)
+`, addr, flowsMaxStreams, f.ca, caKey, originCA, f.har, f.access)
 	}, nil)
 	return f
 }

@@ -46,10 +46,7 @@ func mitmTarget(t *testing.T, dir string) (addr, caFile string) {
 // end in a prefix of the pattern ("S", "SE"...) stalled until curl gave up.
 func mitmFerry(t *testing.T, dir, targetCA string) (f *proc, ferryCA, pcap, admin string) {
 	t.Helper()
-	caDir := filepath.Join(dir, "ca")
-	if r := runFerry(t, dir, "ca", "init", "--out", caDir); r.code != 0 {
-		t.Fatalf("ferry ca init: exit %d: %s%s", r.code, r.stdout, r.stderr)
-	}
+	caCert, caKey := initFerryCA(t, dir)
 	pcap = filepath.Join(dir, "mitm.pcapng")
 	admin = freeAddr(t)
 	f = startFerry(t, func(addr string) string {
@@ -89,9 +86,9 @@ name = "log"
 
 [admin]
 listen = %q
-`, addr, filepath.Join(caDir, "ca.pem"), filepath.Join(caDir, "ca-key.pem"), targetCA, pcap, admin)
+`, addr, caCert, caKey, targetCA, pcap, admin)
 	}, nil)
-	return f, filepath.Join(caDir, "ca.pem"), pcap, admin
+	return f, caCert, pcap, admin
 }
 
 func TestMITM(t *testing.T) {
@@ -247,4 +244,15 @@ func TestMITMUntrustedTarget(t *testing.T) {
 		t.Fatalf("log line %v: want the certificate error", l)
 	}
 	f.waitLine(t, "access", func(l logLine) bool { return strings.Contains(l.str("error"), "mitm: TLS to") })
+}
+
+// initFerryCA makes a CA with `ferry ca init` under dir and returns its
+// certificate's and key's paths.
+func initFerryCA(t *testing.T, dir string) (cert, key string) {
+	t.Helper()
+	out := filepath.Join(dir, "ca")
+	if r := runFerry(t, dir, "ca", "init", "--out", out); r.code != 0 {
+		t.Fatalf("ferry ca init: exit %d: %s%s", r.code, r.stdout, r.stderr)
+	}
+	return filepath.Join(out, "ca.pem"), filepath.Join(out, "ca-key.pem")
 }

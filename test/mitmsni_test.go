@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -20,10 +19,7 @@ import (
 func TestMITMRefusesWildcardServerName(t *testing.T) {
 	dir := t.TempDir()
 	target, _ := mitmTarget(t, dir)
-	caDir := filepath.Join(dir, "ca")
-	if r := runFerry(t, dir, "ca", "init", "--out", caDir); r.code != 0 {
-		t.Fatalf("ferry ca init: exit %d: %s%s", r.code, r.stdout, r.stderr)
-	}
+	caCert, caKey := initFerryCA(t, dir)
 	f := startFerry(t, chainConfig([]string{"mitm", "log"}, fmt.Sprintf(`[[plugin]]
 name = "mitm"
 ca_cert = %q
@@ -33,7 +29,7 @@ insecure_upstream = true
 
 [[plugin]]
 name = "log"
-`, filepath.Join(caDir, "ca.pem"), filepath.Join(caDir, "ca-key.pem"))), nil)
+`, caCert, caKey)), nil)
 
 	handshake := func(serverName string) (*tls.ConnectionState, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
