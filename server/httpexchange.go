@@ -342,7 +342,7 @@ func (ex *exchange) finishBody() bool {
 			}
 			ex.f.h.rc.stop()
 			ex.link.stopUpstream()
-			ex.bodyErr = <-ex.body
+			ex.bodyErr = abandoned(<-ex.body)
 			ex.bodyWait = true
 			if ex.bodyErr == nil && ex.bodyRead.Load() {
 				// The sender had read the whole body and only not yet
@@ -391,10 +391,39 @@ func sizeString(n int) string { return config.Size(n).String() }
 // off or framed badly, or nil when the client side did not fail.
 func (ex *exchange) bodyFailure() error {
 	var we *httphead.WriteError
-	if ex.bodyErr == nil || errors.As(ex.bodyErr, &we) {
+	if ex.bodyErr == nil || ex.bodyErr == errAbandoned || errors.As(ex.bodyErr, &we) {
 		return nil
 	}
 	return ex.bodyErr
+}
+
+// errAbandoned is the request body's error once finishBody stopped its
+// sender: the body was given up because the response ended or failed,
+// which is not the client's failure.
+var errAbandoned = errors.New("request body abandoned")
+
+// abandoned is err, the sender's error after finishBody stopped it, with
+// the errors the stop itself causes (a stopped read or write, the past
+// deadline that ended one under way) made errAbandoned.
+func abandoned(err error) error {
+	if errors.Is(err, errStopped) || isTimeout(err) {
+		return errAbandoned
+	}
+	return err
+}
+
+// upstreamReason is why an exchange ended whose upstream side failed
+// with err: idle_timeout passed with no byte either way, the origin
+// reset the connection, or it closed it (or sent what cannot be passed
+// on).
+func upstreamReason(err error) plugins.CloseReason {
+	switch {
+	case isTimeout(err):
+		return plugins.ReasonIdleTimeout
+	case relay.IsReset(err):
+		return plugins.ReasonUpstreamReset
+	}
+	return plugins.ReasonUpstreamClosed
 }
 
 // fail ends an exchange that got no final response head: the client is
@@ -409,6 +438,14 @@ func (ex *exchange) fail(err error, respStarted bool) {
 		ex.s.Status = http.StatusBadRequest
 		h.httpError(ex.s.Status, "malformed chunked request body", nil)
 		st.Reason, st.Err = plugins.ReasonError, fmt.Errorf("request body: %w", cerr)
+		ex.f.endUpstream(true)
+		return
+	case cerr != nil && isTimeout(cerr):
+		// The body stalled for idle_timeout: the client is told so
+		// (RFC 9110 section 15.5.9), and the origin never gets an end.
+		ex.s.Status = http.StatusRequestTimeout
+		h.httpError(ex.s.Status, "request body timed out", nil)
+		st.Reason, st.Err = plugins.ReasonIdleTimeout, fmt.Errorf("request body: %w", cerr)
 		ex.f.endUpstream(true)
 		return
 	case cerr != nil:
@@ -430,10 +467,7 @@ func (ex *exchange) fail(err error, respStarted bool) {
 		ex.s.Status = http.StatusGatewayTimeout
 	}
 	h.httpError(ex.s.Status, msg, nil)
-	st.Reason = plugins.ReasonUpstreamClosed
-	if relay.IsReset(err) {
-		st.Reason = plugins.ReasonUpstreamReset
-	}
+	st.Reason = upstreamReason(err)
 	st.Err = fmt.Errorf("request to %s: %w", ex.s.Target, &upstreamError{msg: msg, err: err})
 	ex.f.endUpstream(false)
 }
@@ -442,11 +476,13 @@ func (ex *exchange) fail(err error, respStarted bool) {
 // upstream is reset too when the client reset, so the origin does not
 // take a cut message for a whole one.
 func (ex *exchange) clientFailed(err error) {
-	reset := relay.IsReset(err)
 	ex.st.Reason, ex.st.Err = plugins.ReasonClientClosed, err
-	if reset {
+	switch {
+	case relay.IsReset(err):
 		ex.st.Reason = plugins.ReasonClientReset
 		relay.Abort(ex.f.h.c)
+	case isTimeout(err):
+		ex.st.Reason = plugins.ReasonIdleTimeout
 	}
 	ex.f.endUpstream(true)
 }

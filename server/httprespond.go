@@ -194,7 +194,11 @@ func (ex *exchange) responseFailed(err error) {
 	var he *plugins.HookError
 	var ns *errNotSent
 	var cut *errStreamCut
-	switch {
+	switch cerr := ex.bodyFailure(); {
+	case cerr != nil:
+		// The request body failed first; the response's end was its
+		// consequence (bodySent stopped the response's read).
+		ex.clientFailed(fmt.Errorf("request body: %w", cerr))
 	case errors.As(err, &ns):
 		ex.fail(ns.err, true)
 	case errors.As(err, &cut):
@@ -210,9 +214,8 @@ func (ex *exchange) responseFailed(err error) {
 	case errors.As(err, &we), errors.As(err, &ce):
 		ex.clientFailed(fmt.Errorf("response to client: %w", err))
 	default:
-		st.Reason = plugins.ReasonUpstreamClosed
+		st.Reason = upstreamReason(err)
 		if relay.IsReset(err) {
-			st.Reason = plugins.ReasonUpstreamReset
 			relay.Abort(ex.f.h.c)
 		}
 		msg := describeUpstream(err, true, 0)

@@ -222,7 +222,7 @@ func (ex *exchange) sendPumped(up *rollingConn) {
 func (ex *exchange) streamCut(err error) {
 	relay.Abort(ex.f.h.c)
 	ex.f.endUpstream(true)
-	ex.st.Reason = plugins.ReasonUpstreamClosed
+	ex.st.Reason = upstreamReason(err)
 	if errors.As(err, new(*plugins.HookError)) {
 		ex.st.Reason = plugins.ReasonPluginError
 	}

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"ferry/relay"
 	"ferry/test/testkit"
 
 	"golang.org/x/net/http2"
@@ -291,5 +292,50 @@ func TestHTTPUploadFullDuplex(t *testing.T) {
 	sum := sha256.Sum256([]byte("helloworld"))
 	if want := hex.EncodeToString(sum[:]); !strings.HasSuffix(got, want) || strings.Count(got, ".") < 5 {
 		t.Fatalf("answer %q: want dots, then the body's hash %s\n%s", got, want, f.logs.String())
+	}
+}
+
+// TestHTTPUploadSideFails: when one side of an upload fails, the client
+// is told and the access line blames that side. An origin that closes or
+// resets while the client's body pauses gets the client a 502 (the
+// client's paused body is not its failure); one silent for idle_timeout
+// after the whole body a 504; a client whose body stalls for
+// idle_timeout while the origin waits for it a 408 (RFC 9110 section
+// 15.5.9). Both timeouts are "idle timeout".
+func TestHTTPUploadSideFails(t *testing.T) {
+	tests := []struct {
+		name, reason string
+		status       int
+		sent         int                  // of the body's 1000 bytes
+		fail         func(c *net.TCPConn) // once the origin read them
+	}{
+		{"origin closes", "upstream closed", 502, 100, func(c *net.TCPConn) { c.Close() }},
+		{"origin resets", "upstream reset", 502, 100, func(c *net.TCPConn) { relay.Abort(c) }},
+		{"origin silent", "idle timeout", 504, 1000, func(c *net.TCPConn) { time.Sleep(3 * time.Second) }},
+		{"client stalls", "idle timeout", 408, 100, func(c *net.TCPConn) { time.Sleep(3 * time.Second) }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			origin := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+				defer c.Close()
+				req, err := http.ReadRequest(bufio.NewReader(c))
+				if err == nil {
+					io.CopyN(io.Discard, req.Body, int64(tt.sent))
+				}
+				tt.fail(c)
+			}).Addr
+			f := start(t, idleConfig(500*time.Millisecond))
+			p := newProxyClient(t, f.addr)
+			p.c.SetDeadline(time.Now().Add(5 * time.Second))
+			fmt.Fprintf(p.c, "POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000\r\n\r\n%s", origin, origin, strings.Repeat("x", tt.sent))
+			resp, err := http.ReadResponse(p.br, nil)
+			if err != nil || resp.StatusCode != tt.status {
+				t.Fatalf("client got %v, %v; want %d\n%s", resp, err, tt.status, f.logs.String())
+			}
+			waitFor(t, func() bool { return strings.Contains(f.logs.String(), `"message":"access"`) })
+			if want := fmt.Sprintf(`"reason":%q`, tt.reason); !strings.Contains(f.logs.String(), want) {
+				t.Fatalf("access line does not say %s: %s", want, f.logs.String())
+			}
+		})
 	}
 }
