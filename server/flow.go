@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/net/http2"
@@ -36,6 +37,10 @@ type flowTunnel struct {
 	redial func(context.Context) (net.Conn, error)
 	closed bool
 	flows  sync.WaitGroup
+	// upgradeIdle says an upgraded flow, which owns the tunnel's
+	// connection to its end, was ended by ferry's idle watch: the
+	// tunnel ended for the same reason, not by the client.
+	upgradeIdle atomic.Bool
 }
 
 // serveFlows runs an intercepted tunnel as HTTP until the client's
@@ -69,9 +74,12 @@ func (h *conn) serveFlows(ctx context.Context, s *plugins.Session, st *plugins.S
 	l.srv.untrack(s.ID)
 	st.Up, st.Down = ft.client.Bytes()
 	st.Reason = plugins.ReasonClientClosed
-	if err := ft.client.err(); err != nil {
+	switch err := ft.client.err(); {
+	case ctx.Err() == nil && ft.upgradeIdle.Load():
+		st.Reason = plugins.ReasonIdleTimeout
+	case err != nil:
 		st.Reason, st.Err = reasonFor(err), err
-	} else if ctx.Err() != nil {
+	case ctx.Err() != nil:
 		st.Reason = plugins.ReasonShutdown
 	}
 }

@@ -80,10 +80,19 @@ func (p *flowHooks) OnClose(s *plugins.Session, st plugins.Stats) {
 
 // closedWith reports whether a flow session ended for reason r.
 func (p *flowHooks) closedWith(r plugins.CloseReason) bool {
+	return p.endedWith(r, func(s *plugins.Session) bool { return s.Parent != "" })
+}
+
+// tunnelClosedWith reports whether a tunnel's session ended for reason r.
+func (p *flowHooks) tunnelClosedWith(r plugins.CloseReason) bool {
+	return p.endedWith(r, func(s *plugins.Session) bool { return s.Parent == "" })
+}
+
+func (p *flowHooks) endedWith(r plugins.CloseReason, which func(*plugins.Session) bool) bool {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	for i, s := range p.done {
-		if s.Parent != "" && p.reasons[i] == r {
+		if which(s) && p.reasons[i] == r {
 			return true
 		}
 	}
@@ -408,7 +417,11 @@ func TestFlowUpgradeIdle(t *testing.T) {
 	if took := time.Since(quiet); took < idle {
 		t.Errorf("silent upgraded flow ended after %v, before idle_timeout %v", took, idle)
 	}
-	waitFor(t, func() bool { return e.hooks.closedWith(plugins.ReasonIdleTimeout) })
+	// The upgraded flow owned the tunnel's connection: ferry's watch
+	// ended the tunnel too, not its client.
+	waitFor(t, func() bool {
+		return e.hooks.closedWith(plugins.ReasonIdleTimeout) && e.hooks.tunnelClosedWith(plugins.ReasonIdleTimeout)
+	})
 }
 
 // TestFlowSlowUpload: an upload slower in total than idle_timeout but

@@ -56,6 +56,7 @@ func (ft *flowTunnel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fl.st.Reason = plugins.ReasonCompleted
 		if fl.timedOut.Load() { // an upgraded stream went silent
 			fl.st.Reason = plugins.ReasonIdleTimeout
+			ft.upgradeIdle.Store(true)
 		}
 	}
 }

@@ -316,6 +316,9 @@ func TestNodeMitmUpgradeIdle(t *testing.T) {
 			f.waitLine(t, "access", func(l logLine) bool {
 				return strings.HasSuffix(l.str("url"), "/silent") && l.str("reason") == "idle timeout"
 			})
+			// The upgrade owned the tunnel's connection: the tunnel's own
+			// line (no url) blames the same watch, not the client.
+			f.waitLine(t, "access", func(l logLine) bool { return l.str("url") == "" && l.str("reason") == "idle timeout" })
 		})
 	}
 }
