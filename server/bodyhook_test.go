@@ -10,7 +10,9 @@ import (
 	"net/http/httptest"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"ferry/plugins"
 	"ferry/plugins/pkg/httpbody"
@@ -18,8 +20,9 @@ import (
 
 // bodyHook wants every body except those of paths under /skip, and
 // upper-cases "hello" in them. It refuses, with an answer of its own,
-// response bodies of /deny, request bodies that say "forbidden" and the
-// request head of /req-answer. It counts its calls per path.
+// response bodies of /deny, request bodies that say "forbidden" (or
+// "huge answer", with a body of hugeAnswer bytes) and the request head
+// of /req-answer. It counts its calls per path.
 type bodyHook struct {
 	name  string
 	mu    sync.Mutex
@@ -39,6 +42,8 @@ func (b *bodyHook) OnHTTPBody(_ *plugins.Session, m *plugins.HTTPMessage, body [
 	switch {
 	case m.Dir == plugins.Down && m.Request.URL.Path == "/deny":
 		return nil, plugins.Block(http.StatusForbidden, "denied by body\n", "response body denied")
+	case m.Dir == plugins.Up && bytes.Contains(body, []byte("huge answer")):
+		return nil, plugins.Block(http.StatusForbidden, strings.Repeat("x", hugeAnswer), "huge answer")
 	case m.Dir == plugins.Up && bytes.Contains(body, []byte("forbidden")):
 		return nil, plugins.Block(http.StatusForbidden, "upload denied\n", "request body denied")
 	}
@@ -79,6 +84,9 @@ func (b *bodyHook) asked(dir, path string) int {
 	defer b.mu.Unlock()
 	return b.wants[dir+" "+path]
 }
+
+// hugeAnswer is more than a client's socket and ferry's can hold.
+const hugeAnswer = 32 << 20
 
 var (
 	_ plugins.HTTPBodyHook  = (*bodyHook)(nil)
@@ -400,5 +408,49 @@ func TestBodyHookReframe(t *testing.T) {
 	resp, b = p.do("GET", origin, "/chunked", "", "")
 	if string(b) != "HELLO" || resp.ContentLength != 5 || resp.Header.Get("X-Body-Hook") != "DOWN" {
 		t.Fatalf("with a data hook: %q length %d", b, resp.ContentLength)
+	}
+}
+
+// TestAnswerToClientNotReading: an answer of ferry's own (here a
+// plugin's refusal of an upload, 32 MiB) to a client that reads nothing
+// does not hold the connection for good once the exchange has cleared
+// its deadlines: the write stops after idle_timeout without progress,
+// and the exchange ends and is logged.
+func TestAnswerToClientNotReading(t *testing.T) {
+	f, _ := startBodyHook(t, "[defaults]\nidle_timeout = \"500ms\"\n", "")
+	var conns atomic.Int32
+	origin := hashOrigin(t, &conns, nil)
+	c := dial(t, f.addr)
+	const body = "huge answer"
+	post := fmt.Sprintf("POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s", origin, origin, len(body), body)
+
+	// Read slowly, the whole answer takes several idle_timeouts: it is
+	// not cut while it moves.
+	slow := dial(t, f.addr)
+	slow.SetDeadline(time.Now().Add(20 * time.Second))
+	io.WriteString(slow, post)
+	resp, err := http.ReadResponse(bufio.NewReader(slow), nil)
+	if err != nil || resp.StatusCode != http.StatusForbidden {
+		t.Fatalf("slow reader: %v, %v; want the 403", resp, err)
+	}
+	got, buf := 0, make([]byte, 256<<10)
+	for start := time.Now(); ; time.Sleep(20 * time.Millisecond) {
+		n, err := io.ReadFull(resp.Body, buf)
+		got += n
+		if err != nil {
+			if got != hugeAnswer {
+				t.Fatalf("slow reader got %d of %d bytes in %v: %v", got, hugeAnswer, time.Since(start), err)
+			}
+			break
+		}
+	}
+
+	io.WriteString(c, post)
+	start := time.Now()
+	for strings.Count(f.logs.String(), `"message":"access"`) < 2 { // the slow reader's, then this one's
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("the answer's write still holds the connection after %v", time.Since(start))
+		}
+		time.Sleep(10 * time.Millisecond)
 	}
 }

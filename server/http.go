@@ -137,7 +137,31 @@ func (r connectReplier) ok(s *plugins.Session, _ net.Addr) error {
 // gently: the client may still be sending a body ferry will not read.
 func (h *conn) httpError(status int, msg string, cause error) {
 	h.linger = true
-	writeHTTPError(h.c, status, msg, cause, h.l.chain.Realm(), h.headReq)
+	writeHTTPError(answerWriter{h}, status, msg, cause, h.l.chain.Realm(), h.headReq)
+}
+
+// answerWriter writes answers of ferry's own (an error, a plugin's
+// refusal) to the client. An exchange clears the connection's deadlines,
+// so each write sets one, renewed while bytes go, as a response's are: a
+// client that reads slowly gets the whole answer, one that reads nothing
+// is let go after idle_timeout (handshake_timeout when that is off)
+// instead of holding the connection for good.
+type answerWriter struct{ h *conn }
+
+func (w answerWriter) Write(p []byte) (int, error) {
+	d := w.h.l.set.IdleTimeout
+	if d <= 0 {
+		d = w.h.l.set.HandshakeTimeout
+	}
+	total := 0
+	for {
+		w.h.c.SetWriteDeadline(time.Now().Add(d))
+		n, err := w.h.c.Write(p[total:])
+		total += n
+		if err == nil || n == 0 || !isTimeout(err) {
+			return total, err
+		}
+	}
 }
 
 // writeHTTPError answers with status and a short text body, and asks the

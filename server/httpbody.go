@@ -236,7 +236,7 @@ func (ex *exchange) refused(err error, whole bool) bool {
 	}
 	ex.s.Status = a.Status
 	keep := whole && keepAlive(ex.out.hd) && !ex.out.fr.Ambiguous && ex.out.hd.AtLeast11() && h.l.srv.drainCtx.Err() == nil
-	if _, werr := h.c.Write(appendAnswer(nil, a, h.headReq, keep)); werr != nil {
+	if _, werr := (answerWriter{h}).Write(appendAnswer(nil, a, h.headReq, keep)); werr != nil {
 		keep = false
 	}
 	if !keep {

@@ -125,9 +125,9 @@ func (ex *exchange) blocked(err error) bool {
 	var werr error
 	if a := answerOf(err); a != nil {
 		ex.s.Status = a.Status
-		_, werr = h.c.Write(appendAnswer(nil, a, h.headReq, keep))
+		_, werr = (answerWriter{h}).Write(appendAnswer(nil, a, h.headReq, keep))
 	} else {
-		werr = writeBlocked(h.c, status, msg, err, h.headReq, keep)
+		werr = writeBlocked(answerWriter{h}, status, msg, err, h.headReq, keep)
 	}
 	if werr != nil {
 		keep = false
