@@ -36,6 +36,7 @@ type flowHooks struct {
 	mu      sync.Mutex
 	done    []*plugins.Session
 	reasons []plugins.CloseReason // each closed session's, as done
+	stats   []plugins.Stats       // likewise
 }
 
 func (p *flowHooks) Name() string { return p.name }
@@ -75,7 +76,21 @@ func (p *flowHooks) OnClose(s *plugins.Session, st plugins.Stats) {
 	p.mu.Lock()
 	p.done = append(p.done, s)
 	p.reasons = append(p.reasons, st.Reason)
+	p.stats = append(p.stats, st)
 	p.mu.Unlock()
+}
+
+// statsOf returns the Stats of the ended flow whose request path is
+// path, and whether one ended.
+func (p *flowHooks) statsOf(path string) (plugins.Stats, bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for i, s := range p.done {
+		if s.Parent != "" && s.Request != nil && s.Request.URL.Path == path {
+			return p.stats[i], true
+		}
+	}
+	return plugins.Stats{}, false
 }
 
 // closedWith reports whether a flow session ended for reason r.
@@ -392,19 +407,29 @@ func TestFlowUpgradeIdle(t *testing.T) {
 	}
 
 	fc := upgrade("/upgrade-count", "count")
-	n := 0
+	n, sent := 0, int64(0)
 	for start := time.Now(); time.Since(start) < 4*idle; n++ {
-		if _, err := fmt.Fprintf(fc.tc, "line %d\n", n); err != nil {
+		k, err := fmt.Fprintf(fc.tc, "line %d\n", n)
+		if err != nil {
 			t.Fatalf("line %d: %v", n, err)
 		}
+		sent += int64(k)
 		time.Sleep(idle / 3)
 	}
-	fmt.Fprint(fc.tc, "end\n")
+	k, _ := fmt.Fprint(fc.tc, "end\n")
+	sent += int64(k)
 	fc.tc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	got, err := fc.br.ReadString('\n')
 	if want := fmt.Sprintf("%d\n", n); got != want {
 		t.Fatalf("origin's count after %d lines over %v: %q, %v; want %q", n, 4*idle, got, err, want)
 	}
+	// What went after the 101 is the flow's: up what the client sent,
+	// down the count.
+	fc.tc.Close()
+	waitFor(t, func() bool {
+		st, ok := e.hooks.statsOf("/upgrade-count")
+		return ok && st.Up == sent && st.Down == int64(len(got))
+	})
 
 	// The watch is renewed at the 101, after the request went: time from
 	// before it, or a silence cut right at idle_timeout looks early.

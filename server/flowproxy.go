@@ -305,7 +305,8 @@ func (b *flowBody) Read(p []byte) (int, error) {
 func (fl *flow) alive() { fl.watch.Reset(fl.idle) }
 
 // upgradedBody is the target's side of an upgraded stream (what follows
-// a 101): bytes either way keep its flow alive.
+// a 101): bytes either way keep its flow alive, and are its flow's body
+// bytes, read from the target down and written to it up.
 type upgradedBody struct {
 	io.ReadWriteCloser
 	fl *flow
@@ -314,6 +315,7 @@ type upgradedBody struct {
 func (b *upgradedBody) Read(p []byte) (int, error) {
 	n, err := b.ReadWriteCloser.Read(p)
 	if n > 0 {
+		b.fl.down.Add(int64(n))
 		b.fl.alive()
 	}
 	return n, err
@@ -322,6 +324,7 @@ func (b *upgradedBody) Read(p []byte) (int, error) {
 func (b *upgradedBody) Write(p []byte) (int, error) {
 	n, err := b.ReadWriteCloser.Write(p)
 	if n > 0 {
+		b.fl.up.Add(int64(n))
 		b.fl.alive()
 	}
 	return n, err
