@@ -109,6 +109,7 @@ func (ft *flowTunnel) shut() {
 // upgrades) on the client connection until it closes.
 func (ft *flowTunnel) serveH1() {
 	l := ft.l
+	ft.client.writeIdle = ft.flowIdle() // HTTP/2's server has WriteByteTimeout
 	done := make(chan struct{})
 	var once sync.Once
 	srv := &http.Server{
@@ -187,12 +188,6 @@ func (ft *flowTunnel) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 
 var errNoRedial = errors.New("the target closed the tunnel's connection and no new one can be made")
 
-// flowIdle is the idle timeout of a flow: the listener's, or the
-// handshake timeout when idle timeouts are off, so a flow never waits
-// forever on a silent peer.
-func (ft *flowTunnel) flowIdle() time.Duration {
-	if d := ft.l.set.IdleTimeout; d > 0 {
-		return d
-	}
-	return ft.l.set.HandshakeTimeout
-}
+// flowIdle is the idle timeout of a flow, bounded even when idle
+// timeouts are off, so a flow never waits forever on a silent peer.
+func (ft *flowTunnel) flowIdle() time.Duration { return ft.l.boundedIdle() }

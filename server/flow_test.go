@@ -166,6 +166,10 @@ func flowOrigin(t testing.TB, dir string) (addr, caFile string) {
 			fmt.Fprintf(w, "%x", h.Sum(nil))
 			return
 		}
+		if r.URL.Path == "/huge" { // more than the sockets between hold
+			w.Write(bytes.Repeat([]byte("x"), 32<<20))
+			return
+		}
 		if r.URL.Path == "/64k" {
 			w.Write(bytes.Repeat([]byte("x"), 64<<10))
 			return
@@ -639,4 +643,33 @@ func writeSyscalls() int64 {
 		}
 	}
 	return 0
+}
+
+// TestFlowClientNotReading: an intercepted client that asks for a large
+// answer and reads none of it does not hold the flow: after idle_timeout
+// without a byte moving, the flow ends. Over HTTP/1.1 the answer's write
+// to the client is what stops (writeRolling); over HTTP/2 the stream's
+// flow control stops it first.
+func TestFlowClientNotReading(t *testing.T) {
+	const idle = 300 * time.Millisecond
+	for _, h2 := range []bool{false, true} {
+		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
+			e := newFlowEnv(t, fmt.Sprintf("idle_timeout = %q", idle))
+			fc := e.dial(t, h2)
+			if h2 {
+				req, _ := http.NewRequest("GET", "https://name.test/huge", nil)
+				resp, err := fc.h2.RoundTrip(req)
+				if err != nil {
+					t.Fatal(err)
+				}
+				defer resp.Body.Close()
+			} else {
+				fmt.Fprint(fc.tc, "GET /huge HTTP/1.1\r\nHost: name.test\r\n\r\n")
+			}
+			waitFor(t, func() bool {
+				_, ok := e.hooks.statsOf("/huge")
+				return ok
+			})
+		})
+	}
 }

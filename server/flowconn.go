@@ -6,6 +6,7 @@ import (
 	"net"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"ferry/plugins"
 )
@@ -35,6 +36,10 @@ type flowClient struct {
 	// hookErr is the first error a data hook returned; it ends the tunnel.
 	errMu   sync.Mutex
 	hookErr error
+	// writeIdle, when set, bounds each write (writeRolling): net/http's
+	// server, which serves HTTP/1.1 flows, has no timeout for a client
+	// that stops reading, and a flow's idle watch cannot end a write.
+	writeIdle time.Duration
 }
 
 func newFlowClient(c net.Conn, s *plugins.Session, chain *plugins.Chain) *flowClient {
@@ -87,14 +92,14 @@ func (c *flowClient) take(out []byte, herr error) {
 
 func (c *flowClient) Write(p []byte) (int, error) {
 	if !c.hookDown {
-		n, err := c.Conn.Write(p)
+		n, err := c.write(p)
 		c.down.Add(int64(n))
 		return n, err
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	out, herr := c.chain.Data(c.s, plugins.Down, p)
-	n, err := c.Conn.Write(out) // a Meter's cut still delivers what it kept
+	n, err := c.write(out) // a Meter's cut still delivers what it kept
 	c.down.Add(int64(n))
 	if herr != nil {
 		return 0, c.fail(herr)
@@ -103,6 +108,14 @@ func (c *flowClient) Write(p []byte) (int, error) {
 		return 0, err
 	}
 	return len(p), nil
+}
+
+// write writes p to the client, bounded when writeIdle is set.
+func (c *flowClient) write(p []byte) (int, error) {
+	if c.writeIdle > 0 {
+		return writeRolling(c.Conn, p, c.writeIdle)
+	}
+	return c.Conn.Write(p)
 }
 
 // Close lets the Writers release what they hold (OnWriteEnd) before the

@@ -123,13 +123,10 @@ func (hc *h2Conn) servers() (*http.Server, *http2.Server) {
 		IdleTimeout:                  l.set.IdleTimeout,
 		// A client that stops reading its connection would hold every
 		// stream's writer: it is closed after the idle timeout.
-		WriteByteTimeout: l.set.IdleTimeout,
+		WriteByteTimeout: l.boundedIdle(),
 		CountError: func(kind string) {
 			l.log.Debug().Str("id", hc.id).Str("error", kind).Msg("http2: protocol error from client")
 		},
-	}
-	if srv.WriteByteTimeout <= 0 {
-		srv.WriteByteTimeout = l.set.HandshakeTimeout
 	}
 	if err := http2.ConfigureServer(base, srv); err != nil {
 		l.log.Error().Err(err).Msg("http2: configure server")

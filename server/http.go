@@ -142,21 +142,26 @@ func (h *conn) httpError(status int, msg string, cause error) {
 
 // answerWriter writes answers of ferry's own (an error, a plugin's
 // refusal) to the client. An exchange clears the connection's deadlines,
-// so each write sets one, renewed while bytes go, as a response's are: a
+// so each write is a rolling one (writeRolling), as a response's are: a
 // client that reads slowly gets the whole answer, one that reads nothing
 // is let go after idle_timeout (handshake_timeout when that is off)
 // instead of holding the connection for good.
 type answerWriter struct{ h *conn }
 
 func (w answerWriter) Write(p []byte) (int, error) {
-	d := w.h.l.set.IdleTimeout
-	if d <= 0 {
-		d = w.h.l.set.HandshakeTimeout
-	}
+	return writeRolling(w.h.c, p, w.h.l.boundedIdle())
+}
+
+// writeRolling writes p to c under a write deadline d from each attempt,
+// renewed while bytes go: a peer that reads slowly gets all of p, one
+// that takes nothing for d fails the write with a timeout. (A TLS
+// connection cannot go on after a timed-out write: there the first
+// timeout ends it.)
+func writeRolling(c net.Conn, p []byte, d time.Duration) (int, error) {
 	total := 0
 	for {
-		w.h.c.SetWriteDeadline(time.Now().Add(d))
-		n, err := w.h.c.Write(p[total:])
+		c.SetWriteDeadline(time.Now().Add(d))
+		n, err := c.Write(p[total:])
 		total += n
 		if err == nil || n == 0 || !isTimeout(err) {
 			return total, err

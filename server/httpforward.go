@@ -89,11 +89,7 @@ func (f *httpForwarder) waitNextRequest() bool {
 	if h.l.srv.drainCtx.Err() != nil {
 		return false
 	}
-	wait := h.l.set.IdleTimeout
-	if wait <= 0 {
-		wait = h.l.set.HandshakeTimeout
-	}
-	h.c.SetReadDeadline(time.Now().Add(wait))
+	h.c.SetReadDeadline(time.Now().Add(h.l.boundedIdle()))
 	f.watchDrain()
 	f.waiting.Store(true)
 	// A drain that began before waiting was set did not touch the

@@ -60,6 +60,17 @@ type frontend struct {
 	readers, writers sync.Pool
 }
 
+// boundedIdle is the listener's idle timeout, or its handshake timeout
+// when idle timeouts are off: for waits that must end even then (a
+// client kept alive between requests, an answer it does not read, a
+// flow's silent peer).
+func (l *frontend) boundedIdle() time.Duration {
+	if d := l.set.IdleTimeout; d > 0 {
+		return d
+	}
+	return l.set.HandshakeTimeout
+}
+
 func (l *frontend) getReader(r io.Reader) *bufio.Reader {
 	br, ok := l.readers.Get().(*bufio.Reader)
 	if !ok {
