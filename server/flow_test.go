@@ -652,7 +652,7 @@ func writeSyscalls() int64 {
 // flow control stops it first.
 func TestFlowClientNotReading(t *testing.T) {
 	const idle = 300 * time.Millisecond
-	for _, h2 := range []bool{false, true} {
+	for _, h2 := range []bool{true, false} {
 		t.Run(fmt.Sprintf("h2=%v", h2), func(t *testing.T) {
 			e := newFlowEnv(t, fmt.Sprintf("idle_timeout = %q", idle))
 			fc := e.dial(t, h2)

@@ -35,11 +35,6 @@ type flow struct {
 	idle     time.Duration
 	cancel   context.CancelFunc
 	timedOut atomic.Bool
-	// writing is set while the handler writes to an HTTP/2 client, and
-	// stall then ends the write: a client that stops reading holds it
-	// by flow control, which the request's context does not reach.
-	writing atomic.Bool
-	stall   func()
 }
 
 // ServeHTTP serves one request of the tunnel as a flow.
@@ -51,11 +46,9 @@ func (ft *flowTunnel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), flowKey{}, fl))
 	fl.cancel = cancel
 	if r.ProtoMajor == 2 {
-		rc := http.NewResponseController(w)
-		fl.stall = func() { rc.SetWriteDeadline(time.Now()) } // resets the stream
-		w = flowWriter{ResponseWriter: w, writing: &fl.writing}
+		w = newStallGuard(w, fl.idle) // HTTP/1.1: flowClient.writeIdle
 	}
-	fl.watch = time.AfterFunc(fl.idle, fl.timeout)
+	fl.watch = time.AfterFunc(fl.idle, func() { fl.timedOut.Store(true); cancel() })
 	defer fl.finish()
 	defer cancel()
 	defer fl.watch.Stop()
@@ -70,39 +63,6 @@ func (ft *flowTunnel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 }
-
-// timeout ends the flow when its watch fires: nothing moved either way
-// for the idle timeout. A write the client does not take is ended too.
-func (fl *flow) timeout() {
-	fl.timedOut.Store(true)
-	if fl.stall != nil && fl.writing.Load() {
-		fl.stall()
-	}
-	fl.cancel()
-}
-
-// flowWriter marks the time a flow's handler spends writing to an
-// HTTP/2 client (flow.writing). HTTP/1.1 flows need none: their
-// connection's writes are bounded (flowClient.writeIdle).
-type flowWriter struct {
-	http.ResponseWriter
-	writing *atomic.Bool
-}
-
-func (w flowWriter) Write(p []byte) (int, error) {
-	w.writing.Store(true)
-	defer w.writing.Store(false)
-	return w.ResponseWriter.Write(p)
-}
-
-func (w flowWriter) FlushError() error {
-	w.writing.Store(true)
-	defer w.writing.Store(false)
-	return http.NewResponseController(w.ResponseWriter).Flush()
-}
-
-// Unwrap lets http.ResponseController reach the stream's writer.
-func (w flowWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // flowKey holds a request's *flow in its context, where the tunnel's
 // one ReverseProxy finds it.

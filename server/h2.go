@@ -279,3 +279,42 @@ func (w debugWriter) Write(p []byte) (int, error) {
 }
 
 var _ io.Writer = debugWriter{}
+
+// stallGuard bounds each write a handler makes to an HTTP/2 stream. A
+// client that stops reading holds such a write by flow control, not by
+// its connection (which WriteByteTimeout watches), and neither a
+// request's context nor a read deadline toward the origin reaches it:
+// the stream's write deadline does, resetting the stream. It is set
+// idle plus a sixteenth ahead and renewed only once under idle away, so
+// a stalled write fails after idle to 17/16 idle, and a transfer sends
+// the serve loop one message per sixteenth of idle, not one per write.
+type stallGuard struct {
+	http.ResponseWriter
+	rc    *http.ResponseController
+	idle  time.Duration
+	until time.Time
+}
+
+func newStallGuard(w http.ResponseWriter, idle time.Duration) *stallGuard {
+	return &stallGuard{ResponseWriter: w, rc: http.NewResponseController(w), idle: idle}
+}
+
+func (g *stallGuard) Write(p []byte) (int, error) {
+	g.renew()
+	return g.ResponseWriter.Write(p)
+}
+
+func (g *stallGuard) FlushError() error {
+	g.renew()
+	return g.rc.Flush()
+}
+
+// Unwrap lets http.ResponseController reach the stream's writer.
+func (g *stallGuard) Unwrap() http.ResponseWriter { return g.ResponseWriter }
+
+func (g *stallGuard) renew() {
+	if now := time.Now(); g.until.Sub(now) < g.idle {
+		g.until = now.Add(g.idle + g.idle/16)
+		g.rc.SetWriteDeadline(g.until)
+	}
+}

@@ -97,7 +97,7 @@ func (hc *h2Conn) forward(w http.ResponseWriter, r *http.Request) {
 		ErrorHandler:   fw.fail,
 		ErrorLog:       log.New(debugWriter{h.l}, "", 0),
 	}
-	rp.ServeHTTP(w, r)
+	rp.ServeHTTP(newStallGuard(w, h.l.boundedIdle()), r)
 	if fw.st.Reason == plugins.ReasonUnknown {
 		fw.st.Reason = plugins.ReasonCompleted
 	}

@@ -339,3 +339,39 @@ func TestHTTPUploadSideFails(t *testing.T) {
 		})
 	}
 }
+
+// TestHTTPH2ClientNotReading: an HTTP/2 client that asks for a large
+// answer and reads none of it does not hold the exchange: once its
+// stream's window is full and nothing moves for idle_timeout, the
+// stream is reset (stallGuard) and the exchange ends and is logged.
+func TestHTTPH2ClientNotReading(t *testing.T) {
+	origin := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
+		defer c.Close()
+		if _, err := http.ReadRequest(bufio.NewReader(c)); err != nil {
+			return
+		}
+		const size = 32 << 20
+		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", size)
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second))
+		io.CopyN(c, &pattern{n: size}, size)
+	}).Addr
+	cfg := idleConfig(300 * time.Millisecond)
+	f := start(t, strings.Replace(cfg, `plugins = ["log"]`, "plugins = [\"log\"]\nh2c = true", 1))
+	cc, err := (&http2.Transport{AllowHTTP: true}).NewClientConn(dial(t, f.addr))
+	if err != nil {
+		t.Fatal(err)
+	}
+	u, _ := url.Parse("http://" + origin + "/huge")
+	resp, err := cc.RoundTrip(&http.Request{Method: "GET", URL: u, Host: origin, Header: http.Header{}})
+	if err != nil {
+		t.Fatalf("GET: %v", err)
+	}
+	defer resp.Body.Close()
+	// The client connection's own deadline (dial's, 5 s) ending it does
+	// not count.
+	start := time.Now()
+	waitFor(t, func() bool { return strings.Contains(f.logs.String(), `"message":"access"`) })
+	if took := time.Since(start); took > 3*time.Second {
+		t.Fatalf("the exchange ended %v after its answer stalled, under idle_timeout 300ms", took)
+	}
+}
