@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"ferry/plugins"
+	"ferry/relay"
 )
 
 // flowClient is an intercepted tunnel's client side as the HTTP server
@@ -39,7 +40,9 @@ type flowClient struct {
 	// writeIdle, when set, bounds each write (writeRolling): net/http's
 	// server, which serves HTTP/1.1 flows, has no timeout for a client
 	// that stops reading, and a flow's idle watch cannot end a write.
+	// stalled says a write timed out so.
 	writeIdle time.Duration
+	stalled   atomic.Bool
 }
 
 func newFlowClient(c net.Conn, s *plugins.Session, chain *plugins.Chain) *flowClient {
@@ -112,15 +115,24 @@ func (c *flowClient) Write(p []byte) (int, error) {
 
 // write writes p to the client, bounded when writeIdle is set.
 func (c *flowClient) write(p []byte) (int, error) {
-	if c.writeIdle > 0 {
-		return writeRolling(c.Conn, p, c.writeIdle)
+	if c.writeIdle <= 0 {
+		return c.Conn.Write(p)
 	}
-	return c.Conn.Write(p)
+	n, err := writeRolling(c.Conn, p, c.writeIdle)
+	if isTimeout(err) {
+		c.stalled.Store(true)
+	}
+	return n, err
 }
 
 // Close lets the Writers release what they hold (OnWriteEnd) before the
-// connection closes.
+// connection closes. A client that stopped reading gets nothing more:
+// not the Writers' rest, nor TLS's close_notify, which crypto/tls would
+// wait up to 5 s to send; its connection is reset, as a cut answer's is.
 func (c *flowClient) Close() error {
+	if c.stalled.Load() {
+		return relay.Abort(c.Conn)
+	}
 	if c.hookDown {
 		c.wmu.Lock()
 		if !c.wended {
