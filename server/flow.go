@@ -10,7 +10,6 @@ import (
 	"net/http/httputil"
 	"sync"
 	"sync/atomic"
-	"time"
 
 	"golang.org/x/net/http2"
 
@@ -109,7 +108,7 @@ func (ft *flowTunnel) shut() {
 // upgrades) on the client connection until it closes.
 func (ft *flowTunnel) serveH1() {
 	l := ft.l
-	ft.client.writeIdle = ft.flowIdle() // HTTP/2's server has WriteByteTimeout
+	ft.client.writeIdle = l.boundedIdle() // HTTP/2's server has WriteByteTimeout
 	done := make(chan struct{})
 	var once sync.Once
 	srv := &http.Server{
@@ -187,7 +186,3 @@ func (ft *flowTunnel) dial(ctx context.Context, _, _ string) (net.Conn, error) {
 }
 
 var errNoRedial = errors.New("the target closed the tunnel's connection and no new one can be made")
-
-// flowIdle is the idle timeout of a flow, bounded even when idle
-// timeouts are off, so a flow never waits forever on a silent peer.
-func (ft *flowTunnel) flowIdle() time.Duration { return ft.l.boundedIdle() }

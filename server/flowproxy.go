@@ -41,7 +41,7 @@ type flow struct {
 func (ft *flowTunnel) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ft.flows.Add(1)
 	defer ft.flows.Done()
-	fl := &flow{ft: ft, s: ft.newSession(), idle: ft.flowIdle()}
+	fl := &flow{ft: ft, s: ft.newSession(), idle: ft.l.boundedIdle()}
 	fl.st.Start = time.Now()
 	ctx, cancel := context.WithCancel(context.WithValue(r.Context(), flowKey{}, fl))
 	fl.cancel = cancel
