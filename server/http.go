@@ -337,8 +337,12 @@ func (w *hookWriter) splice(src net.Conn, rc *rollingConn, n int64) error {
 	defer mu.Unlock()
 	dst := w.dst()
 	rerr, werr := relay.SpliceN(dst, src, n, relay.SpliceHooks{
-		BeforeRead: rc.renew,
+		BeforeRead: func() error {
+			rc.waiting.Store(true)
+			return rc.renew()
+		},
 		BeforeWrite: func() error {
+			rc.waiting.Store(false)
 			w.renew(dst)
 			if w.stopped() {
 				return errStopped
@@ -432,6 +436,11 @@ type rollingConn struct {
 	// sets it may end while its body's reader still runs.
 	alive atomic.Pointer[atomic.Int64]
 	mark  int64
+	// waiting is set while a read waits on the connection, and stays
+	// set after one that returned nothing (a stall): whether a request
+	// body's sender waits on its client or on its origin decides whose
+	// stall an answer that never came was (exchange.clientStalled).
+	waiting atomic.Bool
 }
 
 // errHeadTooLarge ends a connection whose request head exceeds [limits]
@@ -449,7 +458,11 @@ func (c *rollingConn) Read(p []byte) (int, error) {
 		if err := c.renew(); err != nil {
 			return 0, err
 		}
+		c.waiting.Store(true)
 		n, err := c.Conn.Read(p)
+		if n > 0 {
+			c.waiting.Store(false)
+		}
 		c.counted(n)
 		if n == 0 && c.otherWayMoved(err) {
 			continue

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"os"
 	"sync/atomic"
 	"time"
 
@@ -412,6 +413,22 @@ func abandoned(err error) error {
 	return err
 }
 
+// errBodyStalled is a request body whose client sent none of the rest
+// for idle_timeout while the origin waited for it.
+var errBodyStalled = fmt.Errorf("client sent no more for idle_timeout: %w", os.ErrDeadlineExceeded)
+
+// clientStalled reports whether err, the answer's wait running out, is
+// the client's stall: the body's sender still waits on the client for
+// more, which the origin may rightly want before it answers. The body's
+// own read and the answer's read roll the same idle_timeout, so which
+// of the two runs out first is chance; where the sender waits is not.
+// One blocked writing to the origin, or done, leaves it the origin's.
+// Call it before finishBody, which stops the sender.
+func (ex *exchange) clientStalled(err error) bool {
+	return isTimeout(err) && ex.body != nil && !ex.bodyWait &&
+		!ex.bodyRead.Load() && ex.f.h.rc.waiting.Load()
+}
+
 // upstreamReason is why an exchange ended whose upstream side failed
 // with err: idle_timeout passed with no byte either way, the origin
 // reset the connection, or it closed it (or sent what cannot be passed
@@ -430,10 +447,15 @@ func upstreamReason(err error) plugins.CloseReason {
 // told why in words unless its own side failed first.
 func (ex *exchange) fail(err error, respStarted bool) {
 	h, st := ex.f.h, &ex.st
+	stalled := ex.clientStalled(err)
 	ex.finishBody()
 	var he *plugins.HookError
 	var ce *clientError
-	switch cerr := ex.bodyFailure(); {
+	cerr := ex.bodyFailure()
+	if cerr == nil && stalled {
+		cerr = errBodyStalled
+	}
+	switch {
 	case cerr != nil && errors.Is(cerr, httphead.ErrChunk):
 		ex.s.Status = http.StatusBadRequest
 		h.httpError(ex.s.Status, "malformed chunked request body", nil)

@@ -299,20 +299,23 @@ func TestHTTPUploadFullDuplex(t *testing.T) {
 // is told and the access line blames that side. An origin that closes or
 // resets while the client's body pauses gets the client a 502 (the
 // client's paused body is not its failure); one silent for idle_timeout
-// after the whole body a 504; a client whose body stalls for
-// idle_timeout while the origin waits for it a 408 (RFC 9110 section
-// 15.5.9). Both timeouts are "idle timeout".
+// after the whole body, or one that stops reading it, a 504; a client
+// whose body stalls for idle_timeout while the origin waits for it a
+// 408 (RFC 9110 section 15.5.9), whichever of the body's and the
+// answer's waits runs out first. Both timeouts are "idle timeout".
 func TestHTTPUploadSideFails(t *testing.T) {
+	const big = 64 << 20 // past what loopback's buffers hold
 	tests := []struct {
 		name, reason string
 		status       int
-		sent         int                  // of the body's 1000 bytes
-		fail         func(c *net.TCPConn) // once the origin read them
+		size, sent   int64                // the body's size, and what the client sends of it
+		fail         func(c *net.TCPConn) // once the origin read what it reads
 	}{
-		{"origin closes", "upstream closed", 502, 100, func(c *net.TCPConn) { c.Close() }},
-		{"origin resets", "upstream reset", 502, 100, func(c *net.TCPConn) { relay.Abort(c) }},
-		{"origin silent", "idle timeout", 504, 1000, func(c *net.TCPConn) { time.Sleep(3 * time.Second) }},
-		{"client stalls", "idle timeout", 408, 100, func(c *net.TCPConn) { time.Sleep(3 * time.Second) }},
+		{"origin closes", "upstream closed", 502, 1000, 100, func(c *net.TCPConn) { c.Close() }},
+		{"origin resets", "upstream reset", 502, 1000, 100, func(c *net.TCPConn) { relay.Abort(c) }},
+		{"origin silent", "idle timeout", 504, 1000, 1000, func(c *net.TCPConn) { time.Sleep(3 * time.Second) }},
+		{"origin stops reading", "idle timeout", 504, big, big, func(c *net.TCPConn) { time.Sleep(3 * time.Second) }},
+		{"client stalls", "idle timeout", 408, 1000, 100, func(c *net.TCPConn) { time.Sleep(3 * time.Second) }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -320,14 +323,17 @@ func TestHTTPUploadSideFails(t *testing.T) {
 				defer c.Close()
 				req, err := http.ReadRequest(bufio.NewReader(c))
 				if err == nil {
-					io.CopyN(io.Discard, req.Body, int64(tt.sent))
+					io.CopyN(io.Discard, req.Body, min(tt.sent, 1000))
 				}
 				tt.fail(c)
 			}).Addr
 			f := start(t, idleConfig(500*time.Millisecond))
 			p := newProxyClient(t, f.addr)
 			p.c.SetDeadline(time.Now().Add(5 * time.Second))
-			fmt.Fprintf(p.c, "POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: 1000\r\n\r\n%s", origin, origin, strings.Repeat("x", tt.sent))
+			go func() {
+				fmt.Fprintf(p.c, "POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", origin, origin, tt.size)
+				io.CopyN(p.c, zeros{}, tt.sent)
+			}()
 			resp, err := http.ReadResponse(p.br, nil)
 			if err != nil || resp.StatusCode != tt.status {
 				t.Fatalf("client got %v, %v; want %d\n%s", resp, err, tt.status, f.logs.String())
@@ -374,4 +380,12 @@ func TestHTTPH2ClientNotReading(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("the exchange ended %v after its answer stalled, under idle_timeout 300ms", took)
 	}
+}
+
+// zeros reads as an endless run of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
 }
