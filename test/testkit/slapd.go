@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"crypto/sha1"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -62,10 +63,7 @@ func StartSlapd(t testing.TB, users []LDAPUser) *Slapd {
 		t.Fatal(err)
 	}
 	s := &Slapd{bin: bin, CAFile: caFile, conf: filepath.Join(dir, "slapd.conf")}
-	s.LDAPS, s.LDAP = "ldaps://"+FreeAddr(t), "ldap://"+FreeAddr(t)
-	s.urls = s.LDAPS + "/ " + s.LDAP + "/"
 	writeFile(t, s.conf, slapdConf(dir, caFile, certFile, keyFile))
-	s.Start(t)
 	t.Cleanup(func() {
 		s.Stop(t)
 		if t.Failed() {
@@ -74,19 +72,53 @@ func StartSlapd(t testing.TB, users []LDAPUser) *Slapd {
 	})
 	data := filepath.Join(dir, "data.ldif")
 	writeFile(t, data, ldapData(users))
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	out, err := exec.CommandContext(ctx, ldapadd, "-x", "-H", s.LDAP, "-D", ldapAdminDN, "-w", ldapAdminPass, "-f", data).CombinedOutput()
-	if err != nil {
-		t.Fatalf("ldapadd: %v: %s", err, out)
+	// FreeAddr's ports are free when it returns, not when slapd binds
+	// them: a test running beside this one can take one first. slapd
+	// then exits, but the other listener may pass the wait for its port
+	// before that, so only loading the data proves the ports are slapd's.
+	// Either failure is tried again on new ports.
+	for try := 1; ; try++ {
+		s.LDAPS, s.LDAP = "ldaps://"+FreeAddr(t), "ldap://"+FreeAddr(t)
+		s.urls = s.LDAPS + "/ " + s.LDAP + "/"
+		err := s.start()
+		if err == nil {
+			var out []byte
+			if out, err = s.load(ldapadd, data); err != nil {
+				err = fmt.Errorf("ldapadd: %w: %s", err, out)
+			}
+		}
+		if err == nil {
+			break
+		}
+		s.Stop(t)
+		if try == 3 {
+			t.Fatal(err)
+		}
+		t.Logf("slapd, try %d: %v", try, err)
 	}
 	return s
+}
+
+// load adds the entries of the LDIF file data, as the directory's admin.
+func (s *Slapd) load(ldapadd, data string) ([]byte, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	return exec.CommandContext(ctx, ldapadd, "-x", "-H", s.LDAP, "-D", ldapAdminDN, "-w", ldapAdminPass, "-f", data).CombinedOutput()
 }
 
 // Start runs slapd (again, after Stop) and waits until both ports
 // accept connections.
 func (s *Slapd) Start(t testing.TB) {
 	t.Helper()
+	if err := s.start(); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// start is Start, its failure an error: slapd could not start, or exited
+// before both its ports accepted (one was taken: slapd then exits
+// without a word under -d 0).
+func (s *Slapd) start() error {
 	// -d 0: in the foreground, without debug output.
 	cmd := exec.Command(s.bin, "-f", s.conf, "-h", s.urls, "-d", "0")
 	w := &lockedWriter{mu: &s.mu, w: &s.out}
@@ -101,17 +133,18 @@ func (s *Slapd) Start(t testing.TB) {
 	}
 	s.mu.Unlock()
 	if running {
-		t.Fatal("slapd already running")
+		return errors.New("slapd already running")
 	}
 	if err := cmd.Start(); err != nil {
-		t.Fatalf("start slapd: %v", err)
+		return fmt.Errorf("start slapd: %w", err)
 	}
 	go func() { cmd.Wait(); close(exited) }()
 	for _, u := range []string{s.LDAPS, s.LDAP} {
 		if err := waitListening(strings.TrimPrefix(strings.TrimPrefix(u, "ldaps://"), "ldap://"), exited); err != nil {
-			t.Fatalf("slapd on %s: %v; output:\n%s", u, err, w.String())
+			return fmt.Errorf("slapd on %s: %w; output:\n%s", u, err, w.String())
 		}
 	}
+	return nil
 }
 
 // Stop kills slapd (SIGKILL: the directory goes down at once, as in a
