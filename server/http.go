@@ -149,8 +149,20 @@ func (h *conn) httpError(status int, msg string, cause error) {
 type answerWriter struct{ h *conn }
 
 func (w answerWriter) Write(p []byte) (int, error) {
-	return writeRolling(w.h.c, p, w.h.l.boundedIdle())
+	n, err := writeRolling(w.h.c, p, w.h.l.boundedIdle())
+	if isTimeout(err) {
+		resetStalled(w.h.c)
+	}
+	return n, err
 }
+
+// resetStalled ends a client connection whose write timed out: the
+// client stopped reading, so what ferry still has queued for it can
+// never go. An orderly close would leave that in the kernel, which
+// probes the client's closed window for minutes before it gives the
+// socket up; a reset frees it at once (nginx's
+// reset_timedout_connection).
+func resetStalled(c net.Conn) { relay.Abort(c) }
 
 // writeRolling writes p to c under a write deadline d from each attempt,
 // renewed while bytes go: a peer that reads slowly gets all of p, one

@@ -499,12 +499,18 @@ func (ex *exchange) fail(err error, respStarted bool) {
 // take a cut message for a whole one.
 func (ex *exchange) clientFailed(err error) {
 	ex.st.Reason, ex.st.Err = plugins.ReasonClientClosed, err
+	var we *httphead.WriteError
+	var ce *clientError
 	switch {
 	case relay.IsReset(err):
 		ex.st.Reason = plugins.ReasonClientReset
 		relay.Abort(ex.f.h.c)
 	case isTimeout(err):
 		ex.st.Reason = plugins.ReasonIdleTimeout
+		if errors.As(err, &we) || errors.As(err, &ce) {
+			// The response's write timed out: the client stopped reading.
+			resetStalled(ex.f.h.c)
+		}
 	}
 	ex.f.endUpstream(true)
 }

@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"encoding/binary"
 	"net"
+	"sync/atomic"
 	"syscall"
 
 	"ferry/relay"
@@ -35,6 +36,11 @@ type tlsClient struct {
 	// Read and WaitRead run on one goroutine at a time (the handshake's,
 	// then the relay's copy to the upstream).
 	more bool
+	// broken: a Write failed. crypto/tls then refuses every write but
+	// close_notify, which Close and CloseWrite would send under their
+	// own 5-second deadline: to a client that stopped reading, that
+	// holds the connection 5 s more for nothing.
+	broken atomic.Bool
 }
 
 var _ relay.ReadWaiter = (*tlsClient)(nil)
@@ -61,7 +67,29 @@ func (c *tlsClient) WaitRead() error {
 	return nil
 }
 
+func (c *tlsClient) Write(p []byte) (int, error) {
+	n, err := c.Conn.Write(p)
+	if err != nil {
+		c.broken.Store(true)
+	}
+	return n, err
+}
+
+// Close ends the connection, with close_notify unless a write failed:
+// then the stream is cut mid-record or the client reads nothing, and it
+// is reset instead (resetStalled).
+func (c *tlsClient) Close() error {
+	if c.broken.Load() {
+		relay.Abort(c.tcp)
+		return c.Conn.Close() // at once: its socket is closed
+	}
+	return c.Conn.Close()
+}
+
 func (c *tlsClient) CloseWrite() error {
+	if c.broken.Load() {
+		return net.ErrClosed
+	}
 	if err := c.Conn.CloseWrite(); err != nil {
 		return err
 	}
