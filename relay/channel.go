@@ -236,18 +236,8 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 		c.reason, c.err = r, err
 		// A reset on one side is passed on as a reset on the other: an
 		// orderly close would make a cut stream look complete.
-		switch r {
-		case plugins.ReasonUpstreamReset:
-			Abort(c.Client)
-		default:
-			c.Client.Close()
-		}
-		switch r {
-		case plugins.ReasonClientReset:
-			Abort(c.Upstream)
-		default:
-			c.Upstream.Close()
-		}
+		closeSide(c.Client, r == plugins.ReasonUpstreamReset, r)
+		closeSide(c.Upstream, r == plugins.ReasonClientReset, r)
 		c.cancelCtx()
 		// Parked copies have no goroutine to notice the closed sockets:
 		// wake them to finish.
@@ -257,6 +247,20 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 			p.unpark(c, plugins.Down)
 		}
 	})
+}
+
+// closeSide closes one side of a channel that ends for r: with a reset
+// when reset is set, or when the channel went idle with bytes the side
+// never took still queued for it. That peer stopped reading for
+// IdleTimeout; an orderly close would leave the bytes in the kernel,
+// which probes the peer's shut window for minutes before it gives the
+// socket up, while a reset frees it at once.
+func closeSide(conn net.Conn, reset bool, r plugins.CloseReason) {
+	if reset || r == plugins.ReasonIdleTimeout && unsent(conn) {
+		Abort(conn)
+		return
+	}
+	conn.Close()
 }
 
 // Bytes returns the bytes delivered so far to the upstream and to the

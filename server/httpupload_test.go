@@ -332,7 +332,7 @@ func TestHTTPUploadSideFails(t *testing.T) {
 			p.c.SetDeadline(time.Now().Add(5 * time.Second))
 			go func() {
 				fmt.Fprintf(p.c, "POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n", origin, origin, tt.size)
-				io.CopyN(p.c, zeros{}, tt.sent)
+				io.CopyN(p.c, testkit.Zeros{}, tt.sent)
 			}()
 			resp, err := http.ReadResponse(p.br, nil)
 			if err != nil || resp.StatusCode != tt.status {
@@ -380,12 +380,4 @@ func TestHTTPH2ClientNotReading(t *testing.T) {
 	if took := time.Since(start); took > 3*time.Second {
 		t.Fatalf("the exchange ended %v after its answer stalled, under idle_timeout 300ms", took)
 	}
-}
-
-// zeros reads as an endless run of zero bytes.
-type zeros struct{}
-
-func (zeros) Read(p []byte) (int, error) {
-	clear(p)
-	return len(p), nil
 }

@@ -10,8 +10,6 @@ import (
 	"time"
 
 	"ferry/test/testkit"
-
-	"golang.org/x/sys/unix"
 )
 
 // TestStalledClientReset: a client that stops reading what ferry writes
@@ -30,7 +28,7 @@ func TestStalledClientReset(t *testing.T) {
 		c.SetDeadline(time.Now().Add(10 * time.Second))
 		io.ReadFull(c, make([]byte, 1)) // the request has come
 		fmt.Fprintf(c, "HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n", hugeAnswer)
-		io.CopyN(c, zeros{}, hugeAnswer)
+		io.CopyN(c, testkit.Zeros{}, hugeAnswer)
 	}).Addr
 	for _, tlsOn := range []bool{false, true} {
 		listener := ""
@@ -55,13 +53,7 @@ func TestStalledClientReset(t *testing.T) {
 					req = fmt.Sprintf("POST http://%s/up HTTP/1.1\r\nHost: %s\r\nContent-Length: %d\r\n\r\n%s", big, big, len(body), body)
 				}
 				io.WriteString(c, req)
-				start := time.Now()
-				for tcpState(t, raw) != unix.BPF_TCP_CLOSE {
-					if time.Since(start) > 10*time.Second {
-						t.Fatalf("not reset %v after the request, under idle_timeout %v\n%s", time.Since(start), idle, f.logs.String())
-					}
-					time.Sleep(20 * time.Millisecond)
-				}
+				testkit.WaitReset(t, raw, 10*time.Second)
 				// The answer's line says what the plugin refused; the response's
 				// that the client stalled.
 				want := map[string]string{"answer": `"reason":"rejected"`, "response": `"reason":"idle timeout"`}[what]
@@ -69,20 +61,4 @@ func TestStalledClientReset(t *testing.T) {
 			})
 		}
 	}
-}
-
-// tcpState is c's TCP state (unix.BPF_TCP_*), from TCP_INFO.
-func tcpState(t *testing.T, c *net.TCPConn) uint8 {
-	t.Helper()
-	rc, err := c.SyscallConn()
-	if err != nil {
-		t.Fatal(err)
-	}
-	var info *unix.TCPInfo
-	var ierr error
-	rc.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
-	if ierr != nil {
-		t.Fatal(ierr)
-	}
-	return info.State
 }

@@ -143,3 +143,12 @@ func FreeAddr(t testing.TB) string {
 	defer ln.Close()
 	return ln.Addr().String()
 }
+
+// Zeros reads as an endless run of zero bytes: a body of any size
+// without holding it, io.CopyN(conn, Zeros{}, n).
+type Zeros struct{}
+
+func (Zeros) Read(p []byte) (int, error) {
+	clear(p)
+	return len(p), nil
+}

@@ -1,0 +1,26 @@
+package relay
+
+import (
+	"net"
+
+	"golang.org/x/sys/unix"
+)
+
+// unsent reports whether the socket under c holds bytes it has not yet
+// sent (SIOCOUTQNSD): its peer's window is shut, or they are still on
+// their way. False when there is no TCP socket under c or it cannot say.
+func unsent(c net.Conn) bool {
+	tc := tcpUnder(c)
+	if tc == nil {
+		return false
+	}
+	rc, err := tc.SyscallConn()
+	if err != nil {
+		return false
+	}
+	n := 0
+	rc.Control(func(fd uintptr) {
+		n, err = unix.IoctlGetInt(int(fd), unix.SIOCOUTQNSD)
+	})
+	return err == nil && n > 0
+}
