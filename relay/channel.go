@@ -256,7 +256,7 @@ func (c *Channel) end(r plugins.CloseReason, err error) {
 // which probes the peer's shut window for minutes before it gives the
 // socket up, while a reset frees it at once.
 func closeSide(conn net.Conn, reset bool, r plugins.CloseReason) {
-	if reset || r == plugins.ReasonIdleTimeout && unsent(conn) {
+	if reset || r == plugins.ReasonIdleTimeout && Unsent(conn) {
 		Abort(conn)
 		return
 	}

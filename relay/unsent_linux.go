@@ -6,10 +6,12 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// unsent reports whether the socket under c holds bytes it has not yet
+// Unsent reports whether the socket under c holds bytes it has not yet
 // sent (SIOCOUTQNSD): its peer's window is shut, or they are still on
 // their way. False when there is no TCP socket under c or it cannot say.
-func unsent(c net.Conn) bool {
+// A connection given up on with bytes unsent is better reset than
+// closed (see closeSide).
+func Unsent(c net.Conn) bool {
 	tc := tcpUnder(c)
 	if tc == nil {
 		return false

@@ -4,6 +4,6 @@ package relay
 
 import "net"
 
-// unsent is Linux only (SIOCOUTQNSD); elsewhere an idle channel's sides
-// are closed in order.
-func unsent(net.Conn) bool { return false }
+// Unsent is Linux only (SIOCOUTQNSD); elsewhere it says false, and
+// connections given up on are closed in order.
+func Unsent(net.Conn) bool { return false }

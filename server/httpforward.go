@@ -72,7 +72,9 @@ func (f *httpForwarder) endUpstream(abort bool) {
 	if f.up == nil {
 		return
 	}
-	if abort {
+	// Bytes still unsent mean the origin stopped reading the request:
+	// they can never go, and a reset frees them (see relay.Unsent).
+	if abort || relay.Unsent(f.up) {
 		relay.Abort(f.up)
 	} else {
 		f.up.Close()

@@ -302,30 +302,37 @@ func TestHTTPUploadFullDuplex(t *testing.T) {
 // after the whole body, or one that stops reading it, a 504; a client
 // whose body stalls for idle_timeout while the origin waits for it a
 // 408 (RFC 9110 section 15.5.9), whichever of the body's and the
-// answer's waits runs out first. Both timeouts are "idle timeout".
+// answer's waits runs out first. Both timeouts are "idle timeout". The
+// origin that stopped reading is reset: the rest of the body can never
+// go, and an orderly close would leave it queued in the kernel.
 func TestHTTPUploadSideFails(t *testing.T) {
 	const big = 64 << 20 // past what loopback's buffers hold
 	tests := []struct {
 		name, reason string
 		status       int
-		size, sent   int64                // the body's size, and what the client sends of it
-		fail         func(c *net.TCPConn) // once the origin read what it reads
+		size, sent   int64 // the body's size, and what the client sends of it
+		// fail runs once the origin read what it reads; done is closed
+		// when the case has seen what it wants.
+		fail func(c *net.TCPConn, done <-chan struct{})
 	}{
-		{"origin closes", "upstream closed", 502, 1000, 100, func(c *net.TCPConn) { c.Close() }},
-		{"origin resets", "upstream reset", 502, 1000, 100, func(c *net.TCPConn) { relay.Abort(c) }},
-		{"origin silent", "idle timeout", 504, 1000, 1000, func(c *net.TCPConn) { time.Sleep(3 * time.Second) }},
-		{"origin stops reading", "idle timeout", 504, big, big, func(c *net.TCPConn) { time.Sleep(3 * time.Second) }},
-		{"client stalls", "idle timeout", 408, 1000, 100, func(c *net.TCPConn) { time.Sleep(3 * time.Second) }},
+		{"origin closes", "upstream closed", 502, 1000, 100, func(c *net.TCPConn, _ <-chan struct{}) { c.Close() }},
+		{"origin resets", "upstream reset", 502, 1000, 100, func(c *net.TCPConn, _ <-chan struct{}) { relay.Abort(c) }},
+		{"origin silent", "idle timeout", 504, 1000, 1000, silentUntil},
+		{"origin stops reading", "idle timeout", 504, big, big, silentUntil},
+		{"client stalls", "idle timeout", 408, 1000, 100, silentUntil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
+			held, done := make(chan *net.TCPConn, 1), make(chan struct{})
+			defer close(done)
 			origin := testkit.NewTCPTarget(t, func(c *net.TCPConn) {
 				defer c.Close()
 				req, err := http.ReadRequest(bufio.NewReader(c))
 				if err == nil {
 					io.CopyN(io.Discard, req.Body, min(tt.sent, 1000))
 				}
-				tt.fail(c)
+				held <- c
+				tt.fail(c, done)
 			}).Addr
 			f := start(t, idleConfig(500*time.Millisecond))
 			p := newProxyClient(t, f.addr)
@@ -342,7 +349,19 @@ func TestHTTPUploadSideFails(t *testing.T) {
 			if want := fmt.Sprintf(`"reason":%q`, tt.reason); !strings.Contains(f.logs.String(), want) {
 				t.Fatalf("access line does not say %s: %s", want, f.logs.String())
 			}
+			if tt.size == big {
+				testkit.WaitReset(t, <-held, 5*time.Second)
+			}
 		})
+	}
+}
+
+// silentUntil keeps an origin's connection open and silent until done,
+// or 10 s.
+func silentUntil(_ *net.TCPConn, done <-chan struct{}) {
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
 	}
 }
 

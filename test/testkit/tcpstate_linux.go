@@ -1,6 +1,7 @@
 package testkit
 
 import (
+	"errors"
 	"net"
 	"testing"
 	"time"
@@ -23,9 +24,9 @@ func WaitReset(t testing.TB, c *net.TCPConn, limit time.Duration) time.Duration 
 	for {
 		var info *unix.TCPInfo
 		var ierr error
-		rc.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
-		if ierr != nil {
-			t.Fatal(ierr)
+		cerr := rc.Control(func(fd uintptr) { info, ierr = unix.GetsockoptTCPInfo(int(fd), unix.IPPROTO_TCP, unix.TCP_INFO) })
+		if err := errors.Join(cerr, ierr); err != nil {
+			t.Fatalf("TCP state after %v: %v", time.Since(start), err)
 		}
 		if info.State == unix.BPF_TCP_CLOSE {
 			return time.Since(start)
