@@ -327,6 +327,7 @@ func (h *conn) startChannel(ctx context.Context, s *plugins.Session, st *plugins
 func (l *frontend) release() {
 	l.sock.active.Add(-1)
 	l.srv.active.Add(-1)
+	l.srv.ended.Add(1)
 	l.gen.conns.Done()
 	l.srv.conns.Done()
 }

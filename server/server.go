@@ -61,6 +61,9 @@ type Server struct {
 	closeOnce sync.Once
 	abortOnce sync.Once
 	forced    atomic.Int64 // connections still open when the drain ended
+	// ended counts client connections that have ended, for Shutdown's
+	// summary.
+	ended atomic.Int64
 
 	obs Observer // never nil; set before Start
 
@@ -260,6 +263,11 @@ type ShutdownSummary struct {
 // services and closes plugins.
 func (s *Server) Shutdown(drain time.Duration) ShutdownSummary {
 	start := time.Now()
+	// Drained counts the connections that end during the shutdown on
+	// their own, not those active once the accept loops have stopped: a
+	// client may end its connection before they notice the closed
+	// listeners.
+	ended := s.ended.Load()
 	s.mu.Lock()
 	s.drainCancel()
 	for _, k := range s.sockets {
@@ -267,7 +275,6 @@ func (s *Server) Shutdown(drain time.Duration) ShutdownSummary {
 	}
 	s.mu.Unlock()
 	s.accepts.Wait()
-	live := s.activeConns()
 
 	done := make(chan struct{})
 	go func() {
@@ -287,7 +294,7 @@ func (s *Server) Shutdown(drain time.Duration) ShutdownSummary {
 	}
 	forced := s.forced.Load()
 	s.Close()
-	return ShutdownSummary{Drained: live - forced, Forced: forced, Took: time.Since(start)}
+	return ShutdownSummary{Drained: s.ended.Load() - ended - forced, Forced: forced, Took: time.Since(start)}
 }
 
 // Abort ends the drain of a running Shutdown now: live channels close at
