@@ -173,6 +173,7 @@ func benchProxyV2(src, dst string) []byte {
 const (
 	benchConnectHead = "CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\nUser-Agent: curl/8.5.0\r\nProxy-Connection: Keep-Alive\r\n\r\n"
 	benchGetHead     = "GET http://example.com/index.html HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nProxy-Connection: Keep-Alive\r\n\r\n"
+	benchPostHead    = "POST http://example.com/api HTTP/1.1\r\nHost: example.com\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\nContent-Type: application/json\r\nContent-Length: 1024\r\n\r\n"
 	benchGetResponse = "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 2\r\n\r\nok"
 )
 
@@ -203,6 +204,7 @@ func BenchmarkHandshake(b *testing.B) {
 		{name: "CONNECT", in: []byte(benchConnectHead), want: []byte("HTTP/1.1 200 ")},
 		{name: "HTTP-absolute", in: []byte(benchGetHead), upIn: benchGetResponse, want: []byte("HTTP/1.1 200 OK\r\n")},
 		{name: "HTTP-absolute-64KiB", in: []byte(benchGetHead), upIn: benchGetResponse64K, want: []byte("HTTP/1.1 200 OK\r\n")},
+		{name: "HTTP-POST-1KiB", in: []byte(benchPostHead + strings.Repeat("x", 1024)), upIn: benchGetResponse, want: []byte("HTTP/1.1 200 OK\r\n")},
 		{name: "SOCKS5-IPv4", in: socks5Request("93.184.215.14", 443, 1), want: []byte{5, 0, 5, 0, 0, 1}},
 		{name: "SOCKS5-domain", in: socks5Request("example.com", 443, 1), want: []byte{5, 0, 5, 0, 0, 1}},
 		{name: "SOCKS4", in: benchSOCKS4Request([4]byte{93, 184, 215, 14}, 443, ""), want: []byte{0, socks4Granted}},

@@ -157,6 +157,9 @@ func (ex *exchange) attempt() (*httphead.Head, error) {
 	if ex.streaming {
 		return ex.readFinal()
 	}
+	if n, ok := ex.bufferedBody(); ok {
+		return ex.sendBuffered(n)
+	}
 	if _, err := ex.upW.Write(ex.head); err != nil {
 		return nil, err
 	}
@@ -181,6 +184,36 @@ func (ex *exchange) attempt() (*httphead.Head, error) {
 	default:
 		go ex.sendBody(ex.f.upRC)
 	}
+	return ex.readFinal()
+}
+
+// bufferedBody reports whether the request body is sent by
+// sendBuffered, and its length: a Content-Length body the client reader
+// already holds whole (a small POST sent with its head, as most are),
+// which no data hook sees and no Expect: 100-continue holds back.
+func (ex *exchange) bufferedBody() (int, bool) {
+	fr, h := ex.out.fr, ex.f.h
+	if fr.Kind != httphead.Length || fr.Length > int64(h.br.Buffered()) ||
+		ex.expect || ex.gathered || ex.pumpR != nil || h.l.chain.HasData(plugins.Up) {
+		return 0, false
+	}
+	return int(fr.Length), true
+}
+
+// sendBuffered sends the head and the n-byte body bufferedBody found with
+// one writev, on this goroutine, where sendBody would take a goroutine
+// and a write more, then reads the answer. The body leaves the client
+// reader only once it went: a failed write leaves the request as it was
+// before any of it was sent, for roundTrip to send again when it may.
+func (ex *exchange) sendBuffered(n int) (*httphead.Head, error) {
+	h := ex.f.h
+	body, _ := h.br.Peek(n)
+	if err := ex.upW.writeVec(ex.head, body); err != nil {
+		return nil, err
+	}
+	h.br.Discard(n)
+	ex.body = make(chan error, 1)
+	ex.bodySent(ex.f.upRC, nil)
 	return ex.readFinal()
 }
 
