@@ -386,7 +386,8 @@ func TestBodyHookEarlyAnswer(t *testing.T) {
 }
 
 // checkEarlyAnswer uploads 40 MiB through the proxy at addr to an
-// earlyOrigin: the 413 must come, and then the close, promptly.
+// earlyOrigin: the 413 must come, saying "Connection: close" (the body
+// is still coming), and then the close, promptly.
 func checkEarlyAnswer(t *testing.T, addr, origin string) {
 	t.Helper()
 	p := newProxyClient(t, addr)
@@ -396,6 +397,9 @@ func checkEarlyAnswer(t *testing.T, addr, origin string) {
 	resp, err := http.ReadResponse(p.br, nil)
 	if err != nil || resp.StatusCode != 413 {
 		t.Fatalf("got %v %v, want 413", resp, err)
+	}
+	if !resp.Close {
+		t.Errorf("the answer does not say the connection closes: %v", resp.Header)
 	}
 	start := time.Now()
 	if _, err := p.br.ReadByte(); err != io.EOF {

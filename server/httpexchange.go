@@ -394,6 +394,34 @@ func (ex *exchange) finishBody() bool {
 	return ex.bodyErr == nil
 }
 
+// bodyPending reports, once the answer's head has come, whether the
+// request body's sender is still at work: it waits on the client for
+// more, or has not reported within bodyReportWait (it is blocked writing
+// to an origin that answered early and reads no more, say). A sender
+// that had sent the whole body and only not yet said so reports within
+// that wait, and its result is kept for finishBody.
+func (ex *exchange) bodyPending() bool {
+	if ex.body == nil || ex.bodyWait || len(ex.body) > 0 {
+		return false
+	}
+	if ex.f.h.rc.waiting.Load() {
+		return true
+	}
+	t := time.NewTimer(bodyReportWait)
+	defer t.Stop()
+	select {
+	case ex.bodyErr = <-ex.body:
+		ex.bodyWait = true
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+// bodyReportWait bounds bodyPending's wait: a few scheduler slices, and
+// what an early answer to a body still being written is held back.
+const bodyReportWait = 20 * time.Millisecond
+
 // finishWhole is finishBody for a body the hooks had whole: one still
 // being written once the response is complete (the origin answered
 // early and may read no more) is abandoned rather than waited for until

@@ -45,6 +45,14 @@ func (ex *exchange) respond(resp *httphead.Head) bool {
 	if ex.body == nil && ex.out.fr.Kind != httphead.None {
 		clientClose, upClose = true, true // an early answer: the body stays unread
 	}
+	if ex.bodyPending() {
+		// An answer before the body went whole: if it ends first,
+		// finishBody stops the body and the client connection cannot
+		// carry another request. The close is said now, in the head
+		// (RFC 9112 section 9.6), or the client's next request would
+		// meet it. A body that ends first costs the connection's reuse.
+		clientClose = true
+	}
 	switch {
 	case clientClose:
 		o.conn = "close"
