@@ -860,6 +860,8 @@ http {
         ssl_certificate $work/proxy.pem;
         ssl_certificate_key $work/proxy-key.pem;
         root $o/www;
+        # A POST (bench -post) gets the object too, as a GET would.
+        error_page 405 =200 \$uri;
     }
 }
 EOF

@@ -17,7 +17,10 @@ import (
 // are absolute-form (GET http://ORIGIN/PATH HTTP/1.1), as to a forward
 // proxy; with -proto reverse they are origin-form (GET /PATH), as to a
 // reverse proxy in front of the origin. The origin (-origin, nginx in
-// scripts/bench.sh) serves the object of n bytes at /n.
+// scripts/bench.sh) serves the object of n bytes at /n. With -post N
+// each request is a POST whose N-byte body goes with its head, which
+// bench.sh's nginx answers with the object as well; bench.sh itself
+// runs GETs only, so a POST run is for comparing builds by hand.
 
 // maxHead bounds a response head (status line and fields).
 const maxHead = 64 << 10
@@ -242,14 +245,22 @@ func clip(b []byte) string {
 	return string(b)
 }
 
-// httpRequest is the request for the object of size bytes.
-func httpRequest(proto, origin string, size int64) []byte {
+// httpRequest is the request for the object of size bytes: a GET, or
+// with post > 0 a POST whose body of post bytes follows its head in the
+// same write, as curl and most clients send a small body.
+func httpRequest(proto, origin string, size, post int64) []byte {
 	path := "/" + strconv.FormatInt(size, 10)
 	target := path
 	if proto == "http" {
 		target = "http://" + origin + path
 	}
-	return []byte("GET " + target + " HTTP/1.1\r\nHost: " + origin + "\r\nUser-Agent: ferry-bench\r\nAccept: */*\r\n\r\n")
+	const fields = " HTTP/1.1\r\nHost: %s\r\nUser-Agent: ferry-bench\r\nAccept: */*\r\n"
+	if post == 0 {
+		return []byte("GET " + target + fmt.Sprintf(fields, origin) + "\r\n")
+	}
+	head := "POST " + target + fmt.Sprintf(fields, origin) +
+		"Content-Type: application/json\r\nContent-Length: " + strconv.FormatInt(post, 10) + "\r\n\r\n"
+	return append([]byte(head), bytes.Repeat([]byte("x"), int(post))...)
 }
 
 // httpConn is one client connection to the proxy.
@@ -341,8 +352,8 @@ func (c *httpClient) get(deadline time.Time) error {
 // connections. A connection the proxy closes (or that fails) is opened
 // again; the reopenings are counted.
 func (b *bench) httpLoad(size int64) *Result {
-	r := &Result{Concurrency: b.cfg.conc, ObjectBytes: size}
-	req := httpRequest(b.cfg.proto, b.cfg.origin, size)
+	r := &Result{Concurrency: b.cfg.conc, ObjectBytes: size, PostBytes: b.cfg.post}
+	req := httpRequest(b.cfg.proto, b.cfg.origin, size, b.cfg.post)
 	clients := make([]*httpClient, b.cfg.conc)
 	for i := range clients {
 		clients[i] = &httpClient{proxy: b.cfg.proxy, dialTO: b.cfg.dialTO, req: req, size: size}

@@ -74,12 +74,17 @@ func TestReadResponse(t *testing.T) {
 }
 
 func TestHTTPRequest(t *testing.T) {
-	got := string(httpRequest("http", "127.0.0.1:80", 1024))
+	got := string(httpRequest("http", "127.0.0.1:80", 1024, 0))
 	if !strings.HasPrefix(got, "GET http://127.0.0.1:80/1024 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n") || !strings.HasSuffix(got, "\r\n\r\n") {
 		t.Errorf("got %q", got)
 	}
-	got = string(httpRequest("reverse", "127.0.0.1:80", 65536))
+	got = string(httpRequest("reverse", "127.0.0.1:80", 65536, 0))
 	if !strings.HasPrefix(got, "GET /65536 HTTP/1.1\r\n") {
+		t.Errorf("got %q", got)
+	}
+	got = string(httpRequest("http", "127.0.0.1:80", 1024, 5))
+	if !strings.HasPrefix(got, "POST http://127.0.0.1:80/1024 HTTP/1.1\r\nHost: 127.0.0.1:80\r\n") ||
+		!strings.HasSuffix(got, "\r\nContent-Length: 5\r\n\r\nxxxxx") {
 		t.Errorf("got %q", got)
 	}
 }

@@ -60,6 +60,7 @@ type config struct {
 	waitClose bool // connrate: wait for the target's close to come through before closing
 	origin    string
 	objects   []int64
+	post      int64 // http: POST bodies of this many bytes; 0: GETs
 	tlsCA     string
 	originTLS string // mitm: the origin's TLS name:port, intercepted by the proxy
 	originCA  string // mitm: PEM CA the client trusts inside the tunnels (the proxy's)
@@ -174,6 +175,7 @@ func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs.StringVar(&c.tlsCA, "tls-ca", "", "speak TLS to the proxy (a ferry TLS listener) first, trusting this PEM CA file; not in http mode")
 	fs.StringVar(&c.origin, "origin", "", "http: the origin's address (host:port), which serves an object of n bytes at /n")
 	fs.StringVar(&l.objects, "objects", "1KiB,64KiB", "http and mitm: object sizes, one run each")
+	fs.Int64Var(&c.post, "post", 0, "http: send POSTs with a body of this many bytes, written with the head; 0: GETs (the origin must answer a POST with the object: bench.sh's nginx does)")
 	fs.StringVar(&c.originTLS, "origin-tls", "", "mitm: the origin's HTTPS address as name:port, a name the proxy intercepts")
 	fs.StringVar(&c.originCA, "origin-ca", "", "mitm: PEM file of the CA(s) the client trusts for the origin's name (the intercepting proxy's)")
 	fs.BoolVar(&c.waitClose, "wait-close", true, "connrate: after the echo, wait for the target's close to come through the proxy before closing (false: close at once, for a proxy that holds a tunnel open after one side ends)")

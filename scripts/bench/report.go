@@ -220,7 +220,7 @@ type runKey struct {
 
 // runKeyOf is the key r is filed under.
 func runKeyOf(r *Result) runKey {
-	return runKey{subj{r.Name, r.Variant, r.Proto}, r.Mode, r.Streams, r.Dir + objectKey(r.ObjectBytes) + idleKey(r)}
+	return runKey{subj{r.Name, r.Variant, r.Proto}, r.Mode, r.Streams, r.Dir + objectKey(r.ObjectBytes) + idleKey(r) + postKey(r.PostBytes)}
 }
 
 func (k runKey) String() string {
@@ -233,6 +233,15 @@ func objectKey(n int64) string {
 		return ""
 	}
 	return fmt.Sprintf("object %d", n)
+}
+
+// postKey keeps POST runs (bench -post) apart from the GET runs of
+// the same object size.
+func postKey(n int64) string {
+	if n == 0 {
+		return ""
+	}
+	return fmt.Sprintf(" post %d", n)
 }
 
 // idleSize is the number of tunnels an idle run stands for: those asked

@@ -72,6 +72,7 @@ type Result struct {
 
 	// http and mitm (Concurrency: connections, or h2 workers; Bytes, MBps: response bodies)
 	ObjectBytes int64   `json:"object_bytes,omitempty"`
+	PostBytes   int64   `json:"post_bytes,omitempty"` // http: each request a POST with a body of this size
 	Requests    int64   `json:"requests,omitempty"`
 	ReqsPerSec  float64 `json:"reqs_per_s,omitempty"`
 	CPUUsPerReq float64 `json:"cpu_us_per_req,omitempty"`
@@ -110,6 +111,9 @@ func (r *Result) human() string {
 		fmt.Fprintf(&b, "%dB p50 %.1fus p99 %.1fus mean %.1fus  proxy %.2f CPU-us/round trip  (%d rounds)",
 			r.MsgBytes, r.P50Us, r.P99Us, r.MeanUs, r.CPUUsPerRound, r.Rounds)
 	case "http", "mitm":
+		if r.PostBytes > 0 {
+			fmt.Fprintf(&b, "POST %s, ", sizeString(r.PostBytes))
+		}
 		fmt.Fprintf(&b, "%s c=%d %8.0f req/s  proxy %6.1f CPU-us/req  p50 %.0fus p99 %.0fus  (%d in %.1fs, %d reopened)",
 			sizeString(r.ObjectBytes), r.Concurrency, r.ReqsPerSec, r.CPUUsPerReq, r.ReqP50Us, r.ReqP99Us, r.Requests, r.Seconds, r.Reopened)
 	case "udp":
