@@ -404,7 +404,7 @@ func (ex *exchange) bodyPending() bool {
 	if ex.body == nil || ex.bodyWait || len(ex.body) > 0 {
 		return false
 	}
-	if ex.f.h.rc.waiting.Load() {
+	if ex.waitsOnClient() {
 		return true
 	}
 	t := time.NewTimer(bodyReportWait)
@@ -486,8 +486,13 @@ var errBodyStalled = fmt.Errorf("client sent no more for idle_timeout: %w", os.E
 // One blocked writing to the origin, or done, leaves it the origin's.
 // Call it before finishBody, which stops the sender.
 func (ex *exchange) clientStalled(err error) bool {
-	return isTimeout(err) && ex.body != nil && !ex.bodyWait &&
-		!ex.bodyRead.Load() && ex.f.h.rc.waiting.Load()
+	return isTimeout(err) && ex.waitsOnClient()
+}
+
+// waitsOnClient reports whether the body's sender, still at work, waits
+// on the client for more of the body.
+func (ex *exchange) waitsOnClient() bool {
+	return ex.body != nil && !ex.bodyWait && !ex.bodyRead.Load() && ex.f.h.rc.waiting.Load()
 }
 
 // upstreamReason is why an exchange ended whose upstream side failed

@@ -80,8 +80,7 @@ func (c *tlsClient) Write(p []byte) (int, error) {
 // is reset instead (resetStalled).
 func (c *tlsClient) Close() error {
 	if c.broken.Load() {
-		relay.Abort(c.tcp)
-		return c.Conn.Close() // at once: its socket is closed
+		return relay.Abort(c.Conn)
 	}
 	return c.Conn.Close()
 }
