@@ -9,10 +9,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/netip"
 	"net/url"
 	"os"
+	"sync"
 	"time"
 
 	"ferry/plugins"
@@ -51,7 +53,9 @@ func newHTTP(env plugins.Env, cfg Config) (plugins.Plugin, error) {
 	if cfg.MaxConcurrent != nil {
 		n = max(*cfg.MaxConcurrent, 1)
 	}
-	tr := &http.Transport{TLSClientConfig: tc, MaxIdleConnsPerHost: n, IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
+	conns := &connSet{set: make(map[*setConn]struct{})}
+	tr := &http.Transport{DialContext: conns.dial, TLSClientConfig: tc, MaxIdleConnsPerHost: n,
+		IdleConnTimeout: 90 * time.Second, ForceAttemptHTTP2: true}
 	h := &httpChecker{url: cfg.URL, client: &http.Client{
 		// No Proxy: the service is asked directly, never through the
 		// environment's proxy; no redirects: a 3xx is a backend error.
@@ -62,8 +66,63 @@ func newHTTP(env plugins.Env, cfg Config) (plugins.Plugin, error) {
 	if err != nil {
 		return nil, err
 	}
-	r.stop = tr.CloseIdleConnections
+	r.stop = func() {
+		tr.CloseIdleConnections()
+		conns.close()
+	}
 	return newRemotePlugin(env, cfg, r)
+}
+
+// connSet holds every connection the HTTP backend's transport dialed,
+// so that stopping closes them all: CloseIdleConnections leaves one
+// whose answer is still being read, or that the transport has not yet
+// put back in its pool, with the two goroutines that serve it.
+type connSet struct {
+	mu     sync.Mutex
+	set    map[*setConn]struct{}
+	closed bool
+}
+
+// dial is the transport's DialContext; once the set is closed it refuses.
+func (s *connSet) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	var d net.Dialer
+	nc, err := d.DialContext(ctx, network, addr)
+	if err != nil {
+		return nil, err
+	}
+	c := &setConn{Conn: nc, s: s}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		nc.Close()
+		return nil, errors.New("auth backend stopped")
+	}
+	s.set[c] = struct{}{}
+	return c, nil
+}
+
+// close closes every connection of the set and refuses new ones.
+func (s *connSet) close() {
+	s.mu.Lock()
+	set := s.set
+	s.set, s.closed = nil, true
+	s.mu.Unlock()
+	for c := range set {
+		c.Conn.Close()
+	}
+}
+
+// setConn leaves its set when the transport closes it.
+type setConn struct {
+	net.Conn
+	s *connSet
+}
+
+func (c *setConn) Close() error {
+	c.s.mu.Lock()
+	delete(c.s.set, c)
+	c.s.mu.Unlock()
+	return c.Conn.Close()
 }
 
 // newRemotePlugin is the plugin around a remote backend, with what its

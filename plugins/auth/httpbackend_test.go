@@ -111,6 +111,9 @@ func buildHTTP(t testing.TB, url, body string) (remotePlugin, *atomic.Int64, err
 	if err != nil {
 		return remotePlugin{}, nil, pc.WrapError(err)
 	}
+	if err := svcs.Start(context.Background()); err != nil {
+		return remotePlugin{}, nil, err
+	}
 	t.Cleanup(func() { svcs.Stop(context.Background()) })
 	h := p.(remotePlugin)
 	var skew atomic.Int64
@@ -420,6 +423,44 @@ func TestHTTPSharedCall(t *testing.T) {
 	}
 	if c := svc.calls.Load(); c != 1 {
 		t.Errorf("calls %d, want 1", c)
+	}
+}
+
+// TestHTTPStopClosesInFlight: stopping the backend closes a connection
+// whose answer is still awaited, not only the idle ones, and later
+// logins dial nothing.
+func TestHTTPStopClosesInFlight(t *testing.T) {
+	release := make(chan struct{})
+	svc := newService(t, false, func(w http.ResponseWriter, r request) {
+		<-release
+		allowIf(nil, "")(w, r)
+	})
+	defer close(release)
+	h, _ := mustHTTP(t, svc.URL, "timeout = \"1m\"\n")
+	done := make(chan error, 1)
+	go func() { done <- h.Authenticate(context.Background(), httpSession(), "a", "pw-a") }()
+	for deadline := time.Now().Add(5 * time.Second); svc.inFlight.Load() == 0; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the login did not reach the service")
+		}
+	}
+	if err := (stopRemote{r: h.remote}).Stop(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("the login in flight was allowed after the stop")
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("the login in flight still waits 5s after the stop: its connection was left open")
+	}
+	calls := svc.calls.Load()
+	if err := h.Authenticate(context.Background(), httpSession(), "b", "pw-b"); err == nil {
+		t.Error("a login after the stop was allowed")
+	}
+	if n := svc.calls.Load(); n != calls {
+		t.Errorf("a login after the stop reached the service (%d calls, want %d)", n, calls)
 	}
 }
 
