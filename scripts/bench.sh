@@ -78,8 +78,8 @@
 #   ferry: the mitm plugin alone, no access log; and the same ferry
 #     proxying plain http:// requests for the same objects (the cost of a
 #     request without TLS);
-#   mitmdump (mitmproxy, Debian package mitmproxy; not installed by this
-#     script: apt-get install mitmproxy): -q, flow_detail=0, every body
+#   mitmdump (mitmproxy, Debian package mitmproxy, installed when
+#     missing): -q, flow_detail=0, every body
 #     streamed, ferry's CA as its own (both proxies sign ECDSA P-256
 #     leaves), the origin's certificate verified.
 #
@@ -194,6 +194,8 @@ for p in $PEERS; do
 done
 # The plain HTTP origin.
 if selected http mitm; then needed+=(nginx-light); fi
+# The peer of the mitm mode.
+if selected mitm; then needed+=(mitmproxy); fi
 # The Redis of the quota-redis setups.
 case " $FERRY " in *" quota-redis-"*) needed+=(redis-server) ;; esac
 for p in "${needed[@]}"; do
