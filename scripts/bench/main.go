@@ -36,6 +36,7 @@ import (
 type config struct {
 	mode, proxy, proto, target string
 	pid                        int
+	cgroup                     string
 	name, variant              string
 	repeat                     int
 	json                       bool
@@ -162,6 +163,7 @@ func benchFlags(c *config, l *benchLists) *flag.FlagSet {
 	fs.StringVar(&c.proto, "proto", "connect", "connect (HTTP CONNECT) | socks5 | tcp (the proxy forwards to -target) | h2 (CONNECT streams of HTTP/2 connections: h2c, or ALPN h2 with -tls-ca); http mode: http (absolute-form requests to a forward proxy) | reverse (origin-form requests to a reverse proxy in front of -origin)")
 	fs.StringVar(&c.target, "target", "127.0.0.1:0", "address of the tool's own target server (fixed, for -proto tcp)")
 	fs.IntVar(&c.pid, "pid", 0, "the proxy's pid: its CPU time, RSS and fds (and those of its child processes) are read from /proc; 0: none")
+	fs.StringVar(&c.cgroup, "cgroup", "", "a cgroup directory the proxy (and nothing else) runs in: its CPU time is read from the cgroup (cpuacct.usage, or cpu.stat on cgroup v2), exact, instead of /proc's clock ticks; \"\": /proc")
 	fs.StringVar(&c.name, "name", "", "the proxy's name in the results (default: the command name of -pid)")
 	fs.StringVar(&c.variant, "variant", "", "a variant of the proxy's setup, in the results (e.g. hook)")
 	fs.IntVar(&c.repeat, "repeat", 0, "the round of repeated runs this one belongs to, in the results (bench.sh's REPEATS); 0: none")
@@ -259,8 +261,13 @@ func (c *config) check() error {
 		}
 	}
 	if c.pid > 0 {
-		if _, err := sample(c.pid, false); err != nil {
+		if _, err := sample(c.pid, c.cgroup, false); err != nil {
 			return fmt.Errorf("-pid: %v", err)
+		}
+		if c.cgroup != "" {
+			if err := inCgroup(c.cgroup, c.pid); err != nil {
+				return fmt.Errorf("-cgroup: %v", err)
+			}
 		}
 	}
 	return nil
@@ -331,20 +338,23 @@ type meter struct {
 }
 
 func (b *bench) start() meter {
-	p, _ := sample(b.cfg.pid, false)
+	p, _ := sample(b.cfg.pid, b.cfg.cgroup, false)
 	return meter{p: p, self: selfCPU(), t: time.Now()}
 }
 
 // stop ends a measurement of elapsed wall time (the measured work, not
 // the settle pauses around it) and fills the common fields.
 func (b *bench) stop(m meter, elapsed time.Duration, r *Result) {
-	p, err := sample(b.cfg.pid, false)
+	p, err := sample(b.cfg.pid, b.cfg.cgroup, false)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "bench: %v\n", err)
 	}
 	r.Seconds = elapsed.Seconds()
 	if b.cfg.pid > 0 && err == nil {
 		r.CPUSec = cpuSeconds(m.p, p)
+		if m.p.cgroup && p.cgroup {
+			r.CPUFrom = "cgroup"
+		}
 		r.Procs = p.procs
 	}
 	if r.Seconds > 0 {

@@ -259,7 +259,7 @@ func (b *bench) idle() *Result {
 		fmt.Fprintf(os.Stderr, "bench: RLIMIT_NOFILE %d: %v\n", lim, err)
 	}
 	time.Sleep(b.cfg.settle)
-	base, err := sample(b.cfg.pid, true)
+	base, err := sample(b.cfg.pid, b.cfg.cgroup, true)
 	if err != nil {
 		r.fail(err)
 		return r
@@ -284,14 +284,14 @@ func (b *bench) idle() *Result {
 	}
 	r.OpenSeconds = openElapsed.Seconds()
 	time.Sleep(b.cfg.settle)
-	opening, _ := sample(b.cfg.pid, false)
+	opening, _ := sample(b.cfg.pid, b.cfg.cgroup, false)
 	if r.Tunnels > 0 && b.cfg.pid > 0 {
 		r.CPUUsPerOpenConn = cpuSeconds(m.p, opening) * 1e6 / float64(r.Tunnels)
 	}
 	// The hold: every tunnel idle.
 	h := b.start()
 	time.Sleep(b.cfg.hold)
-	held, err := sample(b.cfg.pid, true)
+	held, err := sample(b.cfg.pid, b.cfg.cgroup, true)
 	if err != nil {
 		r.fail(err)
 		return r
@@ -386,7 +386,7 @@ func (b *bench) waitFDs(base procSample) {
 		end := time.Now().Add(15 * time.Second)
 		last, same := int64(-1), 0
 		for time.Now().Before(end) {
-			s, err := sample(b.cfg.pid, true)
+			s, err := sample(b.cfg.pid, b.cfg.cgroup, true)
 			if err != nil || s.fds <= base.fds+16 {
 				break
 			}

@@ -11,7 +11,7 @@ import (
 // targets, the chart, a table per metric, the errors and the raw
 // results.
 func (rs *results) markdown(w io.Writer, meta []string, png string) {
-	writeIntro(w, meta)
+	writeIntro(w, meta, rs.cpuFromCgroup())
 	writeMachine(w, meta)
 	rs.writeTargets(w)
 	rs.writeSetups(w)
@@ -32,9 +32,24 @@ func (rs *results) modeValue(mode string, f func(*Result) float64) func(subj) (f
 	return func(s subj) (float64, bool) { return rs.value(s, mode, f) }
 }
 
+// cpuFromCgroup says every CPU figure was read from the proxy's cgroup.
+func (rs *results) cpuFromCgroup() bool {
+	n := 0
+	for _, r := range rs.all {
+		if r.CPUSec > 0 {
+			if r.CPUFrom != "cgroup" {
+				return false
+			}
+			n++
+		}
+	}
+	return n > 0
+}
+
 // writeIntro writes the title and how the figures were measured,
-// dated by the meta line "date" (today if none).
-func writeIntro(w io.Writer, meta []string) {
+// dated by the meta line "date" (today if none); cgroup says whether
+// the CPU figures came from the proxy's cgroup.
+func writeIntro(w io.Writer, meta []string, cgroup bool) {
 	date := time.Now().UTC().Format("2006-01-02")
 	for _, l := range meta {
 		if k, v, ok := strings.Cut(l, ":"); ok && strings.EqualFold(strings.TrimSpace(k), "date") {
@@ -45,6 +60,11 @@ func writeIntro(w io.Writer, meta []string) {
 	fmt.Fprintf(w, "Measured on %s by `scripts/bench.sh`, which writes this file (do not edit it by hand: run the script again). ", date)
 	fmt.Fprintf(w, "ferry and its peers (Debian's proxies, gost and glider) each ran alone on CPU core 0 (`taskset -c 0`), on loopback, one at a time; ")
 	fmt.Fprintf(w, "the load tool (`scripts/bench`) ran on core 1 with its own target server at the far end of each tunnel. ")
+	if cgroup {
+		fmt.Fprintf(w, "CPU figures are the proxy's own CPU time, read in nanoseconds from a cgroup it ran in alone (its child processes included), ")
+		fmt.Fprintf(w, "so they do not depend on how fast the load tool is.\n\n")
+		return
+	}
 	fmt.Fprintf(w, "CPU figures are the proxy's own user+system time from `/proc/PID/stat` (its child processes included), ")
 	fmt.Fprintf(w, "so they do not depend on how fast the load tool is; the kernel counts it in clock ticks of %d ms, ", 1000/clockTicks)
 	fmt.Fprintf(w, "so a run's CPU figure is exact to about two ticks (about 2%% for a run that keeps the proxy busy for a second).\n\n")

@@ -26,6 +26,7 @@ type Result struct {
 
 	Seconds    float64 `json:"seconds"`               // wall time of the measured part
 	CPUSec     float64 `json:"cpu_s,omitempty"`       // proxy CPU time (utime+stime) in the measured part
+	CPUFrom    string  `json:"cpu_from,omitempty"`    // "cgroup" when CPUSec is the cgroup's, exact; else /proc's clock ticks
 	ProxyCPU   float64 `json:"proxy_cpu_pct"`         // CPUSec / Seconds, in percent
 	ToolCPU    float64 `json:"tool_cpu_pct"`          // this tool's CPU / Seconds, in percent (100 = its core is saturated)
 	Errors     int64   `json:"errors,omitempty"`      // failed tunnels or transfers
