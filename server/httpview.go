@@ -88,11 +88,19 @@ func keepAlive(hd *httphead.Head) bool {
 // hasConnToken reports whether a Connection field lists token.
 func hasConnToken(hd *httphead.Head, token string) bool {
 	for i := range hd.Len() {
-		if strings.EqualFold(hd.Name(i), "Connection") && listHas(hd.Value(i), token) {
+		if isField(hd.Name(i), "Connection") && listHas(hd.Value(i), token) {
 			return true
 		}
 	}
 	return false
+}
+
+// isField compares a field name with a known one. Names are tokens
+// (ASCII; httphead checks them), so names of other lengths differ, and
+// most fields are told apart by length alone: hopByHop runs this for
+// every field of every head against every Connection field.
+func isField(name, known string) bool {
+	return len(name) == len(known) && strings.EqualFold(name, known)
 }
 
 func listHas(list, token string) bool {
@@ -113,9 +121,9 @@ func listHas(list, token string) bool {
 // which is meant for the client.
 func hopByHop(hd *httphead.Head, name string, request bool) bool {
 	switch {
-	case strings.EqualFold(name, "Connection"), strings.EqualFold(name, "Keep-Alive"),
-		strings.EqualFold(name, "TE"), strings.EqualFold(name, "Upgrade"),
-		strings.EqualFold(name, "Proxy-Connection"), strings.EqualFold(name, "Proxy-Authenticate"):
+	case isField(name, "Connection"), isField(name, "Keep-Alive"),
+		isField(name, "TE"), isField(name, "Upgrade"),
+		isField(name, "Proxy-Connection"), isField(name, "Proxy-Authenticate"):
 		return true
 	case request && len(name) > 6 && strings.EqualFold(name[:6], "Proxy-"):
 		return true
