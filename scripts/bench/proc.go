@@ -138,8 +138,9 @@ func inCgroup(dir string, pid int) error {
 	if err != nil {
 		return err
 	}
+	want := strconv.Itoa(pid)
 	for f := range strings.FieldsSeq(string(b)) {
-		if f == strconv.Itoa(pid) {
+		if f == want {
 			return nil
 		}
 	}
