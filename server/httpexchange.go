@@ -27,6 +27,8 @@ const continueWait = time.Second
 type exchange struct {
 	f *httpForwarder
 	s *plugins.Session
+	// ctx is the session's context while the exchange runs.
+	ctx requestCtx
 	// st is the exchange's access-log figures, held in the exchange
 	// rather than allocated apart.
 	st plugins.Stats

@@ -119,13 +119,13 @@ func (f *httpForwarder) forward(hd *httphead.Head, req *http.Request, fr httphea
 	}
 	s := h.newSession("http", defaultPort(req.URL.Host, "80"))
 	s.Request = req
-	// The request's context ends with its exchange.
-	reqCtx, cancel := context.WithCancel(h.l.srv.hardCtx)
-	s.BindContext(reqCtx)
 	ex := &exchange{f: f, s: s, out: requestOut{hd: hd, req: req, fr: fr}}
+	// The request's context ends with its exchange.
+	ex.ctx.parent = h.l.srv.hardCtx
+	s.BindContext(&ex.ctx)
 	st := &ex.st
 	st.Start = time.Now()
-	defer func() { cancel(); h.l.finish(s, st) }()
+	defer func() { ex.ctx.end(); h.l.finish(s, st) }()
 
 	up, reused, code, err := f.upstreamFor(s, fr.Kind == httphead.None && idempotent(req.Method))
 	h.l.srv.obs.Handshake(s.Protocol, handshakeOutcome(err))
