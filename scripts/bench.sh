@@ -2,11 +2,11 @@
 # Benchmarks ferry against its peers on loopback and writes BENCHMARKS.md
 # and BENCHMARKS.png (the chart) at the top of the repo.
 #
-#   scripts/bench.sh            # full run, about 25 minutes (mitm included)
+#   scripts/bench.sh            # full run, about 28 minutes (mitm included)
 #   QUICK=1 scripts/bench.sh    # smoke run, about 5 minutes: smaller sizes, one round, 3000 idle tunnels
 #   MODES=http OUT=/tmp/http.md PNG=/tmp/http.png scripts/bench.sh
 #                               # plain HTTP only, about 4 minutes (a partial report)
-#   scripts/bench.sh mitm       # intercepted HTTPS only, under 2 minutes: replaces
+#   scripts/bench.sh mitm       # intercepted HTTPS only, about 4 minutes: replaces
 #                               # the "Intercepted HTTPS" section of BENCHMARKS.md
 #
 # Each proxy runs alone, freshly started for each setup, pinned to core
@@ -74,7 +74,9 @@
 # whose TLS the proxy terminates, from Go's HTTP client (HTTP/1.1, a
 # keep-alive tunnel per connection; HTTP/2, one tunnel multiplexing all),
 # to nginx over TLS (HTTP/2) on the tool's core, objects of HTTP_OBJECTS,
-# each setup a fresh process, reported in a section of its own:
+# each setup a fresh process, reported in a section of its own; in REPEATS
+# rounds when mitm is among REPEAT_MODES, each round running ferry and
+# mitmdump over one protocol one after the other:
 #   ferry: the mitm plugin alone, no access log; and the same ferry
 #     proxying plain http:// requests for the same objects (the cost of a
 #     request without TLS);
@@ -93,7 +95,7 @@
 #   HOLD         idle hold before measuring                         (2s / 1s)
 #   TIMEOUT      time cap of each measured run                      (60s / 20s)
 #   REPEATS      rounds of the repeated modes                       (3 / 1)
-#   REPEAT_MODES modes run in every round, the others in the first  (throughput connrate http pingpong)
+#   REPEAT_MODES modes run in every round, the others in the first  (throughput connrate http pingpong mitm)
 #   HTTP_CONNS     plain HTTP keep-alive connections                (16)
 #   HTTP_DURATION  plain HTTP run per proxy and object size          (3s / 2s)
 #   HTTP_REQUESTS  plain HTTP requests per run at most               (2000000)
@@ -133,7 +135,7 @@ ROUNDS=${ROUNDS:-$d_rounds}
 IDLE_N=${IDLE_N:-$d_idle}
 IDLE_N=${IDLE_N//,/ }
 REPEATS=${REPEATS:-$d_repeats}
-REPEAT_MODES=${REPEAT_MODES:-throughput connrate http pingpong}
+REPEAT_MODES=${REPEAT_MODES:-throughput connrate http pingpong mitm}
 HOLD=${HOLD:-$d_hold}
 TIMEOUT=${TIMEOUT:-$d_timeout}
 HTTP_CONNS=${HTTP_CONNS:-16}
@@ -939,28 +941,44 @@ intercept = ["localhost"]
 upstream_ca_file = "$work/proxy.pem"
 EOF
 	"$work/ferry" check -c "$d/ferry.toml" >/dev/null
-	for proto in h1 h2 http; do
-		log "ferry mitm $proto"
-		drain_time_wait
-		start_proxy ferry-mitm "$addr" "$work/ferry" run -c "$d/ferry.toml" || { notes+=("ferry (mitm) did not start"); break; }
-		measure_out=$work/mitm.jsonl measure ferry "" "$proto" "$addr" mitm || true
-		stop_proxy
-	done
+	local peer=1 round
 	if ! command -v mitmdump >/dev/null; then
 		log "mitmdump not found: install it (Debian: apt-get install mitmproxy) for the comparison"
 		notes+=("mitmdump not installed (apt-get install mitmproxy): ferry measured alone")
-	else
-		addr=127.0.0.1:$(port 16)
-		for proto in h1 h2; do
-			log "mitmdump $proto"
-			drain_time_wait
-			start_proxy mitmdump "$addr" mitmdump -q --listen-host 127.0.0.1 -p "${addr##*:}" \
-				--set confdir="$d/mitmproxy" --set flow_detail=0 --set stream_large_bodies=1 \
-				--set ssl_verify_upstream_trusted_ca="$work/proxy.pem" || { notes+=("mitmdump did not start"); break; }
-			measure_out=$work/mitm.jsonl measure mitmdump "" "$proto" "$addr" mitm || true
-			stop_proxy
-		done
+		peer=0
 	fi
+	# A ratio pairs ferry's run with mitmdump's (or the plain one's) of
+	# the same round: each protocol's two run one after the other.
+	for round in $(seq "$(mitm_rounds)"); do
+		for proto in h1 h2 http; do
+			log "ferry mitm $proto, round $round"
+			drain_time_wait
+			start_proxy ferry-mitm "$addr" "$work/ferry" run -c "$d/ferry.toml" || { notes+=("ferry (mitm) did not start"); return; }
+			measure_out=$work/mitm.jsonl measure ferry "" "$proto" "$addr" mitm || true
+			stop_proxy
+			if [ "$peer" = 1 ] && [ "$proto" != http ]; then
+				run_mitmdump "$proto" || peer=0
+			fi
+		done
+	done
+}
+
+# mitm_rounds is how many rounds the mitm mode runs: REPEATS when it is
+# among REPEAT_MODES, else one.
+mitm_rounds() {
+	case " $REPEAT_MODES " in *" mitm "*) echo "$REPEATS" ;; *) echo 1 ;; esac
+}
+
+# run_mitmdump measures mitmdump over proto (h1, h2), a fresh process.
+run_mitmdump() {
+	local d=$work/mitm addr=127.0.0.1:$(port 16)
+	log "mitmdump $1, round $round"
+	drain_time_wait
+	start_proxy mitmdump "$addr" mitmdump -q --listen-host 127.0.0.1 -p "${addr##*:}" \
+		--set confdir="$d/mitmproxy" --set flow_detail=0 --set stream_large_bodies=1 \
+		--set ssl_verify_upstream_trusted_ca="$work/proxy.pem" || { notes+=("mitmdump did not start"); return 1; }
+	measure_out=$work/mitm.jsonl measure mitmdump "" "$1" "$addr" mitm || true
+	stop_proxy
 }
 
 # mitm_report writes the "Intercepted HTTPS" section into OUT: in place
@@ -970,7 +988,7 @@ mitm_report() {
 	{
 		echo "Date: $(date -u '+%Y-%m-%d %H:%M UTC'); CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//'), $(nproc) cores"
 		echo "ferry: built from commit $ferry_rev${ferry_dirty:+ with uncommitted changes to $ferry_dirty}; $(version mitmdump --version | sed 's/  */ /g'); origin $(version nginx -v)"
-		echo "Pinning: proxy on core $PROXY_CPU, the tool and nginx on core $TOOL_CPU; $MITM_DURATION per run, $MITM_CONNS connections (HTTP/1.1) or workers on one connection (HTTP/2)"
+		echo "Pinning: proxy on core $PROXY_CPU, the tool and nginx on core $TOOL_CPU; $MITM_DURATION per run, $MITM_CONNS connections (HTTP/1.1) or workers on one connection (HTTP/2); $(mitm_rounds) rounds"
 		echo "Load average before the run: $load_before"
 		for n in "${notes[@]}"; do echo "Problem: $n"; done
 		echo "Reproduce: scripts/bench.sh mitm"
