@@ -15,7 +15,9 @@
 # would tune it for speed, without per-connection logging; the report
 # prints each one's command line and configuration file. Setups:
 #   ferry CONNECT, SOCKS5 and tcp (fixed forward), access log on (log
-#     plugin, to a file): every mode;
+#     plugin, to a file): every mode, connrate on a process of its own
+#     (rate-connect, rate-socks5, rate-tcp) run right before the same
+#     setup without the log;
 #   ferry+nolog: the same without the access log: idle, connrate,
 #     throughput and (absolute-form GETs) http, the modes the log can
 #     change; the targets judge it, as the peers run without logging;
@@ -67,7 +69,9 @@
 # setups, so a round runs the setups a ratio compares one after the
 # other: each hooked setup right after the one it is judged against,
 # the quota setups right before theirs (ferry+nolog CONNECT), the no-log
-# setups last, and then haproxy and gonet. Measured minutes apart, as
+# setups last, each right after the same setup with the access log for
+# the figures the report shows beside them (new tunnels, plain HTTP),
+# and then haproxy and gonet. Measured minutes apart, as
 # they once were, the pairs took the machine's drift along (a 1.3x
 # quota ratio the same binaries showed as 0.97-1.04x back to back).
 # and mitm, intercepted HTTPS (issue 18): GETs through CONNECT tunnels
@@ -103,7 +107,7 @@
 #   MITM_CONNS     mitm: HTTP/1.1 connections, HTTP/2 workers        (16)
 #   MITM_DURATION  mitm: run per proxy, protocol and object size     (5s / 2s)
 #   PEERS        peers to run: haproxy gonet tinyproxy squid dante microsocks gost glider
-#   FERRY        ferry setups to run: h2 http connect hook-connect socks5 hook-socks5 tcp hook-tcp quota-connect quota-redis-connect nolog-connect nolog-socks5 nolog-tcp nolog-http
+#   FERRY        ferry setups to run: h2 connect hook-connect socks5 hook-socks5 tcp hook-tcp quota-connect quota-redis-connect rate-connect nolog-connect rate-socks5 nolog-socks5 rate-tcp nolog-tcp http nolog-http
 #   MODES        modes to run: idle connrate pingpong throughput http udp mitm
 #   FERRY_TLS    ferry setups through its TLS listener, run before FERRY: tls-connect tls-socks5 tls-h2
 #   UDP_WINDOW   udp: datagrams in flight through the association    (32)
@@ -143,7 +147,7 @@ HTTP_DURATION=${HTTP_DURATION:-$d_http}
 HTTP_REQUESTS=${HTTP_REQUESTS:-2000000}
 HTTP_OBJECTS=${HTTP_OBJECTS:-1KiB,64KiB}
 PEERS=${PEERS:-haproxy gonet tinyproxy squid dante microsocks gost glider}
-FERRY=${FERRY:-h2 http connect hook-connect socks5 hook-socks5 tcp hook-tcp quota-connect quota-redis-connect nolog-connect nolog-socks5 nolog-tcp nolog-http}
+FERRY=${FERRY:-h2 connect hook-connect socks5 hook-socks5 tcp hook-tcp quota-connect quota-redis-connect rate-connect nolog-connect rate-socks5 nolog-socks5 rate-tcp nolog-tcp http nolog-http}
 MODES=${MODES:-idle connrate pingpong throughput http udp mitm}
 FERRY_TLS=${FERRY_TLS-tls-connect tls-socks5 tls-h2} # empty: none
 UDP_WINDOW=${UDP_WINDOW:-32}
@@ -639,14 +643,18 @@ run_ferry() {
 		variant=quota-redis proto=connect addr=127.0.0.1:$(port 23) modes="connrate throughput" conf=ferry-quota-redis.toml
 		start_redis || return 0
 		;;
-	connect | socks5) proto=$setup addr=127.0.0.1:$(port 1) ;;
+	connect | socks5) proto=$setup addr=127.0.0.1:$(port 1) modes="idle pingpong throughput" ;;
+	# The logged setups' new tunnels, measured next to the no-log ones'
+	# (see FERRY's order).
+	rate-connect | rate-socks5) proto=${setup#rate-} addr=127.0.0.1:$(port 1) modes=connrate ;;
+	rate-tcp) proto=tcp addr=127.0.0.1:$(port 2) modes=connrate ;;
 	nolog-connect | nolog-socks5) variant=nolog proto=${setup#nolog-} addr=127.0.0.1:$(port 10) modes="idle connrate throughput" ;;
 	nolog-tcp) variant=nolog proto=tcp addr=127.0.0.1:$(port 17) modes="idle connrate throughput" ;;
 	h2) proto=h2 addr=127.0.0.1:$(port 1) modes="idle pingpong throughput" ;;
 	tls-h2) variant=tls proto=h2 addr=127.0.0.1:$(port 13) modes="idle pingpong throughput" ;;
 	http) proto=http addr=127.0.0.1:$(port 1) modes=http ;;
 	nolog-http) variant=nolog proto=http addr=127.0.0.1:$(port 10) modes=http ;;
-	tcp) proto=tcp addr=127.0.0.1:$(port 2) ;;
+	tcp) proto=tcp addr=127.0.0.1:$(port 2) modes="idle pingpong throughput" ;;
 	hook-connect | hook-socks5) variant=hook proto=${setup#hook-} addr=127.0.0.1:$(port 3) modes="pingpong throughput" ;;
 	hook-tcp) variant=hook proto=tcp addr=127.0.0.1:$(port 4) modes="pingpong throughput" ;;
 	tls-connect) variant=tls proto=connect addr=127.0.0.1:$(port 13) ;;
