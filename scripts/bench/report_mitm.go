@@ -132,25 +132,25 @@ func (rs *results) mitmTargets(w io.Writer, sizes []int64, peer string) {
 			if rs.repeats(f) == 0 {
 				continue
 			}
-			peerKey := mitmKey(peer, p.proto, size)
 			for _, t := range []struct {
-				g        goal
+				what     string
 				ref      runKey
 				refLabel string
 				get      func(*Result) float64
+				limit    float64
+				atMost   bool
 				unit     string
 			}{
-				{rs.ratioTarget(fmt.Sprintf("requests/s per core ≥ 10× %s's", peer), f, peerKey, perCore, 10, false, " req/s/core"),
-					peerKey, peer, perCore, " req/s/core"},
-				{rs.ratioTarget("CPU per request ≤ 2× plain HTTP's", f, plain, cpu, 2, true, " µs"),
-					plain, "ferry, plain HTTP", cpu, " µs"},
+				{fmt.Sprintf("requests/s per core ≥ 10× %s's", peer), mitmKey(peer, p.proto, size), peer, perCore, 10, false, " req/s/core"},
+				{"CPU per request ≤ 2× plain HTTP's", plain, "ferry, plain HTTP", cpu, 2, true, " µs"},
 			} {
+				g := rs.ratioTarget(t.what, f, t.ref, t.get, t.limit, t.atMost, t.unit)
 				// The main report's labels name the proxy protocol
 				// ("HTTP/2 CONNECT"); here the protocol has a column.
-				if rv, ok := rs.med(t.ref, t.get); ok && t.g.ref != "—" {
-					t.g.ref = fmt.Sprintf("%s: %s%s", t.refLabel, num(rv), t.unit)
+				if rv, ok := rs.med(t.ref, t.get); ok && g.ref != "—" {
+					g.ref = fmt.Sprintf("%s: %s%s", t.refLabel, num(rv), t.unit)
 				}
-				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", t.g.what, p.label, sizeString(size), t.g.ferry, t.g.ref, t.g.ratio, t.g.worst, t.g.result)
+				fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s | %s | %s |\n", g.what, p.label, sizeString(size), g.ferry, g.ref, g.ratio, g.worst, g.result)
 			}
 		}
 	}
