@@ -125,6 +125,30 @@ root=$(pwd)
 started=$SECONDS
 load_before=$(cut -d' ' -f1-3 /proc/loadavg)
 
+# cpu_waited_us is the kernel's count of microseconds some task waited
+# for a CPU (pressure stall information), empty where the kernel has
+# none: what it grows by over the run says how crowded the cores were.
+cpu_waited_us() {
+	awk '/^some/ { for (i = 2; i <= NF; i++) if (sub("^total=", "", $i)) print $i }' /proc/pressure/cpu 2>/dev/null || true
+}
+waited_before=$(cpu_waited_us)
+
+# damon_schemes describes the kernel's DAMON reclaim running on this
+# machine, if any: it pages out memory it finds idle, on its own
+# schedule, one more thing a run's figures can move with.
+damon_schemes() {
+	local d c s out=
+	for d in /sys/kernel/mm/damon/admin/kdamonds/[0-9]*; do
+		[ "$(cat "$d/state" 2>/dev/null)" = on ] || continue
+		for c in "$d"/contexts/[0-9]*; do
+			for s in "$c"/schemes/[0-9]*; do
+				out+="${out:+; }kdamond ${d##*/}: $(cat "$s/action") of $(cat "$c/operations") memory idle for $(($(cat "$s/access_pattern/age/min") * $(cat "$c/monitoring_attrs/intervals/aggr_us") / 1000000)) s, at most $(($(cat "$s/quotas/bytes") >> 20)) MiB per $(cat "$s/quotas/reset_interval_ms") ms"
+			done
+		done
+	done
+	echo "$out"
+}
+
 quick=${QUICK:-0}
 if [ "$quick" = 1 ]; then
 	d_bytes=512MiB d_duration=1s d_rounds=5000 d_idle=3000 d_hold=1s d_timeout=20s d_http=2s d_repeats=1
@@ -1092,6 +1116,12 @@ fi
 	fi
 	echo "Run time: ${elapsed}s for the whole script (build included)"
 	echo "Load average before the run: $load_before (1, 5, 15 min; other work on the machine would disturb the figures)"
+	waited_after=$(cpu_waited_us)
+	if [ -n "$waited_before" ] && [ -n "$waited_after" ] && [ "$elapsed" -gt 0 ]; then
+		echo "CPU pressure: some task waited for a CPU $(awk -v d=$((waited_after - waited_before)) -v t="$elapsed" 'BEGIN { printf "%.1f", d / (t * 1e4) }')% of the run (/proc/pressure/cpu; the load tool and its servers share core $TOOL_CPU, so some is the run's own)"
+	fi
+	damon=$(damon_schemes)
+	[ -z "$damon" ] || echo "Kernel memory reclaim: DAMON, $damon"
 	for n in "${notes[@]}"; do echo "Problem: $n"; done
 	echo "Reproduce: scripts/bench.sh$([ "$quick" = 1 ] && echo ' with QUICK=1')"
 } >"$work/meta.txt"

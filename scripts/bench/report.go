@@ -68,6 +68,11 @@ func runReport(args []string) int {
 		fmt.Fprintf(os.Stderr, "bench report: %v\n", err)
 		return 1
 	}
+	// Said on the terminal too: whoever ran the script decides whether
+	// to keep the report.
+	if s := rs.steadiness(); strings.HasPrefix(s, "**") {
+		fmt.Fprintf(os.Stderr, "bench report: %s\n", strings.ReplaceAll(s, "**", ""))
+	}
 	return 0
 }
 

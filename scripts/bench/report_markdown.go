@@ -14,6 +14,7 @@ func (rs *results) markdown(w io.Writer, meta []string, png string) {
 	writeIntro(w, meta, rs.cpuFromCgroup())
 	writeMachine(w, meta)
 	rs.writeTargets(w)
+	rs.writeSteadiness(w)
 	rs.writeSetups(w)
 	writeChart(w, png)
 	writeResultsIntro(w)
@@ -99,7 +100,11 @@ func (rs *results) writeTargets(w io.Writer) {
 	}
 	fmt.Fprintf(w, "## Targets\n\n%d of %d targets met (%d measured). Ratios are ferry's figure divided by the reference's; where runs were repeated, of the medians of each one's runs, which the verdict uses. ", met, len(ts), known)
 	fmt.Fprintf(w, "The worst run is the largest ratio of one of ferry's runs over the reference's run of the same round (a round of `REPEATS` runs the setups a ratio compares one after the other, so a pair was measured a minute or two apart, not the whole run apart). ")
-	fmt.Fprintf(w, "ferry is judged without its access log where that was measured (`ferry+nolog`), as every peer runs without per-connection logging; its figure with the log is shown beside.\n\n")
+	fmt.Fprintf(w, "ferry is judged without its access log where that was measured (`ferry+nolog`), as every peer runs without per-connection logging; its figure with the log is shown beside.")
+	if s := rs.steadiness(); s != "" {
+		fmt.Fprintf(w, " %s", strings.TrimSpace(s))
+	}
+	fmt.Fprintf(w, "\n\n")
 	fmt.Fprintf(w, "| target | ferry | reference | ratio | worst run | result |\n|---|---|---|---|---|---|\n")
 	for _, t := range ts {
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %s |\n", t.what, t.ferry, t.ref, t.ratio, t.worst, t.result)
