@@ -1,3 +1,5 @@
+//go:build linux
+
 package test
 
 // Tests of the deployment files. There is no Docker engine to build the

@@ -1,3 +1,5 @@
+//go:build linux
+
 // Package test holds ferry's end-to-end tests: they build the ferry binary
 // once, run it as a child process against loopback-only targets and drive
 // it with real clients (curl, hand-written SOCKS and CONNECT clients,
@@ -9,6 +11,11 @@
 // When the tests run with -race, the binary is built with -race too, so a
 // data race inside ferry makes it exit 66 and fails the test that stopped
 // it. Nothing here touches the network beyond 127.0.0.1 and ::1.
+//
+// The tests run on Linux only, so every file carries a linux build
+// constraint: they drive Debian's servers, read /proc and cgroups, set
+// Linux socket options and resource limits. Elsewhere the package is
+// empty, and `GOOS=darwin go vet ./...` checks the product itself.
 package test
 
 import (
