@@ -102,7 +102,7 @@ func (rs *results) writeTargets(w io.Writer) {
 	fmt.Fprintf(w, "The worst run is the largest ratio of one of ferry's runs over the reference's run of the same round (a round of `REPEATS` runs the setups a ratio compares one after the other, so a pair was measured a minute or two apart, not the whole run apart). ")
 	fmt.Fprintf(w, "ferry is judged without its access log where that was measured (`ferry+nolog`), as every peer runs without per-connection logging; its figure with the log is shown beside.")
 	if s := rs.steadiness(); s != "" {
-		fmt.Fprintf(w, " %s", strings.TrimSpace(s))
+		fmt.Fprintf(w, " %s", s)
 	}
 	fmt.Fprintf(w, "\n\n")
 	fmt.Fprintf(w, "| target | ferry | reference | ratio | worst run | result |\n|---|---|---|---|---|---|\n")

@@ -19,10 +19,7 @@ const steadyLimit = 1.2
 // scheduler, memory reclaim). haproxy is what the targets divide by;
 // gonet, the Go floor, shows how the Go runtime fared, which moves
 // ferry's figures and not haproxy's.
-var references = []string{"haproxy", "gonet"}
-
-// judgedRef is the reference whose steadiness the run is judged on.
-const judgedRef = "haproxy"
+var references = []string{haproxyTCP.name, goFloor.name}
 
 // spread is how one reference figure varied over the rounds of a run.
 type spread struct {
@@ -76,7 +73,7 @@ func (rs *results) spreads() []spread {
 			continue
 		}
 		out = append(out, spread{what: steadyLabel(r), unit: fig.unit, min: slices.Min(vs), max: slices.Max(vs), runs: len(vs),
-			judged: r.Name == judgedRef && r.Mode != "throughput"})
+			judged: r.Name == haproxyTCP.name && r.Mode != "throughput"})
 	}
 	return out
 }
