@@ -25,9 +25,13 @@ cd "$(dirname "$0")/.."
 # (certutil) to make Chromium trust ferry's CA for intercepted HTTPS;
 # slapd (OpenLDAP) as the directory of the auth plugin's ldap backend,
 # with ldap-utils (ldapadd) to load its users; redis-server as the shared
-# [state] store of quotas.
+# [state] store of quotas; systemd for systemd-analyze, which verifies the
+# shipped ferry.service (a container image may lack it, and the test
+# would skip; systemd need not be running); openssl, which reads the
+# CA's fingerprint the way an operator would (ca-certificates pulls it
+# in, named here so it is not left to that).
 packages=(curl ca-certificates haproxy nginx-light tshark dante-server microsocks tinyproxy squid python3-requests
-	chromium python3-socks dnsmasq nodejs libnss3-tools slapd ldap-utils redis-server)
+	chromium python3-socks dnsmasq nodejs libnss3-tools slapd ldap-utils redis-server systemd openssl)
 
 missing=()
 for p in "${packages[@]}"; do
